@@ -1,0 +1,212 @@
+//! Server configuration: built-in defaults, then `switchboard.toml`, then `SWITCHBOARD_*`
+//! environment variables (nested keys with `__`, e.g. `SWITCHBOARD_LIMITS__MAX_BODY_BYTES`).
+//!
+//! Every limit the server enforces lives here, with its default, so an operator can see and
+//! change all of them in one place.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::store::SqliteSync;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the embedded database, the generated JWT secret and the plugin cache live.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default: `sqlite://<data_dir>/switchboard.db`.
+    pub database_url: Option<Secret>,
+    /// Password for the `admin` account created on first start with an empty database.
+    /// When absent, a random one is generated and printed once.
+    pub initial_admin_password: Option<Secret>,
+    pub log_format: LogFormat,
+    pub auth: AuthConfig,
+    pub limits: Limits,
+    pub store: StoreConfig,
+    pub plugins: crate::plugins::PluginsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            initial_admin_password: None,
+            log_format: LogFormat::Plain,
+            auth: AuthConfig::default(),
+            limits: Limits::default(),
+            store: StoreConfig::default(),
+            plugins: crate::plugins::PluginsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 signing secret. When absent, one is generated on first start and kept in
+    /// `<data_dir>/jwt.secret`; several nodes must share one, so set it explicitly there.
+    pub jwt_secret: Option<Secret>,
+    /// Lifetime of an access token, in seconds.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token (and so of a session without activity), in seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// Let anyone create an account with `POST /api/v1/users`. Off: only admins may.
+    pub open_registration: bool,
+    /// Failed logins allowed per account per minute before further tries are refused.
+    pub login_attempts_per_minute: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            open_registration: false,
+            login_attempts_per_minute: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest HTTP request body accepted.
+    pub max_body_bytes: usize,
+    /// Largest WebSocket frame accepted from a client.
+    pub max_frame_bytes: usize,
+    /// Largest message body, in bytes of UTF-8.
+    pub max_message_bytes: usize,
+    /// Longest `client_msg_id`.
+    pub max_client_msg_id_len: usize,
+    /// Longest room name or topic.
+    pub max_room_name_len: usize,
+    /// Sustained messages (sends, edits, deletes) per second per user, across all sessions.
+    pub messages_per_second: u32,
+    /// Burst allowance on top of the sustained rate.
+    pub message_burst: u32,
+    /// Largest history page; asking for more is clamped to this.
+    pub history_page_max: u32,
+    /// Events queued for one WebSocket session before it is disconnected as a slow consumer.
+    pub ws_send_queue: usize,
+    /// How often the server pings an idle WebSocket, in seconds.
+    pub ws_heartbeat_secs: u64,
+    /// A WebSocket silent (no frame, no pong) this long is closed, in seconds.
+    pub ws_idle_timeout_secs: u64,
+    /// Events sent in one resume catch-up per room before the client must page history.
+    pub resume_max_events: u32,
+    /// Members in one group room.
+    pub max_room_members: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_frame_bytes: 64 * 1024,
+            max_message_bytes: 16 * 1024,
+            max_client_msg_id_len: 64,
+            max_room_name_len: 200,
+            messages_per_second: 20,
+            message_burst: 40,
+            history_page_max: 200,
+            ws_send_queue: 1024,
+            ws_heartbeat_secs: 15,
+            ws_idle_timeout_secs: 45,
+            resume_max_events: 1000,
+            max_room_members: 10_000,
+        }
+    }
+}
+
+impl Limits {
+    pub fn ws_heartbeat(&self) -> Duration {
+        Duration::from_secs(self.ws_heartbeat_secs.max(1))
+    }
+    pub fn ws_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.ws_idle_timeout_secs.max(2))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Reader connections (SQLite) or pool size (PostgreSQL).
+    pub max_connections: u32,
+    /// SQLite durability: `full` (default; an acknowledged message survives power loss) or
+    /// `normal` (survives a process crash only).
+    pub sqlite_synchronous: SqliteSync,
+    /// Most writes committed in one transaction by the group-commit writer.
+    pub commit_batch_max: usize,
+    /// Writes waiting for the group-commit writer before senders are told to retry.
+    pub commit_queue: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            sqlite_synchronous: SqliteSync::Full,
+            commit_batch_max: 512,
+            commit_queue: 16_384,
+        }
+    }
+}
+
+/// A string that never shows in `Debug` output or logs.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+impl Config {
+    /// Defaults, then `file` (or `./switchboard.toml` if present), then `SWITCHBOARD_*` env.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None => figment = figment.merge(Toml::file("switchboard.toml")),
+        }
+        figment = figment.merge(Env::prefixed("SWITCHBOARD_").split("__"));
+        figment.extract().map_err(|e| ConfigError(Box::new(e)))
+    }
+
+    /// The database URL in force (explicit, or SQLite under the data directory).
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose().to_string(),
+            None => format!("sqlite://{}", self.data_dir.join("switchboard.db").display()),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The one error type clients see: a stable machine `code`, a human `message`, and the HTTP
+//! status (or WebSocket error frame) it maps to.
+//!
+//! Internal causes (database errors, I/O) are logged here and replaced by a generic message:
+//! a client never sees a stack of internals.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("authentication required")]
+    Unauthenticated { code: &'static str, message: String },
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{message}")]
+    PayloadTooLarge { code: &'static str, message: String },
+    #[error("{message}")]
+    TooManyRequests { code: &'static str, message: String, retry_after_ms: u64 },
+    /// A plugin refused the action; `code` and `reason` are the plugin's own.
+    #[error("rejected by plugin {plugin}: {reason}")]
+    Rejected { plugin: String, code: String, reason: String },
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest { code, message: message.into() }
+    }
+    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Unauthenticated { code, message: message.into() }
+    }
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Forbidden { code, message: message.into() }
+    }
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::NotFound { code, message: message.into() }
+    }
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict { code, message: message.into() }
+    }
+    pub fn too_large(code: &'static str, message: impl Into<String>) -> Self {
+        Self::PayloadTooLarge { code, message: message.into() }
+    }
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Unavailable { code, message: message.into() }
+    }
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::BadRequest { code, .. }
+            | Self::Unauthenticated { code, .. }
+            | Self::Forbidden { code, .. }
+            | Self::NotFound { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::PayloadTooLarge { code, .. }
+            | Self::TooManyRequests { code, .. }
+            | Self::Unavailable { code, .. } => code,
+            Self::Rejected { .. } => "message_rejected",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } | Self::Rejected { .. } => StatusCode::FORBIDDEN,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The JSON body (also the payload of a WebSocket `error` frame).
+    pub fn body(&self) -> ErrorBody {
+        let message = match self {
+            Self::Internal(_) => "internal server error".to_string(),
+            Self::Unauthenticated { message, .. } => message.clone(),
+            Self::Rejected { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        let rejection = match self {
+            Self::Rejected { plugin, code, .. } => {
+                Some(Rejection { plugin: plugin.clone(), code: code.clone() })
+            }
+            _ => None,
+        };
+        let retry_after_ms = match self {
+            Self::TooManyRequests { retry_after_ms, .. } => Some(*retry_after_ms),
+            _ => None,
+        };
+        ErrorBody { code: self.code().to_string(), message, rejection, retry_after_ms }
+    }
+
+    /// Log causes that clients are not shown.
+    pub fn log(&self) {
+        if let Self::Internal(err) = self {
+            tracing::error!(error = ?err, "internal error");
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rejection: Option<Rejection>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// Which plugin rejected a message, and its own code for why.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Rejection {
+    pub plugin: String,
+    pub code: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let Self::TooManyRequests { retry_after_ms, .. } = self {
+            let secs = retry_after_ms.div_ceil(1000).max(1);
+            if let Ok(value) = secs.to_string().parse() {
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::not_found("not_found", "not found"),
+            StoreError::Conflict(code) => Self::conflict(code, conflict_message(code)),
+            other => Self::internal(other),
+        }
+    }
+}
+
+fn conflict_message(code: &str) -> &'static str {
+    match code {
+        "user_exists" => "a user with that name already exists",
+        "already_member" => "the user is already a member of the room",
+        "message_deleted" => "the message has been deleted",
+        "not_author" => "only the author may edit a message",
+        "not_a_message" => "the target is not a message",
+        _ => "the request conflicts with the current state",
+    }
+}

@@ -1,0 +1,3 @@
+//! The message path.
+
+pub mod hooks;

@@ -1,0 +1,457 @@
+//! Persistent state behind one trait, so the server runs on SQLite (embedded default) or
+//! PostgreSQL (scale) without the rest of the code knowing which.
+//!
+//! The trait speaks in domain types, never SQL rows. Every implementation must satisfy the
+//! same contract (the shared suite in `tests/e2e/store_contract.rs`):
+//! - `append_events` assigns each room a gap-free, strictly increasing `seq` inside the write
+//!   transaction, and returns only after commit;
+//! - a repeated `(sender, client_msg_id)` returns the original event flagged `duplicate`,
+//!   never a second row and never a burnt `seq`;
+//! - deleting a message erases its body (and the bodies of its edits) from storage.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub type UserId = i64;
+pub type RoomId = i64;
+pub type EventId = i64;
+/// Milliseconds since the Unix epoch (UTC).
+pub type Millis = i64;
+
+/// Free-form string metadata attached to a message (plugins may add to it, e.g. DLP flags).
+pub type Metadata = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub name: String,
+    pub display_name: String,
+    pub is_admin: bool,
+    pub is_bot: bool,
+    pub active: bool,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub name: String,
+    pub display_name: String,
+    /// Argon2id PHC string; `None` for accounts that cannot log in with a password (bots).
+    pub password_hash: Option<String>,
+    pub is_admin: bool,
+    pub is_bot: bool,
+}
+
+/// A login session: the refresh token's hash and the lifetime of every access token issued
+/// under it. Revoking the session invalidates both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub user_id: UserId,
+    pub refresh_hash: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomKind {
+    Direct,
+    Group,
+}
+
+impl RoomKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Group => "group",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "direct" => Some(Self::Direct),
+            "group" => Some(Self::Group),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Room {
+    pub id: RoomId,
+    pub kind: RoomKind,
+    pub name: Option<String>,
+    pub topic: Option<String>,
+    pub created_by: UserId,
+    pub created_at: Millis,
+    /// The highest `seq` assigned in this room (0 before the first event).
+    pub last_seq: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRoom {
+    pub kind: RoomKind,
+    pub name: Option<String>,
+    pub topic: Option<String>,
+    pub created_by: UserId,
+}
+
+/// A member's role in a room; ordered so that `Owner > Admin > Member`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Member,
+    Admin,
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "owner" => Some(Self::Owner),
+            "admin" => Some(Self::Admin),
+            "member" => Some(Self::Member),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub room_id: RoomId,
+    pub user_id: UserId,
+    pub role: Role,
+    pub joined_at: Millis,
+}
+
+/// A room the user belongs to, with what a room list needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSummary {
+    #[serde(flatten)]
+    pub room: Room,
+    pub role: Role,
+    /// The user's read cursor in this room (0 if never read).
+    pub read_seq: i64,
+    /// Message events after the read cursor (not counting the user's own).
+    pub unread: i64,
+    /// The other member of a direct room, for naming it.
+    pub peer: Option<UserId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Message,
+    Edit,
+    Delete,
+    MemberJoined,
+    MemberLeft,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Edit => "edit",
+            Self::Delete => "delete",
+            Self::MemberJoined => "member_joined",
+            Self::MemberLeft => "member_left",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "message" => Some(Self::Message),
+            "edit" => Some(Self::Edit),
+            "delete" => Some(Self::Delete),
+            "member_joined" => Some(Self::MemberJoined),
+            "member_left" => Some(Self::MemberLeft),
+            _ => None,
+        }
+    }
+}
+
+/// One entry in a room's ordered log. A message's id is the id of its `Message` event; edits
+/// and deletes point at it through `target`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: EventId,
+    pub room_id: RoomId,
+    pub seq: i64,
+    pub kind: EventKind,
+    pub sender_id: UserId,
+    /// For `Edit`/`Delete`: the message event; for `MemberJoined`/`MemberLeft`: the user id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<i64>,
+    /// Current text (a `Message` shows its latest edit); `None` once deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(skip_serializing_if = "Metadata::is_empty", default)]
+    pub metadata: Metadata,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+    pub created_at: Millis,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<Millis>,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub deleted: bool,
+}
+
+/// A write to a room's log. Every variant gets the room's next `seq`.
+#[derive(Debug, Clone)]
+pub enum NewEvent {
+    Message {
+        room_id: RoomId,
+        sender_id: UserId,
+        client_msg_id: String,
+        body: String,
+        metadata: Metadata,
+    },
+    /// Replace a message's body. The store checks that `target` is a live message in the room
+    /// written by `sender_id`.
+    Edit {
+        room_id: RoomId,
+        sender_id: UserId,
+        target: EventId,
+        body: String,
+        metadata: Metadata,
+    },
+    /// Erase a message. `sender_id` may be the author or a moderator: the router decides who
+    /// may, the store only checks that the message exists in the room and is not deleted.
+    Delete {
+        room_id: RoomId,
+        sender_id: UserId,
+        target: EventId,
+    },
+    /// Add `user_id` with `role`; `Conflict("already_member")` if present.
+    Join {
+        room_id: RoomId,
+        actor_id: UserId,
+        user_id: UserId,
+        role: Role,
+    },
+    /// Remove `user_id`; `NotFound` if not a member.
+    Leave {
+        room_id: RoomId,
+        actor_id: UserId,
+        user_id: UserId,
+    },
+}
+
+impl NewEvent {
+    pub fn room_id(&self) -> RoomId {
+        match self {
+            Self::Message { room_id, .. }
+            | Self::Edit { room_id, .. }
+            | Self::Delete { room_id, .. }
+            | Self::Join { room_id, .. }
+            | Self::Leave { room_id, .. } => *room_id,
+        }
+    }
+}
+
+/// What `append_events` did with one `NewEvent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub event: Event,
+    /// True when this was a retry of an already-stored `(sender, client_msg_id)`.
+    pub duplicate: bool,
+}
+
+/// One page of a room's log, in ascending `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// Events with `seq > after`, oldest first.
+    After(i64),
+    /// Events with `seq < before`, the newest `limit` of them, returned oldest first.
+    Before(i64),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness or state rule was broken; the code is stable and client-safe.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    #[error("database error: {0}")]
+    Backend(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("unsupported database url: {0}")]
+    UnsupportedUrl(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An operator-facing record of something that mattered (plugin decisions, admin actions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: Millis,
+    /// Who acted: `user:<id>`, `plugin:<name>` or `system`.
+    pub actor: String,
+    /// What happened, e.g. `plugin.reject`, `plugin.flag`, `user.deactivate`.
+    pub action: String,
+    /// What it concerned, e.g. `room:3`, `user:7`.
+    pub subject: String,
+    /// Details without sensitive content (never a message body).
+    pub detail: serde_json::Value,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is (`sqlite` or `postgres`), for logs and `/metrics`.
+    fn backend(&self) -> &'static str;
+    /// Cheap liveness probe.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Bytes the database occupies, if the backend can tell.
+    async fn size_bytes(&self) -> StoreResult<Option<u64>>;
+
+    // ---- users ----
+    async fn count_users(&self) -> StoreResult<i64>;
+    /// `Conflict("user_exists")` if the name is taken.
+    async fn create_user(&self, user: NewUser) -> StoreResult<User>;
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>>;
+    /// The user and their password hash, for login.
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<(User, Option<String>)>>;
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    async fn set_user_active(&self, id: UserId, active: bool) -> StoreResult<()>;
+    async fn set_password_hash(&self, id: UserId, hash: &str) -> StoreResult<()>;
+
+    // ---- sessions ----
+    async fn create_session(&self, session: &Session) -> StoreResult<()>;
+    async fn session(&self, id: &str) -> StoreResult<Option<Session>>;
+    /// Atomically replace the refresh hash if it still equals `old_hash` and the session is
+    /// live; returns false otherwise (a replayed or revoked refresh token).
+    async fn rotate_refresh(
+        &self,
+        id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        expires_at: Millis,
+    ) -> StoreResult<bool>;
+    async fn revoke_session(&self, id: &str) -> StoreResult<()>;
+    /// Revoke every live session of a user; returns their ids.
+    async fn revoke_user_sessions(&self, user: UserId) -> StoreResult<Vec<String>>;
+
+    // ---- rooms and members ----
+    /// Create a group room with its initial members (the creator among them, as owner).
+    async fn create_room(&self, room: NewRoom, members: &[(UserId, Role)]) -> StoreResult<Room>;
+    /// The direct room of two users, created if absent: exactly one per pair, even when both
+    /// ask at once. Returns the room and whether it was created now.
+    async fn direct_room(&self, a: UserId, b: UserId) -> StoreResult<(Room, bool)>;
+    async fn room(&self, id: RoomId) -> StoreResult<Option<Room>>;
+    async fn rooms_for_user(&self, user: UserId) -> StoreResult<Vec<RoomSummary>>;
+    async fn list_rooms(&self) -> StoreResult<Vec<Room>>;
+    async fn room_members(&self, room: RoomId) -> StoreResult<Vec<Member>>;
+    async fn member(&self, room: RoomId, user: UserId) -> StoreResult<Option<Member>>;
+
+    // ---- the room log ----
+    /// Apply a batch in one transaction (group commit). Results are positional. A failed
+    /// item (e.g. editing a deleted message) does not fail the others, burns no `seq`, and
+    /// leaves nothing behind.
+    async fn append_events(&self, batch: Vec<NewEvent>) -> StoreResult<Vec<StoreResult<Appended>>>;
+    async fn event(&self, id: EventId) -> StoreResult<Option<Event>>;
+    async fn event_by_client_msg_id(
+        &self,
+        sender: UserId,
+        client_msg_id: &str,
+    ) -> StoreResult<Option<Event>>;
+    async fn events(&self, room: RoomId, page: Page, limit: u32) -> StoreResult<Vec<Event>>;
+
+    // ---- read cursors ----
+    /// Move the user's cursor forward to `seq` (never backwards); returns the cursor now held.
+    async fn set_read_cursor(&self, user: UserId, room: RoomId, seq: i64) -> StoreResult<i64>;
+
+    // ---- plugin key/value (one namespace per plugin) ----
+    async fn kv_get(&self, plugin: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn kv_put(&self, plugin: &str, key: &str, value: &[u8]) -> StoreResult<()>;
+    async fn kv_delete(&self, plugin: &str, key: &str) -> StoreResult<bool>;
+    /// Keys with `prefix`, sorted, at most `limit`.
+    async fn kv_keys(&self, plugin: &str, prefix: &str, limit: u32) -> StoreResult<Vec<String>>;
+
+    // ---- audit ----
+    async fn append_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: &serde_json::Value,
+    ) -> StoreResult<()>;
+    /// Newest first, at most `limit`.
+    async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+}
+
+/// Open the store a database URL names: `sqlite://path` (or a bare path) or `postgres://…`.
+/// Migrations run before this returns.
+pub async fn open(url: &str, options: &StoreOptions) -> StoreResult<Arc<dyn Store>> {
+    // PLACEHOLDER(store helper): return Arc::new(PgStore / SqliteStore) once they implement Store.
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let _store = postgres::PgStore::connect(url, options).await?;
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    } else if url.starts_with("sqlite:") {
+        let _store = sqlite::SqliteStore::open(url, options).await?;
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// Tuning shared by the backends.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connections for reads (SQLite) or for everything (PostgreSQL).
+    pub max_connections: u32,
+    /// SQLite `synchronous`: `full` (survives power loss) or `normal` (survives a crash of
+    /// the process, may lose the last transactions on power loss).
+    pub sqlite_synchronous: SqliteSync,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { max_connections: 8, sqlite_synchronous: SqliteSync::Full }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqliteSync {
+    Full,
+    Normal,
+}
+
+/// The URL with any password removed, safe to log or show.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The current time in milliseconds since the epoch.
+pub fn now_millis() -> Millis {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
