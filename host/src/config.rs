@@ -27,6 +27,8 @@ pub struct Config {
     /// When absent, a random one is generated and printed once.
     pub initial_admin_password: Option<Secret>,
     pub log_format: LogFormat,
+    /// Bearer token a Prometheus scraper sends to read `/metrics` (admins may always).
+    pub metrics_token: Option<Secret>,
     pub auth: AuthConfig,
     pub limits: Limits,
     pub store: StoreConfig,
@@ -41,6 +43,7 @@ impl Default for Config {
             database_url: None,
             initial_admin_password: None,
             log_format: LogFormat::Plain,
+            metrics_token: None,
             auth: AuthConfig::default(),
             limits: Limits::default(),
             store: StoreConfig::default(),
@@ -111,6 +114,11 @@ pub struct Limits {
     pub ws_idle_timeout_secs: u64,
     /// Events sent in one resume catch-up per room before the client must page history.
     pub resume_max_events: u32,
+    /// Frames of any kind one WebSocket connection may send per second (typing, read, …);
+    /// messages are limited further by `messages_per_second`.
+    pub ws_frames_per_second: u32,
+    /// How long a new connection holds live events back waiting for its `sync` frame.
+    pub ws_sync_grace_ms: u64,
     /// Members in one group room.
     pub max_room_members: usize,
 }
@@ -130,6 +138,8 @@ impl Default for Limits {
             ws_heartbeat_secs: 15,
             ws_idle_timeout_secs: 45,
             resume_max_events: 1000,
+            ws_frames_per_second: 100,
+            ws_sync_grace_ms: 1000,
             max_room_members: 10_000,
         }
     }
@@ -198,7 +208,12 @@ impl Config {
             Some(path) => figment = figment.merge(Toml::file_exact(path)),
             None => figment = figment.merge(Toml::file("switchboard.toml")),
         }
-        figment = figment.merge(Env::prefixed("SWITCHBOARD_").split("__"));
+        // `SWITCHBOARD_CONFIG` names the file (a CLI flag), it is not a setting.
+        figment = figment.merge(
+            Env::prefixed("SWITCHBOARD_")
+                .ignore(&["config"])
+                .split("__"),
+        );
         figment.extract().map_err(|e| ConfigError(Box::new(e)))
     }
 
@@ -206,7 +221,10 @@ impl Config {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.expose().to_string(),
-            None => format!("sqlite://{}", self.data_dir.join("switchboard.db").display()),
+            None => format!(
+                "sqlite://{}",
+                self.data_dir.join("switchboard.db").display()
+            ),
         }
     }
 }

@@ -2,10 +2,151 @@
 //! WebAssembly plugins at defined hook points.
 //!
 //! Dependencies point one way: `api` → `router` → {`plugins`, `store`, `hub`}. The `router`
-//! knows no HTTP types and no wasmtime types; `store` knows only SQL.
+//! knows no HTTP types and no wasmtime types; `store` knows only SQL. [`serve`] is the one
+//! entry point, used by the binary and by the end-to-end tests alike.
 
+pub mod api;
+pub mod auth;
 pub mod config;
 pub mod error;
+pub mod hub;
+pub mod metrics;
 pub mod plugins;
+pub mod protocol;
 pub mod router;
 pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::AppState;
+use crate::config::Config;
+use crate::hub::{CloseReason, Hub};
+use crate::router::Router;
+use crate::router::commit::Committer;
+use crate::router::hooks::{Hooks, NoHooks};
+use crate::store::{Store, StoreOptions};
+
+/// Open the configured store (running migrations).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let options = StoreOptions {
+        max_connections: config.store.max_connections,
+        sqlite_synchronous: config.store.sqlite_synchronous,
+    };
+    let url = config.database_url();
+    store::open(&url, &options)
+        .await
+        .with_context(|| format!("opening database {}", store::redact_url(&url)))
+}
+
+/// On first start with an empty database, create `admin` and return its password.
+pub async fn bootstrap_admin(store: &dyn Store, config: &Config) -> anyhow::Result<Option<String>> {
+    if store.count_users().await? > 0 {
+        return Ok(None);
+    }
+    let password = match &config.initial_admin_password {
+        Some(p) => p.expose().to_string(),
+        None => auth::random_token(18),
+    };
+    api::account::new_account(
+        store,
+        "admin".into(),
+        password.clone(),
+        Some("Administrator".into()),
+        true,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("creating the admin account: {}", e.body().message))?;
+    Ok(Some(password))
+}
+
+/// Run the server on `listener` until `shutdown` resolves, then stop accepting, close live
+/// sessions, and finish every write already accepted before returning.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let store = open_store(&config).await?;
+    if let Some(password) = bootstrap_admin(store.as_ref(), &config).await? {
+        if config.initial_admin_password.is_none() {
+            // Printed once, to the terminal of whoever started the server; never logged.
+            println!(
+                "Created the first account: user `admin`, password `{password}` (shown once; change it)."
+            );
+        } else {
+            tracing::info!("created the first account `admin` with the configured password");
+        }
+    }
+    let secret = auth::load_or_create_secret(&config.auth, &config.data_dir)
+        .context("loading the JWT signing secret")?;
+
+    let mut registry = Registry::default();
+    let metrics = metrics::Metrics::register(&mut registry);
+    let hub = Arc::new(Hub::new(store.clone(), metrics.clone()));
+    let plugins = plugins::PluginHost::load(
+        &config.plugins,
+        &config.data_dir,
+        store.clone(),
+        &mut registry,
+    )
+    .await
+    .context("loading plugins")?;
+    let hooks: Arc<dyn Hooks> = match &plugins {
+        Some(host) => host.clone(),
+        None => Arc::new(NoHooks),
+    };
+    let (stop_writer, writer_stopped) = watch::channel(false);
+    let (committer, writer) = Committer::start(
+        store.clone(),
+        hub.clone(),
+        metrics.clone(),
+        config.store.commit_batch_max,
+        config.store.commit_queue,
+        writer_stopped,
+    );
+    let router = Arc::new(Router::new(
+        store.clone(),
+        hub.clone(),
+        hooks,
+        committer,
+        config.limits.clone(),
+    ));
+    let auth = Arc::new(auth::Auth::new(store.clone(), config.auth.clone(), &secret));
+    let state = AppState {
+        config: config.clone(),
+        store: store.clone(),
+        auth,
+        router,
+        hub: hub.clone(),
+        metrics,
+        registry: Arc::new(registry),
+    };
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, store = store.backend(), "switchboard listening");
+    let hub_for_shutdown = hub.clone();
+    axum::serve(listener, api::app(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sessions, finishing writes");
+            hub_for_shutdown.close_all(CloseReason::Shutdown);
+        })
+        .await
+        .context("serving HTTP")?;
+    let _ = stop_writer.send(true);
+    writer.await.context("group-commit writer")?;
+    if let Some(host) = plugins {
+        host.shutdown().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,3 +1,682 @@
-//! The message path.
+//! The message path: every room write passes through here, whether it came over HTTP or
+//! the WebSocket.
+//!
+//! For a message: authorize (member of the room) → rate-limit → idempotency → plugin
+//! `message-pre-send` chain → group commit (per-room `seq` assigned in the transaction) →
+//! fan-out (done by the writer, in commit order) → ack → `message-delivered` observers.
+//! No HTTP or wasmtime type appears here.
 
+pub mod commit;
 pub mod hooks;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use self::commit::Committer;
+use self::hooks::{HookKind, Hooks, PreSend, PreSendOutcome};
+use crate::config::Limits;
+use crate::error::{ApiError, Result};
+use crate::hub::Hub;
+use crate::protocol::{Ack, ServerFrame};
+use crate::store::{
+    Event, EventId, EventKind, Member, Metadata, NewEvent, NewRoom, Page, Role, Room, RoomId,
+    RoomKind, Store, User, UserId,
+};
+
+/// Most metadata entries on one message, and their sizes.
+const MAX_METADATA_ENTRIES: usize = 16;
+const MAX_METADATA_KEY: usize = 64;
+const MAX_METADATA_VALUE: usize = 1024;
+
+pub struct Router {
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    hooks: Arc<dyn Hooks>,
+    committer: Committer,
+    limits: Limits,
+    rate: DefaultKeyedRateLimiter<UserId>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        hooks: Arc<dyn Hooks>,
+        committer: Committer,
+        limits: Limits,
+    ) -> Self {
+        let per_second =
+            NonZeroU32::new(limits.messages_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(limits.message_burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        Self {
+            store,
+            hub,
+            hooks,
+            committer,
+            rate: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+            limits,
+        }
+    }
+
+    pub fn hooks(&self) -> &Arc<dyn Hooks> {
+        &self.hooks
+    }
+
+    // ---------------------------------------------------------------- messages
+
+    /// Post a message. A retry with the same `client_msg_id` returns the original ack.
+    pub async fn send_message(
+        &self,
+        sender: &User,
+        room_id: RoomId,
+        client_msg_id: String,
+        body: String,
+        metadata: Metadata,
+    ) -> Result<Ack> {
+        self.check_client_msg_id(&client_msg_id)?;
+        self.check_body(&body)?;
+        check_metadata(&metadata)?;
+        self.require_member(sender.id, room_id).await?;
+        // A retry is answered from the store without running plugins again (a DLP flag is
+        // recorded once) and without spending the sender's rate budget.
+        if let Some(original) = self
+            .store
+            .event_by_client_msg_id(sender.id, &client_msg_id)
+            .await?
+        {
+            return duplicate_ack(original, room_id);
+        }
+        self.rate_limit(sender.id)?;
+        let (body, metadata, modified) = self
+            .pre_send(sender, room_id, &client_msg_id, None, body, metadata)
+            .await?;
+        let appended = self
+            .committer
+            .commit(NewEvent::Message {
+                room_id,
+                sender_id: sender.id,
+                client_msg_id: client_msg_id.clone(),
+                body,
+                metadata,
+            })
+            .await?;
+        if appended.duplicate {
+            // Lost a race with a concurrent retry: the first one won, report it.
+            return duplicate_ack(appended.event, room_id);
+        }
+        self.delivered(&appended.event).await;
+        Ok(Ack {
+            room: room_id,
+            id: appended.event.id,
+            seq: appended.event.seq,
+            client_msg_id: Some(client_msg_id),
+            body: modified.then(|| appended.event.body.clone()).flatten(),
+            modified,
+            duplicate: false,
+        })
+    }
+
+    /// Replace the body of one's own message. Edits pass through the same plugin chain as
+    /// new messages, so a filter cannot be bypassed by editing.
+    pub async fn edit_message(
+        &self,
+        sender: &User,
+        room_id: RoomId,
+        message: EventId,
+        body: String,
+    ) -> Result<Ack> {
+        self.check_body(&body)?;
+        self.require_member(sender.id, room_id).await?;
+        let original = self.message_in_room(room_id, message).await?;
+        if original.sender_id != sender.id {
+            return Err(ApiError::forbidden(
+                "not_author",
+                "only the author may edit a message",
+            ));
+        }
+        if original.deleted {
+            return Err(ApiError::conflict(
+                "message_deleted",
+                "the message has been deleted",
+            ));
+        }
+        self.rate_limit(sender.id)?;
+        let client_msg_id = original.client_msg_id.clone().unwrap_or_default();
+        let (body, metadata, modified) = self
+            .pre_send(
+                sender,
+                room_id,
+                &client_msg_id,
+                Some(message),
+                body,
+                original.metadata.clone(),
+            )
+            .await?;
+        let appended = self
+            .committer
+            .commit(NewEvent::Edit {
+                room_id,
+                sender_id: sender.id,
+                target: message,
+                body,
+                metadata,
+            })
+            .await?;
+        Ok(Ack {
+            room: room_id,
+            id: message,
+            seq: appended.event.seq,
+            client_msg_id: None,
+            body: modified.then(|| appended.event.body.clone()).flatten(),
+            modified,
+            duplicate: false,
+        })
+    }
+
+    /// Erase a message: its author, or a room owner/admin, may.
+    pub async fn delete_message(
+        &self,
+        actor: &User,
+        room_id: RoomId,
+        message: EventId,
+    ) -> Result<Ack> {
+        let member = self.require_member(actor.id, room_id).await?;
+        let original = self.message_in_room(room_id, message).await?;
+        if original.sender_id != actor.id && member.role < Role::Admin {
+            return Err(ApiError::forbidden(
+                "not_allowed",
+                "only the author or a room admin may delete a message",
+            ));
+        }
+        if original.deleted {
+            return Err(ApiError::conflict(
+                "message_deleted",
+                "the message has been deleted",
+            ));
+        }
+        self.rate_limit(actor.id)?;
+        let appended = self
+            .committer
+            .commit(NewEvent::Delete {
+                room_id,
+                sender_id: actor.id,
+                target: message,
+            })
+            .await?;
+        Ok(Ack {
+            room: room_id,
+            id: message,
+            seq: appended.event.seq,
+            client_msg_id: None,
+            body: None,
+            modified: false,
+            duplicate: false,
+        })
+    }
+
+    /// A page of a room's log, oldest first, and whether more exist beyond it.
+    pub async fn history(
+        &self,
+        caller: &User,
+        room_id: RoomId,
+        page: Page,
+        limit: Option<u32>,
+    ) -> Result<(Vec<Event>, bool)> {
+        self.require_member(caller.id, room_id).await?;
+        let limit = limit
+            .unwrap_or(50)
+            .clamp(1, self.limits.history_page_max.max(1));
+        // Ask for one more than the page to learn whether there is more.
+        let mut events = self.store.events(room_id, page, limit + 1).await?;
+        let more = events.len() > limit as usize;
+        if more {
+            match page {
+                Page::After(_) => {
+                    events.truncate(limit as usize);
+                }
+                Page::Before(_) => {
+                    events.remove(0);
+                }
+            }
+        }
+        Ok((events, more))
+    }
+
+    /// Events after `after` for a resuming session, at most `limit`.
+    pub async fn events_after(
+        &self,
+        room_id: RoomId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>> {
+        Ok(self
+            .store
+            .events(room_id, Page::After(after), limit)
+            .await?)
+    }
+
+    // ---------------------------------------------------------------- rooms
+
+    pub async fn create_group_room(
+        &self,
+        creator: &User,
+        name: String,
+        topic: Option<String>,
+        members: Vec<UserId>,
+    ) -> Result<Room> {
+        let name = name.trim().to_string();
+        if name.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_room_name",
+                "a group room needs a name",
+            ));
+        }
+        self.check_text_len("name", &name, self.limits.max_room_name_len)?;
+        if let Some(topic) = &topic {
+            self.check_text_len("topic", topic, self.limits.max_room_name_len * 5)?;
+        }
+        let mut initial = vec![(creator.id, Role::Owner)];
+        for user in members {
+            if initial.iter().any(|(id, _)| *id == user) {
+                continue;
+            }
+            self.require_active_user(user).await?;
+            initial.push((user, Role::Member));
+        }
+        if initial.len() > self.limits.max_room_members {
+            return Err(ApiError::bad_request(
+                "too_many_members",
+                "too many members for one room",
+            ));
+        }
+        let room = self
+            .store
+            .create_room(
+                NewRoom {
+                    kind: RoomKind::Group,
+                    name: Some(name),
+                    topic,
+                    created_by: creator.id,
+                },
+                &initial,
+            )
+            .await?;
+        Ok(room)
+    }
+
+    /// The direct room between the caller and `peer`, created if needed.
+    pub async fn direct_room(&self, caller: &User, peer: UserId) -> Result<(Room, bool)> {
+        if peer == caller.id {
+            return Err(ApiError::bad_request(
+                "invalid_peer",
+                "a direct room needs another user",
+            ));
+        }
+        self.require_active_user(peer).await?;
+        let (room, created) = self.store.direct_room(caller.id, peer).await?;
+        if created {
+            self.hub.invalidate_room(room.id);
+        }
+        Ok((room, created))
+    }
+
+    pub async fn room_detail(&self, caller: &User, room_id: RoomId) -> Result<(Room, Vec<Member>)> {
+        self.require_member(caller.id, room_id).await?;
+        let room = self.room(room_id).await?;
+        let members = self.store.room_members(room_id).await?;
+        Ok((room, members))
+    }
+
+    /// Add `user` to a group room; room owners and admins may.
+    pub async fn add_member(
+        &self,
+        actor: &User,
+        room_id: RoomId,
+        user: UserId,
+        role: Role,
+    ) -> Result<Event> {
+        let room = self.room(room_id).await?;
+        let member = self.require_member(actor.id, room_id).await?;
+        if room.kind == RoomKind::Direct {
+            return Err(ApiError::forbidden(
+                "direct_room",
+                "a direct room's members cannot change",
+            ));
+        }
+        if member.role < Role::Admin {
+            return Err(ApiError::forbidden(
+                "not_allowed",
+                "only room owners and admins may add members",
+            ));
+        }
+        if role > member.role || role == Role::Owner {
+            return Err(ApiError::forbidden(
+                "not_allowed",
+                "you cannot grant a role above your own",
+            ));
+        }
+        self.require_active_user(user).await?;
+        if self.hub.room_members(room_id).await?.len() >= self.limits.max_room_members {
+            return Err(ApiError::bad_request(
+                "too_many_members",
+                "the room is full",
+            ));
+        }
+        let appended = self
+            .committer
+            .commit(NewEvent::Join {
+                room_id,
+                actor_id: actor.id,
+                user_id: user,
+                role,
+            })
+            .await?;
+        Ok(appended.event)
+    }
+
+    /// Leave a room (`user == actor`) or remove someone (owners/admins, over lower roles).
+    pub async fn remove_member(
+        &self,
+        actor: &User,
+        room_id: RoomId,
+        user: UserId,
+    ) -> Result<Event> {
+        let room = self.room(room_id).await?;
+        let member = self.require_member(actor.id, room_id).await?;
+        if room.kind == RoomKind::Direct {
+            return Err(ApiError::forbidden(
+                "direct_room",
+                "a direct room's members cannot change",
+            ));
+        }
+        if user != actor.id {
+            let target =
+                self.store.member(room_id, user).await?.ok_or_else(|| {
+                    ApiError::not_found("not_a_member", "that user is not a member")
+                })?;
+            if member.role < Role::Admin || target.role >= member.role {
+                return Err(ApiError::forbidden(
+                    "not_allowed",
+                    "only an owner or admin may remove members of a lower role",
+                ));
+            }
+        }
+        let appended = self
+            .committer
+            .commit(NewEvent::Leave {
+                room_id,
+                actor_id: actor.id,
+                user_id: user,
+            })
+            .await?;
+        Ok(appended.event)
+    }
+
+    // ---------------------------------------------------------------- ephemeral
+
+    /// Move the caller's read cursor and tell the room's members.
+    pub async fn mark_read(&self, caller: &User, room_id: RoomId, seq: i64) -> Result<i64> {
+        self.require_member(caller.id, room_id).await?;
+        if seq < 0 {
+            return Err(ApiError::bad_request(
+                "invalid_seq",
+                "seq must not be negative",
+            ));
+        }
+        let room = self.room(room_id).await?;
+        let seq = seq.min(room.last_seq);
+        let held = self.store.set_read_cursor(caller.id, room_id, seq).await?;
+        let frame = ServerFrame::Read {
+            room: room_id,
+            user: caller.id,
+            seq: held,
+        }
+        .to_json();
+        self.hub
+            .publish_ephemeral(room_id, frame.into(), None)
+            .await?;
+        Ok(held)
+    }
+
+    /// Relay a typing indicator to the room's other sessions (not stored).
+    pub async fn typing(
+        &self,
+        caller: &User,
+        room_id: RoomId,
+        active: bool,
+        conn: u64,
+    ) -> Result<()> {
+        self.require_member(caller.id, room_id).await?;
+        let frame = ServerFrame::Typing {
+            room: room_id,
+            user: caller.id,
+            active,
+        }
+        .to_json();
+        self.hub
+            .publish_ephemeral(room_id, frame.into(), Some(conn))
+            .await?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- checks
+
+    /// The caller's membership, or `room_not_found` — non-members can't tell a room they may
+    /// not see from one that does not exist.
+    pub async fn require_member(&self, user: UserId, room_id: RoomId) -> Result<Member> {
+        let not_found =
+            || ApiError::not_found("room_not_found", "no such room, or you are not a member");
+        // Fast path through the hub's member cache; the role needs the store.
+        if !self.hub.room_members(room_id).await?.contains(&user) {
+            return Err(not_found());
+        }
+        self.store
+            .member(room_id, user)
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    async fn room(&self, room_id: RoomId) -> Result<Room> {
+        self.store.room(room_id).await?.ok_or_else(|| {
+            ApiError::not_found("room_not_found", "no such room, or you are not a member")
+        })
+    }
+
+    async fn message_in_room(&self, room_id: RoomId, message: EventId) -> Result<Event> {
+        match self.store.event(message).await? {
+            Some(event) if event.room_id == room_id && event.kind == EventKind::Message => {
+                Ok(event)
+            }
+            _ => Err(ApiError::not_found(
+                "message_not_found",
+                "no such message in this room",
+            )),
+        }
+    }
+
+    async fn require_active_user(&self, user: UserId) -> Result<User> {
+        match self.store.user_by_id(user).await? {
+            Some(u) if u.active => Ok(u),
+            _ => Err(ApiError::not_found(
+                "user_not_found",
+                format!("no active user with id {user}"),
+            )),
+        }
+    }
+
+    fn rate_limit(&self, user: UserId) -> Result<()> {
+        self.rate.check_key(&user).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            ApiError::TooManyRequests {
+                code: "rate_limited",
+                message: format!(
+                    "more than {} messages per second; slow down",
+                    self.limits.messages_per_second
+                ),
+                retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(1000).max(1),
+            }
+        })
+    }
+
+    fn check_body(&self, body: &str) -> Result<()> {
+        if body.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "empty_body",
+                "a message needs a body",
+            ));
+        }
+        if body.len() > self.limits.max_message_bytes {
+            return Err(ApiError::too_large(
+                "message_too_large",
+                format!(
+                    "a message body may have at most {} bytes",
+                    self.limits.max_message_bytes
+                ),
+            ));
+        }
+        // PostgreSQL text cannot hold NUL; refuse it on every backend alike.
+        if body.contains('\0') {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "a message body may not contain NUL",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_client_msg_id(&self, id: &str) -> Result<()> {
+        let ok = !id.is_empty()
+            && id.len() <= self.limits.max_client_msg_id_len
+            && id.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::bad_request(
+                "invalid_client_msg_id",
+                format!(
+                    "client_msg_id must be 1 to {} printable ASCII characters",
+                    self.limits.max_client_msg_id_len
+                ),
+            ))
+        }
+    }
+
+    fn check_text_len(&self, what: &'static str, text: &str, max: usize) -> Result<()> {
+        if text.chars().count() > max || text.contains('\0') {
+            return Err(ApiError::bad_request(
+                "invalid_room_name",
+                format!("the room {what} may have at most {max} characters and no NUL"),
+            ));
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- hooks
+
+    async fn pre_send(
+        &self,
+        sender: &User,
+        room_id: RoomId,
+        client_msg_id: &str,
+        editing: Option<EventId>,
+        body: String,
+        metadata: Metadata,
+    ) -> Result<(String, Metadata, bool)> {
+        if !self.hooks.implements(HookKind::MessagePreSend) {
+            return Ok((body, metadata, false));
+        }
+        let outcome = self
+            .hooks
+            .message_pre_send(PreSend {
+                room_id,
+                sender_id: sender.id,
+                sender_name: sender.name.clone(),
+                client_msg_id: client_msg_id.to_string(),
+                editing,
+                body,
+                metadata,
+            })
+            .await;
+        match outcome {
+            PreSendOutcome::Continue {
+                body,
+                metadata,
+                modified,
+            } => {
+                // The plugin layer validates sizes too; the store's own rules still hold.
+                if body.len() > self.limits.max_message_bytes || body.contains('\0') {
+                    return Err(ApiError::Rejected {
+                        plugin: "host".into(),
+                        code: "invalid_plugin_output".into(),
+                        reason: "a plugin produced a body the server cannot store".into(),
+                    });
+                }
+                Ok((body, metadata, modified))
+            }
+            PreSendOutcome::Reject {
+                plugin,
+                code,
+                reason,
+            } => Err(ApiError::Rejected {
+                plugin,
+                code,
+                reason,
+            }),
+        }
+    }
+
+    async fn delivered(&self, event: &Event) {
+        if !self.hooks.implements(HookKind::MessageDelivered) {
+            return;
+        }
+        match self.store.room(event.room_id).await {
+            Ok(Some(room)) => self.hooks.message_delivered(&room, event),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "room lookup for message-delivered failed"),
+        }
+    }
+}
+
+fn duplicate_ack(original: Event, room_id: RoomId) -> Result<Ack> {
+    if original.room_id != room_id {
+        return Err(ApiError::conflict(
+            "client_msg_id_reused",
+            "this client_msg_id was already used for a message in another room",
+        ));
+    }
+    Ok(Ack {
+        room: original.room_id,
+        id: original.id,
+        seq: original.seq,
+        client_msg_id: original.client_msg_id,
+        body: None,
+        modified: false,
+        duplicate: true,
+    })
+}
+
+fn check_metadata(metadata: &Metadata) -> Result<()> {
+    let too_big = metadata.len() > MAX_METADATA_ENTRIES
+        || metadata.iter().any(|(k, v)| {
+            k.is_empty() || k.len() > MAX_METADATA_KEY || v.len() > MAX_METADATA_VALUE
+        });
+    if too_big {
+        return Err(ApiError::bad_request(
+            "invalid_metadata",
+            format!(
+                "metadata may have {MAX_METADATA_ENTRIES} entries, keys of 1 to {MAX_METADATA_KEY} bytes and values up to {MAX_METADATA_VALUE} bytes"
+            ),
+        ));
+    }
+    Ok(())
+}

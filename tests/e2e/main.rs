@@ -1,1 +1,13 @@
+//! End-to-end tests: the real server on `127.0.0.1:0` with a temporary database, driven by
+//! real HTTP and WebSocket clients. One test binary, a module per feature.
+//!
+//! Set `TEST_LOG=1` to see the server's tracing output.
 
+#![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
+
+mod support;
+
+mod auth;
+mod bad_input;
+mod chat;
+mod resume;

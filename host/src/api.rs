@@ -1,0 +1,173 @@
+//! The HTTP and WebSocket surface. Each resource module exposes `fn routes() -> Router<AppState>`;
+//! they are merged here with the body limit and tracing layers.
+//!
+//! Handlers stay thin: parse and authenticate, call the router or the store, map the result.
+
+pub mod account;
+pub mod ops;
+pub mod rooms;
+pub mod ws;
+
+use std::sync::Arc;
+
+use axum::Router as HttpRouter;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use prometheus_client::registry::Registry;
+use serde::de::DeserializeOwned;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{Auth, Caller};
+use crate::config::Config;
+use crate::error::{ApiError, Result};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::router::Router;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<Auth>,
+    pub router: Arc<Router>,
+    pub hub: Arc<Hub>,
+    pub metrics: Metrics,
+    pub registry: Arc<Registry>,
+}
+
+/// All routes, with limits and request tracing applied.
+pub fn app(state: AppState) -> HttpRouter {
+    let body_limit = state.config.limits.max_body_bytes;
+    HttpRouter::new()
+        .merge(account::routes())
+        .merge(rooms::routes())
+        .merge(ws::routes())
+        .merge(ops::routes())
+        .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The authenticated caller, from `Authorization: Bearer <access token>`.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub Caller);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let token = bearer_token(parts).ok_or_else(|| {
+            ApiError::unauthenticated(
+                "missing_token",
+                "send an access token as `Authorization: Bearer …`",
+            )
+        })?;
+        Ok(Self(state.auth.authenticate(token).await?))
+    }
+}
+
+/// The caller, who must be a server admin.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub Caller);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let AuthUser(caller) = AuthUser::from_request_parts(parts, state).await?;
+        if !caller.user.is_admin {
+            return Err(ApiError::forbidden(
+                "admin_only",
+                "this needs a server admin",
+            ));
+        }
+        Ok(Self(caller))
+    }
+}
+
+pub fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Path parameters whose parse failure is our own error shape (`invalid_path`).
+#[derive(Debug, Clone, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct AppPath<T>(pub T);
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::bad_request("invalid_path", rejection.body_text())
+    }
+}
+
+/// A JSON body whose every failure is our own error shape: `body_too_large` (413),
+/// `invalid_utf8`, `malformed_json` and `invalid_body` (unknown field, wrong type, missing
+/// field), each with a human message.
+#[derive(Debug, Clone)]
+pub struct AppJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !is_json {
+            return Err(ApiError::bad_request(
+                "unsupported_media_type",
+                "send the body as `Content-Type: application/json`",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(
+                    "body_too_large",
+                    "the request body is larger than the server accepts",
+                )
+            } else {
+                ApiError::bad_request("unreadable_body", "the request body could not be read")
+            }
+        })?;
+        parse_json(&bytes).map(AppJson)
+    }
+}
+
+/// Parse JSON with the error codes of [`AppJson`]; shared with the WebSocket frame parser.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(ApiError::bad_request(
+            "invalid_utf8",
+            "the body is not valid UTF-8",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|err| {
+        use serde_json::error::Category;
+        match err.classify() {
+            Category::Data => ApiError::bad_request("invalid_body", err.to_string()),
+            Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
+                "malformed_json",
+                format!("the body is not valid JSON: {err}"),
+            ),
+        }
+    })
+}
+
+impl<T: serde::Serialize> IntoResponse for AppJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}

@@ -1,0 +1,72 @@
+//! Operations endpoints: liveness and Prometheus metrics.
+
+use axum::Router as HttpRouter;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::json;
+
+use super::{AdminUser, AppState, bearer_token};
+use crate::error::Result;
+
+pub fn routes() -> HttpRouter<AppState> {
+    HttpRouter::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+}
+
+/// Liveness and store reachability; unauthenticated so load balancers can probe it, and it
+/// reveals nothing but "ok".
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, axum::Json(json!({ "status": "ok" }))),
+        Err(err) => {
+            tracing::warn!(error = %err, "health check: store unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({ "status": "store_unavailable" })),
+            )
+        }
+    }
+}
+
+/// Prometheus text format. Needs the configured `metrics_token` as a bearer token (what a
+/// scraper sends) or an admin's access token.
+async fn metrics(State(state): State<AppState>, mut parts: Parts) -> Result<impl IntoResponse> {
+    let scraper_ok = match (&state.config.metrics_token, bearer_token(&parts)) {
+        (Some(expected), Some(given)) => {
+            constant_time_eq(expected.expose().as_bytes(), given.as_bytes())
+        }
+        _ => false,
+    };
+    if !scraper_ok {
+        AdminUser::from_request_parts(&mut parts, &state).await?;
+    }
+    let mut body = crate::metrics::render(&state.registry);
+    if let Ok(Some(bytes)) = state.store.size_bytes().await {
+        // Appended before the OpenMetrics terminator, which must stay last.
+        let had_eof = body.ends_with("# EOF\n");
+        if had_eof {
+            body.truncate(body.len() - "# EOF\n".len());
+        }
+        body.push_str("# HELP switchboard_store_size_bytes Bytes the database occupies.\n");
+        body.push_str("# TYPE switchboard_store_size_bytes gauge\n");
+        body.push_str(&format!("switchboard_store_size_bytes {bytes}\n"));
+        if had_eof {
+            body.push_str("# EOF\n");
+        }
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    ))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,567 @@
+//! The WebSocket session: JSON frames in, acks and room events out.
+//!
+//! A session is two halves. The *reader* parses client frames one at a time and calls the
+//! router, so one client's messages commit in the order it sent them. The *writer* owns the
+//! socket's sending half and is the only place that decides what the client sees next: live
+//! events from the hub, replies from the reader, catch-up after `sync`, heartbeats and the
+//! close frame. Because one task orders everything, a client never sees a room's events out
+//! of `seq` order, twice, or with a hole: the writer remembers the last `seq` it sent per
+//! room, drops anything at or below it, and fetches from the store whatever lies between.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router as HttpRouter;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::request::Parts;
+use axum::response::Response;
+use axum::routing::get;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, interval_at, sleep_until, timeout};
+
+use super::{AppState, bearer_token, parse_json};
+use crate::auth::Caller;
+use crate::error::{ApiError, Result};
+use crate::hub::{CloseReason, Outbound, SessionHandle};
+use crate::protocol::{ClientFrame, ServerFrame};
+use crate::router::hooks::{Decision, HookKind};
+use crate::store::{Event, RoomId};
+
+pub fn routes() -> HttpRouter<AppState> {
+    HttpRouter::new().route("/api/v1/ws", get(upgrade))
+}
+
+#[derive(Debug, Deserialize)]
+struct WsQuery {
+    token: Option<String>,
+}
+
+/// Authenticate before upgrading, so a bad token is a plain `401` with our error body.
+async fn upgrade(
+    State(state): State<AppState>,
+    parts: Parts,
+    Query(query): Query<WsQuery>,
+    ws: std::result::Result<
+        WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Result<Response> {
+    let token = bearer_token(&parts)
+        .map(str::to_string)
+        .or(query.token)
+        .ok_or_else(|| {
+            ApiError::unauthenticated(
+                "missing_token",
+                "send the access token in `Authorization` or `?token=`",
+            )
+        })?;
+    let caller = state.auth.authenticate(&token).await?;
+    let ws = ws.map_err(|_| {
+        ApiError::bad_request("websocket_required", "this endpoint speaks WebSocket only")
+    })?;
+    let hooks = state.router.hooks();
+    if hooks.implements(HookKind::OnConnect)
+        && let Decision::Deny { plugin, reason } =
+            hooks.on_connect(&caller.user, &caller.session_id).await
+    {
+        return Err(ApiError::Rejected {
+            plugin,
+            code: "connect_denied".into(),
+            reason,
+        });
+    }
+    let limits = &state.config.limits;
+    Ok(ws
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        // Bound what queues in the socket's own buffer too; past it, sending fails and the
+        // session ends instead of growing.
+        .max_write_buffer_size(4 * 1024 * 1024)
+        .on_upgrade(move |socket| run_session(state, caller, socket)))
+}
+
+/// What the reader hands the writer.
+#[derive(Debug)]
+enum Control {
+    /// A reply (ack, error, pong) to send as is.
+    Reply(String),
+    /// Catch up these rooms, then start live delivery.
+    Sync {
+        req: Option<String>,
+        rooms: BTreeMap<RoomId, i64>,
+    },
+    /// The client spoke without asking to sync: start live delivery now.
+    Start,
+    /// The client sent a frame over the size limit: close with `1009`.
+    TooLarge,
+}
+
+async fn run_session(state: AppState, caller: Caller, socket: WebSocket) {
+    let limits = state.config.limits.clone();
+    let (handle, outbound) = state.hub.register(
+        caller.user.id,
+        caller.session_id.clone(),
+        limits.ws_send_queue,
+    );
+    let (sink, stream) = socket.split();
+    let (control_tx, control_rx) = mpsc::channel::<Control>(64);
+    tracing::debug!(
+        user = caller.user.id,
+        conn = handle.conn_id,
+        "websocket open"
+    );
+
+    let writer = Writer {
+        state: state.clone(),
+        handle: handle.clone(),
+        sink,
+        sent: HashMap::new(),
+        live: false,
+    };
+    let mut writer_task = tokio::spawn(writer.run(outbound, control_rx));
+    let reader = Reader {
+        state: state.clone(),
+        caller,
+        handle: handle.clone(),
+        control: control_tx,
+    };
+
+    tokio::select! {
+        () = reader.run(stream) => {}
+        _ = &mut writer_task => {}
+        _ = handle.closed() => {}
+    }
+    // Whoever ended it, let the writer send its close frame (briefly), then stop it.
+    handle.close(CloseReason::Closed);
+    if timeout(Duration::from_secs(2), &mut writer_task)
+        .await
+        .is_err()
+    {
+        writer_task.abort();
+    }
+    let reason = handle.reason().map_or("client", CloseReason::code);
+    crate::metrics::Metrics::count(&state.metrics.ws_closed, reason);
+    state.hub.unregister(&handle);
+    tracing::debug!(conn = handle.conn_id, reason, "websocket closed");
+}
+
+struct Reader {
+    state: AppState,
+    caller: Caller,
+    handle: Arc<SessionHandle>,
+    control: mpsc::Sender<Control>,
+}
+
+impl Reader {
+    async fn run(self, mut stream: SplitStream<WebSocket>) {
+        let limits = &self.state.config.limits;
+        let per_second =
+            NonZeroU32::new(limits.ws_frames_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        let frames: DefaultDirectRateLimiter = RateLimiter::direct(
+            Quota::per_second(per_second)
+                .allow_burst(per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1))),
+        );
+        let idle = limits.ws_idle_timeout();
+        let mut started = false;
+        loop {
+            let next = match timeout(idle, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    self.handle.close(CloseReason::Idle);
+                    return;
+                }
+            };
+            let message = match next {
+                None => return,
+                Some(Ok(message)) => message,
+                Some(Err(err)) => {
+                    // Oversized frames end here: tungstenite refuses them before we see them.
+                    if is_capacity_error(&err) {
+                        let _ = self.control.send(Control::TooLarge).await;
+                    }
+                    tracing::debug!(error = %err, "websocket read failed");
+                    return;
+                }
+            };
+            let text = match message {
+                Message::Text(text) => text,
+                Message::Binary(_) => {
+                    self.reply_error(
+                        None,
+                        &ApiError::bad_request("unsupported_frame", "send JSON text frames"),
+                    )
+                    .await;
+                    continue;
+                }
+                Message::Close(_) => return,
+                Message::Ping(_) | Message::Pong(_) => continue,
+            };
+            if frames.check().is_err() {
+                let err = ApiError::TooManyRequests {
+                    code: "rate_limited",
+                    message: "too many frames per second on this connection".into(),
+                    retry_after_ms: 1000,
+                };
+                self.reply_error(None, &err).await;
+                continue;
+            }
+            let frame: ClientFrame = match parse_json(text.as_bytes()) {
+                Ok(frame) => frame,
+                Err(err) => {
+                    self.reply_error(None, &err).await;
+                    continue;
+                }
+            };
+            if !started {
+                started = true;
+                if !matches!(frame, ClientFrame::Sync { .. })
+                    && self.control.send(Control::Start).await.is_err()
+                {
+                    return;
+                }
+            }
+            if self.handle_frame(frame).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Act on one frame. `Err` only when the writer has gone.
+    async fn handle_frame(&self, frame: ClientFrame) -> std::result::Result<(), ()> {
+        let req = frame.req().map(str::to_string);
+        let user = &self.caller.user;
+        let router = &self.state.router;
+        let outcome: Result<Option<String>> = match frame {
+            ClientFrame::Send {
+                room,
+                client_msg_id,
+                body,
+                metadata,
+                ..
+            } => router
+                .send_message(user, room, client_msg_id, body, metadata)
+                .await
+                .map(|ack| {
+                    Some(
+                        ServerFrame::Ack {
+                            req: req.as_deref(),
+                            ack: &ack,
+                        }
+                        .to_json(),
+                    )
+                }),
+            ClientFrame::Edit {
+                room,
+                message,
+                body,
+                ..
+            } => router
+                .edit_message(user, room, message, body)
+                .await
+                .map(|ack| {
+                    Some(
+                        ServerFrame::Ack {
+                            req: req.as_deref(),
+                            ack: &ack,
+                        }
+                        .to_json(),
+                    )
+                }),
+            ClientFrame::Delete { room, message, .. } => {
+                router.delete_message(user, room, message).await.map(|ack| {
+                    Some(
+                        ServerFrame::Ack {
+                            req: req.as_deref(),
+                            ack: &ack,
+                        }
+                        .to_json(),
+                    )
+                })
+            }
+            ClientFrame::Read { room, seq, .. } => {
+                router.mark_read(user, room, seq).await.map(|_| None)
+            }
+            ClientFrame::Typing { room, active, .. } => router
+                .typing(user, room, active, self.handle.conn_id)
+                .await
+                .map(|()| None),
+            ClientFrame::Ping { .. } => Ok(Some(
+                ServerFrame::Pong {
+                    req: req.as_deref(),
+                }
+                .to_json(),
+            )),
+            ClientFrame::Sync { req, rooms } => {
+                return self
+                    .control
+                    .send(Control::Sync { req, rooms })
+                    .await
+                    .map_err(|_| ());
+            }
+        };
+        match outcome {
+            Ok(Some(reply)) => self
+                .control
+                .send(Control::Reply(reply))
+                .await
+                .map_err(|_| ()),
+            Ok(None) => Ok(()),
+            Err(err) => {
+                self.reply_error(req.as_deref(), &err).await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn reply_error(&self, req: Option<&str>, err: &ApiError) {
+        err.log();
+        crate::metrics::Metrics::count(&self.state.metrics.errors, err.code());
+        let frame = ServerFrame::Error {
+            req,
+            error: &err.body(),
+        }
+        .to_json();
+        let _ = self.control.send(Control::Reply(frame)).await;
+    }
+}
+
+fn is_capacity_error(err: &axum::Error) -> bool {
+    let text = err.to_string();
+    text.contains("Space limit exceeded")
+        || text.contains("too long")
+        || text.contains("Message too big")
+}
+
+struct Writer {
+    state: AppState,
+    handle: Arc<SessionHandle>,
+    sink: SplitSink<WebSocket, Message>,
+    /// The last `seq` sent to this client, per room.
+    sent: HashMap<RoomId, i64>,
+    /// Whether live events flow yet (see `Control::Sync`).
+    live: bool,
+}
+
+type SendResult = std::result::Result<(), ()>;
+
+impl Writer {
+    async fn run(
+        mut self,
+        mut outbound: mpsc::Receiver<Outbound>,
+        mut control: mpsc::Receiver<Control>,
+    ) {
+        let limits = self.state.config.limits.clone();
+        let hello = ServerFrame::Hello {
+            user: self.handle.user_id,
+            session: &self.handle.session_id,
+            heartbeat_secs: limits.ws_heartbeat_secs,
+        }
+        .to_json();
+        if self.text(hello).await.is_err() {
+            return;
+        }
+        let mut heartbeat = interval_at(
+            Instant::now() + limits.ws_heartbeat(),
+            limits.ws_heartbeat(),
+        );
+        let grace = sleep_until(Instant::now() + Duration::from_millis(limits.ws_sync_grace_ms));
+        tokio::pin!(grace);
+        loop {
+            let step = tokio::select! {
+                biased;
+                reason = self.handle.closed() => {
+                    self.close(reason_frame(reason)).await;
+                    return;
+                }
+                Some(item) = control.recv() => self.on_control(item).await,
+                Some(item) = outbound.recv(), if self.live => self.on_outbound(item).await,
+                () = &mut grace, if !self.live => {
+                    self.live = true;
+                    Ok(())
+                }
+                _ = heartbeat.tick() => self.sink.send(Message::Ping(bytes::Bytes::new())).await.map_err(|_| ()),
+            };
+            if step.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn on_control(&mut self, item: Control) -> SendResult {
+        match item {
+            Control::TooLarge => {
+                self.close(CloseFrame {
+                    code: 1009,
+                    reason: Utf8Bytes::from_static("frame_too_large"),
+                })
+                .await;
+                Err(())
+            }
+            Control::Reply(frame) => self.text(frame).await,
+            Control::Start => {
+                self.live = true;
+                Ok(())
+            }
+            Control::Sync { req, rooms } => {
+                self.sync(req.as_deref(), &rooms).await?;
+                self.live = true;
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_outbound(&mut self, item: Outbound) -> SendResult {
+        match item {
+            Outbound::Ephemeral(frame) => self.text_shared(&frame).await,
+            Outbound::Event {
+                room,
+                seq,
+                frame,
+                left,
+            } => {
+                if let Some(&last) = self.sent.get(&room) {
+                    if seq <= last {
+                        return Ok(()); // already sent (catch-up overlapped live delivery)
+                    }
+                    if seq > last + 1 {
+                        // A hole (e.g. events committed on another node arrived out of
+                        // order): fill it from the store before going on.
+                        self.catch_up(
+                            room,
+                            last,
+                            u32::try_from(seq - last - 1).unwrap_or(u32::MAX),
+                        )
+                        .await?;
+                    }
+                }
+                self.text_shared(&frame).await?;
+                self.sent.insert(room, seq);
+                if left == Some(self.handle.user_id) {
+                    // Left the room: forget it, so a later re-join does not "fill the gap"
+                    // with events from while this user was not a member.
+                    self.sent.remove(&room);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Send every event after the client's `last seq` per room, then `synced`.
+    async fn sync(&mut self, req: Option<&str>, rooms: &BTreeMap<RoomId, i64>) -> SendResult {
+        let max = self.state.config.limits.resume_max_events;
+        let mut reached = BTreeMap::new();
+        let mut truncated = Vec::new();
+        for (&room, &after) in rooms {
+            if let Err(err) = self
+                .state
+                .router
+                .require_member(self.handle.user_id, room)
+                .await
+            {
+                let frame = ServerFrame::Error {
+                    req,
+                    error: &err.body(),
+                }
+                .to_json();
+                self.text(frame).await?;
+                continue;
+            }
+            // Never go back before what this connection already sent live.
+            let from = self.sent.get(&room).map_or(after, |&sent| sent.max(after));
+            let sent_now = self.catch_up(room, from, max).await?;
+            if sent_now >= max {
+                truncated.push(room);
+            }
+            let last = self.sent.get(&room).copied().unwrap_or(from);
+            self.sent.insert(room, last);
+            reached.insert(room, last);
+        }
+        self.text(
+            ServerFrame::Synced {
+                req,
+                rooms: &reached,
+                truncated: &truncated,
+            }
+            .to_json(),
+        )
+        .await
+    }
+
+    /// Send up to `max` stored events of `room` after `after`, in order. Returns how many.
+    async fn catch_up(
+        &mut self,
+        room: RoomId,
+        after: i64,
+        max: u32,
+    ) -> std::result::Result<u32, ()> {
+        const PAGE: u32 = 200;
+        let mut cursor = after;
+        let mut sent = 0;
+        while sent < max {
+            let want = PAGE.min(max - sent);
+            let events: Vec<Event> = match self.state.router.events_after(room, cursor, want).await
+            {
+                Ok(events) => events,
+                Err(err) => {
+                    err.log();
+                    return Err(());
+                }
+            };
+            let got = u32::try_from(events.len()).unwrap_or(u32::MAX);
+            for event in &events {
+                self.text(ServerFrame::Event { event }.to_json()).await?;
+                cursor = event.seq;
+                self.sent.insert(room, event.seq);
+            }
+            sent += got;
+            if got < want {
+                break;
+            }
+        }
+        Ok(sent)
+    }
+
+    async fn text(&mut self, frame: String) -> SendResult {
+        self.sink
+            .send(Message::Text(frame.into()))
+            .await
+            .map_err(|_| ())
+    }
+
+    async fn text_shared(&mut self, frame: &Arc<str>) -> SendResult {
+        // One copy per recipient into the socket buffer is unavoidable with axum's API.
+        self.sink
+            .send(Message::Text(Utf8Bytes::from(&**frame)))
+            .await
+            .map_err(|_| ())
+    }
+
+    async fn close(&mut self, frame: CloseFrame) {
+        let _ = timeout(
+            Duration::from_secs(1),
+            self.sink.send(Message::Close(Some(frame))),
+        )
+        .await;
+    }
+}
+
+fn reason_frame(reason: CloseReason) -> CloseFrame {
+    let code = match reason {
+        CloseReason::Shutdown => 1001,
+        CloseReason::SlowConsumer => 4008,
+        CloseReason::Idle => 4002,
+        CloseReason::SessionEnded => 4001,
+        CloseReason::Closed => 1000,
+    };
+    CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason.code()),
+    }
+}

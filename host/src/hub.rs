@@ -1,0 +1,294 @@
+//! Live sessions on this node and fan-out of room events to them.
+//!
+//! Each WebSocket session owns a bounded queue. Fan-out never waits on a client: it
+//! `try_send`s, and a session whose queue is full is closed as a slow consumer, so one slow
+//! client can neither stall delivery to others nor grow the server's memory.
+//!
+//! An event is serialized once and the same `Arc<str>` goes to every recipient. Events reach
+//! the hub in commit order (the group-commit writer publishes them), so each session sees a
+//! room's events in `seq` order; the session itself still checks for gaps (see `api::ws`),
+//! which is what makes delivery across nodes safe too.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::{Notify, mpsc};
+
+use crate::metrics::Metrics;
+use crate::protocol::ServerFrame;
+use crate::store::{Event, EventKind, RoomId, Store, StoreResult, UserId};
+
+/// An item on a session's outbound queue.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A committed room event, already serialized.
+    Event {
+        room: RoomId,
+        seq: i64,
+        frame: Arc<str>,
+        /// For a `member_left` event: who left (their sessions stop tracking the room).
+        left: Option<UserId>,
+    },
+    /// Typing, read receipts: not part of the room log, dropped rather than gap-filled.
+    Ephemeral(Arc<str>),
+}
+
+/// Why the server closed a session; `code()` goes into the WebSocket close frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    SlowConsumer,
+    SessionEnded,
+    Idle,
+    Shutdown,
+    /// Ended normally (the client closed, or the connection dropped).
+    Closed,
+}
+
+impl CloseReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::SlowConsumer => "slow_consumer",
+            Self::SessionEnded => "session_ended",
+            Self::Idle => "idle_timeout",
+            Self::Shutdown => "server_shutdown",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// The hub's handle on one live WebSocket session.
+#[derive(Debug)]
+pub struct SessionHandle {
+    pub conn_id: u64,
+    pub user_id: UserId,
+    /// The auth session the connection was opened under (revoking it closes the socket).
+    pub session_id: String,
+    tx: mpsc::Sender<Outbound>,
+    close_reason: Mutex<Option<CloseReason>>,
+    closed: Notify,
+}
+
+impl SessionHandle {
+    /// Ask the session to close; the first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        let mut slot = self
+            .close_reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(reason);
+            self.closed.notify_one();
+        }
+    }
+
+    /// Resolves when `close` has been called.
+    pub async fn closed(&self) -> CloseReason {
+        loop {
+            if let Some(reason) = self.reason() {
+                return reason;
+            }
+            self.closed.notified().await;
+        }
+    }
+
+    pub fn reason(&self) -> Option<CloseReason> {
+        *self
+            .close_reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn push(&self, item: Outbound) -> bool {
+        match self.tx.try_send(item) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close(CloseReason::SlowConsumer);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+pub struct Hub {
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    sessions: RwLock<HashMap<UserId, Vec<Arc<SessionHandle>>>>,
+    /// Room → member ids, filled on first fan-out and dropped on membership change.
+    members: RwLock<HashMap<RoomId, Arc<[UserId]>>>,
+    next_conn: AtomicU64,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("connections", &self.connection_count())
+            .finish()
+    }
+}
+
+impl Hub {
+    pub fn new(store: Arc<dyn Store>, metrics: Metrics) -> Self {
+        Self {
+            store,
+            metrics,
+            sessions: RwLock::default(),
+            members: RwLock::default(),
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    /// Add a live session with an outbound queue of `capacity` items.
+    pub fn register(
+        &self,
+        user_id: UserId,
+        session_id: String,
+        capacity: usize,
+    ) -> (Arc<SessionHandle>, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let handle = Arc::new(SessionHandle {
+            conn_id: self.next_conn.fetch_add(1, Ordering::Relaxed),
+            user_id,
+            session_id,
+            tx,
+            close_reason: Mutex::new(None),
+            closed: Notify::new(),
+        });
+        write(&self.sessions)
+            .entry(user_id)
+            .or_default()
+            .push(handle.clone());
+        self.metrics.ws_connections.inc();
+        (handle, rx)
+    }
+
+    pub fn unregister(&self, handle: &SessionHandle) {
+        let mut sessions = write(&self.sessions);
+        if let Some(list) = sessions.get_mut(&handle.user_id) {
+            let before = list.len();
+            list.retain(|h| h.conn_id != handle.conn_id);
+            if list.len() < before {
+                self.metrics.ws_connections.dec();
+            }
+            if list.is_empty() {
+                sessions.remove(&handle.user_id);
+            }
+        }
+    }
+
+    pub fn connection_count(&self) -> usize {
+        read(&self.sessions).values().map(Vec::len).sum()
+    }
+
+    /// Close every connection opened under an auth session (logout).
+    pub fn close_session(&self, session_id: &str) {
+        for handle in read(&self.sessions).values().flatten() {
+            if handle.session_id == session_id {
+                handle.close(CloseReason::SessionEnded);
+            }
+        }
+    }
+
+    /// Close every connection of a user (deactivation).
+    pub fn close_user(&self, user: UserId) {
+        if let Some(list) = read(&self.sessions).get(&user) {
+            for handle in list {
+                handle.close(CloseReason::SessionEnded);
+            }
+        }
+    }
+
+    /// Close every connection (shutdown).
+    pub fn close_all(&self, reason: CloseReason) {
+        for handle in read(&self.sessions).values().flatten() {
+            handle.close(reason);
+        }
+    }
+
+    /// Member ids of a room, cached.
+    pub async fn room_members(&self, room: RoomId) -> StoreResult<Arc<[UserId]>> {
+        if let Some(members) = read(&self.members).get(&room) {
+            return Ok(members.clone());
+        }
+        let members: Arc<[UserId]> = self
+            .store
+            .room_members(room)
+            .await?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect();
+        write(&self.members).insert(room, members.clone());
+        Ok(members)
+    }
+
+    /// Forget a room's cached members (after a join or leave).
+    pub fn invalidate_room(&self, room: RoomId) {
+        write(&self.members).remove(&room);
+    }
+
+    /// Deliver a committed event to every live session of every member.
+    pub async fn publish_event(&self, event: &Event) -> StoreResult<()> {
+        if matches!(event.kind, EventKind::MemberJoined | EventKind::MemberLeft) {
+            self.invalidate_room(event.room_id);
+        }
+        let members = self.room_members(event.room_id).await?;
+        let frame: Arc<str> = ServerFrame::Event { event }.to_json().into();
+        let left = (event.kind == EventKind::MemberLeft)
+            .then_some(event.target)
+            .flatten();
+        let item = Outbound::Event {
+            room: event.room_id,
+            seq: event.seq,
+            frame,
+            left,
+        };
+        self.deliver(&members, &item, None);
+        // Whoever just left no longer counts as a member but must learn that they left.
+        if let Some(left) = left {
+            self.deliver(&[left], &item, None);
+        }
+        Ok(())
+    }
+
+    /// Deliver an ephemeral frame (typing, read receipt) to a room's members, except the
+    /// connection it came from.
+    pub async fn publish_ephemeral(
+        &self,
+        room: RoomId,
+        frame: Arc<str>,
+        except_conn: Option<u64>,
+    ) -> StoreResult<()> {
+        let members = self.room_members(room).await?;
+        self.deliver(&members, &Outbound::Ephemeral(frame), except_conn);
+        Ok(())
+    }
+
+    fn deliver(&self, users: &[UserId], item: &Outbound, except_conn: Option<u64>) {
+        let sessions = read(&self.sessions);
+        let mut delivered = 0u64;
+        for user in users {
+            let Some(list) = sessions.get(user) else {
+                continue;
+            };
+            for handle in list {
+                if Some(handle.conn_id) != except_conn && handle.push(item.clone()) {
+                    delivered += 1;
+                }
+            }
+        }
+        self.metrics.deliveries.inc_by(delivered);
+    }
+}
+
+// Locks here guard plain maps; a panic elsewhere cannot leave them half-updated, so a
+// poisoned lock is still safe to use.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

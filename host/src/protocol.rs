@@ -1,0 +1,166 @@
+//! The WebSocket wire protocol: JSON text frames, each an object with a `type`.
+//!
+//! Client frames are parsed strictly (`deny_unknown_fields`) so a typo is an error rather
+//! than a silently ignored field. Every client frame may carry a `req` id, echoed in the
+//! `ack` or `error` it causes. `docs/protocol.md` documents each frame with examples.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorBody;
+use crate::store::{Event, EventId, Metadata, RoomId, UserId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Post a message; acked only after it is committed.
+    Send {
+        #[serde(default)]
+        req: Option<String>,
+        room: RoomId,
+        client_msg_id: String,
+        body: String,
+        #[serde(default)]
+        metadata: Metadata,
+    },
+    Edit {
+        #[serde(default)]
+        req: Option<String>,
+        room: RoomId,
+        message: EventId,
+        body: String,
+    },
+    Delete {
+        #[serde(default)]
+        req: Option<String>,
+        room: RoomId,
+        message: EventId,
+    },
+    /// Move the read cursor.
+    Read {
+        #[serde(default)]
+        req: Option<String>,
+        room: RoomId,
+        seq: i64,
+    },
+    /// Typing indicator (not stored); `active: false` stops it early.
+    Typing {
+        #[serde(default)]
+        req: Option<String>,
+        room: RoomId,
+        #[serde(default = "yes")]
+        active: bool,
+    },
+    /// Catch up after a reconnect: for each room, the last `seq` the client has seen.
+    /// The server sends every event after it, then `synced`, then live events, with no gap
+    /// and no duplicate.
+    Sync {
+        #[serde(default)]
+        req: Option<String>,
+        rooms: BTreeMap<RoomId, i64>,
+    },
+    Ping {
+        #[serde(default)]
+        req: Option<String>,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ClientFrame {
+    pub fn req(&self) -> Option<&str> {
+        match self {
+            Self::Send { req, .. }
+            | Self::Edit { req, .. }
+            | Self::Delete { req, .. }
+            | Self::Read { req, .. }
+            | Self::Typing { req, .. }
+            | Self::Sync { req, .. }
+            | Self::Ping { req } => req.as_deref(),
+        }
+    }
+}
+
+/// What the server acknowledges after a committed write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub room: RoomId,
+    /// The message id (the id of its `message` event).
+    pub id: EventId,
+    /// The `seq` of the event this write created (for a retried send: the original's).
+    pub seq: i64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub client_msg_id: Option<String>,
+    /// True when a plugin changed the body or metadata (e.g. DLP redaction); the stored
+    /// body is then in `body`.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub modified: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub body: Option<String>,
+    /// True when this was a retry of an already stored `client_msg_id`.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    /// First frame on a new connection.
+    Hello {
+        user: UserId,
+        session: &'a str,
+        heartbeat_secs: u64,
+    },
+    Ack {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        req: Option<&'a str>,
+        #[serde(flatten)]
+        ack: &'a Ack,
+    },
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        req: Option<&'a str>,
+        #[serde(flatten)]
+        error: &'a ErrorBody,
+    },
+    /// A room event (message, edit, delete, membership change), in `seq` order per room.
+    Event {
+        #[serde(flatten)]
+        event: &'a Event,
+    },
+    Typing {
+        room: RoomId,
+        user: UserId,
+        active: bool,
+    },
+    Read {
+        room: RoomId,
+        user: UserId,
+        seq: i64,
+    },
+    /// Catch-up finished: for each requested room, the last `seq` sent. `truncated` rooms had
+    /// more missed events than one catch-up sends; page the rest with the history API.
+    Synced {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        req: Option<&'a str>,
+        rooms: &'a BTreeMap<RoomId, i64>,
+        #[serde(skip_serializing_if = "<[RoomId]>::is_empty")]
+        truncated: &'a [RoomId],
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        req: Option<&'a str>,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// Serialize; infallible for these types, but never panic on the wire path.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"internal server error"}"#.to_string()
+        })
+    }
+}

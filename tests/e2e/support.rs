@@ -1,0 +1,342 @@
+//! The test harness: start a server, make users, speak HTTP and WebSocket to it.
+
+#![allow(dead_code)] // each test module uses a different part of the harness
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use switchboard::config::{Config, Secret};
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+pub const PASSWORD: &str = "correct horse battery";
+
+fn init_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,sqlx=warn,hyper=info",
+            ))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A running server with its own data directory.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub dir: TempDir,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, tweak).await
+    }
+
+    /// Start on an existing data directory (a restart).
+    pub async fn start_in(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        init_logging();
+        let mut config = Config::default();
+        config.data_dir = dir.path().to_path_buf();
+        config.initial_admin_password = Some(Secret(ADMIN_PASSWORD.into()));
+        // Fast argon2 is not configurable; keep login counts low in tests instead.
+        config.limits.ws_sync_grace_ms = 300;
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(switchboard::serve(config, listener, async {
+            let _ = rx.await;
+        }));
+        let server = Self {
+            addr,
+            base: format!("http://{addr}"),
+            dir,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task: Some(task),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(resp) = self.http.get(format!("{}/healthz", self.base)).send().await
+                && resp.status() == StatusCode::OK
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("server did not become ready");
+    }
+
+    /// Graceful stop; returns the data directory for a restart.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("server stops in time")
+                .expect("server task")
+                .expect("server result");
+        }
+        let dir = tempfile::tempdir().expect("placeholder");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    pub async fn login(&self, name: &str, password: &str) -> Client {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .json(&json!({ "username": name, "password": password }))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(resp.status(), StatusCode::OK, "login as {name}");
+        let body: Value = resp.json().await.expect("login body");
+        Client {
+            base: self.base.clone(),
+            http: self.http.clone(),
+            token: body["access_token"].as_str().expect("token").to_string(),
+            refresh: body["refresh_token"].as_str().expect("refresh").to_string(),
+            id: body["user"]["id"].as_i64().expect("id"),
+            name: name.to_string(),
+        }
+    }
+
+    pub async fn admin(&self) -> Client {
+        self.login("admin", ADMIN_PASSWORD).await
+    }
+
+    /// Create a user (as admin) and log in as them.
+    pub async fn user(&self, name: &str) -> Client {
+        let admin = self.admin().await;
+        let (status, body) = admin
+            .post(
+                "/api/v1/users",
+                json!({ "name": name, "password": PASSWORD }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create {name}: {body}");
+        self.login(name, PASSWORD).await
+    }
+
+    pub fn ws_url(&self, token: &str) -> String {
+        format!("ws://{}/api/v1/ws?token={token}", self.addr)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A logged-in user speaking HTTP.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub token: String,
+    pub refresh: String,
+    pub id: i64,
+    pub name: String,
+}
+
+impl Client {
+    async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let resp = req.bearer_auth(&self.token).send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, body)
+    }
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
+            .await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(&body))
+            .await
+    }
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// Create a group room with these members; returns its id.
+    pub async fn group(&self, name: &str, members: &[i64]) -> i64 {
+        let (status, body) = self
+            .post(
+                "/api/v1/rooms",
+                json!({ "kind": "group", "name": name, "members": members }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_i64().expect("room id")
+    }
+
+    pub async fn direct(&self, peer: i64) -> i64 {
+        let (status, body) = self
+            .post("/api/v1/rooms", json!({ "kind": "direct", "user": peer }))
+            .await;
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::OK,
+            "{status} {body}"
+        );
+        body["id"].as_i64().expect("room id")
+    }
+
+    pub async fn send_http(
+        &self,
+        room: i64,
+        client_msg_id: &str,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        self.post(
+            &format!("/api/v1/rooms/{room}/messages"),
+            json!({ "client_msg_id": client_msg_id, "body": body }),
+        )
+        .await
+    }
+
+    pub async fn history(&self, room: i64, query: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!("/api/v1/rooms/{room}/messages{query}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["events"].as_array().expect("events").clone()
+    }
+
+    pub async fn ws(&self, server: &TestServer) -> Ws {
+        Ws::connect(&server.ws_url(&self.token)).await
+    }
+}
+
+/// A real WebSocket client.
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Self {
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
+        let mut ws = Self { stream };
+        let hello = ws.recv().await;
+        assert_eq!(hello["type"], "hello", "{hello}");
+        ws
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.stream
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .expect("ws send");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.stream.send(message).await.expect("ws send");
+    }
+
+    /// The next JSON frame (pings are answered by tungstenite and skipped here).
+    pub async fn recv(&mut self) -> Value {
+        self.try_recv(Duration::from_secs(10))
+            .await
+            .expect("a frame within 10 s")
+    }
+
+    pub async fn try_recv(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()??;
+            match next.expect("ws read") {
+                Message::Text(text) => {
+                    return Some(serde_json::from_str(&text).expect("json frame"));
+                }
+                Message::Close(frame) => panic!("unexpected close: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame of `kind`, skipping others (typing, read receipts…).
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// Frames until the server closes; returns the close code and reason.
+    pub async fn expect_close(&mut self) -> (u16, String) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("close within 15 s")
+            {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (frame.code.into(), frame.reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) | None => return (1005, String::new()),
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => return (1006, err.to_string()),
+            }
+        }
+    }
+
+    pub async fn send_msg(&mut self, room: i64, client_msg_id: &str, body: &str) -> Value {
+        self.send(
+            json!({ "type": "send", "room": room, "client_msg_id": client_msg_id, "body": body }),
+        )
+        .await;
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == "ack" && frame["client_msg_id"] == client_msg_id {
+                return frame;
+            }
+            if frame["type"] == "error" {
+                return frame;
+            }
+        }
+    }
+}
