@@ -15,12 +15,12 @@ use tokio::task::JoinHandle;
 use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::store::{Appended, NewEvent, Store, StoreResult};
+use crate::store::{Appended, NewEvent, Store};
 
 struct Job {
     event: NewEvent,
     enqueued: Instant,
-    reply: oneshot::Sender<StoreResult<Appended>>,
+    reply: oneshot::Sender<Result<Appended, ApiError>>,
 }
 
 /// The sending side of the writer; cheap to share.
@@ -157,14 +157,15 @@ impl Writer {
                             .send_latency
                             .observe(enqueued.elapsed().as_secs_f64());
                     }
-                    let _ = reply.send(result);
+                    let _ = reply.send(result.map_err(ApiError::from));
                 }
             }
             Err(err) => {
                 tracing::error!(error = %err, "group commit failed; batch not stored");
                 for (_, reply) in waiters {
-                    let _ = reply.send(Err(crate::store::StoreError::Corrupt(
-                        "the write could not be committed".into(),
+                    let _ = reply.send(Err(ApiError::unavailable(
+                        "store_unavailable",
+                        "the write could not be committed; nothing was stored, retry",
                     )));
                 }
             }
