@@ -33,6 +33,32 @@ pub struct Config {
     pub limits: Limits,
     pub store: StoreConfig,
     pub plugins: crate::plugins::PluginsConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// Running several nodes: they share a PostgreSQL database and fan out through NATS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `nats://host:4222`; unset runs a single node with in-process fan-out.
+    pub nats_url: Option<Secret>,
+    /// This node's name in logs and on the bus; default: random per start.
+    pub node_id: Option<String>,
+    /// Subject prefix, so several clusters can share one NATS.
+    pub subject_prefix: String,
+    /// Messages waiting to be published before new ones are dropped (and counted).
+    pub publish_queue: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: None,
+            node_id: None,
+            subject_prefix: "switchboard".into(),
+            publish_queue: 65_536,
+        }
+    }
 }
 
 impl Default for Config {
@@ -48,6 +74,7 @@ impl Default for Config {
             limits: Limits::default(),
             store: StoreConfig::default(),
             plugins: crate::plugins::PluginsConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }

@@ -11,10 +11,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tokio::sync::{Notify, mpsc};
 
+use crate::bus::{Bus, BusMessage};
 use crate::metrics::Metrics;
 use crate::protocol::ServerFrame;
 use crate::store::{Event, EventKind, RoomId, Store, StoreResult, UserId};
@@ -118,6 +119,8 @@ pub struct Hub {
     /// Room → member ids, filled on first fan-out and dropped on membership change.
     members: RwLock<HashMap<RoomId, Arc<[UserId]>>>,
     next_conn: AtomicU64,
+    /// Other nodes, when clustered.
+    bus: OnceLock<Arc<dyn Bus>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -136,6 +139,7 @@ impl Hub {
             sessions: RwLock::default(),
             members: RwLock::default(),
             next_conn: AtomicU64::new(1),
+            bus: OnceLock::new(),
         }
     }
 
@@ -227,8 +231,46 @@ impl Hub {
         write(&self.members).remove(&room);
     }
 
-    /// Deliver a committed event to every live session of every member.
+    /// Join a cluster: from now on what this node publishes also goes to the other nodes.
+    pub fn set_bus(&self, bus: Arc<dyn Bus>) {
+        let _ = self.bus.set(bus);
+    }
+
+    /// `local` without a cluster, else the bus's connection status.
+    pub fn bus_status(&self) -> &'static str {
+        self.bus.get().map_or("local", |bus| bus.status())
+    }
+
+    /// A committed event from this node: deliver it here and tell the other nodes.
     pub async fn publish_event(&self, event: &Event) -> StoreResult<()> {
+        if let Some(bus) = self.bus.get() {
+            bus.publish(BusMessage::Event {
+                origin: bus.node_id().to_string(),
+                event: event.clone(),
+            });
+        }
+        self.deliver_event(event).await
+    }
+
+    /// An ephemeral frame from this node: deliver it here and tell the other nodes.
+    pub async fn publish_ephemeral(
+        &self,
+        room: RoomId,
+        frame: Arc<str>,
+        except_conn: Option<u64>,
+    ) -> StoreResult<()> {
+        if let Some(bus) = self.bus.get() {
+            bus.publish(BusMessage::Ephemeral {
+                origin: bus.node_id().to_string(),
+                room,
+                frame: frame.to_string(),
+            });
+        }
+        self.deliver_ephemeral(room, frame, except_conn).await
+    }
+
+    /// Deliver a committed event to every live session of every member on this node.
+    pub async fn deliver_event(&self, event: &Event) -> StoreResult<()> {
         if matches!(event.kind, EventKind::MemberJoined | EventKind::MemberLeft) {
             self.invalidate_room(event.room_id);
         }
@@ -251,9 +293,9 @@ impl Hub {
         Ok(())
     }
 
-    /// Deliver an ephemeral frame (typing, read receipt) to a room's members, except the
-    /// connection it came from.
-    pub async fn publish_ephemeral(
+    /// Deliver an ephemeral frame (typing, read receipt) to a room's members on this node,
+    /// except the connection it came from.
+    pub async fn deliver_ephemeral(
         &self,
         room: RoomId,
         frame: Arc<str>,

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod error;
 pub mod hub;
@@ -92,6 +93,16 @@ pub async fn serve(
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
     let hub = Arc::new(Hub::new(store.clone(), metrics.clone()));
+    if let Some(url) = &config.cluster.nats_url {
+        let bus = bus::NatsBus::start(&config.cluster, url.expose(), hub.clone(), &mut registry)
+            .await
+            .context("starting the NATS cluster bus")?;
+        tracing::info!(
+            node = bus::Bus::node_id(bus.as_ref()),
+            "clustered over NATS"
+        );
+        hub.set_bus(bus);
+    }
     let plugins = plugins::PluginHost::load(
         &config.plugins,
         &config.data_dir,

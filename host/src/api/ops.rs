@@ -14,6 +14,7 @@ use crate::error::Result;
 pub fn routes() -> HttpRouter<AppState> {
     HttpRouter::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
 }
 
@@ -28,6 +29,31 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
                 StatusCode::SERVICE_UNAVAILABLE,
                 axum::Json(json!({ "status": "store_unavailable" })),
             )
+        }
+    }
+}
+
+/// Readiness for a load balancer: `503` only when the store is unreachable. A lost cluster
+/// bus is reported (`degraded`, `bus: disconnected`) but keeps the node in rotation, because
+/// every node would see the same outage and clients still get everything from the store.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let bus = state.hub.bus_status();
+    match state.store.ping().await {
+        Ok(()) => {
+            let status = if bus == "disconnected" {
+                "degraded"
+            } else {
+                "ready"
+            };
+            (
+                StatusCode::OK,
+                axum::Json(json!({ "status": status, "store": "ok", "bus": bus })),
+            )
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness: store unreachable");
+            let body = json!({ "status": "unavailable", "store": "unreachable", "bus": bus });
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body))
         }
     }
 }

@@ -1,0 +1,188 @@
+//! Cross-node fan-out. With one node there is no bus; with several, each node publishes the
+//! events it commits to NATS once, and delivers what the others publish to its own sessions.
+//!
+//! The bus carries only *live delivery*. Storage is shared (PostgreSQL), so a node that misses
+//! something on the bus — NATS down, a message dropped — loses nothing: its sessions fill any
+//! hole from the store (see `api::ws`) and resuming clients read from the store anyway. That
+//! is why publishing never blocks the commit path: a full outbound queue drops and counts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::config::ClusterConfig;
+use crate::hub::Hub;
+use crate::store::{Event, RoomId};
+
+/// What a node tells the others.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum BusMessage {
+    /// A committed room event.
+    Event { origin: String, event: Event },
+    /// A typing indicator or read receipt, already serialized for clients.
+    Ephemeral {
+        origin: String,
+        room: RoomId,
+        frame: String,
+    },
+}
+
+/// The publishing side, as the hub sees it.
+pub trait Bus: Send + Sync + 'static {
+    /// Queue a message for the other nodes; never waits.
+    fn publish(&self, message: BusMessage);
+    /// This node's id (the `origin` of what it publishes).
+    fn node_id(&self) -> &str;
+    /// `connected`, or `disconnected` while NATS is unreachable.
+    fn status(&self) -> &'static str;
+}
+
+/// NATS-backed bus.
+pub struct NatsBus {
+    node_id: String,
+    outbound: mpsc::Sender<BusMessage>,
+    connected: Arc<AtomicBool>,
+    dropped: Counter,
+}
+
+impl std::fmt::Debug for NatsBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBus")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsBus {
+    /// Connect (retrying in the background if NATS is not up yet), subscribe, and start the
+    /// publisher and receiver tasks. Remote events are delivered through `hub`.
+    pub async fn start(
+        config: &ClusterConfig,
+        url: &str,
+        hub: Arc<Hub>,
+        registry: &mut Registry,
+    ) -> anyhow::Result<Arc<Self>> {
+        let node_id = config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| crate::auth::random_token(9));
+        let connected = Arc::new(AtomicBool::new(false));
+        let flag = connected.clone();
+        let node = node_id.clone();
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("switchboard-{node_id}"))
+            .retry_on_initial_connect()
+            .event_callback(move |event| {
+                let flag = flag.clone();
+                let node = node.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            flag.store(true, Ordering::SeqCst);
+                            tracing::info!(node = %node, "cluster bus connected to NATS");
+                        }
+                        async_nats::Event::Disconnected => {
+                            flag.store(false, Ordering::SeqCst);
+                            tracing::warn!(node = %node, "cluster bus lost NATS: cross-node live delivery degraded (clients still catch up from the store)");
+                        }
+                        other => tracing::debug!(event = %other, "NATS event"),
+                    }
+                }
+            })
+            .connect(url)
+            .await?;
+        let subject = format!("{}.v1.room", config.subject_prefix);
+        let mut subscriber = client.subscribe(subject.clone()).await?;
+
+        let dropped: Counter = Counter::default();
+        let received: Counter = Counter::default();
+        let sb = registry.sub_registry_with_prefix("switchboard_bus");
+        sb.register(
+            "dropped",
+            "Bus messages dropped because the publish queue was full",
+            dropped.clone(),
+        );
+        sb.register(
+            "received",
+            "Bus messages received from other nodes",
+            received.clone(),
+        );
+
+        let (outbound, mut queue) = mpsc::channel::<BusMessage>(config.publish_queue.max(1));
+        let publisher = client.clone();
+        let publish_subject = subject.clone();
+        tokio::spawn(async move {
+            while let Some(message) = queue.recv().await {
+                let payload = match serde_json::to_vec(&message) {
+                    Ok(payload) => Bytes::from(payload),
+                    Err(_) => continue,
+                };
+                if let Err(err) = publisher.publish(publish_subject.clone(), payload).await {
+                    tracing::warn!(error = %err, "publishing to NATS failed");
+                }
+            }
+        });
+
+        let me = node_id.clone();
+        tokio::spawn(async move {
+            while let Some(message) = subscriber.next().await {
+                let Ok(message) = serde_json::from_slice::<BusMessage>(&message.payload) else {
+                    tracing::warn!("ignoring a malformed bus message");
+                    continue;
+                };
+                match message {
+                    BusMessage::Event { origin, event } if origin != me => {
+                        received.inc();
+                        if let Err(err) = hub.deliver_event(&event).await {
+                            tracing::warn!(error = %err, "delivering a remote event failed");
+                        }
+                    }
+                    BusMessage::Ephemeral {
+                        origin,
+                        room,
+                        frame,
+                    } if origin != me => {
+                        received.inc();
+                        if let Err(err) = hub.deliver_ephemeral(room, frame.into(), None).await {
+                            tracing::warn!(error = %err, "delivering a remote frame failed");
+                        }
+                    }
+                    _ => {} // our own message, echoed back
+                }
+            }
+        });
+        Ok(Arc::new(Self {
+            node_id,
+            outbound,
+            connected,
+            dropped,
+        }))
+    }
+}
+
+impl Bus for NatsBus {
+    fn publish(&self, message: BusMessage) {
+        if self.outbound.try_send(message).is_err() {
+            self.dropped.inc();
+        }
+    }
+
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    fn status(&self) -> &'static str {
+        if self.connected.load(Ordering::SeqCst) {
+            "connected"
+        } else {
+            "disconnected"
+        }
+    }
+}
