@@ -1,0 +1,210 @@
+//! `switchboard-bench`: the load tool. Opens real WebSocket connections on loopback, sets
+//! up users and rooms through the public API, runs one scenario, and reports throughput,
+//! latency percentiles and the server's CPU and memory.
+//!
+//! ```sh
+//! cargo build --release -p switchboard -p switchboard-bench
+//! target/release/switchboard-bench --spawn target/release/switchboard chat --rooms 50
+//! ```
+//! Every run is bounded (`--duration`, counts) and only ever targets loopback.
+
+mod client;
+mod scenarios;
+mod server;
+mod stats;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Parser, Subcommand};
+
+use crate::server::Server;
+use crate::stats::Report;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard-bench",
+    about = "Load tool for Switchboard (loopback only)"
+)]
+struct Cli {
+    /// Start this `switchboard` binary with a fresh data directory (recommended).
+    #[arg(long, conflicts_with = "server")]
+    spawn: Option<PathBuf>,
+    /// Use a server already running on loopback, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    server: Option<String>,
+    /// With --spawn: load the plugins in this directory (e.g. the DLP plugin).
+    #[arg(long)]
+    plugins: Option<PathBuf>,
+    /// With --spawn: extra `KEY=VALUE` environment for the server (repeatable).
+    #[arg(long = "server-env", value_parser = parse_env)]
+    server_env: Vec<(String, String)>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Steady chat in many small rooms.
+    Chat {
+        #[arg(long, default_value_t = 50)]
+        rooms: usize,
+        /// Members per room; 2 is one-to-one chat.
+        #[arg(long, default_value_t = 2)]
+        room_size: usize,
+        /// Total messages per second; 0 = as fast as the window allows.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Unacknowledged sends per connection.
+        #[arg(long, default_value_t = 16)]
+        window: usize,
+        #[arg(long, default_value_t = 128)]
+        body_bytes: usize,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+    },
+    /// One large room, every member online.
+    Fanout {
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        #[arg(long, default_value_t = 1)]
+        senders: usize,
+        /// Messages per second in total.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+    },
+    /// Idle connections held open.
+    Idle {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        #[arg(long, default_value_t = 5)]
+        hold: u64,
+    },
+    /// Many clients resuming at once.
+    Reconnect {
+        #[arg(long, default_value_t = 500)]
+        clients: usize,
+        #[arg(long, default_value_t = 200)]
+        missed: usize,
+    },
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| "expected KEY=VALUE".into())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let server = match (&cli.spawn, &cli.server) {
+        (Some(binary), _) => Server::spawn(binary, cli.plugins.as_ref(), &cli.server_env).await?,
+        (None, Some(url)) => Server::existing(url).await?,
+        (None, None) => bail!("give --spawn PATH_TO_SWITCHBOARD or --server http://127.0.0.1:PORT"),
+    };
+    let server = Arc::new(server);
+    let api = client::Api::new(&server).await?;
+    let plugins = cli.plugins.is_some();
+    let pid = server.pid();
+    let sample = || pid.and_then(server::sample);
+
+    match cli.scenario {
+        Scenario::Chat {
+            rooms,
+            room_size,
+            rate,
+            window,
+            body_bytes,
+            duration,
+        } => {
+            let (tally, measured, proc) = scenarios::chat(
+                server.clone(),
+                &api,
+                scenarios::ChatPlan {
+                    rooms,
+                    room_size,
+                    rate,
+                    window,
+                    body_bytes,
+                    duration: Duration::from_secs(duration),
+                },
+            )
+            .await?;
+            Report::new("chat", plugins, measured, &tally, proc).print();
+        }
+        Scenario::Fanout {
+            members,
+            senders,
+            rate,
+            duration,
+        } => {
+            let (tally, measured, proc) = scenarios::fanout(
+                server.clone(),
+                &api,
+                members,
+                senders,
+                rate,
+                Duration::from_secs(duration),
+            )
+            .await?;
+            Report::new("fanout", plugins, measured, &tally, proc).print();
+        }
+        Scenario::Idle {
+            connections,
+            users,
+            hold,
+        } => {
+            let before = sample();
+            let (open, alive) = scenarios::idle(
+                server.clone(),
+                &api,
+                users,
+                connections,
+                Duration::from_secs(hold),
+            )
+            .await?;
+            let after = sample();
+            println!("scenario        idle");
+            println!(
+                "connections     {open} open, {alive} of a sample answered a ping after {hold} s"
+            );
+            if let (Some(a), Some(b)) = (before, after) {
+                #[allow(clippy::cast_precision_loss)]
+                let per_conn =
+                    (b.rss_bytes.saturating_sub(a.rss_bytes)) as f64 / open.max(1) as f64 / 1024.0;
+                #[allow(clippy::cast_precision_loss)]
+                let mib = b.rss_bytes as f64 / 1_048_576.0;
+                println!("server          RSS {mib:.1} MiB, {per_conn:.1} KiB per connection");
+                println!(
+                    "json {{\"scenario\":\"idle\",\"connections\":{open},\"alive_sample\":{alive},\"kib_per_connection\":{per_conn:.2},\"rss_mib\":{mib:.1}}}"
+                );
+            }
+        }
+        Scenario::Reconnect { clients, missed } => {
+            let (took, gaps, dups) =
+                scenarios::reconnect_storm(server.clone(), &api, clients, missed).await?;
+            println!("scenario        reconnect storm");
+            println!(
+                "clients         {clients} resumed {missed} missed messages in {:.3} s",
+                took.as_secs_f64()
+            );
+            println!("gaps            {gaps}");
+            println!("duplicates      {dups}");
+            println!(
+                "json {{\"scenario\":\"reconnect\",\"clients\":{clients},\"missed\":{missed},\"seconds\":{:.3},\"gaps\":{gaps},\"duplicates\":{dups}}}",
+                took.as_secs_f64()
+            );
+            if gaps + dups > 0 {
+                bail!("resume was not exact");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! The load scenarios. Each client is a real WebSocket connection on loopback; each run is
+//! bounded in time and count and stops by itself.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{Api, User, connect};
+use crate::server::{ProcSample, Server, sample};
+use crate::stats::{Clock, Tally};
+
+/// How one connection sends.
+#[derive(Debug, Clone, Copy)]
+pub struct SendPlan {
+    pub room: i64,
+    /// Time between sends; `None` = as fast as the window allows.
+    pub interval: Option<Duration>,
+    /// Sends in flight (unacked) at most.
+    pub window: usize,
+    pub body_bytes: usize,
+}
+
+/// Drive one connection: send per `plan` until `stop_at`, count acks and deliveries, then
+/// drain (wait for outstanding acks and in-flight deliveries) for at most `drain`.
+pub async fn member(
+    server: Arc<Server>,
+    user: User,
+    plan: Option<SendPlan>,
+    clock: Arc<Clock>,
+    stop_at: Instant,
+    drain: Duration,
+) -> anyhow::Result<Tally> {
+    let (mut sink, mut stream) = connect(&server, &user.token).await?;
+    let mut tally = Tally::default();
+    let mut in_flight: HashMap<u64, u64> = HashMap::new();
+    let mut next_id = 0u64;
+    let mut ticker = plan.and_then(|p| p.interval).map(|every| {
+        let mut t = tokio::time::interval(every);
+        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        t
+    });
+    let padding = plan
+        .map(|p| "x".repeat(p.body_bytes.saturating_sub(24)))
+        .unwrap_or_default();
+    let hard_stop = stop_at + drain;
+    loop {
+        let sending = plan.is_some() && Instant::now() < stop_at;
+        if !sending && in_flight.is_empty() && Instant::now() >= stop_at {
+            // Keep reading briefly for deliveries from other senders still in flight.
+            let quiet = tokio::time::timeout(Duration::from_millis(300), stream.next()).await;
+            match quiet {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    on_frame(&text, &clock, &mut tally, &mut in_flight);
+                    if Instant::now() < hard_stop {
+                        continue;
+                    }
+                }
+                Ok(Some(Ok(_))) if Instant::now() < hard_stop => continue,
+                _ => {}
+            }
+            break;
+        }
+        if Instant::now() >= hard_stop {
+            tally.errors += u64::try_from(in_flight.len()).unwrap_or(0);
+            break;
+        }
+        let can_send = sending && plan.is_some_and(|p| in_flight.len() < p.window);
+        let tick = async {
+            match (&mut ticker, can_send) {
+                (Some(t), true) => {
+                    t.tick().await;
+                }
+                (None, true) => {}
+                (_, false) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            frame = stream.next() => {
+                match frame {
+                    Some(Ok(Message::Text(text))) => on_frame(&text, &clock, &mut tally, &mut in_flight),
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => {
+                        tally.errors += 1;
+                        break;
+                    }
+                }
+            }
+            () = tick => {
+                let Some(p) = plan else { continue };
+                next_id += 1;
+                let stamp = clock.now_us();
+                let frame = json!({
+                    "type": "send", "req": next_id.to_string(), "room": p.room,
+                    "client_msg_id": format!("{}-{next_id}", user.id),
+                    "body": format!("t={stamp};{padding}"),
+                });
+                if sink.send(Message::Text(frame.to_string().into())).await.is_err() {
+                    tally.errors += 1;
+                    break;
+                }
+                in_flight.insert(next_id, stamp);
+                tally.sent += 1;
+            }
+            () = tokio::time::sleep_until(stop_at), if sending => {}
+            () = tokio::time::sleep_until(hard_stop) => {}
+        }
+    }
+    let _ = sink.send(Message::Close(None)).await;
+    Ok(tally)
+}
+
+fn on_frame(text: &str, clock: &Clock, tally: &mut Tally, in_flight: &mut HashMap<u64, u64>) {
+    let Ok(frame) = serde_json::from_str::<Value>(text) else {
+        return;
+    };
+    let req = frame["req"].as_str().and_then(|r| r.parse::<u64>().ok());
+    match frame["type"].as_str() {
+        Some("ack") => {
+            if let Some(stamp) = req.and_then(|r| in_flight.remove(&r)) {
+                tally.record_ack(clock.since_us(stamp));
+            }
+        }
+        Some("error") => {
+            tally.errors += 1;
+            if let Some(r) = req {
+                in_flight.remove(&r);
+            }
+        }
+        Some("event") if frame["kind"] == "message" => {
+            let stamp = frame["body"]
+                .as_str()
+                .and_then(|b| b.strip_prefix("t="))
+                .and_then(|b| b.split(';').next())
+                .and_then(|t| t.parse::<u64>().ok());
+            if let Some(stamp) = stamp {
+                tally.record_delivery(clock.since_us(stamp));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Wait for every member task and add up what they counted.
+pub async fn collect(mut tasks: JoinSet<anyhow::Result<Tally>>) -> Tally {
+    let mut total = Tally::default();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(tally)) => total.merge(&tally),
+            Ok(Err(err)) => {
+                eprintln!("client failed: {err:#}");
+                total.errors += 1;
+            }
+            Err(err) => {
+                eprintln!("client task panicked: {err}");
+                total.errors += 1;
+            }
+        }
+    }
+    total
+}
+
+/// The shape of a chat run.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatPlan {
+    pub rooms: usize,
+    /// Members per room; 2 is one-to-one.
+    pub room_size: usize,
+    /// Messages per second in total; 0 = as fast as `window` allows.
+    pub rate: u64,
+    pub window: usize,
+    pub body_bytes: usize,
+    pub duration: Duration,
+}
+
+/// Steady chat: every member of every room sends at `rate / senders` per second.
+pub async fn chat(server: Arc<Server>, api: &Api, plan: ChatPlan) -> anyhow::Result<Measured> {
+    let ChatPlan {
+        rooms,
+        room_size,
+        rate,
+        window,
+        body_bytes,
+        duration,
+    } = plan;
+    let users = api.users("chat", rooms * room_size.max(2)).await?;
+    let mut plans = Vec::new();
+    for (r, group) in users.chunks(room_size.max(2)).enumerate() {
+        let ids: Vec<i64> = group.iter().map(|u| u.id).collect();
+        let room = api.group(&group[0], &format!("chat-{r}"), &ids).await?;
+        for user in group {
+            plans.push((user.clone(), room));
+        }
+    }
+    let senders = u32::try_from(plans.len()).unwrap_or(u32::MAX).max(1);
+    let interval = (rate > 0).then(|| Duration::from_secs_f64(f64::from(senders) / rate as f64));
+    run_members(
+        server,
+        plans
+            .into_iter()
+            .map(|(u, room)| {
+                (
+                    u,
+                    Some(SendPlan {
+                        room,
+                        interval,
+                        window,
+                        body_bytes,
+                    }),
+                )
+            })
+            .collect(),
+        duration,
+    )
+    .await
+}
+
+/// Fan-out: one room of `members`, `senders` of them sending at `rate` per second in total.
+pub async fn fanout(
+    server: Arc<Server>,
+    api: &Api,
+    members: usize,
+    senders: usize,
+    rate: u64,
+    duration: Duration,
+) -> anyhow::Result<Measured> {
+    let users = api.users("fan", members.max(2)).await?;
+    let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+    let room = api.group(&users[0], "fanout", &ids).await?;
+    let senders = senders.clamp(1, users.len());
+    let interval = Some(Duration::from_secs_f64(senders as f64 / rate.max(1) as f64));
+    let plans = users
+        .into_iter()
+        .enumerate()
+        .map(|(i, u)| {
+            (
+                u,
+                (i < senders).then_some(SendPlan {
+                    room,
+                    interval,
+                    window: 64,
+                    body_bytes: 64,
+                }),
+            )
+        })
+        .collect();
+    run_members(server, plans, duration).await
+}
+
+/// What a timed scenario measured: the clients' tally, the measured window, and the
+/// server's `/proc` samples at its start and end (when the tool spawned the server).
+pub type Measured = (Tally, Duration, Option<(ProcSample, ProcSample)>);
+
+async fn run_members(
+    server: Arc<Server>,
+    plans: Vec<(User, Option<SendPlan>)>,
+    duration: Duration,
+) -> anyhow::Result<Measured> {
+    let clock = Arc::new(Clock::new());
+    // Everyone connects first; the clock for the run starts when all are online.
+    let connect_slack = Duration::from_secs(2) + Duration::from_millis(plans.len() as u64 * 2);
+    let start = Instant::now() + connect_slack;
+    let stop_at = start + duration;
+    let mut tasks = JoinSet::new();
+    for (user, plan) in plans {
+        let (server, clock) = (server.clone(), clock.clone());
+        tasks.spawn(async move {
+            tokio::time::sleep_until(start.checked_sub(connect_slack / 2).unwrap_or(start)).await;
+            member(server, user, plan, clock, stop_at, Duration::from_secs(10)).await
+        });
+    }
+    // Sample the server's CPU and memory over exactly the measured window.
+    let pid = server.pid();
+    let sampler = tokio::spawn(async move {
+        tokio::time::sleep_until(start).await;
+        let first = pid.and_then(sample);
+        tokio::time::sleep_until(stop_at).await;
+        first.zip(pid.and_then(sample))
+    });
+    let tally = collect(tasks).await;
+    let proc = sampler.await.ok().flatten();
+    Ok((tally, duration, proc))
+}
+
+/// Idle connections: open `connections` sockets spread over `users` accounts, hold them
+/// for `hold`, and check a sample still answers a ping.
+pub async fn idle(
+    server: Arc<Server>,
+    api: &Api,
+    users: usize,
+    connections: usize,
+    hold: Duration,
+) -> anyhow::Result<(usize, usize)> {
+    let accounts = api.users("idle", users.max(1)).await?;
+    let mut open = Vec::with_capacity(connections);
+    let mut failed = 0;
+    for i in 0..connections {
+        let user = &accounts[i % accounts.len()];
+        match connect(&server, &user.token).await {
+            Ok(conn) => open.push(conn),
+            Err(err) => {
+                failed += 1;
+                if failed == 1 {
+                    eprintln!("connect failed (raise `ulimit -n`?): {err:#}");
+                }
+                if failed > connections / 10 + 10 {
+                    break;
+                }
+            }
+        }
+    }
+    tokio::time::sleep(hold).await;
+    let mut alive = 0;
+    for (sink, stream) in open.iter_mut().step_by((connections / 100).max(1)) {
+        if sink
+            .send(Message::Text(
+                json!({ "type": "ping", "req": "alive" }).to_string().into(),
+            ))
+            .await
+            .is_ok()
+            && matches!(
+                tokio::time::timeout(Duration::from_secs(5), next_text(stream)).await,
+                Ok(Some(_))
+            )
+        {
+            alive += 1;
+        }
+    }
+    Ok((open.len(), alive))
+}
+
+async fn next_text(stream: &mut crate::client::WsStream) -> Option<String> {
+    while let Some(Ok(frame)) = stream.next().await {
+        if let Message::Text(text) = frame {
+            return Some(text.to_string());
+        }
+    }
+    None
+}
+
+/// Reconnect storm: `clients` members of one room disconnect, `missed` messages are sent,
+/// then all reconnect at once with `sync`. Returns how long until every client had caught up
+/// and how many gaps or duplicates were seen (must be 0).
+pub async fn reconnect_storm(
+    server: Arc<Server>,
+    api: &Api,
+    clients: usize,
+    missed: usize,
+) -> anyhow::Result<(Duration, usize, usize)> {
+    let users = api.users("storm", clients.max(1) + 1).await?;
+    let (sender, members) = users.split_first().expect("at least two users");
+    let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+    let room = api.group(sender, "storm", &ids).await?;
+    for i in 0..missed {
+        api.http
+            .post(format!("{}/api/v1/rooms/{room}/messages", api.base))
+            .bearer_auth(&sender.token)
+            .json(&json!({ "client_msg_id": format!("storm-{i}"), "body": format!("missed {i}") }))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    let started = std::time::Instant::now();
+    let mut tasks = JoinSet::new();
+    for member in members {
+        let (server, token) = (server.clone(), member.token.clone());
+        tasks.spawn(async move {
+            let (ws, _) = tokio_tungstenite::connect_async(server.ws_url(&token)).await?;
+            let (mut sink, mut stream) = ws.split();
+            let sync = json!({ "type": "sync", "rooms": { room.to_string(): 0 } });
+            sink.send(Message::Text(sync.to_string().into())).await?;
+            let mut seqs = Vec::new();
+            while let Some(text) = next_text(&mut stream).await {
+                let frame: Value = serde_json::from_str(&text)?;
+                match frame["type"].as_str() {
+                    Some("event") => seqs.push(frame["seq"].as_i64().unwrap_or(-1)),
+                    Some("synced") => break,
+                    _ => {}
+                }
+            }
+            anyhow::Ok(seqs)
+        });
+    }
+    let mut gaps = 0;
+    let mut dups = 0;
+    while let Some(done) = tasks.join_next().await {
+        let seqs = done??;
+        let unique: HashSet<i64> = seqs.iter().copied().collect();
+        dups += seqs.len() - unique.len();
+        // The log holds the joins of every member first, then the missed messages.
+        let last = seqs.last().copied().unwrap_or(0);
+        gaps += usize::try_from(last)
+            .unwrap_or(0)
+            .saturating_sub(unique.len());
+        if seqs.windows(2).any(|w| w[1] != w[0] + 1) {
+            gaps += 1;
+        }
+    }
+    Ok((started.elapsed(), gaps, dups))
+}
