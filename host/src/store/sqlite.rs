@@ -50,14 +50,12 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let memory = url.contains(":memory:") || url.contains("mode=memory");
-        if !memory {
-            if let Some(dir) = base
-                .get_filename()
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                create_dir(dir).await?;
-            }
+        let dir = base
+            .get_filename()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty());
+        if let (false, Some(dir)) = (memory, dir) {
+            create_dir(dir).await?;
         }
         let synchronous = match options.sqlite_synchronous {
             SqliteSync::Full => SqliteSynchronous::Full,
