@@ -9,6 +9,7 @@
 //!   never a second row and never a burnt `seq`;
 //! - deleting a message erases its body (and the bodies of its edits) from storage.
 
+mod common;
 pub mod postgres;
 pub mod sqlite;
 
@@ -401,13 +402,13 @@ pub trait Store: Send + Sync + 'static {
 /// Open the store a database URL names: `sqlite://path` (or a bare path) or `postgres://…`.
 /// Migrations run before this returns.
 pub async fn open(url: &str, options: &StoreOptions) -> StoreResult<Arc<dyn Store>> {
-    // PLACEHOLDER(store helper): return Arc::new(PgStore / SqliteStore) once they implement Store.
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let _store = postgres::PgStore::connect(url, options).await?;
-        Err(StoreError::UnsupportedUrl(redact_url(url)))
+        Ok(Arc::new(postgres::PgStore::connect(url, options).await?))
     } else if url.starts_with("sqlite:") {
-        let _store = sqlite::SqliteStore::open(url, options).await?;
-        Err(StoreError::UnsupportedUrl(redact_url(url)))
+        Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?))
+    } else if !url.contains("://") && !url.is_empty() {
+        let url = format!("sqlite://{url}");
+        Ok(Arc::new(sqlite::SqliteStore::open(&url, options).await?))
     } else {
         Err(StoreError::UnsupportedUrl(redact_url(url)))
     }

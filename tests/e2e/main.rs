@@ -11,3 +11,4 @@ mod auth;
 mod bad_input;
 mod chat;
 mod resume;
+mod store_contract;

@@ -1,0 +1,165 @@
+//! Pieces both backends share: column decoding into domain types, constraint-error
+//! classification, and the small pure helpers (direct-room key, key-prefix ranges).
+//!
+//! Kept SQL-dialect free so that `sqlite.rs` and `postgres.rs` differ only where the
+//! databases really differ.
+
+use std::collections::HashSet;
+
+use super::{EventKind, Metadata, Role, RoomKind, StoreError, StoreResult, UserId};
+
+/// Which constraint a database error broke, if any. Per-item failures in a batch are
+/// recognised through this, everything else aborts the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Violation {
+    Unique,
+    ForeignKey,
+}
+
+pub(crate) fn violation(err: &sqlx::Error) -> Option<Violation> {
+    match err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Some(Violation::Unique),
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => Some(Violation::ForeignKey),
+        _ => None,
+    }
+}
+
+/// The error name of a unique violation (PostgreSQL: the index or constraint name), so that a
+/// violation of one index is not mistaken for another.
+pub(crate) fn constraint_name(err: &sqlx::Error) -> Option<&str> {
+    match err {
+        sqlx::Error::Database(db) => db.constraint(),
+        _ => None,
+    }
+}
+
+/// Map a write error: a foreign key pointing nowhere means "the thing you named does not
+/// exist"; a unique violation becomes the given conflict code.
+pub(crate) fn map_write(err: sqlx::Error, on_unique: &'static str) -> StoreError {
+    match violation(&err) {
+        Some(Violation::ForeignKey) => StoreError::NotFound,
+        Some(Violation::Unique) => StoreError::Conflict(on_unique),
+        None => StoreError::Backend(err),
+    }
+}
+
+/// True for errors that concern one batch item (and so roll back only that item).
+pub(crate) fn is_item_failure(err: &StoreError) -> bool {
+    matches!(err, StoreError::NotFound | StoreError::Conflict(_))
+}
+
+/// The `direct_key` of a pair: order-independent, so `(a, b)` and `(b, a)` collide.
+pub(crate) fn direct_key(a: UserId, b: UserId) -> String {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    format!("{lo}:{hi}")
+}
+
+/// The other user of a direct room, seen from `me` (`me` itself for a room with oneself).
+pub(crate) fn direct_peer(key: &str, me: UserId) -> StoreResult<UserId> {
+    let bad = || StoreError::Corrupt(format!("direct_key {key:?}"));
+    let (lo, hi) = key.split_once(':').ok_or_else(bad)?;
+    let lo: UserId = lo.parse().map_err(|_| bad())?;
+    let hi: UserId = hi.parse().map_err(|_| bad())?;
+    Ok(if lo == me { hi } else { lo })
+}
+
+/// The smallest string greater than every string starting with `prefix`, or `None` if there
+/// is none (empty prefix, or only `char::MAX`s). Lets `kv_keys` use the primary-key index with
+/// `key >= prefix AND key < upper` instead of a LIKE that needs escaping. Correct because both
+/// backends compare these keys bytewise and UTF-8 byte order is code-point order.
+pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(u32::from(c) + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+pub(crate) fn parse_room_kind(s: &str) -> StoreResult<RoomKind> {
+    RoomKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("room kind {s:?}")))
+}
+
+pub(crate) fn parse_role(s: &str) -> StoreResult<Role> {
+    Role::parse(s).ok_or_else(|| StoreError::Corrupt(format!("role {s:?}")))
+}
+
+pub(crate) fn parse_event_kind(s: &str) -> StoreResult<EventKind> {
+    EventKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("event kind {s:?}")))
+}
+
+pub(crate) fn encode_metadata(metadata: &Metadata) -> String {
+    // A map of strings always serialises; the fallback only keeps this infallible.
+    serde_json::to_string(metadata).unwrap_or_else(|_| "{}".to_string())
+}
+
+pub(crate) fn decode_metadata(text: &str) -> StoreResult<Metadata> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))
+}
+
+pub(crate) fn decode_json(text: &str) -> StoreResult<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("json: {e}")))
+}
+
+/// Read one column, turning a decode failure into `Corrupt` (a row that does not match the
+/// schema we migrated is a corrupt database, not a transient backend error).
+pub(crate) fn col<'r, R, T>(row: &'r R, name: &'static str) -> StoreResult<T>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    row.try_get(name)
+        .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
+}
+
+/// A `u32` limit as the `i64` both backends bind.
+pub(crate) fn limit(n: u32) -> i64 {
+    i64::from(n)
+}
+
+/// The creator as owner, then the other requested members once each (first role wins).
+pub(crate) fn initial_members(creator: UserId, members: &[(UserId, Role)]) -> Vec<(UserId, Role)> {
+    let mut seen = HashSet::from([creator]);
+    let mut all = vec![(creator, Role::Owner)];
+    all.extend(
+        members
+            .iter()
+            .copied()
+            .filter(|(user, _)| seen.insert(*user)),
+    );
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_upper_bound_covers_exactly_the_prefix() {
+        assert_eq!(prefix_upper_bound("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_upper_bound(""), None);
+        assert_eq!(
+            prefix_upper_bound("a\u{D7FF}").as_deref(),
+            Some("a\u{E000}")
+        );
+        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+    }
+
+    #[test]
+    fn direct_key_is_symmetric_and_names_the_peer() {
+        assert_eq!(direct_key(7, 3), "3:7");
+        assert_eq!(direct_key(3, 7), "3:7");
+        assert_eq!(direct_peer("3:7", 3).ok(), Some(7));
+        assert_eq!(direct_peer("3:7", 7).ok(), Some(3));
+        assert_eq!(direct_peer("5:5", 5).ok(), Some(5));
+        assert!(direct_peer("x", 5).is_err());
+    }
+}

@@ -1,0 +1,341 @@
+//! The storage contract. Every check is written once against `Arc<dyn Store>` and runs on
+//! both backends: SQLite in a temporary directory, PostgreSQL in a fresh database created for
+//! the one test (`sb_test_<random>`, dropped afterwards, even when the check fails) on the
+//! server named by `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
+//!
+//! A check also gets a [`Backend`] handle, to open more stores on the same database (several
+//! "nodes") and to look at the raw tables where the contract is about what is stored.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use futures_util::future::join_all;
+use sqlx::{Connection, Row};
+use switchboard::store::{
+    self, Appended, EventKind, Metadata, NewEvent, NewRoom, NewUser, Page, Role, RoomKind, Session,
+    Store, StoreError, StoreOptions, StoreResult, UserId, now_millis,
+};
+
+mod accounts;
+mod nodes;
+mod plugin_data;
+mod room_log;
+mod rooms;
+
+use accounts::{sessions, users};
+use nodes::{nodes_append_concurrently_without_gaps, same_send_from_two_nodes_is_stored_once};
+use plugin_data::{audit, plugin_kv};
+use room_log::{
+    append_is_ordered_and_gap_free, deleted_text_is_erased_from_storage, edit_and_delete,
+    failed_items_burn_no_seq, idempotent_retry, paging, reopen_keeps_everything,
+};
+use rooms::{direct_room_exactly_once, group_rooms, join_and_leave, read_cursors_and_unread};
+
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+// ---------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// The database under test, for opening more stores on it and for raw SQL.
+#[derive(Debug, Clone)]
+struct Backend {
+    kind: Kind,
+    url: String,
+}
+
+impl Backend {
+    /// Another store on the same database: another "node".
+    async fn open(&self) -> Arc<dyn Store> {
+        store::open(&self.url, &options())
+            .await
+            .expect("open another store")
+    }
+
+    /// Events whose stored body or metadata contains `needle`, counted with raw SQL.
+    async fn events_mentioning(&self, needle: &str) -> i64 {
+        let pattern = format!("%{needle}%");
+        match self.kind {
+            Kind::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("raw");
+                sqlx::query("SELECT COUNT(*) FROM events WHERE body LIKE $1 OR metadata LIKE $1")
+                    .bind(&pattern)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("raw count")
+                    .get(0)
+            }
+            Kind::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.expect("raw");
+                sqlx::query(
+                    "SELECT COUNT(*) FROM events WHERE body LIKE $1 OR metadata::text LIKE $1",
+                )
+                .bind(&pattern)
+                .fetch_one(&mut conn)
+                .await
+                .expect("raw count")
+                .get(0)
+            }
+        }
+    }
+}
+
+fn options() -> StoreOptions {
+    // Small pools: many tests (and "nodes") share one PostgreSQL server.
+    StoreOptions {
+        max_connections: 4,
+        ..StoreOptions::default()
+    }
+}
+
+async fn run_sqlite<F, Fut>(check: F)
+where
+    F: FnOnce(Arc<dyn Store>, Backend) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A subdirectory that does not exist yet: opening must create it.
+    let url = format!("sqlite://{}/db/switchboard.db", dir.path().display());
+    let store = store::open(&url, &options())
+        .await
+        .expect("open sqlite store");
+    assert_eq!(store.backend(), "sqlite");
+    check(
+        store,
+        Backend {
+            kind: Kind::Sqlite,
+            url,
+        },
+    )
+    .await;
+}
+
+async fn run_postgres<F, Fut>(check: F)
+where
+    F: FnOnce(Arc<dyn Store>, Backend) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let admin_url = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
+    let name = format!("sb_test_{:016x}", rand::random::<u64>());
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("connect to PostgreSQL (TEST_POSTGRES_URL)");
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .await
+        .expect("create db");
+    let url = with_database(&admin_url, &name);
+
+    let outcome = AssertUnwindSafe(async {
+        let store = store::open(&url, &options())
+            .await
+            .expect("open postgres store");
+        assert_eq!(store.backend(), "postgres");
+        check(
+            store,
+            Backend {
+                kind: Kind::Postgres,
+                url: url.clone(),
+            },
+        )
+        .await;
+    })
+    .catch_unwind()
+    .await;
+
+    // FORCE ends connections a panicking check left behind in its pools.
+    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .expect("drop db");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// `postgres://user@host:port/db?params` with `db` replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    format!("{}/{name}{query}", &base[..path_start])
+}
+
+/// Declare each check once; get a `sqlite::<check>` and a `postgres::<check>` test.
+macro_rules! contract {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::run_sqlite(super::$check).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::run_postgres(super::$check).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    users,
+    sessions,
+    group_rooms,
+    direct_room_exactly_once,
+    append_is_ordered_and_gap_free,
+    idempotent_retry,
+    edit_and_delete,
+    deleted_text_is_erased_from_storage,
+    failed_items_burn_no_seq,
+    join_and_leave,
+    paging,
+    read_cursors_and_unread,
+    plugin_kv,
+    audit,
+    reopen_keeps_everything,
+    nodes_append_concurrently_without_gaps,
+    same_send_from_two_nodes_is_stored_once,
+);
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+async fn user(store: &Arc<dyn Store>, name: &str) -> UserId {
+    store
+        .create_user(NewUser {
+            name: name.into(),
+            display_name: name.to_uppercase(),
+            password_hash: Some(format!("hash-{name}")),
+            is_admin: false,
+            is_bot: false,
+        })
+        .await
+        .expect("create user")
+        .id
+}
+
+async fn group(store: &Arc<dyn Store>, owner: UserId, members: &[UserId]) -> i64 {
+    let members: Vec<(UserId, Role)> = members.iter().map(|m| (*m, Role::Member)).collect();
+    store
+        .create_room(
+            NewRoom {
+                kind: RoomKind::Group,
+                name: Some("general".into()),
+                topic: Some("everything".into()),
+                created_by: owner,
+            },
+            &members,
+        )
+        .await
+        .expect("create room")
+        .id
+}
+
+fn msg(room: i64, sender: UserId, cmid: &str, body: &str) -> NewEvent {
+    NewEvent::Message {
+        room_id: room,
+        sender_id: sender,
+        client_msg_id: cmid.into(),
+        body: body.into(),
+        metadata: Metadata::new(),
+    }
+}
+
+/// Append a batch in which every item must succeed.
+async fn append_ok(store: &Arc<dyn Store>, batch: Vec<NewEvent>) -> Vec<Appended> {
+    store
+        .append_events(batch)
+        .await
+        .expect("batch")
+        .into_iter()
+        .map(|r| r.expect("item"))
+        .collect()
+}
+
+async fn send(store: &Arc<dyn Store>, room: i64, sender: UserId, cmid: &str, body: &str) -> i64 {
+    append_ok(store, vec![msg(room, sender, cmid, body)]).await[0]
+        .event
+        .id
+}
+
+async fn seqs(store: &Arc<dyn Store>, room: i64) -> Vec<i64> {
+    store
+        .events(room, Page::After(0), 10_000)
+        .await
+        .expect("events")
+        .iter()
+        .map(|e| e.seq)
+        .collect()
+}
+
+fn one_to(n: i64) -> Vec<i64> {
+    (1..=n).collect()
+}
+
+fn assert_conflict<T: std::fmt::Debug>(result: StoreResult<T>, code: &str) {
+    match result {
+        Err(StoreError::Conflict(c)) => assert_eq!(c, code),
+        other => panic!("expected Conflict({code}), got {other:?}"),
+    }
+}
+
+fn assert_not_found<T: std::fmt::Debug>(result: StoreResult<T>) {
+    assert!(
+        matches!(result, Err(StoreError::NotFound)),
+        "expected NotFound, got {result:?}"
+    );
+}
+
+/// `StoreResult<Appended>` is not `Clone` (sqlx errors are not); tests only need the shape.
+trait CloneResult {
+    fn clone_result(&self) -> StoreResult<Appended>;
+}
+
+impl CloneResult for StoreResult<Appended> {
+    fn clone_result(&self) -> StoreResult<Appended> {
+        match self {
+            Ok(a) => Ok(a.clone()),
+            Err(StoreError::NotFound) => Err(StoreError::NotFound),
+            Err(StoreError::Conflict(c)) => Err(StoreError::Conflict(c)),
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+}
+
+#[test]
+fn database_url_is_rewritten() {
+    assert_eq!(
+        with_database("postgres://u@h:5/postgres", "x"),
+        "postgres://u@h:5/x"
+    );
+    assert_eq!(with_database("postgres://u@h:5", "x"), "postgres://u@h:5/x");
+    assert_eq!(
+        with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+        "postgres://u:p@h/x?sslmode=disable"
+    );
+}
