@@ -77,7 +77,7 @@ impl Auth {
     pub fn new(store: Arc<dyn Store>, config: AuthConfig, secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.set_required_spec_claims(&["exp"]);
         Self {
             store,
             encoding: EncodingKey::from_secret(secret),

@@ -42,6 +42,8 @@ pub enum CloseReason {
     SessionEnded,
     Idle,
     Shutdown,
+    /// The client sent a frame over `limits.max_frame_bytes`.
+    FrameTooLarge,
     /// Ended normally (the client closed, or the connection dropped).
     Closed,
 }
@@ -53,6 +55,7 @@ impl CloseReason {
             Self::SessionEnded => "session_ended",
             Self::Idle => "idle_timeout",
             Self::Shutdown => "server_shutdown",
+            Self::FrameTooLarge => "frame_too_large",
             Self::Closed => "closed",
         }
     }

@@ -58,6 +58,7 @@ pub enum ClientFrame {
     Sync {
         #[serde(default)]
         req: Option<String>,
+        #[serde(deserialize_with = "room_keys")]
         rooms: BTreeMap<RoomId, i64>,
     },
     Ping {
@@ -68,6 +69,19 @@ pub enum ClientFrame {
 
 fn yes() -> bool {
     true
+}
+
+/// JSON object keys are strings; room ids are integers. (serde_json would convert on its
+/// own, but not through the buffering an internally tagged enum does.)
+fn room_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<RoomId, i64>, D::Error> {
+    let raw = BTreeMap::<String, i64>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            k.parse::<RoomId>()
+                .map(|k| (k, v))
+                .map_err(|_| serde::de::Error::custom(format!("room id `{k}` is not an integer")))
+        })
+        .collect()
 }
 
 impl ClientFrame {

@@ -29,6 +29,9 @@ async fn two_users_chat_in_a_direct_room() {
     assert_eq!(event["kind"], "message");
     assert_eq!(event["id"], ack["id"]);
 
+    // Alice's own connection gets her message as an event too.
+    assert_eq!(alice_ws.recv_type("event").await["seq"], 1);
+
     // A reply over HTTP reaches the other side live too.
     let (status, ack) = bob.send_http(room, "b-1", "hello alice").await;
     assert_eq!(status, StatusCode::CREATED, "{ack}");

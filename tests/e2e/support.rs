@@ -249,6 +249,8 @@ impl Client {
 /// A real WebSocket client.
 pub struct Ws {
     pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames read past while waiting for an ack, handed out by `recv` first.
+    pending: std::collections::VecDeque<Value>,
 }
 
 impl Ws {
@@ -256,7 +258,10 @@ impl Ws {
         let (stream, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("ws connect");
-        let mut ws = Self { stream };
+        let mut ws = Self {
+            stream,
+            pending: std::collections::VecDeque::new(),
+        };
         let hello = ws.recv().await;
         assert_eq!(hello["type"], "hello", "{hello}");
         ws
@@ -281,6 +286,13 @@ impl Ws {
     }
 
     pub async fn try_recv(&mut self, wait: Duration) -> Option<Value> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Some(frame);
+        }
+        self.read_stream(wait).await
+    }
+
+    async fn read_stream(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let next = tokio::time::timeout_at(deadline, self.stream.next())
@@ -330,13 +342,17 @@ impl Ws {
         )
         .await;
         loop {
-            let frame = self.recv().await;
-            if frame["type"] == "ack" && frame["client_msg_id"] == client_msg_id {
+            let frame = self
+                .read_stream(Duration::from_secs(10))
+                .await
+                .expect("an ack within 10 s");
+            let done = (frame["type"] == "ack" && frame["client_msg_id"] == client_msg_id)
+                || frame["type"] == "error";
+            if done {
                 return frame;
             }
-            if frame["type"] == "error" {
-                return frame;
-            }
+            // Keep what arrived first (e.g. the sender's own copy of the event) for `recv`.
+            self.pending.push_back(frame);
         }
     }
 }

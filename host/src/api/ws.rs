@@ -99,8 +99,6 @@ enum Control {
     },
     /// The client spoke without asking to sync: start live delivery now.
     Start,
-    /// The client sent a frame over the size limit: close with `1009`.
-    TooLarge,
 }
 
 async fn run_session(state: AppState, caller: Caller, socket: WebSocket) {
@@ -184,7 +182,7 @@ impl Reader {
                 Some(Err(err)) => {
                     // Oversized frames end here: tungstenite refuses them before we see them.
                     if is_capacity_error(&err) {
-                        let _ = self.control.send(Control::TooLarge).await;
+                        self.handle.close(CloseReason::FrameTooLarge);
                     }
                     tracing::debug!(error = %err, "websocket read failed");
                     return;
@@ -396,14 +394,6 @@ impl Writer {
 
     async fn on_control(&mut self, item: Control) -> SendResult {
         match item {
-            Control::TooLarge => {
-                self.close(CloseFrame {
-                    code: 1009,
-                    reason: Utf8Bytes::from_static("frame_too_large"),
-                })
-                .await;
-                Err(())
-            }
             Control::Reply(frame) => self.text(frame).await,
             Control::Start => {
                 self.live = true;
@@ -559,6 +549,7 @@ fn reason_frame(reason: CloseReason) -> CloseFrame {
         CloseReason::Idle => 4002,
         CloseReason::SessionEnded => 4001,
         CloseReason::Closed => 1000,
+        CloseReason::FrameTooLarge => 1009,
     };
     CloseFrame {
         code,

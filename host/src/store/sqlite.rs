@@ -504,7 +504,21 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(items = batch.len()))]
     async fn append_events(&self, batch: Vec<NewEvent>) -> StoreResult<Vec<StoreResult<Appended>>> {
-        log::append_events(&self.writer, batch).await
+        let erases = batch.iter().any(|e| matches!(e, NewEvent::Delete { .. }));
+        let results = log::append_events(&self.writer, batch).await?;
+        if erases {
+            // `secure_delete` zeroes the freed text in the database file, but the WAL still
+            // holds old page images until a checkpoint: copy back and truncate it now, so
+            // deleted content is gone from disk, not merely unreachable. Deletes are rare,
+            // so the extra fsync is cheap overall.
+            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.writer)
+                .await
+            {
+                tracing::warn!(error = %err, "checkpoint after delete failed; the WAL may hold deleted text until the next checkpoint");
+            }
+        }
+        Ok(results)
     }
 
     #[tracing::instrument(skip_all)]
