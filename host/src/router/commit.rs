@@ -74,10 +74,7 @@ impl Committer {
             },
             mpsc::error::TrySendError::Closed(_) => shutting_down(),
         })?;
-        answer
-            .await
-            .map_err(|_| shutting_down())?
-            .map_err(ApiError::from)
+        answer.await.map_err(|_| shutting_down())?
     }
 }
 
