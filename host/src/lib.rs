@@ -131,6 +131,16 @@ pub async fn serve(
         committer,
         config.limits.clone(),
     ));
+    let housekeeping = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                router.housekeeping();
+            }
+        })
+    };
     let auth = Arc::new(auth::Auth::new(store.clone(), config.auth.clone(), &secret));
     let state = AppState {
         config: config.clone(),
@@ -153,6 +163,7 @@ pub async fn serve(
         })
         .await
         .context("serving HTTP")?;
+    housekeeping.abort();
     let _ = stop_writer.send(true);
     writer.await.context("group-commit writer")?;
     if let Some(host) = plugins {

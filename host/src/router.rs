@@ -66,6 +66,13 @@ impl Router {
         }
     }
 
+    /// Forget rate-limit state of users idle long enough to be back at full burst; called
+    /// periodically so the limiter's memory tracks active users, not all users ever seen.
+    pub fn housekeeping(&self) {
+        self.rate.retain_recent();
+        self.rate.shrink_to_fit();
+    }
+
     pub fn hooks(&self) -> &Arc<dyn Hooks> {
         &self.hooks
     }
