@@ -91,7 +91,7 @@ impl Router {
         self.check_client_msg_id(&client_msg_id)?;
         self.check_body(&body)?;
         check_metadata(&metadata)?;
-        self.require_member(sender.id, room_id).await?;
+        self.ensure_member(sender.id, room_id).await?;
         // A retry is answered from the store without running plugins again (a DLP flag is
         // recorded once) and without spending the sender's rate budget.
         if let Some(original) = self
@@ -461,7 +461,7 @@ impl Router {
         active: bool,
         conn: u64,
     ) -> Result<()> {
-        self.require_member(caller.id, room_id).await?;
+        self.ensure_member(caller.id, room_id).await?;
         let frame = ServerFrame::Typing {
             room: room_id,
             user: caller.id,
@@ -475,6 +475,19 @@ impl Router {
     }
 
     // ---------------------------------------------------------------- checks
+
+    /// That the user is a member (no role needed): answered from the hub's member cache,
+    /// so the hot path of sending does not query the store.
+    pub async fn ensure_member(&self, user: UserId, room_id: RoomId) -> Result<()> {
+        if self.hub.room_members(room_id).await?.contains(&user) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(
+                "room_not_found",
+                "no such room, or you are not a member",
+            ))
+        }
+    }
 
     /// The caller's membership, or `room_not_found` — non-members can't tell a room they may
     /// not see from one that does not exist.
