@@ -231,7 +231,8 @@ impl PluginHost {
                 .map_err(|e| PluginError::Engine(format!("compile task: {e}")))??
             };
             let plugin =
-                instance::LoadedPlugin::new(&engine, compiled, manifest, space, config, &metrics)?;
+                instance::LoadedPlugin::new(&engine, compiled, manifest, space, config, &metrics)
+                    .await?;
             plugins.push(Arc::new(plugin));
         }
         let chain = Arc::new(chain::ChainCell::new(chain::Chain::new(plugins)));

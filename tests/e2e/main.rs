@@ -1,1 +1,2 @@
-
+mod plugins_runtime;
+mod wasm_build;

@@ -16,6 +16,11 @@ use crate::store::{self, Metadata};
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
+    // Hooks are called with `call_async` so that WASI's host functions (which are async in
+    // wasmtime-wasi and would otherwise `block_on` inside a tokio worker) and epoch yields
+    // work inside the server's runtime. The host imports themselves are synchronous: they
+    // never do I/O (see `kv`).
+    exports: { default: async },
 });
 
 pub(crate) use switchboard::plugin::types::{
@@ -30,7 +35,7 @@ const MAX_LOG_LINE: usize = 4096;
 
 /// Add WASI (locked down by the store's context) and the 0.1 host imports to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
     Plugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
 }
 

@@ -47,6 +47,8 @@ pub(crate) struct HostState {
     table: ResourceTable,
     pub(crate) limiter: Limiter,
     pub(crate) ctx: Arc<PluginCtx>,
+    /// When the running call must end; checked on every epoch tick.
+    pub(crate) deadline: std::time::Instant,
 }
 
 impl HostState {
@@ -59,7 +61,13 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        Self { wasi, table: ResourceTable::new(), limiter: Limiter::new(memory_bytes), ctx }
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter::new(memory_bytes),
+            ctx,
+            deadline: std::time::Instant::now(),
+        }
     }
 }
 

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use super::bindings_v0_1::{self as v0_1, Decision as WitDecision, PreSendOutcome as WitOutcome};
-use super::instance::{CallError, LoadedPlugin};
+use super::instance::{CallError, LoadedPlugin, Request, Response};
 use super::manifest::{Capability, FailurePolicy, HookName};
-use super::metrics::{Counters, FailureKind, HookLabels};
+use super::metrics::{Counters, FailureKind};
 use super::{PluginHost, read_lock};
 use crate::router::hooks::{Decision, HookKind, Hooks, PreSend, PreSendOutcome};
 use crate::store::{Event, Metadata, Room, User};
@@ -135,27 +135,29 @@ impl PluginStatus {
 
 impl PluginHost {
     fn count(&self, plugin: &LoadedPlugin, hook: HookName, reject: bool) {
-        let labels = HookLabels { plugin: plugin.manifest.name.clone(), hook: hook.as_str() };
+        let metrics = plugin.hook_metrics(hook);
         if reject {
             Counters::bump(&plugin.counters.rejects);
-            self.metrics.rejects.get_or_create(&labels).inc();
+            metrics.rejects.inc();
         } else {
             Counters::bump(&plugin.counters.modifications);
-            self.metrics.modifications.get_or_create(&labels).inc();
+            metrics.modifications.inc();
         }
     }
 
-    /// The pre-send chain. Synchronous: every call is bounded by its plugin's deadline.
-    fn pre_send(&self, msg: PreSend) -> PreSendOutcome {
+    /// The pre-send chain: every call is bounded by its plugin's deadline.
+    async fn pre_send(&self, msg: PreSend) -> PreSendOutcome {
         let chain = self.chain.snapshot();
         let mut body = msg.body.clone();
         let mut metadata = msg.metadata.clone();
         let mut modified = false;
         for plugin in chain.hook(HookName::MessagePreSend) {
             let input = v0_1::message(&msg, &body, &metadata);
-            let result = plugin.call(HookName::MessagePreSend, |bindings, store| {
-                bindings.switchboard_plugin_hooks().call_message_pre_send(store, &input)
-            });
+            let result = match plugin.call(Request::PreSend(&input)).await {
+                Ok(Response::PreSend(outcome)) => Ok(outcome),
+                Ok(_) => Ok(WitOutcome::Continue),
+                Err(e) => Err(e),
+            };
             let failure = match result {
                 Ok(WitOutcome::Continue) => continue,
                 Ok(WitOutcome::Modify(m)) => match check_modification(plugin, m.body, m.metadata) {
@@ -197,14 +199,16 @@ impl PluginHost {
         PreSendOutcome::Continue { body, metadata, modified }
     }
 
-    fn decide(
-        &self,
-        hook: HookName,
-        call: impl Fn(&v0_1::Plugin, &mut wasmtime::Store<super::capabilities::HostState>) -> wasmtime::Result<WitDecision>,
-    ) -> Decision {
+    async fn decide(&self, request: Request<'_>) -> Decision {
+        let hook = request.hook();
         let chain = self.chain.snapshot();
         for plugin in chain.hook(hook) {
-            let failure = match plugin.call(hook, &call) {
+            let result = match plugin.call(request).await {
+                Ok(Response::Decision(decision)) => Ok(decision),
+                Ok(_) => Ok(WitDecision::Allow),
+                Err(e) => Err(e),
+            };
+            let failure = match result {
                 Ok(WitDecision::Allow) => continue,
                 Ok(WitDecision::Deny(reason)) if reason.len() <= MAX_REASON => {
                     self.count(plugin, hook, true);
@@ -304,7 +308,7 @@ impl Hooks for PluginHost {
     }
 
     async fn message_pre_send(&self, msg: PreSend) -> PreSendOutcome {
-        self.pre_send(msg)
+        self.pre_send(msg).await
     }
 
     fn message_delivered(&self, room: &Room, event: &Event) {
@@ -314,17 +318,19 @@ impl Hooks for PluginHost {
     }
 
     async fn on_login(&self, user: &User) -> Decision {
+        if !self.implements(HookKind::OnLogin) {
+            return Decision::Allow;
+        }
         let user = v0_1::user(user);
-        self.decide(HookName::OnLogin, |bindings, store| {
-            bindings.switchboard_plugin_hooks().call_on_login(store, &user)
-        })
+        self.decide(Request::Login(&user)).await
     }
 
     async fn on_connect(&self, user: &User, session_id: &str) -> Decision {
+        if !self.implements(HookKind::OnConnect) {
+            return Decision::Allow;
+        }
         let user = v0_1::user(user);
-        self.decide(HookName::OnConnect, |bindings, store| {
-            bindings.switchboard_plugin_hooks().call_on_connect(store, &user, session_id)
-        })
+        self.decide(Request::Connect(&user, session_id)).await
     }
 }
 

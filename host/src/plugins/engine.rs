@@ -17,7 +17,6 @@ use super::{PluginError, PluginsConfig, lock};
 /// The engine plus the thread that ticks its epoch.
 pub(crate) struct EngineHandle {
     engine: Engine,
-    tick: Duration,
     pooled: bool,
     stop: Arc<AtomicBool>,
     ticker: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -61,7 +60,7 @@ impl EngineHandle {
                 })
                 .map_err(|e| PluginError::Engine(format!("starting the epoch ticker: {e}")))?
         };
-        Ok(Self { engine, tick, pooled, stop, ticker: std::sync::Mutex::new(Some(ticker)) })
+        Ok(Self { engine, pooled, stop, ticker: std::sync::Mutex::new(Some(ticker)) })
     }
 
     pub(crate) fn engine(&self) -> &Engine {
@@ -71,13 +70,6 @@ impl EngineHandle {
     /// Whether instances come from the pooling allocator.
     pub(crate) fn pooled(&self) -> bool {
         self.pooled
-    }
-
-    /// Epoch ticks for a deadline: rounded up, so a call is never stopped early, and the
-    /// deadline is set on the tick boundary, so it is never exceeded by more than a tick.
-    pub(crate) fn deadline_ticks(&self, timeout: Duration) -> u64 {
-        let tick = self.tick.as_micros().max(1);
-        u64::try_from(timeout.as_micros().div_ceil(tick)).unwrap_or(u64::MAX).max(1)
     }
 
     pub(crate) fn stop_ticker(&self) {

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use super::bindings_v0_1::{self as v0_1, Plugin, PluginPre};
+use super::bindings_v0_1::{self as v0_1, Decision, Event, Message, Plugin, PluginPre, PreSendOutcome, Room, User};
 use super::breaker::{Admit, Breaker};
 use super::capabilities::{HostState, PluginCtx};
 use super::engine::EngineHandle;
 use super::kv::KvSpace;
 use super::manifest::{HookName, Manifest};
-use super::metrics::{Counters, FailureKind, FailureLabels, HookLabels, Metrics, PluginLabels};
+use super::metrics::{Counters, FailureKind, FailureLabels, HookMetrics, Metrics, PluginLabels};
 use super::{PluginError, PluginsConfig, lock};
 
 /// A live instance, ready for the next call.
@@ -36,8 +36,37 @@ pub(crate) struct LoadedPlugin {
     pool: std::sync::Mutex<Vec<Warm>>,
     max_idle: usize,
     recycle_after: u64,
-    deadline_ticks: u64,
+    timeout: Duration,
     metrics: Arc<Metrics>,
+    /// Per hook, in `HookName::ALL` order.
+    hook_metrics: [HookMetrics; 4],
+}
+
+/// One hook call's arguments.
+#[derive(Clone, Copy)]
+pub(crate) enum Request<'a> {
+    PreSend(&'a Message),
+    Delivered(&'a Room, &'a Event),
+    Login(&'a User),
+    Connect(&'a User, &'a str),
+}
+
+impl Request<'_> {
+    pub(crate) fn hook(&self) -> HookName {
+        match self {
+            Self::PreSend(_) => HookName::MessagePreSend,
+            Self::Delivered(..) => HookName::MessageDelivered,
+            Self::Login(_) => HookName::OnLogin,
+            Self::Connect(..) => HookName::OnConnect,
+        }
+    }
+}
+
+/// One hook call's answer.
+pub(crate) enum Response {
+    PreSend(PreSendOutcome),
+    Delivered,
+    Decision(Decision),
 }
 
 /// A failed call. Only the kind leaves this module: the guest's error text is logged here
@@ -50,7 +79,7 @@ pub(crate) struct CallError {
 impl LoadedPlugin {
     /// Link the component, create its first instance (which also tells us the hooks it
     /// implements) and keep that instance warm.
-    pub(crate) fn new(
+    pub(crate) async fn new(
         engine: &EngineHandle,
         component: Component,
         manifest: Manifest,
@@ -89,15 +118,18 @@ impl LoadedPlugin {
             pool: std::sync::Mutex::new(Vec::new()),
             max_idle: config.max_idle_instances.max(1),
             recycle_after: config.recycle_after_calls.max(1),
-            deadline_ticks: engine.deadline_ticks(Duration::from_millis(manifest.limits.timeout_ms)),
+            timeout: Duration::from_millis(manifest.limits.timeout_ms),
             metrics: metrics.clone(),
+            hook_metrics: HookName::ALL.map(|hook| metrics.for_hook(&manifest.name, hook.as_str())),
             manifest,
         };
-        let mut warm = plugin.instantiate().map_err(|e| incompatible(format!("{e:#}")))?;
+        let mut warm = plugin.instantiate().await.map_err(|e| incompatible(format!("{e:#}")))?;
+        warm.store.data_mut().deadline = Instant::now() + plugin.timeout;
         let implemented = warm
             .bindings
             .switchboard_plugin_hooks()
             .call_implemented_hooks(&mut warm.store)
+            .await
             .map_err(|e| incompatible(format!("implemented-hooks failed: {e:#}")))?;
         plugin.hooks = effective_hooks(&plugin.manifest, implemented);
         lock(&plugin.pool).push(warm);
@@ -112,51 +144,70 @@ impl LoadedPlugin {
         self.hooks.contains(&hook)
     }
 
-    fn instantiate(&self) -> wasmtime::Result<Warm> {
-        let state = HostState::new(self.ctx.clone(), self.manifest.limits.memory_bytes());
+    async fn instantiate(&self) -> wasmtime::Result<Warm> {
+        let mut state = HostState::new(self.ctx.clone(), self.manifest.limits.memory_bytes());
+        // Instantiation runs guest start-up code too: bound it like a call.
+        state.deadline = Instant::now() + self.timeout;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_trap();
-        // Instantiation runs guest start-up code too: bound it like a call.
-        store.set_epoch_deadline(self.deadline_ticks);
-        let bindings = self.pre.instantiate(&mut store)?;
+        // On every epoch tick that passes while guest code runs: stop the call if its
+        // deadline is over, otherwise yield to the tokio scheduler. So a runaway plugin is
+        // stopped within one tick of its deadline, and even while it runs it never holds a
+        // tokio worker for longer than a tick.
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        let bindings = self.pre.instantiate_async(&mut store).await?;
         Counters::bump(&self.counters.instances_created);
         Ok(Warm { store, bindings, calls: 0 })
     }
 
-    /// Run `f` against a warm instance of this plugin, under its deadline and limits.
+    /// Make one hook call on a warm instance of this plugin, under its deadline and limits.
     ///
-    /// Blocks the calling thread for at most the plugin's deadline (plus one epoch tick).
     /// An instance whose call failed is dropped, never reused: a trapped store is dead, and
     /// one that hit a limit may be half-way through changing its own state.
-    pub(crate) fn call<T>(
-        &self,
-        hook: HookName,
-        f: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<T>,
-    ) -> Result<T, CallError> {
+    pub(crate) async fn call(&self, request: Request<'_>) -> Result<Response, CallError> {
+        let hook = request.hook();
         let admit = self.breaker.admit();
         if admit == Admit::No {
             self.metrics.failures.get_or_create(&self.failure_labels(hook, FailureKind::circuit_open)).inc();
             return Err(CallError { kind: FailureKind::circuit_open });
         }
-        let labels = HookLabels { plugin: self.manifest.name.clone(), hook: hook.as_str() };
-        self.metrics.calls.get_or_create(&labels).inc();
+        let metrics = self.hook_metrics(hook);
+        metrics.calls.inc();
         Counters::bump(&self.counters.calls);
 
         let started = Instant::now();
         let pooled = lock(&self.pool).pop();
         let mut warm = match pooled {
             Some(warm) => warm,
-            None => match self.instantiate() {
+            None => match self.instantiate().await {
                 Ok(warm) => warm,
                 Err(e) => {
                     return Err(self.failed(hook, admit, FailureKind::instantiate, format!("{e:#}")));
                 }
             },
         };
-        warm.store.set_epoch_deadline(self.deadline_ticks);
-        let result = f(&warm.bindings, &mut warm.store);
-        self.metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        warm.store.data_mut().deadline = started + self.timeout;
+        warm.store.set_epoch_deadline(1);
+        let hooks = warm.bindings.switchboard_plugin_hooks();
+        let store = &mut warm.store;
+        let result = match request {
+            Request::PreSend(msg) => hooks.call_message_pre_send(store, msg).await.map(Response::PreSend),
+            Request::Delivered(room, event) => {
+                hooks.call_message_delivered(store, room, event).await.map(|()| Response::Delivered)
+            }
+            Request::Login(user) => hooks.call_on_login(store, user).await.map(Response::Decision),
+            Request::Connect(user, session) => {
+                hooks.call_on_connect(store, user, session).await.map(Response::Decision)
+            }
+        };
+        metrics.latency.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(value) => {
                 warm.calls += 1;
@@ -174,6 +225,11 @@ impl LoadedPlugin {
                 Err(self.failed(hook, admit, kind, format!("{e:#}")))
             }
         }
+    }
+
+    pub(crate) fn hook_metrics(&self, hook: HookName) -> &HookMetrics {
+        let i = HookName::ALL.iter().position(|h| *h == hook).unwrap_or(0);
+        &self.hook_metrics[i]
     }
 
     /// Account for a failure the chain found in a returned value (size, shape).

@@ -126,6 +126,28 @@ impl Metrics {
     }
 }
 
+/// The metrics of one plugin's hook, resolved once at load so a call does not look up
+/// (and allocate) label sets.
+#[derive(Clone)]
+pub(crate) struct HookMetrics {
+    pub(crate) calls: Counter,
+    pub(crate) rejects: Counter,
+    pub(crate) modifications: Counter,
+    pub(crate) latency: Histogram,
+}
+
+impl Metrics {
+    pub(crate) fn for_hook(&self, plugin: &str, hook: &'static str) -> HookMetrics {
+        let labels = HookLabels { plugin: plugin.to_string(), hook };
+        HookMetrics {
+            calls: self.calls.get_or_create(&labels).clone(),
+            rejects: self.rejects.get_or_create(&labels).clone(),
+            modifications: self.modifications.get_or_create(&labels).clone(),
+            latency: self.latency.get_or_create(&labels).clone(),
+        }
+    }
+}
+
 /// The counters of one plugin, for [`PluginStatus`](super::PluginStatus).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {

@@ -1,0 +1,40 @@
+# Task runner. `make plugins` builds every shipped plugin for wasm32-wasip2; the tests build
+# what they need themselves (tests/e2e/wasm_build.rs uses the same target dir and settings).
+
+CARGO ?= cargo
+WASM_TARGET_DIR ?= target/wasm
+WASM_OUT = $(WASM_TARGET_DIR)/wasm32-wasip2/release
+# Plugins carry no debug info: wasmtime compiles them again on load, and size matters.
+WASM_ENV = CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo
+
+SHIPPED = dlp keyword-guard
+FIXTURES = fixture-trap fixture-infinite-loop fixture-memory-hog fixture-stack-overflow \
+	fixture-huge-output fixture-probe
+
+.PHONY: plugins fixtures test test-plugins bench lint fmt
+
+## Build the shipped plugins: $(WASM_OUT)/{dlp,keyword_guard}.wasm
+plugins:
+	$(WASM_ENV) $(CARGO) build --release --target wasm32-wasip2 --target-dir $(WASM_TARGET_DIR) \
+		$(addprefix -p ,$(SHIPPED))
+	@ls -l $(WASM_OUT)/*.wasm
+
+## Build the misbehaving test fixtures too (not shipped).
+fixtures:
+	$(WASM_ENV) $(CARGO) build --release --target wasm32-wasip2 --target-dir $(WASM_TARGET_DIR) \
+		$(addprefix -p ,$(SHIPPED) $(FIXTURES))
+
+test:
+	$(CARGO) test
+
+## The plugin runtime's end-to-end tests (builds the plugins it needs).
+test-plugins:
+	$(CARGO) test --test e2e plugins_runtime
+	$(CARGO) test -p dlp-core -p dlp -p keyword-guard
+
+bench:
+	$(CARGO) bench -p switchboard --bench plugins
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets
