@@ -206,7 +206,10 @@ impl Config {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.expose().to_string(),
-            None => format!("sqlite://{}", self.data_dir.join("switchboard.db").display()),
+            None => format!(
+                "sqlite://{}",
+                self.data_dir.join("switchboard.db").display()
+            ),
         }
     }
 }

@@ -28,10 +28,18 @@ pub enum ApiError {
     #[error("{message}")]
     PayloadTooLarge { code: &'static str, message: String },
     #[error("{message}")]
-    TooManyRequests { code: &'static str, message: String, retry_after_ms: u64 },
+    TooManyRequests {
+        code: &'static str,
+        message: String,
+        retry_after_ms: u64,
+    },
     /// A plugin refused the action; `code` and `reason` are the plugin's own.
     #[error("rejected by plugin {plugin}: {reason}")]
-    Rejected { plugin: String, code: String, reason: String },
+    Rejected {
+        plugin: String,
+        code: String,
+        reason: String,
+    },
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
     #[error("internal error")]
@@ -40,25 +48,46 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::BadRequest { code, message: message.into() }
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
     pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Unauthenticated { code, message: message.into() }
+        Self::Unauthenticated {
+            code,
+            message: message.into(),
+        }
     }
     pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Forbidden { code, message: message.into() }
+        Self::Forbidden {
+            code,
+            message: message.into(),
+        }
     }
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::NotFound { code, message: message.into() }
+        Self::NotFound {
+            code,
+            message: message.into(),
+        }
     }
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Conflict { code, message: message.into() }
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
     }
     pub fn too_large(code: &'static str, message: impl Into<String>) -> Self {
-        Self::PayloadTooLarge { code, message: message.into() }
+        Self::PayloadTooLarge {
+            code,
+            message: message.into(),
+        }
     }
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Unavailable { code, message: message.into() }
+        Self::Unavailable {
+            code,
+            message: message.into(),
+        }
     }
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         Self::Internal(err.into())
@@ -103,16 +132,22 @@ impl ApiError {
             other => other.to_string(),
         };
         let rejection = match self {
-            Self::Rejected { plugin, code, .. } => {
-                Some(Rejection { plugin: plugin.clone(), code: code.clone() })
-            }
+            Self::Rejected { plugin, code, .. } => Some(Rejection {
+                plugin: plugin.clone(),
+                code: code.clone(),
+            }),
             _ => None,
         };
         let retry_after_ms = match self {
             Self::TooManyRequests { retry_after_ms, .. } => Some(*retry_after_ms),
             _ => None,
         };
-        ErrorBody { code: self.code().to_string(), message, rejection, retry_after_ms }
+        ErrorBody {
+            code: self.code().to_string(),
+            message,
+            rejection,
+            retry_after_ms,
+        }
     }
 
     /// Log causes that clients are not shown.
@@ -147,7 +182,9 @@ impl IntoResponse for ApiError {
         if let Self::TooManyRequests { retry_after_ms, .. } = self {
             let secs = retry_after_ms.div_ceil(1000).max(1);
             if let Ok(value) = secs.to_string().parse() {
-                response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
             }
         }
         response

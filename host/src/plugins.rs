@@ -149,7 +149,10 @@ impl LimitsConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {message}", path.display())]
     Manifest { path: PathBuf, message: String },
     #[error("plugin {name}: two plugins have this name")]
@@ -178,7 +181,9 @@ pub struct PluginHost {
 
 impl std::fmt::Debug for PluginHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginHost").field("plugins", &self.statuses().len()).finish()
+        f.debug_struct("PluginHost")
+            .field("plugins", &self.statuses().len())
+            .finish()
     }
 }
 
@@ -198,7 +203,9 @@ impl PluginHost {
     ) -> Result<Arc<PluginHost>, PluginError> {
         config.limits.validate().map_err(PluginError::Config)?;
         if config.epoch_tick_ms == 0 {
-            return Err(PluginError::Config("plugins.epoch_tick_ms must be positive".into()));
+            return Err(PluginError::Config(
+                "plugins.epoch_tick_ms must be positive".into(),
+            ));
         }
         let manifests = match &config.dir {
             Some(dir) => read_manifests(dir, &config.limits)?,
@@ -295,11 +302,16 @@ impl PluginHost {
 
 /// One manifest per sub-directory of `dir`, in name order.
 fn read_manifests(dir: &Path, defaults: &LimitsConfig) -> Result<Vec<Manifest>, PluginError> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| PluginError::Io { path: dir.to_path_buf(), source: e })?;
+    let entries = std::fs::read_dir(dir).map_err(|e| PluginError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
     let mut paths = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| PluginError::Io { path: dir.to_path_buf(), source: e })?;
+        let entry = entry.map_err(|e| PluginError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
         let manifest = entry.path().join("plugin.toml");
         if manifest.is_file() {
             paths.push(manifest);
@@ -310,7 +322,9 @@ fn read_manifests(dir: &Path, defaults: &LimitsConfig) -> Result<Vec<Manifest>, 
     for path in paths {
         let manifest = Manifest::load(&path, defaults)?;
         if manifests.iter().any(|m| m.name == manifest.name) {
-            return Err(PluginError::Duplicate { name: manifest.name });
+            return Err(PluginError::Duplicate {
+                name: manifest.name,
+            });
         }
         manifests.push(manifest);
     }
@@ -320,9 +334,11 @@ fn read_manifests(dir: &Path, defaults: &LimitsConfig) -> Result<Vec<Manifest>, 
 /// Keep `RwLock` poisoning from turning one panic into a dead plugin layer: the data behind
 /// these locks is always a whole value, never half-written.
 pub(crate) fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub(crate) fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -425,7 +425,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 8, sqlite_synchronous: SqliteSync::Full }
+        Self {
+            max_connections: 8,
+            sqlite_synchronous: SqliteSync::Full,
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 //! The plugin's operator-set settings (capability `config`): the `[settings]` table of its
 //! manifest, every value as a string (arrays of strings are joined with newlines).
 
-use crate::HostError;
 use crate::__wit::switchboard::plugin::config as wit;
+use crate::HostError;
 
 /// One setting, or `None` if the operator did not set it.
 pub fn get(key: &str) -> Result<Option<String>, HostError> {

@@ -5,8 +5,8 @@
 //! by the operator's limits: exceeding one returns [`HostError::TooLarge`] or
 //! [`HostError::QuotaExceeded`].
 
-use crate::HostError;
 use crate::__wit::switchboard::plugin::kv as wit;
+use crate::HostError;
 
 /// The value stored under `key`.
 pub fn get(key: &str) -> Result<Option<Vec<u8>>, HostError> {

@@ -135,7 +135,7 @@ macro_rules! export_plugin {
                 }
             }
 
-            $crate::__wit::__export_plugin_world!(__SwitchboardExport with_types_in $crate::__wit);
+    $crate::__wit::__export_plugin_world!(__SwitchboardExport with_types_in $crate::__wit);
         };
     };
 }

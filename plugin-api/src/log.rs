@@ -1,8 +1,8 @@
 //! Logging into the server's log (capability `log`). Lines are tagged with the plugin's
 //! name and truncated to 4 KiB by the host.
 
-use crate::HostError;
 pub use crate::__wit::switchboard::plugin::log::Level;
+use crate::HostError;
 
 /// Write one line at `level`.
 pub fn write(level: Level, message: &str) -> Result<(), HostError> {

@@ -5,13 +5,19 @@ use crate::{Decision, Metadata, Modification, PreSendOutcome, Rejection};
 impl PreSendOutcome {
     /// Replace the message's body and metadata.
     pub fn modify(body: impl Into<String>, metadata: Metadata) -> Self {
-        Self::Modify(Modification { body: body.into(), metadata })
+        Self::Modify(Modification {
+            body: body.into(),
+            metadata,
+        })
     }
 
     /// Refuse the message. `code` is a short token (`[a-z0-9_.-]`, at most 64 bytes) that
     /// clients can match on; `reason` is shown to the sender.
     pub fn reject(code: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Reject(Rejection { code: code.into(), reason: reason.into() })
+        Self::Reject(Rejection {
+            code: code.into(),
+            reason: reason.into(),
+        })
     }
 }
 
@@ -24,7 +30,10 @@ impl Decision {
 
 /// The value of `key` in message metadata, if present.
 pub fn meta_get<'a>(metadata: &'a Metadata, key: &str) -> Option<&'a str> {
-    metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    metadata
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Set `key` to `value` in message metadata, replacing an existing entry.

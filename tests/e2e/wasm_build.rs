@@ -22,7 +22,10 @@ const CRATES: &[&str] = &[
 
 pub fn workspace_root() -> PathBuf {
     // host/ is one level below the workspace root.
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The compiled component of plugin crate `name` (e.g. `dlp`, `fixture-trap`).
@@ -44,7 +47,13 @@ fn build_all() -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir)
         // Same settings as `make plugins`, so the two share build artifacts.
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")

@@ -41,7 +41,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 
 impl HostState {
     fn require(&self, capability: Capability) -> Result<(), HostError> {
-        if self.ctx.granted(capability) { Ok(()) } else { Err(HostError::NotGranted) }
+        if self.ctx.granted(capability) {
+            Ok(())
+        } else {
+            Err(HostError::NotGranted)
+        }
     }
 }
 
@@ -122,7 +126,10 @@ impl HookSet {
 }
 
 pub(crate) fn metadata_to_wit(metadata: &Metadata) -> Vec<(String, String)> {
-    metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 pub(crate) fn message(msg: &PreSend, body: &str, metadata: &Metadata) -> Message {

@@ -96,7 +96,11 @@ impl Breaker {
             return false;
         }
         state.failures.push_back(now);
-        while state.failures.front().is_some_and(|t| now.duration_since(*t) > self.window) {
+        while state
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
             state.failures.pop_front();
         }
         if state.failures.len() >= self.threshold {

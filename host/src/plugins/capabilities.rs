@@ -73,7 +73,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -88,7 +91,11 @@ pub(crate) struct Limiter {
 
 impl Limiter {
     fn new(memory_bytes: usize) -> Self {
-        Self { memory_bytes, table_elements: 100_000, refused: false }
+        Self {
+            memory_bytes,
+            table_elements: 100_000,
+            refused: false,
+        }
     }
 }
 
@@ -103,7 +110,10 @@ impl ResourceLimiter for Limiter {
             self.refused = true;
             // Trap instead of returning -1 from `memory.grow`: a guest that cannot allocate
             // would abort anyway, and the trap carries the reason.
-            wasmtime::bail!("plugin memory limit of {} bytes exceeded", self.memory_bytes);
+            wasmtime::bail!(
+                "plugin memory limit of {} bytes exceeded",
+                self.memory_bytes
+            );
         }
         Ok(true)
     }
@@ -116,7 +126,10 @@ impl ResourceLimiter for Limiter {
     ) -> wasmtime::Result<bool> {
         if desired > self.table_elements {
             self.refused = true;
-            wasmtime::bail!("plugin table limit of {} elements exceeded", self.table_elements);
+            wasmtime::bail!(
+                "plugin table limit of {} elements exceeded",
+                self.table_elements
+            );
         }
         Ok(true)
     }

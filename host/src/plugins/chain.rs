@@ -56,11 +56,14 @@ fn hook_index(hook: HookName) -> usize {
 
 impl Chain {
     pub(crate) fn new(mut plugins: Vec<Arc<LoadedPlugin>>) -> Self {
-        plugins.sort_by(|a, b| {
-            (a.manifest.priority, a.name()).cmp(&(b.manifest.priority, b.name()))
-        });
+        plugins
+            .sort_by(|a, b| (a.manifest.priority, a.name()).cmp(&(b.manifest.priority, b.name())));
         let by_hook = HookName::ALL.map(|hook| {
-            plugins.iter().filter(|p| p.implements(hook)).cloned().collect::<Vec<_>>()
+            plugins
+                .iter()
+                .filter(|p| p.implements(hook))
+                .cloned()
+                .collect::<Vec<_>>()
         });
         Self { plugins, by_hook }
     }
@@ -170,7 +173,9 @@ impl PluginHost {
                         }
                         continue;
                     }
-                    Err((kind, detail)) => plugin.output_failed(HookName::MessagePreSend, kind, detail),
+                    Err((kind, detail)) => {
+                        plugin.output_failed(HookName::MessagePreSend, kind, detail)
+                    }
                 },
                 Ok(WitOutcome::Reject(r)) => match check_rejection(&r.code, &r.reason) {
                     Ok(()) => {
@@ -188,7 +193,9 @@ impl PluginHost {
                             reason: r.reason,
                         };
                     }
-                    Err((kind, detail)) => plugin.output_failed(HookName::MessagePreSend, kind, detail),
+                    Err((kind, detail)) => {
+                        plugin.output_failed(HookName::MessagePreSend, kind, detail)
+                    }
                 },
                 Err(e) => e,
             };
@@ -196,7 +203,11 @@ impl PluginHost {
                 return reject;
             }
         }
-        PreSendOutcome::Continue { body, metadata, modified }
+        PreSendOutcome::Continue {
+            body,
+            metadata,
+            modified,
+        }
     }
 
     async fn decide(&self, request: Request<'_>) -> Decision {
@@ -212,7 +223,10 @@ impl PluginHost {
                 Ok(WitDecision::Allow) => continue,
                 Ok(WitDecision::Deny(reason)) if reason.len() <= MAX_REASON => {
                     self.count(plugin, hook, true);
-                    return Decision::Deny { plugin: plugin.name().to_string(), reason };
+                    return Decision::Deny {
+                        plugin: plugin.name().to_string(),
+                        reason,
+                    };
                 }
                 Ok(WitDecision::Deny(reason)) => plugin.output_failed(
                     hook,
@@ -252,9 +266,16 @@ fn policy_reject(plugin: &LoadedPlugin, failure: &CallError) -> Option<PreSendOu
 /// The sender-facing reason: names the plugin and the kind, never the guest's error text.
 fn failure_reason(plugin: &LoadedPlugin, failure: &CallError) -> String {
     if failure.kind == FailureKind::circuit_open {
-        format!("plugin {} is unavailable after repeated failures", plugin.name())
+        format!(
+            "plugin {} is unavailable after repeated failures",
+            plugin.name()
+        )
     } else {
-        format!("plugin {} failed ({}) and its policy is fail-closed", plugin.name(), failure.kind.as_str())
+        format!(
+            "plugin {} failed ({}) and its policy is fail-closed",
+            plugin.name(),
+            failure.kind.as_str()
+        )
     }
 }
 
@@ -274,12 +295,18 @@ fn check_modification(
         ));
     }
     if pairs.len() > MAX_METADATA_ENTRIES {
-        return Err((FailureKind::invalid_output, format!("{} metadata entries", pairs.len())));
+        return Err((
+            FailureKind::invalid_output,
+            format!("{} metadata entries", pairs.len()),
+        ));
     }
     let mut metadata = BTreeMap::new();
     for (key, value) in pairs {
         if key.is_empty() || key.len() > MAX_METADATA_KEY {
-            return Err((FailureKind::invalid_output, "metadata key empty or too long".into()));
+            return Err((
+                FailureKind::invalid_output,
+                "metadata key empty or too long".into(),
+            ));
         }
         if metadata.insert(key, value).is_some() {
             return Err((FailureKind::invalid_output, "duplicate metadata key".into()));
@@ -291,12 +318,20 @@ fn check_modification(
 fn check_rejection(code: &str, reason: &str) -> Result<(), Invalid> {
     let code_ok = !code.is_empty()
         && code.len() <= MAX_CODE
-        && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
     if !code_ok {
-        return Err((FailureKind::invalid_output, "reject code must be 1-64 bytes of [a-z0-9_.-]".into()));
+        return Err((
+            FailureKind::invalid_output,
+            "reject code must be 1-64 bytes of [a-z0-9_.-]".into(),
+        ));
     }
     if reason.len() > MAX_REASON {
-        return Err((FailureKind::output_too_large, format!("reject reason of {} bytes", reason.len())));
+        return Err((
+            FailureKind::output_too_large,
+            format!("reject reason of {} bytes", reason.len()),
+        ));
     }
     Ok(())
 }
@@ -304,7 +339,11 @@ fn check_rejection(code: &str, reason: &str) -> Result<(), Invalid> {
 #[async_trait]
 impl Hooks for PluginHost {
     fn implements(&self, hook: HookKind) -> bool {
-        !self.chain.snapshot().hook(HookName::from_kind(hook)).is_empty()
+        !self
+            .chain
+            .snapshot()
+            .hook(HookName::from_kind(hook))
+            .is_empty()
     }
 
     async fn message_pre_send(&self, msg: PreSend) -> PreSendOutcome {

@@ -25,7 +25,10 @@ pub(crate) struct EngineHandle {
 impl EngineHandle {
     /// Build the engine (pooling allocator when possible) and start the ticker.
     /// `max_memory` is the largest memory limit of any plugin, which bounds each pool slot.
-    pub(crate) fn new(config: &PluginsConfig, max_memory: Option<usize>) -> Result<Self, PluginError> {
+    pub(crate) fn new(
+        config: &PluginsConfig,
+        max_memory: Option<usize>,
+    ) -> Result<Self, PluginError> {
         let max_memory = max_memory.unwrap_or(config.limits.memory_bytes());
         let mut engine = None;
         if config.pooling {
@@ -60,7 +63,12 @@ impl EngineHandle {
                 })
                 .map_err(|e| PluginError::Engine(format!("starting the epoch ticker: {e}")))?
         };
-        Ok(Self { engine, pooled, stop, ticker: std::sync::Mutex::new(Some(ticker)) })
+        Ok(Self {
+            engine,
+            pooled,
+            stop,
+            ticker: std::sync::Mutex::new(Some(ticker)),
+        })
     }
 
     pub(crate) fn engine(&self) -> &Engine {
@@ -123,8 +131,10 @@ pub(crate) fn compile(
     cache_dir: Option<&Path>,
     name: &str,
 ) -> Result<Component, PluginError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| PluginError::Io { path: path.to_path_buf(), source: e })?;
+    let bytes = std::fs::read(path).map_err(|e| PluginError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
     let compile_err = |e: wasmtime::Error| PluginError::Compile {
         name: name.to_string(),
         message: format!("{e:#}"),
@@ -134,7 +144,11 @@ pub(crate) fn compile(
     };
     let mut compat = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut compat);
-    let key = format!("{}-{:016x}.cwasm", hex::encode(Sha256::digest(&bytes)), compat.finish());
+    let key = format!(
+        "{}-{:016x}.cwasm",
+        hex::encode(Sha256::digest(&bytes)),
+        compat.finish()
+    );
     let artifact = cache_dir.join(key);
     if artifact.is_file() {
         // SAFETY: `deserialize_file` trusts the file to be an artifact this engine produced.
@@ -145,7 +159,9 @@ pub(crate) fn compile(
         let cached = unsafe { Component::deserialize_file(engine, &artifact) };
         match cached {
             Ok(component) => return Ok(component),
-            Err(e) => tracing::warn!(plugin = name, error = %e, "ignoring unusable cached component"),
+            Err(e) => {
+                tracing::warn!(plugin = name, error = %e, "ignoring unusable cached component")
+            }
         }
     }
     let serialized = engine.precompile_component(&bytes).map_err(compile_err)?;

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use super::bindings_v0_1::{self as v0_1, Decision, Event, Message, Plugin, PluginPre, PreSendOutcome, Room, User};
+use super::bindings_v0_1::{
+    self as v0_1, Decision, Event, Message, Plugin, PluginPre, PreSendOutcome, Room, User,
+};
 use super::breaker::{Admit, Breaker};
 use super::capabilities::{HostState, PluginCtx};
 use super::engine::EngineHandle;
@@ -88,8 +90,14 @@ impl LoadedPlugin {
         metrics: &Arc<Metrics>,
     ) -> Result<Self, PluginError> {
         let name = manifest.name.clone();
-        let incompatible = |message: String| PluginError::Incompatible { name: name.clone(), message };
-        if component.get_export_index(None, v0_1::HOOKS_EXPORT).is_none() {
+        let incompatible = |message: String| PluginError::Incompatible {
+            name: name.clone(),
+            message,
+        };
+        if component
+            .get_export_index(None, v0_1::HOOKS_EXPORT)
+            .is_none()
+        {
             return Err(incompatible(format!(
                 "the component does not export `{}`; this server supports WIT \
                  switchboard:plugin@0.1.0",
@@ -123,7 +131,10 @@ impl LoadedPlugin {
             hook_metrics: HookName::ALL.map(|hook| metrics.for_hook(&manifest.name, hook.as_str())),
             manifest,
         };
-        let mut warm = plugin.instantiate().await.map_err(|e| incompatible(format!("{e:#}")))?;
+        let mut warm = plugin
+            .instantiate()
+            .await
+            .map_err(|e| incompatible(format!("{e:#}")))?;
         warm.store.data_mut().deadline = Instant::now() + plugin.timeout;
         let implemented = warm
             .bindings
@@ -164,7 +175,11 @@ impl LoadedPlugin {
         store.set_epoch_deadline(1);
         let bindings = self.pre.instantiate_async(&mut store).await?;
         Counters::bump(&self.counters.instances_created);
-        Ok(Warm { store, bindings, calls: 0 })
+        Ok(Warm {
+            store,
+            bindings,
+            calls: 0,
+        })
     }
 
     /// Make one hook call on a warm instance of this plugin, under its deadline and limits.
@@ -175,8 +190,13 @@ impl LoadedPlugin {
         let hook = request.hook();
         let admit = self.breaker.admit();
         if admit == Admit::No {
-            self.metrics.failures.get_or_create(&self.failure_labels(hook, FailureKind::circuit_open)).inc();
-            return Err(CallError { kind: FailureKind::circuit_open });
+            self.metrics
+                .failures
+                .get_or_create(&self.failure_labels(hook, FailureKind::circuit_open))
+                .inc();
+            return Err(CallError {
+                kind: FailureKind::circuit_open,
+            });
         }
         let metrics = self.hook_metrics(hook);
         metrics.calls.inc();
@@ -189,7 +209,12 @@ impl LoadedPlugin {
             None => match self.instantiate().await {
                 Ok(warm) => warm,
                 Err(e) => {
-                    return Err(self.failed(hook, admit, FailureKind::instantiate, format!("{e:#}")));
+                    return Err(self.failed(
+                        hook,
+                        admit,
+                        FailureKind::instantiate,
+                        format!("{e:#}"),
+                    ));
                 }
             },
         };
@@ -198,14 +223,22 @@ impl LoadedPlugin {
         let hooks = warm.bindings.switchboard_plugin_hooks();
         let store = &mut warm.store;
         let result = match request {
-            Request::PreSend(msg) => hooks.call_message_pre_send(store, msg).await.map(Response::PreSend),
-            Request::Delivered(room, event) => {
-                hooks.call_message_delivered(store, room, event).await.map(|()| Response::Delivered)
-            }
-            Request::Login(user) => hooks.call_on_login(store, user).await.map(Response::Decision),
-            Request::Connect(user, session) => {
-                hooks.call_on_connect(store, user, session).await.map(Response::Decision)
-            }
+            Request::PreSend(msg) => hooks
+                .call_message_pre_send(store, msg)
+                .await
+                .map(Response::PreSend),
+            Request::Delivered(room, event) => hooks
+                .call_message_delivered(store, room, event)
+                .await
+                .map(|()| Response::Delivered),
+            Request::Login(user) => hooks
+                .call_on_login(store, user)
+                .await
+                .map(Response::Decision),
+            Request::Connect(user, session) => hooks
+                .call_on_connect(store, user, session)
+                .await
+                .map(Response::Decision),
         };
         metrics.latency.observe(started.elapsed().as_secs_f64());
         match result {
@@ -233,16 +266,28 @@ impl LoadedPlugin {
     }
 
     /// Account for a failure the chain found in a returned value (size, shape).
-    pub(crate) fn output_failed(&self, hook: HookName, kind: FailureKind, detail: String) -> CallError {
+    pub(crate) fn output_failed(
+        &self,
+        hook: HookName,
+        kind: FailureKind,
+        detail: String,
+    ) -> CallError {
         self.failed(hook, Admit::Yes, kind, detail)
     }
 
     fn failure_labels(&self, hook: HookName, kind: FailureKind) -> FailureLabels {
-        FailureLabels { plugin: self.manifest.name.clone(), hook: hook.as_str(), kind }
+        FailureLabels {
+            plugin: self.manifest.name.clone(),
+            hook: hook.as_str(),
+            kind,
+        }
     }
 
     fn failed(&self, hook: HookName, admit: Admit, kind: FailureKind, detail: String) -> CallError {
-        self.metrics.failures.get_or_create(&self.failure_labels(hook, kind)).inc();
+        self.metrics
+            .failures
+            .get_or_create(&self.failure_labels(hook, kind))
+            .inc();
         Counters::bump(&self.counters.failures);
         match kind {
             FailureKind::timeout => Counters::bump(&self.counters.timeouts),
@@ -262,7 +307,9 @@ impl LoadedPlugin {
         if self.breaker.record_failure(admit) {
             self.metrics
                 .circuit_open
-                .get_or_create(&PluginLabels { plugin: self.manifest.name.clone() })
+                .get_or_create(&PluginLabels {
+                    plugin: self.manifest.name.clone(),
+                })
                 .set(1);
             tracing::error!(
                 plugin = %self.manifest.name,
@@ -276,7 +323,9 @@ impl LoadedPlugin {
         if !self.breaker.is_open() {
             self.metrics
                 .circuit_open
-                .get_or_create(&PluginLabels { plugin: self.manifest.name.clone() })
+                .get_or_create(&PluginLabels {
+                    plugin: self.manifest.name.clone(),
+                })
                 .set(0);
         }
         CallError { kind }
@@ -300,7 +349,10 @@ fn effective_hooks(manifest: &Manifest, implemented: v0_1::HookSet) -> Vec<HookN
         .into_iter()
         .filter(|hook| {
             let implements = implemented.contains_hook(*hook);
-            let allowed = manifest.hooks.as_ref().is_none_or(|hooks| hooks.contains(hook));
+            let allowed = manifest
+                .hooks
+                .as_ref()
+                .is_none_or(|hooks| hooks.contains(hook));
             if allowed && !implements && manifest.hooks.is_some() {
                 tracing::warn!(
                     plugin = %manifest.name,

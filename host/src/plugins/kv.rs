@@ -82,7 +82,10 @@ impl KvSpace {
             max_keys: limits.kv_max_keys,
             max_key_bytes: limits.kv_max_key_bytes,
             max_value_bytes: limits.kv_max_value_bytes,
-            state: std::sync::Mutex::new(State { map, pending: BTreeMap::new() }),
+            state: std::sync::Mutex::new(State {
+                map,
+                pending: BTreeMap::new(),
+            }),
             dirty: Notify::new(),
             closing: AtomicBool::new(false),
         });
@@ -153,7 +156,9 @@ impl KvSpace {
             Some(bytes) => std::str::from_utf8(bytes)
                 .ok()
                 .and_then(|s| s.parse::<i64>().ok())
-                .ok_or_else(|| HostError::InvalidArgument("value is not a decimal counter".into()))?,
+                .ok_or_else(|| {
+                    HostError::InvalidArgument("value is not a decimal counter".into())
+                })?,
         };
         if !state.map.contains_key(&key) && state.map.len() >= self.max_keys {
             return Err(HostError::QuotaExceeded);

@@ -77,8 +77,12 @@ pub enum HookName {
 }
 
 impl HookName {
-    pub const ALL: [HookName; 4] =
-        [Self::MessagePreSend, Self::MessageDelivered, Self::OnLogin, Self::OnConnect];
+    pub const ALL: [HookName; 4] = [
+        Self::MessagePreSend,
+        Self::MessageDelivered,
+        Self::OnLogin,
+        Self::OnConnect,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -134,7 +138,9 @@ impl LimitsOverride {
             max_output_bytes: self.max_output_bytes.unwrap_or(defaults.max_output_bytes),
             kv_max_keys: self.kv_max_keys.unwrap_or(defaults.kv_max_keys),
             kv_max_key_bytes: self.kv_max_key_bytes.unwrap_or(defaults.kv_max_key_bytes),
-            kv_max_value_bytes: self.kv_max_value_bytes.unwrap_or(defaults.kv_max_value_bytes),
+            kv_max_value_bytes: self
+                .kv_max_value_bytes
+                .unwrap_or(defaults.kv_max_value_bytes),
         }
     }
 }
@@ -184,11 +190,15 @@ pub struct Manifest {
 impl Manifest {
     /// Read and validate `path` (a `plugin.toml`).
     pub fn load(path: &Path, defaults: &LimitsConfig) -> Result<Self, PluginError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PluginError::Io { path: path.to_path_buf(), source: e })?;
+        let text = std::fs::read_to_string(path).map_err(|e| PluginError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, dir, defaults)
-            .map_err(|message| PluginError::Manifest { path: path.to_path_buf(), message })
+        Self::parse(&text, dir, defaults).map_err(|message| PluginError::Manifest {
+            path: path.to_path_buf(),
+            message,
+        })
     }
 
     /// Parse manifest text; `dir` is where relative component paths start.
@@ -204,8 +214,9 @@ impl Manifest {
         limits.validate()?;
         let mut settings = BTreeMap::new();
         for (key, value) in raw.settings {
-            let flat = flatten_setting(&value)
-                .ok_or_else(|| format!("setting {key:?}: use a string, number, bool or array of strings"))?;
+            let flat = flatten_setting(&value).ok_or_else(|| {
+                format!("setting {key:?}: use a string, number, bool or array of strings")
+            })?;
             settings.insert(key, flat);
         }
         let mut capabilities = raw.capabilities;
@@ -238,7 +249,9 @@ impl Manifest {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Settings reach the plugin as strings: scalars as written, arrays of strings one per line.
@@ -301,9 +314,23 @@ mod tests {
     fn rejects_unknown_fields_bad_names_and_zero_limits() {
         let d = LimitsConfig::default();
         let base = "version = \"0.1.0\"\ncomponent = \"x.wasm\"\n";
-        assert!(Manifest::parse(&format!("name = \"x\"\n{base}color = 1\n"), Path::new("."), &d).is_err());
+        assert!(
+            Manifest::parse(
+                &format!("name = \"x\"\n{base}color = 1\n"),
+                Path::new("."),
+                &d
+            )
+            .is_err()
+        );
         assert!(Manifest::parse(&format!("name = \"../x\"\n{base}"), Path::new("."), &d).is_err());
-        assert!(Manifest::parse(&format!("name = \"x\"\n{base}capabilities = [\"http\"]\n"), Path::new("."), &d).is_err());
+        assert!(
+            Manifest::parse(
+                &format!("name = \"x\"\n{base}capabilities = [\"http\"]\n"),
+                Path::new("."),
+                &d
+            )
+            .is_err()
+        );
         let zero = format!("name = \"x\"\n{base}[limits]\ntimeout_ms = 0\n");
         assert!(Manifest::parse(&zero, Path::new("."), &d).is_err());
     }

@@ -96,14 +96,26 @@ impl Metrics {
         };
         let r = registry.sub_registry_with_prefix("switchboard_plugin");
         r.register("calls", "Hook calls made to a plugin", m.calls.clone());
-        r.register("rejects", "Messages or sessions a plugin refused", m.rejects.clone());
-        r.register("modifications", "Messages a plugin modified", m.modifications.clone());
+        r.register(
+            "rejects",
+            "Messages or sessions a plugin refused",
+            m.rejects.clone(),
+        );
+        r.register(
+            "modifications",
+            "Messages a plugin modified",
+            m.modifications.clone(),
+        );
         r.register(
             "failures",
             "Plugin calls that failed (trap, timeout, limit, bad output), by kind",
             m.failures.clone(),
         );
-        r.register("call_duration_seconds", "Wall time of one hook call", m.latency.clone());
+        r.register(
+            "call_duration_seconds",
+            "Wall time of one hook call",
+            m.latency.clone(),
+        );
         r.register(
             "circuit_open",
             "1 while a plugin's circuit breaker keeps it from being called",
@@ -138,7 +150,10 @@ pub(crate) struct HookMetrics {
 
 impl Metrics {
     pub(crate) fn for_hook(&self, plugin: &str, hook: &'static str) -> HookMetrics {
-        let labels = HookLabels { plugin: plugin.to_string(), hook };
+        let labels = HookLabels {
+            plugin: plugin.to_string(),
+            hook,
+        };
         HookMetrics {
             calls: self.calls.get_or_create(&labels).clone(),
             rejects: self.rejects.get_or_create(&labels).clone(),

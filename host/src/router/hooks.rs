@@ -36,8 +36,16 @@ pub struct PreSend {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PreSendOutcome {
     /// Store the message with this body and metadata (`modified` if any plugin changed them).
-    Continue { body: String, metadata: Metadata, modified: bool },
-    Reject { plugin: String, code: String, reason: String },
+    Continue {
+        body: String,
+        metadata: Metadata,
+        modified: bool,
+    },
+    Reject {
+        plugin: String,
+        code: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +76,11 @@ impl Hooks for NoHooks {
         false
     }
     async fn message_pre_send(&self, msg: PreSend) -> PreSendOutcome {
-        PreSendOutcome::Continue { body: msg.body, metadata: msg.metadata, modified: false }
+        PreSendOutcome::Continue {
+            body: msg.body,
+            metadata: msg.metadata,
+            modified: false,
+        }
     }
     fn message_delivered(&self, _room: &Room, _event: &Event) {}
     async fn on_login(&self, _user: &User) -> Decision {

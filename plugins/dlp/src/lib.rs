@@ -13,7 +13,9 @@
 //! - `pattern.<name> = "<regex>"` and optionally `action.<name>` (default `block`).
 
 use dlp_core::{Action, Policy, Verdict};
-use switchboard_plugin_api::{HookSet, Message, Plugin, PreSendOutcome, config, export_plugin, kv, log, meta_set};
+use switchboard_plugin_api::{
+    HookSet, Message, Plugin, PreSendOutcome, config, export_plugin, kv, log, meta_set,
+};
 
 /// The plugin: the parsed policy, or why it could not be parsed.
 pub struct Dlp {
@@ -23,7 +25,9 @@ pub struct Dlp {
 impl Dlp {
     /// Parse the policy from `(key, value)` settings.
     pub fn from_settings(settings: &[(String, String)]) -> Self {
-        Self { policy: Policy::from_settings(settings.iter().map(|(k, v)| (k.as_str(), v.as_str()))) }
+        Self {
+            policy: Policy::from_settings(settings.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        }
     }
 
     /// Decide on one message body; the pure part of the hook, shared with native tests.
@@ -32,7 +36,10 @@ impl Dlp {
             Ok(policy) => policy,
             Err(_) => {
                 return (
-                    PreSendOutcome::reject("dlp_misconfigured", "the DLP policy is misconfigured; messages are held"),
+                    PreSendOutcome::reject(
+                        "dlp_misconfigured",
+                        "the DLP policy is misconfigured; messages are held",
+                    ),
                     None,
                 );
             }
@@ -42,7 +49,10 @@ impl Dlp {
             Action::Off => PreSendOutcome::Continue,
             Action::Block => PreSendOutcome::reject(
                 "dlp_blocked",
-                format!("message blocked by the data-loss-prevention policy: contains {}", describe(&verdict.detectors(Action::Block))),
+                format!(
+                    "message blocked by the data-loss-prevention policy: contains {}",
+                    describe(&verdict.detectors(Action::Block))
+                ),
             ),
             Action::Redact | Action::Flag => {
                 let mut metadata = msg.metadata;
@@ -84,7 +94,10 @@ fn record(msg_room: i64, msg_sender: i64, verdict: &Verdict) {
     }
     let mut summary = Vec::new();
     for (detector, (action, count)) in &verdict.findings {
-        let _ = kv::increment(&format!("findings/{detector}/{}", action.as_str()), *count as i64);
+        let _ = kv::increment(
+            &format!("findings/{detector}/{}", action.as_str()),
+            *count as i64,
+        );
         summary.push(format!("{detector}={count}({})", action.as_str()));
     }
     let _ = log::warn(&format!(
@@ -108,7 +121,9 @@ impl Plugin for Dlp {
         }
         let dlp = Self::from_settings(&settings);
         if let Err(e) = &dlp.policy {
-            let _ = log::error(&format!("dlp: invalid policy, every message will be held: {e}"));
+            let _ = log::error(&format!(
+                "dlp: invalid policy, every message will be held: {e}"
+            ));
         }
         dlp
     }
@@ -124,3 +139,41 @@ impl Plugin for Dlp {
 }
 
 export_plugin!(Dlp);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(body: &str) -> Message {
+        Message {
+            room_id: 1,
+            sender_id: 2,
+            sender_name: "a".into(),
+            client_msg_id: "c".into(),
+            editing: None,
+            body: body.into(),
+            metadata: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn block_reason_names_the_detector_not_the_value() {
+        let dlp = Dlp::from_settings(&[]);
+        match dlp.check(msg("card 4111111111111111")).0 {
+            PreSendOutcome::Reject(r) => {
+                assert_eq!(r.code, "dlp_blocked");
+                assert!(r.reason.contains("payment card"));
+                assert!(!r.reason.contains("4111"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn invalid_policy_holds_every_message() {
+        let dlp = Dlp::from_settings(&[("action.card".into(), "sometimes".into())]);
+        assert!(
+            matches!(dlp.check(msg("hello")).0, PreSendOutcome::Reject(r) if r.code == "dlp_misconfigured")
+        );
+    }
+}

@@ -8,7 +8,9 @@
 //! - `rewrite.<word> = "<replacement>"`: words replaced before the message goes on;
 //! - `deny_users`: user names refused at login (shows the `on-login` hook).
 
-use switchboard_plugin_api::{Decision, HookSet, Message, Plugin, PreSendOutcome, User, config, export_plugin, meta_set};
+use switchboard_plugin_api::{
+    Decision, HookSet, Message, Plugin, PreSendOutcome, User, config, export_plugin, meta_set,
+};
 
 /// The parsed settings.
 pub struct KeywordGuard {
@@ -18,7 +20,11 @@ pub struct KeywordGuard {
 }
 
 fn lines(value: &str) -> Vec<String> {
-    value.lines().map(|l| l.trim().to_lowercase()).filter(|l| !l.is_empty()).collect()
+    value
+        .lines()
+        .map(|l| l.trim().to_lowercase())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 /// Byte ranges where `word` occurs in `text` as a whole word, ignoring ASCII case.
@@ -28,14 +34,20 @@ fn whole_words(text: &str, word: &str) -> Vec<(usize, usize)> {
     let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     hay.match_indices(word)
         .map(|(i, _)| (i, i + word.len()))
-        .filter(|&(s, e)| (s == 0 || !is_word(bytes[s - 1])) && (e >= bytes.len() || !is_word(bytes[e])))
+        .filter(|&(s, e)| {
+            (s == 0 || !is_word(bytes[s - 1])) && (e >= bytes.len() || !is_word(bytes[e]))
+        })
         .collect()
 }
 
 impl KeywordGuard {
     /// Build from `(key, value)` settings.
     pub fn from_settings(settings: &[(String, String)]) -> Self {
-        let mut guard = Self { block: Vec::new(), rewrite: Vec::new(), deny_users: Vec::new() };
+        let mut guard = Self {
+            block: Vec::new(),
+            rewrite: Vec::new(),
+            deny_users: Vec::new(),
+        };
         for (key, value) in settings {
             if key == "block" {
                 guard.block = lines(value);
@@ -52,7 +64,10 @@ impl KeywordGuard {
     pub fn check(&self, msg: Message) -> PreSendOutcome {
         for word in &self.block {
             if !whole_words(&msg.body, word).is_empty() {
-                return PreSendOutcome::reject("keyword_blocked", format!("the word {word:?} is not allowed here"));
+                return PreSendOutcome::reject(
+                    "keyword_blocked",
+                    format!("the word {word:?} is not allowed here"),
+                );
             }
         }
         let mut body = msg.body;
@@ -68,7 +83,11 @@ impl KeywordGuard {
             return PreSendOutcome::Continue;
         }
         let mut metadata = msg.metadata;
-        meta_set(&mut metadata, "keyword-guard.rewrites", rewrites.to_string());
+        meta_set(
+            &mut metadata,
+            "keyword-guard.rewrites",
+            rewrites.to_string(),
+        );
         PreSendOutcome::modify(body, metadata)
     }
 }
@@ -99,3 +118,53 @@ impl Plugin for KeywordGuard {
 }
 
 export_plugin!(KeywordGuard);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard() -> KeywordGuard {
+        KeywordGuard::from_settings(&[
+            ("block".into(), "Forbidden\nsecret-sauce".into()),
+            ("rewrite.darn".into(), "d**n".into()),
+        ])
+    }
+
+    fn msg(body: &str) -> Message {
+        Message {
+            room_id: 1,
+            sender_id: 2,
+            sender_name: "a".into(),
+            client_msg_id: "c".into(),
+            editing: None,
+            body: body.into(),
+            metadata: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn blocks_whole_words_in_any_case() {
+        assert!(matches!(
+            guard().check(msg("this is FORBIDDEN")),
+            PreSendOutcome::Reject(_)
+        ));
+        assert!(matches!(
+            guard().check(msg("unforbiddenly fine")),
+            PreSendOutcome::Continue
+        ));
+    }
+
+    #[test]
+    fn rewrites_and_counts() {
+        match guard().check(msg("Darn it, darn")) {
+            PreSendOutcome::Modify(m) => {
+                assert_eq!(m.body, "d**n it, d**n");
+                assert_eq!(
+                    m.metadata,
+                    vec![("keyword-guard.rewrites".to_string(), "2".to_string())]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

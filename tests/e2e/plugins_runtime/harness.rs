@@ -64,7 +64,13 @@ impl Spec {
     }
 
     fn manifest(&self) -> String {
-        let list = |items: &[&str]| items.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ");
+        let list = |items: &[&str]| {
+            items
+                .iter()
+                .map(|i| format!("{i:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let mut text = format!(
             "name = {:?}\nversion = \"0.1.0\"\ncomponent = {:?}\npriority = {}\n\
              failure_policy = {:?}\ncapabilities = [{}]\n",
@@ -77,7 +83,10 @@ impl Spec {
         if let Some(hooks) = self.hooks {
             text.push_str(&format!("hooks = [{}]\n", list(hooks)));
         }
-        text.push_str(&format!("[limits]\n{}\n[settings]\n{}\n", self.limits, self.settings));
+        text.push_str(&format!(
+            "[limits]\n{}\n[settings]\n{}\n",
+            self.limits, self.settings
+        ));
         text
     }
 }
@@ -93,14 +102,26 @@ pub struct Loaded {
 /// Where compiled components are cached: shared by all tests, so each component is compiled
 /// by cranelift once per machine rather than once per test.
 pub fn cache_dir() -> PathBuf {
-    workspace_root().join("target").join("wasm").join("test-data")
+    workspace_root()
+        .join("target")
+        .join("wasm")
+        .join("test-data")
 }
 
 pub async fn load(specs: Vec<Spec>) -> Loaded {
-    load_with(specs, PluginsConfig::default(), Arc::new(MemStore::default())).await
+    load_with(
+        specs,
+        PluginsConfig::default(),
+        Arc::new(MemStore::default()),
+    )
+    .await
 }
 
-pub async fn load_with(specs: Vec<Spec>, mut config: PluginsConfig, store: Arc<MemStore>) -> Loaded {
+pub async fn load_with(
+    specs: Vec<Spec>,
+    mut config: PluginsConfig,
+    store: Arc<MemStore>,
+) -> Loaded {
     let dir = tempfile::tempdir().expect("tempdir");
     for spec in &specs {
         let plugin_dir = dir.path().join(&spec.name);
@@ -113,7 +134,12 @@ pub async fn load_with(specs: Vec<Spec>, mut config: PluginsConfig, store: Arc<M
     let host = PluginHost::load(&config, &cache_dir(), dyn_store, &mut registry)
         .await
         .unwrap_or_else(|e| panic!("loading plugins: {e}"));
-    Loaded { host, store, registry, _dir: dir }
+    Loaded {
+        host,
+        store,
+        registry,
+        _dir: dir,
+    }
 }
 
 pub fn msg(body: &str) -> PreSend {
@@ -131,7 +157,11 @@ pub fn msg(body: &str) -> PreSend {
 /// The body and metadata of a `Continue`, or a panic naming the reject.
 pub fn continued(outcome: PreSendOutcome) -> (String, Metadata, bool) {
     match outcome {
-        PreSendOutcome::Continue { body, metadata, modified } => (body, metadata, modified),
+        PreSendOutcome::Continue {
+            body,
+            metadata,
+            modified,
+        } => (body, metadata, modified),
         other => panic!("expected the message to continue, got {other:?}"),
     }
 }
@@ -139,7 +169,11 @@ pub fn continued(outcome: PreSendOutcome) -> (String, Metadata, bool) {
 /// The plugin, code and reason of a `Reject`.
 pub fn rejected(outcome: PreSendOutcome) -> (String, String, String) {
     match outcome {
-        PreSendOutcome::Reject { plugin, code, reason } => (plugin, code, reason),
+        PreSendOutcome::Reject {
+            plugin,
+            code,
+            reason,
+        } => (plugin, code, reason),
         other => panic!("expected a reject, got {other:?}"),
     }
 }
@@ -154,5 +188,8 @@ pub fn status<'a>(
     statuses: &'a [switchboard::plugins::PluginStatus],
     name: &str,
 ) -> &'a switchboard::plugins::PluginStatus {
-    statuses.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no plugin {name}"))
+    statuses
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no plugin {name}"))
 }

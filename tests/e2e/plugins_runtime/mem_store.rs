@@ -17,12 +17,16 @@ pub struct MemStore {
 impl MemStore {
     pub fn kv_value(&self, plugin: &str, key: &str) -> Option<String> {
         let kv = self.kv.lock().expect("lock");
-        kv.get(&(plugin.to_string(), key.to_string())).map(|v| String::from_utf8_lossy(v).into_owned())
+        kv.get(&(plugin.to_string(), key.to_string()))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     pub fn kv_keys_of(&self, plugin: &str) -> Vec<String> {
         let kv = self.kv.lock().expect("lock");
-        kv.keys().filter(|(p, _)| p == plugin).map(|(_, k)| k.clone()).collect()
+        kv.keys()
+            .filter(|(p, _)| p == plugin)
+            .map(|(_, k)| k.clone())
+            .collect()
     }
 }
 
@@ -113,14 +117,27 @@ impl Store for MemStore {
     }
 
     async fn kv_get(&self, plugin: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self.kv.lock().expect("lock").get(&(plugin.to_string(), key.to_string())).cloned())
+        Ok(self
+            .kv
+            .lock()
+            .expect("lock")
+            .get(&(plugin.to_string(), key.to_string()))
+            .cloned())
     }
     async fn kv_put(&self, plugin: &str, key: &str, value: &[u8]) -> StoreResult<()> {
-        self.kv.lock().expect("lock").insert((plugin.to_string(), key.to_string()), value.to_vec());
+        self.kv
+            .lock()
+            .expect("lock")
+            .insert((plugin.to_string(), key.to_string()), value.to_vec());
         Ok(())
     }
     async fn kv_delete(&self, plugin: &str, key: &str) -> StoreResult<bool> {
-        Ok(self.kv.lock().expect("lock").remove(&(plugin.to_string(), key.to_string())).is_some())
+        Ok(self
+            .kv
+            .lock()
+            .expect("lock")
+            .remove(&(plugin.to_string(), key.to_string()))
+            .is_some())
     }
     async fn kv_keys(&self, plugin: &str, prefix: &str, limit: u32) -> StoreResult<Vec<String>> {
         let kv = self.kv.lock().expect("lock");
@@ -138,7 +155,10 @@ impl Store for MemStore {
         subject: &str,
         _detail: &serde_json::Value,
     ) -> StoreResult<()> {
-        self.audit.lock().expect("lock").push((actor.into(), action.into(), subject.into()));
+        self.audit
+            .lock()
+            .expect("lock")
+            .push((actor.into(), action.into(), subject.into()));
         Ok(())
     }
     async fn recent_audit(&self, _: u32) -> StoreResult<Vec<AuditRecord>> {

@@ -118,8 +118,12 @@ pub struct Verdict {
 impl Verdict {
     /// Names of the detectors whose findings got `action`, comma-separated.
     pub fn detectors(&self, action: Action) -> String {
-        let names: Vec<&str> =
-            self.findings.iter().filter(|(_, (a, _))| *a == action).map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = self
+            .findings
+            .iter()
+            .filter(|(_, (a, _))| *a == action)
+            .map(|(n, _)| n.as_str())
+            .collect();
         names.join(",")
     }
 }
@@ -127,7 +131,9 @@ impl Verdict {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 impl Policy {
@@ -135,14 +141,17 @@ impl Policy {
     /// for `card`, `ssn`, `iban`, `email`, `secret`; `pattern.<name> = <regex>` adds a
     /// detector (action `action.<name>`, default `block`). Unknown keys are errors, so a
     /// typo cannot silently weaken the policy.
-    pub fn from_settings<'a>(settings: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, String> {
+    pub fn from_settings<'a>(
+        settings: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
         let mut policy = Policy::default();
         let mut actions = BTreeMap::new();
         let mut patterns = BTreeMap::new();
         for (key, value) in settings {
             if let Some(name) = key.strip_prefix("action.") {
-                let action = Action::parse(value)
-                    .ok_or_else(|| format!("{key}: expected block, redact, flag or off, got {value:?}"))?;
+                let action = Action::parse(value).ok_or_else(|| {
+                    format!("{key}: expected block, redact, flag or off, got {value:?}")
+                })?;
                 actions.insert(name.to_string(), action);
             } else if let Some(name) = key.strip_prefix("pattern.") {
                 if !valid_name(name) {
@@ -170,7 +179,11 @@ impl Policy {
                 .build()
                 .map_err(|e| format!("pattern.{name}: {e}"))?;
             let action = actions.get(&name).copied().unwrap_or(Action::Block);
-            policy.custom.push(Custom { name, regex, action });
+            policy.custom.push(Custom {
+                name,
+                regex,
+                action,
+            });
         }
         Ok(policy)
     }
@@ -218,11 +231,17 @@ impl Policy {
         }
         for (i, custom) in self.custom.iter().enumerate() {
             if custom.action != Action::Off {
-                found.extend(custom.regex.find_iter(text).filter(|m| !m.is_empty()).map(|m| Finding {
-                    detector: Detector::Custom(i),
-                    start: m.start(),
-                    end: m.end(),
-                }));
+                found.extend(
+                    custom
+                        .regex
+                        .find_iter(text)
+                        .filter(|m| !m.is_empty())
+                        .map(|m| Finding {
+                            detector: Detector::Custom(i),
+                            start: m.start(),
+                            end: m.end(),
+                        }),
+                );
             }
         }
         // Longest first at equal starts, then drop whatever overlaps a kept finding: a key
@@ -240,17 +259,27 @@ impl Policy {
     /// Scan `text` and decide.
     pub fn evaluate(&self, text: &str) -> Verdict {
         let findings = self.scan(text);
-        let mut verdict = Verdict { action: Action::Off, findings: BTreeMap::new(), redacted: None };
+        let mut verdict = Verdict {
+            action: Action::Off,
+            findings: BTreeMap::new(),
+            redacted: None,
+        };
         for f in &findings {
             let action = self.action(f.detector);
             verdict.action = verdict.action.max(action);
-            let entry = verdict.findings.entry(self.name(f.detector).to_string()).or_insert((action, 0));
+            let entry = verdict
+                .findings
+                .entry(self.name(f.detector).to_string())
+                .or_insert((action, 0));
             entry.1 += 1;
         }
         if verdict.action == Action::Redact {
             let mut out = String::with_capacity(text.len());
             let mut at = 0;
-            for f in findings.iter().filter(|f| self.action(f.detector) == Action::Redact) {
+            for f in findings
+                .iter()
+                .filter(|f| self.action(f.detector) == Action::Redact)
+            {
                 out.push_str(&text[at..f.start]);
                 mask(&text[f.start..f.end], f.detector, &mut out);
                 at = f.end;
@@ -309,8 +338,11 @@ mod tests {
 
     #[test]
     fn custom_patterns_and_errors() {
-        let p = Policy::from_settings([("pattern.project", r"(?i)project\s+falcon"), ("action.project", "redact")])
-            .expect("valid");
+        let p = Policy::from_settings([
+            ("pattern.project", r"(?i)project\s+falcon"),
+            ("action.project", "redact"),
+        ])
+        .expect("valid");
         let v = p.evaluate("about Project Falcon today");
         assert_eq!(v.redacted.as_deref(), Some("about ******* **lcon today"));
         assert!(Policy::from_settings([("action.cards", "block")]).is_err());
@@ -321,7 +353,8 @@ mod tests {
 
     #[test]
     fn clean_text_is_clean() {
-        let v = Policy::default().evaluate("Order 1234567890123456 shipped on 2024-05-11, call 555-123-4567.");
+        let v = Policy::default()
+            .evaluate("Order 1234567890123456 shipped on 2024-05-11, call 555-123-4567.");
         assert_eq!(v.action, Action::Off, "{v:?}");
     }
 }

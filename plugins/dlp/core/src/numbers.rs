@@ -21,7 +21,9 @@ fn digit_runs(text: &[u8]) -> Vec<Run> {
     let mut runs = Vec::new();
     let mut i = 0;
     while i < text.len() {
-        if !text[i].is_ascii_digit() || (i > 0 && (is_alnum(text[i - 1]) || prev_is_joined_digit(text, i))) {
+        if !text[i].is_ascii_digit()
+            || (i > 0 && (is_alnum(text[i - 1]) || prev_is_joined_digit(text, i)))
+        {
             i += 1;
             continue;
         }
@@ -56,11 +58,16 @@ fn digit_runs(text: &[u8]) -> Vec<Run> {
 
 /// `-5` in `12-5`: the digit continues a number, so it does not start a run.
 fn prev_is_joined_digit(text: &[u8], i: usize) -> bool {
-    i >= 2 && (text[i - 1] == b'-' || text[i - 1] == b'.' || text[i - 1] == b',') && text[i - 2].is_ascii_digit()
+    i >= 2
+        && (text[i - 1] == b'-' || text[i - 1] == b'.' || text[i - 1] == b',')
+        && text[i - 2].is_ascii_digit()
 }
 
 fn digits(text: &[u8], groups: &[(usize, usize)]) -> Vec<u8> {
-    groups.iter().flat_map(|&(s, e)| text[s..e].iter().map(|b| b - b'0')).collect()
+    groups
+        .iter()
+        .flat_map(|&(s, e)| text[s..e].iter().map(|b| b - b'0'))
+        .collect()
 }
 
 /// The Luhn (mod 10) check every payment card number satisfies.
@@ -83,10 +90,17 @@ pub fn luhn(digits: &[u8]) -> bool {
 /// JCB, Diners, UnionPay, Maestro).
 fn plausible_issuer(d: &[u8]) -> bool {
     let n = d.len();
-    let prefix = |k: usize| d.iter().take(k).fold(0u32, |acc, &x| acc * 10 + u32::from(x));
+    let prefix = |k: usize| {
+        d.iter()
+            .take(k)
+            .fold(0u32, |acc, &x| acc * 10 + u32::from(x))
+    };
     match d[0] {
         4 => matches!(n, 13 | 16 | 19),
-        5 => (51..=55).contains(&prefix(2)) && n == 16 || (50..=69).contains(&prefix(2)) && (12..=19).contains(&n),
+        5 => {
+            (51..=55).contains(&prefix(2)) && n == 16
+                || (50..=69).contains(&prefix(2)) && (12..=19).contains(&n)
+        }
         2 => (2221..=2720).contains(&prefix(4)) && n == 16,
         3 => {
             matches!(prefix(2), 34 | 37) && n == 15
@@ -125,7 +139,11 @@ pub(crate) fn find_cards(text: &str, out: &mut Vec<Finding>) {
                 if d.iter().all(|&x| x == d[0]) || !plausible_issuer(&d) || !luhn(&d) {
                     continue;
                 }
-                out.push(Finding { detector: Detector::Card, start: window[0].0, end: window[len - 1].1 });
+                out.push(Finding {
+                    detector: Detector::Card,
+                    start: window[0].0,
+                    end: window[len - 1].1,
+                });
                 break 'window;
             }
         }
@@ -146,7 +164,11 @@ pub(crate) fn find_ssns(text: &str, out: &mut Vec<Finding>) {
         if area == 0 || area == 666 || area >= 900 || group == 0 || serial_zero {
             continue;
         }
-        out.push(Finding { detector: Detector::Ssn, start: g[0].0, end: g[2].1 });
+        out.push(Finding {
+            detector: Detector::Ssn,
+            start: g[0].0,
+            end: g[2].1,
+        });
     }
 }
 
@@ -196,7 +218,10 @@ mod tests {
         };
         assert_eq!(find("ssn 078-05-1120"), 1);
         assert_eq!(find("ssn 078 05 1120"), 1);
-        assert_eq!(find("000-12-3456 666-12-3456 912-12-3456 123-00-4567 123-45-0000"), 0);
+        assert_eq!(
+            find("000-12-3456 666-12-3456 912-12-3456 123-00-4567 123-45-0000"),
+            0
+        );
         assert_eq!(find("078051120"), 0, "bare nine digits are too ambiguous");
         assert_eq!(find("2024-05-1120"), 0);
     }

@@ -32,12 +32,18 @@ pub(crate) fn find_emails(text: &str, out: &mut Vec<Finding>) {
             continue;
         }
         let domain = &b[at + 1..end];
-        let Some(dot) = domain.iter().rposition(|&c| c == b'.') else { continue };
+        let Some(dot) = domain.iter().rposition(|&c| c == b'.') else {
+            continue;
+        };
         let tld = &domain[dot + 1..];
         if dot == 0 || tld.len() < 2 || !tld.iter().all(u8::is_ascii_alphabetic) {
             continue;
         }
-        out.push(Finding { detector: Detector::Email, start, end });
+        out.push(Finding {
+            detector: Detector::Email,
+            start,
+            end,
+        });
     }
 }
 
@@ -50,21 +56,41 @@ fn boundary_after(b: &[u8], i: usize) -> bool {
 }
 
 /// `prefix` followed by exactly `n` characters satisfying `ok`, standing alone.
-fn fixed_tokens(text: &str, prefixes: &[&str], n: usize, ok: fn(u8) -> bool, out: &mut Vec<Finding>) {
+fn fixed_tokens(
+    text: &str,
+    prefixes: &[&str],
+    n: usize,
+    ok: fn(u8) -> bool,
+    out: &mut Vec<Finding>,
+) {
     let b = text.as_bytes();
     for prefix in prefixes {
         for (i, _) in text.match_indices(prefix) {
             let body = i + prefix.len();
             let end = body + n;
-            if end <= b.len() && boundary_before(b, i) && b[body..end].iter().all(|&c| ok(c)) && boundary_after(b, end) {
-                out.push(Finding { detector: Detector::Secret, start: i, end });
+            if end <= b.len()
+                && boundary_before(b, i)
+                && b[body..end].iter().all(|&c| ok(c))
+                && boundary_after(b, end)
+            {
+                out.push(Finding {
+                    detector: Detector::Secret,
+                    start: i,
+                    end,
+                });
             }
         }
     }
 }
 
 /// `prefix` followed by at least `min` characters satisfying `ok`.
-fn open_tokens(text: &str, prefixes: &[&str], min: usize, ok: fn(u8) -> bool, out: &mut Vec<Finding>) {
+fn open_tokens(
+    text: &str,
+    prefixes: &[&str],
+    min: usize,
+    ok: fn(u8) -> bool,
+    out: &mut Vec<Finding>,
+) {
     let b = text.as_bytes();
     for prefix in prefixes {
         for (i, _) in text.match_indices(prefix) {
@@ -74,7 +100,11 @@ fn open_tokens(text: &str, prefixes: &[&str], min: usize, ok: fn(u8) -> bool, ou
                 end += 1;
             }
             if end - body >= min && boundary_before(b, i) {
-                out.push(Finding { detector: Detector::Secret, start: i, end });
+                out.push(Finding {
+                    detector: Detector::Secret,
+                    start: i,
+                    end,
+                });
             }
         }
     }
@@ -96,9 +126,21 @@ pub(crate) fn find_secrets(text: &str, out: &mut Vec<Finding>) {
     // AWS access key ids: a fixed prefix and 16 base-32 characters.
     fixed_tokens(text, &["AKIA", "ASIA", "ABIA", "ACCA"], 16, aws_char, out);
     // GitHub and Slack tokens.
-    fixed_tokens(text, &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"], 36, |c| c.is_ascii_alphanumeric(), out);
+    fixed_tokens(
+        text,
+        &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
+        36,
+        |c| c.is_ascii_alphanumeric(),
+        out,
+    );
     open_tokens(text, &["github_pat_"], 22, word_char, out);
-    open_tokens(text, &["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-"], 10, word_char, out);
+    open_tokens(
+        text,
+        &["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-"],
+        10,
+        word_char,
+        out,
+    );
     find_private_keys(text, out);
     find_bearer_tokens(text, out);
 }
@@ -121,7 +163,11 @@ fn find_private_keys(text: &str, out: &mut Vec<Finding>) {
             }
             None => text.len(),
         };
-        out.push(Finding { detector: Detector::PrivateKey, start, end });
+        out.push(Finding {
+            detector: Detector::PrivateKey,
+            start,
+            end,
+        });
     }
 }
 
@@ -143,9 +189,14 @@ fn find_bearer_tokens(text: &str, out: &mut Vec<Finding>) {
         }
         let token = &b[start..end];
         // Real tokens mix letters and digits; "Bearer authentication-is-described" does not.
-        let mixed = token.iter().any(u8::is_ascii_digit) && token.iter().any(u8::is_ascii_alphabetic);
+        let mixed =
+            token.iter().any(u8::is_ascii_digit) && token.iter().any(u8::is_ascii_alphabetic);
         if token.len() >= 16 && mixed {
-            out.push(Finding { detector: Detector::Secret, start, end });
+            out.push(Finding {
+                detector: Detector::Secret,
+                start,
+                end,
+            });
         }
     }
 }
@@ -157,20 +208,31 @@ mod tests {
     fn run(f: fn(&str, &mut Vec<Finding>), text: &str) -> Vec<String> {
         let mut out = Vec::new();
         f(text, &mut out);
-        out.iter().map(|x| text[x.start..x.end].to_string()).collect()
+        out.iter()
+            .map(|x| text[x.start..x.end].to_string())
+            .collect()
     }
 
     #[test]
     fn emails() {
-        assert_eq!(run(find_emails, "mail jane.doe+x@example.co.uk."), ["jane.doe+x@example.co.uk"]);
+        assert_eq!(
+            run(find_emails, "mail jane.doe+x@example.co.uk."),
+            ["jane.doe+x@example.co.uk"]
+        );
         assert!(run(find_emails, "a @ b, x@localhost, user@host.c0m, @handle").is_empty());
     }
 
     #[test]
     fn secrets() {
-        assert_eq!(run(find_secrets, "key AKIAIOSFODNN7EXAMPLE here"), ["AKIAIOSFODNN7EXAMPLE"]);
+        assert_eq!(
+            run(find_secrets, "key AKIAIOSFODNN7EXAMPLE here"),
+            ["AKIAIOSFODNN7EXAMPLE"]
+        );
         assert!(run(find_secrets, "AKIAIOSFODNN7EXAMPL").is_empty());
-        let bearer = run(find_secrets, "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc123");
+        let bearer = run(
+            find_secrets,
+            "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc123",
+        );
         assert_eq!(bearer, ["eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc123"]);
         assert!(run(find_secrets, "bearer authentication-is-described").is_empty());
         let pem = "x\n-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----\ny";
