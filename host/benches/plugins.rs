@@ -111,6 +111,7 @@ fn benches(c: &mut Criterion) {
         "[settings]\ngreeting = \"hi\"",
         PluginsConfig::default(),
     );
+    eprintln!("pooling allocator in use: {}", probe.pooling_allocator());
     c.bench_function("noop_hook/on_login_warm", |b| {
         b.iter(|| rt.block_on(probe.on_login(black_box(&user))))
     });

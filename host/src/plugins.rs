@@ -270,7 +270,9 @@ impl PluginHost {
     }
 
     /// Stop cleanly: let queued `message-delivered` events be observed, write every
-    /// pending `kv` change to the store, and stop the epoch ticker. Idempotent.
+    /// pending `kv` change to the store, and stop the epoch ticker. Idempotent. Call it
+    /// after the router stopped sending: from then on no plugin code runs, and each
+    /// plugin's failure policy decides (fail-closed rejects with `plugin_unavailable`).
     pub async fn shutdown(&self) {
         self.observer.shutdown().await;
         let writers = match self.kv_spaces.lock() {

@@ -137,5 +137,10 @@ macro_rules! export_plugin {
 
     $crate::__wit::__export_plugin_world!(__SwitchboardExport with_types_in $crate::__wit);
         };
+
+        // Natively nothing is exported, but the type must still implement `Plugin`, and
+        // naming its constructor keeps the plugin's code alive for the dead-code lint.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() -> $ty = <$ty as $crate::Plugin>::new;
     };
 }

@@ -25,8 +25,9 @@ pub(crate) struct Breaker {
 #[derive(Default)]
 struct State {
     failures: VecDeque<Instant>,
+    /// When the circuit opened, or when the last trial started: the next trial waits a
+    /// full cooldown after it. (So a trial whose caller went away just delays the next.)
     opened_at: Option<Instant>,
-    trial_in_flight: bool,
     trips: u64,
 }
 
@@ -58,10 +59,10 @@ impl Breaker {
         let (Some(cooldown), Some(opened_at)) = (self.cooldown, state.opened_at) else {
             return Admit::No;
         };
-        if state.trial_in_flight || opened_at.elapsed() < cooldown {
+        if opened_at.elapsed() < cooldown {
             return Admit::No;
         }
-        state.trial_in_flight = true;
+        state.opened_at = Some(Instant::now());
         Admit::Trial
     }
 
@@ -76,7 +77,6 @@ impl Breaker {
     pub(crate) fn record_success(&self, admit: Admit) {
         if admit == Admit::Trial {
             let mut state = lock(&self.state);
-            state.trial_in_flight = false;
             state.opened_at = None;
             state.failures.clear();
             self.open.store(false, Ordering::Release);
@@ -88,7 +88,6 @@ impl Breaker {
         let now = Instant::now();
         let mut state = lock(&self.state);
         if admit == Admit::Trial {
-            state.trial_in_flight = false;
             state.opened_at = Some(now);
             return false;
         }

@@ -253,7 +253,10 @@ fn policy_reject(plugin: &LoadedPlugin, failure: &CallError) -> Option<PreSendOu
         FailurePolicy::FailOpen => None,
         FailurePolicy::FailClosed => Some(PreSendOutcome::Reject {
             plugin: plugin.name().to_string(),
-            code: if failure.kind == FailureKind::circuit_open {
+            code: if matches!(
+                failure.kind,
+                FailureKind::circuit_open | FailureKind::stopped
+            ) {
                 "plugin_unavailable".to_string()
             } else {
                 "plugin_failed".to_string()

@@ -80,6 +80,12 @@ impl EngineHandle {
         self.pooled
     }
 
+    /// Set once shutdown begins; plugins refuse calls from then on (the ticker that
+    /// enforces their deadlines is about to stop).
+    pub(crate) fn stopped_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
     pub(crate) fn stop_ticker(&self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(handle) = lock(&self.ticker).take() {

@@ -39,6 +39,8 @@ pub(crate) struct LoadedPlugin {
     max_idle: usize,
     recycle_after: u64,
     timeout: Duration,
+    /// The runtime is shutting down: no guest code may start.
+    stopped: Arc<std::sync::atomic::AtomicBool>,
     metrics: Arc<Metrics>,
     /// Per hook, in `HookName::ALL` order.
     hook_metrics: [HookMetrics; 4],
@@ -127,6 +129,7 @@ impl LoadedPlugin {
             max_idle: config.max_idle_instances.max(1),
             recycle_after: config.recycle_after_calls.max(1),
             timeout: Duration::from_millis(manifest.limits.timeout_ms),
+            stopped: engine.stopped_flag(),
             metrics: metrics.clone(),
             hook_metrics: HookName::ALL.map(|hook| metrics.for_hook(&manifest.name, hook.as_str())),
             manifest,
@@ -188,6 +191,11 @@ impl LoadedPlugin {
     /// one that hit a limit may be half-way through changing its own state.
     pub(crate) async fn call(&self, request: Request<'_>) -> Result<Response, CallError> {
         let hook = request.hook();
+        if self.stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(CallError {
+                kind: FailureKind::stopped,
+            });
+        }
         let admit = self.breaker.admit();
         if admit == Admit::No {
             self.metrics

@@ -31,6 +31,8 @@ pub enum FailureKind {
     instantiate,
     /// The plugin's circuit breaker is open; it was not called.
     circuit_open,
+    /// The plugin runtime was shut down; it was not called.
+    stopped,
 }
 
 impl FailureKind {
@@ -44,6 +46,7 @@ impl FailureKind {
             Self::invalid_output => "invalid_output",
             Self::instantiate => "instantiate",
             Self::circuit_open => "circuit_open",
+            Self::stopped => "stopped",
         }
     }
 }

@@ -83,7 +83,7 @@ pub fn luhn(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Issuer prefixes and lengths of the major networks (Visa, Mastercard, Amex, Discover,
