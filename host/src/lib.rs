@@ -103,14 +103,15 @@ pub async fn serve(
         );
         hub.set_bus(bus);
     }
-    let plugins = plugins::PluginHost::load(
-        &config.plugins,
-        &config.data_dir,
-        store.clone(),
-        &mut registry,
-    )
-    .await
-    .context("loading plugins")?;
+    // Without a plugins directory the hook layer is `NoHooks`: no engine, no ticker thread.
+    let plugins = match &config.plugins.dir {
+        Some(_) => Some(
+            plugins::PluginHost::load(&config.plugins, &config.data_dir, store.clone(), &mut registry)
+                .await
+                .context("loading plugins")?,
+        ),
+        None => None,
+    };
     let hooks: Arc<dyn Hooks> = match &plugins {
         Some(host) => host.clone(),
         None => Arc::new(NoHooks),

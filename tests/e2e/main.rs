@@ -12,4 +12,6 @@ mod bad_input;
 mod chat;
 mod crash;
 mod resume;
+mod plugins_runtime;
 mod store_contract;
+mod wasm_build;
