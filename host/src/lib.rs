@@ -106,9 +106,14 @@ pub async fn serve(
     // Without a plugins directory the hook layer is `NoHooks`: no engine, no ticker thread.
     let plugins = match &config.plugins.dir {
         Some(_) => Some(
-            plugins::PluginHost::load(&config.plugins, &config.data_dir, store.clone(), &mut registry)
-                .await
-                .context("loading plugins")?,
+            plugins::PluginHost::load(
+                &config.plugins,
+                &config.data_dir,
+                store.clone(),
+                &mut registry,
+            )
+            .await
+            .context("loading plugins")?,
         ),
         None => None,
     };

@@ -5,7 +5,7 @@
 //! Run with `cargo test --test e2e plugins_runtime` (builds the wasm plugins on first use).
 
 mod containment;
-mod harness;
+pub mod harness;
 mod mem_store;
 
 use std::sync::Arc;

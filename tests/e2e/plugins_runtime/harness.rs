@@ -63,7 +63,7 @@ impl Spec {
         self
     }
 
-    fn manifest(&self) -> String {
+    pub fn manifest(&self) -> String {
         let list = |items: &[&str]| {
             items
                 .iter()
