@@ -116,6 +116,9 @@ impl SessionHandle {
     }
 }
 
+/// A room's member ids and when they were read from the store.
+type CachedMembers = (Instant, Arc<[UserId]>);
+
 /// How long a room's cached member list is trusted without a membership event.
 const MEMBER_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Rooms whose members are cached at most.
@@ -128,7 +131,7 @@ pub struct Hub {
     /// Room → member ids and when they were read. Dropped on every membership event; also
     /// re-read after `MEMBER_CACHE_TTL`, so a change made on another node while the bus was
     /// down is honoured within seconds.
-    members: RwLock<HashMap<RoomId, (Instant, Arc<[UserId]>)>>,
+    members: RwLock<HashMap<RoomId, CachedMembers>>,
     next_conn: AtomicU64,
     /// Other nodes, when clustered.
     bus: OnceLock<Arc<dyn Bus>>,
@@ -223,10 +226,10 @@ impl Hub {
 
     /// Member ids of a room, cached.
     pub async fn room_members(&self, room: RoomId) -> StoreResult<Arc<[UserId]>> {
-        if let Some((read_at, members)) = read(&self.members).get(&room) {
-            if read_at.elapsed() < MEMBER_CACHE_TTL {
-                return Ok(members.clone());
-            }
+        if let Some((read_at, members)) = read(&self.members).get(&room)
+            && read_at.elapsed() < MEMBER_CACHE_TTL
+        {
+            return Ok(members.clone());
         }
         let members: Arc<[UserId]> = self
             .store
