@@ -142,17 +142,11 @@ impl Router {
     ) -> Result<Ack> {
         self.check_body(&body)?;
         self.require_member(sender.id, room_id).await?;
-        let original = self.message_in_room(room_id, message).await?;
+        let original = self.live_message_in_room(room_id, message).await?;
         if original.sender_id != sender.id {
             return Err(ApiError::forbidden(
                 "not_author",
                 "only the author may edit a message",
-            ));
-        }
-        if original.deleted {
-            return Err(ApiError::conflict(
-                "message_deleted",
-                "the message has been deleted",
             ));
         }
         self.rate_limit(sender.id)?;
@@ -196,17 +190,11 @@ impl Router {
         message: EventId,
     ) -> Result<Ack> {
         let member = self.require_member(actor.id, room_id).await?;
-        let original = self.message_in_room(room_id, message).await?;
+        let original = self.live_message_in_room(room_id, message).await?;
         if original.sender_id != actor.id && member.role < Role::Admin {
             return Err(ApiError::forbidden(
                 "not_allowed",
                 "only the author or a room admin may delete a message",
-            ));
-        }
-        if original.deleted {
-            return Err(ApiError::conflict(
-                "message_deleted",
-                "the message has been deleted",
             ));
         }
         self.rate_limit(actor.id)?;
@@ -510,9 +498,16 @@ impl Router {
         })
     }
 
-    async fn message_in_room(&self, room_id: RoomId, message: EventId) -> Result<Event> {
+    /// A message of this room that is not deleted.
+    async fn live_message_in_room(&self, room_id: RoomId, message: EventId) -> Result<Event> {
         match self.store.event(message).await? {
             Some(event) if event.room_id == room_id && event.kind == EventKind::Message => {
+                if event.deleted {
+                    return Err(ApiError::conflict(
+                        "message_deleted",
+                        "the message has been deleted",
+                    ));
+                }
                 Ok(event)
             }
             _ => Err(ApiError::not_found(
