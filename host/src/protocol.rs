@@ -58,6 +58,7 @@ pub enum ClientFrame {
     Sync {
         #[serde(default)]
         req: Option<String>,
+        #[serde(deserialize_with = "room_seqs")]
         rooms: BTreeMap<RoomId, i64>,
     },
     Ping {
@@ -68,6 +69,19 @@ pub enum ClientFrame {
 
 fn yes() -> bool {
     true
+}
+
+/// `{"1": 12}` → `{1: 12}`. JSON object keys are strings, and inside an internally tagged
+/// enum serde buffers them as strings, so `BTreeMap<RoomId, _>` alone refuses every key.
+fn room_seqs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<RoomId, i64>, D::Error> {
+    BTreeMap::<String, i64>::deserialize(d)?
+        .into_iter()
+        .map(|(room, seq)| {
+            room.parse::<RoomId>()
+                .map(|room| (room, seq))
+                .map_err(|_| serde::de::Error::custom(format!("invalid room id {room:?}")))
+        })
+        .collect()
 }
 
 impl ClientFrame {
