@@ -14,6 +14,8 @@ export function renderRoomList(list, state, currentId, onOpen) {
     replace(list, h('li', { class: 'empty' }, 'No rooms yet. Start a chat or create a group.'));
     return;
   }
+  // Rebuilt on every change: keep keyboard focus on the same room's button.
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.roomId : null;
   replace(list, rooms.map((room) => {
     const unread = room.unread > 0 && room.id !== currentId;
     const title = state.roomTitle(room);
@@ -30,6 +32,7 @@ export function renderRoomList(list, state, currentId, onOpen) {
       h('span', { class: 'room-name' }, title),
       unread ? h('span', { class: 'badge', 'aria-hidden': 'true' }, String(room.unread)) : null));
   }));
+  if (focused) list.querySelector(`[data-room-id="${focused}"]`)?.focus();
 }
 
 /**
