@@ -9,5 +9,6 @@ mod support;
 
 mod auth;
 mod bad_input;
+mod browser;
 mod chat;
 mod resume;
