@@ -170,12 +170,22 @@ async fn eventually(b: &Browser, what: &str, script: &str, ok: impl Fn(&Value) -
     panic!("timed out waiting for {what}; last seen: {last}");
 }
 
+/// The first element matching `css` once it is displayed (pages keep hidden views in the
+/// DOM, and typing into one of those fails).
 async fn wait_css(b: &Browser, css: &str) -> fantoccini::elements::Element {
-    b.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("element `{css}` did not appear: {e}"))
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(el) = b.find(Locator::Css(css)).await
+            && el.is_displayed().await.unwrap_or(false)
+        {
+            return el;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "element `{css}` did not appear"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn type_into(b: &Browser, css: &str, text: &str) {
@@ -186,12 +196,17 @@ async fn type_into(b: &Browser, css: &str, text: &str) {
         .unwrap_or_else(|e| panic!("typing into `{css}`: {e}"));
 }
 
+/// Click `css`, finding it again if a re-render replaced it in between (the room list is
+/// rebuilt on every live event).
 async fn click(b: &Browser, css: &str) {
-    wait_css(b, css)
-        .await
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("clicking `{css}`: {e}"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match wait_css(b, css).await.click().await {
+            Ok(()) => return,
+            Err(e) if tokio::time::Instant::now() >= deadline => panic!("clicking `{css}`: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 async fn login(b: &Browser, server: &TestServer, page: &str, name: &str, password: &str) {
@@ -228,9 +243,22 @@ async fn wait_online(b: &Browser) {
     .await;
 }
 
+/// Type `text` and press Enter; returns once the server has acknowledged it (the
+/// optimistic local copy has become the stored message).
 async fn send(b: &Browser, text: &str) {
     type_into(b, "#composer-input", &format!("{text}{ENTER}")).await;
-    wait_for_body(b, text).await;
+    let wanted = text.to_string();
+    eventually(
+        b,
+        &format!("{text:?} to be acknowledged"),
+        "return [...document.querySelectorAll('#timeline .msg:not(.local) .msg-body')]\
+         .map(e => e.textContent)",
+        |v| {
+            v.as_array()
+                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(wanted.as_str())))
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,6 +516,124 @@ async fn admin_creates_and_deactivates_users() {
         wait_css(b, "#health-connections").await;
         click(b, "#tab-plugins").await;
         wait_css(b, "#section[data-section=plugins] .placeholder").await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_history_paging_edit_and_delete() {
+    // Seeding history quickly would trip the per-user message rate limit.
+    let server = TestServer::start_with(|c| c.limits.message_burst = 1000).await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let history = alice.group("archive", &[bob.id]).await;
+    // More than two pages (50 each), so the client must page upwards twice.
+    for i in 0..120 {
+        let (status, _) = bob
+            .send_http(history, &format!("h{i}"), &format!("old {i}"))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let server = &server;
+    with_browsers(1, |browsers| async move {
+        let b = &browsers[0];
+        login(b, server, "/", "alice", PASSWORD).await;
+        wait_online(b).await;
+
+        // Scrolling to the top loads older pages until the beginning, each message once.
+        click(b, &format!(".room-item[data-room-id='{history}']")).await;
+        wait_for_body(b, "old 119").await;
+        let all: Vec<Value> = (0..120).map(|i| json!(format!("old {i}"))).collect();
+        let all = Value::Array(all);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            b.execute("document.querySelector('#timeline').scrollTop = 0", vec![])
+                .await
+                .expect("scroll");
+            let bodies = b.execute(BODIES, vec![]).await.expect("bodies");
+            if bodies == all {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "history did not page back to the beginning: {bodies}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        wait_css(b, ".timeline-top").await;
+
+        // A group created from the UI, with a member picked in the dialog.
+        click(b, "#new-group").await;
+        type_into(b, "#dialog input[name=name]", "launch").await;
+        click(
+            b,
+            &format!("#dialog input[name=member][value='{}']", bob.id),
+        )
+        .await;
+        click(b, "#dialog button[type=submit]").await;
+        eventually(
+            b,
+            "the new group to open",
+            "return document.querySelector('#room-title').textContent",
+            |v| v == "launch",
+        )
+        .await;
+        let rooms = bob.get("/api/v1/rooms").await.1;
+        let launch = rooms
+            .as_array()
+            .expect("rooms")
+            .iter()
+            .find(|r| r["name"] == "launch")
+            .unwrap_or_else(|| panic!("bob is a member of the new group: {rooms}"))["id"]
+            .as_i64()
+            .expect("id");
+
+        // Edit (Enter saves) and delete (after confirming) our own message.
+        send(b, "typo hre").await;
+        let own = "#timeline .msg.own[data-id]:not([data-id=''])";
+        wait_css(b, own).await;
+        b.execute(
+            &format!("document.querySelector(\"{own} .msg-actions button\").click()"),
+            vec![],
+        )
+        .await
+        .expect("edit button");
+        let input = wait_css(b, ".edit-input").await;
+        input.clear().await.expect("clear");
+        input
+            .send_keys(&format!("typo here{ENTER}"))
+            .await
+            .expect("type");
+        wait_for_body(b, "typo here").await;
+        let events = bob.history(launch, "").await;
+        let message = events
+            .iter()
+            .find(|e| e["kind"] == "message")
+            .unwrap_or_else(|| panic!("the message: {events:?}"));
+        assert_eq!(message["body"], "typo here");
+        assert!(message["edited_at"].is_i64(), "{message}");
+
+        b.execute(
+            &format!("document.querySelectorAll(\"{own} .msg-actions button\")[1].click()"),
+            vec![],
+        )
+        .await
+        .expect("delete button");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while b.accept_alert().await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no confirmation dialog"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        wait_css(b, "#timeline .msg.deleted").await;
+        let events = bob.history(launch, "").await;
+        let message = events
+            .iter()
+            .find(|e| e["kind"] == "message")
+            .expect("the message");
+        assert_eq!(message["deleted"], true, "{message}");
     })
     .await;
 }
