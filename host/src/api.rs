@@ -4,8 +4,10 @@
 //! Handlers stay thin: parse and authenticate, call the router or the store, map the result.
 
 pub mod account;
+pub mod admin;
 pub mod ops;
 pub mod rooms;
+pub mod web;
 pub mod ws;
 
 use std::sync::Arc;
@@ -48,6 +50,8 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(rooms::routes())
         .merge(ws::routes())
         .merge(ops::routes())
+        .merge(admin::routes())
+        .merge(web::routes())
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())

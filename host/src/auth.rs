@@ -77,6 +77,9 @@ impl Auth {
     pub fn new(store: Arc<dyn Store>, config: AuthConfig, secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
+        // Only `exp` here: jsonwebtoken's `sub` check wants a string, and ours is the numeric
+        // user id, so requiring it would reject every token. `Claims` has no default for
+        // `sub`, so a token without one still fails to decode.
         validation.set_required_spec_claims(&["exp"]);
         Self {
             store,

@@ -52,6 +52,14 @@ impl TestServer {
 
     /// Start on an existing data directory (a restart).
     pub async fn start_in(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start_at(dir, any_port, tweak).await
+    }
+
+    /// Start on an existing data directory *and* a given address: a restart that clients
+    /// (a browser tab, say) must find again at the URL they already have. Binding retries
+    /// briefly, since the previous server's socket may take a moment to go.
+    pub async fn start_at(dir: TempDir, addr: SocketAddr, tweak: impl FnOnce(&mut Config)) -> Self {
         init_logging();
         let mut config = Config::default();
         config.data_dir = dir.path().to_path_buf();
@@ -59,9 +67,7 @@ impl TestServer {
         // Fast argon2 is not configurable; keep login counts low in tests instead.
         config.limits.ws_sync_grace_ms = 300;
         tweak(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = bind(addr).await;
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(switchboard::serve(config, listener, async {
@@ -77,6 +83,13 @@ impl TestServer {
         };
         server.wait_ready().await;
         server
+    }
+
+    /// Stop, then start again on the same data directory and address.
+    pub async fn restart(self, tweak: impl FnOnce(&mut Config)) -> Self {
+        let addr = self.addr;
+        let dir = self.stop().await;
+        Self::start_at(dir, addr, tweak).await
     }
 
     async fn wait_ready(&self) {
@@ -146,6 +159,21 @@ impl TestServer {
 
     pub fn ws_url(&self, token: &str) -> String {
         format!("ws://{}/api/v1/ws?token={token}", self.addr)
+    }
+}
+
+async fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
+    let mut tries = 0;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(err) if addr.port() != 0 && tries < 50 => {
+                tries += 1;
+                tracing::debug!(%addr, error = %err, "address busy, retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("bind {addr}: {err}"),
+        }
     }
 }
 

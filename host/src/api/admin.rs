@@ -1,0 +1,113 @@
+//! Admin-only read endpoints behind the admin console: every room on the server, recent audit
+//! records, and a health summary. User management lives with the user routes in `account`.
+//!
+//! Everything here takes [`AdminUser`], so the console page itself can be public while its
+//! data is not.
+
+use std::time::Instant;
+
+use axum::Router as HttpRouter;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use super::{AdminUser, AppJson, AppState};
+use crate::error::{ApiError, Result};
+use crate::store::{AuditRecord, Room};
+
+/// Audit records returned when `limit` is absent, and the most one request may ask for.
+const AUDIT_DEFAULT: u32 = 50;
+const AUDIT_MAX: u32 = 500;
+
+pub fn routes() -> HttpRouter<AppState> {
+    // Captured when the app is built, i.e. at server start: each server in a process (the
+    // tests run several) reports its own uptime.
+    let started = Instant::now();
+    HttpRouter::new()
+        .route("/api/v1/admin/rooms", get(list_rooms))
+        .route("/api/v1/admin/audit", get(recent_audit))
+        .route(
+            "/api/v1/admin/health",
+            get(move |state: State<AppState>, admin: AdminUser| health(state, admin, started)),
+        )
+}
+
+/// Every room, members or not: operators need to see rooms they are not in.
+async fn list_rooms(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+) -> Result<AppJson<Vec<Room>>> {
+    Ok(AppJson(state.store.list_rooms().await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<u32>,
+}
+
+/// Newest first; `limit` is clamped to 1..=500.
+async fn recent_audit(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    query: std::result::Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<AppJson<Vec<AuditRecord>>> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(AUDIT_DEFAULT).clamp(1, AUDIT_MAX);
+    Ok(AppJson(state.store.recent_audit(limit).await?))
+}
+
+#[derive(Debug, Serialize)]
+struct Health {
+    /// Open WebSocket connections on this node.
+    connections: usize,
+    /// Message events committed since this server started (the console derives messages/s
+    /// from two `/metrics` samples; this is the same counter).
+    messages_stored: u64,
+    /// Events pushed to live sessions since start.
+    deliveries: u64,
+    uptime_secs: u64,
+    version: &'static str,
+    store: StoreHealth,
+}
+
+#[derive(Debug, Serialize)]
+struct StoreHealth {
+    backend: &'static str,
+    /// Whether the store answered a ping just now.
+    ok: bool,
+    /// Bytes on disk, when the backend can tell.
+    size_bytes: Option<u64>,
+}
+
+async fn health(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    started: Instant,
+) -> Result<AppJson<Health>> {
+    let ok = state.store.ping().await.is_ok();
+    // A store that cannot report its size is not an error for a health page.
+    let size_bytes = if ok {
+        state.store.size_bytes().await.ok().flatten()
+    } else {
+        None
+    };
+    let messages_stored = state
+        .metrics
+        .events_stored
+        .get_or_create(&vec![("kind".to_string(), "message".to_string())])
+        .get();
+    Ok(AppJson(Health {
+        connections: state.hub.connection_count(),
+        messages_stored,
+        deliveries: state.metrics.deliveries.get(),
+        uptime_secs: started.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION"),
+        store: StoreHealth {
+            backend: state.store.backend(),
+            ok,
+            size_bytes,
+        },
+    }))
+}

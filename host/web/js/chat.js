@@ -1,0 +1,392 @@
+// The chat client's entry point: wires the API, the socket and the views together.
+
+import { Api } from './api.js';
+import { Outbox } from './outbox.js';
+import { Socket } from './socket.js';
+import { ChatState } from './state.js';
+import { $, sleep } from './dom.js';
+import { renderRoomList, renderTyping, TimelineView } from './views.js';
+import { addMemberDialog, directDialog, newGroupDialog } from './dialogs.js';
+
+const TYPING_SEND_EVERY_MS = 3_000;
+const TYPING_IDLE_MS = 4_000;
+const TYPING_SHOWN_MS = 6_000;
+
+const api = new Api(() => endChat('Your session ended. Please log in again.'));
+let state = null;
+let socket = null;
+let timeline = null;
+let outbox = null;
+let currentId = null;
+let typingSentAt = 0;
+let typingTimer = null;
+
+const els = {
+  login: $('#login-view'),
+  loginForm: $('#login-form'),
+  loginError: $('#login-error'),
+  chat: $('#chat-view'),
+  me: $('#me'),
+  roomList: $('#room-list'),
+  status: $('#conn-status'),
+  room: $('#room'),
+  roomTitle: $('#room-title'),
+  roomTopic: $('#room-topic'),
+  addMember: $('#add-member'),
+  timeline: $('#timeline'),
+  typing: $('#typing'),
+  composer: $('#composer'),
+  input: $('#composer-input'),
+};
+
+// ---- login ----
+
+function showLogin(message = '') {
+  els.chat.hidden = true;
+  els.login.hidden = false;
+  els.loginError.textContent = message;
+  $('#username').focus();
+}
+
+els.loginForm.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const data = new FormData(els.loginForm);
+  els.loginError.textContent = '';
+  try {
+    await api.login(String(data.get('username')).trim(), String(data.get('password')));
+    els.loginForm.reset();
+    startChat();
+  } catch (err) {
+    els.loginError.textContent = err.message;
+  }
+});
+
+$('#logout').addEventListener('click', async () => {
+  await api.logout();
+  endChat('You are logged out.');
+});
+
+function endChat(message) {
+  socket?.stop();
+  socket = null;
+  state = null;
+  currentId = null;
+  history.replaceState(null, '', location.pathname);
+  showLogin(message);
+}
+
+// ---- start ----
+
+async function startChat() {
+  els.login.hidden = true;
+  els.chat.hidden = false;
+  els.me.textContent = api.user.display_name || api.user.name;
+  state = new ChatState(api.user);
+  outbox = new Outbox({ api, state, socket: () => socket, rerender, toast, focusComposer: () => els.input.focus() });
+  timeline = new TimelineView(els.timeline, state, outbox);
+  // The socket needs the rooms' cursors before its first `sync`, so load them first.
+  for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
+    try {
+      await Promise.all([refreshUsers(), refreshRooms()]);
+      break;
+    } catch (err) {
+      if (!state || !err.transient) return;
+      setStatus('offline');
+      await sleep(delay);
+    }
+  }
+  socket = new Socket(api, {
+    cursors: () => state.cursors(),
+    onFrame,
+    onStatus: setStatus,
+    onSynced,
+    onSessionEnded: () => api.end(),
+  });
+  socket.start();
+  const fromHash = Number(location.hash.match(/^#room-(\d+)$/)?.[1]);
+  if (fromHash && state.rooms.has(fromHash)) openRoom(fromHash);
+  else renderRooms();
+}
+
+async function refreshUsers() {
+  state.setUsers(await api.get('/api/v1/users'));
+}
+
+async function refreshRooms() {
+  const gone = state.setRooms(await api.get('/api/v1/rooms'));
+  if (gone.includes(currentId)) closeRoom();
+  renderRooms();
+}
+
+function setStatus(status, detail) {
+  els.status.dataset.state = status;
+  els.status.textContent = {
+    connecting: 'Connecting…',
+    syncing: 'Catching up…',
+    online: 'Online',
+    offline: detail?.retryInMs ? `Offline, retrying in ${Math.ceil(detail.retryInMs / 1000)} s` : 'Offline',
+  }[status];
+}
+
+function renderRooms() {
+  renderRoomList(els.roomList, state, currentId, openRoom);
+}
+
+// ---- socket frames ----
+
+function onFrame(frame) {
+  if (!state) return;
+  if (frame.type === 'event') onEvent(frame);
+  else if (frame.type === 'typing') onTyping(frame);
+  else if (frame.type === 'read') onRead(frame);
+}
+
+function onEvent(event) {
+  const result = state.applyLive(event);
+  if (!result) {
+    // A room we do not know yet: we were just added to it.
+    refreshRooms().catch(() => {});
+    return;
+  }
+  const { room, fresh } = result;
+  if (!fresh) return;
+  if (event.kind === 'member_joined' && !state.users.has(event.target)) refreshUsers().catch(() => {});
+  if (event.kind === 'member_left' && event.target === state.me.id) {
+    refreshRooms().catch(() => {});
+    return;
+  }
+  if (event.kind === 'message') room.typing.delete(event.sender_id);
+  if (room.id === currentId) {
+    timeline.render(room);
+    renderTyping(els.typing, state, room);
+    markRead(room);
+  }
+  renderRooms();
+}
+
+function onSynced(frame) {
+  // A resume may have stopped short (`truncated`): those rooms have a hole, so reload them.
+  for (const id of frame.truncated || []) {
+    const room = state.rooms.get(Number(id));
+    if (room) room.loaded = false;
+    if (room && room.id === currentId) loadLatest(room);
+  }
+  // Rooms we were added to while offline, and authoritative unread counts.
+  refreshRooms().catch(() => {});
+}
+
+function onTyping(frame) {
+  if (frame.user === state.me.id) return;
+  const room = state.rooms.get(frame.room);
+  if (!room) return;
+  if (frame.active) room.typing.set(frame.user, Date.now() + TYPING_SHOWN_MS);
+  else room.typing.delete(frame.user);
+  if (room.id === currentId) renderTyping(els.typing, state, room);
+}
+
+function onRead(frame) {
+  const room = state.rooms.get(frame.room);
+  if (!room || frame.user !== state.me.id) return;
+  // Another of our sessions read this room.
+  room.read_seq = Math.max(room.read_seq, frame.seq);
+  if (room.read_seq >= room.last_seq) room.unread = 0;
+  renderRooms();
+}
+
+setInterval(() => {
+  const room = state?.rooms.get(currentId);
+  if (room) renderTyping(els.typing, state, room);
+}, 1_000);
+
+// ---- rooms ----
+
+function openRoom(id) {
+  const room = state.rooms.get(id);
+  if (!room) return;
+  currentId = id;
+  history.replaceState(null, '', `#room-${id}`);
+  els.chat.classList.add('room-open');
+  els.room.hidden = false;
+  els.roomTitle.textContent = state.roomTitle(room);
+  els.roomTopic.textContent = room.topic || (room.kind === 'direct' ? 'Direct chat' : '');
+  els.addMember.hidden = room.kind !== 'group' || room.role === 'member';
+  timeline.show(room);
+  renderTyping(els.typing, state, room);
+  updateVisibility();
+  renderRooms();
+  if (room.loaded) {
+    timeline.render(room, 'bottom');
+    markRead(room);
+  } else {
+    loadLatest(room);
+  }
+  els.input.focus();
+}
+
+function closeRoom() {
+  currentId = null;
+  els.chat.classList.remove('room-open');
+  els.room.hidden = true;
+  timeline.show(null);
+  updateVisibility();
+  history.replaceState(null, '', location.pathname);
+  renderRooms();
+  els.roomList.querySelector('button')?.focus();
+}
+
+async function loadLatest(room) {
+  room.loading = true;
+  try {
+    const page = await api.get(`/api/v1/rooms/${room.id}/messages?limit=50`);
+    state.loadLatest(room, page);
+  } catch (err) {
+    toast(err.message);
+    return;
+  } finally {
+    room.loading = false;
+  }
+  if (room.id !== currentId) return;
+  timeline.render(room, 'bottom');
+  markRead(room);
+  fillViewport(room);
+}
+
+async function loadOlder(room) {
+  if (room.loading || !room.hasMore || !room.loaded || room.oldest === null) return;
+  room.loading = true;
+  timeline.render(room, 'keep');
+  try {
+    const page = await api.get(`/api/v1/rooms/${room.id}/messages?before=${room.oldest}&limit=50`);
+    state.loadOlder(room, page);
+  } catch (err) {
+    toast(err.message);
+  } finally {
+    room.loading = false;
+  }
+  if (room.id === currentId) {
+    timeline.render(room, 'keep');
+    fillViewport(room);
+  }
+}
+
+/** Keep loading older pages until the timeline can scroll (or history is exhausted). */
+function fillViewport(room) {
+  const c = els.timeline;
+  if (room.hasMore && c.scrollHeight <= c.clientHeight + 10) loadOlder(room);
+}
+
+els.timeline.addEventListener('scroll', () => {
+  const room = state?.rooms.get(currentId);
+  if (room && els.timeline.scrollTop < 120) loadOlder(room);
+});
+
+function updateVisibility() {
+  const visible = document.visibilityState === 'visible';
+  for (const room of state?.rooms.values() || []) room.visible = visible && room.id === currentId;
+}
+
+/** Tell the server we have seen everything up to the room's cursor (only when we have). */
+function markRead(room) {
+  updateVisibility();
+  if (!room.visible || room.cursor <= room.sentRead) return;
+  const seq = room.cursor;
+  room.sentRead = seq;
+  room.read_seq = Math.max(room.read_seq, seq);
+  room.unread = 0;
+  renderRooms();
+  if (!socket?.send({ type: 'read', room: room.id, seq })) {
+    api.post(`/api/v1/rooms/${room.id}/read`, { seq }).catch(() => { room.sentRead = 0; });
+  }
+}
+
+document.addEventListener('visibilitychange', () => {
+  const room = state?.rooms.get(currentId);
+  if (room) markRead(room);
+});
+window.addEventListener('online', () => socket?.kick());
+
+// ---- sending ----
+
+els.input.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+    ev.preventDefault();
+    els.composer.requestSubmit();
+  } else if (ev.key === 'Escape' && window.matchMedia('(max-width: 700px)').matches) {
+    closeRoom();
+  }
+});
+
+els.input.addEventListener('input', () => {
+  const room = state?.rooms.get(currentId);
+  if (!room || !socket) return;
+  if (Date.now() - typingSentAt > TYPING_SEND_EVERY_MS) {
+    typingSentAt = Date.now();
+    socket.send({ type: 'typing', room: room.id, active: true });
+  }
+  clearTimeout(typingTimer);
+  typingTimer = setTimeout(() => stopTyping(room), TYPING_IDLE_MS);
+});
+
+function stopTyping(room) {
+  clearTimeout(typingTimer);
+  if (!typingSentAt) return;
+  typingSentAt = 0;
+  socket?.send({ type: 'typing', room: room.id, active: false });
+}
+
+els.composer.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const room = state?.rooms.get(currentId);
+  const body = els.input.value;
+  if (!room || !body.trim()) return;
+  els.input.value = '';
+  stopTyping(room);
+  outbox.send(room, body);
+  timeline.render(room, 'bottom');
+});
+
+function rerender(room) {
+  if (room.id === currentId) timeline.render(room);
+}
+
+// ---- creating rooms ----
+
+$('#new-group').addEventListener('click', async () => {
+  await refreshUsers().catch(() => {});
+  newGroupDialog(state, async (name, topic, members) => {
+    const room = await api.post('/api/v1/rooms', { kind: 'group', name, topic, members });
+    return room.id;
+  }, openCreated);
+});
+
+$('#new-direct').addEventListener('click', async () => {
+  await refreshUsers().catch(() => {});
+  directDialog(state, async (user) => (await api.post('/api/v1/rooms', { kind: 'direct', user })).id, openCreated);
+});
+
+els.addMember.addEventListener('click', async () => {
+  const room = state.rooms.get(currentId);
+  if (!room) return;
+  await refreshUsers().catch(() => {});
+  const detail = await api.get(`/api/v1/rooms/${room.id}`);
+  const members = new Set(detail.members.map((m) => m.user_id));
+  addMemberDialog(state, members, (user) => api.post(`/api/v1/rooms/${room.id}/members`, { user, role: 'member' }));
+});
+
+async function openCreated(id) {
+  await refreshRooms();
+  openRoom(id);
+}
+
+$('#back').addEventListener('click', closeRoom);
+
+function toast(message) {
+  const el = $('#toast');
+  el.textContent = message;
+  el.hidden = false;
+  clearTimeout(el.timer);
+  el.timer = setTimeout(() => { el.hidden = true; }, 5_000);
+}
+
+if (api.loggedIn) startChat();
+else showLogin();

@@ -1,0 +1,193 @@
+// The chat client's model: users, rooms, and each room's timeline, fed by history pages and
+// live events. Views read it; only this module decides how an event changes it.
+//
+// Dedup rule: a room's `cursor` is the highest `seq` applied from the live stream (or the
+// latest history page, which reflects every event up to its last `seq`). Live events at or
+// below it are already applied and are dropped; the cursor is what `sync` sends on reconnect.
+// Timeline items are keyed by event id, so applying the same message twice is harmless too.
+
+export class ChatState {
+  constructor(me) {
+    this.me = me;
+    this.users = new Map();
+    this.rooms = new Map();
+    /** Event ids a plugin modified (known from our own acks). */
+    this.modified = new Set();
+  }
+
+  setUsers(list) {
+    for (const user of list) this.users.set(user.id, user);
+  }
+
+  userName(id) {
+    if (id === this.me.id) return this.me.display_name || this.me.name;
+    const user = this.users.get(id);
+    return user ? user.display_name || user.name : `user #${id}`;
+  }
+
+  roomTitle(room) {
+    if (room.kind === 'direct') return room.peer ? this.userName(room.peer) : 'Direct chat';
+    return room.name || `Room #${room.id}`;
+  }
+
+  /** Merge `GET /rooms` into the model; returns rooms that are gone (we left or were removed). */
+  setRooms(summaries) {
+    const seen = new Set();
+    for (const summary of summaries) {
+      seen.add(summary.id);
+      const room = this.rooms.get(summary.id);
+      if (!room) {
+        this.rooms.set(summary.id, {
+          ...summary,
+          cursor: summary.last_seq,
+          items: new Map(),
+          loaded: false,
+          loading: false,
+          hasMore: true,
+          oldest: null,
+          typing: new Map(),
+          sentRead: summary.read_seq,
+        });
+        continue;
+      }
+      Object.assign(room, {
+        name: summary.name,
+        topic: summary.topic,
+        role: summary.role,
+        peer: summary.peer,
+        read_seq: Math.max(room.read_seq, summary.read_seq),
+        unread: summary.unread,
+        last_seq: Math.max(room.last_seq, summary.last_seq),
+      });
+      // An unloaded room has nothing to replay into; a loaded one only advances by events.
+      if (!room.loaded) room.cursor = Math.max(room.cursor, summary.last_seq);
+    }
+    const gone = [...this.rooms.keys()].filter((id) => !seen.has(id));
+    for (const id of gone) this.rooms.delete(id);
+    return gone;
+  }
+
+  /** `{ "room id": last applied seq }`, what `sync` sends. */
+  cursors() {
+    const out = {};
+    for (const room of this.rooms.values()) out[room.id] = room.cursor;
+    return out;
+  }
+
+  /** The latest page of a room: replaces what was loaded. */
+  loadLatest(room, page) {
+    room.items = new Map([...room.items].filter(([, item]) => item.local));
+    for (const event of page.events) this.absorb(room, event);
+    room.hasMore = page.has_more;
+    room.oldest = page.events.length ? page.events[0].seq : null;
+    const newest = page.events.length ? page.events[page.events.length - 1].seq : 0;
+    room.cursor = Math.max(room.cursor, newest);
+    room.last_seq = Math.max(room.last_seq, newest);
+    room.loaded = true;
+  }
+
+  /** An older page (infinite scroll): adds messages, never moves the cursor. */
+  loadOlder(room, page) {
+    for (const event of page.events) this.absorb(room, event);
+    room.hasMore = page.has_more;
+    if (page.events.length) room.oldest = page.events[0].seq;
+  }
+
+  /**
+   * Apply one live event (from the socket, including `sync` replay). Returns
+   * `{ room, fresh }` where `fresh` is false for an already-applied event, or null for a
+   * room we do not know yet (the caller refreshes the room list).
+   */
+  applyLive(event) {
+    const room = this.rooms.get(event.room_id);
+    if (!room) return null;
+    if (event.seq <= room.cursor) return { room, fresh: false };
+    room.cursor = event.seq;
+    room.last_seq = Math.max(room.last_seq, event.seq);
+    if (event.kind === 'message' && event.sender_id !== this.me.id && !room.visible) {
+      room.unread += 1;
+    }
+    if (event.kind === 'message' && event.sender_id === this.me.id) {
+      room.read_seq = Math.max(room.read_seq, event.seq);
+    }
+    if (room.loaded) {
+      if (event.kind === 'edit') this.patchTarget(room, event.target, { body: event.body, edited_at: event.created_at, metadata: event.metadata });
+      else if (event.kind === 'delete') this.patchTarget(room, event.target, { deleted: true, body: undefined });
+      else this.absorb(room, event);
+    }
+    return { room, fresh: true };
+  }
+
+  /** Put a message or membership event into the timeline (edits/deletes are already folded
+   * into the message a history page returns). */
+  absorb(room, event) {
+    if (event.kind === 'edit' || event.kind === 'delete') return;
+    const key = `e${event.id}`;
+    const old = room.items.get(key);
+    const item = { ...old, ...event, key, rev: (old?.rev || 0) + 1 };
+    if (!event.body) delete item.body;
+    if (this.modified.has(event.id)) item.modified = true;
+    room.items.set(key, item);
+    // Our own message came back: the optimistic local copy has done its job.
+    if (event.client_msg_id && event.sender_id === this.me.id) {
+      room.items.delete(`l${event.client_msg_id}`);
+    }
+  }
+
+  patchTarget(room, target, patch) {
+    const key = `e${target}`;
+    const item = room.items.get(key);
+    if (!item) return;
+    room.items.set(key, { ...item, ...patch, rev: item.rev + 1 });
+  }
+
+  /** An optimistic copy of a message we are sending. */
+  addLocal(room, clientMsgId, body) {
+    const key = `l${clientMsgId}`;
+    const item = {
+      key, local: true, client_msg_id: clientMsgId, room_id: room.id, sender_id: this.me.id,
+      body, created_at: Date.now(), status: 'sending', rev: 1, seq: Infinity,
+    };
+    room.items.set(key, item);
+    return item;
+  }
+
+  updateLocal(room, clientMsgId, patch) {
+    const key = `l${clientMsgId}`;
+    const item = room.items.get(key);
+    if (item) room.items.set(key, { ...item, ...patch, rev: item.rev + 1 });
+  }
+
+  /** The server committed our message: show it as stored (a plugin may have changed it). */
+  acked(room, clientMsgId, ack) {
+    if (ack.modified) this.modified.add(ack.id);
+    const local = room.items.get(`l${clientMsgId}`);
+    const key = `e${ack.id}`;
+    const existing = room.items.get(key);
+    if (existing) {
+      if (ack.modified) room.items.set(key, { ...existing, modified: true, rev: existing.rev + 1 });
+      room.items.delete(`l${clientMsgId}`);
+      return;
+    }
+    if (!local) return;
+    room.items.delete(`l${clientMsgId}`);
+    room.items.set(key, {
+      key, id: ack.id, seq: ack.seq, kind: 'message', room_id: room.id, sender_id: this.me.id,
+      client_msg_id: clientMsgId, body: ack.modified ? ack.body : local.body,
+      created_at: local.created_at, modified: Boolean(ack.modified), rev: 1,
+    });
+  }
+
+  /** Timeline items in display order: by `seq`, unsent local messages last. */
+  ordered(room) {
+    return [...room.items.values()].sort((a, b) => a.seq - b.seq || a.created_at - b.created_at);
+  }
+}
+
+/** Does this event look plugin-modified to someone who did not send it? Plugins that change
+ * a message are expected to say so in its metadata (the DLP filter sets a `dlp…` key). */
+export function looksModified(item) {
+  if (item.modified) return true;
+  const keys = Object.keys(item.metadata || {});
+  return keys.some((k) => k === 'modified' || k === 'redacted' || k.startsWith('dlp'));
+}

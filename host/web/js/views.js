@@ -1,0 +1,202 @@
+// Rendering for the chat client: the room list and a room's timeline. Views read the model
+// (state.js) and call back into the controller (chat.js); they never talk to the network.
+//
+// The timeline is reconciled by key rather than rebuilt, so live events do not steal focus
+// from a message's buttons or reset an edit in progress.
+
+import { h, replace, formatTime } from './dom.js';
+import { looksModified } from './state.js';
+
+export function renderRoomList(list, state, currentId, onOpen) {
+  const rooms = [...state.rooms.values()].sort((a, b) =>
+    state.roomTitle(a).localeCompare(state.roomTitle(b)));
+  if (!rooms.length) {
+    replace(list, h('li', { class: 'empty' }, 'No rooms yet. Start a chat or create a group.'));
+    return;
+  }
+  // Rebuilt on every change: keep keyboard focus on the same room's button.
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.roomId : null;
+  replace(list, rooms.map((room) => {
+    const unread = room.unread > 0 && room.id !== currentId;
+    const title = state.roomTitle(room);
+    return h('li', {},
+      h('button', {
+        class: `room-item${unread ? ' has-unread' : ''}`,
+        type: 'button',
+        dataset: { roomId: room.id },
+        'aria-current': room.id === currentId ? 'true' : false,
+        'aria-label': unread ? `${title}, ${room.unread} unread` : title,
+        onclick: () => onOpen(room.id),
+      },
+      h('span', { class: 'room-kind', 'aria-hidden': 'true' }, room.kind === 'direct' ? '@' : '#'),
+      h('span', { class: 'room-name' }, title),
+      unread ? h('span', { class: 'badge', 'aria-hidden': 'true' }, String(room.unread)) : null));
+  }));
+  if (focused) list.querySelector(`[data-room-id="${focused}"]`)?.focus();
+}
+
+/**
+ * Keeps one room's timeline in the DOM. `handlers`: { edit(item, body), remove(item),
+ * retry(item), dismiss(item) }.
+ */
+export class TimelineView {
+  constructor(container, state, handlers) {
+    this.container = container;
+    this.state = state;
+    this.handlers = handlers;
+    this.roomId = null;
+    this.nodes = new Map();
+    this.editing = null;
+    this.top = h('div', { class: 'timeline-top' });
+  }
+
+  /** Show a room (clears the view when the room changes). */
+  show(room) {
+    if (room?.id !== this.roomId) {
+      this.roomId = room?.id ?? null;
+      this.nodes.clear();
+      this.editing = null;
+      replace(this.container, this.top);
+    }
+  }
+
+  atBottom() {
+    const c = this.container;
+    return c.scrollHeight - c.scrollTop - c.clientHeight < 40;
+  }
+
+  /** Re-render; `mode` is 'bottom' (scroll to newest), 'keep' (older page prepended) or 'auto'. */
+  render(room, mode = 'auto') {
+    const c = this.container;
+    const stick = mode === 'bottom' || (mode === 'auto' && this.atBottom());
+    const anchorHeight = c.scrollHeight - c.scrollTop;
+    replace(this.top, room.hasMore
+      ? h('span', { class: 'loading' }, room.loading ? 'Loading older messages…' : 'Scroll up for older messages')
+      : h('span', {}, 'This is the beginning of the conversation.'));
+
+    const items = this.state.ordered(room);
+    const live = new Set(items.map((i) => i.key));
+    for (const [key, entry] of this.nodes) {
+      if (!live.has(key)) {
+        entry.el.remove();
+        this.nodes.delete(key);
+      }
+    }
+    let prev = this.top;
+    for (const item of items) {
+      let entry = this.nodes.get(item.key);
+      if (!entry || (entry.rev !== item.rev && this.editing !== item.key)) {
+        const el = this.build(item);
+        if (entry) entry.el.replaceWith(el);
+        entry = { el, rev: item.rev };
+        this.nodes.set(item.key, entry);
+      }
+      if (prev.nextSibling !== entry.el) prev.after(entry.el);
+      prev = entry.el;
+    }
+    if (stick) c.scrollTop = c.scrollHeight;
+    else if (mode === 'keep') c.scrollTop = c.scrollHeight - anchorHeight;
+  }
+
+  build(item) {
+    if (item.kind === 'member_joined' || item.kind === 'member_left') {
+      const who = this.state.userName(item.target);
+      const verb = item.kind === 'member_joined' ? 'joined' : 'left';
+      return h('div', { class: 'system', dataset: { seq: item.seq, key: item.key } },
+        `${who} ${verb} · ${formatTime(item.created_at)}`);
+    }
+    const own = item.sender_id === this.state.me.id;
+    const classes = ['msg'];
+    if (own) classes.push('own');
+    if (item.local) classes.push('local', item.status);
+    if (item.deleted) classes.push('deleted');
+    const modified = !item.deleted && looksModified(item);
+    const header = h('header', {},
+      h('span', { class: 'msg-sender' }, this.state.userName(item.sender_id)),
+      h('time', { datetime: new Date(item.created_at).toISOString() }, formatTime(item.created_at)),
+      item.edited_at && !item.deleted ? h('span', { class: 'msg-edited' }, '(edited)') : null,
+      modified ? h('span', { class: 'msg-mark', title: 'A server plugin changed this message (e.g. redacted sensitive data)' }, 'redacted/modified') : null);
+    const body = item.deleted
+      ? h('p', { class: 'msg-body' }, h('em', {}, 'Message deleted'))
+      : h('p', { class: 'msg-body' }, item.body ?? '');
+    const el = h('article', {
+      class: classes.join(' '),
+      dataset: { key: item.key, seq: Number.isFinite(item.seq) ? item.seq : '', id: item.id ?? '' },
+      tabindex: '-1',
+    }, header, body, this.note(item), this.actions(item, own));
+    return el;
+  }
+
+  note(item) {
+    if (item.local && item.status === 'rejected') {
+      const plugin = item.rejection?.plugin ? `Rejected by ${item.rejection.plugin}: ` : 'Rejected: ';
+      return h('p', { class: 'msg-note', role: 'alert' }, plugin + item.error);
+    }
+    if (item.local && item.status === 'failed') {
+      return h('p', { class: 'msg-note', role: 'alert' }, `Not sent: ${item.error}`);
+    }
+    if (item.local && item.status === 'retrying') {
+      return h('p', { class: 'msg-note pending' }, 'Offline, will retry…');
+    }
+    if (item.editError) return h('p', { class: 'msg-note', role: 'alert' }, item.editError);
+    return null;
+  }
+
+  actions(item, own) {
+    if (item.local && (item.status === 'rejected' || item.status === 'failed')) {
+      return h('div', { class: 'msg-actions' },
+        item.status === 'failed'
+          ? h('button', { type: 'button', onclick: () => this.handlers.retry(item) }, 'Retry') : null,
+        h('button', { type: 'button', onclick: () => this.handlers.dismiss(item) }, 'Dismiss'));
+    }
+    if (!own || item.local || item.deleted) return null;
+    return h('div', { class: 'msg-actions' },
+      h('button', { type: 'button', 'aria-label': 'Edit message', onclick: () => this.startEdit(item) }, 'Edit'),
+      h('button', { type: 'button', 'aria-label': 'Delete message', onclick: () => this.handlers.remove(item) }, 'Delete'));
+  }
+
+  startEdit(item) {
+    const entry = this.nodes.get(item.key);
+    if (!entry) return;
+    this.editing = item.key;
+    const input = h('textarea', { class: 'edit-input', 'aria-label': 'Edit message', rows: 2 });
+    input.value = item.body ?? '';
+    const finish = (save) => {
+      this.editing = null;
+      const body = input.value.trim();
+      if (save && body && body !== item.body) this.handlers.edit(item, body);
+      const fresh = this.state.rooms.get(item.room_id)?.items.get(item.key) || item;
+      const el = this.build(fresh);
+      entry.el.replaceWith(el);
+      entry.el = el;
+      entry.rev = fresh.rev;
+      el.querySelector('.msg-actions button')?.focus();
+    };
+    input.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && !ev.shiftKey) {
+        ev.preventDefault();
+        finish(true);
+      } else if (ev.key === 'Escape') {
+        ev.preventDefault();
+        ev.stopPropagation();
+        finish(false);
+      }
+    });
+    entry.el.querySelector('.msg-body').replaceWith(h('div', { class: 'msg-edit' }, input,
+      h('span', { class: 'hint' }, 'Enter to save · Escape to cancel')));
+    entry.el.querySelector('.msg-actions')?.remove();
+    input.focus();
+  }
+}
+
+export function renderTyping(el, state, room) {
+  const now = Date.now();
+  const names = [];
+  for (const [user, until] of room?.typing || []) {
+    if (until > now) names.push(state.userName(user));
+    else room.typing.delete(user);
+  }
+  el.textContent = names.length === 0 ? ''
+    : names.length === 1 ? `${names[0]} is typing…`
+      : `${names.join(', ')} are typing…`;
+}

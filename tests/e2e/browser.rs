@@ -1,0 +1,803 @@
+//! The web client and admin console in a real browser: Debian's `chromium`, headless, driven
+//! over WebDriver by `chromedriver`, both started here on loopback. Nothing is downloaded.
+//!
+//! Without `chromium` and `chromedriver` these tests fail (they do not skip): CI installs
+//! them with `apt-get install chromium chromium-driver`. `CHROMIUM` and `CHROMEDRIVER` override
+//! the binaries' paths.
+//!
+//! Run with `cargo test --test e2e browser`; `cargo test --test e2e browser::screenshots --
+//! --ignored` refreshes `docs/screenshots/`.
+
+use std::future::Future;
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client as Browser, ClientBuilder, Locator};
+use futures_util::FutureExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::support::{ADMIN_PASSWORD, PASSWORD, TestServer};
+
+const WAIT: Duration = Duration::from_secs(20);
+const ENTER: &str = "\u{E007}";
+
+/// A `chromedriver` process we started, and the browser sessions opened through it.
+struct Driver {
+    child: Child,
+    url: String,
+    chromium: PathBuf,
+    profiles: Vec<TempDir>,
+}
+
+fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
+    }
+    candidates.iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+impl Driver {
+    async fn start() -> Self {
+        let driver = find_binary("CHROMEDRIVER", &["/usr/bin/chromedriver"]).unwrap_or_else(|| {
+            panic!(
+                "the browser tests need `chromedriver` (Debian: apt-get install chromium-driver), \
+                 or CHROMEDRIVER=/path/to/chromedriver"
+            )
+        });
+        let chromium = find_binary(
+            "CHROMIUM",
+            &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+        )
+        .unwrap_or_else(|| {
+            panic!(
+                "the browser tests need `chromium` (Debian: apt-get install chromium), \
+                     or CHROMIUM=/path/to/chromium"
+            )
+        });
+        // A free loopback port: bind, read it, release it for chromedriver.
+        let port = StdListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", driver.display()));
+        // Owned at once, so that `Drop` reaps it on every path below.
+        let this = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            chromium,
+            profiles: Vec::new(),
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if let Ok(resp) = http.get(format!("{}/status", this.url)).send().await
+                && let Ok(status) = resp.json::<Value>().await
+                && status["value"]["ready"] == true
+            {
+                return this;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not become ready on {}", this.url);
+    }
+
+    /// A new browser with a fresh profile (so sessions share no storage).
+    async fn browser(&mut self) -> Browser {
+        let profile = tempfile::tempdir().expect("profile dir");
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--window-size=1100,760",
+            &format!("--user-data-dir={}", profile.path().display()),
+        ];
+        self.profiles.push(profile);
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": self.chromium, "args": args },
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("starting chromium through chromedriver: {e}"))
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Only the process we spawned, by its handle.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `test` with browsers, then close every browser even if it failed (a panic would
+/// otherwise leave Chromium running), and re-raise the failure.
+async fn with_browsers<F, Fut>(count: usize, test: F)
+where
+    F: FnOnce(Vec<Browser>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut driver = Driver::start().await;
+    let mut browsers = Vec::new();
+    for _ in 0..count {
+        browsers.push(driver.browser().await);
+    }
+    let handles = browsers.clone();
+    let outcome = std::panic::AssertUnwindSafe(test(browsers))
+        .catch_unwind()
+        .await;
+    for browser in handles {
+        let _ = browser.close().await;
+    }
+    drop(driver);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Poll `script` (a JS function body returning a value) until `ok` accepts the result.
+async fn eventually(b: &Browser, what: &str, script: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut last = Value::Null;
+    while tokio::time::Instant::now() < deadline {
+        match b.execute(script, vec![]).await {
+            Ok(value) if ok(&value) => return value,
+            Ok(value) => last = value,
+            Err(err) => last = Value::String(err.to_string()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}; last seen: {last}");
+}
+
+/// The first element matching `css` once it is displayed (pages keep hidden views in the
+/// DOM, and typing into one of those fails).
+async fn wait_css(b: &Browser, css: &str) -> fantoccini::elements::Element {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(el) = b.find(Locator::Css(css)).await
+            && el.is_displayed().await.unwrap_or(false)
+        {
+            return el;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "element `{css}` did not appear"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn type_into(b: &Browser, css: &str, text: &str) {
+    wait_css(b, css)
+        .await
+        .send_keys(text)
+        .await
+        .unwrap_or_else(|e| panic!("typing into `{css}`: {e}"));
+}
+
+/// Click `css`, finding it again if a re-render replaced it in between (the room list is
+/// rebuilt on every live event).
+async fn click(b: &Browser, css: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match wait_css(b, css).await.click().await {
+            Ok(()) => return,
+            Err(e) if tokio::time::Instant::now() >= deadline => panic!("clicking `{css}`: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+async fn login(b: &Browser, server: &TestServer, page: &str, name: &str, password: &str) {
+    b.goto(&format!("{}{page}", server.base))
+        .await
+        .expect("open page");
+    type_into(b, "#username", name).await;
+    type_into(b, "#password", password).await;
+    click(b, "#login-form button[type=submit]").await;
+}
+
+/// The bodies of the messages shown in the open room, in order.
+const BODIES: &str =
+    "return [...document.querySelectorAll('#timeline .msg .msg-body')].map(e => e.textContent)";
+
+async fn wait_for_body(b: &Browser, body: &str) {
+    let wanted = body.to_string();
+    eventually(b, &format!("message {body:?}"), BODIES, |v| {
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(wanted.as_str())))
+    })
+    .await;
+}
+
+/// Wait until the client's socket is connected and caught up.
+async fn wait_online(b: &Browser) {
+    eventually(
+        b,
+        "the connection status to be online",
+        "const s = document.querySelector('#conn-status'); \
+         return [s?.dataset.state, s?.textContent]",
+        |v| v[0] == "online",
+    )
+    .await;
+}
+
+/// Type `text` and press Enter; returns once the server has acknowledged it (the
+/// optimistic local copy has become the stored message).
+async fn send(b: &Browser, text: &str) {
+    type_into(b, "#composer-input", &format!("{text}{ENTER}")).await;
+    let wanted = text.to_string();
+    eventually(
+        b,
+        &format!("{text:?} to be acknowledged"),
+        "return [...document.querySelectorAll('#timeline .msg:not(.local) .msg-body')]\
+         .map(e => e.textContent)",
+        |v| {
+            v.as_array()
+                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(wanted.as_str())))
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_chat_in_real_time() {
+    let server = TestServer::start().await;
+    server.user("alice").await;
+    server.user("bob").await;
+    let server = &server;
+    with_browsers(2, |browsers| async move {
+        let (alice, bob) = (&browsers[0], &browsers[1]);
+        login(alice, server, "/", "alice", PASSWORD).await;
+        login(bob, server, "/", "bob", PASSWORD).await;
+        for b in [alice, bob] {
+            wait_online(b).await;
+        }
+
+        // Alice starts a direct chat with Bob from the UI.
+        click(alice, "#new-direct").await;
+        click(alice, "#dialog button[data-user-name=bob]").await;
+        wait_css(alice, "#room:not([hidden])").await;
+        let title = wait_css(alice, "#room-title")
+            .await
+            .text()
+            .await
+            .expect("title");
+        assert_eq!(title, "bob", "a direct room is named after the peer");
+        send(alice, "hello bob").await;
+
+        // Bob learns of the room from the live event, with an unread count, and opens it.
+        let unread = wait_css(bob, ".room-item.has-unread .badge").await;
+        assert_eq!(unread.text().await.expect("badge"), "1");
+        click(bob, ".room-item.has-unread").await;
+        wait_for_body(bob, "hello bob").await;
+        assert_eq!(
+            wait_css(bob, "#room-title")
+                .await
+                .text()
+                .await
+                .expect("title"),
+            "alice"
+        );
+
+        // Typing shows on the other side; Enter sends, Shift+Enter would not.
+        type_into(bob, "#composer-input", "hi alice").await;
+        eventually(
+            alice,
+            "typing indicator",
+            "return document.querySelector('#typing').textContent",
+            |v| v.as_str().is_some_and(|t| t.contains("bob is typing")),
+        )
+        .await;
+        type_into(bob, "#composer-input", ENTER).await;
+        wait_for_body(alice, "hi alice").await;
+
+        // Both ways, several times, in order on both screens.
+        for i in 0..3 {
+            send(alice, &format!("ping {i}")).await;
+            wait_for_body(bob, &format!("ping {i}")).await;
+            send(bob, &format!("pong {i}")).await;
+            wait_for_body(alice, &format!("pong {i}")).await;
+        }
+        let expected = json!([
+            "hello bob",
+            "hi alice",
+            "ping 0",
+            "pong 0",
+            "ping 1",
+            "pong 1",
+            "ping 2",
+            "pong 2"
+        ]);
+        for b in [alice, bob] {
+            let bodies = eventually(b, "the whole conversation", BODIES, |v| v == &expected).await;
+            assert_eq!(bodies, expected);
+        }
+        // Bob read everything while looking at the room: no unread badge anywhere.
+        let badges = alice
+            .execute("return document.querySelectorAll('.badge').length", vec![])
+            .await
+            .expect("badges");
+        assert_eq!(badges, json!(0));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_resumes_after_a_server_restart_without_gap_or_duplicate() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let room = alice.group("ops", &[bob.id]).await;
+    for i in 0..3 {
+        let (status, _) = bob
+            .send_http(room, &format!("before-{i}"), &format!("before {i}"))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+
+    let server = std::sync::Arc::new(tokio::sync::Mutex::new(Some(server)));
+    let server_ref = server.clone();
+    with_browsers(1, |browsers| async move {
+        let b = &browsers[0];
+        let base = server_ref
+            .lock()
+            .await
+            .as_ref()
+            .expect("server")
+            .base
+            .clone();
+        b.goto(&format!("{base}/")).await.expect("open");
+        type_into(b, "#username", "alice").await;
+        type_into(b, "#password", PASSWORD).await;
+        click(b, "#login-form button[type=submit]").await;
+        click(b, &format!(".room-item[data-room-id='{room}']")).await;
+        wait_for_body(b, "before 2").await;
+        wait_online(b).await;
+        // Proves below that the page was never reloaded: the same tab resumed.
+        b.execute("window.__sameTab = true", vec![])
+            .await
+            .expect("mark tab");
+
+        let old = server_ref.lock().await.take().expect("server");
+        let restarted = old.restart(|_| {}).await;
+        // Sent while the client is still backing off: they reach it through `sync`.
+        for i in 0..3 {
+            let (status, body) = bob
+                .send_http(room, &format!("during-{i}"), &format!("during {i}"))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        wait_online(b).await;
+        wait_for_body(b, "during 2").await;
+        // And live delivery works again on the new connection.
+        let (status, _) = bob.send_http(room, "after-0", "after 0").await;
+        assert_eq!(status, StatusCode::CREATED);
+        wait_for_body(b, "after 0").await;
+        send(b, "alice is back").await;
+
+        let expected = json!([
+            "before 0",
+            "before 1",
+            "before 2",
+            "during 0",
+            "during 1",
+            "during 2",
+            "after 0",
+            "alice is back"
+        ]);
+        let bodies = eventually(b, "every message exactly once", BODIES, |v| v == &expected).await;
+        assert_eq!(bodies, expected, "no gap, no duplicate");
+        let same = b
+            .execute("return window.__sameTab === true", vec![])
+            .await
+            .expect("tab");
+        assert_eq!(same, json!(true), "the client resumed without a reload");
+
+        // The browser's own message was committed once, on the restarted server.
+        let history = bob.history(room, "").await;
+        let from_alice: Vec<_> = history
+            .iter()
+            .filter(|e| e["body"] == "alice is back")
+            .collect();
+        assert_eq!(from_alice.len(), 1, "{history:?}");
+        *server_ref.lock().await = Some(restarted);
+    })
+    .await;
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_creates_and_deactivates_users() {
+    let server = TestServer::start().await;
+    let carol = server.user("carol").await;
+    server.user("erin").await;
+    let server = &server;
+    with_browsers(1, |browsers| async move {
+        let b = &browsers[0];
+
+        // A non-admin gets the page but none of the data.
+        login(b, server, "/admin", "erin", PASSWORD).await;
+        let denied = wait_css(b, "#denied-view:not([hidden])").await;
+        assert!(denied.text().await.expect("text").contains("Admins only"));
+        click(b, "#denied-logout").await;
+
+        type_into(b, "#username", "admin").await;
+        type_into(b, "#password", ADMIN_PASSWORD).await;
+        click(b, "#login-form button[type=submit]").await;
+        wait_css(b, "#users-table tr[data-user-name='carol']").await;
+
+        // Create a user through the form.
+        type_into(b, "#create-user input[name=name]", "dave").await;
+        type_into(b, "#create-user input[name=display_name]", "Dave").await;
+        type_into(b, "#create-user input[name=password]", "dave-password-1").await;
+        click(b, "#create-user button[type=submit]").await;
+        wait_css(b, "#users-table tr[data-user-name='dave']").await;
+        let dave = server.login("dave", "dave-password-1").await;
+        assert_eq!(dave.name, "dave");
+
+        // Deactivate carol (the page asks for confirmation).
+        click(
+            b,
+            "#users-table tr[data-user-name='carol'] button.toggle-active",
+        )
+        .await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if b.accept_alert().await.is_ok() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no confirmation dialog"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let row = "#users-table tr[data-user-name='carol']";
+        eventually(
+            b,
+            "carol shown as deactivated",
+            &format!("return document.querySelector(\"{row}\")?.textContent"),
+            |v| v.as_str().is_some_and(|t| t.contains("deactivated")),
+        )
+        .await;
+        let (status, body) = carol.get("/api/v1/me").await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "carol's session ended: {body}"
+        );
+        let resp = server
+            .http
+            .post(format!("{}/api/v1/auth/login", server.base))
+            .json(&json!({ "username": "carol", "password": PASSWORD }))
+            .send()
+            .await
+            .expect("login");
+        assert_ne!(
+            resp.status(),
+            StatusCode::OK,
+            "a deactivated user cannot log in"
+        );
+
+        // The other sections render from the admin endpoints.
+        click(b, "#tab-rooms").await;
+        wait_css(b, "#section[data-section=rooms] table").await;
+        click(b, "#tab-audit").await;
+        eventually(
+            b,
+            "the deactivation in the audit log",
+            "return document.querySelector('#section')?.textContent",
+            |v| v.as_str().is_some_and(|t| t.contains("user.deactivate")),
+        )
+        .await;
+        click(b, "#tab-health").await;
+        wait_css(b, "#health-connections").await;
+        click(b, "#tab-plugins").await;
+        wait_css(b, "#section[data-section=plugins] .placeholder").await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_history_paging_edit_and_delete() {
+    // Seeding history quickly would trip the per-user message rate limit.
+    let server = TestServer::start_with(|c| c.limits.message_burst = 1000).await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let history = alice.group("archive", &[bob.id]).await;
+    // More than two pages (50 each), so the client must page upwards twice.
+    for i in 0..120 {
+        let (status, _) = bob
+            .send_http(history, &format!("h{i}"), &format!("old {i}"))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let server = &server;
+    with_browsers(1, |browsers| async move {
+        let b = &browsers[0];
+        login(b, server, "/", "alice", PASSWORD).await;
+        wait_online(b).await;
+
+        // Scrolling to the top loads older pages until the beginning, each message once.
+        click(b, &format!(".room-item[data-room-id='{history}']")).await;
+        wait_for_body(b, "old 119").await;
+        let all: Vec<Value> = (0..120).map(|i| json!(format!("old {i}"))).collect();
+        let all = Value::Array(all);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            b.execute("document.querySelector('#timeline').scrollTop = 0", vec![])
+                .await
+                .expect("scroll");
+            let bodies = b.execute(BODIES, vec![]).await.expect("bodies");
+            if bodies == all {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "history did not page back to the beginning: {bodies}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        wait_css(b, ".timeline-top").await;
+
+        // A group created from the UI, with a member picked in the dialog.
+        click(b, "#new-group").await;
+        type_into(b, "#dialog input[name=name]", "launch").await;
+        click(
+            b,
+            &format!("#dialog input[name=member][value='{}']", bob.id),
+        )
+        .await;
+        click(b, "#dialog button[type=submit]").await;
+        eventually(
+            b,
+            "the new group to open",
+            "return document.querySelector('#room-title').textContent",
+            |v| v == "launch",
+        )
+        .await;
+        let rooms = bob.get("/api/v1/rooms").await.1;
+        let launch = rooms
+            .as_array()
+            .expect("rooms")
+            .iter()
+            .find(|r| r["name"] == "launch")
+            .unwrap_or_else(|| panic!("bob is a member of the new group: {rooms}"))["id"]
+            .as_i64()
+            .expect("id");
+
+        // Edit (Enter saves) and delete (after confirming) our own message.
+        send(b, "typo hre").await;
+        let own = "#timeline .msg.own[data-id]:not([data-id=''])";
+        wait_css(b, own).await;
+        b.execute(
+            &format!("document.querySelector(\"{own} .msg-actions button\").click()"),
+            vec![],
+        )
+        .await
+        .expect("edit button");
+        let input = wait_css(b, ".edit-input").await;
+        input.clear().await.expect("clear");
+        input
+            .send_keys(&format!("typo here{ENTER}"))
+            .await
+            .expect("type");
+        wait_for_body(b, "typo here").await;
+        let events = bob.history(launch, "").await;
+        let message = events
+            .iter()
+            .find(|e| e["kind"] == "message")
+            .unwrap_or_else(|| panic!("the message: {events:?}"));
+        assert_eq!(message["body"], "typo here");
+        assert!(message["edited_at"].is_i64(), "{message}");
+
+        b.execute(
+            &format!("document.querySelectorAll(\"{own} .msg-actions button\")[1].click()"),
+            vec![],
+        )
+        .await
+        .expect("delete button");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while b.accept_alert().await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no confirmation dialog"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        wait_css(b, "#timeline .msg.deleted").await;
+        let events = bob.history(launch, "").await;
+        let message = events
+            .iter()
+            .find(|e| e["kind"] == "message")
+            .expect("the message");
+        assert_eq!(message["deleted"], true, "{message}");
+    })
+    .await;
+}
+
+/// Refreshes `docs/screenshots/*.png`. Ignored by default: run it on purpose with
+/// `cargo test --test e2e browser::screenshots -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes docs/screenshots; run on purpose"]
+async fn screenshots() {
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    std::fs::create_dir_all(&out).expect("screenshot dir");
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let room = alice.group("design-review", &[bob.id]).await;
+    let script = [
+        (&bob, "Morning! The new login page is up on staging."),
+        (&alice, "Looks great. Does it work on a phone?"),
+        (&bob, "Yes, the layout switches to one column below 700 px."),
+        (&alice, "Perfect. Shipping it after lunch."),
+    ];
+    for (i, (who, text)) in script.iter().enumerate() {
+        who.send_http(room, &format!("s{i}"), text).await;
+    }
+    let direct = alice.direct(bob.id).await;
+    alice.send_http(direct, "d0", "Lunch at 12:30?").await;
+    let carol = server.user("carol").await;
+    let admin = server.admin().await;
+    admin
+        .patch(
+            &format!("/api/v1/users/{}", carol.id),
+            json!({ "active": false }),
+        )
+        .await;
+    let (server, out) = (&server, &out);
+    with_browsers(1, |browsers| async move {
+        let b = &browsers[0];
+        let save = |name: &'static str, png: Vec<u8>| {
+            std::fs::write(out.join(name), png).expect("write screenshot");
+        };
+        b.goto(&format!("{}/", server.base)).await.expect("open");
+        wait_css(b, "#login-form").await;
+        save("login.png", b.screenshot().await.expect("shot"));
+
+        type_into(b, "#username", "bob").await;
+        type_into(b, "#password", PASSWORD).await;
+        click(b, "#login-form button[type=submit]").await;
+        click(b, &format!(".room-item[data-room-id='{room}']")).await;
+        wait_for_body(b, "Perfect. Shipping it after lunch.").await;
+        send(b, "On it.").await;
+        save("chat.png", b.screenshot().await.expect("shot"));
+
+        b.set_window_size(400, 760).await.expect("narrow");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        save("chat-narrow.png", b.screenshot().await.expect("shot"));
+        b.set_window_size(1100, 760).await.expect("wide");
+
+        b.execute("sessionStorage.clear()", vec![])
+            .await
+            .expect("clear");
+        login(b, server, "/admin", "admin", ADMIN_PASSWORD).await;
+        wait_css(b, "#users-table tr[data-user-name='alice']").await;
+        save("admin-users.png", b.screenshot().await.expect("shot"));
+        click(b, "#tab-health").await;
+        wait_css(b, "#health-connections").await;
+        // Some traffic, so the chart has something to show.
+        for i in 0..16 {
+            alice
+                .send_http(room, &format!("load{i}"), &format!("load {i}"))
+                .await;
+            tokio::time::sleep(Duration::from_millis(100 * (i % 5))).await;
+        }
+        tokio::time::sleep(Duration::from_millis(11_000)).await;
+        save("admin-health.png", b.screenshot().await.expect("shot"));
+    })
+    .await;
+}
+
+/// Not a browser test, but the contract the browser relies on: pages and assets with the
+/// right types and a strict policy, JSON 404s, and admin data only for admins.
+#[tokio::test]
+async fn pages_assets_and_admin_endpoints() {
+    let server = TestServer::start().await;
+    let get = |path: &str| server.http.get(format!("{}{path}", server.base)).send();
+
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/admin", "text/html"),
+        ("/assets/js/chat.js", "text/javascript"),
+        ("/assets/css/app.css", "text/css"),
+    ] {
+        let resp = get(path).await.expect("request");
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(header("content-type").starts_with(kind), "{path}");
+        assert_eq!(header("cache-control"), "no-cache", "{path}");
+        let csp = header("content-security-policy");
+        assert!(csp.contains("script-src 'self';"), "{path}: {csp}");
+        assert!(
+            csp.contains(&format!("ws://{}", server.addr)),
+            "{path}: {csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        let etag = header("etag");
+        let again = server
+            .http
+            .get(format!("{}{path}", server.base))
+            .header("If-None-Match", &etag)
+            .send()
+            .await
+            .expect("revalidate");
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+    }
+    let html = get("/").await.expect("page").text().await.expect("body");
+    assert!(!html.contains("<script>"), "no inline script");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "nothing from elsewhere"
+    );
+
+    for path in [
+        "/assets/nope.js",
+        "/assets/index.html",
+        "/assets/../Cargo.toml",
+    ] {
+        let resp = get(path).await.expect("request");
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
+        let body: Value = resp.json().await.expect("json error");
+        assert!(body["code"].is_string(), "{path}: {body}");
+    }
+
+    let user = server.user("mallory").await;
+    let admin = server.admin().await;
+    for path in [
+        "/api/v1/admin/rooms",
+        "/api/v1/admin/audit",
+        "/api/v1/admin/health",
+    ] {
+        let (status, body) = user.get(path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(body["code"], "admin_only");
+        let (status, body) = admin.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    user.group("lobby", &[]).await;
+    let (_, rooms) = admin.get("/api/v1/admin/rooms").await;
+    assert!(
+        rooms
+            .as_array()
+            .expect("rooms")
+            .iter()
+            .any(|r| r["name"] == "lobby"),
+        "admins see rooms they are not in: {rooms}"
+    );
+    let (_, health) = admin.get("/api/v1/admin/health").await;
+    assert!(health["connections"].is_u64(), "{health}");
+    assert!(health["store"]["ok"] == true, "{health}");
+    let (status, body) = admin.get("/api/v1/admin/audit?limit=nope").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "invalid_query");
+}
