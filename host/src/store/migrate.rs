@@ -144,7 +144,11 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "plugin_kv",
-        columns: &[("plugin", Ty::Text), ("key", Ty::Text), ("value", Ty::Bytes)],
+        columns: &[
+            ("plugin", Ty::Text),
+            ("key", Ty::Text),
+            ("value", Ty::Bytes),
+        ],
         order_by: "plugin, key",
         identity: false,
     },
@@ -410,13 +414,19 @@ async fn verify(
     let mut source_rooms = RoomShape::new();
     let mut rows = sqlx::query(ROOM_SHAPE).fetch(&mut *source);
     while let Some(row) = rows.try_next().await? {
-        source_rooms.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?));
+        source_rooms.insert(
+            row.try_get(0)?,
+            (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?),
+        );
     }
     drop(rows);
     let mut target_rooms = RoomShape::new();
     let mut rows = sqlx::query(ROOM_SHAPE).fetch(&mut *target);
     while let Some(row) = rows.try_next().await? {
-        target_rooms.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?));
+        target_rooms.insert(
+            row.try_get(0)?,
+            (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?),
+        );
     }
     drop(rows);
     if let Some((room, shape)) = source_rooms
