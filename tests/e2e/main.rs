@@ -10,5 +10,6 @@ mod support;
 mod auth;
 mod bad_input;
 mod chat;
+mod cluster;
 mod resume;
 mod store_contract;
