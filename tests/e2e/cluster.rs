@@ -370,6 +370,13 @@ impl Node {
         self.login(name, PASSWORD).await
     }
 
+    /// Whether the node's log (standard output and error) contains `needle`.
+    pub fn log_contains(&self, needle: &str) -> bool {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains(needle)
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();

@@ -301,6 +301,10 @@ async fn a_nats_outage_degrades_live_delivery_and_recovers_by_itself() {
     for node in [&a, &b] {
         node.wait_ready_state("degraded", "disconnected", Duration::from_secs(20))
             .await;
+        assert!(
+            node.log_contains("cluster bus lost NATS"),
+            "the log says so too"
+        );
     }
 
     // Writes still commit; live delivery across nodes stops…
@@ -326,6 +330,15 @@ async fn a_nats_outage_degrades_live_delivery_and_recovers_by_itself() {
     for node in [&a, &b] {
         node.wait_ready_state("ready", "connected", Duration::from_secs(30))
             .await;
+    }
+    // "connected" is logged at the first connect and again at the reconnect.
+    for node in [&a, &b] {
+        let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+        assert!(
+            log.matches("cluster bus connected to NATS").count() >= 2,
+            "node {} logs the recovery",
+            node.name
+        );
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut attempt = 0;
