@@ -243,13 +243,14 @@ async fn killing_a_node_under_traffic_loses_nothing_and_clients_resume_on_the_ot
 
     // Alice reconnects to B (same token: shared secret and sessions) and retries what was
     // in flight with the same client_msg_id: stored at most once either way.
-    let alice_b = on(&b, &alice);
+    let mut alice_ws = b.ws(&alice).await;
     let mut retried = Vec::new();
     if let Some(cmid) = in_flight {
-        let (status, body) = alice_b.send_http(room, &cmid, "retry").await;
-        assert!(status.is_success(), "{status} {body}");
-        retried.push((cmid, body["seq"].as_i64().unwrap()));
+        let ack = alice_ws.send_msg(room, &cmid, "retry").await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        retried.push((cmid, ack["seq"].as_i64().unwrap()));
     }
+    drop(alice_ws);
 
     let history = full_history(&on(&b, &bob), room).await;
     let seqs: Vec<i64> = history.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
