@@ -393,11 +393,10 @@ impl Drop for Node {
     }
 }
 
-/// Two nodes on one database and one NATS; A starts first so only it creates `admin`.
+/// Two nodes on one database and one NATS, started at the same moment: both migrate and
+/// both find the database without `admin`, as in a real rollout.
 pub async fn two_nodes(config: &NodeConfig) -> (Node, Node) {
-    let a = Node::start("node-a", config).await;
-    let b = Node::start("node-b", config).await;
-    (a, b)
+    tokio::join!(Node::start("node-a", config), Node::start("node-b", config))
 }
 
 /// A client of `node` with the same account as `client` (tokens are valid cluster-wide).
