@@ -142,6 +142,14 @@ impl Nats {
         nats
     }
 
+    /// A port reserved for a NATS that is not running yet.
+    pub fn not_started() -> Self {
+        Self {
+            port: free_port(),
+            child: None,
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }

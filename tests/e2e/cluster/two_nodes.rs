@@ -367,3 +367,26 @@ async fn a_nats_outage_degrades_live_delivery_and_recovers_by_itself() {
     let seqs: Vec<i64> = history.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
     assert_one_to_n(&seqs, "room log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_start_before_nats_and_join_the_bus_when_it_comes_up() {
+    let db = PgDb::create().await;
+    let mut nats = Nats::not_started();
+    let config = NodeConfig::new(&db, nats.url());
+    let (a, b) = two_nodes(&config).await;
+    for node in [&a, &b] {
+        node.wait_ready_state("degraded", "disconnected", Duration::from_secs(10))
+            .await;
+    }
+    nats.restart().await;
+    for node in [&a, &b] {
+        node.wait_ready_state("ready", "connected", Duration::from_secs(30))
+            .await;
+    }
+    let alice = a.user("alice").await;
+    let bob = b.user("bob").await;
+    let room = alice.group("late bus", &[bob.id]).await;
+    let mut bob_ws = b.ws(&bob).await;
+    alice.send_http(room, "first", "over the late bus").await;
+    expect_event_with_body(&mut bob_ws, "over the late bus").await;
+}
