@@ -1,15 +1,47 @@
-# Task runner. `make test` is the one command that runs the whole suite.
-.PHONY: test lint fmt serve
+# Task runner. `make test` runs the whole suite; `make plugins` builds every shipped plugin for wasm32-wasip2; the tests build
+# what they need themselves (tests/e2e/wasm_build.rs uses the same target dir and settings).
 
+CARGO ?= cargo
+WASM_TARGET_DIR ?= target/wasm
+WASM_OUT = $(WASM_TARGET_DIR)/wasm32-wasip2/release
+# Plugins carry no debug info: wasmtime compiles them again on load, and size matters.
+WASM_ENV = CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo
+
+SHIPPED = dlp keyword-guard
+FIXTURES = fixture-trap fixture-infinite-loop fixture-memory-hog fixture-stack-overflow \
+	fixture-huge-output fixture-probe
+
+.PHONY: plugins fixtures test test-plugins bench lint fmt serve
+
+## Build the shipped plugins: $(WASM_OUT)/{dlp,keyword_guard}.wasm
+plugins:
+	$(WASM_ENV) $(CARGO) build --release --target wasm32-wasip2 --target-dir $(WASM_TARGET_DIR) \
+		$(addprefix -p ,$(SHIPPED))
+	@ls -l $(WASM_OUT)/*.wasm
+
+## Build the misbehaving test fixtures too (not shipped).
+fixtures:
+	$(WASM_ENV) $(CARGO) build --release --target wasm32-wasip2 --target-dir $(WASM_TARGET_DIR) \
+		$(addprefix -p ,$(SHIPPED) $(FIXTURES))
+
+## The whole suite (the README's test command; .ci/run calls it).
 test:
-	cargo test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets
+
+## The plugin runtime's end-to-end tests (builds the plugins it needs).
+test-plugins:
+	$(CARGO) test --test e2e plugins_runtime
+	$(CARGO) test -p dlp-core -p dlp -p keyword-guard
+
+bench:
+	$(CARGO) bench -p switchboard --bench plugins --bench message_path
 
 lint:
-	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets
 
 fmt:
-	cargo fmt --all
+	$(CARGO) fmt --all
 
 serve:
-	cargo run --release -- serve
+	$(CARGO) run --release -- serve

@@ -280,24 +280,60 @@ impl Auth {
 
 const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
-/// Hash a password with argon2id (default parameters), off the async workers.
-pub async fn hash_password(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || hash_password_blocking(&password))
-        .await
-        .map_err(ApiError::internal)?
+/// Password hashing runs on a few dedicated threads, one per core. Each argon2id run takes
+/// ~19 MiB and a core for tens of milliseconds: on the shared blocking pool a burst of logins
+/// would start hundreds of threads, and the allocator would keep ~19 MiB per thread long
+/// after. A fixed pool bounds both; extra requests queue.
+fn run_hashing<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> impl Future<Output = Result<T>> {
+    type Job = Box<dyn FnOnce() + Send>;
+    static POOL: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> =
+        std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        for i in 0..threads {
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("password-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+        }
+        Mutex::new(tx)
+    });
+    let (done, result) = tokio::sync::oneshot::channel();
+    let sent = pool.lock().map_err(|_| ()).and_then(|tx| {
+        tx.send(Box::new(move || {
+            let _ = done.send(job());
+        }))
+        .map_err(|_| ())
+    });
+    async move {
+        sent.map_err(|()| ApiError::internal(anyhow::anyhow!("password hashing pool is gone")))?;
+        result.await.map_err(ApiError::internal)
+    }
 }
 
-fn hash_password_blocking(password: &str) -> Result<String> {
-    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("hashing password: {e}")))
+/// Hash a password with argon2id (default parameters), off the async workers.
+pub async fn hash_password(password: String) -> Result<String> {
+    run_hashing(move || hash_password_blocking(&password)).await?
 }
 
 /// Check a password against a PHC hash string, off the async workers.
 pub async fn verify_password(password: String, hash: String) -> Result<bool> {
-    tokio::task::spawn_blocking(move || {
+    run_hashing(move || {
         let Ok(parsed) = PasswordHash::new(&hash) else {
             return false;
         };
@@ -306,7 +342,14 @@ pub async fn verify_password(password: String, hash: String) -> Result<bool> {
             .is_ok()
     })
     .await
-    .map_err(ApiError::internal)
+}
+
+fn hash_password_blocking(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("hashing password: {e}")))
 }
 
 /// Password rules, checked before hashing.

@@ -255,3 +255,47 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_defaults_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\n[limits]\nmax_message_bytes = 1234\n[auth]\nopen_registration = true\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.listen.port(), 9999);
+        assert_eq!(config.limits.max_message_bytes, 1234);
+        assert!(config.auth.open_registration);
+        assert_eq!(
+            config.limits.history_page_max,
+            Limits::default().history_page_max
+        );
+    }
+
+    #[test]
+    fn a_typo_in_the_file_is_an_error_not_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.toml");
+        std::fs::write(&path, "[limits]\nmax_mesage_bytes = 10\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("max_mesage_bytes"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let config = Config {
+            database_url: Some(Secret("postgres://u:hunter2@db/x".into())),
+            ..Config::default()
+        };
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

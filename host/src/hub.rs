@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 
@@ -115,12 +116,22 @@ impl SessionHandle {
     }
 }
 
+/// A room's member ids and when they were read from the store.
+type CachedMembers = (Instant, Arc<[UserId]>);
+
+/// How long a room's cached member list is trusted without a membership event.
+const MEMBER_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Rooms whose members are cached at most.
+const MEMBER_CACHE_ROOMS: usize = 100_000;
+
 pub struct Hub {
     store: Arc<dyn Store>,
     metrics: Metrics,
     sessions: RwLock<HashMap<UserId, Vec<Arc<SessionHandle>>>>,
-    /// Room → member ids, filled on first fan-out and dropped on membership change.
-    members: RwLock<HashMap<RoomId, Arc<[UserId]>>>,
+    /// Room → member ids and when they were read. Dropped on every membership event; also
+    /// re-read after `MEMBER_CACHE_TTL`, so a change made on another node while the bus was
+    /// down is honoured within seconds.
+    members: RwLock<HashMap<RoomId, CachedMembers>>,
     next_conn: AtomicU64,
     /// Other nodes, when clustered.
     bus: OnceLock<Arc<dyn Bus>>,
@@ -215,7 +226,9 @@ impl Hub {
 
     /// Member ids of a room, cached.
     pub async fn room_members(&self, room: RoomId) -> StoreResult<Arc<[UserId]>> {
-        if let Some(members) = read(&self.members).get(&room) {
+        if let Some((read_at, members)) = read(&self.members).get(&room)
+            && read_at.elapsed() < MEMBER_CACHE_TTL
+        {
             return Ok(members.clone());
         }
         let members: Arc<[UserId]> = self
@@ -225,7 +238,15 @@ impl Hub {
             .into_iter()
             .map(|m| m.user_id)
             .collect();
-        write(&self.members).insert(room, members.clone());
+        let mut cache = write(&self.members);
+        if cache.len() >= MEMBER_CACHE_ROOMS {
+            // Bounded: drop what has expired anyway, else start over (entries refill on use).
+            cache.retain(|_, (read_at, _)| read_at.elapsed() < MEMBER_CACHE_TTL);
+            if cache.len() >= MEMBER_CACHE_ROOMS {
+                cache.clear();
+            }
+        }
+        cache.insert(room, (Instant::now(), members.clone()));
         Ok(members)
     }
 

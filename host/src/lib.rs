@@ -111,14 +111,20 @@ pub async fn serve(
         );
         hub.set_bus(bus);
     }
-    let plugins = plugins::PluginHost::load(
-        &config.plugins,
-        &config.data_dir,
-        store.clone(),
-        &mut registry,
-    )
-    .await
-    .context("loading plugins")?;
+    // Without a plugins directory the hook layer is `NoHooks`: no engine, no ticker thread.
+    let plugins = match &config.plugins.dir {
+        Some(_) => Some(
+            plugins::PluginHost::load(
+                &config.plugins,
+                &config.data_dir,
+                store.clone(),
+                &mut registry,
+            )
+            .await
+            .context("loading plugins")?,
+        ),
+        None => None,
+    };
     let hooks: Arc<dyn Hooks> = match &plugins {
         Some(host) => host.clone(),
         None => Arc::new(NoHooks),
@@ -139,6 +145,16 @@ pub async fn serve(
         committer,
         config.limits.clone(),
     ));
+    let housekeeping = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                router.housekeeping();
+            }
+        })
+    };
     let auth = Arc::new(auth::Auth::new(store.clone(), config.auth.clone(), &secret));
     let state = AppState {
         config: config.clone(),
@@ -161,6 +177,7 @@ pub async fn serve(
         })
         .await
         .context("serving HTTP")?;
+    housekeeping.abort();
     let _ = stop_writer.send(true);
     writer.await.context("group-commit writer")?;
     if let Some(host) = plugins {

@@ -1,53 +1,346 @@
-//! The WebAssembly plugin runtime (placeholder until implemented).
+//! The WebAssembly plugin runtime: loads the operator's plugins, runs them at the router's
+//! hook points inside wasmtime sandboxes, and keeps a misbehaving plugin from hurting
+//! anything but the message it was asked about.
+//!
+//! The pieces, one concept per module:
+//! - [`manifest`]: the operator's `plugin.toml` (hooks, priority, policy, limits, grants);
+//! - `engine`: the one wasmtime `Engine`, its epoch ticker and the compiled-component cache;
+//! - `bindings_v0_1`: the host side of WIT `switchboard:plugin@0.1.0` (one module per WIT
+//!   version, so a plugin built against 0.1 keeps loading when 0.2 exists);
+//! - `capabilities` and `kv`: what a plugin may call back into, gated by its grants;
+//! - `instance`: warm instances per plugin, each call under a deadline and memory limit;
+//! - `chain`: the priority-ordered hook chains and the [`Hooks`] implementation;
+//! - `breaker` and `metrics`: failure accounting.
+//!
+//! The set of loaded plugins is an immutable snapshot behind a lock that is only held long
+//! enough to clone an `Arc`, so enabling, disabling or reloading a plugin later is a matter
+//! of building a new snapshot off the hot path and swapping it in.
+//!
+//! [`Hooks`]: crate::router::hooks::Hooks
 
+mod bindings_v0_1;
+mod breaker;
+mod capabilities;
+mod chain;
+mod engine;
+mod instance;
+mod kv;
+pub mod manifest;
+mod metrics;
+mod observer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
-/// Operator configuration of the plugin layer.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+use crate::store::Store;
+
+pub use chain::{PluginCounters, PluginStatus};
+pub use manifest::{Capability, FailurePolicy, HookName, Manifest};
+
+/// Operator configuration of the plugin layer (`[plugins]` in `switchboard.toml`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PluginsConfig {
     /// Directory with one sub-directory per plugin (`plugin.toml` + component `.wasm`).
-    pub dir: Option<std::path::PathBuf>,
+    /// `None`: no plugins.
+    pub dir: Option<PathBuf>,
+    /// Limits for plugins whose manifest does not set its own.
+    pub limits: LimitsConfig,
+    /// Granularity of the CPU deadline: the ticker thread advances the engine's epoch this
+    /// often. A runaway call is stopped within its deadline (rounded up to a tick).
+    pub epoch_tick_ms: u64,
+    /// Use wasmtime's pooling allocator (falls back to on-demand allocation when the
+    /// address space for the pool cannot be reserved).
+    pub pooling: bool,
+    /// Instances the pool can hold at once, across all plugins.
+    pub pool_instances: u32,
+    /// Idle warm instances kept per plugin.
+    pub max_idle_instances: usize,
+    /// Replace an instance after this many calls, so slow leaks in a guest stay bounded.
+    pub recycle_after_calls: u64,
+    /// Events waiting for `message-delivered` observers; beyond this they are dropped and
+    /// counted.
+    pub observer_queue: usize,
+    /// Circuit breaker: this many failures of one plugin ...
+    pub breaker_failures: u32,
+    /// ... within this many seconds open its circuit (the plugin is no longer called) ...
+    pub breaker_window_secs: u64,
+    /// ... for this many seconds, after which one trial call decides (0 = until restart).
+    pub breaker_cooldown_secs: u64,
+    /// Cache compiled components under `<data_dir>/plugin-cache`.
+    pub compile_cache: bool,
 }
 
-/// The plugin layer (placeholder: loads nothing yet).
-#[derive(Debug)]
-pub struct PluginHost;
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            limits: LimitsConfig::default(),
+            epoch_tick_ms: 2,
+            pooling: true,
+            pool_instances: 128,
+            max_idle_instances: 4,
+            recycle_after_calls: 100_000,
+            observer_queue: 1024,
+            breaker_failures: 10,
+            breaker_window_secs: 60,
+            breaker_cooldown_secs: 300,
+            compile_cache: true,
+        }
+    }
+}
+
+/// Resource limits of one plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// CPU time one hook call may take.
+    pub timeout_ms: u64,
+    /// Linear memory one instance may grow to.
+    pub memory_mib: u64,
+    /// Largest answer a hook may return (body plus metadata of a modification, reason of a
+    /// rejection or denial).
+    pub max_output_bytes: usize,
+    /// Keys the plugin's `kv` namespace may hold.
+    pub kv_max_keys: usize,
+    pub kv_max_key_bytes: usize,
+    pub kv_max_value_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 50,
+            memory_mib: 32,
+            max_output_bytes: 256 * 1024,
+            kv_max_keys: 10_000,
+            kv_max_key_bytes: 256,
+            kv_max_value_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
+            return Err("limits.timeout_ms must be between 1 and 60000".into());
+        }
+        if self.memory_mib == 0 || self.memory_mib > 4096 {
+            return Err("limits.memory_mib must be between 1 and 4096".into());
+        }
+        if self.max_output_bytes == 0 {
+            return Err("limits.max_output_bytes must be positive".into());
+        }
+        if self.kv_max_key_bytes == 0 || self.kv_max_value_bytes == 0 {
+            return Err("limits.kv_max_key_bytes and kv_max_value_bytes must be positive".into());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn memory_bytes(&self) -> usize {
+        usize::try_from(self.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+    }
+}
+
+/// Why the plugin layer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Manifest { path: PathBuf, message: String },
+    #[error("plugin {name}: two plugins have this name")]
+    Duplicate { name: String },
+    #[error("plugin {name}: {message}")]
+    Compile { name: String, message: String },
+    #[error("plugin {name}: {message}")]
+    Incompatible { name: String, message: String },
+    #[error("plugin {name}: loading its kv namespace: {message}")]
+    Kv { name: String, message: String },
+    #[error("plugin engine: {0}")]
+    Engine(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// The loaded plugins and everything that runs them. Implements
+/// [`Hooks`](crate::router::hooks::Hooks) for the router.
+pub struct PluginHost {
+    engine: engine::EngineHandle,
+    chain: Arc<chain::ChainCell>,
+    observer: observer::Observer,
+    kv_spaces: Mutex<Vec<kv::KvWriter>>,
+    metrics: Arc<metrics::Metrics>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("plugins", &self.statuses().len())
+            .finish()
+    }
+}
 
 impl PluginHost {
-    /// Load the configured plugins; `None` when no plugin directory is configured.
+    /// Load every plugin under `config.dir` (one sub-directory with a `plugin.toml` each),
+    /// compile them (through the on-disk cache under `data_dir`), load their `kv`
+    /// namespaces from `store`, register their metrics in `registry` and start the epoch
+    /// ticker. Must be called inside a tokio runtime.
+    ///
+    /// A plugin that fails to load fails the whole start: an operator who configured a DLP
+    /// filter must not get a server that silently runs without it.
     pub async fn load(
-        _config: &PluginsConfig,
-        _data_dir: &std::path::Path,
-        _store: std::sync::Arc<dyn crate::store::Store>,
-        _registry: &mut prometheus_client::registry::Registry,
-    ) -> anyhow::Result<Option<std::sync::Arc<PluginHost>>> {
-        Ok(None)
+        config: &PluginsConfig,
+        data_dir: &Path,
+        store: Arc<dyn Store>,
+        registry: &mut Registry,
+    ) -> Result<Arc<PluginHost>, PluginError> {
+        config.limits.validate().map_err(PluginError::Config)?;
+        if config.epoch_tick_ms == 0 {
+            return Err(PluginError::Config(
+                "plugins.epoch_tick_ms must be positive".into(),
+            ));
+        }
+        let manifests = match &config.dir {
+            Some(dir) => read_manifests(dir, &config.limits)?,
+            None => Vec::new(),
+        };
+        let metrics = Arc::new(metrics::Metrics::new(registry));
+        let max_memory = manifests.iter().map(|m| m.limits.memory_bytes()).max();
+        let engine = engine::EngineHandle::new(config, max_memory)?;
+        let cache_dir = config.compile_cache.then(|| data_dir.join("plugin-cache"));
+
+        let mut plugins = Vec::new();
+        let mut writers = Vec::new();
+        for manifest in manifests.into_iter().filter(|m| m.enabled) {
+            let space = if manifest.grants(Capability::Kv) {
+                let (space, writer) = kv::KvSpace::load(&manifest, store.clone()).await?;
+                writers.push(writer);
+                Some(space)
+            } else {
+                None
+            };
+            let compiled = {
+                let engine = engine.engine().clone();
+                let cache_dir = cache_dir.clone();
+                let path = manifest.component.clone();
+                let name = manifest.name.clone();
+                tokio::task::spawn_blocking(move || {
+                    engine::compile(&engine, &path, cache_dir.as_deref(), &name)
+                })
+                .await
+                .map_err(|e| PluginError::Engine(format!("compile task: {e}")))??
+            };
+            let plugin =
+                instance::LoadedPlugin::new(&engine, compiled, manifest, space, config, &metrics)
+                    .await?;
+            plugins.push(Arc::new(plugin));
+        }
+        let chain = Arc::new(chain::ChainCell::new(chain::Chain::new(plugins)));
+        for status in chain.snapshot().statuses() {
+            tracing::info!(
+                plugin = %status.name,
+                version = %status.version,
+                priority = status.priority,
+                policy = status.failure_policy.as_str(),
+                hooks = ?status.hooks,
+                capabilities = ?status.capabilities,
+                "plugin loaded"
+            );
+        }
+        tracing::info!(
+            plugins = chain.snapshot().statuses().len(),
+            pooling = engine.pooled(),
+            "plugin runtime started"
+        );
+        let observer = observer::Observer::start(chain.clone(), config.observer_queue, &metrics);
+        Ok(Arc::new(PluginHost {
+            engine,
+            chain,
+            observer,
+            kv_spaces: Mutex::new(writers),
+            metrics,
+        }))
     }
 
-    pub async fn shutdown(&self) {}
+    /// Stop cleanly: let queued `message-delivered` events be observed, write every
+    /// pending `kv` change to the store, and stop the epoch ticker. Idempotent. Call it
+    /// after the router stopped sending: from then on no plugin code runs, and each
+    /// plugin's failure policy decides (fail-closed rejects with `plugin_unavailable`).
+    pub async fn shutdown(&self) {
+        self.observer.shutdown().await;
+        let writers = match self.kv_spaces.lock() {
+            Ok(mut guard) => std::mem::take(&mut *guard),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        for writer in writers {
+            writer.flush_and_stop().await;
+        }
+        self.engine.stop_ticker();
+    }
+
+    /// What is loaded, in chain order, with each plugin's counters (for the admin API).
+    pub fn statuses(&self) -> Vec<PluginStatus> {
+        self.chain.snapshot().statuses()
+    }
+
+    /// Whether instances come from wasmtime's pooling allocator (false: on-demand, either
+    /// by configuration or because the pool's address space could not be reserved).
+    pub fn pooling_allocator(&self) -> bool {
+        self.engine.pooled()
+    }
+
+    /// Events dropped because the `message-delivered` queue was full.
+    pub fn observer_dropped(&self) -> u64 {
+        self.metrics.observer_dropped()
+    }
 }
 
-#[async_trait::async_trait]
-impl crate::router::hooks::Hooks for PluginHost {
-    fn implements(&self, _hook: crate::router::hooks::HookKind) -> bool {
-        false
+/// One manifest per sub-directory of `dir`, in name order.
+fn read_manifests(dir: &Path, defaults: &LimitsConfig) -> Result<Vec<Manifest>, PluginError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| PluginError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| PluginError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        let manifest = entry.path().join("plugin.toml");
+        if manifest.is_file() {
+            paths.push(manifest);
+        }
     }
-    async fn message_pre_send(
-        &self,
-        msg: crate::router::hooks::PreSend,
-    ) -> crate::router::hooks::PreSendOutcome {
-        crate::router::hooks::NoHooks.message_pre_send(msg).await
+    paths.sort();
+    let mut manifests: Vec<Manifest> = Vec::new();
+    for path in paths {
+        let manifest = Manifest::load(&path, defaults)?;
+        if manifests.iter().any(|m| m.name == manifest.name) {
+            return Err(PluginError::Duplicate {
+                name: manifest.name,
+            });
+        }
+        manifests.push(manifest);
     }
-    fn message_delivered(&self, _room: &crate::store::Room, _event: &crate::store::Event) {}
-    async fn on_login(&self, _user: &crate::store::User) -> crate::router::hooks::Decision {
-        crate::router::hooks::Decision::Allow
-    }
-    async fn on_connect(
-        &self,
-        _user: &crate::store::User,
-        _session_id: &str,
-    ) -> crate::router::hooks::Decision {
-        crate::router::hooks::Decision::Allow
-    }
+    Ok(manifests)
+}
+
+/// Keep `RwLock` poisoning from turning one panic into a dead plugin layer: the data behind
+/// these locks is always a whole value, never half-written.
+pub(crate) fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub(crate) fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    lock.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

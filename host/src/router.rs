@@ -66,6 +66,13 @@ impl Router {
         }
     }
 
+    /// Forget rate-limit state of users idle long enough to be back at full burst; called
+    /// periodically so the limiter's memory tracks active users, not all users ever seen.
+    pub fn housekeeping(&self) {
+        self.rate.retain_recent();
+        self.rate.shrink_to_fit();
+    }
+
     pub fn hooks(&self) -> &Arc<dyn Hooks> {
         &self.hooks
     }
@@ -84,7 +91,7 @@ impl Router {
         self.check_client_msg_id(&client_msg_id)?;
         self.check_body(&body)?;
         check_metadata(&metadata)?;
-        self.require_member(sender.id, room_id).await?;
+        self.ensure_member(sender.id, room_id).await?;
         // A retry is answered from the store without running plugins again (a DLP flag is
         // recorded once) and without spending the sender's rate budget.
         if let Some(original) = self
@@ -135,17 +142,11 @@ impl Router {
     ) -> Result<Ack> {
         self.check_body(&body)?;
         self.require_member(sender.id, room_id).await?;
-        let original = self.message_in_room(room_id, message).await?;
+        let original = self.live_message_in_room(room_id, message).await?;
         if original.sender_id != sender.id {
             return Err(ApiError::forbidden(
                 "not_author",
                 "only the author may edit a message",
-            ));
-        }
-        if original.deleted {
-            return Err(ApiError::conflict(
-                "message_deleted",
-                "the message has been deleted",
             ));
         }
         self.rate_limit(sender.id)?;
@@ -189,17 +190,11 @@ impl Router {
         message: EventId,
     ) -> Result<Ack> {
         let member = self.require_member(actor.id, room_id).await?;
-        let original = self.message_in_room(room_id, message).await?;
+        let original = self.live_message_in_room(room_id, message).await?;
         if original.sender_id != actor.id && member.role < Role::Admin {
             return Err(ApiError::forbidden(
                 "not_allowed",
                 "only the author or a room admin may delete a message",
-            ));
-        }
-        if original.deleted {
-            return Err(ApiError::conflict(
-                "message_deleted",
-                "the message has been deleted",
             ));
         }
         self.rate_limit(actor.id)?;
@@ -454,7 +449,7 @@ impl Router {
         active: bool,
         conn: u64,
     ) -> Result<()> {
-        self.require_member(caller.id, room_id).await?;
+        self.ensure_member(caller.id, room_id).await?;
         let frame = ServerFrame::Typing {
             room: room_id,
             user: caller.id,
@@ -468,6 +463,19 @@ impl Router {
     }
 
     // ---------------------------------------------------------------- checks
+
+    /// That the user is a member (no role needed): answered from the hub's member cache,
+    /// so the hot path of sending does not query the store.
+    pub async fn ensure_member(&self, user: UserId, room_id: RoomId) -> Result<()> {
+        if self.hub.room_members(room_id).await?.contains(&user) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(
+                "room_not_found",
+                "no such room, or you are not a member",
+            ))
+        }
+    }
 
     /// The caller's membership, or `room_not_found` — non-members can't tell a room they may
     /// not see from one that does not exist.
@@ -490,9 +498,16 @@ impl Router {
         })
     }
 
-    async fn message_in_room(&self, room_id: RoomId, message: EventId) -> Result<Event> {
+    /// A message of this room that is not deleted.
+    async fn live_message_in_room(&self, room_id: RoomId, message: EventId) -> Result<Event> {
         match self.store.event(message).await? {
             Some(event) if event.room_id == room_id && event.kind == EventKind::Message => {
+                if event.deleted {
+                    return Err(ApiError::conflict(
+                        "message_deleted",
+                        "the message has been deleted",
+                    ));
+                }
                 Ok(event)
             }
             _ => Err(ApiError::not_found(

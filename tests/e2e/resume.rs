@@ -173,3 +173,28 @@ async fn a_slow_consumer_is_disconnected_and_others_keep_going() {
     let ack = fast.send_msg(room, "after", "still here").await;
     assert_eq!(ack["type"], "ack");
 }
+
+#[tokio::test]
+async fn a_silent_peer_is_closed_by_the_idle_timeout() {
+    let server = TestServer::start_with(|c| {
+        c.limits.ws_heartbeat_secs = 1;
+        c.limits.ws_idle_timeout_secs = 2;
+    })
+    .await;
+    let alice = server.user("alice").await;
+    let mut live = alice.ws(&server).await;
+    let mut silent = alice.ws(&server).await;
+    // `live` answers pings (tungstenite does while reading); `silent` never reads, so it
+    // never answers and the server gives up on it.
+    let keep_reading = tokio::spawn(async move {
+        let frame = live.try_recv(Duration::from_millis(3500)).await;
+        (live, frame)
+    });
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (code, reason) = silent.expect_close().await;
+    assert_eq!((code, reason.as_str()), (4002, "idle_timeout"));
+    let (mut live, _) = keep_reading.await.unwrap();
+    live.send(json!({ "type": "ping", "req": "still-there" }))
+        .await;
+    assert_eq!(live.recv_type("pong").await["req"], "still-there");
+}

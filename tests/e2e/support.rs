@@ -308,6 +308,25 @@ impl Ws {
         }
     }
 
+    /// The next JSON frame, or `None` once the connection ends (closed, reset) or `wait`
+    /// passes — for tests that expect the server to go away.
+    pub async fn recv_or_end(&mut self, wait: Duration) -> Option<Value> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Some(frame);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()??
+            {
+                Ok(Message::Text(text)) => return serde_json::from_str(&text).ok(),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
     /// The next frame of `kind`, skipping others (typing, read receipts…).
     pub async fn recv_type(&mut self, kind: &str) -> Value {
         loop {

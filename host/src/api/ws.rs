@@ -236,6 +236,15 @@ impl Reader {
         let req = frame.req().map(str::to_string);
         let user = &self.caller.user;
         let router = &self.state.router;
+        let ack_frame = |ack: crate::protocol::Ack| {
+            Some(
+                ServerFrame::Ack {
+                    req: req.as_deref(),
+                    ack: &ack,
+                }
+                .to_json(),
+            )
+        };
         let outcome: Result<Option<String>> = match frame {
             ClientFrame::Send {
                 room,
@@ -246,15 +255,7 @@ impl Reader {
             } => router
                 .send_message(user, room, client_msg_id, body, metadata)
                 .await
-                .map(|ack| {
-                    Some(
-                        ServerFrame::Ack {
-                            req: req.as_deref(),
-                            ack: &ack,
-                        }
-                        .to_json(),
-                    )
-                }),
+                .map(ack_frame),
             ClientFrame::Edit {
                 room,
                 message,
@@ -263,26 +264,11 @@ impl Reader {
             } => router
                 .edit_message(user, room, message, body)
                 .await
-                .map(|ack| {
-                    Some(
-                        ServerFrame::Ack {
-                            req: req.as_deref(),
-                            ack: &ack,
-                        }
-                        .to_json(),
-                    )
-                }),
-            ClientFrame::Delete { room, message, .. } => {
-                router.delete_message(user, room, message).await.map(|ack| {
-                    Some(
-                        ServerFrame::Ack {
-                            req: req.as_deref(),
-                            ack: &ack,
-                        }
-                        .to_json(),
-                    )
-                })
-            }
+                .map(ack_frame),
+            ClientFrame::Delete { room, message, .. } => router
+                .delete_message(user, room, message)
+                .await
+                .map(ack_frame),
             ClientFrame::Read { room, seq, .. } => {
                 router.mark_read(user, room, seq).await.map(|_| None)
             }

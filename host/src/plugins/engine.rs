@@ -1,0 +1,189 @@
+//! The one wasmtime `Engine`, the epoch ticker that enforces CPU deadlines, and the on-disk
+//! cache of compiled components.
+
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::{PluginError, PluginsConfig, lock};
+
+/// The engine plus the thread that ticks its epoch.
+pub(crate) struct EngineHandle {
+    engine: Engine,
+    pooled: bool,
+    stop: Arc<AtomicBool>,
+    ticker: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl EngineHandle {
+    /// Build the engine (pooling allocator when possible) and start the ticker.
+    /// `max_memory` is the largest memory limit of any plugin, which bounds each pool slot.
+    pub(crate) fn new(
+        config: &PluginsConfig,
+        max_memory: Option<usize>,
+    ) -> Result<Self, PluginError> {
+        let max_memory = max_memory.unwrap_or(config.limits.memory_bytes());
+        let mut engine = None;
+        if config.pooling {
+            match Engine::new(&engine_config(config, Some(max_memory))) {
+                Ok(e) => engine = Some(e),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "plugin engine: pooling allocator unavailable, using on-demand allocation"
+                ),
+            }
+        }
+        let pooled = engine.is_some();
+        let engine = match engine {
+            Some(e) => e,
+            None => Engine::new(&engine_config(config, None))
+                .map_err(|e| PluginError::Engine(format!("{e:#}")))?,
+        };
+        let tick = Duration::from_millis(config.epoch_tick_ms);
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            // A plain OS thread, not a tokio task: it must keep ticking while every tokio
+            // worker is busy running (possibly runaway) plugin code.
+            std::thread::Builder::new()
+                .name("plugin-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| PluginError::Engine(format!("starting the epoch ticker: {e}")))?
+        };
+        Ok(Self {
+            engine,
+            pooled,
+            stop,
+            ticker: std::sync::Mutex::new(Some(ticker)),
+        })
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Whether instances come from the pooling allocator.
+    pub(crate) fn pooled(&self) -> bool {
+        self.pooled
+    }
+
+    /// Set once shutdown begins; plugins refuse calls from then on (the ticker that
+    /// enforces their deadlines is about to stop).
+    pub(crate) fn stopped_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    pub(crate) fn stop_ticker(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = lock(&self.ticker).take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config(config: &PluginsConfig, pool_memory: Option<usize>) -> Config {
+    let mut c = Config::new();
+    c.epoch_interruption(true);
+    // The guest's stack is bounded separately from the host's: a recursing plugin traps with
+    // a stack overflow long before it could endanger the tokio worker running it.
+    c.max_wasm_stack(512 * 1024);
+    c.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
+    if let Some(max_memory) = pool_memory {
+        let mut pool = PoolingAllocationConfig::default();
+        let instances = config.pool_instances.max(1);
+        // A Rust component has one linear memory and a handful of core instances and
+        // tables; bounding the counts bounds the address space the pool reserves.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(8))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(8))
+            .total_stacks(instances)
+            .max_memory_size(max_memory)
+            .max_unused_warm_slots(instances.min(16));
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // Reserve what the limit allows (plus guard) instead of wasmtime's 4 GiB per memory.
+        c.memory_reservation(max_memory as u64);
+        c.memory_guard_size(64 * 1024 * 1024);
+        c.memory_reservation_for_growth(0);
+    }
+    c
+}
+
+/// Compile the component at `path`, through the cache when `cache_dir` is given. The cache
+/// key is the SHA-256 of the component's bytes plus wasmtime's own compatibility hash of the
+/// engine (version, target, settings), so a stale artifact is never loaded.
+pub(crate) fn compile(
+    engine: &Engine,
+    path: &Path,
+    cache_dir: Option<&Path>,
+    name: &str,
+) -> Result<Component, PluginError> {
+    let bytes = std::fs::read(path).map_err(|e| PluginError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let compile_err = |e: wasmtime::Error| PluginError::Compile {
+        name: name.to_string(),
+        message: format!("{e:#}"),
+    };
+    let Some(cache_dir) = cache_dir else {
+        return Component::new(engine, &bytes).map_err(compile_err);
+    };
+    let mut compat = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut compat);
+    let key = format!(
+        "{}-{:016x}.cwasm",
+        hex::encode(Sha256::digest(&bytes)),
+        compat.finish()
+    );
+    let artifact = cache_dir.join(key);
+    if artifact.is_file() {
+        // SAFETY: `deserialize_file` trusts the file to be an artifact this engine produced.
+        // It is: the cache directory is private to the server (under its data dir), the name
+        // binds the exact source bytes and engine compatibility, and wasmtime itself still
+        // checks the artifact's header against the engine before using it.
+        #[allow(unsafe_code)]
+        let cached = unsafe { Component::deserialize_file(engine, &artifact) };
+        match cached {
+            Ok(component) => return Ok(component),
+            Err(e) => {
+                tracing::warn!(plugin = name, error = %e, "ignoring unusable cached component")
+            }
+        }
+    }
+    let serialized = engine.precompile_component(&bytes).map_err(compile_err)?;
+    if let Err(e) = write_atomically(cache_dir, &artifact, &serialized) {
+        tracing::warn!(plugin = name, error = %e, "could not write the compiled-component cache");
+    }
+    // SAFETY: these bytes were produced by `precompile_component` on this very engine a line
+    // above; nothing else could have touched them.
+    #[allow(unsafe_code)]
+    let component = unsafe { Component::deserialize(engine, &serialized) };
+    component.map_err(compile_err)
+}
+
+fn write_atomically(dir: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = target.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, target)
+}

@@ -1,0 +1,374 @@
+//! One loaded plugin: its compiled component, its warm instances, and the single place
+//! where plugin code runs (`LoadedPlugin::call`), under a CPU deadline and a memory limit,
+//! with every failure classified, logged, counted and fed to the circuit breaker.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+
+use super::bindings_v0_1::{
+    self as v0_1, Decision, Event, Message, Plugin, PluginPre, PreSendOutcome, Room, User,
+};
+use super::breaker::{Admit, Breaker};
+use super::capabilities::{HostState, PluginCtx};
+use super::engine::EngineHandle;
+use super::kv::KvSpace;
+use super::manifest::{HookName, Manifest};
+use super::metrics::{Counters, FailureKind, FailureLabels, HookMetrics, Metrics, PluginLabels};
+use super::{PluginError, PluginsConfig, lock};
+
+/// A live instance, ready for the next call.
+struct Warm {
+    store: Store<HostState>,
+    bindings: Plugin,
+    calls: u64,
+}
+
+pub(crate) struct LoadedPlugin {
+    pub(crate) manifest: Manifest,
+    /// The hooks that are both implemented by the component and allowed by the manifest.
+    pub(crate) hooks: Vec<HookName>,
+    pub(crate) counters: Counters,
+    pub(crate) breaker: Breaker,
+    engine: Engine,
+    pre: PluginPre<HostState>,
+    ctx: Arc<PluginCtx>,
+    pool: std::sync::Mutex<Vec<Warm>>,
+    max_idle: usize,
+    recycle_after: u64,
+    timeout: Duration,
+    /// The runtime is shutting down: no guest code may start.
+    stopped: Arc<std::sync::atomic::AtomicBool>,
+    metrics: Arc<Metrics>,
+    /// Per hook, in `HookName::ALL` order.
+    hook_metrics: [HookMetrics; 4],
+}
+
+/// One hook call's arguments.
+#[derive(Clone, Copy)]
+pub(crate) enum Request<'a> {
+    PreSend(&'a Message),
+    Delivered(&'a Room, &'a Event),
+    Login(&'a User),
+    Connect(&'a User, &'a str),
+}
+
+impl Request<'_> {
+    pub(crate) fn hook(&self) -> HookName {
+        match self {
+            Self::PreSend(_) => HookName::MessagePreSend,
+            Self::Delivered(..) => HookName::MessageDelivered,
+            Self::Login(_) => HookName::OnLogin,
+            Self::Connect(..) => HookName::OnConnect,
+        }
+    }
+}
+
+/// One hook call's answer.
+pub(crate) enum Response {
+    PreSend(PreSendOutcome),
+    Delivered,
+    Decision(Decision),
+}
+
+/// A failed call. Only the kind leaves this module: the guest's error text is logged here
+/// and never reaches clients.
+#[derive(Debug)]
+pub(crate) struct CallError {
+    pub(crate) kind: FailureKind,
+}
+
+impl LoadedPlugin {
+    /// Link the component, create its first instance (which also tells us the hooks it
+    /// implements) and keep that instance warm.
+    pub(crate) async fn new(
+        engine: &EngineHandle,
+        component: Component,
+        manifest: Manifest,
+        kv: Option<Arc<KvSpace>>,
+        config: &PluginsConfig,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, PluginError> {
+        let name = manifest.name.clone();
+        let incompatible = |message: String| PluginError::Incompatible {
+            name: name.clone(),
+            message,
+        };
+        if component
+            .get_export_index(None, v0_1::HOOKS_EXPORT)
+            .is_none()
+        {
+            return Err(incompatible(format!(
+                "the component does not export `{}`; this server supports WIT \
+                 switchboard:plugin@0.1.0",
+                v0_1::HOOKS_EXPORT
+            )));
+        }
+        let mut linker = Linker::new(engine.engine());
+        v0_1::add_to_linker(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| incompatible(format!("cannot link: {e:#}")))?;
+        let pre = PluginPre::new(instance_pre).map_err(|e| incompatible(format!("{e:#}")))?;
+        let cooldown = (config.breaker_cooldown_secs > 0)
+            .then(|| Duration::from_secs(config.breaker_cooldown_secs));
+        let mut plugin = Self {
+            hooks: Vec::new(),
+            counters: Counters::default(),
+            breaker: Breaker::new(
+                config.breaker_failures,
+                Duration::from_secs(config.breaker_window_secs),
+                cooldown,
+            ),
+            engine: engine.engine().clone(),
+            pre,
+            ctx: Arc::new(PluginCtx::new(&manifest, kv)),
+            pool: std::sync::Mutex::new(Vec::new()),
+            max_idle: config.max_idle_instances.max(1),
+            recycle_after: config.recycle_after_calls.max(1),
+            timeout: Duration::from_millis(manifest.limits.timeout_ms),
+            stopped: engine.stopped_flag(),
+            metrics: metrics.clone(),
+            hook_metrics: HookName::ALL.map(|hook| metrics.for_hook(&manifest.name, hook.as_str())),
+            manifest,
+        };
+        let mut warm = plugin
+            .instantiate()
+            .await
+            .map_err(|e| incompatible(format!("{e:#}")))?;
+        warm.store.data_mut().deadline = Instant::now() + plugin.timeout;
+        let implemented = warm
+            .bindings
+            .switchboard_plugin_hooks()
+            .call_implemented_hooks(&mut warm.store)
+            .await
+            .map_err(|e| incompatible(format!("implemented-hooks failed: {e:#}")))?;
+        plugin.hooks = effective_hooks(&plugin.manifest, implemented);
+        lock(&plugin.pool).push(warm);
+        Ok(plugin)
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    pub(crate) fn implements(&self, hook: HookName) -> bool {
+        self.hooks.contains(&hook)
+    }
+
+    async fn instantiate(&self) -> wasmtime::Result<Warm> {
+        let mut state = HostState::new(self.ctx.clone(), self.manifest.limits.memory_bytes());
+        // Instantiation runs guest start-up code too: bound it like a call.
+        state.deadline = Instant::now() + self.timeout;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        // On every epoch tick that passes while guest code runs: stop the call if its
+        // deadline is over, otherwise yield to the tokio scheduler. So a runaway plugin is
+        // stopped within one tick of its deadline, and even while it runs it never holds a
+        // tokio worker for longer than a tick.
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        let bindings = self.pre.instantiate_async(&mut store).await?;
+        Counters::bump(&self.counters.instances_created);
+        Ok(Warm {
+            store,
+            bindings,
+            calls: 0,
+        })
+    }
+
+    /// Make one hook call on a warm instance of this plugin, under its deadline and limits.
+    ///
+    /// An instance whose call failed is dropped, never reused: a trapped store is dead, and
+    /// one that hit a limit may be half-way through changing its own state.
+    pub(crate) async fn call(&self, request: Request<'_>) -> Result<Response, CallError> {
+        let hook = request.hook();
+        if self.stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(CallError {
+                kind: FailureKind::stopped,
+            });
+        }
+        let admit = self.breaker.admit();
+        if admit == Admit::No {
+            self.metrics
+                .failures
+                .get_or_create(&self.failure_labels(hook, FailureKind::circuit_open))
+                .inc();
+            return Err(CallError {
+                kind: FailureKind::circuit_open,
+            });
+        }
+        let metrics = self.hook_metrics(hook);
+        metrics.calls.inc();
+        Counters::bump(&self.counters.calls);
+
+        let started = Instant::now();
+        let pooled = lock(&self.pool).pop();
+        let mut warm = match pooled {
+            Some(warm) => warm,
+            None => match self.instantiate().await {
+                Ok(warm) => warm,
+                Err(e) => {
+                    return Err(self.failed(
+                        hook,
+                        admit,
+                        FailureKind::instantiate,
+                        format!("{e:#}"),
+                    ));
+                }
+            },
+        };
+        warm.store.data_mut().deadline = started + self.timeout;
+        warm.store.set_epoch_deadline(1);
+        let hooks = warm.bindings.switchboard_plugin_hooks();
+        let store = &mut warm.store;
+        let result = match request {
+            Request::PreSend(msg) => hooks
+                .call_message_pre_send(store, msg)
+                .await
+                .map(Response::PreSend),
+            Request::Delivered(room, event) => hooks
+                .call_message_delivered(store, room, event)
+                .await
+                .map(|()| Response::Delivered),
+            Request::Login(user) => hooks
+                .call_on_login(store, user)
+                .await
+                .map(Response::Decision),
+            Request::Connect(user, session) => hooks
+                .call_on_connect(store, user, session)
+                .await
+                .map(Response::Decision),
+        };
+        metrics.latency.observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(value) => {
+                warm.calls += 1;
+                if warm.calls < self.recycle_after {
+                    let mut pool = lock(&self.pool);
+                    if pool.len() < self.max_idle {
+                        pool.push(warm);
+                    }
+                }
+                self.breaker.record_success(admit);
+                Ok(value)
+            }
+            Err(e) => {
+                let kind = classify(&e, warm.store.data().limiter.refused);
+                Err(self.failed(hook, admit, kind, format!("{e:#}")))
+            }
+        }
+    }
+
+    pub(crate) fn hook_metrics(&self, hook: HookName) -> &HookMetrics {
+        let i = HookName::ALL.iter().position(|h| *h == hook).unwrap_or(0);
+        &self.hook_metrics[i]
+    }
+
+    /// Account for a failure the chain found in a returned value (size, shape).
+    pub(crate) fn output_failed(
+        &self,
+        hook: HookName,
+        kind: FailureKind,
+        detail: String,
+    ) -> CallError {
+        self.failed(hook, Admit::Yes, kind, detail)
+    }
+
+    fn failure_labels(&self, hook: HookName, kind: FailureKind) -> FailureLabels {
+        FailureLabels {
+            plugin: self.manifest.name.clone(),
+            hook: hook.as_str(),
+            kind,
+        }
+    }
+
+    fn failed(&self, hook: HookName, admit: Admit, kind: FailureKind, detail: String) -> CallError {
+        self.metrics
+            .failures
+            .get_or_create(&self.failure_labels(hook, kind))
+            .inc();
+        Counters::bump(&self.counters.failures);
+        match kind {
+            FailureKind::timeout => Counters::bump(&self.counters.timeouts),
+            FailureKind::memory | FailureKind::stack_overflow | FailureKind::output_too_large => {
+                Counters::bump(&self.counters.limit_exceeded)
+            }
+            _ => Counters::bump(&self.counters.traps),
+        }
+        tracing::warn!(
+            plugin = %self.manifest.name,
+            hook = hook.as_str(),
+            kind = kind.as_str(),
+            policy = self.manifest.failure_policy.as_str(),
+            detail = %detail,
+            "plugin call failed"
+        );
+        if self.breaker.record_failure(admit) {
+            self.metrics
+                .circuit_open
+                .get_or_create(&PluginLabels {
+                    plugin: self.manifest.name.clone(),
+                })
+                .set(1);
+            tracing::error!(
+                plugin = %self.manifest.name,
+                policy = self.manifest.failure_policy.as_str(),
+                "PLUGIN DISABLED: circuit breaker opened after repeated failures; its failure \
+                 policy now decides every message it would have seen"
+            );
+        } else if admit == Admit::Trial {
+            tracing::error!(plugin = %self.manifest.name, "plugin failed its trial call; circuit stays open");
+        }
+        if !self.breaker.is_open() {
+            self.metrics
+                .circuit_open
+                .get_or_create(&PluginLabels {
+                    plugin: self.manifest.name.clone(),
+                })
+                .set(0);
+        }
+        CallError { kind }
+    }
+}
+
+fn classify(error: &wasmtime::Error, memory_refused: bool) -> FailureKind {
+    if memory_refused {
+        return FailureKind::memory;
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => FailureKind::timeout,
+        Some(Trap::StackOverflow) => FailureKind::stack_overflow,
+        _ => FailureKind::trap,
+    }
+}
+
+/// Hooks the component implements, narrowed to those the manifest lists (if it lists any).
+fn effective_hooks(manifest: &Manifest, implemented: v0_1::HookSet) -> Vec<HookName> {
+    HookName::ALL
+        .into_iter()
+        .filter(|hook| {
+            let implements = implemented.contains_hook(*hook);
+            let allowed = manifest
+                .hooks
+                .as_ref()
+                .is_none_or(|hooks| hooks.contains(hook));
+            if allowed && !implements && manifest.hooks.is_some() {
+                tracing::warn!(
+                    plugin = %manifest.name,
+                    hook = hook.as_str(),
+                    "the manifest lists a hook the plugin does not implement; it will not be called"
+                );
+            }
+            implements && allowed
+        })
+        .collect()
+}

@@ -1,0 +1,337 @@
+//! The operator's description of one plugin: `plugin.toml` in the plugin's directory.
+//!
+//! ```toml
+//! name = "dlp"
+//! version = "0.1.0"
+//! component = "dlp.wasm"          # relative to this file
+//! priority = 10                   # lower runs first
+//! failure_policy = "fail-closed"  # or "fail-open"
+//! hooks = ["message-pre-send"]    # optional: default = every hook the plugin implements
+//! capabilities = ["log", "config", "kv"]
+//!
+//! [limits]                        # optional; defaults from [plugins.limits] in the config
+//! timeout_ms = 50
+//! memory_mib = 32
+//!
+//! [settings]                      # read by the plugin through the `config` capability
+//! "action.card" = "redact"
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{LimitsConfig, PluginError};
+use crate::router::hooks::HookKind;
+
+/// What happens to the message when a plugin traps, times out, exceeds a limit or returns
+/// something invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Reject the message (code `plugin_failed`): nothing unchecked gets through. Default.
+    #[default]
+    FailClosed,
+    /// Skip the plugin: the message goes on as if the plugin were not there.
+    FailOpen,
+}
+
+impl FailurePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FailClosed => "fail-closed",
+            Self::FailOpen => "fail-open",
+        }
+    }
+}
+
+/// A host capability the operator may grant to a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    Log,
+    Config,
+    Kv,
+}
+
+impl Capability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::Config => "config",
+            Self::Kv => "kv",
+        }
+    }
+}
+
+/// A hook as named in manifests and the WIT interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookName {
+    MessagePreSend,
+    MessageDelivered,
+    OnLogin,
+    OnConnect,
+}
+
+impl HookName {
+    pub const ALL: [HookName; 4] = [
+        Self::MessagePreSend,
+        Self::MessageDelivered,
+        Self::OnLogin,
+        Self::OnConnect,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MessagePreSend => "message-pre-send",
+            Self::MessageDelivered => "message-delivered",
+            Self::OnLogin => "on-login",
+            Self::OnConnect => "on-connect",
+        }
+    }
+
+    pub fn kind(self) -> HookKind {
+        match self {
+            Self::MessagePreSend => HookKind::MessagePreSend,
+            Self::MessageDelivered => HookKind::MessageDelivered,
+            Self::OnLogin => HookKind::OnLogin,
+            Self::OnConnect => HookKind::OnConnect,
+        }
+    }
+
+    pub fn from_kind(kind: HookKind) -> Self {
+        match kind {
+            HookKind::MessagePreSend => Self::MessagePreSend,
+            HookKind::MessageDelivered => Self::MessageDelivered,
+            HookKind::OnLogin => Self::OnLogin,
+            HookKind::OnConnect => Self::OnConnect,
+        }
+    }
+}
+
+impl fmt::Display for HookName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Per-plugin limit overrides; an absent field takes the server-wide default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsOverride {
+    pub timeout_ms: Option<u64>,
+    pub memory_mib: Option<u64>,
+    pub max_output_bytes: Option<usize>,
+    pub kv_max_keys: Option<usize>,
+    pub kv_max_key_bytes: Option<usize>,
+    pub kv_max_value_bytes: Option<usize>,
+}
+
+impl LimitsOverride {
+    pub fn apply(&self, defaults: &LimitsConfig) -> LimitsConfig {
+        LimitsConfig {
+            timeout_ms: self.timeout_ms.unwrap_or(defaults.timeout_ms),
+            memory_mib: self.memory_mib.unwrap_or(defaults.memory_mib),
+            max_output_bytes: self.max_output_bytes.unwrap_or(defaults.max_output_bytes),
+            kv_max_keys: self.kv_max_keys.unwrap_or(defaults.kv_max_keys),
+            kv_max_key_bytes: self.kv_max_key_bytes.unwrap_or(defaults.kv_max_key_bytes),
+            kv_max_value_bytes: self
+                .kv_max_value_bytes
+                .unwrap_or(defaults.kv_max_value_bytes),
+        }
+    }
+}
+
+/// `plugin.toml` as written by the operator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    name: String,
+    version: String,
+    component: PathBuf,
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
+    failure_policy: FailurePolicy,
+    hooks: Option<Vec<HookName>>,
+    #[serde(default)]
+    capabilities: Vec<Capability>,
+    #[serde(default)]
+    limits: LimitsOverride,
+    #[serde(default)]
+    settings: BTreeMap<String, toml::Value>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A validated manifest, with the component path resolved and settings flattened to strings.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub component: PathBuf,
+    pub enabled: bool,
+    pub priority: i32,
+    pub failure_policy: FailurePolicy,
+    /// `None`: every hook the component implements.
+    pub hooks: Option<Vec<HookName>>,
+    pub capabilities: Vec<Capability>,
+    pub limits: LimitsConfig,
+    pub settings: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// Read and validate `path` (a `plugin.toml`).
+    pub fn load(path: &Path, defaults: &LimitsConfig) -> Result<Self, PluginError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PluginError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, dir, defaults).map_err(|message| PluginError::Manifest {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parse manifest text; `dir` is where relative component paths start.
+    pub fn parse(text: &str, dir: &Path, defaults: &LimitsConfig) -> Result<Self, String> {
+        let raw: RawManifest = toml::from_str(text).map_err(|e| e.to_string())?;
+        if !valid_name(&raw.name) {
+            return Err(format!(
+                "invalid plugin name {:?}: use 1-64 characters of [a-z0-9_-]",
+                raw.name
+            ));
+        }
+        let limits = raw.limits.apply(defaults);
+        limits.validate()?;
+        let mut settings = BTreeMap::new();
+        for (key, value) in raw.settings {
+            let flat = flatten_setting(&value).ok_or_else(|| {
+                format!("setting {key:?}: use a string, number, bool or array of strings")
+            })?;
+            settings.insert(key, flat);
+        }
+        let mut capabilities = raw.capabilities;
+        capabilities.sort();
+        capabilities.dedup();
+        let hooks = raw.hooks.map(|mut hooks| {
+            hooks.sort();
+            hooks.dedup();
+            hooks
+        });
+        Ok(Self {
+            name: raw.name,
+            version: raw.version,
+            component: dir.join(raw.component),
+            enabled: raw.enabled,
+            priority: raw.priority,
+            failure_policy: raw.failure_policy,
+            hooks,
+            capabilities,
+            limits,
+            settings,
+        })
+    }
+
+    pub fn grants(&self, capability: Capability) -> bool {
+        self.capabilities.contains(&capability)
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Settings reach the plugin as strings: scalars as written, arrays of strings one per line.
+fn flatten_setting(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Array(items) => {
+            let parts: Option<Vec<&str>> = items.iter().map(toml::Value::as_str).collect();
+            parts.map(|p| p.join("\n"))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_manifest() {
+        let text = r#"
+            name = "dlp"
+            version = "1.2.3"
+            component = "dlp.wasm"
+            priority = -5
+            failure_policy = "fail-open"
+            hooks = ["message-pre-send", "on-login"]
+            capabilities = ["kv", "log", "kv"]
+            [limits]
+            timeout_ms = 20
+            [settings]
+            "action.card" = "redact"
+            max = 3
+            words = ["a", "b"]
+        "#;
+        let m = Manifest::parse(text, Path::new("/p"), &LimitsConfig::default()).expect("parses");
+        assert_eq!(m.component, Path::new("/p/dlp.wasm"));
+        assert_eq!(m.failure_policy, FailurePolicy::FailOpen);
+        assert_eq!(m.capabilities, vec![Capability::Log, Capability::Kv]);
+        assert_eq!(m.limits.timeout_ms, 20);
+        assert_eq!(m.limits.memory_mib, LimitsConfig::default().memory_mib);
+        assert_eq!(m.settings["max"], "3");
+        assert_eq!(m.settings["words"], "a\nb");
+        assert!(m.enabled);
+    }
+
+    #[test]
+    fn defaults_are_fail_closed_with_no_capabilities() {
+        let text = "name = \"x\"\nversion = \"0.1.0\"\ncomponent = \"x.wasm\"\n";
+        let m = Manifest::parse(text, Path::new("."), &LimitsConfig::default()).expect("parses");
+        assert_eq!(m.failure_policy, FailurePolicy::FailClosed);
+        assert!(m.capabilities.is_empty());
+        assert!(m.hooks.is_none());
+    }
+
+    #[test]
+    fn rejects_unknown_fields_bad_names_and_zero_limits() {
+        let d = LimitsConfig::default();
+        let base = "version = \"0.1.0\"\ncomponent = \"x.wasm\"\n";
+        assert!(
+            Manifest::parse(
+                &format!("name = \"x\"\n{base}color = 1\n"),
+                Path::new("."),
+                &d
+            )
+            .is_err()
+        );
+        assert!(Manifest::parse(&format!("name = \"../x\"\n{base}"), Path::new("."), &d).is_err());
+        assert!(
+            Manifest::parse(
+                &format!("name = \"x\"\n{base}capabilities = [\"http\"]\n"),
+                Path::new("."),
+                &d
+            )
+            .is_err()
+        );
+        let zero = format!("name = \"x\"\n{base}[limits]\ntimeout_ms = 0\n");
+        assert!(Manifest::parse(&zero, Path::new("."), &d).is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! The plugin's operator-set settings (capability `config`): the `[settings]` table of its
+//! manifest, every value as a string (arrays of strings are joined with newlines).
+
+use crate::__wit::switchboard::plugin::config as wit;
+use crate::HostError;
+
+/// One setting, or `None` if the operator did not set it.
+pub fn get(key: &str) -> Result<Option<String>, HostError> {
+    wit::get(key)
+}
+
+/// One setting, or `default` if it is not set (or `config` was not granted).
+pub fn get_or(key: &str, default: &str) -> String {
+    match wit::get(key) {
+        Ok(Some(value)) => value,
+        _ => default.to_string(),
+    }
+}
+
+/// Every setting's key, sorted.
+pub fn keys() -> Result<Vec<String>, HostError> {
+    wit::keys()
+}

@@ -1,0 +1,146 @@
+//! The guest SDK for Switchboard plugins.
+//!
+//! A plugin is a WebAssembly component that implements some of Switchboard's hooks. With this
+//! crate a plugin author writes ordinary Rust: implement [`Plugin`] (every hook defaults to
+//! "continue" / "allow"), list the hooks you implement in [`Plugin::HOOKS`], and call
+//! [`export_plugin!`] once. Build with `cargo build --release --target wasm32-wasip2`.
+//!
+//! ```ignore
+//! use switchboard_plugin_api::{export_plugin, HookSet, Message, Plugin, PreSendOutcome};
+//!
+//! struct Shout;
+//!
+//! impl Plugin for Shout {
+//!     const HOOKS: HookSet = HookSet::MESSAGE_PRE_SEND;
+//!     fn new() -> Self {
+//!         Shout
+//!     }
+//!     fn message_pre_send(&self, msg: Message) -> PreSendOutcome {
+//!         PreSendOutcome::modify(msg.body.to_uppercase(), msg.metadata)
+//!     }
+//! }
+//!
+//! export_plugin!(Shout);
+//! ```
+//!
+//! The host capabilities are wrapped in [`log`], [`config`] and [`kv`]. Each is granted by
+//! the operator in the plugin's manifest; a call to one that was not granted returns
+//! [`HostError::NotGranted`].
+
+pub mod config;
+pub mod kv;
+pub mod log;
+mod outcome;
+
+pub use outcome::{meta_get, meta_set};
+
+/// The generated bindings. Not part of the API: use the re-exports at the crate root. It is
+/// public only because [`export_plugin!`] expands in the plugin's crate and must name it.
+#[doc(hidden)]
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod __wit {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_plugin_world",
+        default_bindings_module: "::switchboard_plugin_api::__wit",
+    });
+}
+
+pub use __wit::switchboard::plugin::types::{
+    Decision, Event, EventKind, HookSet, HostError, Message, Metadata, Modification,
+    PreSendOutcome, Rejection, Room, RoomKind, User,
+};
+
+/// A Switchboard plugin. Implement the hooks you need; the others keep their defaults, and
+/// the host never calls a hook that is not in [`Plugin::HOOKS`].
+///
+/// One value of the type is created (with [`Plugin::new`]) on the first hook call of each
+/// instance and reused for the following calls. The host may run several instances of a
+/// plugin, and may replace an instance at any time (after a trap, or after many calls), so
+/// keep durable state in [`kv`], not in `self`.
+pub trait Plugin: 'static {
+    /// The hooks this plugin implements, e.g.
+    /// `HookSet::MESSAGE_PRE_SEND | HookSet::ON_LOGIN`.
+    const HOOKS: HookSet;
+
+    /// Create the plugin; a good place to read [`config`] once.
+    fn new() -> Self;
+
+    /// Before a message (or an edit) is stored: continue, modify or reject it.
+    fn message_pre_send(&self, msg: Message) -> PreSendOutcome {
+        let _ = msg;
+        PreSendOutcome::Continue
+    }
+
+    /// After a message is stored and delivered. Observe only.
+    fn message_delivered(&self, room: Room, event: Event) {
+        let _ = (room, event);
+    }
+
+    /// After a user's credentials were checked, before a token is issued.
+    fn on_login(&self, user: User) -> Decision {
+        let _ = user;
+        Decision::Allow
+    }
+
+    /// When a user opens a WebSocket session.
+    fn on_connect(&self, user: User, session_id: String) -> Decision {
+        let _ = (user, session_id);
+        Decision::Allow
+    }
+}
+
+/// Export a type implementing [`Plugin`] as the component's hooks. Call it exactly once, at
+/// the root of the plugin crate.
+///
+/// Outside `wasm32` it expands to nothing, so a plugin crate also builds (and is linted and
+/// unit-tested) natively.
+#[macro_export]
+macro_rules! export_plugin {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        #[allow(unsafe_code)]
+        const _: () = {
+            use $crate::__wit::exports::switchboard::plugin::hooks::Guest as __Guest;
+            use $crate::Plugin as __Plugin;
+
+            struct __SwitchboardExport;
+
+            ::std::thread_local! {
+                static __INSTANCE: ::std::cell::OnceCell<$ty> =
+                    const { ::std::cell::OnceCell::new() };
+            }
+
+            fn __with<R>(f: impl FnOnce(&$ty) -> R) -> R {
+                __INSTANCE.with(|cell| f(cell.get_or_init(<$ty as __Plugin>::new)))
+            }
+
+            impl __Guest for __SwitchboardExport {
+                fn implemented_hooks() -> $crate::HookSet {
+                    <$ty as __Plugin>::HOOKS
+                }
+                fn message_pre_send(msg: $crate::Message) -> $crate::PreSendOutcome {
+                    __with(|p| p.message_pre_send(msg))
+                }
+                fn message_delivered(room: $crate::Room, event: $crate::Event) {
+                    __with(|p| p.message_delivered(room, event))
+                }
+                fn on_login(user: $crate::User) -> $crate::Decision {
+                    __with(|p| p.on_login(user))
+                }
+                fn on_connect(user: $crate::User, session_id: String) -> $crate::Decision {
+                    __with(|p| p.on_connect(user, session_id))
+                }
+            }
+
+    $crate::__wit::__export_plugin_world!(__SwitchboardExport with_types_in $crate::__wit);
+        };
+
+        // Natively nothing is exported, but the type must still implement `Plugin`, and
+        // naming its constructor keeps the plugin's code alive for the dead-code lint.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() -> $ty = <$ty as $crate::Plugin>::new;
+    };
+}

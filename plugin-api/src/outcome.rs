@@ -1,0 +1,47 @@
+//! Conveniences on the hook result types and message metadata.
+
+use crate::{Decision, Metadata, Modification, PreSendOutcome, Rejection};
+
+impl PreSendOutcome {
+    /// Replace the message's body and metadata.
+    pub fn modify(body: impl Into<String>, metadata: Metadata) -> Self {
+        Self::Modify(Modification {
+            body: body.into(),
+            metadata,
+        })
+    }
+
+    /// Refuse the message. `code` is a short token (`[a-z0-9_.-]`, at most 64 bytes) that
+    /// clients can match on; `reason` is shown to the sender.
+    pub fn reject(code: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Reject(Rejection {
+            code: code.into(),
+            reason: reason.into(),
+        })
+    }
+}
+
+impl Decision {
+    /// Refuse with a reason shown to the user.
+    pub fn deny(reason: impl Into<String>) -> Self {
+        Self::Deny(reason.into())
+    }
+}
+
+/// The value of `key` in message metadata, if present.
+pub fn meta_get<'a>(metadata: &'a Metadata, key: &str) -> Option<&'a str> {
+    metadata
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Set `key` to `value` in message metadata, replacing an existing entry.
+pub fn meta_set(metadata: &mut Metadata, key: impl Into<String>, value: impl Into<String>) {
+    let key = key.into();
+    let value = value.into();
+    match metadata.iter_mut().find(|(k, _)| *k == key) {
+        Some(entry) => entry.1 = value,
+        None => metadata.push((key, value)),
+    }
+}

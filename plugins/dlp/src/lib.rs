@@ -1,0 +1,179 @@
+//! Switchboard's DLP filter plugin: checks every message before it is stored for payment
+//! cards, US SSNs, IBANs, e-mail addresses, secrets and operator-defined patterns, and
+//! blocks, redacts or flags it per the operator's policy (see `dlp-core`).
+//!
+//! Findings are recorded without the sensitive value: a log line naming the detectors and
+//! counts, per-detector counters in `kv` (`findings/<detector>/<action>`), and for flagged
+//! or redacted messages a `dlp.flagged` / `dlp.redacted` metadata entry stored with the
+//! message. A policy that does not parse makes every message fail closed with
+//! `dlp_misconfigured`: a typo must not switch DLP off.
+//!
+//! Settings (`[settings]` in the manifest):
+//! - `action.card|ssn|iban|email|secret = "block" | "redact" | "flag" | "off"`
+//! - `pattern.<name> = "<regex>"` and optionally `action.<name>` (default `block`).
+
+use dlp_core::{Action, Policy, Verdict};
+use switchboard_plugin_api::{
+    HookSet, Message, Plugin, PreSendOutcome, config, export_plugin, kv, log, meta_set,
+};
+
+/// The plugin: the parsed policy, or why it could not be parsed.
+pub struct Dlp {
+    policy: Result<Policy, String>,
+}
+
+impl Dlp {
+    /// Parse the policy from `(key, value)` settings.
+    pub fn from_settings(settings: &[(String, String)]) -> Self {
+        Self {
+            policy: Policy::from_settings(settings.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        }
+    }
+
+    /// Decide on one message body; the pure part of the hook, shared with native tests.
+    pub fn check(&self, msg: Message) -> (PreSendOutcome, Option<Verdict>) {
+        let policy = match &self.policy {
+            Ok(policy) => policy,
+            Err(_) => {
+                return (
+                    PreSendOutcome::reject(
+                        "dlp_misconfigured",
+                        "the DLP policy is misconfigured; messages are held",
+                    ),
+                    None,
+                );
+            }
+        };
+        let verdict = policy.evaluate(&msg.body);
+        let outcome = match verdict.action {
+            Action::Off => PreSendOutcome::Continue,
+            Action::Block => PreSendOutcome::reject(
+                "dlp_blocked",
+                format!(
+                    "message blocked by the data-loss-prevention policy: contains {}",
+                    describe(&verdict.detectors(Action::Block))
+                ),
+            ),
+            Action::Redact | Action::Flag => {
+                let mut metadata = msg.metadata;
+                let redacted = verdict.detectors(Action::Redact);
+                if !redacted.is_empty() {
+                    meta_set(&mut metadata, "dlp.redacted", redacted);
+                }
+                let flagged = verdict.detectors(Action::Flag);
+                if !flagged.is_empty() {
+                    meta_set(&mut metadata, "dlp.flagged", flagged);
+                }
+                let body = verdict.redacted.clone().unwrap_or(msg.body);
+                PreSendOutcome::modify(body, metadata)
+            }
+        };
+        (outcome, Some(verdict))
+    }
+}
+
+fn describe(detectors: &str) -> String {
+    let names: Vec<&str> = detectors
+        .split(',')
+        .map(|d| match d {
+            "card" => "a payment card number",
+            "ssn" => "a social security number",
+            "iban" => "a bank account number (IBAN)",
+            "email" => "an e-mail address",
+            "secret" => "a secret (key or token)",
+            other => other,
+        })
+        .collect();
+    names.join(", ")
+}
+
+/// Record a verdict without the sensitive values: counters in kv, one log line.
+fn record(msg_room: i64, msg_sender: i64, verdict: &Verdict) {
+    if verdict.findings.is_empty() {
+        return;
+    }
+    let mut summary = Vec::new();
+    for (detector, (action, count)) in &verdict.findings {
+        let _ = kv::increment(
+            &format!("findings/{detector}/{}", action.as_str()),
+            *count as i64,
+        );
+        summary.push(format!("{detector}={count}({})", action.as_str()));
+    }
+    let _ = log::warn(&format!(
+        "dlp: {} in room {msg_room} from user {msg_sender}: {}",
+        verdict.action.as_str(),
+        summary.join(" ")
+    ));
+}
+
+impl Plugin for Dlp {
+    const HOOKS: HookSet = HookSet::MESSAGE_PRE_SEND;
+
+    fn new() -> Self {
+        let mut settings = Vec::new();
+        if let Ok(keys) = config::keys() {
+            for key in keys {
+                if let Ok(Some(value)) = config::get(&key) {
+                    settings.push((key, value));
+                }
+            }
+        }
+        let dlp = Self::from_settings(&settings);
+        if let Err(e) = &dlp.policy {
+            let _ = log::error(&format!(
+                "dlp: invalid policy, every message will be held: {e}"
+            ));
+        }
+        dlp
+    }
+
+    fn message_pre_send(&self, msg: Message) -> PreSendOutcome {
+        let (room, sender) = (msg.room_id, msg.sender_id);
+        let (outcome, verdict) = self.check(msg);
+        if let Some(verdict) = verdict {
+            record(room, sender, &verdict);
+        }
+        outcome
+    }
+}
+
+export_plugin!(Dlp);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(body: &str) -> Message {
+        Message {
+            room_id: 1,
+            sender_id: 2,
+            sender_name: "a".into(),
+            client_msg_id: "c".into(),
+            editing: None,
+            body: body.into(),
+            metadata: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn block_reason_names_the_detector_not_the_value() {
+        let dlp = Dlp::from_settings(&[]);
+        match dlp.check(msg("card 4111111111111111")).0 {
+            PreSendOutcome::Reject(r) => {
+                assert_eq!(r.code, "dlp_blocked");
+                assert!(r.reason.contains("payment card"));
+                assert!(!r.reason.contains("4111"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn invalid_policy_holds_every_message() {
+        let dlp = Dlp::from_settings(&[("action.card".into(), "sometimes".into())]);
+        assert!(
+            matches!(dlp.check(msg("hello")).0, PreSendOutcome::Reject(r) if r.code == "dlp_misconfigured")
+        );
+    }
+}
