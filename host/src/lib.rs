@@ -56,7 +56,7 @@ pub async fn bootstrap_admin(store: &dyn Store, config: &Config) -> anyhow::Resu
         Some(p) => p.expose().to_string(),
         None => auth::random_token(18),
     };
-    api::account::new_account(
+    match api::account::new_account(
         store,
         "admin".into(),
         password.clone(),
@@ -64,8 +64,16 @@ pub async fn bootstrap_admin(store: &dyn Store, config: &Config) -> anyhow::Resu
         true,
     )
     .await
-    .map_err(|e| anyhow::anyhow!("creating the admin account: {}", e.body().message))?;
-    Ok(Some(password))
+    {
+        Ok(_) => Ok(Some(password)),
+        // Several nodes started together on one empty database: another one created it
+        // between our count and our insert. Not an error; it just isn't ours to announce.
+        Err(e) if e.code() == "user_exists" => Ok(None),
+        Err(e) => Err(anyhow::anyhow!(
+            "creating the admin account: {}",
+            e.body().message
+        )),
+    }
 }
 
 /// Run the server on `listener` until `shutdown` resolves, then stop accepting, close live

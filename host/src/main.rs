@@ -38,6 +38,16 @@ enum Command {
     /// Manage accounts directly in the database.
     #[command(subcommand)]
     User(UserCommand),
+    /// Copy a stopped SQLite installation into an empty PostgreSQL database, keeping every
+    /// id, seq and timestamp; verifies the copy and prints a summary.
+    MigrateStore {
+        /// The SQLite database, e.g. sqlite://./data/switchboard.db
+        #[arg(long)]
+        from: String,
+        /// The empty PostgreSQL database, e.g. postgres://switchboard@db/switchboard
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +87,17 @@ fn main() -> anyhow::Result<()> {
                 switchboard::serve(config, listener, shutdown_signal()).await
             }
             Command::User(command) => user_command(&config, command).await,
+            Command::MigrateStore { from, to } => {
+                println!(
+                    "migrating {} -> {}",
+                    switchboard::store::redact_url(&from),
+                    switchboard::store::redact_url(&to)
+                );
+                let report = switchboard::store::migrate::sqlite_to_postgres(&from, &to).await?;
+                println!("{report}");
+                println!("done: point database_url at the PostgreSQL database and start the nodes");
+                Ok(())
+            }
         }
     })
 }

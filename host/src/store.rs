@@ -10,6 +10,7 @@
 //! - deleting a message erases its body (and the bodies of its edits) from storage.
 
 mod common;
+pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
 

@@ -11,6 +11,7 @@ mod auth;
 mod bad_input;
 mod browser;
 mod chat;
+mod cluster;
 mod crash;
 mod plugins_runtime;
 mod plugins_server;
