@@ -54,6 +54,14 @@ async fn dlp_blocks_cards_without_echoing_them() {
         "the reason must not echo the value: {reason}"
     );
 
+    let s = l.host.statuses();
+    let dlp = status(&s, "dlp");
+    eprintln!(
+        "dlp: {} idle instance(s), linear memory {} bytes",
+        dlp.idle_instances, dlp.instance_memory_bytes
+    );
+    assert!(dlp.idle_instances >= 1, "the instance is kept warm");
+
     // 16 digits that fail Luhn are not a card; nothing else in here is sensitive.
     let (body, _, modified) = continued(
         l.host

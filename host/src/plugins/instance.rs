@@ -274,6 +274,17 @@ impl LoadedPlugin {
         }
     }
 
+    /// Idle warm instances, and the largest linear memory among them.
+    pub(crate) fn pool_stats(&self) -> (usize, usize) {
+        let pool = lock(&self.pool);
+        let memory = pool
+            .iter()
+            .map(|w| w.store.data().limiter.memory_in_use)
+            .max()
+            .unwrap_or(0);
+        (pool.len(), memory)
+    }
+
     pub(crate) fn hook_metrics(&self, hook: HookName) -> &HookMetrics {
         let i = HookName::ALL.iter().position(|h| *h == hook).unwrap_or(0);
         &self.hook_metrics[i]
