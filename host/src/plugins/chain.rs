@@ -367,17 +367,11 @@ impl Hooks for PluginHost {
     }
 
     async fn on_login(&self, user: &User) -> Decision {
-        if !self.implements(HookKind::OnLogin) {
-            return Decision::Allow;
-        }
         let user = v0_1::user(user);
         self.decide(Request::Login(&user)).await
     }
 
     async fn on_connect(&self, user: &User, session_id: &str) -> Decision {
-        if !self.implements(HookKind::OnConnect) {
-            return Decision::Allow;
-        }
         let user = v0_1::user(user);
         self.decide(Request::Connect(&user, session_id)).await
     }

@@ -127,6 +127,10 @@ pub(crate) fn find_cards(text: &str, out: &mut Vec<Finding>) {
     let bytes = text.as_bytes();
     for run in digit_runs(bytes) {
         let g = &run.groups;
+        // Most numbers in chat (dates, amounts, versions) are far too short to be a card.
+        if g.iter().map(|(s, e)| e - s).sum::<usize>() < 12 {
+            continue;
+        }
         // Try windows of groups, longest first, so `card 4111 1111 1111 1111 2030` still
         // finds the card in front of the year.
         'window: for len in (1..=g.len()).rev() {
