@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use harness::{Spec, continued, load, load_with, msg, rejected, status};
 use mem_store::MemStore;
-use switchboard::plugins::PluginsConfig;
+use switchboard::plugins::{PluginHost, PluginsConfig};
+
+use crate::wasm_build;
 use switchboard::router::hooks::{HookKind, Hooks};
 use switchboard::store::{Event, EventKind, Metadata, Room, RoomKind, User};
 
@@ -51,6 +53,14 @@ async fn dlp_blocks_cards_without_echoing_them() {
         !reason.contains("1111"),
         "the reason must not echo the value: {reason}"
     );
+
+    let s = l.host.statuses();
+    let dlp = status(&s, "dlp");
+    eprintln!(
+        "dlp: {} idle instance(s), linear memory {} bytes",
+        dlp.idle_instances, dlp.instance_memory_bytes
+    );
+    assert!(dlp.idle_instances >= 1, "the instance is kept warm");
 
     // 16 digits that fail Luhn are not a card; nothing else in here is sensitive.
     let (body, _, modified) = continued(
@@ -282,4 +292,47 @@ async fn message_delivered_is_observed_off_the_message_path() {
         l.store.kv_value("probe", "probe/last-delivered").as_deref(),
         Some("99")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_plugins_fail_the_load_with_a_clear_error() {
+    let load_dir = |manifest: &str| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("p")).expect("mkdir");
+        std::fs::write(dir.path().join("p/plugin.toml"), manifest).expect("write");
+        dir
+    };
+    let try_load = |dir: &std::path::Path| {
+        let config = PluginsConfig {
+            dir: Some(dir.to_path_buf()),
+            ..PluginsConfig::default()
+        };
+        let store: Arc<dyn switchboard::store::Store> = Arc::new(MemStore::default());
+        let cache = harness::cache_dir();
+        async move {
+            let mut registry = prometheus_client::registry::Registry::default();
+            PluginHost::load(&config, &cache, store, &mut registry)
+                .await
+                .map(|_| ())
+        }
+    };
+    let not_wasm = load_dir("name = \"p\"\nversion = \"1\"\ncomponent = \"plugin.toml\"\n");
+    let err = try_load(not_wasm.path())
+        .await
+        .expect_err("not a component");
+    assert!(err.to_string().contains("plugin p"), "{err}");
+
+    let typo = load_dir(&format!(
+        "name = \"p\"\nversion = \"1\"\ncomponent = {:?}\ncapabilites = [\"kv\"]\n",
+        wasm_build::plugin_wasm("dlp")
+    ));
+    let err = try_load(typo.path()).await.expect_err("unknown key");
+    assert!(err.to_string().contains("capabilites"), "{err}");
+
+    // Compiled components are cached on disk, keyed by content and engine.
+    let cached = std::fs::read_dir(harness::cache_dir().join("plugin-cache"))
+        .expect("cache dir")
+        .filter_map(Result::ok)
+        .any(|e| e.path().extension().is_some_and(|x| x == "cwasm"));
+    assert!(cached);
 }

@@ -87,6 +87,8 @@ pub(crate) struct Limiter {
     memory_bytes: usize,
     table_elements: usize,
     pub(crate) refused: bool,
+    /// The size the instance's linear memory last grew to.
+    pub(crate) memory_in_use: usize,
 }
 
 impl Limiter {
@@ -95,6 +97,7 @@ impl Limiter {
             memory_bytes,
             table_elements: 100_000,
             refused: false,
+            memory_in_use: 0,
         }
     }
 }
@@ -115,6 +118,7 @@ impl ResourceLimiter for Limiter {
                 self.memory_bytes
             );
         }
+        self.memory_in_use = self.memory_in_use.max(desired);
         Ok(true)
     }
 

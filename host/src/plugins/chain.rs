@@ -90,6 +90,10 @@ pub struct PluginStatus {
     pub capabilities: Vec<Capability>,
     /// The circuit breaker currently keeps the plugin from being called.
     pub circuit_open: bool,
+    /// Warm instances waiting for calls.
+    pub idle_instances: usize,
+    /// The largest linear memory of those instances, in bytes.
+    pub instance_memory_bytes: usize,
     pub counters: PluginCounters,
 }
 
@@ -112,6 +116,7 @@ pub struct PluginCounters {
 impl PluginStatus {
     fn of(p: &LoadedPlugin) -> Self {
         let c = &p.counters;
+        let (idle_instances, instance_memory_bytes) = p.pool_stats();
         Self {
             name: p.manifest.name.clone(),
             version: p.manifest.version.clone(),
@@ -121,6 +126,8 @@ impl PluginStatus {
             hooks: p.hooks.clone(),
             capabilities: p.manifest.capabilities.clone(),
             circuit_open: p.breaker.is_open(),
+            idle_instances,
+            instance_memory_bytes,
             counters: PluginCounters {
                 calls: Counters::get(&c.calls),
                 rejects: Counters::get(&c.rejects),
@@ -360,17 +367,11 @@ impl Hooks for PluginHost {
     }
 
     async fn on_login(&self, user: &User) -> Decision {
-        if !self.implements(HookKind::OnLogin) {
-            return Decision::Allow;
-        }
         let user = v0_1::user(user);
         self.decide(Request::Login(&user)).await
     }
 
     async fn on_connect(&self, user: &User, session_id: &str) -> Decision {
-        if !self.implements(HookKind::OnConnect) {
-            return Decision::Allow;
-        }
         let user = v0_1::user(user);
         self.decide(Request::Connect(&user, session_id)).await
     }

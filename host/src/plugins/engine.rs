@@ -120,10 +120,11 @@ fn engine_config(config: &PluginsConfig, pool_memory: Option<usize>) -> Config {
             .max_memory_size(max_memory)
             .max_unused_warm_slots(instances.min(16));
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        // Reserve what the limit allows (plus guard) instead of wasmtime's 4 GiB per memory.
-        c.memory_reservation(max_memory as u64);
-        c.memory_guard_size(64 * 1024 * 1024);
-        c.memory_reservation_for_growth(0);
+        // Each memory keeps wasmtime's default reservation (4 GiB plus guard pages), which
+        // lets compiled code skip explicit bounds checks on every load and store (DLP-style
+        // byte scanning is much faster; see docs/benchmarks.md). The pool's address space is bounded by
+        // `total_memories` instead; if it cannot be reserved, `EngineHandle::new` falls back
+        // to on-demand allocation.
     }
     c
 }

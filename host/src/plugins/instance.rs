@@ -46,6 +46,9 @@ pub(crate) struct LoadedPlugin {
     hook_metrics: [HookMetrics; 4],
 }
 
+/// The deadline for a plugin's first instance and its `implemented-hooks` call at load.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// One hook call's arguments.
 #[derive(Clone, Copy)]
 pub(crate) enum Request<'a> {
@@ -134,11 +137,13 @@ impl LoadedPlugin {
             hook_metrics: HookName::ALL.map(|hook| metrics.for_hook(&manifest.name, hook.as_str())),
             manifest,
         };
+        // Loading is off the hot path, and a busy machine at start-up must not make a plugin
+        // fail to load: the first instance gets a generous deadline.
+        let load_deadline = Instant::now() + plugin.timeout.max(LOAD_TIMEOUT);
         let mut warm = plugin
-            .instantiate()
+            .instantiate(load_deadline)
             .await
             .map_err(|e| incompatible(format!("{e:#}")))?;
-        warm.store.data_mut().deadline = Instant::now() + plugin.timeout;
         let implemented = warm
             .bindings
             .switchboard_plugin_hooks()
@@ -158,10 +163,11 @@ impl LoadedPlugin {
         self.hooks.contains(&hook)
     }
 
-    async fn instantiate(&self) -> wasmtime::Result<Warm> {
+    /// A fresh instance. Instantiation runs guest start-up code too, so it is bounded by
+    /// `deadline` like a call.
+    async fn instantiate(&self, deadline: Instant) -> wasmtime::Result<Warm> {
         let mut state = HostState::new(self.ctx.clone(), self.manifest.limits.memory_bytes());
-        // Instantiation runs guest start-up code too: bound it like a call.
-        state.deadline = Instant::now() + self.timeout;
+        state.deadline = deadline;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         // On every epoch tick that passes while guest code runs: stop the call if its
@@ -214,7 +220,7 @@ impl LoadedPlugin {
         let pooled = lock(&self.pool).pop();
         let mut warm = match pooled {
             Some(warm) => warm,
-            None => match self.instantiate().await {
+            None => match self.instantiate(started + self.timeout).await {
                 Ok(warm) => warm,
                 Err(e) => {
                     return Err(self.failed(
@@ -266,6 +272,17 @@ impl LoadedPlugin {
                 Err(self.failed(hook, admit, kind, format!("{e:#}")))
             }
         }
+    }
+
+    /// Idle warm instances, and the largest linear memory among them.
+    pub(crate) fn pool_stats(&self) -> (usize, usize) {
+        let pool = lock(&self.pool);
+        let memory = pool
+            .iter()
+            .map(|w| w.store.data().limiter.memory_in_use)
+            .max()
+            .unwrap_or(0);
+        (pool.len(), memory)
     }
 
     pub(crate) fn hook_metrics(&self, hook: HookName) -> &HookMetrics {

@@ -250,3 +250,22 @@ async fn hooks_a_plugin_does_not_implement_are_never_called() {
     );
     l.host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_login_hook_denies_when_fail_closed_and_allows_when_fail_open() {
+    let l = load(vec![Spec::new("trap", "fixture-trap")]).await;
+    assert_eq!(l.host.on_login(&user("ok")).await, Decision::Allow);
+    match l.host.on_login(&user("eve")).await {
+        Decision::Deny { plugin, reason } => {
+            assert_eq!(plugin, "trap");
+            assert!(reason.contains("trap"), "{reason}");
+        }
+        Decision::Allow => panic!("a fail-closed plugin that traps must deny"),
+    }
+    l.host.shutdown().await;
+
+    let l = load(vec![Spec::new("trap", "fixture-trap").policy("fail-open")]).await;
+    assert_eq!(l.host.on_login(&user("eve")).await, Decision::Allow);
+    assert_eq!(status(&l.host.statuses(), "trap").counters.failures, 1);
+    l.host.shutdown().await;
+}

@@ -217,11 +217,15 @@ impl Policy {
         if self.secret != Action::Off {
             text::find_secrets(text, &mut found);
         }
-        if self.card != Action::Off {
-            numbers::find_cards(text, &mut found);
-        }
-        if self.ssn != Action::Off {
-            numbers::find_ssns(text, &mut found);
+        if self.card != Action::Off || self.ssn != Action::Off {
+            // Both detectors start from the same digit runs: find them once.
+            let runs = numbers::digit_runs(text.as_bytes());
+            if self.card != Action::Off {
+                numbers::find_cards(text, &runs, &mut found);
+            }
+            if self.ssn != Action::Off {
+                numbers::find_ssns(text, &runs, &mut found);
+            }
         }
         if self.iban != Action::Off {
             iban::find_ibans(text, &mut found);

@@ -7,7 +7,7 @@
 
 use crate::{Detector, Finding};
 
-struct Run {
+pub(crate) struct Run {
     /// Byte ranges of each digit group, in order.
     groups: Vec<(usize, usize)>,
 }
@@ -17,7 +17,7 @@ fn is_alnum(b: u8) -> bool {
 }
 
 /// Runs of digit groups, e.g. `4111 1111 1111 1111` (four groups) or `078-05-1120`.
-fn digit_runs(text: &[u8]) -> Vec<Run> {
+pub(crate) fn digit_runs(text: &[u8]) -> Vec<Run> {
     let mut runs = Vec::new();
     let mut i = 0;
     while i < text.len() {
@@ -123,10 +123,14 @@ fn plausible_grouping(groups: &[(usize, usize)]) -> bool {
     }
 }
 
-pub(crate) fn find_cards(text: &str, out: &mut Vec<Finding>) {
+pub(crate) fn find_cards(text: &str, runs: &[Run], out: &mut Vec<Finding>) {
     let bytes = text.as_bytes();
-    for run in digit_runs(bytes) {
+    for run in runs {
         let g = &run.groups;
+        // Most numbers in chat (dates, amounts, versions) are far too short to be a card.
+        if g.iter().map(|(s, e)| e - s).sum::<usize>() < 12 {
+            continue;
+        }
         // Try windows of groups, longest first, so `card 4111 1111 1111 1111 2030` still
         // finds the card in front of the year.
         'window: for len in (1..=g.len()).rev() {
@@ -150,9 +154,9 @@ pub(crate) fn find_cards(text: &str, out: &mut Vec<Finding>) {
     }
 }
 
-pub(crate) fn find_ssns(text: &str, out: &mut Vec<Finding>) {
+pub(crate) fn find_ssns(text: &str, runs: &[Run], out: &mut Vec<Finding>) {
     let bytes = text.as_bytes();
-    for run in digit_runs(bytes) {
+    for run in runs {
         let g = &run.groups;
         if g.len() != 3 || g.iter().map(|(s, e)| e - s).ne([3, 2, 4]) {
             continue;
@@ -178,7 +182,7 @@ mod tests {
 
     fn cards(text: &str) -> Vec<&str> {
         let mut out = Vec::new();
-        find_cards(text, &mut out);
+        find_cards(text, &digit_runs(text.as_bytes()), &mut out);
         out.iter().map(|f| &text[f.start..f.end]).collect()
     }
 
@@ -213,7 +217,7 @@ mod tests {
     fn ssns_need_shape_and_valid_ranges() {
         let find = |t: &str| {
             let mut out = Vec::new();
-            find_ssns(t, &mut out);
+            find_ssns(t, &digit_runs(t.as_bytes()), &mut out);
             out.len()
         };
         assert_eq!(find("ssn 078-05-1120"), 1);

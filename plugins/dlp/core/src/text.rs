@@ -55,59 +55,40 @@ fn boundary_after(b: &[u8], i: usize) -> bool {
     i >= b.len() || !b[i].is_ascii_alphanumeric()
 }
 
-/// `prefix` followed by exactly `n` characters satisfying `ok`, standing alone.
-fn fixed_tokens(
-    text: &str,
-    prefixes: &[&str],
-    n: usize,
-    ok: fn(u8) -> bool,
-    out: &mut Vec<Finding>,
-) {
-    let b = text.as_bytes();
-    for prefix in prefixes {
-        for (i, _) in text.match_indices(prefix) {
-            let body = i + prefix.len();
-            let end = body + n;
-            if end <= b.len()
-                && boundary_before(b, i)
-                && b[body..end].iter().all(|&c| ok(c))
-                && boundary_after(b, end)
-            {
-                out.push(Finding {
-                    detector: Detector::Secret,
-                    start: i,
-                    end,
-                });
-            }
-        }
-    }
+/// `prefix` at `i`, followed by exactly `n` characters satisfying `ok`, standing alone.
+fn fixed_token(b: &[u8], i: usize, prefix: &[u8], n: usize, ok: fn(u8) -> bool) -> Option<Finding> {
+    let body = i + prefix.len();
+    let end = body + n;
+    let hit = b[i..].starts_with(prefix)
+        && end <= b.len()
+        && boundary_before(b, i)
+        && b[body..end].iter().all(|&c| ok(c))
+        && boundary_after(b, end);
+    hit.then_some(Finding {
+        detector: Detector::Secret,
+        start: i,
+        end,
+    })
 }
 
-/// `prefix` followed by at least `min` characters satisfying `ok`.
-fn open_tokens(
-    text: &str,
-    prefixes: &[&str],
+/// `prefix` at `i`, followed by at least `min` characters satisfying `ok`.
+fn open_token(
+    b: &[u8],
+    i: usize,
+    prefix: &[u8],
     min: usize,
     ok: fn(u8) -> bool,
-    out: &mut Vec<Finding>,
-) {
-    let b = text.as_bytes();
-    for prefix in prefixes {
-        for (i, _) in text.match_indices(prefix) {
-            let body = i + prefix.len();
-            let mut end = body;
-            while end < b.len() && ok(b[end]) {
-                end += 1;
-            }
-            if end - body >= min && boundary_before(b, i) {
-                out.push(Finding {
-                    detector: Detector::Secret,
-                    start: i,
-                    end,
-                });
-            }
-        }
+) -> Option<Finding> {
+    if !b[i..].starts_with(prefix) || !boundary_before(b, i) {
+        return None;
     }
+    let body = i + prefix.len();
+    let end = body + b[body..].iter().take_while(|&&c| ok(c)).count();
+    (end - body >= min).then_some(Finding {
+        detector: Detector::Secret,
+        start: i,
+        end,
+    })
 }
 
 fn aws_char(c: u8) -> bool {
@@ -122,83 +103,83 @@ fn word_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
 }
 
+fn alnum(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+}
+
+/// One pass over the text, dispatching on the first byte of each secret format, so the
+/// cost does not grow with the number of formats.
 pub(crate) fn find_secrets(text: &str, out: &mut Vec<Finding>) {
-    // AWS access key ids: a fixed prefix and 16 base-32 characters.
-    fixed_tokens(text, &["AKIA", "ASIA", "ABIA", "ACCA"], 16, aws_char, out);
-    // GitHub and Slack tokens.
-    fixed_tokens(
-        text,
-        &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
-        36,
-        |c| c.is_ascii_alphanumeric(),
-        out,
-    );
-    open_tokens(text, &["github_pat_"], 22, word_char, out);
-    open_tokens(
-        text,
-        &["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-"],
-        10,
-        word_char,
-        out,
-    );
-    find_private_keys(text, out);
-    find_bearer_tokens(text, out);
-}
-
-/// `-----BEGIN … PRIVATE KEY-----` up to its END line (or the end of the text, since half a
-/// key is still a leak).
-fn find_private_keys(text: &str, out: &mut Vec<Finding>) {
-    const BEGIN: &str = "-----BEGIN ";
-    for (start, _) in text.match_indices(BEGIN) {
-        let rest = &text[start..];
-        let line_end = rest.find('\n').unwrap_or(rest.len());
-        if !rest[..line_end].contains("PRIVATE KEY-----") {
-            continue;
-        }
-        let end = match rest.find("-----END ") {
-            Some(e) => {
-                let tail = &rest[e..];
-                let close = tail[9..].find("-----").map_or(tail.len(), |c| 9 + c + 5);
-                start + e + close
-            }
-            None => text.len(),
-        };
-        out.push(Finding {
-            detector: Detector::PrivateKey,
-            start,
-            end,
-        });
-    }
-}
-
-/// `Bearer <token>` (any case): the token, at least 16 characters, not the word.
-fn find_bearer_tokens(text: &str, out: &mut Vec<Finding>) {
     let b = text.as_bytes();
-    let lower = text.to_ascii_lowercase();
-    for (i, _) in lower.match_indices("bearer ") {
-        if !boundary_before(b, i) {
-            continue;
-        }
-        let start = i + "bearer ".len();
-        let mut end = start;
-        while end < b.len() && token_char(b[end]) {
-            end += 1;
-        }
-        while end < b.len() && b[end] == b'=' {
-            end += 1;
-        }
-        let token = &b[start..end];
-        // Real tokens mix letters and digits; "Bearer authentication-is-described" does not.
-        let mixed =
-            token.iter().any(u8::is_ascii_digit) && token.iter().any(u8::is_ascii_alphabetic);
-        if token.len() >= 16 && mixed {
-            out.push(Finding {
-                detector: Detector::Secret,
-                start,
-                end,
-            });
-        }
+    for i in 0..b.len() {
+        let found = match b[i] {
+            // AWS access key ids: a fixed prefix and 16 base-32 characters.
+            b'A' => [&b"AKIA"[..], b"ASIA", b"ABIA", b"ACCA"]
+                .iter()
+                .find_map(|p| fixed_token(b, i, p, 16, aws_char)),
+            // GitHub tokens.
+            b'g' => [&b"ghp_"[..], b"gho_", b"ghu_", b"ghs_", b"ghr_"]
+                .iter()
+                .find_map(|p| fixed_token(b, i, p, 36, alnum))
+                .or_else(|| open_token(b, i, b"github_pat_", 22, word_char)),
+            // Slack tokens.
+            b'x' => [&b"xoxb-"[..], b"xoxp-", b"xoxa-", b"xoxr-", b"xoxs-"]
+                .iter()
+                .find_map(|p| open_token(b, i, p, 10, word_char)),
+            b'-' => private_key(text, i),
+            b'b' | b'B' => bearer_token(b, i),
+            _ => None,
+        };
+        out.extend(found);
     }
+}
+
+/// `-----BEGIN … PRIVATE KEY-----` at `start`, up to its END line (or the end of the text,
+/// since half a key is still a leak).
+fn private_key(text: &str, start: usize) -> Option<Finding> {
+    let rest = &text[start..];
+    if !rest.starts_with("-----BEGIN ") {
+        return None;
+    }
+    let line_end = rest.find('\n').unwrap_or(rest.len());
+    if !rest[..line_end].contains("PRIVATE KEY-----") {
+        return None;
+    }
+    let end = match rest.find("-----END ") {
+        Some(e) => {
+            let tail = &rest[e..];
+            let close = tail[9..].find("-----").map_or(tail.len(), |c| 9 + c + 5);
+            start + e + close
+        }
+        None => text.len(),
+    };
+    Some(Finding {
+        detector: Detector::PrivateKey,
+        start,
+        end,
+    })
+}
+
+/// `Bearer <token>` (any case) at `i`: the token, at least 16 characters, not the word.
+fn bearer_token(b: &[u8], i: usize) -> Option<Finding> {
+    const WORD: &[u8] = b"bearer ";
+    if b.len() < i + WORD.len()
+        || !b[i..i + WORD.len()].eq_ignore_ascii_case(WORD)
+        || !boundary_before(b, i)
+    {
+        return None;
+    }
+    let start = i + WORD.len();
+    let mut end = start + b[start..].iter().take_while(|&&c| token_char(c)).count();
+    end += b[end..].iter().take_while(|&&c| c == b'=').count();
+    let token = &b[start..end];
+    // Real tokens mix letters and digits; "Bearer authentication-is-described" does not.
+    let mixed = token.iter().any(u8::is_ascii_digit) && token.iter().any(u8::is_ascii_alphabetic);
+    (token.len() >= 16 && mixed).then_some(Finding {
+        detector: Detector::Secret,
+        start,
+        end,
+    })
 }
 
 #[cfg(test)]
