@@ -92,12 +92,15 @@ impl Router {
         self.check_body(&body)?;
         check_metadata(&metadata)?;
         self.ensure_member(sender.id, room_id).await?;
-        // A retry is answered from the store without running plugins again (a DLP flag is
-        // recorded once) and without spending the sender's rate budget.
-        if let Some(original) = self
-            .store
-            .event_by_client_msg_id(sender.id, &client_msg_id)
-            .await?
+        // With plugins in the path, a retry is answered from the store before they run, so
+        // a DLP flag is recorded once. Without plugins that lookup would only repeat what the
+        // commit itself does (it returns the original for a known `client_msg_id`), so the
+        // hot path skips it.
+        if self.hooks.implements(HookKind::MessagePreSend)
+            && let Some(original) = self
+                .store
+                .event_by_client_msg_id(sender.id, &client_msg_id)
+                .await?
         {
             return duplicate_ack(original, room_id);
         }

@@ -110,6 +110,9 @@ pub struct Report {
     pub ack_latency: Option<Percentiles>,
     pub deliver_latency: Option<Percentiles>,
     pub server_cpu_percent: Option<f64>,
+    /// Server CPU time per acknowledged message (all threads), in microseconds: the figure
+    /// that does not depend on how much of the machine the load tool itself takes.
+    pub server_cpu_us_per_msg: Option<f64>,
     pub server_peak_rss_mib: Option<f64>,
     pub server_rss_mib: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,6 +147,11 @@ impl Report {
             deliver_latency: percentiles(&tally.deliver_us),
             server_cpu_percent: proc
                 .map(|(a, b)| ((b.cpu_secs - a.cpu_secs) / secs * 1000.0).round() / 10.0),
+            server_cpu_us_per_msg: proc.filter(|_| tally.acked > 0).map(|(a, b)| {
+                #[allow(clippy::cast_precision_loss)]
+                let per = (b.cpu_secs - a.cpu_secs) * 1e6 / tally.acked as f64;
+                (per * 10.0).round() / 10.0
+            }),
             server_peak_rss_mib: proc.map(|(_, b)| mib(b.peak_rss_bytes)),
             server_rss_mib: proc.map(|(_, b)| mib(b.rss_bytes)),
             note: None,
@@ -176,6 +184,9 @@ impl Report {
         }
         if let (Some(cpu), Some(peak)) = (self.server_cpu_percent, self.server_peak_rss_mib) {
             println!("server          {cpu}% CPU (of one core), peak RSS {peak} MiB");
+            if let Some(us) = self.server_cpu_us_per_msg {
+                println!("server cost     {us} µs CPU per acknowledged message");
+            }
         }
         if let Some(note) = &self.note {
             println!("note            {note}");

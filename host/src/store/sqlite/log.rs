@@ -51,6 +51,32 @@ pub(super) async fn append_events(
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     let mut results = Vec::with_capacity(batch.len());
     for item in &batch {
+        if let NewEvent::Message {
+            room_id,
+            sender_id,
+            client_msg_id,
+            body,
+            metadata,
+        } = item
+        {
+            // The hot path needs no savepoint: its one INSERT either stores the message (and
+            // the trigger advances the room) or changes nothing.
+            let done = append_message(
+                &mut tx,
+                *room_id,
+                *sender_id,
+                client_msg_id,
+                body,
+                metadata,
+                now,
+            )
+            .await;
+            match done {
+                Err(err) if !is_item_failure(&err) => return Err(err),
+                done => results.push(done),
+            }
+            continue;
+        }
         sqlx::query("SAVEPOINT item").execute(&mut *tx).await?;
         match apply(&mut tx, item, now).await {
             Ok(done) => {
@@ -67,6 +93,54 @@ pub(super) async fn append_events(
     }
     tx.commit().await?;
     Ok(results)
+}
+
+/// Store a new message in one statement: the seq comes from `rooms.last_seq + 1` in the same
+/// INSERT, the `events_advance_room_seq` trigger moves `last_seq`, and a known
+/// `(sender, client_msg_id)` inserts nothing. Only when nothing was inserted does a second
+/// query tell a retry (the original, `duplicate`) from an unknown room.
+async fn append_message(
+    conn: &mut SqliteConnection,
+    room_id: RoomId,
+    sender_id: UserId,
+    client_msg_id: &str,
+    body: &str,
+    metadata: &Metadata,
+    now: i64,
+) -> StoreResult<Appended> {
+    let stored = sqlx::query(&format!(
+        "INSERT INTO events
+            (room_id, seq, kind, sender_id, target, body, metadata, client_msg_id, created_at)
+         SELECT id, last_seq + 1, 'message', $2, NULL, $3, $4, $5, $6 FROM rooms WHERE id = $1
+         ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING
+         RETURNING {EVENT_COLS}"
+    ))
+    .bind(room_id)
+    .bind(sender_id)
+    .bind(body)
+    .bind(encode_metadata(metadata))
+    .bind(client_msg_id)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| match violation(&e) {
+        // An unknown sender.
+        Some(Violation::ForeignKey) => StoreError::NotFound,
+        _ => StoreError::Backend(e),
+    })?;
+    if let Some(row) = stored {
+        return Ok(Appended {
+            event: event_from_row(&row)?,
+            duplicate: false,
+        });
+    }
+    match event_by_client_msg_id(conn, sender_id, client_msg_id).await? {
+        Some(original) => Ok(Appended {
+            event: original,
+            duplicate: true,
+        }),
+        None => Err(StoreError::NotFound),
+    }
 }
 
 /// Apply one item inside its savepoint.
