@@ -172,9 +172,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             let after = sample();
             println!("scenario        idle");
-            println!(
-                "connections     {open} open, {alive} of a sample answered a ping after {hold} s"
-            );
+            println!("connections     {open} opened, {alive} still open after {hold} s");
             if let (Some(a), Some(b)) = (before, after) {
                 #[allow(clippy::cast_precision_loss)]
                 let per_conn =
@@ -183,7 +181,7 @@ async fn main() -> anyhow::Result<()> {
                 let mib = b.rss_bytes as f64 / 1_048_576.0;
                 println!("server          RSS {mib:.1} MiB, {per_conn:.1} KiB per connection");
                 println!(
-                    "json {{\"scenario\":\"idle\",\"connections\":{open},\"alive_sample\":{alive},\"kib_per_connection\":{per_conn:.2},\"rss_mib\":{mib:.1}}}"
+                    "json {{\"scenario\":\"idle\",\"connections\":{open},\"still_open\":{alive},\"kib_per_connection\":{per_conn:.2},\"rss_mib\":{mib:.1}}}"
                 );
             }
         }

@@ -288,8 +288,9 @@ async fn run_members(
     Ok((tally, duration, proc))
 }
 
-/// Idle connections: open `connections` sockets spread over `users` accounts, hold them
-/// for `hold`, and check a sample still answers a ping.
+/// Idle connections: open `connections` sockets spread over `users` accounts (64 handshakes
+/// at a time), keep each one reading — so it answers the server's heartbeat pings like a
+/// real idle client — hold them for `hold`, then count how many are still open.
 pub async fn idle(
     server: Arc<Server>,
     api: &Api,
@@ -298,41 +299,36 @@ pub async fn idle(
     hold: Duration,
 ) -> anyhow::Result<(usize, usize)> {
     let accounts = api.users("idle", users.max(1)).await?;
-    let mut open = Vec::with_capacity(connections);
-    let mut failed = 0;
-    for i in 0..connections {
-        let user = &accounts[i % accounts.len()];
-        match connect(&server, &user.token).await {
-            Ok(conn) => open.push(conn),
-            Err(err) => {
-                failed += 1;
-                if failed == 1 {
-                    eprintln!("connect failed (raise `ulimit -n`?): {err:#}");
-                }
-                if failed > connections / 10 + 10 {
-                    break;
-                }
+    let alive = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let opened: Vec<bool> = futures_util::stream::iter(0..connections)
+        .map(|i| {
+            let (server, alive) = (server.clone(), alive.clone());
+            let token = accounts[i % accounts.len()].token.clone();
+            async move {
+                let Ok((sink, mut stream)) = connect(&server, &token).await else {
+                    return false;
+                };
+                alive.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let _sink = sink; // dropping it would close the connection
+                    while let Some(Ok(_)) = stream.next().await {}
+                    alive.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                });
+                true
             }
-        }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let open = opened.iter().filter(|ok| **ok).count();
+    if open < connections {
+        eprintln!(
+            "{} connections failed (raise `ulimit -n`?)",
+            connections - open
+        );
     }
     tokio::time::sleep(hold).await;
-    let mut alive = 0;
-    for (sink, stream) in open.iter_mut().step_by((connections / 100).max(1)) {
-        if sink
-            .send(Message::Text(
-                json!({ "type": "ping", "req": "alive" }).to_string().into(),
-            ))
-            .await
-            .is_ok()
-            && matches!(
-                tokio::time::timeout(Duration::from_secs(5), next_text(stream)).await,
-                Ok(Some(_))
-            )
-        {
-            alive += 1;
-        }
-    }
-    Ok((open.len(), alive))
+    Ok((open, alive.load(std::sync::atomic::Ordering::SeqCst)))
 }
 
 async fn next_text(stream: &mut crate::client::WsStream) -> Option<String> {

@@ -84,6 +84,11 @@ async fn upgrade(
         // Bound what queues in the socket's own buffer too; past it, sending fails and the
         // session ends instead of growing.
         .max_write_buffer_size(4 * 1024 * 1024)
+        // tungstenite reserves a 128 KiB read buffer per connection by default, which made
+        // an idle connection cost ~137 KiB. Most frames are small; the buffer still grows
+        // for a large one (up to `max_frame_bytes`).
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
         .on_upgrade(move |socket| run_session(state, caller, socket)))
 }
 
