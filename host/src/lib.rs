@@ -169,6 +169,14 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = store.backend(), "switchboard listening");
     let hub_for_shutdown = hub.clone();
+    // Small frames (acks, events) must leave at once: with Nagle's algorithm an ack waits
+    // for the client's delayed TCP ACK, which showed as latency equal to the client's send
+    // interval (20-40 ms) under a steady load.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, api::app(state))
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -130,7 +130,9 @@ async fn login(
 
 /// Open a WebSocket and read past `hello`.
 pub async fn connect(server: &Server, token: &str) -> anyhow::Result<(WsSink, WsStream)> {
-    let (ws, _) = tokio_tungstenite::connect_async(server.ws_url(token)).await?;
+    // TCP_NODELAY on the client too, so measured latency is the server's, not Nagle's.
+    let (ws, _) =
+        tokio_tungstenite::connect_async_with_config(server.ws_url(token), None, true).await?;
     let (mut sink, mut stream) = ws.split();
     // Start live delivery at once (the server waits briefly for a `sync` otherwise).
     sink.send(Message::Text(json!({ "type": "ping" }).to_string().into()))

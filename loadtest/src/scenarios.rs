@@ -41,7 +41,11 @@ pub async fn member(
     let mut in_flight: HashMap<u64, u64> = HashMap::new();
     let mut next_id = 0u64;
     let mut ticker = plan.and_then(|p| p.interval).map(|every| {
-        let mut t = tokio::time::interval(every);
+        // Spread the senders' phases over one interval, so a fixed rate is a steady stream
+        // rather than every connection firing in the same instant.
+        #[allow(clippy::cast_precision_loss)]
+        let phase = every.mul_f64((user.id.rem_euclid(97)) as f64 / 97.0);
+        let mut t = tokio::time::interval_at(Instant::now() + phase, every);
         t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         t
     });
