@@ -341,14 +341,7 @@ impl Router {
         user: UserId,
         role: Role,
     ) -> Result<Event> {
-        let room = self.room(room_id).await?;
-        let member = self.require_member(actor.id, room_id).await?;
-        if room.kind == RoomKind::Direct {
-            return Err(ApiError::forbidden(
-                "direct_room",
-                "a direct room's members cannot change",
-            ));
-        }
+        let member = self.group_member(actor.id, room_id).await?;
         if member.role < Role::Admin {
             return Err(ApiError::forbidden(
                 "not_allowed",
@@ -387,14 +380,7 @@ impl Router {
         room_id: RoomId,
         user: UserId,
     ) -> Result<Event> {
-        let room = self.room(room_id).await?;
-        let member = self.require_member(actor.id, room_id).await?;
-        if room.kind == RoomKind::Direct {
-            return Err(ApiError::forbidden(
-                "direct_room",
-                "a direct room's members cannot change",
-            ));
-        }
+        let member = self.group_member(actor.id, room_id).await?;
         if user != actor.id {
             let target =
                 self.store.member(room_id, user).await?.ok_or_else(|| {
@@ -478,6 +464,20 @@ impl Router {
                 "no such room, or you are not a member",
             ))
         }
+    }
+
+    /// The caller's membership of a group room: membership changes are refused in direct
+    /// rooms, which always hold exactly their two users.
+    async fn group_member(&self, user: UserId, room_id: RoomId) -> Result<Member> {
+        let room = self.room(room_id).await?;
+        let member = self.require_member(user, room_id).await?;
+        if room.kind == RoomKind::Direct {
+            return Err(ApiError::forbidden(
+                "direct_room",
+                "a direct room's members cannot change",
+            ));
+        }
+        Ok(member)
     }
 
     /// The caller's membership, or `room_not_found` — non-members can't tell a room they may

@@ -252,6 +252,7 @@ impl Node {
             .env("SWITCHBOARD_LIMITS__WS_SYNC_GRACE_MS", "300")
             .env("SWITCHBOARD_LIMITS__MESSAGES_PER_SECOND", "10000")
             .env("SWITCHBOARD_LIMITS__MESSAGE_BURST", "10000")
+            .env("SWITCHBOARD_LIMITS__WS_FRAMES_PER_SECOND", "100000")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

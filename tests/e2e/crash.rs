@@ -30,6 +30,7 @@ impl Node {
             .env("SWITCHBOARD_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("SWITCHBOARD_LIMITS__MESSAGES_PER_SECOND", "100000")
             .env("SWITCHBOARD_LIMITS__MESSAGE_BURST", "100000")
+            .env("SWITCHBOARD_LIMITS__WS_FRAMES_PER_SECOND", "100000")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
