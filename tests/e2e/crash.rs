@@ -31,6 +31,8 @@ impl Node {
             .env("SWITCHBOARD_LIMITS__MESSAGES_PER_SECOND", "100000")
             .env("SWITCHBOARD_LIMITS__MESSAGE_BURST", "100000")
             .env("SWITCHBOARD_LIMITS__WS_FRAMES_PER_SECOND", "100000")
+            // The check below reads everything back in one `sync`.
+            .env("SWITCHBOARD_LIMITS__RESUME_MAX_EVENTS", "1000000")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -164,6 +166,10 @@ async fn kill_9_under_load_loses_no_acknowledged_message() {
     loop {
         let frame = ws.recv().await;
         if frame["type"] == "synced" {
+            assert!(
+                frame.get("truncated").is_none(),
+                "the whole log came back: {frame}"
+            );
             break;
         }
         if frame["type"] == "event" {
