@@ -74,6 +74,9 @@ impl SqliteStore {
             .min_connections(1)
             // A writer held for a while by a big batch is normal: queue, don't time out early.
             .acquire_timeout(Duration::from_secs(60))
+            // Never recycle it: an in-memory database would vanish with its connection.
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(writer_opts)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
