@@ -61,6 +61,27 @@ impl Backend {
             .expect("open another store")
     }
 
+    /// SQLite only: whether `needle` appears anywhere in the database files (free space and
+    /// old page images included), after a checkpoint has folded the WAL into the main file.
+    async fn sqlite_files_contain(&self, needle: &str) -> bool {
+        assert_eq!(self.kind, Kind::Sqlite);
+        let mut conn = sqlx::SqliteConnection::connect(&self.url)
+            .await
+            .expect("raw");
+        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut conn)
+            .await
+            .expect("checkpoint");
+        assert_eq!(row.get::<i64, _>(0), 0, "checkpoint was blocked");
+        conn.close().await.expect("close");
+        let path = self.url.trim_start_matches("sqlite://");
+        let files = [path.to_string(), format!("{path}-wal")];
+        files.iter().any(|file| {
+            let bytes = std::fs::read(file).unwrap_or_default();
+            bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+    }
+
     /// Events whose stored body or metadata contains `needle`, counted with raw SQL.
     async fn events_mentioning(&self, needle: &str) -> i64 {
         let pattern = format!("%{needle}%");
@@ -325,6 +346,18 @@ impl CloneResult for StoreResult<Appended> {
             Err(other) => panic!("unexpected error {other}"),
         }
     }
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_url_works() {
+    // One in-memory database per store: reads must go through the same connection as writes.
+    let store = store::open("sqlite::memory:", &options())
+        .await
+        .expect("open");
+    let alice = user(&store, "alice").await;
+    let room = group(&store, alice, &[]).await;
+    send(&store, room, alice, "c1", "hi").await;
+    assert_eq!(seqs(&store, room).await, [1]);
 }
 
 #[test]

@@ -525,21 +525,34 @@ impl Store for PgStore {
 
     #[tracing::instrument(skip_all)]
     async fn kv_keys(&self, plugin: &str, prefix: &str, max: u32) -> StoreResult<Vec<String>> {
-        // `key` is COLLATE "C", so this range is exactly the keys starting with `prefix`.
-        sqlx::query(
-            "SELECT key FROM plugin_kv
-             WHERE plugin = $1 AND key >= $2 AND ($3::text IS NULL OR key < $3::text)
-             ORDER BY key LIMIT $4",
-        )
-        .bind(plugin)
-        .bind(prefix)
-        .bind(prefix_upper_bound(prefix))
-        .bind(limit(max))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| col(r, "key"))
-        .collect()
+        // `key` is COLLATE "C" (byte order, as in SQLite), so this range is exactly the keys
+        // starting with `prefix`. A key range instead of LIKE: no escaping, and the primary-key index bounds both ends.
+        let rows = match prefix_upper_bound(prefix) {
+            Some(upper) => {
+                sqlx::query(
+                    "SELECT key FROM plugin_kv WHERE plugin = $1 AND key >= $2 AND key < $3
+                     ORDER BY key LIMIT $4",
+                )
+                .bind(plugin)
+                .bind(prefix)
+                .bind(upper)
+                .bind(limit(max))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT key FROM plugin_kv WHERE plugin = $1 AND key >= $2
+                     ORDER BY key LIMIT $3",
+                )
+                .bind(plugin)
+                .bind(prefix)
+                .bind(limit(max))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(|r| col(r, "key")).collect()
     }
 
     // ---- audit ----

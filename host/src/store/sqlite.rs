@@ -66,13 +66,17 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
-            // Deleted message text must leave the file, not linger in freed page space.
+            // Deleted message text must leave the file, not linger in freed pages (the
+            // contract test for erasure fails without this).
             .pragma("secure_delete", "ON");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             // A writer held for a while by a big batch is normal: queue, don't time out early.
             .acquire_timeout(Duration::from_secs(60))
+            // Never recycle it: an in-memory database would vanish with its connection.
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(writer_opts)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
@@ -432,11 +436,13 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn rooms_for_user(&self, user: UserId) -> StoreResult<Vec<RoomSummary>> {
+        // `deleted = 0` (not `= FALSE`) so SQLite matches the partial index
+        // `events_live_messages` word for word.
         let rows = sqlx::query(
             "SELECT r.id, r.kind, r.name, r.topic, r.created_by, r.created_at, r.last_seq,
                     r.direct_key, m.role, COALESCE(c.seq, 0) AS read_seq,
                     (SELECT COUNT(*) FROM events e
-                      WHERE e.room_id = r.id AND e.kind = 'message' AND e.deleted = FALSE
+                      WHERE e.room_id = r.id AND e.kind = 'message' AND e.deleted = 0
                         AND e.seq > COALESCE(c.seq, 0) AND e.sender_id <> m.user_id) AS unread
                FROM members m
                JOIN rooms r ON r.id = m.room_id
@@ -584,20 +590,33 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn kv_keys(&self, plugin: &str, prefix: &str, max: u32) -> StoreResult<Vec<String>> {
-        sqlx::query(
-            "SELECT key FROM plugin_kv
-             WHERE plugin = $1 AND key >= $2 AND ($3 IS NULL OR key < $3)
-             ORDER BY key LIMIT $4",
-        )
-        .bind(plugin)
-        .bind(prefix)
-        .bind(prefix_upper_bound(prefix))
-        .bind(limit(max))
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(|r| col(r, "key"))
-        .collect()
+        // A key range instead of LIKE: no escaping, and the primary-key index bounds both ends.
+        let rows = match prefix_upper_bound(prefix) {
+            Some(upper) => {
+                sqlx::query(
+                    "SELECT key FROM plugin_kv WHERE plugin = $1 AND key >= $2 AND key < $3
+                     ORDER BY key LIMIT $4",
+                )
+                .bind(plugin)
+                .bind(prefix)
+                .bind(upper)
+                .bind(limit(max))
+                .fetch_all(&self.reader)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT key FROM plugin_kv WHERE plugin = $1 AND key >= $2
+                     ORDER BY key LIMIT $3",
+                )
+                .bind(plugin)
+                .bind(prefix)
+                .bind(limit(max))
+                .fetch_all(&self.reader)
+                .await?
+            }
+        };
+        rows.iter().map(|r| col(r, "key")).collect()
     }
 
     // ---- audit ----

@@ -271,13 +271,18 @@ pub(super) async fn deleted_text_is_erased_from_storage(store: Arc<dyn Store>, b
             room_id: room,
             sender_id: alice,
             target: m,
-            body: "password is hunter3".into(),
+            // Long enough to spill into overflow pages, which a delete frees whole.
+            body: format!("password is hunter3 {}", "padding ".repeat(2_000)),
             metadata: Metadata::new(),
         }],
     )
     .await;
     let kept = send(&store, room, alice, "c2", "unrelated hunter note").await;
     assert_eq!(backend.events_mentioning("hunter").await, 3);
+    if backend.kind == Kind::Sqlite {
+        // The probe can see the text while it is stored...
+        assert!(backend.sqlite_files_contain("hunter3").await);
+    }
 
     append_ok(
         &store,
@@ -292,6 +297,11 @@ pub(super) async fn deleted_text_is_erased_from_storage(store: Arc<dyn Store>, b
     assert_eq!(backend.events_mentioning("hunter3").await, 0);
     // Only the unrelated message still holds the word.
     assert_eq!(backend.events_mentioning("hunter").await, 1);
+    if backend.kind == Kind::Sqlite {
+        // ...and not in freed space or old page images afterwards (secure_delete).
+        assert!(!backend.sqlite_files_contain("hunter2").await);
+        assert!(!backend.sqlite_files_contain("hunter3").await);
+    }
     assert!(
         store
             .event(kept)
