@@ -645,11 +645,32 @@ impl Router {
                 plugin,
                 code,
                 reason,
-            } => Err(ApiError::Rejected {
-                plugin,
-                code,
-                reason,
-            }),
+            } => {
+                // Compliance wants every refusal on record: who, where, which rule — never
+                // the message itself (the reason is the plugin's, and DLP keeps values out).
+                let detail = serde_json::json!({
+                    "code": code,
+                    "sender": sender.id,
+                    "edit_of": editing,
+                });
+                if let Err(err) = self
+                    .store
+                    .append_audit(
+                        &format!("plugin:{plugin}"),
+                        "plugin.reject",
+                        &format!("room:{room_id}"),
+                        &detail,
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %err, plugin = %plugin, "could not record a plugin rejection in the audit log");
+                }
+                Err(ApiError::Rejected {
+                    plugin,
+                    code,
+                    reason,
+                })
+            }
         }
     }
 

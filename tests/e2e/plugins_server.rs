@@ -120,6 +120,27 @@ async fn dlp_blocks_redacts_and_flags_before_storage_and_delivery() {
         2,
         "blocked messages were never stored: {history:?}"
     );
+
+    // Each rejection is on the audit record, without the message.
+    let (status, audit) = server.admin().await.get("/api/v1/admin/audit").await;
+    assert_eq!(status, StatusCode::OK);
+    let rejects: Vec<_> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "plugin.reject")
+        .collect();
+    assert_eq!(rejects.len(), 3, "{audit}");
+    assert!(
+        rejects
+            .iter()
+            .all(|r| r["actor"] == "plugin:dlp" && r["subject"] == format!("room:{room}"))
+    );
+    assert!(rejects.iter().all(|r| r["detail"]["code"] == "dlp_blocked"));
+    assert!(
+        !audit.to_string().contains("1111"),
+        "no message content in the audit log"
+    );
     drop((alice_ws, bob_ws));
     let dir = server.stop().await;
     let raw = std::fs::read(dir.path().join("switchboard.db")).unwrap();
