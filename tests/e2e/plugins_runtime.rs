@@ -329,7 +329,10 @@ async fn bad_plugins_fail_the_load_with_a_clear_error() {
     let err = try_load(typo.path()).await.expect_err("unknown key");
     assert!(err.to_string().contains("capabilites"), "{err}");
 
-    // Compiled components are cached on disk, keyed by content and engine.
+    // Compiled components are cached on disk, keyed by content and engine. Load a valid
+    // plugin here, so this holds whichever test happens to run first.
+    let l = load(vec![dlp("")]).await;
+    l.host.shutdown().await;
     let cached = std::fs::read_dir(harness::cache_dir().join("plugin-cache"))
         .expect("cache dir")
         .filter_map(Result::ok)
