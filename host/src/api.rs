@@ -115,6 +115,17 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
     }
 }
 
+/// Query parameters whose parse failure is our own error shape (`invalid_query`).
+#[derive(Debug, Clone, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct AppQuery<T>(pub T);
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query", rejection.body_text())
+    }
+}
+
 /// A JSON body whose every failure is our own error shape: `body_too_large` (413),
 /// `invalid_utf8`, `malformed_json` and `invalid_body` (unknown field, wrong type, missing
 /// field), each with a human message.

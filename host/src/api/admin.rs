@@ -7,13 +7,12 @@
 use std::time::Instant;
 
 use axum::Router as HttpRouter;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::{AdminUser, AppJson, AppState};
-use crate::error::{ApiError, Result};
+use super::{AdminUser, AppJson, AppQuery, AppState};
+use crate::error::Result;
 use crate::store::{AuditRecord, Room};
 
 /// Audit records returned when `limit` is absent, and the most one request may ask for.
@@ -51,9 +50,8 @@ struct AuditQuery {
 async fn recent_audit(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
-    query: std::result::Result<Query<AuditQuery>, QueryRejection>,
+    AppQuery(query): AppQuery<AuditQuery>,
 ) -> Result<AppJson<Vec<AuditRecord>>> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let limit = query.limit.unwrap_or(AUDIT_DEFAULT).clamp(1, AUDIT_MAX);
     Ok(AppJson(state.store.recent_audit(limit).await?))
 }

@@ -2,12 +2,12 @@
 //! the router; a non-member gets `room_not_found` whether or not the room exists.
 
 use axum::Router as HttpRouter;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use serde::{Deserialize, Serialize};
 
-use super::{AppJson, AppPath, AppState, AuthUser};
+use super::{AppJson, AppPath, AppQuery, AppState, AuthUser};
 use crate::error::{ApiError, Result};
 use crate::protocol::Ack;
 use crate::store::{
@@ -155,9 +155,8 @@ async fn list_messages(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     AppPath(id): AppPath<RoomId>,
-    query: std::result::Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+    AppQuery(query): AppQuery<HistoryQuery>,
 ) -> Result<AppJson<HistoryPage>> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let page = match (query.before, query.after) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(

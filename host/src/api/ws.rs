@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router as HttpRouter;
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::get;
@@ -26,7 +26,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval_at, sleep_until, timeout};
 
-use super::{AppState, bearer_token, parse_json};
+use super::{AppQuery, AppState, bearer_token, parse_json};
 use crate::auth::Caller;
 use crate::error::{ApiError, Result};
 use crate::hub::{CloseReason, Outbound, SessionHandle};
@@ -47,7 +47,7 @@ struct WsQuery {
 async fn upgrade(
     State(state): State<AppState>,
     parts: Parts,
-    Query(query): Query<WsQuery>,
+    AppQuery(query): AppQuery<WsQuery>,
     ws: std::result::Result<
         WebSocketUpgrade,
         axum::extract::ws::rejection::WebSocketUpgradeRejection,
