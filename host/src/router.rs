@@ -105,6 +105,7 @@ impl Router {
             return duplicate_ack(original, room_id);
         }
         self.rate_limit(sender.id)?;
+        let input = self.marks_input(&metadata);
         let (body, metadata, modified) = self
             .pre_send(sender, room_id, &client_msg_id, None, body, metadata)
             .await?;
@@ -121,6 +122,10 @@ impl Router {
         if appended.duplicate {
             // Lost a race with a concurrent retry: the first one won, report it.
             return duplicate_ack(appended.event, room_id);
+        }
+        if modified {
+            self.audit_marks(sender, &appended.event, input.as_ref())
+                .await;
         }
         self.delivered(&appended.event).await;
         Ok(Ack {
@@ -154,6 +159,7 @@ impl Router {
         }
         self.rate_limit(sender.id)?;
         let client_msg_id = original.client_msg_id.clone().unwrap_or_default();
+        let input = self.marks_input(&original.metadata);
         let (body, metadata, modified) = self
             .pre_send(
                 sender,
@@ -174,6 +180,10 @@ impl Router {
                 metadata,
             })
             .await?;
+        if modified {
+            self.audit_marks(sender, &appended.event, input.as_ref())
+                .await;
+        }
         Ok(Ack {
             room: room_id,
             id: message,
@@ -670,6 +680,56 @@ impl Router {
                     code,
                     reason,
                 })
+            }
+        }
+    }
+
+    /// The metadata a message had before the plugin chain, kept only when a chain runs
+    /// (to tell the marks plugins added from ones the message already carried).
+    fn marks_input(&self, metadata: &Metadata) -> Option<Metadata> {
+        self.hooks
+            .implements(HookKind::MessagePreSend)
+            .then(|| metadata.clone())
+    }
+
+    /// Compliance wants flags and redactions on record, like rejections. A plugin marks them
+    /// with a metadata entry whose key ends in `.flagged` or `.redacted` (the DLP plugin's
+    /// `dlp.flagged = "email"`); each mark the chain added becomes a `plugin.flag` /
+    /// `plugin.redact` audit record naming the marker, room, sender and message — the value
+    /// is the plugin's detector list, never message content.
+    async fn audit_marks(&self, sender: &User, event: &Event, input: Option<&Metadata>) {
+        for (key, value) in &event.metadata {
+            let action = if key.ends_with(".flagged") {
+                "plugin.flag"
+            } else if key.ends_with(".redacted") {
+                "plugin.redact"
+            } else {
+                continue;
+            };
+            if input.and_then(|m| m.get(key)) == Some(value) {
+                continue;
+            }
+            let marker = key
+                .rsplit_once('.')
+                .map_or(key.as_str(), |(prefix, _)| prefix);
+            let detail = serde_json::json!({
+                "message": event.target.unwrap_or(event.id),
+                "event": event.id,
+                "sender": sender.id,
+                "key": key,
+                "detectors": value,
+            });
+            if let Err(err) = self
+                .store
+                .append_audit(
+                    &format!("plugin:{marker}"),
+                    action,
+                    &format!("room:{}", event.room_id),
+                    &detail,
+                )
+                .await
+            {
+                tracing::warn!(error = %err, %action, "could not record a plugin mark in the audit log");
             }
         }
     }
