@@ -514,10 +514,156 @@ async fn admin_creates_and_deactivates_users() {
         .await;
         click(b, "#tab-health").await;
         wait_css(b, "#health-connections").await;
+        // This server has no plugins directory: the page says so instead of failing.
         click(b, "#tab-plugins").await;
-        wait_css(b, "#section[data-section=plugins] .placeholder").await;
+        eventually(
+            b,
+            "the plugins page to explain that plugins are not configured",
+            "return document.querySelector('#section[data-section=plugins]')?.textContent",
+            |v| v.as_str().is_some_and(|t| t.contains("not configured")),
+        )
+        .await;
     })
     .await;
+}
+
+/// Click `css`, then accept the `confirm()` it opens.
+async fn click_and_confirm(b: &Browser, css: &str) {
+    click(b, css).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while b.accept_alert().await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no confirmation dialog after clicking `{css}`"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A server with the DLP plugin redacting card numbers, loaded from a plugins directory.
+async fn server_with_dlp() -> (TestServer, TempDir) {
+    use crate::plugins_runtime::harness::Spec;
+    let plugins = tempfile::tempdir().expect("plugins dir");
+    let spec = Spec::new("dlp", "dlp")
+        .caps(&["log", "config", "kv"])
+        .settings("\"action.card\" = \"redact\"\n");
+    std::fs::create_dir_all(plugins.path().join("dlp")).expect("mkdir");
+    std::fs::write(plugins.path().join("dlp/plugin.toml"), spec.manifest()).expect("manifest");
+    let dir = plugins.path().to_path_buf();
+    let server = TestServer::start_with(move |c| c.plugins.dir = Some(dir)).await;
+    (server, plugins)
+}
+
+const CARD: &str = "4111 1111 1111 1111";
+
+/// The admin console's plugin page drives the live chain: a settings change made in its form
+/// and a click on Disable decide what happens to the very next message in another browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_disables_a_plugin_and_the_next_message_is_not_filtered() {
+    let (server, _plugins) = server_with_dlp().await;
+    let alice = server.user("alice").await;
+    let room = alice.group("payments", &[]).await;
+    let server = &server;
+    with_browsers(2, |browsers| async move {
+        let (admin, chat) = (&browsers[0], &browsers[1]);
+        login(chat, server, "/", "alice", PASSWORD).await;
+        wait_online(chat).await;
+        click(chat, &format!(".room-item[data-room-id='{room}']")).await;
+        // Redacted: the stored message replaces the typed one.
+        type_into(chat, "#composer-input", &format!("one {CARD}{ENTER}")).await;
+        wait_for_body(chat, "one **** **** **** 1111").await;
+
+        login(admin, server, "/admin#plugins", "admin", ADMIN_PASSWORD).await;
+        let card = "#plugin-dlp";
+        wait_css(admin, &format!("{card} .plugin-state")).await;
+        assert_eq!(
+            wait_css(admin, &format!("{card} .plugin-state"))
+                .await
+                .text()
+                .await
+                .expect("state"),
+            "enabled"
+        );
+        let capabilities = wait_css(admin, &format!("{card} .plugin-capabilities"))
+            .await
+            .text()
+            .await
+            .expect("caps");
+        assert_eq!(capabilities, "log, config, kv");
+        // The counters become a chart once two samples exist.
+        wait_css(admin, &format!("{card} svg.line-chart")).await;
+
+        // Change a setting in the form: cards are now blocked, with the reason shown.
+        let value = format!("{card} .setting-value[aria-label='Value of action.card']");
+        wait_css(admin, &value).await.clear().await.expect("clear");
+        type_into(admin, &value, "block").await;
+        click(admin, "#plugin-settings-dlp button[type=submit]").await;
+        eventually(
+            admin,
+            "the saved setting",
+            &format!("return document.querySelector(\"{value}\")?.value"),
+            |v| v == "block",
+        )
+        .await;
+        type_into(chat, "#composer-input", &format!("two {CARD}{ENTER}")).await;
+        eventually(
+            chat,
+            "the rejection reason next to the message",
+            "return document.querySelector('#timeline .msg.rejected .msg-note')?.textContent",
+            |v| v.as_str().is_some_and(|t| t.starts_with("Rejected by dlp")),
+        )
+        .await;
+
+        // Disable: the very next message goes through as written.
+        click_and_confirm(admin, &format!("{card} .plugin-toggle")).await;
+        eventually(
+            admin,
+            "dlp shown as disabled",
+            &format!("return document.querySelector('{card} .plugin-state')?.textContent"),
+            |v| v == "disabled",
+        )
+        .await;
+        send(chat, &format!("three {CARD}")).await;
+        wait_for_body(chat, &format!("three {CARD}")).await;
+
+        // And back on: filtered again.
+        click(admin, &format!("{card} .plugin-toggle")).await;
+        eventually(
+            admin,
+            "dlp shown as enabled",
+            &format!("return document.querySelector('{card} .plugin-state')?.textContent"),
+            |v| v == "enabled",
+        )
+        .await;
+        type_into(chat, "#composer-input", &format!("four {CARD}{ENTER}")).await;
+        eventually(
+            chat,
+            "the second rejection",
+            "return document.querySelectorAll('#timeline .msg.rejected').length",
+            |v| v == 2,
+        )
+        .await;
+    })
+    .await;
+    let admin = server.admin().await;
+    let (_, audit) = admin.get("/api/v1/admin/audit?limit=50").await;
+    let actions: Vec<&str> = audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    for action in [
+        "plugin.change",
+        "plugin.disable",
+        "plugin.enable",
+        "plugin.reject",
+    ] {
+        assert!(
+            actions.contains(&action),
+            "{action} missing from {actions:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -645,7 +791,7 @@ async fn group_history_paging_edit_and_delete() {
 async fn screenshots() {
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
     std::fs::create_dir_all(&out).expect("screenshot dir");
-    let server = TestServer::start().await;
+    let (server, _plugins) = server_with_dlp().await;
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
     let room = alice.group("design-review", &[bob.id]).await;
@@ -708,6 +854,20 @@ async fn screenshots() {
         }
         tokio::time::sleep(Duration::from_millis(11_000)).await;
         save("admin-health.png", b.screenshot().await.expect("shot"));
+
+        click(b, "#tab-plugins").await;
+        wait_css(b, "#plugin-dlp").await;
+        // Steady traffic for a few samples, so the charts show it while the shot is taken.
+        for i in 0..150 {
+            let body = if i % 4 == 0 {
+                format!("card {CARD}")
+            } else {
+                format!("plain {i}")
+            };
+            alice.send_http(room, &format!("plug{i}"), &body).await;
+            tokio::time::sleep(Duration::from_millis(50 + 40 * (i % 5))).await;
+        }
+        save("admin-plugins.png", b.screenshot().await.expect("shot"));
     })
     .await;
 }

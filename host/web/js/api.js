@@ -125,6 +125,11 @@ export class Api {
     return this.request('DELETE', path);
   }
 
+  /** POST a multipart form (files). */
+  upload(path, form) {
+    return this.request('POST', path, form);
+  }
+
   /** `/metrics` is text, not JSON. */
   async metricsText() {
     const token = await this.accessToken();
@@ -136,13 +141,15 @@ export class Api {
   async call(method, path, body, token) {
     const headers = { Accept: 'application/json' };
     if (token) headers.Authorization = `Bearer ${token}`;
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    // A FormData body (a plugin upload) sets its own multipart content type.
+    const form = typeof FormData !== 'undefined' && body instanceof FormData;
+    if (body !== undefined && !form) headers['Content-Type'] = 'application/json';
     let resp;
     try {
       resp = await fetch(path, {
         method,
         headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: body === undefined || form ? body : JSON.stringify(body),
         cache: 'no-store',
       });
     } catch {

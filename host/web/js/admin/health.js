@@ -3,7 +3,7 @@
 // divided by the time between them; the last few rates are drawn as a small chart.
 
 import { h, replace } from '../dom.js';
-import { report } from './util.js';
+import { barChart, report } from './util.js';
 
 const POLL_MS = 5_000;
 const HISTORY = 24;
@@ -52,32 +52,6 @@ function stat(label, value, id) {
   return h('div', { class: 'stat', id }, h('span', { class: 'stat-label' }, label), h('span', { class: 'stat-value' }, value));
 }
 
-/** A bar chart as SVG (no library): one bar per sample. */
-function chart(values, label) {
-  const ns = 'http://www.w3.org/2000/svg';
-  const svg = document.createElementNS(ns, 'svg');
-  svg.setAttribute('viewBox', `0 0 ${HISTORY * 10} 60`);
-  svg.setAttribute('class', 'chart');
-  // Stretch to the box: bars keep their place on the time axis at any width.
-  svg.setAttribute('preserveAspectRatio', 'none');
-  svg.setAttribute('role', 'img');
-  svg.setAttribute('aria-label', label);
-  const max = Math.max(1, ...values);
-  values.forEach((v, i) => {
-    const rect = document.createElementNS(ns, 'rect');
-    const height = Math.max(1, (v / max) * 56);
-    rect.setAttribute('x', String((HISTORY - values.length + i) * 10 + 1));
-    rect.setAttribute('y', String(58 - height));
-    rect.setAttribute('width', '8');
-    rect.setAttribute('height', String(height));
-    const title = document.createElementNS(ns, 'title');
-    title.textContent = `${v.toFixed(2)} messages/s`;
-    rect.append(title);
-    svg.append(rect);
-  });
-  return svg;
-}
-
 export default {
   id: 'health',
   title: 'Health',
@@ -117,7 +91,7 @@ export default {
           stat('Uptime', duration(health.uptime_secs), 'health-uptime'),
           stat('Version', health.version, 'health-version')),
         h('h2', {}, 'Messages per second'),
-        rates.length ? chart(rates, `Messages per second over the last ${rates.length} samples`) : h('p', { class: 'muted' }, 'The chart starts after the second sample.'),
+        rates.length ? barChart(rates, HISTORY, 'messages/s', `Messages per second over the last ${rates.length} samples`) : h('p', { class: 'muted' }, 'The chart starts after the second sample.'),
         h('p', { class: 'muted' }, `Sampled every ${POLL_MS / 1000} s from /metrics.`));
     };
     tick();
