@@ -6,6 +6,7 @@
 pub mod account;
 pub mod admin;
 pub mod ops;
+pub mod plugins;
 pub mod rooms;
 pub mod web;
 pub mod ws;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub metrics: Metrics,
     pub registry: Arc<Registry>,
+    /// The plugin runtime, when a plugins directory is configured.
+    pub plugins: Option<Arc<crate::plugins::PluginHost>>,
 }
 
 /// All routes, with limits and request tracing applied.
@@ -51,6 +54,7 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(ws::routes())
         .merge(ops::routes())
         .merge(admin::routes())
+        .merge(plugins::routes(state.config.plugins.max_component_bytes))
         .merge(web::routes())
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))

@@ -5,6 +5,7 @@
 //! knows no HTTP types and no wasmtime types; `store` knows only SQL. [`serve`] is the one
 //! entry point, used by the binary and by the end-to-end tests alike.
 
+pub mod admin_client;
 pub mod api;
 pub mod auth;
 pub mod bus;
@@ -164,6 +165,7 @@ pub async fn serve(
         hub: hub.clone(),
         metrics,
         registry: Arc::new(registry),
+        plugins: plugins.clone(),
     };
 
     let addr = listener.local_addr()?;

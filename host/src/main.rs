@@ -38,6 +38,9 @@ enum Command {
     /// Manage accounts directly in the database.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the plugins of a running server (through its admin API).
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Copy a stopped SQLite installation into an empty PostgreSQL database, keeping every
     /// id, seq and timestamp; verifies the copy and prints a summary.
     MigrateStore {
@@ -48,6 +51,12 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    #[command(flatten)]
+    Admin(switchboard::admin_client::PluginAdminCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +96,9 @@ fn main() -> anyhow::Result<()> {
                 switchboard::serve(config, listener, shutdown_signal()).await
             }
             Command::User(command) => user_command(&config, command).await,
+            Command::Plugin(PluginCommand::Admin(command)) => {
+                switchboard::admin_client::run(command).await
+            }
             Command::MigrateStore { from, to } => {
                 println!(
                     "migrating {} -> {}",

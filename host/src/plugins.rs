@@ -25,10 +25,12 @@ mod chain;
 mod engine;
 mod instance;
 mod kv;
+mod manage;
 pub mod manifest;
 mod metrics;
 mod observer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -38,6 +40,10 @@ use serde::{Deserialize, Serialize};
 use crate::store::Store;
 
 pub use chain::{PluginCounters, PluginStatus};
+pub use manage::{
+    InstallRequest, ManageError, ManifestProblem, PluginChange, PluginList, PluginView,
+    ReloadReport,
+};
 pub use manifest::{Capability, FailurePolicy, HookName, Manifest};
 
 /// Operator configuration of the plugin layer (`[plugins]` in `switchboard.toml`).
@@ -72,6 +78,11 @@ pub struct PluginsConfig {
     pub breaker_cooldown_secs: u64,
     /// Cache compiled components under `<data_dir>/plugin-cache`.
     pub compile_cache: bool,
+    /// Largest component the admin API accepts for an install.
+    pub max_component_bytes: usize,
+    /// How long a reload, disable or uninstall waits for calls still running on the old
+    /// version to finish before it reports back (the old version finishes them either way).
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for PluginsConfig {
@@ -89,6 +100,8 @@ impl Default for PluginsConfig {
             breaker_window_secs: 60,
             breaker_cooldown_secs: 300,
             compile_cache: true,
+            max_component_bytes: 32 * 1024 * 1024,
+            drain_timeout_ms: 10_000,
         }
     }
 }
@@ -172,10 +185,23 @@ pub enum PluginError {
 /// The loaded plugins and everything that runs them. Implements
 /// [`Hooks`](crate::router::hooks::Hooks) for the router.
 pub struct PluginHost {
+    config: PluginsConfig,
     engine: engine::EngineHandle,
+    cache_dir: Option<PathBuf>,
+    /// The largest linear memory an instance may have: fixed when the engine is built (it
+    /// sizes the pooling allocator's slots), so a plugin installed later must fit.
+    memory_ceiling: usize,
+    store: Arc<dyn Store>,
     chain: Arc<chain::ChainCell>,
     observer: observer::Observer,
-    kv_spaces: Mutex<Vec<kv::KvWriter>>,
+    /// Each plugin's `kv` namespace by name, kept across reloads so a new version sees
+    /// (and no write is lost between) the old version's data.
+    kv_spaces: Mutex<HashMap<String, Arc<kv::KvSpace>>>,
+    kv_writers: Mutex<Vec<kv::KvWriter>>,
+    /// Counters of versions that were reloaded away, so a plugin's totals survive reloads.
+    retired: Mutex<HashMap<String, PluginCounters>>,
+    /// Serialises management operations (two reloads of one plugin must not interleave).
+    admin: tokio::sync::Mutex<()>,
     metrics: Arc<metrics::Metrics>,
 }
 
@@ -212,38 +238,37 @@ impl PluginHost {
             None => Vec::new(),
         };
         let metrics = Arc::new(metrics::Metrics::new(registry));
-        let max_memory = manifests.iter().map(|m| m.limits.memory_bytes()).max();
-        let engine = engine::EngineHandle::new(config, max_memory)?;
-        let cache_dir = config.compile_cache.then(|| data_dir.join("plugin-cache"));
+        // Leave room for plugins installed later with the server-wide default limit.
+        let memory_ceiling = manifests
+            .iter()
+            .map(|m| m.limits.memory_bytes())
+            .chain([config.limits.memory_bytes()])
+            .max()
+            .unwrap_or(0);
+        let engine = engine::EngineHandle::new(config, Some(memory_ceiling))?;
+        let chain = Arc::new(chain::ChainCell::new(chain::Chain::new(Vec::new())));
+        let observer = observer::Observer::start(chain.clone(), config.observer_queue, &metrics);
+        let host = Arc::new(PluginHost {
+            config: config.clone(),
+            engine,
+            cache_dir: config.compile_cache.then(|| data_dir.join("plugin-cache")),
+            memory_ceiling,
+            store,
+            chain,
+            observer,
+            kv_spaces: Mutex::new(HashMap::new()),
+            kv_writers: Mutex::new(Vec::new()),
+            retired: Mutex::new(HashMap::new()),
+            admin: tokio::sync::Mutex::new(()),
+            metrics,
+        });
 
         let mut plugins = Vec::new();
-        let mut writers = Vec::new();
         for manifest in manifests.into_iter().filter(|m| m.enabled) {
-            let space = if manifest.grants(Capability::Kv) {
-                let (space, writer) = kv::KvSpace::load(&manifest, store.clone()).await?;
-                writers.push(writer);
-                Some(space)
-            } else {
-                None
-            };
-            let compiled = {
-                let engine = engine.engine().clone();
-                let cache_dir = cache_dir.clone();
-                let path = manifest.component.clone();
-                let name = manifest.name.clone();
-                tokio::task::spawn_blocking(move || {
-                    engine::compile(&engine, &path, cache_dir.as_deref(), &name)
-                })
-                .await
-                .map_err(|e| PluginError::Engine(format!("compile task: {e}")))??
-            };
-            let plugin =
-                instance::LoadedPlugin::new(&engine, compiled, manifest, space, config, &metrics)
-                    .await?;
-            plugins.push(Arc::new(plugin));
+            plugins.push(host.load_plugin(manifest).await?);
         }
-        let chain = Arc::new(chain::ChainCell::new(chain::Chain::new(plugins)));
-        for status in chain.snapshot().statuses() {
+        host.chain.replace(chain::Chain::new(plugins));
+        for status in host.chain.snapshot().statuses() {
             tracing::info!(
                 plugin = %status.name,
                 version = %status.version,
@@ -255,18 +280,61 @@ impl PluginHost {
             );
         }
         tracing::info!(
-            plugins = chain.snapshot().statuses().len(),
-            pooling = engine.pooled(),
+            plugins = host.chain.snapshot().statuses().len(),
+            pooling = host.engine.pooled(),
             "plugin runtime started"
         );
-        let observer = observer::Observer::start(chain.clone(), config.observer_queue, &metrics);
-        Ok(Arc::new(PluginHost {
-            engine,
-            chain,
-            observer,
-            kv_spaces: Mutex::new(writers),
-            metrics,
-        }))
+        Ok(host)
+    }
+
+    /// Compile and warm one plugin (its `kv` namespace loaded or reused), off the hot path.
+    async fn load_plugin(
+        &self,
+        manifest: Manifest,
+    ) -> Result<Arc<instance::LoadedPlugin>, PluginError> {
+        if manifest.limits.memory_bytes() > self.memory_ceiling {
+            return Err(PluginError::Config(format!(
+                "plugin {}: limits.memory_mib exceeds the {} MiB the plugin engine was started \
+                 with; restart the server to raise it",
+                manifest.name,
+                self.memory_ceiling / (1024 * 1024)
+            )));
+        }
+        let space = if manifest.grants(Capability::Kv) {
+            let existing = lock(&self.kv_spaces).get(&manifest.name).cloned();
+            match existing {
+                Some(space) => Some(space),
+                None => {
+                    let (space, writer) = kv::KvSpace::load(&manifest, self.store.clone()).await?;
+                    lock(&self.kv_writers).push(writer);
+                    lock(&self.kv_spaces).insert(manifest.name.clone(), space.clone());
+                    Some(space)
+                }
+            }
+        } else {
+            None
+        };
+        let compiled = {
+            let engine = self.engine.engine().clone();
+            let cache_dir = self.cache_dir.clone();
+            let path = manifest.component.clone();
+            let name = manifest.name.clone();
+            tokio::task::spawn_blocking(move || {
+                engine::compile(&engine, &path, cache_dir.as_deref(), &name)
+            })
+            .await
+            .map_err(|e| PluginError::Engine(format!("compile task: {e}")))??
+        };
+        let plugin = instance::LoadedPlugin::new(
+            &self.engine,
+            compiled,
+            manifest,
+            space,
+            &self.config,
+            &self.metrics,
+        )
+        .await?;
+        Ok(Arc::new(plugin))
     }
 
     /// Stop cleanly: let queued `message-delivered` events be observed, write every
@@ -275,10 +343,7 @@ impl PluginHost {
     /// plugin's failure policy decides (fail-closed rejects with `plugin_unavailable`).
     pub async fn shutdown(&self) {
         self.observer.shutdown().await;
-        let writers = match self.kv_spaces.lock() {
-            Ok(mut guard) => std::mem::take(&mut *guard),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
+        let writers = std::mem::take(&mut *lock(&self.kv_writers));
         for writer in writers {
             writer.flush_and_stop().await;
         }
@@ -287,7 +352,14 @@ impl PluginHost {
 
     /// What is loaded, in chain order, with each plugin's counters (for the admin API).
     pub fn statuses(&self) -> Vec<PluginStatus> {
-        self.chain.snapshot().statuses()
+        let retired = lock(&self.retired);
+        let mut statuses = self.chain.snapshot().statuses();
+        for status in &mut statuses {
+            if let Some(before) = retired.get(&status.name) {
+                status.counters.add(before);
+            }
+        }
+        statuses
     }
 
     /// Whether instances come from wasmtime's pooling allocator (false: on-demand, either
@@ -314,8 +386,10 @@ fn read_manifests(dir: &Path, defaults: &LimitsConfig) -> Result<Vec<Manifest>, 
             path: dir.to_path_buf(),
             source: e,
         })?;
+        // Dot-directories are the admin API's staging and backup areas, never plugins.
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
         let manifest = entry.path().join("plugin.toml");
-        if manifest.is_file() {
+        if !hidden && manifest.is_file() {
             paths.push(manifest);
         }
     }

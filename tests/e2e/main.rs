@@ -13,6 +13,7 @@ mod browser;
 mod chat;
 mod cluster;
 mod crash;
+mod plugins_admin;
 mod plugins_runtime;
 mod plugins_server;
 mod resume;

@@ -36,6 +36,15 @@ impl ChainCell {
     pub(crate) fn snapshot(&self) -> Arc<Chain> {
         read_lock(&self.0).clone()
     }
+
+    /// Swap in a new snapshot; calls already running keep the one they started with.
+    pub(crate) fn replace(&self, chain: Chain) -> Arc<Chain> {
+        let mut current = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::replace(&mut *current, Arc::new(chain))
+    }
 }
 
 /// The loaded plugins in chain order (lower priority first, then name), and per hook the
@@ -75,6 +84,11 @@ impl Chain {
     pub(crate) fn statuses(&self) -> Vec<PluginStatus> {
         self.plugins.iter().map(|p| PluginStatus::of(p)).collect()
     }
+
+    /// Every loaded plugin, in chain order.
+    pub(crate) fn plugins(&self) -> &[Arc<LoadedPlugin>] {
+        &self.plugins
+    }
 }
 
 /// One plugin as the admin API shows it.
@@ -111,10 +125,28 @@ pub struct PluginCounters {
     pub limit_exceeded: u64,
     pub instances_created: u64,
     pub breaker_trips: u64,
+    /// Wall time spent in calls, in microseconds (mean latency = this / calls).
+    pub call_micros: u64,
+}
+
+impl PluginCounters {
+    /// Add `other` (the totals of a version that was reloaded away) to these.
+    pub(crate) fn add(&mut self, other: &PluginCounters) {
+        self.calls += other.calls;
+        self.rejects += other.rejects;
+        self.modifications += other.modifications;
+        self.failures += other.failures;
+        self.timeouts += other.timeouts;
+        self.traps += other.traps;
+        self.limit_exceeded += other.limit_exceeded;
+        self.instances_created += other.instances_created;
+        self.breaker_trips += other.breaker_trips;
+        self.call_micros += other.call_micros;
+    }
 }
 
 impl PluginStatus {
-    fn of(p: &LoadedPlugin) -> Self {
+    pub(crate) fn of(p: &LoadedPlugin) -> Self {
         let c = &p.counters;
         let (idle_instances, instance_memory_bytes) = p.pool_stats();
         Self {
@@ -138,6 +170,7 @@ impl PluginStatus {
                 limit_exceeded: Counters::get(&c.limit_exceeded),
                 instances_created: Counters::get(&c.instances_created),
                 breaker_trips: p.breaker.trips(),
+                call_micros: Counters::get(&c.call_micros),
             },
         }
     }

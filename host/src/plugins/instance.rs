@@ -254,7 +254,12 @@ impl LoadedPlugin {
                 .await
                 .map(Response::Decision),
         };
-        metrics.latency.observe(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed();
+        metrics.latency.observe(elapsed.as_secs_f64());
+        Counters::add(
+            &self.counters.call_micros,
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        );
         match result {
             Ok(value) => {
                 warm.calls += 1;

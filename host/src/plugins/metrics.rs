@@ -177,11 +177,16 @@ pub(crate) struct Counters {
     pub(crate) traps: AtomicU64,
     pub(crate) limit_exceeded: AtomicU64,
     pub(crate) instances_created: AtomicU64,
+    pub(crate) call_micros: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, amount: u64) {
+        counter.fetch_add(amount, Ordering::Relaxed);
     }
 
     pub(crate) fn get(counter: &AtomicU64) -> u64 {
