@@ -28,6 +28,9 @@ mod kv;
 pub mod manifest;
 mod metrics;
 mod observer;
+pub mod scaffold;
+pub mod signing;
+pub mod standalone;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -72,6 +75,10 @@ pub struct PluginsConfig {
     pub breaker_cooldown_secs: u64,
     /// Cache compiled components under `<data_dir>/plugin-cache`.
     pub compile_cache: bool,
+    /// Public keys (`ed25519:<base64>`) whose signatures are trusted. Empty: signatures are
+    /// not checked. Otherwise only components with a valid `<component>.sig` by one of them
+    /// load (see [`signing`]).
+    pub trusted_keys: signing::TrustedKeys,
 }
 
 impl Default for PluginsConfig {
@@ -89,6 +96,7 @@ impl Default for PluginsConfig {
             breaker_window_secs: 60,
             breaker_cooldown_secs: 300,
             compile_cache: true,
+            trusted_keys: signing::TrustedKeys::default(),
         }
     }
 }
@@ -161,6 +169,11 @@ pub enum PluginError {
     Compile { name: String, message: String },
     #[error("plugin {name}: {message}")]
     Incompatible { name: String, message: String },
+    #[error("plugin {name}: signature check failed: {reason}")]
+    Signature {
+        name: String,
+        reason: signing::SignatureError,
+    },
     #[error("plugin {name}: loading its kv namespace: {message}")]
     Kv { name: String, message: String },
     #[error("plugin engine: {0}")]
@@ -231,8 +244,9 @@ impl PluginHost {
                 let cache_dir = cache_dir.clone();
                 let path = manifest.component.clone();
                 let name = manifest.name.clone();
+                let trusted = config.trusted_keys.clone();
                 tokio::task::spawn_blocking(move || {
-                    engine::compile(&engine, &path, cache_dir.as_deref(), &name)
+                    engine::compile(&engine, &path, cache_dir.as_deref(), &name, &trusted)
                 })
                 .await
                 .map_err(|e| PluginError::Engine(format!("compile task: {e}")))??
