@@ -256,3 +256,84 @@ fn plugin_new_scaffolds_a_crate_that_builds_and_passes_plugin_test() {
     // And its unit tests pass natively.
     cargo_in_crate(&["test", "--quiet"]);
 }
+
+#[test]
+fn plugin_test_runs_every_hook_kind_and_reports_a_failed_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = plugin_wasm("fixture-probe");
+
+    // Without a manifest the plugin gets log, config and kv; `--config` reaches it; a
+    // plugin that keeps state in kv decides differently on each call, and the report says so.
+    let msg = write(
+        dir.path(),
+        "msg.json",
+        r#"{"body": "hi", "metadata": {"a": "b"}}"#,
+    );
+    let report = json(&ok(plugin_test(&probe, "message-pre-send", &msg).args([
+        "--config",
+        "greeting=hello",
+        "--repeat",
+        "3",
+        "--json",
+    ])));
+    let metadata = &report["metadata"];
+    assert_eq!(report["outcome"], "modify", "{report}");
+    assert_eq!(
+        (
+            metadata["probe.log"].as_str(),
+            metadata["probe.config"].as_str(),
+            metadata["probe.kv"].as_str()
+        ),
+        (Some("ok"), Some("ok"), Some("ok")),
+        "{report}"
+    );
+    assert_eq!(metadata["probe.greeting"], "hello");
+    assert_eq!(metadata["a"], "b", "input metadata reaches the plugin");
+    assert_eq!(
+        metadata["probe.calls"], "1",
+        "the first call's outcome is reported"
+    );
+    assert_eq!(report["warm_different"], 2, "{report}");
+
+    let event = write(
+        dir.path(),
+        "event.json",
+        r#"{"room": {"kind": "direct"}, "event": {"id": 9, "body": "hi"}}"#,
+    );
+    let report = json(&ok(
+        plugin_test(&probe, "message-delivered", &event).arg("--json")
+    ));
+    assert_eq!(report["outcome"], "observed", "{report}");
+    let user = write(
+        dir.path(),
+        "user.json",
+        r#"{"name": "bob", "session_id": "s-9"}"#,
+    );
+    let report = json(&ok(plugin_test(&probe, "on-connect", &user).arg("--json")));
+    assert_eq!(report["outcome"], "allow", "{report}");
+
+    let guard = plugin_wasm("keyword-guard");
+    let bob = write(dir.path(), "bob.json", r#"{"name": "bob"}"#);
+    let alice = write(dir.path(), "alice.json", r#"{"name": "alice"}"#);
+    let deny_bob = ["--config", "deny_users=bob", "--json"];
+    let report = json(&ok(plugin_test(&guard, "on-login", &bob).args(deny_bob)));
+    assert_eq!(
+        (report["outcome"].as_str(), report["reason"].as_str()),
+        (Some("deny"), Some("this account may not log in")),
+        "{report}"
+    );
+    let report = json(&ok(plugin_test(&guard, "on-login", &alice).args(deny_bob)));
+    assert_eq!(report["outcome"], "allow", "{report}");
+
+    // A trapping plugin: the report shows the failure and what its policy made of it, and
+    // the exit status is non-zero.
+    let trap = plugin_wasm("fixture-trap");
+    let out = plugin_test(&trap, "message-pre-send", &msg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert!(text.contains("FAILED   trap"), "{text}");
+    assert!(text.contains("plugin_failed"), "{text}");
+    assert!(err.contains("the plugin failed (trap)"), "{err}");
+}

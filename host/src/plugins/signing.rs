@@ -343,8 +343,8 @@ pub struct GeneratedKey {
     pub public: PublicKey,
 }
 
-/// Generate a key pair into `out.key` (secret, mode 0600) and `out.pub`. Refuses to
-/// overwrite either file.
+/// Generate a key pair into `out.key` (secret, mode 0600) and `out.pub`, creating `out`'s
+/// directory if needed. Refuses to overwrite either file.
 pub fn keygen(out: &Path) -> Result<GeneratedKey, KeyError> {
     let secret_path = with_suffix(out, ".key");
     let public_path = with_suffix(out, ".pub");
@@ -352,6 +352,12 @@ pub fn keygen(out: &Path) -> Result<GeneratedKey, KeyError> {
         if path.symlink_metadata().is_ok() {
             return Err(KeyError::Exists { path: path.clone() });
         }
+    }
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| KeyError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     let key = SecretKey::generate()?;
     let public = key.public();
@@ -568,9 +574,9 @@ mod tests {
     #[test]
     fn keygen_writes_a_private_key_and_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("author");
+        let out = dir.path().join("keys/author");
         let generated = keygen(&out).unwrap();
-        assert_eq!(generated.secret_path, dir.path().join("author.key"));
+        assert_eq!(generated.secret_path, dir.path().join("keys/author.key"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
