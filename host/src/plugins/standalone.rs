@@ -188,8 +188,10 @@ pub async fn run(options: &TestOptions) -> Result<Report, StandaloneError> {
         source,
     })?;
 
-    let mut server_config = crate::config::Config::default();
-    server_config.data_dir = temp.path().join("data");
+    let server_config = crate::config::Config {
+        data_dir: temp.path().join("data"),
+        ..crate::config::Config::default()
+    };
     let store = crate::open_store(&server_config)
         .await
         .map_err(|e| StandaloneError::Store(format!("{e:#}")))?;
