@@ -146,6 +146,9 @@ enum UserCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The author's tools need no server configuration (a broken switchboard.toml in the
+    // working directory must not stop `plugin test`) and keep stdout for their results.
+    // Subcommands that act on a server's plugins can load `cli.config` themselves.
     if let Command::Plugin(command) = cli.command {
         return plugin_command(command);
     }
