@@ -1,4 +1,4 @@
-//! The `switchboard` command: run the server, manage users.
+//! The `switchboard` command: run the server, manage users, and the plugin author's tools.
 
 use std::io::BufRead as _;
 use std::path::PathBuf;
@@ -20,8 +20,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Self-hosted IM server with WebAssembly plugins"
 )]
 struct Cli {
-    /// Configuration file (default: ./switchboard.toml if present).
-    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
+    /// Configuration file (default: ./switchboard.toml if present). Given before the
+    /// subcommand (not global: `plugin test --config` sets a plugin setting).
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -38,9 +39,7 @@ enum Command {
     /// Manage accounts directly in the database.
     #[command(subcommand)]
     User(UserCommand),
-    /// Manage the plugins of a running server (through its admin API).
-    #[command(subcommand)]
-    Plugin(PluginCommand),
+
     /// Copy a stopped SQLite installation into an empty PostgreSQL database, keeping every
     /// id, seq and timestamp; verifies the copy and prints a summary.
     MigrateStore {
@@ -51,12 +50,83 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Plugins: manage a running server's (list, install, enable, disable, reload, set,
+    /// uninstall) and the author's tools (keygen, sign, new, test).
+    #[command(subcommand)]
+    Plugin(PluginCommand),
 }
 
+/// `switchboard plugin ...`: the admin commands talk to a running server's admin API; the
+/// author's tools need no server and no configuration.
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
     #[command(flatten)]
     Admin(switchboard::admin_client::PluginAdminCommand),
+    /// Generate an ed25519 signing key pair: OUT.key (secret, mode 0600) and OUT.pub (give
+    /// it to operators for `plugins.trusted_keys`). Never overwrites.
+    Keygen {
+        /// Path and base name of the two files, e.g. keys/acme.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a component: writes COMPONENT.sig next to it (install the two together).
+    Sign {
+        /// The secret key file made by `plugin keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        component: PathBuf,
+    },
+    /// Create a plugin crate NAME (builds as-is for wasm32-wasip2).
+    New {
+        /// 1-64 characters of [a-z0-9_-], starting with a letter.
+        name: String,
+        /// Where to create the crate's directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The guest SDK (`plugin-api` of a Switchboard checkout); default: the checkout
+        /// this binary was built from.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Run one hook of a component without a server and print the outcome and the time.
+    ///
+    /// The input is a JSON object; missing fields take defaults:
+    ///   message-pre-send:  {"body": "...", "room_id": 1, "sender_id": 1, "sender_name":
+    ///                       "alice", "client_msg_id": "test-1", "editing": null,
+    ///                       "metadata": {}}   (body required)
+    ///   message-delivered: {"room": {"id": 1, "kind": "group", "name": "general"},
+    ///                       "event": {"id": 1, "seq": 1, "kind": "message", "sender_id": 1,
+    ///                       "body": "...", "metadata": {}}}
+    ///   on-login:          {"id": 1, "name": "alice", "display_name": "Alice",
+    ///                       "is_admin": false, "is_bot": false}
+    ///   on-connect:        as on-login, plus "session_id": "session-1"
+    ///
+    /// Exits non-zero on bad input, a hook the plugin does not implement, or a failed call.
+    #[command(verbatim_doc_comment)]
+    Test {
+        /// The component (.wasm).
+        component: PathBuf,
+        /// message-pre-send, message-delivered, on-login or on-connect.
+        #[arg(long, value_parser = switchboard::plugins::standalone::parse_hook)]
+        hook: switchboard::plugins::HookName,
+        /// The hook's input, a JSON file (see above).
+        #[arg(long)]
+        input: PathBuf,
+        /// A setting for the plugin, KEY=VALUE; repeat a key for a list.
+        #[arg(long = "config", value_name = "KEY=VALUE",
+              value_parser = switchboard::plugins::standalone::parse_setting)]
+        settings: Vec<(String, String)>,
+        /// Load with this plugin.toml (its capabilities, limits, settings) instead of
+        /// granting log, config and kv.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Call the hook N times and report the warm-call average too.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +151,12 @@ enum UserCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The author's tools need no server configuration (a broken switchboard.toml in the
+    // working directory must not stop `plugin test`) and keep stdout for their results.
+    // Subcommands that act on a server's plugins can load `cli.config` themselves.
+    if let Command::Plugin(command) = cli.command {
+        return plugin_command(command);
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     init_tracing(config.log_format);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -96,9 +172,7 @@ fn main() -> anyhow::Result<()> {
                 switchboard::serve(config, listener, shutdown_signal()).await
             }
             Command::User(command) => user_command(&config, command).await,
-            Command::Plugin(PluginCommand::Admin(command)) => {
-                switchboard::admin_client::run(command).await
-            }
+            Command::Plugin(_) => unreachable!("handled before the configuration is loaded"),
             Command::MigrateStore { from, to } => {
                 println!(
                     "migrating {} -> {}",
@@ -180,6 +254,78 @@ async fn user_command(config: &Config, command: UserCommand) -> anyhow::Result<(
                 )
                 .await?;
             println!("deactivated `{name}`; ended {} session(s)", ended.len());
+        }
+    }
+    Ok(())
+}
+
+fn plugin_command(command: PluginCommand) -> anyhow::Result<()> {
+    use switchboard::plugins::{scaffold, signing, standalone};
+    // The tools print results on stdout (`plugin test --json` is read by scripts); the log,
+    // including the plugin's own `log` lines, goes to stderr.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,plugin=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match command {
+        PluginCommand::Admin(command) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(switchboard::admin_client::run(command))?;
+        }
+        PluginCommand::Keygen { out } => {
+            let key = signing::keygen(&out)?;
+            println!(
+                "secret key: {} (keep it private)",
+                key.secret_path.display()
+            );
+            println!("public key: {}", key.public_path.display());
+            println!("key id:     {}", key.public.id());
+            println!("for the operator's switchboard.toml:");
+            println!("  [plugins]\n  trusted_keys = [\"{}\"]", key.public);
+        }
+        PluginCommand::Sign { key, component } => {
+            let (signature, id) = signing::sign_file(&key, &component)?;
+            println!("signed {} with key {id}", component.display());
+            println!("signature: {}", signature.display());
+        }
+        PluginCommand::New { name, dir, sdk } => {
+            let made = scaffold::scaffold(&name, &dir, sdk.as_deref())?;
+            println!("created {}", made.dir.display());
+            println!(
+                "build:  cd {} && cargo build --release --target wasm32-wasip2",
+                made.dir.display()
+            );
+            println!("output: target/{}", made.component);
+        }
+        PluginCommand::Test {
+            component,
+            hook,
+            input,
+            settings,
+            manifest,
+            repeat,
+            json,
+        } => {
+            let options = standalone::TestOptions {
+                component,
+                hook,
+                input,
+                settings,
+                manifest,
+                repeat,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let report = runtime.block_on(standalone::run(&options))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            if let Some(kind) = &report.failure {
+                anyhow::bail!("the plugin failed ({kind})");
+            }
         }
     }
     Ok(())

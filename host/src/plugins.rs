@@ -29,6 +29,9 @@ mod manage;
 pub mod manifest;
 mod metrics;
 mod observer;
+pub mod scaffold;
+pub mod signing;
+pub mod standalone;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -83,6 +86,10 @@ pub struct PluginsConfig {
     /// How long a reload, disable or uninstall waits for calls still running on the old
     /// version to finish before it reports back (the old version finishes them either way).
     pub drain_timeout_ms: u64,
+    /// Public keys (`ed25519:<base64>`) whose signatures are trusted. Empty: signatures are
+    /// not checked. Otherwise only components with a valid `<component>.sig` by one of them
+    /// load (see [`signing`]).
+    pub trusted_keys: signing::TrustedKeys,
 }
 
 impl Default for PluginsConfig {
@@ -102,6 +109,7 @@ impl Default for PluginsConfig {
             compile_cache: true,
             max_component_bytes: 32 * 1024 * 1024,
             drain_timeout_ms: 10_000,
+            trusted_keys: signing::TrustedKeys::default(),
         }
     }
 }
@@ -174,6 +182,11 @@ pub enum PluginError {
     Compile { name: String, message: String },
     #[error("plugin {name}: {message}")]
     Incompatible { name: String, message: String },
+    #[error("plugin {name}: signature check failed: {reason}")]
+    Signature {
+        name: String,
+        reason: signing::SignatureError,
+    },
     #[error("plugin {name}: loading its kv namespace: {message}")]
     Kv { name: String, message: String },
     #[error("plugin engine: {0}")]
@@ -319,8 +332,9 @@ impl PluginHost {
             let cache_dir = self.cache_dir.clone();
             let path = manifest.component.clone();
             let name = manifest.name.clone();
+            let trusted = self.config.trusted_keys.clone();
             tokio::task::spawn_blocking(move || {
-                engine::compile(&engine, &path, cache_dir.as_deref(), &name)
+                engine::compile(&engine, &path, cache_dir.as_deref(), &name, &trusted)
             })
             .await
             .map_err(|e| PluginError::Engine(format!("compile task: {e}")))??

@@ -13,6 +13,8 @@ mod browser;
 mod chat;
 mod cluster;
 mod crash;
+mod plugin_signing;
+mod plugin_tools;
 mod plugins_admin;
 mod plugins_runtime;
 mod plugins_server;

@@ -53,9 +53,22 @@ async fn upload(
     component: Vec<u8>,
     query: &str,
 ) -> (StatusCode, Value) {
-    let form = Form::new()
+    upload_signed(admin, manifest, component, None, query).await
+}
+
+async fn upload_signed(
+    admin: &Client,
+    manifest: &str,
+    component: Vec<u8>,
+    signature: Option<String>,
+    query: &str,
+) -> (StatusCode, Value) {
+    let mut form = Form::new()
         .part("manifest", Part::text(manifest.to_string()))
         .part("component", Part::bytes(component).file_name("plugin.wasm"));
+    if let Some(signature) = signature {
+        form = form.part("signature", Part::text(signature));
+    }
     let resp = admin
         .http
         .post(format!("{}/api/v1/admin/plugins{query}", admin.base))
@@ -423,4 +436,57 @@ async fn reload_under_load_loses_duplicates_and_leaks_nothing() {
         view["status"]["counters"]["calls"].as_u64().unwrap() >= (SENDERS * PER_SENDER) as u64,
         "call counts survive reloads: {view}"
     );
+}
+
+/// With `trusted_keys` configured, an upload must carry a valid signature by one of them: an
+/// unsigned or tampered component is refused with `plugin_signature_invalid` and leaves
+/// nothing behind; a signed one installs.
+#[tokio::test]
+async fn installs_need_a_trusted_signature_when_keys_are_configured() {
+    use switchboard::plugins::signing::{SecretKey, TrustedKeys};
+    let key = SecretKey::generate().unwrap();
+    let trusted = TrustedKeys::new(vec![key.public()]);
+    let (server, plugins_dir) =
+        server_tweaked(vec![], move |c| c.plugins.trusted_keys = trusted).await;
+    let admin = server.admin().await;
+    let manifest = "name = \"guard\"\nversion = \"1.0.0\"\ncomponent = \"guard.wasm\"\n\
+                    capabilities = [\"config\"]\n[settings]\nblock = [\"forbidden\"]\n";
+    let component = std::fs::read(plugin_wasm("keyword-guard")).unwrap();
+
+    let (status, err) = upload(&admin, manifest, component.clone(), "").await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("plugin_signature_invalid")),
+        "{err}"
+    );
+    let mut tampered = component.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let (status, err) =
+        upload_signed(&admin, manifest, tampered, Some(key.sign(&component)), "").await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("plugin_signature_invalid")),
+        "{err}"
+    );
+    assert!(
+        !plugins_dir.path().join("guard").exists(),
+        "a refused upload leaves nothing"
+    );
+
+    let (status, report) = upload_signed(
+        &admin,
+        manifest,
+        component.clone(),
+        Some(key.sign(&component)),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{report}");
+    assert_eq!(report["plugin"]["loaded"], true);
+    assert!(plugins_dir.path().join("guard/guard.wasm.sig").is_file());
+    let alice = server.user("alice").await;
+    let room = alice.group("signed", &[]).await;
+    let (status, _) = alice.send_http(room, "s1", "forbidden words").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

@@ -50,6 +50,9 @@ impl From<ManageError> for ApiError {
             ManageError::Load(PluginError::Io { .. } | PluginError::Engine(_)) => {
                 ApiError::internal(anyhow::anyhow!(message))
             }
+            ManageError::Load(PluginError::Signature { .. }) => {
+                ApiError::bad_request("plugin_signature_invalid", message)
+            }
             ManageError::Load(_) => ApiError::bad_request("plugin_load_failed", message),
             ManageError::Io(_) => ApiError::internal(anyhow::anyhow!(message)),
         }

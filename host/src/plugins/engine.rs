@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::signing::{self, TrustedKeys};
 use super::{PluginError, PluginsConfig, lock};
 
 /// The engine plus the thread that ticks its epoch.
@@ -132,16 +133,35 @@ fn engine_config(config: &PluginsConfig, pool_memory: Option<usize>) -> Config {
 /// Compile the component at `path`, through the cache when `cache_dir` is given. The cache
 /// key is the SHA-256 of the component's bytes plus wasmtime's own compatibility hash of the
 /// engine (version, target, settings), so a stale artifact is never loaded.
+///
+/// With `trusted` keys, the component must carry a valid signature by one of them
+/// (`<component>.sig`, see [`signing`]). The check runs on the bytes read here, the same
+/// ones that are compiled (and that key the cache), before anything else looks at them.
 pub(crate) fn compile(
     engine: &Engine,
     path: &Path,
     cache_dir: Option<&Path>,
     name: &str,
+    trusted: &TrustedKeys,
 ) -> Result<Component, PluginError> {
     let bytes = std::fs::read(path).map_err(|e| PluginError::Io {
         path: path.to_path_buf(),
         source: e,
     })?;
+    if !trusted.is_empty() {
+        let signature = signing::read_signature(path).map_err(|e| PluginError::Io {
+            path: signing::signature_path(path),
+            source: e,
+        })?;
+        let signer =
+            signing::verify_component(&bytes, signature.as_deref(), trusted).map_err(|reason| {
+                PluginError::Signature {
+                    name: name.to_string(),
+                    reason,
+                }
+            })?;
+        tracing::info!(plugin = name, key = %signer, "plugin signature verified");
+    }
     let compile_err = |e: wasmtime::Error| PluginError::Compile {
         name: name.to_string(),
         message: format!("{e:#}"),
