@@ -490,3 +490,93 @@ async fn installs_need_a_trusted_signature_when_keys_are_configured() {
     let (status, _) = alice.send_http(room, "s1", "forbidden words").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// Run the real `switchboard plugin …` CLI against the server, as an operator would.
+async fn cli(server: &TestServer, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("plugin")
+        .args(args)
+        .env("SWITCHBOARD_URL", &server.base)
+        .env("SWITCHBOARD_TOKEN", token)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("running switchboard");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_manages_a_running_servers_plugins() {
+    let (server, plugins_dir) = server_with(vec![dlp("\"action.card\" = \"block\"\n")]).await;
+    let admin = server.admin().await;
+    let alice = server.user("alice").await;
+    let room = alice.group("cli", &[]).await;
+    alice.send_http(room, "x0", "warm up the counters").await;
+
+    let (ok, out, err) = cli(&server, &admin.token, &["list"]).await;
+    assert!(ok, "{err}");
+    let row = out.lines().find(|l| l.starts_with("dlp ")).expect(&out);
+    assert!(
+        row.contains("loaded") && row.contains("fail-closed"),
+        "{out}"
+    );
+
+    let (ok, out, err) = cli(
+        &server,
+        &admin.token,
+        &["set", "dlp", "action.card=redact", "--priority", "-5"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("changed dlp 0.1.0: loaded"), "{out}");
+    let (_, ack) = alice.send_http(room, "x1", &format!("card {CARD}")).await;
+    assert_eq!(ack["body"], format!("card {MASKED}"));
+
+    let (ok, out, err) = cli(&server, &admin.token, &["disable", "dlp"]).await;
+    assert!(ok && out.starts_with("disabled dlp"), "{out}{err}");
+    let (ok, out, _) = cli(&server, &admin.token, &["list"]).await;
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.starts_with("dlp ") && l.contains("disabled")),
+        "{out}"
+    );
+    let (ok, _, err) = cli(&server, &admin.token, &["enable", "dlp"]).await;
+    assert!(ok, "{err}");
+
+    // Install a directory as an author has it: the manifest names the component by a path
+    // of the author's; the CLI uploads it under its file name.
+    let src = tempfile::tempdir().unwrap();
+    std::fs::copy(plugin_wasm("keyword-guard"), src.path().join("guard.wasm")).unwrap();
+    std::fs::write(
+        src.path().join("plugin.toml"),
+        "name = \"guard\"\nversion = \"2.0.0\"\ncomponent = \"./guard.wasm\"\n\
+         capabilities = [\"config\"]\n[settings]\nblock = [\"forbidden\"]\n",
+    )
+    .unwrap();
+    let dir = src.path().to_str().unwrap();
+    let (ok, out, err) = cli(&server, &admin.token, &["install", dir]).await;
+    assert!(
+        ok && out.starts_with("installed guard 2.0.0: loaded"),
+        "{out}{err}"
+    );
+    assert!(plugins_dir.path().join("guard/guard.wasm").is_file());
+    let (ok, _, err) = cli(&server, &admin.token, &["install", dir]).await;
+    assert!(!ok && err.contains("plugin_exists"), "{err}");
+    let (ok, out, err) = cli(&server, &admin.token, &["install", "--replace", dir]).await;
+    assert!(ok && out.contains("replaced 2.0.0"), "{out}{err}");
+    let (ok, out, err) = cli(&server, &admin.token, &["uninstall", "guard"]).await;
+    assert!(ok && out.starts_with("uninstalled guard"), "{out}{err}");
+
+    // Refusals carry the server's code; a non-admin token is refused.
+    let (ok, _, err) = cli(&server, &admin.token, &["reload", "nope"]).await;
+    assert!(!ok && err.contains("plugin_not_found"), "{err}");
+    let (ok, _, err) = cli(&server, &alice.token, &["list"]).await;
+    assert!(!ok && err.contains("admin_only"), "{err}");
+    let (ok, _, err) = cli(&server, &admin.token, &["set", "dlp"]).await;
+    assert!(!ok && err.contains("nothing to change"), "{err}");
+}
