@@ -1,159 +1,29 @@
-//! The web client and admin console in a real browser: Debian's `chromium`, headless, driven
-//! over WebDriver by `chromedriver`, both started here on loopback. Nothing is downloaded.
+//! The web client and admin console in a real browser: Debian's `chromium` (every scenario)
+//! and Firefox ESR (the chat and reconnect scenarios), headless, driven over WebDriver by
+//! `chromedriver` / `geckodriver` started here on loopback (see `driver`). Nothing is
+//! downloaded.
 //!
-//! Without `chromium` and `chromedriver` these tests fail (they do not skip): CI installs
-//! them with `apt-get install chromium chromium-driver`. `CHROMIUM` and `CHROMEDRIVER` override
-//! the binaries' paths.
+//! Without the browsers and drivers these tests fail (they do not skip): CI installs them
+//! (`apt-get install chromium chromium-driver firefox-esr`, `cargo install geckodriver`).
 //!
 //! Run with `cargo test --test e2e browser`; `cargo test --test e2e browser::screenshots --
 //! --ignored` refreshes `docs/screenshots/`.
 
-use std::future::Future;
-use std::net::TcpListener as StdListener;
+mod driver;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client as Browser, ClientBuilder, Locator};
-use futures_util::FutureExt;
-use hyper_util::client::legacy::connect::HttpConnector;
+use fantoccini::{Client as Browser, Locator};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use self::driver::{Engine, with_browsers, with_browsers_in};
 use crate::support::{ADMIN_PASSWORD, PASSWORD, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
 const ENTER: &str = "\u{E007}";
-
-/// A `chromedriver` process we started, and the browser sessions opened through it.
-struct Driver {
-    child: Child,
-    url: String,
-    chromium: PathBuf,
-    profiles: Vec<TempDir>,
-}
-
-fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(env) {
-        return Some(PathBuf::from(path)).filter(|p| p.is_file());
-    }
-    candidates.iter().map(PathBuf::from).find(|p| p.is_file())
-}
-
-impl Driver {
-    async fn start() -> Self {
-        let driver = find_binary("CHROMEDRIVER", &["/usr/bin/chromedriver"]).unwrap_or_else(|| {
-            panic!(
-                "the browser tests need `chromedriver` (Debian: apt-get install chromium-driver), \
-                 or CHROMEDRIVER=/path/to/chromedriver"
-            )
-        });
-        let chromium = find_binary(
-            "CHROMIUM",
-            &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
-        )
-        .unwrap_or_else(|| {
-            panic!(
-                "the browser tests need `chromium` (Debian: apt-get install chromium), \
-                     or CHROMIUM=/path/to/chromium"
-            )
-        });
-        // A free loopback port: bind, read it, release it for chromedriver.
-        let port = StdListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new(&driver)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", driver.display()));
-        // Owned at once, so that `Drop` reaps it on every path below.
-        let this = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            chromium,
-            profiles: Vec::new(),
-        };
-        let http = reqwest::Client::new();
-        for _ in 0..100 {
-            if let Ok(resp) = http.get(format!("{}/status", this.url)).send().await
-                && let Ok(status) = resp.json::<Value>().await
-                && status["value"]["ready"] == true
-            {
-                return this;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("chromedriver did not become ready on {}", this.url);
-    }
-
-    /// A new browser with a fresh profile (so sessions share no storage).
-    async fn browser(&mut self) -> Browser {
-        let profile = tempfile::tempdir().expect("profile dir");
-        let args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--window-size=1100,760",
-            &format!("--user-data-dir={}", profile.path().display()),
-        ];
-        self.profiles.push(profile);
-        let caps = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": { "binary": self.chromium, "args": args },
-        });
-        let Value::Object(caps) = caps else {
-            unreachable!()
-        };
-        ClientBuilder::new(HttpConnector::new())
-            .capabilities(caps)
-            .connect(&self.url)
-            .await
-            .unwrap_or_else(|e| panic!("starting chromium through chromedriver: {e}"))
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // Only the process we spawned, by its handle.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Run `test` with browsers, then close every browser even if it failed (a panic would
-/// otherwise leave Chromium running), and re-raise the failure.
-async fn with_browsers<F, Fut>(count: usize, test: F)
-where
-    F: FnOnce(Vec<Browser>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut driver = Driver::start().await;
-    let mut browsers = Vec::new();
-    for _ in 0..count {
-        browsers.push(driver.browser().await);
-    }
-    let handles = browsers.clone();
-    let outcome = std::panic::AssertUnwindSafe(test(browsers))
-        .catch_unwind()
-        .await;
-    for browser in handles {
-        let _ = browser.close().await;
-    }
-    drop(driver);
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
 
 /// Poll `script` (a JS function body returning a value) until `ok` accepts the result.
 async fn eventually(b: &Browser, what: &str, script: &str, ok: impl Fn(&Value) -> bool) -> Value {
@@ -263,11 +133,20 @@ async fn send(b: &Browser, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_chat_in_real_time() {
+    two_users_chat(Engine::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_chat_in_real_time_in_firefox() {
+    two_users_chat(Engine::Firefox).await;
+}
+
+async fn two_users_chat(engine: Engine) {
     let server = TestServer::start().await;
     server.user("alice").await;
     server.user("bob").await;
     let server = &server;
-    with_browsers(2, |browsers| async move {
+    with_browsers_in(engine, 2, |browsers| async move {
         let (alice, bob) = (&browsers[0], &browsers[1]);
         login(alice, server, "/", "alice", PASSWORD).await;
         login(bob, server, "/", "bob", PASSWORD).await;
@@ -346,6 +225,15 @@ async fn two_users_chat_in_real_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_resumes_after_a_server_restart_without_gap_or_duplicate() {
+    resumes_after_restart(Engine::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_resumes_after_a_server_restart_in_firefox() {
+    resumes_after_restart(Engine::Firefox).await;
+}
+
+async fn resumes_after_restart(engine: Engine) {
     let server = TestServer::start().await;
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
@@ -359,7 +247,7 @@ async fn client_resumes_after_a_server_restart_without_gap_or_duplicate() {
 
     let server = std::sync::Arc::new(tokio::sync::Mutex::new(Some(server)));
     let server_ref = server.clone();
-    with_browsers(1, |browsers| async move {
+    with_browsers_in(engine, 1, |browsers| async move {
         let b = &browsers[0];
         let base = server_ref
             .lock()
