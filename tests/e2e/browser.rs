@@ -1,5 +1,5 @@
 //! The web client and admin console in a real browser: Debian's `chromium` (every scenario)
-//! and Firefox ESR (the chat and reconnect scenarios), headless, driven over WebDriver by
+//! and Firefox ESR (the chat, reconnect and plugin-page scenarios), headless, driven over WebDriver by
 //! `chromedriver` / `geckodriver` started here on loopback (see `driver`). Nothing is
 //! downloaded.
 //!
@@ -448,11 +448,20 @@ const CARD: &str = "4111 1111 1111 1111";
 /// and a click on Disable decide what happens to the very next message in another browser.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_disables_a_plugin_and_the_next_message_is_not_filtered() {
+    plugin_page_drives_the_chain(Engine::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_disables_a_plugin_in_firefox() {
+    plugin_page_drives_the_chain(Engine::Firefox).await;
+}
+
+async fn plugin_page_drives_the_chain(engine: Engine) {
     let (server, _plugins) = server_with_dlp().await;
     let alice = server.user("alice").await;
     let room = alice.group("payments", &[]).await;
     let server = &server;
-    with_browsers(2, |browsers| async move {
+    with_browsers_in(engine, 2, |browsers| async move {
         let (admin, chat) = (&browsers[0], &browsers[1]);
         login(chat, server, "/", "alice", PASSWORD).await;
         wait_online(chat).await;
