@@ -7,9 +7,9 @@ WASM_OUT = $(WASM_TARGET_DIR)/wasm32-wasip2/release
 # Plugins carry no debug info: wasmtime compiles them again on load, and size matters.
 WASM_ENV = CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo
 
-SHIPPED = dlp keyword-guard
+SHIPPED = dlp keyword-guard echo-bot webhook auth-policy
 FIXTURES = fixture-trap fixture-infinite-loop fixture-memory-hog fixture-stack-overflow \
-	fixture-huge-output fixture-probe
+	fixture-huge-output fixture-probe fixture-legacy-v01
 
 .PHONY: plugins fixtures test test-plugins bench lint fmt serve
 

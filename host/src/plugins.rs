@@ -5,9 +5,10 @@
 //! The pieces, one concept per module:
 //! - [`manifest`]: the operator's `plugin.toml` (hooks, priority, policy, limits, grants);
 //! - `engine`: the one wasmtime `Engine`, its epoch ticker and the compiled-component cache;
-//! - `bindings_v0_1`: the host side of WIT `switchboard:plugin@0.1.0` (one module per WIT
-//!   version, so a plugin built against 0.1 keeps loading when 0.2 exists);
-//! - `capabilities` and `kv`: what a plugin may call back into, gated by its grants;
+//! - `bindings_v0_1`, `bindings_v0_2`: the host side of WIT `switchboard:plugin@0.1.0` and
+//!   `@0.2.0` (one module per WIT version, so a plugin built against 0.1 keeps loading);
+//!   `call` is the version-neutral shape of a hook call they both adapt;
+//! - `capabilities`, `kv` and `bot`: what a plugin may call back into, gated by its grants;
 //! - `instance`: warm instances per plugin, each call under a deadline and memory limit;
 //! - `chain`: the priority-ordered hook chains and the [`Hooks`] implementation;
 //! - `breaker` and `metrics`: failure accounting.
@@ -19,15 +20,20 @@
 //! [`Hooks`]: crate::router::hooks::Hooks
 
 mod bindings_v0_1;
+mod bindings_v0_2;
+mod bot;
 mod breaker;
+mod call;
 mod capabilities;
 mod chain;
 mod engine;
+mod http;
 mod instance;
 mod kv;
 pub mod manifest;
 mod metrics;
 mod observer;
+mod rooms;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -163,6 +169,9 @@ pub enum PluginError {
     Incompatible { name: String, message: String },
     #[error("plugin {name}: loading its kv namespace: {message}")]
     Kv { name: String, message: String },
+    /// A capability or command registration cannot be honoured (bot user, conflicts).
+    #[error("plugin {name}: {message}")]
+    Capability { name: String, message: String },
     #[error("plugin engine: {0}")]
     Engine(String),
     #[error("configuration: {0}")]
@@ -177,6 +186,8 @@ pub struct PluginHost {
     observer: observer::Observer,
     kv_spaces: Mutex<Vec<kv::KvWriter>>,
     metrics: Arc<metrics::Metrics>,
+    /// What the capabilities share across plugins (the bot outbox).
+    shared: capabilities::Shared,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -216,16 +227,13 @@ impl PluginHost {
         let engine = engine::EngineHandle::new(config, max_memory)?;
         let cache_dir = config.compile_cache.then(|| data_dir.join("plugin-cache"));
 
+        let shared = capabilities::Shared::new(registry);
         let mut plugins = Vec::new();
         let mut writers = Vec::new();
         for manifest in manifests.into_iter().filter(|m| m.enabled) {
-            let space = if manifest.grants(Capability::Kv) {
-                let (space, writer) = kv::KvSpace::load(&manifest, store.clone()).await?;
-                writers.push(writer);
-                Some(space)
-            } else {
-                None
-            };
+            let (grants, writer) =
+                capabilities::Grants::load(&manifest, store.clone(), &shared).await?;
+            writers.extend(writer);
             let compiled = {
                 let engine = engine.engine().clone();
                 let cache_dir = cache_dir.clone();
@@ -238,11 +246,11 @@ impl PluginHost {
                 .map_err(|e| PluginError::Engine(format!("compile task: {e}")))??
             };
             let plugin =
-                instance::LoadedPlugin::new(&engine, compiled, manifest, space, config, &metrics)
+                instance::LoadedPlugin::new(&engine, compiled, manifest, grants, config, &metrics)
                     .await?;
             plugins.push(Arc::new(plugin));
         }
-        let chain = Arc::new(chain::ChainCell::new(chain::Chain::new(plugins)));
+        let chain = Arc::new(chain::ChainCell::new(chain::Chain::new(plugins)?));
         for status in chain.snapshot().statuses() {
             tracing::info!(
                 plugin = %status.name,
@@ -266,6 +274,7 @@ impl PluginHost {
             observer,
             kv_spaces: Mutex::new(writers),
             metrics,
+            shared,
         }))
     }
 

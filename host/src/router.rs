@@ -4,12 +4,17 @@
 //! For a message: authorize (member of the room) → rate-limit → idempotency → plugin
 //! `message-pre-send` chain → group commit (per-room `seq` assigned in the transaction) →
 //! fan-out (done by the writer, in commit order) → ack → `message-delivered` observers.
+//! A `/name args` message whose name a plugin registered goes to that plugin instead
+//! (`commands`); plugins' bots post through this same path (`bots`).
 //! No HTTP or wasmtime type appears here.
 
+mod bots;
+mod commands;
 pub mod commit;
 pub mod hooks;
 
 use std::num::NonZeroU32;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -30,7 +35,20 @@ const MAX_METADATA_ENTRIES: usize = 16;
 const MAX_METADATA_KEY: usize = 64;
 const MAX_METADATA_VALUE: usize = 1024;
 
+/// The message path. A cheap handle on [`RouterCore`] (where the methods are), so that the
+/// task sending plugins' bot posts can hold a weak reference to the same router.
 pub struct Router {
+    core: Arc<RouterCore>,
+}
+
+impl Deref for Router {
+    type Target = RouterCore;
+    fn deref(&self) -> &RouterCore {
+        &self.core
+    }
+}
+
+pub struct RouterCore {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     hooks: Arc<dyn Hooks>,
@@ -45,8 +63,32 @@ impl std::fmt::Debug for Router {
     }
 }
 
+impl std::fmt::Debug for RouterCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterCore").finish_non_exhaustive()
+    }
+}
+
 impl Router {
+    /// The router; when the hook layer has bots, also the task that sends their posts
+    /// (which needs a tokio runtime).
     pub fn new(
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        hooks: Arc<dyn Hooks>,
+        committer: Committer,
+        limits: Limits,
+    ) -> Self {
+        let core = Arc::new(RouterCore::new(store, hub, hooks, committer, limits));
+        if let Some(outbox) = core.hooks.take_bot_outbox() {
+            bots::spawn(Arc::downgrade(&core), outbox);
+        }
+        Self { core }
+    }
+}
+
+impl RouterCore {
+    fn new(
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
         hooks: Arc<dyn Hooks>,
@@ -80,6 +122,8 @@ impl Router {
     // ---------------------------------------------------------------- messages
 
     /// Post a message. A retry with the same `client_msg_id` returns the original ack.
+    /// A `/name args` message is a command when a plugin registered `name` (see
+    /// `commands`); it is then answered by that plugin and not stored.
     pub async fn send_message(
         &self,
         sender: &User,
@@ -88,10 +132,33 @@ impl Router {
         body: String,
         metadata: Metadata,
     ) -> Result<Ack> {
+        self.send_message_at(sender, room_id, client_msg_id, body, metadata, 0)
+            .await
+    }
+
+    /// `send_message` for a message that `depth` bot posts led to (0: a person's).
+    async fn send_message_at(
+        &self,
+        sender: &User,
+        room_id: RoomId,
+        client_msg_id: String,
+        body: String,
+        metadata: Metadata,
+        depth: u32,
+    ) -> Result<Ack> {
         self.check_client_msg_id(&client_msg_id)?;
         self.check_body(&body)?;
         check_metadata(&metadata)?;
         self.ensure_member(sender.id, room_id).await?;
+        // Bots' posts are never commands: a bot cannot drive another plugin that way.
+        if !sender.is_bot
+            && self.hooks.implements(HookKind::Command)
+            && let Some(ack) = self
+                .try_command(sender, room_id, &client_msg_id, &body)
+                .await?
+        {
+            return Ok(ack);
+        }
         // With plugins in the path, a retry is answered from the store before they run, so
         // a DLP flag is recorded once. Without plugins that lookup would only repeat what the
         // commit itself does (it returns the original for a known `client_msg_id`), so the
@@ -106,7 +173,7 @@ impl Router {
         }
         self.rate_limit(sender.id)?;
         let (body, metadata, modified) = self
-            .pre_send(sender, room_id, &client_msg_id, None, body, metadata)
+            .pre_send(sender, room_id, &client_msg_id, None, body, metadata, depth)
             .await?;
         let appended = self
             .committer
@@ -122,7 +189,7 @@ impl Router {
             // Lost a race with a concurrent retry: the first one won, report it.
             return duplicate_ack(appended.event, room_id);
         }
-        self.delivered(&appended.event).await;
+        self.delivered(&appended.event, depth).await;
         Ok(Ack {
             room: room_id,
             id: appended.event.id,
@@ -131,6 +198,7 @@ impl Router {
             body: modified.then(|| appended.event.body.clone()).flatten(),
             modified,
             duplicate: false,
+            command: None,
         })
     }
 
@@ -162,6 +230,7 @@ impl Router {
                 Some(message),
                 body,
                 original.metadata.clone(),
+                0,
             )
             .await?;
         let appended = self
@@ -182,6 +251,7 @@ impl Router {
             body: modified.then(|| appended.event.body.clone()).flatten(),
             modified,
             duplicate: false,
+            command: None,
         })
     }
 
@@ -217,6 +287,7 @@ impl Router {
             body: None,
             modified: false,
             duplicate: false,
+            command: None,
         })
     }
 
@@ -601,6 +672,7 @@ impl Router {
 
     // ---------------------------------------------------------------- hooks
 
+    #[allow(clippy::too_many_arguments)] // one call site per kind of write; a struct adds nothing
     async fn pre_send(
         &self,
         sender: &User,
@@ -609,21 +681,25 @@ impl Router {
         editing: Option<EventId>,
         body: String,
         metadata: Metadata,
+        depth: u32,
     ) -> Result<(String, Metadata, bool)> {
         if !self.hooks.implements(HookKind::MessagePreSend) {
             return Ok((body, metadata, false));
         }
         let outcome = self
             .hooks
-            .message_pre_send(PreSend {
-                room_id,
-                sender_id: sender.id,
-                sender_name: sender.name.clone(),
-                client_msg_id: client_msg_id.to_string(),
-                editing,
-                body,
-                metadata,
-            })
+            .message_pre_send_at(
+                PreSend {
+                    room_id,
+                    sender_id: sender.id,
+                    sender_name: sender.name.clone(),
+                    client_msg_id: client_msg_id.to_string(),
+                    editing,
+                    body,
+                    metadata,
+                },
+                depth,
+            )
             .await;
         match outcome {
             PreSendOutcome::Continue {
@@ -674,12 +750,12 @@ impl Router {
         }
     }
 
-    async fn delivered(&self, event: &Event) {
+    async fn delivered(&self, event: &Event, depth: u32) {
         if !self.hooks.implements(HookKind::MessageDelivered) {
             return;
         }
         match self.store.room(event.room_id).await {
-            Ok(Some(room)) => self.hooks.message_delivered(&room, event),
+            Ok(Some(room)) => self.hooks.message_delivered_at(&room, event, depth),
             Ok(None) => {}
             Err(err) => tracing::warn!(error = %err, "room lookup for message-delivered failed"),
         }
@@ -701,6 +777,7 @@ fn duplicate_ack(original: Event, room_id: RoomId) -> Result<Ack> {
         body: None,
         modified: false,
         duplicate: true,
+        command: None,
     })
 }
 
