@@ -12,6 +12,7 @@ mod bots;
 mod commands;
 pub mod commit;
 pub mod hooks;
+mod plugin_calls;
 
 use std::num::NonZeroU32;
 use std::ops::Deref;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use self::commit::Committer;
-use self::hooks::{HookKind, Hooks, PreSend, PreSendOutcome};
+use self::hooks::{HookKind, Hooks};
 use crate::config::Limits;
 use crate::error::{ApiError, Result};
 use crate::hub::Hub;
@@ -668,97 +669,6 @@ impl RouterCore {
             ));
         }
         Ok(())
-    }
-
-    // ---------------------------------------------------------------- hooks
-
-    #[allow(clippy::too_many_arguments)] // one call site per kind of write; a struct adds nothing
-    async fn pre_send(
-        &self,
-        sender: &User,
-        room_id: RoomId,
-        client_msg_id: &str,
-        editing: Option<EventId>,
-        body: String,
-        metadata: Metadata,
-        depth: u32,
-    ) -> Result<(String, Metadata, bool)> {
-        if !self.hooks.implements(HookKind::MessagePreSend) {
-            return Ok((body, metadata, false));
-        }
-        let outcome = self
-            .hooks
-            .message_pre_send_at(
-                PreSend {
-                    room_id,
-                    sender_id: sender.id,
-                    sender_name: sender.name.clone(),
-                    client_msg_id: client_msg_id.to_string(),
-                    editing,
-                    body,
-                    metadata,
-                },
-                depth,
-            )
-            .await;
-        match outcome {
-            PreSendOutcome::Continue {
-                body,
-                metadata,
-                modified,
-            } => {
-                // The plugin layer validates sizes too; the store's own rules still hold.
-                if body.len() > self.limits.max_message_bytes || body.contains('\0') {
-                    return Err(ApiError::Rejected {
-                        plugin: "host".into(),
-                        code: "invalid_plugin_output".into(),
-                        reason: "a plugin produced a body the server cannot store".into(),
-                    });
-                }
-                Ok((body, metadata, modified))
-            }
-            PreSendOutcome::Reject {
-                plugin,
-                code,
-                reason,
-            } => {
-                // Compliance wants every refusal on record: who, where, which rule — never
-                // the message itself (the reason is the plugin's, and DLP keeps values out).
-                let detail = serde_json::json!({
-                    "code": code,
-                    "sender": sender.id,
-                    "edit_of": editing,
-                });
-                if let Err(err) = self
-                    .store
-                    .append_audit(
-                        &format!("plugin:{plugin}"),
-                        "plugin.reject",
-                        &format!("room:{room_id}"),
-                        &detail,
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %err, plugin = %plugin, "could not record a plugin rejection in the audit log");
-                }
-                Err(ApiError::Rejected {
-                    plugin,
-                    code,
-                    reason,
-                })
-            }
-        }
-    }
-
-    async fn delivered(&self, event: &Event, depth: u32) {
-        if !self.hooks.implements(HookKind::MessageDelivered) {
-            return;
-        }
-        match self.store.room(event.room_id).await {
-            Ok(Some(room)) => self.hooks.message_delivered_at(&room, event, depth),
-            Ok(None) => {}
-            Err(err) => tracing::warn!(error = %err, "room lookup for message-delivered failed"),
-        }
     }
 }
 
