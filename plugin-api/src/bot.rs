@@ -10,12 +10,13 @@
 use crate::__wit::switchboard::plugin::bot as wit;
 use crate::HostError;
 
-/// Post `body` in room `room_id` as the bot.
+/// Post `body` in room `room_id` as the bot; [`HostError::Denied`] when the bot is not a
+/// member of the room.
 pub fn post(room_id: i64, body: &str) -> Result<(), HostError> {
     wit::post(room_id, body)
 }
 
-/// Post `body` as the bot in the room where the current hook fired.
+/// Post `body` as the bot in the room where the current hook fired (same membership rule).
 pub fn reply(body: &str) -> Result<(), HostError> {
     wit::reply(body)
 }

@@ -457,3 +457,37 @@ async fn rooms_lookups_are_limited_to_the_bots_rooms_unless_all() {
     let room = alice.group("anywhere", &[]).await;
     assert_eq!(probe_rooms(&alice, room, "n1", room).await, "not-granted");
 }
+
+#[tokio::test]
+async fn a_bot_posts_only_where_it_is_a_member() {
+    let probe = Spec::new("prober", "fixture-probe")
+        .caps(&["bot"])
+        .hooks(&["message-pre-send"]);
+    let (server, _plugins) = server_with(vec![probe]).await;
+    let alice = server.user("alice").await;
+    let bot = bot_id(&alice, "prober").await;
+    let outside = alice.group("no-bot", &[]).await;
+    let inside = alice.group("with-bot", &[bot]).await;
+
+    // Not a member: the import says so at once, and nothing is posted.
+    let (status, _) = alice.send_http(outside, "o1", "probe-bot-reply").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let history = alice.history(outside, "").await;
+    assert_eq!(
+        history[0]["metadata"]["probe.bot"],
+        format!("denied:the bot is not a member of room {outside}")
+    );
+
+    // A member: queued, then posted as the bot after the hook returned.
+    let mut ws = alice.ws(&server).await;
+    let (status, _) = alice.send_http(inside, "i1", "probe-bot-reply").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let first = ws.recv_type("event").await;
+    assert_eq!(first["metadata"]["probe.bot"], "ok", "{first}");
+    let reply = ws.recv_type("event").await;
+    assert_eq!(
+        (reply["sender_id"].as_i64(), reply["body"].as_str()),
+        (Some(bot), Some("probe says hi"))
+    );
+    assert_eq!(bodies(&alice.history(outside, "").await).len(), 1);
+}

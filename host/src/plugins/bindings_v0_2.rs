@@ -24,6 +24,8 @@ wasmtime::component::bindgen!({
     // `http.send` waits for the network: async, so the guest's fiber yields meanwhile.
     imports: {
         "switchboard:plugin/http.send": async,
+        "switchboard:plugin/bot.post": async,
+        "switchboard:plugin/bot.reply": async,
         "switchboard:plugin/rooms.info": async,
         "switchboard:plugin/rooms.members": async,
         "switchboard:plugin/rooms.display-name": async,
@@ -210,12 +212,12 @@ impl switchboard::plugin::kv::Host for HostState {
 }
 
 impl switchboard::plugin::bot::Host for HostState {
-    fn post(&mut self, room_id: i64, body: String) -> Result<(), HostError> {
-        Ok(self.bot_post(Some(room_id), body)?)
+    async fn post(&mut self, room_id: i64, body: String) -> Result<(), HostError> {
+        Ok(self.bot_post(Some(room_id), body).await?)
     }
-    fn reply(&mut self, body: String) -> Result<(), HostError> {
+    async fn reply(&mut self, body: String) -> Result<(), HostError> {
         let room = self.call.room;
-        Ok(self.bot_post(room, body)?)
+        Ok(self.bot_post(room, body).await?)
     }
     fn user_id(&mut self) -> Result<i64, HostError> {
         Ok(self.bot_user_id()?)

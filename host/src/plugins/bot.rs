@@ -23,6 +23,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc::{Receiver, Sender, error::TrySendError};
 
+use super::capabilities::CapError;
 use super::manifest::BotSettings;
 use super::{PluginError, lock};
 use crate::router::hooks::BotPost;
@@ -82,6 +83,7 @@ pub(crate) struct BotCtx {
     pub(crate) user: User,
     max_depth: u32,
     outbox: std::sync::Arc<Outbox>,
+    store: std::sync::Arc<dyn Store>,
 }
 
 impl BotCtx {
@@ -90,7 +92,7 @@ impl BotCtx {
     pub(crate) async fn provision(
         plugin: &str,
         settings: &BotSettings,
-        store: &dyn Store,
+        store: std::sync::Arc<dyn Store>,
         outbox: &std::sync::Arc<Outbox>,
     ) -> Result<Self, PluginError> {
         let err = |message: String| PluginError::Capability {
@@ -132,7 +134,19 @@ impl BotCtx {
             user,
             max_depth: settings.max_depth,
             outbox: outbox.clone(),
+            store,
         })
+    }
+
+    /// Whether the bot is a member of `room` (a room that does not exist: no).
+    pub(crate) async fn is_member(&self, room: RoomId) -> Result<bool, CapError> {
+        match self.store.member(room, self.user.id).await {
+            Ok(member) => Ok(member.is_some()),
+            Err(e) => {
+                tracing::warn!(plugin = %self.plugin, error = %e, "bot membership lookup failed");
+                Err(CapError::Unavailable("membership lookup failed".into()))
+            }
+        }
     }
 
     /// Hand the posts a finished hook call queued to the router. `trigger_depth` is the bot

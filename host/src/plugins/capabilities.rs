@@ -91,7 +91,7 @@ impl Grants {
         }
         if let Some(settings) = &manifest.bot {
             let bot =
-                BotCtx::provision(&manifest.name, settings, store.as_ref(), &shared.outbox).await?;
+                BotCtx::provision(&manifest.name, settings, store.clone(), &shared.outbox).await?;
             grants.bot = Some(Arc::new(bot));
         }
         if let Some(settings) = &manifest.http {
@@ -195,9 +195,15 @@ impl HostState {
         self.ctx.kv.as_deref().ok_or(CapError::NotGranted)
     }
 
-    /// Queue a post; the host sends it when the hook returns (see `bot`).
-    pub(crate) fn bot_post(&mut self, room: Option<RoomId>, body: String) -> Result<(), CapError> {
-        self.require(Capability::Bot)?;
+    /// Queue a post; the host sends it when the hook returns (see `bot`). The bot must be
+    /// a member of the room: checked here (a store read, not counted against the deadline)
+    /// so the plugin gets a clear error, and again when the post is sent.
+    pub(crate) async fn bot_post(
+        &mut self,
+        room: Option<RoomId>,
+        body: String,
+    ) -> Result<(), CapError> {
+        let bot = self.ctx.bot.clone().ok_or(CapError::NotGranted)?;
         let room = room.ok_or_else(|| {
             CapError::InvalidArgument("this hook did not fire in a room: use post".into())
         })?;
@@ -209,6 +215,14 @@ impl HostState {
         }
         if self.call.posts.len() >= MAX_POSTS_PER_CALL {
             return Err(CapError::QuotaExceeded);
+        }
+        let started = std::time::Instant::now();
+        let member = bot.is_member(room).await;
+        self.settle(started);
+        if !member? {
+            return Err(CapError::Denied(format!(
+                "the bot is not a member of room {room}"
+            )));
         }
         self.call.posts.push((room, body));
         Ok(())
