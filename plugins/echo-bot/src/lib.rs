@@ -9,7 +9,7 @@
 //! `commands = ["echo", "whisper"]`.
 
 use switchboard_plugin_api::{
-    CommandCall, CommandOutcome, Event, EventKind, HookSet, Plugin, Room, bot, config,
+    CommandCall, CommandOutcome, Event, EventKind, HookSet, HostError, Plugin, Room, bot, config,
     export_plugin,
 };
 
@@ -79,9 +79,13 @@ impl Plugin for EchoBot {
             return;
         }
         if let Some(answer) = event.body.as_deref().and_then(|body| self.answer(body)) {
-            // A failure (say, `bot` not granted) has nowhere better to go than the log.
-            if let Err(err) = bot::reply(answer) {
-                let _ = switchboard_plugin_api::log::warn(&format!("reply failed: {err:?}"));
+            match bot::reply(answer) {
+                // Observers see every room; the bot answers only in those it was added to.
+                Ok(()) | Err(HostError::Denied(_)) => {}
+                // Anything else (say, `bot` not granted) has nowhere better to go than the log.
+                Err(err) => {
+                    let _ = switchboard_plugin_api::log::warn(&format!("reply failed: {err:?}"));
+                }
             }
         }
     }
