@@ -8,7 +8,8 @@
 //! - `bindings_v0_1`, `bindings_v0_2`: the host side of WIT `switchboard:plugin@0.1.0` and
 //!   `@0.2.0` (one module per WIT version, so a plugin built against 0.1 keeps loading);
 //!   `call` is the version-neutral shape of a hook call they both adapt;
-//! - `capabilities`, `kv` and `bot`: what a plugin may call back into, gated by its grants;
+//! - `capabilities`, `kv`, `bot`, `http` and `rooms`: what a plugin may call back into,
+//!   gated by its grants;
 //! - `instance`: warm instances per plugin, each call under a deadline and memory limit;
 //! - `chain`: the priority-ordered hook chains and the [`Hooks`] implementation;
 //! - `breaker` and `metrics`: failure accounting.
