@@ -7,13 +7,13 @@ WASM_OUT = $(WASM_TARGET_DIR)/wasm32-wasip2/release
 # Plugins carry no debug info: wasmtime compiles them again on load, and size matters.
 WASM_ENV = CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo
 
-SHIPPED = dlp keyword-guard
+SHIPPED = dlp keyword-guard echo-bot webhook auth-policy
 FIXTURES = fixture-trap fixture-infinite-loop fixture-memory-hog fixture-stack-overflow \
-	fixture-huge-output fixture-probe
+	fixture-huge-output fixture-probe fixture-legacy-v01
 
 .PHONY: plugins fixtures test test-plugins bench lint fmt serve
 
-## Build the shipped plugins: $(WASM_OUT)/{dlp,keyword_guard}.wasm
+## Build the shipped plugins: $(WASM_OUT)/{dlp,keyword_guard,echo_bot,webhook,auth_policy}.wasm
 plugins:
 	$(WASM_ENV) $(CARGO) build --release --target wasm32-wasip2 --target-dir $(WASM_TARGET_DIR) \
 		$(addprefix -p ,$(SHIPPED))
@@ -30,8 +30,8 @@ test:
 
 ## The plugin runtime's end-to-end tests (builds the plugins it needs).
 test-plugins:
-	$(CARGO) test --test e2e plugins_runtime
-	$(CARGO) test -p dlp-core -p dlp -p keyword-guard
+	$(CARGO) test --test e2e plugins_
+	$(CARGO) test -p dlp-core -p dlp -p keyword-guard -p echo-bot -p webhook -p auth-policy
 
 bench:
 	$(CARGO) bench -p switchboard --bench plugins --bench message_path

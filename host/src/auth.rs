@@ -127,6 +127,42 @@ impl Auth {
         self.open_session(user).await
     }
 
+    /// Refuse a plugin-checked login attempt (see `api::account`) while `key` has used its
+    /// failed-login budget, the same budget passwords get.
+    pub fn check_login_budget(&self, key: &str) -> Result<()> {
+        match self.login_blocked(key) {
+            Some(retry_after_ms) => Err(ApiError::TooManyRequests {
+                code: "too_many_login_attempts",
+                message: "too many failed logins; try again later".into(),
+                retry_after_ms,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Count a failed plugin-checked login against `key`'s budget.
+    pub fn login_failed(&self, key: &str) {
+        self.record_failed_login(key);
+    }
+
+    /// Open a session for `user` after a plugin vouched for them: the same checks as after
+    /// a password (active account; bots never log in).
+    pub async fn login_as(&self, user: User) -> Result<TokenPair> {
+        if !user.active {
+            return Err(ApiError::forbidden(
+                "user_deactivated",
+                "this account is deactivated",
+            ));
+        }
+        if user.is_bot {
+            return Err(ApiError::forbidden(
+                "bot_account",
+                "bot accounts cannot log in",
+            ));
+        }
+        self.open_session(user).await
+    }
+
     fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, u32)>> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.failed_logins

@@ -330,6 +330,12 @@ impl Hub {
         Ok(())
     }
 
+    /// Deliver a frame to one user's live sessions on this node only (a plugin's private
+    /// command reply: it is answered on the node that took the command).
+    pub fn deliver_to_user(&self, user: UserId, frame: Arc<str>) {
+        self.deliver(&[user], &Outbound::Ephemeral(frame), None);
+    }
+
     fn deliver(&self, users: &[UserId], item: &Outbound, except_conn: Option<u64>) {
         let sessions = read(&self.sessions);
         let mut delivered = 0u64;

@@ -5,9 +5,11 @@
 //! The pieces, one concept per module:
 //! - [`manifest`]: the operator's `plugin.toml` (hooks, priority, policy, limits, grants);
 //! - `engine`: the one wasmtime `Engine`, its epoch ticker and the compiled-component cache;
-//! - `bindings_v0_1`: the host side of WIT `switchboard:plugin@0.1.0` (one module per WIT
-//!   version, so a plugin built against 0.1 keeps loading when 0.2 exists);
-//! - `capabilities` and `kv`: what a plugin may call back into, gated by its grants;
+//! - `bindings_v0_1`, `bindings_v0_2`: the host side of WIT `switchboard:plugin@0.1.0` and
+//!   `@0.2.0` (one module per WIT version, so a plugin built against 0.1 keeps loading);
+//!   `call` is the version-neutral shape of a hook call they both adapt;
+//! - `capabilities`, `kv`, `bot`, `http` and `rooms`: what a plugin may call back into,
+//!   gated by its grants;
 //! - `instance`: warm instances per plugin, each call under a deadline and memory limit;
 //! - `chain`: the priority-ordered hook chains and the [`Hooks`] implementation;
 //! - `breaker` and `metrics`: failure accounting.
@@ -19,16 +21,21 @@
 //! [`Hooks`]: crate::router::hooks::Hooks
 
 mod bindings_v0_1;
+mod bindings_v0_2;
+mod bot;
 mod breaker;
+mod call;
 mod capabilities;
 mod chain;
 mod engine;
+mod http;
 mod instance;
 mod kv;
 mod manage;
 pub mod manifest;
 mod metrics;
 mod observer;
+mod rooms;
 pub mod scaffold;
 pub mod signing;
 pub mod standalone;
@@ -189,6 +196,9 @@ pub enum PluginError {
     },
     #[error("plugin {name}: loading its kv namespace: {message}")]
     Kv { name: String, message: String },
+    /// A capability or command registration cannot be honoured (bot user, conflicts).
+    #[error("plugin {name}: {message}")]
+    Capability { name: String, message: String },
     #[error("plugin engine: {0}")]
     Engine(String),
     #[error("configuration: {0}")]
@@ -216,6 +226,8 @@ pub struct PluginHost {
     /// Serialises management operations (two reloads of one plugin must not interleave).
     admin: tokio::sync::Mutex<()>,
     metrics: Arc<metrics::Metrics>,
+    /// What the capabilities share across plugins (the bot outbox).
+    shared: capabilities::Shared,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -259,8 +271,9 @@ impl PluginHost {
             .max()
             .unwrap_or(0);
         let engine = engine::EngineHandle::new(config, Some(memory_ceiling))?;
-        let chain = Arc::new(chain::ChainCell::new(chain::Chain::new(Vec::new())));
+        let chain = Arc::new(chain::ChainCell::new(chain::Chain::new(Vec::new())?));
         let observer = observer::Observer::start(chain.clone(), config.observer_queue, &metrics);
+        let shared = capabilities::Shared::new(registry);
         let host = Arc::new(PluginHost {
             config: config.clone(),
             engine,
@@ -274,13 +287,14 @@ impl PluginHost {
             retired: Mutex::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
             metrics,
+            shared,
         });
 
         let mut plugins = Vec::new();
         for manifest in manifests.into_iter().filter(|m| m.enabled) {
             plugins.push(host.load_plugin(manifest).await?);
         }
-        host.chain.replace(chain::Chain::new(plugins));
+        host.chain.replace(chain::Chain::new(plugins)?);
         for status in host.chain.snapshot().statuses() {
             tracing::info!(
                 plugin = %status.name,
@@ -313,6 +327,8 @@ impl PluginHost {
                 self.memory_ceiling / (1024 * 1024)
             )));
         }
+        // The kv namespace outlives versions: a reload reuses it, so nothing written by the
+        // old version is lost or read back stale.
         let space = if manifest.grants(Capability::Kv) {
             let existing = lock(&self.kv_spaces).get(&manifest.name).cloned();
             match existing {
@@ -327,6 +343,8 @@ impl PluginHost {
         } else {
             None
         };
+        let grants =
+            capabilities::Grants::load(&manifest, self.store.clone(), &self.shared, space).await?;
         let compiled = {
             let engine = self.engine.engine().clone();
             let cache_dir = self.cache_dir.clone();
@@ -343,7 +361,7 @@ impl PluginHost {
             &self.engine,
             compiled,
             manifest,
-            space,
+            grants,
             &self.config,
             &self.metrics,
         )

@@ -117,6 +117,11 @@ pub struct Ack {
     /// True when this was a retry of an already stored `client_msg_id`.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub duplicate: bool,
+    /// Set when the message was a `/name args` command a plugin answered: nothing was
+    /// stored (`id` and `seq` are then 0), replies arrive as the bot's messages or as a
+    /// `notice` frame.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -167,6 +172,12 @@ pub enum ServerFrame<'a> {
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
         req: Option<&'a str>,
+    },
+    /// Text for this user only, not stored: a plugin's private reply to a command.
+    Notice {
+        room: RoomId,
+        plugin: &'a str,
+        body: &'a str,
     },
 }
 

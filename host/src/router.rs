@@ -4,18 +4,24 @@
 //! For a message: authorize (member of the room) → rate-limit → idempotency → plugin
 //! `message-pre-send` chain → group commit (per-room `seq` assigned in the transaction) →
 //! fan-out (done by the writer, in commit order) → ack → `message-delivered` observers.
+//! A `/name args` message whose name a plugin registered goes to that plugin instead
+//! (`commands`); plugins' bots post through this same path (`bots`).
 //! No HTTP or wasmtime type appears here.
 
+mod bots;
+mod commands;
 pub mod commit;
 pub mod hooks;
+mod plugin_calls;
 
 use std::num::NonZeroU32;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use self::commit::Committer;
-use self::hooks::{HookKind, Hooks, PreSend, PreSendOutcome};
+use self::hooks::{HookKind, Hooks};
 use crate::config::Limits;
 use crate::error::{ApiError, Result};
 use crate::hub::Hub;
@@ -30,7 +36,20 @@ const MAX_METADATA_ENTRIES: usize = 16;
 const MAX_METADATA_KEY: usize = 64;
 const MAX_METADATA_VALUE: usize = 1024;
 
+/// The message path. A cheap handle on [`RouterCore`] (where the methods are), so that the
+/// task sending plugins' bot posts can hold a weak reference to the same router.
 pub struct Router {
+    core: Arc<RouterCore>,
+}
+
+impl Deref for Router {
+    type Target = RouterCore;
+    fn deref(&self) -> &RouterCore {
+        &self.core
+    }
+}
+
+pub struct RouterCore {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     hooks: Arc<dyn Hooks>,
@@ -45,8 +64,32 @@ impl std::fmt::Debug for Router {
     }
 }
 
+impl std::fmt::Debug for RouterCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterCore").finish_non_exhaustive()
+    }
+}
+
 impl Router {
+    /// The router; when the hook layer has bots, also the task that sends their posts
+    /// (which needs a tokio runtime).
     pub fn new(
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        hooks: Arc<dyn Hooks>,
+        committer: Committer,
+        limits: Limits,
+    ) -> Self {
+        let core = Arc::new(RouterCore::new(store, hub, hooks, committer, limits));
+        if let Some(outbox) = core.hooks.take_bot_outbox() {
+            bots::spawn(Arc::downgrade(&core), outbox);
+        }
+        Self { core }
+    }
+}
+
+impl RouterCore {
+    fn new(
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
         hooks: Arc<dyn Hooks>,
@@ -80,6 +123,8 @@ impl Router {
     // ---------------------------------------------------------------- messages
 
     /// Post a message. A retry with the same `client_msg_id` returns the original ack.
+    /// A `/name args` message is a command when a plugin registered `name` (see
+    /// `commands`); it is then answered by that plugin and not stored.
     pub async fn send_message(
         &self,
         sender: &User,
@@ -88,10 +133,33 @@ impl Router {
         body: String,
         metadata: Metadata,
     ) -> Result<Ack> {
+        self.send_message_at(sender, room_id, client_msg_id, body, metadata, 0)
+            .await
+    }
+
+    /// `send_message` for a message that `depth` bot posts led to (0: a person's).
+    async fn send_message_at(
+        &self,
+        sender: &User,
+        room_id: RoomId,
+        client_msg_id: String,
+        body: String,
+        metadata: Metadata,
+        depth: u32,
+    ) -> Result<Ack> {
         self.check_client_msg_id(&client_msg_id)?;
         self.check_body(&body)?;
         check_metadata(&metadata)?;
         self.ensure_member(sender.id, room_id).await?;
+        // Bots' posts are never commands: a bot cannot drive another plugin that way.
+        if !sender.is_bot
+            && self.hooks.implements(HookKind::Command)
+            && let Some(ack) = self
+                .try_command(sender, room_id, &client_msg_id, &body)
+                .await?
+        {
+            return Ok(ack);
+        }
         // With plugins in the path, a retry is answered from the store before they run, so
         // a DLP flag is recorded once. Without plugins that lookup would only repeat what the
         // commit itself does (it returns the original for a known `client_msg_id`), so the
@@ -107,7 +175,7 @@ impl Router {
         self.rate_limit(sender.id)?;
         let input = self.marks_input(&metadata);
         let (body, metadata, modified) = self
-            .pre_send(sender, room_id, &client_msg_id, None, body, metadata)
+            .pre_send(sender, room_id, &client_msg_id, None, body, metadata, depth)
             .await?;
         let appended = self
             .committer
@@ -127,7 +195,7 @@ impl Router {
             self.audit_marks(sender, &appended.event, input.as_ref())
                 .await;
         }
-        self.delivered(&appended.event).await;
+        self.delivered(&appended.event, depth).await;
         Ok(Ack {
             room: room_id,
             id: appended.event.id,
@@ -136,6 +204,7 @@ impl Router {
             body: modified.then(|| appended.event.body.clone()).flatten(),
             modified,
             duplicate: false,
+            command: None,
         })
     }
 
@@ -168,6 +237,7 @@ impl Router {
                 Some(message),
                 body,
                 original.metadata.clone(),
+                0,
             )
             .await?;
         let appended = self
@@ -192,6 +262,7 @@ impl Router {
             body: modified.then(|| appended.event.body.clone()).flatten(),
             modified,
             duplicate: false,
+            command: None,
         })
     }
 
@@ -227,6 +298,7 @@ impl Router {
             body: None,
             modified: false,
             duplicate: false,
+            command: None,
         })
     }
 
@@ -608,142 +680,6 @@ impl Router {
         }
         Ok(())
     }
-
-    // ---------------------------------------------------------------- hooks
-
-    async fn pre_send(
-        &self,
-        sender: &User,
-        room_id: RoomId,
-        client_msg_id: &str,
-        editing: Option<EventId>,
-        body: String,
-        metadata: Metadata,
-    ) -> Result<(String, Metadata, bool)> {
-        if !self.hooks.implements(HookKind::MessagePreSend) {
-            return Ok((body, metadata, false));
-        }
-        let outcome = self
-            .hooks
-            .message_pre_send(PreSend {
-                room_id,
-                sender_id: sender.id,
-                sender_name: sender.name.clone(),
-                client_msg_id: client_msg_id.to_string(),
-                editing,
-                body,
-                metadata,
-            })
-            .await;
-        match outcome {
-            PreSendOutcome::Continue {
-                body,
-                metadata,
-                modified,
-            } => {
-                // The plugin layer validates sizes too; the store's own rules still hold.
-                if body.len() > self.limits.max_message_bytes || body.contains('\0') {
-                    return Err(ApiError::Rejected {
-                        plugin: "host".into(),
-                        code: "invalid_plugin_output".into(),
-                        reason: "a plugin produced a body the server cannot store".into(),
-                    });
-                }
-                Ok((body, metadata, modified))
-            }
-            PreSendOutcome::Reject {
-                plugin,
-                code,
-                reason,
-            } => {
-                // Compliance wants every refusal on record: who, where, which rule — never
-                // the message itself (the reason is the plugin's, and DLP keeps values out).
-                let detail = serde_json::json!({
-                    "code": code,
-                    "sender": sender.id,
-                    "edit_of": editing,
-                });
-                if let Err(err) = self
-                    .store
-                    .append_audit(
-                        &format!("plugin:{plugin}"),
-                        "plugin.reject",
-                        &format!("room:{room_id}"),
-                        &detail,
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %err, plugin = %plugin, "could not record a plugin rejection in the audit log");
-                }
-                Err(ApiError::Rejected {
-                    plugin,
-                    code,
-                    reason,
-                })
-            }
-        }
-    }
-
-    /// The metadata a message had before the plugin chain, kept only when a chain runs
-    /// (to tell the marks plugins added from ones the message already carried).
-    fn marks_input(&self, metadata: &Metadata) -> Option<Metadata> {
-        self.hooks
-            .implements(HookKind::MessagePreSend)
-            .then(|| metadata.clone())
-    }
-
-    /// Compliance wants flags and redactions on record, like rejections. A plugin marks them
-    /// with a metadata entry whose key ends in `.flagged` or `.redacted` (the DLP plugin's
-    /// `dlp.flagged = "email"`); each mark the chain added becomes a `plugin.flag` /
-    /// `plugin.redact` audit record naming the marker, room, sender and message — the value
-    /// is the plugin's detector list, never message content.
-    async fn audit_marks(&self, sender: &User, event: &Event, input: Option<&Metadata>) {
-        for (key, value) in &event.metadata {
-            let action = if key.ends_with(".flagged") {
-                "plugin.flag"
-            } else if key.ends_with(".redacted") {
-                "plugin.redact"
-            } else {
-                continue;
-            };
-            if input.and_then(|m| m.get(key)) == Some(value) {
-                continue;
-            }
-            let marker = key
-                .rsplit_once('.')
-                .map_or(key.as_str(), |(prefix, _)| prefix);
-            let detail = serde_json::json!({
-                "message": event.target.unwrap_or(event.id),
-                "event": event.id,
-                "sender": sender.id,
-                "key": key,
-                "detectors": value,
-            });
-            if let Err(err) = self
-                .store
-                .append_audit(
-                    &format!("plugin:{marker}"),
-                    action,
-                    &format!("room:{}", event.room_id),
-                    &detail,
-                )
-                .await
-            {
-                tracing::warn!(error = %err, %action, "could not record a plugin mark in the audit log");
-            }
-        }
-    }
-
-    async fn delivered(&self, event: &Event) {
-        if !self.hooks.implements(HookKind::MessageDelivered) {
-            return;
-        }
-        match self.store.room(event.room_id).await {
-            Ok(Some(room)) => self.hooks.message_delivered(&room, event),
-            Ok(None) => {}
-            Err(err) => tracing::warn!(error = %err, "room lookup for message-delivered failed"),
-        }
-    }
 }
 
 fn duplicate_ack(original: Event, room_id: RoomId) -> Result<Ack> {
@@ -761,6 +697,7 @@ fn duplicate_ack(original: Event, room_id: RoomId) -> Result<Ack> {
         body: None,
         modified: false,
         duplicate: true,
+        command: None,
     })
 }
 

@@ -23,14 +23,20 @@
 //! export_plugin!(Shout);
 //! ```
 //!
-//! The host capabilities are wrapped in [`log`], [`config`] and [`kv`]. Each is granted by
-//! the operator in the plugin's manifest; a call to one that was not granted returns
-//! [`HostError::NotGranted`].
+//! The host capabilities are wrapped in [`log`], [`config`], [`kv`], [`bot`], [`http`] and
+//! [`rooms`]. Each is granted by the operator in the plugin's manifest; a call to one that
+//! was not granted returns [`HostError::NotGranted`].
+//!
+//! This SDK builds against WIT `switchboard:plugin@0.2.0`. Plugins built with an older SDK
+//! (0.1) keep loading: the server speaks both.
 
+pub mod bot;
 pub mod config;
+pub mod http;
 pub mod kv;
 pub mod log;
 mod outcome;
+pub mod rooms;
 
 pub use outcome::{meta_get, meta_set};
 
@@ -49,8 +55,8 @@ pub mod __wit {
 }
 
 pub use __wit::switchboard::plugin::types::{
-    Decision, Event, EventKind, HookSet, HostError, Message, Metadata, Modification,
-    PreSendOutcome, Rejection, Room, RoomKind, User,
+    AuthOutcome, CommandCall, CommandOutcome, Credentials, Decision, Event, EventKind, HookSet,
+    HostError, Message, Metadata, Modification, PreSendOutcome, Rejection, Room, RoomKind, User,
 };
 
 /// A Switchboard plugin. Implement the hooks you need; the others keep their defaults, and
@@ -89,6 +95,22 @@ pub trait Plugin: 'static {
     fn on_connect(&self, user: User, session_id: String) -> Decision {
         let _ = (user, session_id);
         Decision::Allow
+    }
+
+    /// A `/name args` command this plugin registered (manifest `commands`). Answer with
+    /// [`CommandOutcome::Reply`] (posted as the plugin's bot), [`CommandOutcome::PrivateReply`]
+    /// (shown to the sender only) or [`CommandOutcome::Done`].
+    fn command(&self, call: CommandCall) -> CommandOutcome {
+        let _ = call;
+        CommandOutcome::Done
+    }
+
+    /// A login with a method the server does not check itself (`api-key`, ...): answer
+    /// [`AuthOutcome::Accept`] with an existing user's name, [`AuthOutcome::Reject`], or
+    /// [`AuthOutcome::Defer`] (the default) to leave it to the next plugin.
+    fn authenticate(&self, credentials: Credentials) -> AuthOutcome {
+        let _ = credentials;
+        AuthOutcome::Defer
     }
 }
 
@@ -132,6 +154,12 @@ macro_rules! export_plugin {
                 }
                 fn on_connect(user: $crate::User, session_id: String) -> $crate::Decision {
                     __with(|p| p.on_connect(user, session_id))
+                }
+                fn command(call: $crate::CommandCall) -> $crate::CommandOutcome {
+                    __with(|p| p.command(call))
+                }
+                fn authenticate(creds: $crate::Credentials) -> $crate::AuthOutcome {
+                    __with(|p| p.authenticate(creds))
                 }
             }
 

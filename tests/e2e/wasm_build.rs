@@ -18,6 +18,10 @@ const CRATES: &[&str] = &[
     "fixture-stack-overflow",
     "fixture-huge-output",
     "fixture-probe",
+    "fixture-legacy-v01",
+    "echo-bot",
+    "webhook",
+    "auth-policy",
 ];
 
 pub fn workspace_root() -> PathBuf {

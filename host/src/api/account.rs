@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{AdminUser, AppJson, AppPath, AppState, AuthUser, bearer_token};
 use crate::auth::{TokenPair, check_password_strength, hash_password};
 use crate::error::{ApiError, Result};
-use crate::router::hooks::{Decision, HookKind};
+use crate::router::hooks::{AuthOutcome, AuthRequest, Decision, HookKind};
 use crate::store::{NewUser, User, UserId};
 
 pub fn routes() -> HttpRouter<AppState> {
@@ -22,24 +22,52 @@ pub fn routes() -> HttpRouter<AppState> {
         .route("/api/v1/users/{id}", patch(update_user))
 }
 
+/// `{"username","password"}` (the server checks it), or `{"method","credential"}` with an
+/// optional `username` for a method a plugin's `authenticate` hook checks (`api-key`, ...).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
-    username: String,
-    password: String,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    credential: Option<String>,
 }
+
+/// Longest method name and plugin credential accepted.
+const MAX_METHOD: usize = 32;
+const MAX_CREDENTIAL: usize = 4096;
 
 async fn login(
     State(state): State<AppState>,
     AppJson(req): AppJson<LoginRequest>,
 ) -> Result<AppJson<TokenPair>> {
-    if req.username.len() > 64 || req.password.len() > 1024 {
-        return Err(ApiError::unauthenticated(
-            "invalid_credentials",
-            "wrong user name or password",
-        ));
-    }
-    let pair = state.auth.login(&req.username, &req.password).await?;
+    let pair = match req.method.as_deref() {
+        None | Some("password") => {
+            let (Some(username), Some(password), None) =
+                (req.username, req.password, req.credential)
+            else {
+                return Err(ApiError::bad_request(
+                    "invalid_login_request",
+                    "a password login needs `username` and `password` (and no `credential`)",
+                ));
+            };
+            if username.len() > 64 || password.len() > 1024 {
+                return Err(ApiError::unauthenticated(
+                    "invalid_credentials",
+                    "wrong user name or password",
+                ));
+            }
+            state.auth.login(&username, &password).await?
+        }
+        Some(method) => {
+            let method = method.to_string();
+            plugin_login(&state, method, req.username, req.password, req.credential).await?
+        }
+    };
     let hooks = state.router.hooks();
     if hooks.implements(HookKind::OnLogin)
         && let Decision::Deny { plugin, reason } = hooks.on_login(&pair.user).await
@@ -55,6 +83,85 @@ async fn login(
         });
     }
     Ok(AppJson(pair))
+}
+
+/// A login whose credentials a plugin checks (`authenticate` hook). The plugin maps them to
+/// an existing user; the session is an ordinary one. Failures count against the same
+/// per-key login budget as passwords (keyed by method and user name).
+async fn plugin_login(
+    state: &AppState,
+    method: String,
+    username: Option<String>,
+    password: Option<String>,
+    credential: Option<String>,
+) -> Result<TokenPair> {
+    let valid_method = (1..=MAX_METHOD).contains(&method.len())
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    let credential = match (password, credential) {
+        (None, Some(c)) if valid_method && !c.is_empty() && c.len() <= MAX_CREDENTIAL => c,
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_login_request",
+                format!(
+                    "a `method` login needs a `credential` of 1 to {MAX_CREDENTIAL} bytes (no \
+                     `password`), and the method 1 to {MAX_METHOD} characters of [a-z0-9_-]"
+                ),
+            ));
+        }
+    };
+    if username.as_ref().is_some_and(|u| u.len() > 64) {
+        return Err(ApiError::bad_request(
+            "invalid_login_request",
+            "a user name has at most 64 bytes",
+        ));
+    }
+    let budget_key = format!("{method}:{}", username.as_deref().unwrap_or(""));
+    state.auth.check_login_budget(&budget_key)?;
+    let hooks = state.router.hooks();
+    let outcome = if hooks.implements(HookKind::Authenticate) {
+        hooks
+            .authenticate(AuthRequest {
+                method: method.clone(),
+                username,
+                credential,
+            })
+            .await
+    } else {
+        AuthOutcome::Unhandled
+    };
+    match outcome {
+        AuthOutcome::Accept { plugin, user_name } => {
+            let user = match state.store.user_by_name(&user_name).await? {
+                Some((user, _)) => user,
+                None => {
+                    tracing::warn!(%plugin, user = %user_name, "authenticate accepted an unknown user");
+                    state.auth.login_failed(&budget_key);
+                    return Err(ApiError::unauthenticated(
+                        "invalid_credentials",
+                        "the credentials do not belong to an account",
+                    ));
+                }
+            };
+            state.auth.login_as(user).await
+        }
+        AuthOutcome::Reject { plugin, reason } => {
+            state.auth.login_failed(&budget_key);
+            Err(ApiError::Rejected {
+                plugin,
+                code: "credentials_rejected".into(),
+                reason,
+            })
+        }
+        AuthOutcome::Unhandled => {
+            state.auth.login_failed(&budget_key);
+            Err(ApiError::unauthenticated(
+                "unsupported_login_method",
+                format!("no login method `{method}` is configured"),
+            ))
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

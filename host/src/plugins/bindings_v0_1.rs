@@ -1,20 +1,18 @@
-//! Host side of WIT `switchboard:plugin@0.1.0`: the generated bindings, the host imports
-//! (`log`, `config`, `kv`) behind their capability checks, and conversions between the
-//! server's types and the interface's.
-//!
-//! When the interface grows to 0.2 this module stays as it is (pointing at a frozen copy of
-//! the 0.1 WIT) and a `bindings_v0_2` joins it; `instance` picks one by the version of the
-//! `hooks` interface a component exports.
+//! Host side of WIT `switchboard:plugin@0.1.0`, frozen in `wit/v0.1/`: the generated
+//! bindings, the 0.1 host imports (`log`, `config`, `kv`) adapted to the version-neutral
+//! capability logic in `capabilities`, and conversions between the server's types and
+//! 0.1's. A plugin built against 0.1 keeps loading through this module unchanged.
 
+use wasmtime::Store;
 use wasmtime::component::{HasSelf, Linker};
 
-use super::capabilities::HostState;
-use super::manifest::{Capability, HookName};
-use crate::router::hooks::PreSend;
-use crate::store::{self, Metadata};
+use super::call::{DecisionAnswer, PreSendAnswer, Request, Response};
+use super::capabilities::{CapError, HostState, LogLevel};
+use super::manifest::HookName;
+use crate::store;
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/v0.1",
     world: "plugin",
     // Hooks are called with `call_async` so that WASI's host functions (which are async in
     // wasmtime-wasi and would otherwise `block_on` inside a tokio worker) and epoch yields
@@ -23,15 +21,12 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub(crate) use switchboard::plugin::types::{
+use switchboard::plugin::types::{
     Decision, Event, EventKind, HookSet, HostError, Message, PreSendOutcome, Room, RoomKind, User,
 };
 
 /// The export every 0.1 component has; used to tell interface versions apart.
 pub(crate) const HOOKS_EXPORT: &str = "switchboard:plugin/hooks@0.1.0";
-
-/// Longest log line a plugin may write; longer ones are cut.
-const MAX_LOG_LINE: usize = 4096;
 
 /// Add WASI (locked down by the store's context) and the 0.1 host imports to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -39,12 +34,93 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     Plugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
 }
 
-impl HostState {
-    fn require(&self, capability: Capability) -> Result<(), HostError> {
-        if self.ctx.granted(capability) {
-            Ok(())
-        } else {
-            Err(HostError::NotGranted)
+/// The hooks the component says it implements.
+pub(crate) async fn implemented_hooks(
+    bindings: &Plugin,
+    store: &mut Store<HostState>,
+) -> wasmtime::Result<Vec<HookName>> {
+    let set = bindings
+        .switchboard_plugin_hooks()
+        .call_implemented_hooks(store)
+        .await?;
+    Ok([
+        (HookSet::MESSAGE_PRE_SEND, HookName::MessagePreSend),
+        (HookSet::MESSAGE_DELIVERED, HookName::MessageDelivered),
+        (HookSet::ON_LOGIN, HookName::OnLogin),
+        (HookSet::ON_CONNECT, HookName::OnConnect),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| set.contains(*flag))
+    .map(|(_, hook)| hook)
+    .collect())
+}
+
+/// Make one hook call.
+pub(crate) async fn call(
+    bindings: &Plugin,
+    store: &mut Store<HostState>,
+    request: Request<'_>,
+) -> wasmtime::Result<Response> {
+    let hooks = bindings.switchboard_plugin_hooks();
+    Ok(match request {
+        Request::PreSend {
+            msg,
+            body,
+            metadata,
+        } => {
+            let input = Message {
+                room_id: msg.room_id,
+                sender_id: msg.sender_id,
+                sender_name: msg.sender_name.clone(),
+                client_msg_id: msg.client_msg_id.clone(),
+                editing: msg.editing,
+                body: body.to_string(),
+                metadata: pairs(metadata),
+            };
+            Response::PreSend(match hooks.call_message_pre_send(store, &input).await? {
+                PreSendOutcome::Continue => PreSendAnswer::Continue,
+                PreSendOutcome::Modify(m) => PreSendAnswer::Modify {
+                    body: m.body,
+                    metadata: m.metadata,
+                },
+                PreSendOutcome::Reject(r) => PreSendAnswer::Reject {
+                    code: r.code,
+                    reason: r.reason,
+                },
+            })
+        }
+        Request::Delivered(room_, event_) => {
+            hooks
+                .call_message_delivered(store, &room(room_), &event(event_))
+                .await?;
+            Response::Delivered
+        }
+        Request::Login(u) => decision(hooks.call_on_login(store, &user(u)).await?),
+        Request::Connect(u, session) => {
+            decision(hooks.call_on_connect(store, &user(u), session).await?)
+        }
+        // The chain never routes a hook the plugin did not declare; a 0.1 plugin cannot.
+        Request::Command(_) | Request::Authenticate(_) => {
+            wasmtime::bail!("interface 0.1 has no such hook")
+        }
+    })
+}
+
+fn decision(d: Decision) -> Response {
+    Response::Decision(match d {
+        Decision::Allow => DecisionAnswer::Allow,
+        Decision::Deny(reason) => DecisionAnswer::Deny(reason),
+    })
+}
+
+impl From<CapError> for HostError {
+    fn from(e: CapError) -> Self {
+        match e {
+            CapError::NotGranted => Self::NotGranted,
+            CapError::TooLarge => Self::TooLarge,
+            CapError::QuotaExceeded => Self::QuotaExceeded,
+            CapError::InvalidArgument(m) => Self::InvalidArgument(m),
+            CapError::Unavailable(m) | CapError::Denied(m) => Self::Unavailable(m),
         }
     }
 }
@@ -55,96 +131,56 @@ impl switchboard::plugin::log::Host for HostState {
     fn write(
         &mut self,
         level: switchboard::plugin::log::Level,
-        mut message: String,
+        message: String,
     ) -> Result<(), HostError> {
         use switchboard::plugin::log::Level;
-        self.require(Capability::Log)?;
-        if message.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
-        let plugin = &*self.ctx.name;
-        match level {
-            Level::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
-            Level::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
-            Level::Info => tracing::info!(target: "plugin", plugin, "{message}"),
-            Level::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
-            Level::Error => tracing::error!(target: "plugin", plugin, "{message}"),
-        }
-        Ok(())
+        let level = match level {
+            Level::Trace => LogLevel::Trace,
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        Ok(self.log_write(level, message)?)
     }
 }
 
 impl switchboard::plugin::config::Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<String>, HostError> {
-        self.require(Capability::Config)?;
-        Ok(self.ctx.settings.get(&key).cloned())
+        Ok(self.config_get(&key)?)
     }
 
     fn keys(&mut self) -> Result<Vec<String>, HostError> {
-        self.require(Capability::Config)?;
-        Ok(self.ctx.settings.keys().cloned().collect())
+        Ok(self.config_keys()?)
     }
 }
 
 impl switchboard::plugin::kv::Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, HostError> {
-        self.kv()?.get(&key)
+        Ok(self.kv()?.get(&key)?)
     }
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), HostError> {
-        self.kv()?.set(key, value)
+        Ok(self.kv()?.set(key, value)?)
     }
     fn delete(&mut self, key: String) -> Result<bool, HostError> {
-        self.kv()?.delete(&key)
+        Ok(self.kv()?.delete(&key)?)
     }
     fn keys(&mut self, prefix: String, limit: u32) -> Result<Vec<String>, HostError> {
-        self.kv()?.keys(&prefix, limit)
+        Ok(self.kv()?.keys(&prefix, limit)?)
     }
     fn increment(&mut self, key: String, delta: i64) -> Result<i64, HostError> {
-        self.kv()?.increment(key, delta)
+        Ok(self.kv()?.increment(key, delta)?)
     }
 }
 
-impl HostState {
-    fn kv(&self) -> Result<&super::kv::KvSpace, HostError> {
-        self.ctx.kv.as_deref().ok_or(HostError::NotGranted)
-    }
-}
-
-impl HookSet {
-    pub(crate) fn contains_hook(self, hook: HookName) -> bool {
-        self.contains(match hook {
-            HookName::MessagePreSend => HookSet::MESSAGE_PRE_SEND,
-            HookName::MessageDelivered => HookSet::MESSAGE_DELIVERED,
-            HookName::OnLogin => HookSet::ON_LOGIN,
-            HookName::OnConnect => HookSet::ON_CONNECT,
-        })
-    }
-}
-
-pub(crate) fn metadata_to_wit(metadata: &Metadata) -> Vec<(String, String)> {
+fn pairs(metadata: &store::Metadata) -> Vec<(String, String)> {
     metadata
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
 
-pub(crate) fn message(msg: &PreSend, body: &str, metadata: &Metadata) -> Message {
-    Message {
-        room_id: msg.room_id,
-        sender_id: msg.sender_id,
-        sender_name: msg.sender_name.clone(),
-        client_msg_id: msg.client_msg_id.clone(),
-        editing: msg.editing,
-        body: body.to_string(),
-        metadata: metadata_to_wit(metadata),
-    }
-}
-
-pub(crate) fn user(user: &store::User) -> User {
+fn user(user: &store::User) -> User {
     User {
         id: user.id,
         name: user.name.clone(),
@@ -154,7 +190,7 @@ pub(crate) fn user(user: &store::User) -> User {
     }
 }
 
-pub(crate) fn room(room: &store::Room) -> Room {
+fn room(room: &store::Room) -> Room {
     Room {
         id: room.id,
         kind: match room.kind {
@@ -165,7 +201,7 @@ pub(crate) fn room(room: &store::Room) -> Room {
     }
 }
 
-pub(crate) fn event(event: &store::Event) -> Event {
+fn event(event: &store::Event) -> Event {
     Event {
         id: event.id,
         room_id: event.room_id,
@@ -180,7 +216,7 @@ pub(crate) fn event(event: &store::Event) -> Event {
         sender_id: event.sender_id,
         target: event.target,
         body: event.body.clone(),
-        metadata: metadata_to_wit(&event.metadata),
+        metadata: pairs(&event.metadata),
         created_at: event.created_at,
     }
 }

@@ -1,15 +1,108 @@
 //! What a plugin instance's store holds: its locked-down WASI context, its memory limiter,
-//! and the capabilities the operator granted it (each host import checks its grant first).
+//! and the capabilities the operator granted it. The capabilities' logic lives here (and in
+//! `kv`, `bot`), behind version-neutral signatures; each `bindings_v0_*` module only
+//! adapts it to its WIT version's types. Every import checks its grant first.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use prometheus_client::registry::Registry;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::PluginError;
+use super::bot::{BotCtx, Outbox};
+use super::http::{HttpCtx, HttpRequest, HttpResponse};
 use super::kv::KvSpace;
 use super::manifest::{Capability, Manifest};
+use super::rooms::RoomsCtx;
+use crate::store::{RoomId, Store};
+
+/// Why a host import failed, in host terms; each bindings module maps it to its WIT
+/// `host-error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CapError {
+    NotGranted,
+    TooLarge,
+    QuotaExceeded,
+    InvalidArgument(String),
+    Unavailable(String),
+    /// The operator's policy refuses the request (0.2; a 0.1 plugin sees `unavailable`).
+    Denied(String),
+}
+
+/// Longest log line a plugin may write; longer ones are cut.
+const MAX_LOG_LINE: usize = 4096;
+/// Most bot posts one hook call may queue.
+pub(crate) const MAX_POSTS_PER_CALL: usize = 8;
+/// Longest bot post the import accepts (the router's own message limit applies as well).
+const MAX_POST_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// What every plugin shares, created once per `PluginHost`.
+pub(crate) struct Shared {
+    pub(crate) outbox: Arc<Outbox>,
+}
+
+impl Shared {
+    pub(crate) fn new(registry: &mut Registry) -> Self {
+        Self {
+            outbox: Arc::new(Outbox::new(registry)),
+        }
+    }
+}
+
+/// The capabilities that need more than a flag: state loaded when the plugin loads.
+#[derive(Default)]
+pub(crate) struct Grants {
+    /// `Some` exactly when `kv` is granted.
+    pub(crate) kv: Option<Arc<KvSpace>>,
+    /// `Some` exactly when `bot` is granted.
+    pub(crate) bot: Option<Arc<BotCtx>>,
+    /// `Some` exactly when `http` is granted.
+    pub(crate) http: Option<Arc<HttpCtx>>,
+    /// `Some` exactly when `rooms` is granted.
+    pub(crate) rooms: Option<Arc<RoomsCtx>>,
+}
+
+impl Grants {
+    /// Load what `manifest` grants: the bot user (created if missing), the http and rooms
+    /// contexts. The kv namespace is the caller's (`PluginHost` keeps one per plugin across
+    /// reloads): pass it in when `kv` is granted.
+    pub(crate) async fn load(
+        manifest: &Manifest,
+        store: Arc<dyn Store>,
+        shared: &Shared,
+        kv: Option<Arc<KvSpace>>,
+    ) -> Result<Grants, PluginError> {
+        let mut grants = Grants {
+            kv,
+            ..Grants::default()
+        };
+        if let Some(settings) = &manifest.bot {
+            let bot =
+                BotCtx::provision(&manifest.name, settings, store.clone(), &shared.outbox).await?;
+            grants.bot = Some(Arc::new(bot));
+        }
+        if let Some(settings) = &manifest.http {
+            grants.http = Some(Arc::new(HttpCtx::new(&manifest.name, settings.clone())));
+        }
+        if let Some(scope) = manifest.rooms {
+            let bot = grants.bot.as_ref().map(|b| b.user.id);
+            grants.rooms = Some(Arc::new(RoomsCtx::new(store.clone(), scope, bot)));
+        }
+        Ok(grants)
+    }
+}
 
 /// Per-plugin facts every instance of the plugin shares.
 pub(crate) struct PluginCtx {
@@ -17,18 +110,23 @@ pub(crate) struct PluginCtx {
     log: bool,
     config: bool,
     pub(crate) settings: BTreeMap<String, String>,
-    /// `Some` exactly when `kv` is granted.
     pub(crate) kv: Option<Arc<KvSpace>>,
+    pub(crate) bot: Option<Arc<BotCtx>>,
+    pub(crate) http: Option<Arc<HttpCtx>>,
+    pub(crate) rooms: Option<Arc<RoomsCtx>>,
 }
 
 impl PluginCtx {
-    pub(crate) fn new(manifest: &Manifest, kv: Option<Arc<KvSpace>>) -> Self {
+    pub(crate) fn new(manifest: &Manifest, grants: Grants) -> Self {
         Self {
             name: Arc::from(manifest.name.as_str()),
             log: manifest.grants(Capability::Log),
             config: manifest.grants(Capability::Config),
             settings: manifest.settings.clone(),
-            kv,
+            kv: grants.kv,
+            bot: grants.bot,
+            http: grants.http,
+            rooms: grants.rooms,
         }
     }
 
@@ -37,7 +135,129 @@ impl PluginCtx {
             Capability::Log => self.log,
             Capability::Config => self.config,
             Capability::Kv => self.kv.is_some(),
+            Capability::Bot => self.bot.is_some(),
+            Capability::Http => self.http.is_some(),
+            Capability::Rooms => self.rooms.is_some(),
         }
+    }
+}
+
+/// What the running hook call has going: where it fired and the posts it queued.
+#[derive(Default)]
+pub(crate) struct CallScope {
+    /// The room the hook fired in (`bot.reply` posts there).
+    pub(crate) room: Option<RoomId>,
+    /// Posts queued by `bot.post` / `bot.reply`, sent after the call returns.
+    pub(crate) posts: Vec<(RoomId, String)>,
+}
+
+impl HostState {
+    fn require(&self, capability: Capability) -> Result<(), CapError> {
+        if self.ctx.granted(capability) {
+            Ok(())
+        } else {
+            Err(CapError::NotGranted)
+        }
+    }
+
+    pub(crate) fn log_write(&self, level: LogLevel, mut message: String) -> Result<(), CapError> {
+        self.require(Capability::Log)?;
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let plugin = &*self.ctx.name;
+        match level {
+            LogLevel::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
+            LogLevel::Info => tracing::info!(target: "plugin", plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
+            LogLevel::Error => tracing::error!(target: "plugin", plugin, "{message}"),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn config_get(&self, key: &str) -> Result<Option<String>, CapError> {
+        self.require(Capability::Config)?;
+        Ok(self.ctx.settings.get(key).cloned())
+    }
+
+    pub(crate) fn config_keys(&self) -> Result<Vec<String>, CapError> {
+        self.require(Capability::Config)?;
+        Ok(self.ctx.settings.keys().cloned().collect())
+    }
+
+    pub(crate) fn kv(&self) -> Result<&KvSpace, CapError> {
+        self.ctx.kv.as_deref().ok_or(CapError::NotGranted)
+    }
+
+    /// Queue a post; the host sends it when the hook returns (see `bot`). The bot must be
+    /// a member of the room: checked here (a store read, not counted against the deadline)
+    /// so the plugin gets a clear error, and again when the post is sent.
+    pub(crate) async fn bot_post(
+        &mut self,
+        room: Option<RoomId>,
+        body: String,
+    ) -> Result<(), CapError> {
+        let bot = self.ctx.bot.clone().ok_or(CapError::NotGranted)?;
+        let room = room.ok_or_else(|| {
+            CapError::InvalidArgument("this hook did not fire in a room: use post".into())
+        })?;
+        if body.trim().is_empty() {
+            return Err(CapError::InvalidArgument("a post needs a body".into()));
+        }
+        if body.len() > MAX_POST_BYTES {
+            return Err(CapError::TooLarge);
+        }
+        if self.call.posts.len() >= MAX_POSTS_PER_CALL {
+            return Err(CapError::QuotaExceeded);
+        }
+        let started = std::time::Instant::now();
+        let member = bot.is_member(room).await;
+        self.settle(started);
+        if !member? {
+            return Err(CapError::Denied(format!(
+                "the bot is not a member of room {room}"
+            )));
+        }
+        self.call.posts.push((room, body));
+        Ok(())
+    }
+
+    /// Send an HTTP request under the plugin's policy. Waiting for the network is not the
+    /// plugin's CPU time: the call's deadline moves by the time spent here.
+    pub(crate) async fn http_send(
+        &mut self,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, CapError> {
+        let http = self.ctx.http.clone().ok_or(CapError::NotGranted)?;
+        let started = std::time::Instant::now();
+        let result = http.send(request).await;
+        self.deadline += started.elapsed();
+        result
+    }
+
+    /// The `rooms` context, and the time the lookup starts (see `settle`).
+    pub(crate) fn rooms(&self) -> Result<(Arc<RoomsCtx>, std::time::Instant), CapError> {
+        let rooms = self.ctx.rooms.clone().ok_or(CapError::NotGranted)?;
+        Ok((rooms, std::time::Instant::now()))
+    }
+
+    /// After an async lookup that started at `started`: its wait is not the plugin's CPU
+    /// time, so the call's deadline moves by it.
+    pub(crate) fn settle(&mut self, started: std::time::Instant) {
+        self.deadline += started.elapsed();
+    }
+
+    pub(crate) fn bot_user_id(&self) -> Result<i64, CapError> {
+        self.ctx
+            .bot
+            .as_ref()
+            .map(|bot| bot.user.id)
+            .ok_or(CapError::NotGranted)
     }
 }
 
@@ -49,6 +269,7 @@ pub(crate) struct HostState {
     pub(crate) ctx: Arc<PluginCtx>,
     /// When the running call must end; checked on every epoch tick.
     pub(crate) deadline: std::time::Instant,
+    pub(crate) call: CallScope,
 }
 
 impl HostState {
@@ -67,6 +288,7 @@ impl HostState {
             limiter: Limiter::new(memory_bytes),
             ctx,
             deadline: std::time::Instant::now(),
+            call: CallScope::default(),
         }
     }
 }

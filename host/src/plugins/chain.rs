@@ -9,12 +9,15 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use serde::Serialize;
 
-use super::bindings_v0_1::{self as v0_1, Decision as WitDecision, PreSendOutcome as WitOutcome};
+use super::call::{AuthAnswer, CommandAnswer, DecisionAnswer, PreSendAnswer as WitOutcome};
 use super::instance::{CallError, LoadedPlugin, Request, Response};
 use super::manifest::{Capability, FailurePolicy, HookName};
 use super::metrics::{Counters, FailureKind};
-use super::{PluginHost, read_lock};
-use crate::router::hooks::{Decision, HookKind, Hooks, PreSend, PreSendOutcome};
+use super::{PluginError, PluginHost, read_lock};
+use crate::router::hooks::{
+    AuthOutcome, AuthRequest, BotPost, CommandCall, CommandOutcome, Decision, HookKind, Hooks,
+    PreSend, PreSendOutcome,
+};
 use crate::store::{Event, Metadata, Room, User};
 
 /// Metadata a plugin may set on a message: this many entries, keys this long.
@@ -51,7 +54,9 @@ impl ChainCell {
 /// ones that implement it.
 pub(crate) struct Chain {
     plugins: Vec<Arc<LoadedPlugin>>,
-    by_hook: [Vec<Arc<LoadedPlugin>>; 4],
+    by_hook: [Vec<Arc<LoadedPlugin>>; 6],
+    /// Command name (without the slash) → the one plugin that registered it.
+    commands: BTreeMap<String, Arc<LoadedPlugin>>,
 }
 
 fn hook_index(hook: HookName) -> usize {
@@ -60,11 +65,15 @@ fn hook_index(hook: HookName) -> usize {
         HookName::MessageDelivered => 1,
         HookName::OnLogin => 2,
         HookName::OnConnect => 3,
+        HookName::Command => 4,
+        HookName::Authenticate => 5,
     }
 }
 
 impl Chain {
-    pub(crate) fn new(mut plugins: Vec<Arc<LoadedPlugin>>) -> Self {
+    /// Order the plugins and index their hooks and commands. Two plugins registering the
+    /// same command is an error: which one answers must never depend on load order.
+    pub(crate) fn new(mut plugins: Vec<Arc<LoadedPlugin>>) -> Result<Self, PluginError> {
         plugins
             .sort_by(|a, b| (a.manifest.priority, a.name()).cmp(&(b.manifest.priority, b.name())));
         let by_hook = HookName::ALL.map(|hook| {
@@ -74,7 +83,29 @@ impl Chain {
                 .cloned()
                 .collect::<Vec<_>>()
         });
-        Self { plugins, by_hook }
+        let mut commands = BTreeMap::new();
+        for plugin in &plugins {
+            for name in &plugin.manifest.commands {
+                if let Some(other) = commands.insert(name.clone(), plugin.clone()) {
+                    return Err(PluginError::Capability {
+                        name: plugin.name().to_string(),
+                        message: format!(
+                            "command /{name} is already registered by plugin {}",
+                            other.name()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            plugins,
+            by_hook,
+            commands,
+        })
+    }
+
+    pub(crate) fn command(&self, name: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.commands.get(name)
     }
 
     pub(crate) fn hook(&self, hook: HookName) -> &[Arc<LoadedPlugin>] {
@@ -102,6 +133,12 @@ pub struct PluginStatus {
     /// Hooks the plugin is called for.
     pub hooks: Vec<HookName>,
     pub capabilities: Vec<Capability>,
+    /// The WIT interface the component was built against (`switchboard:plugin@0.2.0`).
+    pub interface: &'static str,
+    /// Commands routed to the plugin, without the slash.
+    pub commands: Vec<String>,
+    /// The plugin's bot user, with capability `bot`.
+    pub bot_user: Option<i64>,
     /// The circuit breaker currently keeps the plugin from being called.
     pub circuit_open: bool,
     /// Warm instances waiting for calls.
@@ -157,6 +194,9 @@ impl PluginStatus {
             failure_policy: p.manifest.failure_policy,
             hooks: p.hooks.clone(),
             capabilities: p.manifest.capabilities.clone(),
+            interface: p.interface,
+            commands: p.manifest.commands.clone(),
+            bot_user: p.bot_user(),
             circuit_open: p.breaker.is_open(),
             idle_instances,
             instance_memory_bytes,
@@ -189,21 +229,31 @@ impl PluginHost {
     }
 
     /// The pre-send chain: every call is bounded by its plugin's deadline.
-    async fn pre_send(&self, msg: PreSend) -> PreSendOutcome {
+    async fn pre_send(&self, msg: PreSend, depth: u32) -> PreSendOutcome {
         let chain = self.chain.snapshot();
         let mut body = msg.body.clone();
         let mut metadata = msg.metadata.clone();
         let mut modified = false;
         for plugin in chain.hook(HookName::MessagePreSend) {
-            let input = v0_1::message(&msg, &body, &metadata);
-            let result = match plugin.call(Request::PreSend(&input)).await {
+            let request = Request::PreSend {
+                msg: &msg,
+                body: &body,
+                metadata: &metadata,
+            };
+            if plugin.is_own(&request) {
+                continue;
+            }
+            let result = match plugin.call(request, depth).await {
                 Ok(Response::PreSend(outcome)) => Ok(outcome),
                 Ok(_) => Ok(WitOutcome::Continue),
                 Err(e) => Err(e),
             };
             let failure = match result {
                 Ok(WitOutcome::Continue) => continue,
-                Ok(WitOutcome::Modify(m)) => match check_modification(plugin, m.body, m.metadata) {
+                Ok(WitOutcome::Modify {
+                    body: new_body,
+                    metadata: pairs,
+                }) => match check_modification(plugin, new_body, pairs) {
                     Ok((new_body, new_metadata)) => {
                         if new_body != body || new_metadata != metadata {
                             self.count(plugin, HookName::MessagePreSend, false);
@@ -217,20 +267,20 @@ impl PluginHost {
                         plugin.output_failed(HookName::MessagePreSend, kind, detail)
                     }
                 },
-                Ok(WitOutcome::Reject(r)) => match check_rejection(&r.code, &r.reason) {
+                Ok(WitOutcome::Reject { code, reason }) => match check_rejection(&code, &reason) {
                     Ok(()) => {
                         self.count(plugin, HookName::MessagePreSend, true);
                         tracing::info!(
                             plugin = plugin.name(),
                             room = msg.room_id,
                             sender = msg.sender_id,
-                            code = %r.code,
+                            code = %code,
                             "message rejected by plugin"
                         );
                         return PreSendOutcome::Reject {
                             plugin: plugin.name().to_string(),
-                            code: r.code,
-                            reason: r.reason,
+                            code,
+                            reason,
                         };
                     }
                     Err((kind, detail)) => {
@@ -254,21 +304,21 @@ impl PluginHost {
         let hook = request.hook();
         let chain = self.chain.snapshot();
         for plugin in chain.hook(hook) {
-            let result = match plugin.call(request).await {
+            let result = match plugin.call(request, 0).await {
                 Ok(Response::Decision(decision)) => Ok(decision),
-                Ok(_) => Ok(WitDecision::Allow),
+                Ok(_) => Ok(DecisionAnswer::Allow),
                 Err(e) => Err(e),
             };
             let failure = match result {
-                Ok(WitDecision::Allow) => continue,
-                Ok(WitDecision::Deny(reason)) if reason.len() <= MAX_REASON => {
+                Ok(DecisionAnswer::Allow) => continue,
+                Ok(DecisionAnswer::Deny(reason)) if reason.len() <= MAX_REASON => {
                     self.count(plugin, hook, true);
                     return Decision::Deny {
                         plugin: plugin.name().to_string(),
                         reason,
                     };
                 }
-                Ok(WitDecision::Deny(reason)) => plugin.output_failed(
+                Ok(DecisionAnswer::Deny(reason)) => plugin.output_failed(
                     hook,
                     FailureKind::output_too_large,
                     format!("deny reason of {} bytes", reason.len()),
@@ -390,23 +440,147 @@ impl Hooks for PluginHost {
     }
 
     async fn message_pre_send(&self, msg: PreSend) -> PreSendOutcome {
-        self.pre_send(msg).await
+        self.pre_send(msg, 0).await
+    }
+
+    async fn message_pre_send_at(&self, msg: PreSend, depth: u32) -> PreSendOutcome {
+        self.pre_send(msg, depth).await
     }
 
     fn message_delivered(&self, room: &Room, event: &Event) {
+        self.message_delivered_at(room, event, 0);
+    }
+
+    fn message_delivered_at(&self, room: &Room, event: &Event, depth: u32) {
         if self.implements(HookKind::MessageDelivered) {
-            self.observer.submit(v0_1::room(room), v0_1::event(event));
+            self.observer.submit(room.clone(), event.clone(), depth);
         }
     }
 
     async fn on_login(&self, user: &User) -> Decision {
-        let user = v0_1::user(user);
-        self.decide(Request::Login(&user)).await
+        self.decide(Request::Login(user)).await
     }
 
     async fn on_connect(&self, user: &User, session_id: &str) -> Decision {
-        let user = v0_1::user(user);
-        self.decide(Request::Connect(&user, session_id)).await
+        self.decide(Request::Connect(user, session_id)).await
+    }
+
+    fn has_command(&self, name: &str) -> bool {
+        self.chain.snapshot().command(name).is_some()
+    }
+
+    async fn command(&self, call: CommandCall) -> CommandOutcome {
+        self.run_command(call).await
+    }
+
+    async fn authenticate(&self, request: AuthRequest) -> AuthOutcome {
+        self.run_authenticate(request).await
+    }
+
+    fn take_bot_outbox(&self) -> Option<tokio::sync::mpsc::Receiver<BotPost>> {
+        self.shared.outbox.take_receiver()
+    }
+}
+
+impl PluginHost {
+    /// The `authenticate` chain: in priority order, the first plugin that accepts or
+    /// rejects decides; a failing plugin rejects under fail-closed and is skipped under
+    /// fail-open. Answers are bounded like reasons.
+    async fn run_authenticate(&self, request: AuthRequest) -> AuthOutcome {
+        let chain = self.chain.snapshot();
+        for plugin in chain.hook(HookName::Authenticate) {
+            let failure = match plugin.call(Request::Authenticate(&request), 0).await {
+                Ok(Response::Auth(AuthAnswer::Defer)) => continue,
+                Ok(Response::Auth(AuthAnswer::Accept(user_name)))
+                    if !user_name.is_empty() && user_name.len() <= 64 =>
+                {
+                    return AuthOutcome::Accept {
+                        plugin: plugin.name().to_string(),
+                        user_name,
+                    };
+                }
+                Ok(Response::Auth(AuthAnswer::Reject(reason))) if reason.len() <= MAX_REASON => {
+                    self.count(plugin, HookName::Authenticate, true);
+                    return AuthOutcome::Reject {
+                        plugin: plugin.name().to_string(),
+                        reason,
+                    };
+                }
+                Ok(_) => plugin.output_failed(
+                    HookName::Authenticate,
+                    FailureKind::invalid_output,
+                    "user name or reason out of bounds".into(),
+                ),
+                Err(e) => e,
+            };
+            if plugin.manifest.failure_policy == FailurePolicy::FailClosed {
+                return AuthOutcome::Reject {
+                    plugin: plugin.name().to_string(),
+                    reason: failure_reason(plugin, &failure),
+                };
+            }
+        }
+        AuthOutcome::Unhandled
+    }
+
+    /// Run the plugin that registered `call.name`. A room reply is queued like a bot post
+    /// (so it passes the pre-send chain); a private reply goes back to the router, which
+    /// shows it to the sender only.
+    async fn run_command(&self, call: CommandCall) -> CommandOutcome {
+        let chain = self.chain.snapshot();
+        let Some(plugin) = chain.command(&call.name) else {
+            return CommandOutcome::Unknown;
+        };
+        let request = Request::Command(&call);
+        if plugin.is_own(&request) {
+            return CommandOutcome::Unknown;
+        }
+        let failure = match plugin.call(request, call.depth).await {
+            Ok(Response::Command(answer)) => {
+                let max = plugin.manifest.limits.max_output_bytes;
+                let (text, private) = match answer {
+                    CommandAnswer::Done => {
+                        return CommandOutcome::Handled {
+                            plugin: plugin.name().to_string(),
+                            private: None,
+                        };
+                    }
+                    CommandAnswer::Reply(text) => (text, false),
+                    CommandAnswer::PrivateReply(text) => (text, true),
+                };
+                if text.len() > max || text.trim().is_empty() {
+                    plugin.output_failed(
+                        HookName::Command,
+                        FailureKind::invalid_output,
+                        format!(
+                            "command reply of {} bytes (limit {max}, not empty)",
+                            text.len()
+                        ),
+                    )
+                } else if private {
+                    return CommandOutcome::Handled {
+                        plugin: plugin.name().to_string(),
+                        private: Some(text),
+                    };
+                } else {
+                    plugin.dispatch_posts(vec![(call.room_id, text)], call.depth);
+                    return CommandOutcome::Handled {
+                        plugin: plugin.name().to_string(),
+                        private: None,
+                    };
+                }
+            }
+            Ok(_) => plugin.output_failed(
+                HookName::Command,
+                FailureKind::invalid_output,
+                "not a command outcome".into(),
+            ),
+            Err(e) => e,
+        };
+        CommandOutcome::Failed {
+            plugin: plugin.name().to_string(),
+            reason: failure_reason(plugin, &failure),
+        }
     }
 }
 

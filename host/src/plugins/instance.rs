@@ -8,21 +8,55 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use super::bindings_v0_1::{
-    self as v0_1, Decision, Event, Message, Plugin, PluginPre, PreSendOutcome, Room, User,
-};
 use super::breaker::{Admit, Breaker};
-use super::capabilities::{HostState, PluginCtx};
+pub(crate) use super::call::{Request, Response};
+use super::capabilities::{Grants, HostState, PluginCtx};
 use super::engine::EngineHandle;
-use super::kv::KvSpace;
 use super::manifest::{HookName, Manifest};
 use super::metrics::{Counters, FailureKind, FailureLabels, HookMetrics, Metrics, PluginLabels};
 use super::{PluginError, PluginsConfig, lock};
+use super::{bindings_v0_1 as v0_1, bindings_v0_2 as v0_2};
+use crate::store::UserId;
+
+/// The WIT version a component was built against, with its linked-once pre-instance.
+enum Pre {
+    V0_1(v0_1::PluginPre<HostState>),
+    V0_2(v0_2::PluginPre<HostState>),
+}
+
+/// An instance's generated bindings, of the component's WIT version.
+enum Bindings {
+    V0_1(v0_1::Plugin),
+    V0_2(v0_2::Plugin),
+}
+
+impl Bindings {
+    async fn implemented_hooks(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Vec<HookName>> {
+        match self {
+            Self::V0_1(b) => v0_1::implemented_hooks(b, store).await,
+            Self::V0_2(b) => v0_2::implemented_hooks(b, store).await,
+        }
+    }
+
+    async fn call(
+        &self,
+        store: &mut Store<HostState>,
+        request: Request<'_>,
+    ) -> wasmtime::Result<Response> {
+        match self {
+            Self::V0_1(b) => v0_1::call(b, store, request).await,
+            Self::V0_2(b) => v0_2::call(b, store, request).await,
+        }
+    }
+}
 
 /// A live instance, ready for the next call.
 struct Warm {
     store: Store<HostState>,
-    bindings: Plugin,
+    bindings: Bindings,
     calls: u64,
 }
 
@@ -33,7 +67,9 @@ pub(crate) struct LoadedPlugin {
     pub(crate) counters: Counters,
     pub(crate) breaker: Breaker,
     engine: Engine,
-    pre: PluginPre<HostState>,
+    pre: Pre,
+    /// `switchboard:plugin@0.1.0` or `@0.2.0`, for logs and the admin API.
+    pub(crate) interface: &'static str,
     ctx: Arc<PluginCtx>,
     pool: std::sync::Mutex<Vec<Warm>>,
     max_idle: usize,
@@ -43,38 +79,11 @@ pub(crate) struct LoadedPlugin {
     stopped: Arc<std::sync::atomic::AtomicBool>,
     metrics: Arc<Metrics>,
     /// Per hook, in `HookName::ALL` order.
-    hook_metrics: [HookMetrics; 4],
+    hook_metrics: [HookMetrics; 6],
 }
 
 /// The deadline for a plugin's first instance and its `implemented-hooks` call at load.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// One hook call's arguments.
-#[derive(Clone, Copy)]
-pub(crate) enum Request<'a> {
-    PreSend(&'a Message),
-    Delivered(&'a Room, &'a Event),
-    Login(&'a User),
-    Connect(&'a User, &'a str),
-}
-
-impl Request<'_> {
-    pub(crate) fn hook(&self) -> HookName {
-        match self {
-            Self::PreSend(_) => HookName::MessagePreSend,
-            Self::Delivered(..) => HookName::MessageDelivered,
-            Self::Login(_) => HookName::OnLogin,
-            Self::Connect(..) => HookName::OnConnect,
-        }
-    }
-}
-
-/// One hook call's answer.
-pub(crate) enum Response {
-    PreSend(PreSendOutcome),
-    Delivered,
-    Decision(Decision),
-}
 
 /// A failed call. Only the kind leaves this module: the guest's error text is logged here
 /// and never reaches clients.
@@ -90,7 +99,7 @@ impl LoadedPlugin {
         engine: &EngineHandle,
         component: Component,
         manifest: Manifest,
-        kv: Option<Arc<KvSpace>>,
+        grants: Grants,
         config: &PluginsConfig,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, PluginError> {
@@ -99,22 +108,39 @@ impl LoadedPlugin {
             name: name.clone(),
             message,
         };
-        if component
-            .get_export_index(None, v0_1::HOOKS_EXPORT)
-            .is_none()
+        // The version of the `hooks` interface the component exports picks the bindings.
+        let engine_err = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
+        let mut linker = Linker::new(engine.engine());
+        let (pre, interface) = if component
+            .get_export_index(None, v0_2::HOOKS_EXPORT)
+            .is_some()
         {
+            v0_2::add_to_linker(&mut linker).map_err(engine_err)?;
+            let instance_pre = linker
+                .instantiate_pre(&component)
+                .map_err(|e| incompatible(format!("cannot link: {e:#}")))?;
+            let pre =
+                v0_2::PluginPre::new(instance_pre).map_err(|e| incompatible(format!("{e:#}")))?;
+            (Pre::V0_2(pre), "switchboard:plugin@0.2.0")
+        } else if component
+            .get_export_index(None, v0_1::HOOKS_EXPORT)
+            .is_some()
+        {
+            v0_1::add_to_linker(&mut linker).map_err(engine_err)?;
+            let instance_pre = linker
+                .instantiate_pre(&component)
+                .map_err(|e| incompatible(format!("cannot link: {e:#}")))?;
+            let pre =
+                v0_1::PluginPre::new(instance_pre).map_err(|e| incompatible(format!("{e:#}")))?;
+            (Pre::V0_1(pre), "switchboard:plugin@0.1.0")
+        } else {
             return Err(incompatible(format!(
-                "the component does not export `{}`; this server supports WIT \
-                 switchboard:plugin@0.1.0",
+                "the component exports neither `{}` nor `{}`; this server supports WIT \
+                 switchboard:plugin@0.1.0 and @0.2.0",
+                v0_2::HOOKS_EXPORT,
                 v0_1::HOOKS_EXPORT
             )));
-        }
-        let mut linker = Linker::new(engine.engine());
-        v0_1::add_to_linker(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| incompatible(format!("cannot link: {e:#}")))?;
-        let pre = PluginPre::new(instance_pre).map_err(|e| incompatible(format!("{e:#}")))?;
+        };
         let cooldown = (config.breaker_cooldown_secs > 0)
             .then(|| Duration::from_secs(config.breaker_cooldown_secs));
         let mut plugin = Self {
@@ -127,7 +153,8 @@ impl LoadedPlugin {
             ),
             engine: engine.engine().clone(),
             pre,
-            ctx: Arc::new(PluginCtx::new(&manifest, kv)),
+            interface,
+            ctx: Arc::new(PluginCtx::new(&manifest, grants)),
             pool: std::sync::Mutex::new(Vec::new()),
             max_idle: config.max_idle_instances.max(1),
             recycle_after: config.recycle_after_calls.max(1),
@@ -146,11 +173,17 @@ impl LoadedPlugin {
             .map_err(|e| incompatible(format!("{e:#}")))?;
         let implemented = warm
             .bindings
-            .switchboard_plugin_hooks()
-            .call_implemented_hooks(&mut warm.store)
+            .implemented_hooks(&mut warm.store)
             .await
             .map_err(|e| incompatible(format!("implemented-hooks failed: {e:#}")))?;
-        plugin.hooks = effective_hooks(&plugin.manifest, implemented);
+        plugin.hooks = effective_hooks(&plugin.manifest, &implemented);
+        if !plugin.manifest.commands.is_empty() && !plugin.hooks.contains(&HookName::Command) {
+            return Err(incompatible(
+                "the manifest registers commands but the plugin does not implement the command \
+                 hook"
+                    .into(),
+            ));
+        }
         lock(&plugin.pool).push(warm);
         Ok(plugin)
     }
@@ -161,6 +194,27 @@ impl LoadedPlugin {
 
     pub(crate) fn implements(&self, hook: HookName) -> bool {
         self.hooks.contains(&hook)
+    }
+
+    /// The plugin's bot user, if it was granted `bot`.
+    pub(crate) fn bot_user(&self) -> Option<UserId> {
+        self.ctx.bot.as_ref().map(|bot| bot.user.id)
+    }
+
+    /// Hand bot posts to the router (a no-op without `bot`, where nothing can be queued).
+    pub(crate) fn dispatch_posts(&self, posts: Vec<(crate::store::RoomId, String)>, depth: u32) {
+        if let Some(bot) = &self.ctx.bot
+            && !posts.is_empty()
+        {
+            bot.dispatch(posts, depth);
+        }
+    }
+
+    /// Whether `request` is about something this plugin's own bot did: such calls are
+    /// skipped, so a bot never triggers itself.
+    pub(crate) fn is_own(&self, request: &Request<'_>) -> bool {
+        self.bot_user()
+            .is_some_and(|bot| request.actor() == Some(bot))
     }
 
     /// A fresh instance. Instantiation runs guest start-up code too, so it is bounded by
@@ -182,7 +236,10 @@ impl LoadedPlugin {
             }
         });
         store.set_epoch_deadline(1);
-        let bindings = self.pre.instantiate_async(&mut store).await?;
+        let bindings = match &self.pre {
+            Pre::V0_1(pre) => Bindings::V0_1(pre.instantiate_async(&mut store).await?),
+            Pre::V0_2(pre) => Bindings::V0_2(pre.instantiate_async(&mut store).await?),
+        };
         Counters::bump(&self.counters.instances_created);
         Ok(Warm {
             store,
@@ -192,10 +249,16 @@ impl LoadedPlugin {
     }
 
     /// Make one hook call on a warm instance of this plugin, under its deadline and limits.
+    /// `depth` is the bot depth of what triggered the call (0: a person); bot posts the
+    /// call queued are handed to the router when it succeeds, and dropped when it fails.
     ///
     /// An instance whose call failed is dropped, never reused: a trapped store is dead, and
     /// one that hit a limit may be half-way through changing its own state.
-    pub(crate) async fn call(&self, request: Request<'_>) -> Result<Response, CallError> {
+    pub(crate) async fn call(
+        &self,
+        request: Request<'_>,
+        depth: u32,
+    ) -> Result<Response, CallError> {
         let hook = request.hook();
         if self.stopped.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(CallError {
@@ -232,36 +295,24 @@ impl LoadedPlugin {
                 }
             },
         };
-        warm.store.data_mut().deadline = started + self.timeout;
+        {
+            let state = warm.store.data_mut();
+            state.deadline = started + self.timeout;
+            state.call.room = request.room();
+            state.call.posts.clear();
+        }
         warm.store.set_epoch_deadline(1);
-        let hooks = warm.bindings.switchboard_plugin_hooks();
-        let store = &mut warm.store;
-        let result = match request {
-            Request::PreSend(msg) => hooks
-                .call_message_pre_send(store, msg)
-                .await
-                .map(Response::PreSend),
-            Request::Delivered(room, event) => hooks
-                .call_message_delivered(store, room, event)
-                .await
-                .map(|()| Response::Delivered),
-            Request::Login(user) => hooks
-                .call_on_login(store, user)
-                .await
-                .map(Response::Decision),
-            Request::Connect(user, session) => hooks
-                .call_on_connect(store, user, session)
-                .await
-                .map(Response::Decision),
-        };
+        let result = warm.bindings.call(&mut warm.store, request).await;
         let elapsed = started.elapsed();
         metrics.latency.observe(elapsed.as_secs_f64());
         Counters::add(
             &self.counters.call_micros,
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         );
+        let posts = std::mem::take(&mut warm.store.data_mut().call.posts);
         match result {
             Ok(value) => {
+                self.dispatch_posts(posts, depth);
                 warm.calls += 1;
                 if warm.calls < self.recycle_after {
                     let mut pool = lock(&self.pool);
@@ -374,11 +425,11 @@ fn classify(error: &wasmtime::Error, memory_refused: bool) -> FailureKind {
 }
 
 /// Hooks the component implements, narrowed to those the manifest lists (if it lists any).
-fn effective_hooks(manifest: &Manifest, implemented: v0_1::HookSet) -> Vec<HookName> {
+fn effective_hooks(manifest: &Manifest, implemented: &[HookName]) -> Vec<HookName> {
     HookName::ALL
         .into_iter()
         .filter(|hook| {
-            let implements = implemented.contains_hook(*hook);
+            let implements = implemented.contains(hook);
             let allowed = manifest
                 .hooks
                 .as_ref()

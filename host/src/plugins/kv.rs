@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::bindings_v0_1::HostError;
+use super::capabilities::CapError as HostError;
 use super::manifest::Manifest;
 use super::{PluginError, lock};
 use crate::store::Store;

@@ -391,7 +391,7 @@ impl PluginHost {
 
     async fn uninstall_locked(&self, name: &str) -> Result<ReloadReport, ManageError> {
         let (path, manifest) = self.find(name)?;
-        let (old, drained) = self.swap(name, None).await;
+        let (old, drained) = self.swap(name, None).await?;
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         remove_dir_if_present(&dir)?;
         let mut plugin = view(manifest, &[]);
@@ -415,7 +415,7 @@ impl PluginHost {
             None
         };
         let load_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let (old, drained) = self.swap(&name, new).await;
+        let (old, drained) = self.swap(&name, new).await?;
         if let Some(old) = &old {
             tracing::info!(
                 plugin = %name,
@@ -436,12 +436,14 @@ impl PluginHost {
     }
 
     /// Replace (or remove) the plugin called `name` in the chain, then wait for calls on
-    /// the old version to finish and fold its counters into the plugin's totals.
+    /// the old version to finish and fold its counters into the plugin's totals. A chain the
+    /// new version cannot join (a command another plugin registered) is refused before
+    /// anything is swapped.
     async fn swap(
         &self,
         name: &str,
         new: Option<Arc<LoadedPlugin>>,
-    ) -> (Option<Arc<LoadedPlugin>>, bool) {
+    ) -> Result<(Option<Arc<LoadedPlugin>>, bool), ManageError> {
         let current = self.chain.snapshot();
         let old = current.plugins().iter().find(|p| p.name() == name).cloned();
         let mut plugins: Vec<_> = current
@@ -452,11 +454,12 @@ impl PluginHost {
             .collect();
         plugins.extend(new);
         drop(current);
+        let chain = Chain::new(plugins)?;
         // Only management operations replace the chain, and they hold `admin`: nothing
         // else can swap between the snapshot above and this.
-        drop(self.chain.replace(Chain::new(plugins)));
+        drop(self.chain.replace(chain));
         let Some(old) = old else {
-            return (None, true);
+            return Ok((None, true));
         };
         let drained = drain(&old, Duration::from_millis(self.config.drain_timeout_ms)).await;
         let counters = PluginStatus::of(&old).counters;
@@ -464,7 +467,7 @@ impl PluginHost {
             .entry(name.to_string())
             .or_default()
             .add(&counters);
-        (Some(old), drained)
+        Ok((Some(old), drained))
     }
 
     async fn audit_result(

@@ -8,6 +8,12 @@
 //! failure_policy = "fail-closed"  # or "fail-open"
 //! hooks = ["message-pre-send"]    # optional: default = every hook the plugin implements
 //! capabilities = ["log", "config", "kv"]
+//! commands = ["echo"]             # `/echo ...` is routed to this plugin (needs `bot`)
+//!
+//! [bot]                           # with capability "bot": the plugin's bot user
+//! name = "echo"                   # default: the plugin's name
+//! display_name = "Echo bot"
+//! max_depth = 2                   # bot-on-bot chains stop after this many posts
 //!
 //! [limits]                        # optional; defaults from [plugins.limits] in the config
 //! timeout_ms = 50
@@ -25,6 +31,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{LimitsConfig, PluginError};
 use crate::router::hooks::HookKind;
+
+mod sections;
+
+use sections::{
+    BotSection, HttpSection, RoomsSection, bot_settings, check_commands, http_settings, rooms_scope,
+};
+pub use sections::{BotSettings, DEFAULT_BOT_MAX_DEPTH, HttpOrigin, HttpSettings, RoomsScope};
 
 /// What happens to the message when a plugin traps, times out, exceeds a limit or returns
 /// something invalid.
@@ -54,6 +67,12 @@ pub enum Capability {
     Log,
     Config,
     Kv,
+    /// Since 0.2: the plugin's own bot user posts and replies in rooms.
+    Bot,
+    /// Since 0.2: outbound HTTP to the hosts in `[http] allow`.
+    Http,
+    /// Since 0.2: read-only room and user lookups, scoped by `[rooms] scope`.
+    Rooms,
 }
 
 impl Capability {
@@ -62,6 +81,9 @@ impl Capability {
             Self::Log => "log",
             Self::Config => "config",
             Self::Kv => "kv",
+            Self::Bot => "bot",
+            Self::Http => "http",
+            Self::Rooms => "rooms",
         }
     }
 }
@@ -74,14 +96,20 @@ pub enum HookName {
     MessageDelivered,
     OnLogin,
     OnConnect,
+    /// Since 0.2.
+    Command,
+    /// Since 0.2.
+    Authenticate,
 }
 
 impl HookName {
-    pub const ALL: [HookName; 4] = [
+    pub const ALL: [HookName; 6] = [
         Self::MessagePreSend,
         Self::MessageDelivered,
         Self::OnLogin,
         Self::OnConnect,
+        Self::Command,
+        Self::Authenticate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +118,8 @@ impl HookName {
             Self::MessageDelivered => "message-delivered",
             Self::OnLogin => "on-login",
             Self::OnConnect => "on-connect",
+            Self::Command => "command",
+            Self::Authenticate => "authenticate",
         }
     }
 
@@ -99,6 +129,8 @@ impl HookName {
             Self::MessageDelivered => HookKind::MessageDelivered,
             Self::OnLogin => HookKind::OnLogin,
             Self::OnConnect => HookKind::OnConnect,
+            Self::Command => HookKind::Command,
+            Self::Authenticate => HookKind::Authenticate,
         }
     }
 
@@ -108,6 +140,8 @@ impl HookName {
             HookKind::MessageDelivered => Self::MessageDelivered,
             HookKind::OnLogin => Self::OnLogin,
             HookKind::OnConnect => Self::OnConnect,
+            HookKind::Command => Self::Command,
+            HookKind::Authenticate => Self::Authenticate,
         }
     }
 }
@@ -162,6 +196,11 @@ struct RawManifest {
     #[serde(default)]
     capabilities: Vec<Capability>,
     #[serde(default)]
+    commands: Vec<String>,
+    bot: Option<BotSection>,
+    http: Option<HttpSection>,
+    rooms: Option<RoomsSection>,
+    #[serde(default)]
     limits: LimitsOverride,
     #[serde(default)]
     settings: BTreeMap<String, toml::Value>,
@@ -183,6 +222,14 @@ pub struct Manifest {
     /// `None`: every hook the component implements.
     pub hooks: Option<Vec<HookName>>,
     pub capabilities: Vec<Capability>,
+    /// Command names (without the slash) routed to this plugin's `command` hook.
+    pub commands: Vec<String>,
+    /// `Some` exactly when `bot` is granted.
+    pub bot: Option<BotSettings>,
+    /// `Some` exactly when `http` is granted.
+    pub http: Option<HttpSettings>,
+    /// `Some` exactly when `rooms` is granted.
+    pub rooms: Option<RoomsScope>,
     pub limits: LimitsConfig,
     pub settings: BTreeMap<String, String>,
 }
@@ -222,6 +269,10 @@ impl Manifest {
         let mut capabilities = raw.capabilities;
         capabilities.sort();
         capabilities.dedup();
+        let bot = bot_settings(&raw.name, &capabilities, raw.bot)?;
+        let commands = check_commands(raw.commands, bot.is_some())?;
+        let http = http_settings(&capabilities, raw.http)?;
+        let rooms = rooms_scope(&capabilities, raw.rooms)?;
         let hooks = raw.hooks.map(|mut hooks| {
             hooks.sort();
             hooks.dedup();
@@ -236,6 +287,10 @@ impl Manifest {
             failure_policy: raw.failure_policy,
             hooks,
             capabilities,
+            commands,
+            bot,
+            http,
+            rooms,
             limits,
             settings,
         })
@@ -302,6 +357,47 @@ mod tests {
     }
 
     #[test]
+    fn http_needs_an_allow_list_of_bare_origins() {
+        let d = LimitsConfig::default();
+        let base = "name = \"x\"\nversion = \"0.1.0\"\ncomponent = \"x.wasm\"\n\
+                    capabilities = [\"http\"]\n";
+        let ok = format!(
+            "{base}[http]\nallow = [\"https://Hooks.Example.com\", \"http://127.0.0.1:8080\"]\n"
+        );
+        let m = Manifest::parse(&ok, Path::new("."), &d).expect("parses");
+        let http = m.http.expect("http settings");
+        assert!(http.allows("https", "hooks.example.com", 443));
+        assert!(http.allows("http", "127.0.0.1", 8080));
+        assert!(!http.allows("http", "hooks.example.com", 80));
+        assert!(!http.allow_private);
+        for bad in [
+            String::new(),
+            "[http]\nallow = []\n".to_string(),
+            "[http]\nallow = [\"https://a.example/path\"]\n".to_string(),
+            "[http]\nallow = [\"ftp://a.example\"]\n".to_string(),
+            "[http]\nallow = [\"https://a.example\"]\ntimeout_ms = 0\n".to_string(),
+        ] {
+            assert!(
+                Manifest::parse(&format!("{base}{bad}"), Path::new("."), &d).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bot_gets_its_name_and_depth() {
+        let text = "name = \"echo-bot\"\nversion = \"0.1.0\"\ncomponent = \"x.wasm\"\n\
+                    capabilities = [\"bot\"]\ncommands = [\"echo\", \"ask\"]\n";
+        let m = Manifest::parse(text, Path::new("."), &LimitsConfig::default()).expect("parses");
+        let bot = m.bot.expect("bot settings");
+        assert_eq!(
+            (bot.name.as_str(), bot.max_depth),
+            ("echo-bot", DEFAULT_BOT_MAX_DEPTH)
+        );
+        assert_eq!(m.commands, vec!["ask".to_string(), "echo".to_string()]);
+    }
+
+    #[test]
     fn defaults_are_fail_closed_with_no_capabilities() {
         let text = "name = \"x\"\nversion = \"0.1.0\"\ncomponent = \"x.wasm\"\n";
         let m = Manifest::parse(text, Path::new("."), &LimitsConfig::default()).expect("parses");
@@ -325,12 +421,26 @@ mod tests {
         assert!(Manifest::parse(&format!("name = \"../x\"\n{base}"), Path::new("."), &d).is_err());
         assert!(
             Manifest::parse(
-                &format!("name = \"x\"\n{base}capabilities = [\"http\"]\n"),
+                &format!("name = \"x\"\n{base}capabilities = [\"telepathy\"]\n"),
                 Path::new("."),
                 &d
             )
             .is_err()
         );
+        // Commands need a bot; a [bot] section needs the capability; bad command names.
+        for extra in [
+            "commands = [\"echo\"]\n",
+            "[bot]\nname = \"b\"\n",
+            "capabilities = [\"bot\"]\ncommands = [\"/echo\"]\n",
+            "capabilities = [\"bot\"]\ncommands = [\"e\", \"e\"]\n",
+            "capabilities = [\"bot\"]\n[bot]\nmax_depth = 0\n",
+        ] {
+            let text = format!("name = \"x\"\n{base}{extra}");
+            assert!(
+                Manifest::parse(&text, Path::new("."), &d).is_err(),
+                "{extra}"
+            );
+        }
         let zero = format!("name = \"x\"\n{base}[limits]\ntimeout_ms = 0\n");
         assert!(Manifest::parse(&zero, Path::new("."), &d).is_err());
     }

@@ -11,15 +11,15 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::{Sender, error::TrySendError};
 use tokio::task::JoinHandle;
 
-use super::bindings_v0_1::{Event, Room};
 use super::chain::ChainCell;
 use super::instance::Request;
 use super::lock;
 use super::manifest::HookName;
 use super::metrics::Metrics;
+use crate::store::{Event, Room};
 
 pub(crate) struct Observer {
-    sender: Mutex<Option<Sender<(Room, Event)>>>,
+    sender: Mutex<Option<Sender<(Room, Event, u32)>>>,
     task: Mutex<Option<JoinHandle<()>>>,
     metrics: Arc<Metrics>,
 }
@@ -27,14 +27,19 @@ pub(crate) struct Observer {
 impl Observer {
     /// Start the observer task; must be called inside a tokio runtime.
     pub(crate) fn start(chain: Arc<ChainCell>, capacity: usize, metrics: &Arc<Metrics>) -> Self {
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<(Room, Event)>(capacity.max(1));
+        let (sender, mut receiver) =
+            tokio::sync::mpsc::channel::<(Room, Event, u32)>(capacity.max(1));
         let task = tokio::spawn(async move {
-            while let Some((room, event)) = receiver.recv().await {
+            while let Some((room, event, depth)) = receiver.recv().await {
                 let snapshot = chain.snapshot();
                 for plugin in snapshot.hook(HookName::MessageDelivered) {
+                    let request = Request::Delivered(&room, &event);
+                    if plugin.is_own(&request) {
+                        continue;
+                    }
                     // Failures are logged and counted inside `call`; an observer cannot
                     // change the message, so its failure policy has nothing to decide.
-                    let _ = plugin.call(Request::Delivered(&room, &event)).await;
+                    let _ = plugin.call(request, depth).await;
                 }
             }
         });
@@ -45,11 +50,11 @@ impl Observer {
         }
     }
 
-    /// Queue an event for the observers; never blocks.
-    pub(crate) fn submit(&self, room: Room, event: Event) {
+    /// Queue an event (of bot depth `depth`) for the observers; never blocks.
+    pub(crate) fn submit(&self, room: Room, event: Event, depth: u32) {
         let guard = lock(&self.sender);
         let Some(sender) = guard.as_ref() else { return };
-        match sender.try_send((room, event)) {
+        match sender.try_send((room, event, depth)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.metrics.dropped_one();

@@ -16,6 +16,10 @@ pub enum HookKind {
     MessageDelivered,
     OnLogin,
     OnConnect,
+    /// `/name args` commands registered by plugins.
+    Command,
+    /// Logins with a method other than `password`.
+    Authenticate,
 }
 
 /// A message about to be stored: a new one, or an edit of `editing`.
@@ -48,6 +52,68 @@ pub enum PreSendOutcome {
     },
 }
 
+/// A `/name args` message addressed to the plugin that registered `name`.
+#[derive(Debug, Clone)]
+pub struct CommandCall {
+    pub name: String,
+    pub args: String,
+    pub room_id: RoomId,
+    pub sender: User,
+    /// How many bot posts led to this call (0: a person typed it).
+    pub depth: u32,
+}
+
+/// What became of a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// No plugin registered the name: the text is an ordinary message.
+    Unknown,
+    /// The plugin ran; its room replies are queued as bot posts. `private` is text for the
+    /// sender's eyes only.
+    Handled {
+        plugin: String,
+        private: Option<String>,
+    },
+    /// The plugin failed (trap, timeout, invalid answer, open circuit).
+    Failed { plugin: String, reason: String },
+}
+
+/// A message a plugin's bot posts: queued by the plugin layer while the hook runs, sent by
+/// the router after it returned, through the same path as any user's message.
+#[derive(Debug, Clone)]
+pub struct BotPost {
+    pub plugin: String,
+    pub bot: User,
+    pub room_id: RoomId,
+    pub body: String,
+    /// 1 + the depth of the event whose hook produced the post.
+    pub depth: u32,
+}
+
+/// A login attempt with a method the server does not check itself.
+#[derive(Debug, Clone)]
+pub struct AuthRequest {
+    pub method: String,
+    pub username: Option<String>,
+    pub credential: String,
+}
+
+/// What the `authenticate` chain decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// `plugin` vouches for the user of this name.
+    Accept {
+        plugin: String,
+        user_name: String,
+    },
+    Reject {
+        plugin: String,
+        reason: String,
+    },
+    /// No plugin took the method.
+    Unhandled,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Allow,
@@ -64,6 +130,42 @@ pub trait Hooks: Send + Sync + 'static {
     fn message_delivered(&self, room: &Room, event: &Event);
     async fn on_login(&self, user: &User) -> Decision;
     async fn on_connect(&self, user: &User, session_id: &str) -> Decision;
+
+    /// `message_pre_send` for a message that bot posts led to (`depth` of them); the
+    /// plugin layer uses it to stop bots from triggering each other forever.
+    async fn message_pre_send_at(&self, msg: PreSend, depth: u32) -> PreSendOutcome {
+        let _ = depth;
+        self.message_pre_send(msg).await
+    }
+
+    /// `message_delivered` with the event's bot depth (see `message_pre_send_at`).
+    fn message_delivered_at(&self, room: &Room, event: &Event, depth: u32) {
+        let _ = depth;
+        self.message_delivered(room, event);
+    }
+
+    /// Whether a plugin registered the command `name` (without the slash).
+    fn has_command(&self, name: &str) -> bool {
+        let _ = name;
+        false
+    }
+
+    /// Run a registered command.
+    async fn command(&self, call: CommandCall) -> CommandOutcome {
+        let _ = call;
+        CommandOutcome::Unknown
+    }
+
+    /// A login with a plugin-checked method: the first plugin that accepts or rejects wins.
+    async fn authenticate(&self, request: AuthRequest) -> AuthOutcome {
+        let _ = request;
+        AuthOutcome::Unhandled
+    }
+
+    /// The queue of bot posts, handed to the router once (it sends them).
+    fn take_bot_outbox(&self) -> Option<tokio::sync::mpsc::Receiver<BotPost>> {
+        None
+    }
 }
 
 /// The hook layer when no plugin is loaded: everything continues or is allowed.

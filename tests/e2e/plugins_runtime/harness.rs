@@ -23,6 +23,12 @@ pub struct Spec {
     pub limits: String,
     /// Extra TOML lines for `[settings]`.
     pub settings: String,
+    /// Extra top-level TOML lines (e.g. `commands = [...]`).
+    pub top: String,
+    /// TOML lines for a `[bot]` section (written only when not empty).
+    pub bot: String,
+    /// Whole extra tables (e.g. `[http]` and its keys).
+    pub tables: String,
 }
 
 impl Spec {
@@ -36,7 +42,22 @@ impl Spec {
             hooks: None,
             limits: String::new(),
             settings: String::new(),
+            top: String::new(),
+            bot: String::new(),
+            tables: String::new(),
         }
+    }
+    pub fn tables(mut self, t: &str) -> Self {
+        self.tables = t.to_string();
+        self
+    }
+    pub fn top(mut self, t: &str) -> Self {
+        self.top = t.to_string();
+        self
+    }
+    pub fn bot(mut self, b: &str) -> Self {
+        self.bot = b.to_string();
+        self
     }
     pub fn priority(mut self, p: i32) -> Self {
         self.priority = p;
@@ -83,6 +104,13 @@ impl Spec {
         if let Some(hooks) = self.hooks {
             text.push_str(&format!("hooks = [{}]\n", list(hooks)));
         }
+        text.push_str(&self.top);
+        text.push('\n');
+        if !self.bot.is_empty() {
+            text.push_str(&format!("[bot]\n{}\n", self.bot));
+        }
+        text.push_str(&self.tables);
+        text.push('\n');
         text.push_str(&format!(
             "[limits]\n{}\n[settings]\n{}\n",
             self.limits, self.settings

@@ -1,0 +1,101 @@
+//! One hook call in host terms, independent of the WIT version the plugin was built
+//! against: each `bindings_v0_*` module converts a [`Request`] into its own generated types
+//! and its generated answer back into a [`Response`], so the chain, the observer and the
+//! outbox never see a versioned type.
+
+use crate::router::hooks::{AuthRequest, CommandCall, PreSend};
+use crate::store::{Event, Metadata, Room, RoomId, User, UserId};
+
+use super::manifest::HookName;
+
+/// One hook call's arguments.
+#[derive(Clone, Copy)]
+pub(crate) enum Request<'a> {
+    /// The message as the chain has it so far (`body`/`metadata` after earlier plugins).
+    PreSend {
+        msg: &'a PreSend,
+        body: &'a str,
+        metadata: &'a Metadata,
+    },
+    Delivered(&'a Room, &'a Event),
+    Login(&'a User),
+    Connect(&'a User, &'a str),
+    Command(&'a CommandCall),
+    Authenticate(&'a AuthRequest),
+}
+
+impl Request<'_> {
+    pub(crate) fn hook(&self) -> HookName {
+        match self {
+            Self::PreSend { .. } => HookName::MessagePreSend,
+            Self::Delivered(..) => HookName::MessageDelivered,
+            Self::Login(_) => HookName::OnLogin,
+            Self::Connect(..) => HookName::OnConnect,
+            Self::Command(_) => HookName::Command,
+            Self::Authenticate(_) => HookName::Authenticate,
+        }
+    }
+
+    /// The room the hook fired in: where `bot.reply` posts.
+    pub(crate) fn room(&self) -> Option<RoomId> {
+        match self {
+            Self::PreSend { msg, .. } => Some(msg.room_id),
+            Self::Delivered(room, _) => Some(room.id),
+            Self::Command(call) => Some(call.room_id),
+            Self::Login(_) | Self::Connect(..) | Self::Authenticate(_) => None,
+        }
+    }
+
+    /// Who caused the call, when it is a user's action in a room; a plugin is never called
+    /// for what its own bot did.
+    pub(crate) fn actor(&self) -> Option<UserId> {
+        match self {
+            Self::PreSend { msg, .. } => Some(msg.sender_id),
+            Self::Delivered(_, event) => Some(event.sender_id),
+            Self::Command(call) => Some(call.sender.id),
+            Self::Login(_) | Self::Connect(..) | Self::Authenticate(_) => None,
+        }
+    }
+}
+
+/// What `message-pre-send` answered.
+pub(crate) enum PreSendAnswer {
+    Continue,
+    Modify {
+        body: String,
+        metadata: Vec<(String, String)>,
+    },
+    Reject {
+        code: String,
+        reason: String,
+    },
+}
+
+/// What `on-login` / `on-connect` answered.
+pub(crate) enum DecisionAnswer {
+    Allow,
+    Deny(String),
+}
+
+/// What `command` answered.
+pub(crate) enum CommandAnswer {
+    Done,
+    Reply(String),
+    PrivateReply(String),
+}
+
+/// What `authenticate` answered.
+pub(crate) enum AuthAnswer {
+    Accept(String),
+    Reject(String),
+    Defer,
+}
+
+/// One hook call's answer.
+pub(crate) enum Response {
+    PreSend(PreSendAnswer),
+    Delivered,
+    Decision(DecisionAnswer),
+    Command(CommandAnswer),
+    Auth(AuthAnswer),
+}

@@ -1,0 +1,71 @@
+//! Sending plugins' bot posts. The plugin layer queues them (see `plugins::bot`) while a
+//! hook runs; this task sends them afterwards, one at a time and in order, through the same
+//! path as any user's message: the bot must be an active member of the room, the per-user
+//! rate limit applies, and the `message-pre-send` chain sees the post. A post that fails
+//! (refused by a plugin, bot not a member, rate limited) is logged with the plugin's name.
+
+use std::sync::Weak;
+
+use tokio::sync::mpsc::Receiver;
+
+use super::RouterCore;
+use super::hooks::BotPost;
+use crate::auth::random_token;
+use crate::error::{ApiError, Result};
+use crate::protocol::Ack;
+use crate::store::Metadata;
+
+/// Metadata key naming the plugin whose bot posted a message.
+pub const BOT_PLUGIN_KEY: &str = "bot.plugin";
+
+/// Start the task draining `outbox`; it ends when the plugin layer or the router is gone.
+pub(super) fn spawn(router: Weak<RouterCore>, mut outbox: Receiver<BotPost>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::error!("no tokio runtime: plugins' bot posts will not be sent");
+        return;
+    };
+    runtime.spawn(async move {
+        while let Some(post) = outbox.recv().await {
+            let Some(router) = router.upgrade() else {
+                break;
+            };
+            if let Err(err) = router.send_bot_post(&post).await {
+                tracing::warn!(
+                    plugin = %post.plugin,
+                    bot = %post.bot.name,
+                    room = post.room_id,
+                    code = err.code(),
+                    error = %err,
+                    "bot post not sent"
+                );
+            }
+        }
+    });
+}
+
+impl RouterCore {
+    /// Send one bot post as its bot user.
+    pub(super) async fn send_bot_post(&self, post: &BotPost) -> Result<Ack> {
+        // The bot may have been deactivated since its plugin loaded.
+        let bot = match self.store.user_by_id(post.bot.id).await? {
+            Some(user) if user.active && user.is_bot => user,
+            _ => {
+                return Err(ApiError::forbidden(
+                    "bot_inactive",
+                    "the plugin's bot user is deactivated",
+                ));
+            }
+        };
+        let mut metadata = Metadata::new();
+        metadata.insert(BOT_PLUGIN_KEY.to_string(), post.plugin.clone());
+        self.send_message_at(
+            &bot,
+            post.room_id,
+            format!("bot-{}", random_token(16)),
+            post.body.clone(),
+            metadata,
+            post.depth,
+        )
+        .await
+    }
+}

@@ -1,0 +1,149 @@
+//! The router's calls into the plugin layer around a write: the `message-pre-send` chain
+//! (with the audit record of a refusal, and of the flags and redactions plugins mark) and the
+//! hand-off to `message-delivered` observers.
+
+use super::RouterCore;
+use super::hooks::{HookKind, PreSend, PreSendOutcome};
+use crate::error::{ApiError, Result};
+use crate::store::{Event, EventId, Metadata, RoomId, User};
+
+impl RouterCore {
+    #[allow(clippy::too_many_arguments)] // one call site per kind of write; a struct adds nothing
+    pub(super) async fn pre_send(
+        &self,
+        sender: &User,
+        room_id: RoomId,
+        client_msg_id: &str,
+        editing: Option<EventId>,
+        body: String,
+        metadata: Metadata,
+        depth: u32,
+    ) -> Result<(String, Metadata, bool)> {
+        if !self.hooks.implements(HookKind::MessagePreSend) {
+            return Ok((body, metadata, false));
+        }
+        let outcome = self
+            .hooks
+            .message_pre_send_at(
+                PreSend {
+                    room_id,
+                    sender_id: sender.id,
+                    sender_name: sender.name.clone(),
+                    client_msg_id: client_msg_id.to_string(),
+                    editing,
+                    body,
+                    metadata,
+                },
+                depth,
+            )
+            .await;
+        match outcome {
+            PreSendOutcome::Continue {
+                body,
+                metadata,
+                modified,
+            } => {
+                // The plugin layer validates sizes too; the store's own rules still hold.
+                if body.len() > self.limits.max_message_bytes || body.contains('\0') {
+                    return Err(ApiError::Rejected {
+                        plugin: "host".into(),
+                        code: "invalid_plugin_output".into(),
+                        reason: "a plugin produced a body the server cannot store".into(),
+                    });
+                }
+                Ok((body, metadata, modified))
+            }
+            PreSendOutcome::Reject {
+                plugin,
+                code,
+                reason,
+            } => {
+                // Compliance wants every refusal on record: who, where, which rule — never
+                // the message itself (the reason is the plugin's, and DLP keeps values out).
+                let detail = serde_json::json!({
+                    "code": code,
+                    "sender": sender.id,
+                    "edit_of": editing,
+                });
+                if let Err(err) = self
+                    .store
+                    .append_audit(
+                        &format!("plugin:{plugin}"),
+                        "plugin.reject",
+                        &format!("room:{room_id}"),
+                        &detail,
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %err, plugin = %plugin, "could not record a plugin rejection in the audit log");
+                }
+                Err(ApiError::Rejected {
+                    plugin,
+                    code,
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// The metadata a message had before the plugin chain, kept only when a chain runs
+    /// (to tell the marks plugins added from ones the message already carried).
+    pub(super) fn marks_input(&self, metadata: &Metadata) -> Option<Metadata> {
+        self.hooks
+            .implements(HookKind::MessagePreSend)
+            .then(|| metadata.clone())
+    }
+
+    /// Compliance wants flags and redactions on record, like rejections. A plugin marks them
+    /// with a metadata entry whose key ends in `.flagged` or `.redacted` (the DLP plugin's
+    /// `dlp.flagged = "email"`); each mark the chain added becomes a `plugin.flag` /
+    /// `plugin.redact` audit record naming the marker, room, sender and message — the value
+    /// is the plugin's detector list, never message content.
+    pub(super) async fn audit_marks(&self, sender: &User, event: &Event, input: Option<&Metadata>) {
+        for (key, value) in &event.metadata {
+            let action = if key.ends_with(".flagged") {
+                "plugin.flag"
+            } else if key.ends_with(".redacted") {
+                "plugin.redact"
+            } else {
+                continue;
+            };
+            if input.and_then(|m| m.get(key)) == Some(value) {
+                continue;
+            }
+            let marker = key
+                .rsplit_once('.')
+                .map_or(key.as_str(), |(prefix, _)| prefix);
+            let detail = serde_json::json!({
+                "message": event.target.unwrap_or(event.id),
+                "event": event.id,
+                "sender": sender.id,
+                "key": key,
+                "detectors": value,
+            });
+            if let Err(err) = self
+                .store
+                .append_audit(
+                    &format!("plugin:{marker}"),
+                    action,
+                    &format!("room:{}", event.room_id),
+                    &detail,
+                )
+                .await
+            {
+                tracing::warn!(error = %err, %action, "could not record a plugin mark in the audit log");
+            }
+        }
+    }
+
+    pub(super) async fn delivered(&self, event: &Event, depth: u32) {
+        if !self.hooks.implements(HookKind::MessageDelivered) {
+            return;
+        }
+        match self.store.room(event.room_id).await {
+            Ok(Some(room)) => self.hooks.message_delivered_at(&room, event, depth),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "room lookup for message-delivered failed"),
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The plugin's own bot user (capability `bot`): post in rooms the bot is a member of, or
+//! reply in the room where the current hook fired.
+//!
+//! Posts are queued and sent by the server after the hook returns, through the same path
+//! as any user's message (membership, rate limit, the `message-pre-send` chain). A post the
+//! server then refuses is logged by the server; the plugin is not told. The plugin is
+//! never called for its own bot's messages, and chains of bots answering bots are cut after
+//! the operator's `[bot] max_depth`.
+
+use crate::__wit::switchboard::plugin::bot as wit;
+use crate::HostError;
+
+/// Post `body` in room `room_id` as the bot; [`HostError::Denied`] when the bot is not a
+/// member of the room.
+pub fn post(room_id: i64, body: &str) -> Result<(), HostError> {
+    wit::post(room_id, body)
+}
+
+/// Post `body` as the bot in the room where the current hook fired (same membership rule).
+pub fn reply(body: &str) -> Result<(), HostError> {
+    wit::reply(body)
+}
+
+/// The bot's user id.
+pub fn user_id() -> Result<i64, HostError> {
+    wit::user_id()
+}

@@ -1,0 +1,127 @@
+//! The smallest bot: answers commands and keywords as its own bot user.
+//!
+//! - `/echo <text>` posts `<text>` in the room, as the bot;
+//! - `/whisper <text>` shows `<text>` to the sender only;
+//! - settings `"answer.<keyword>" = "<text>"`: a delivered message containing `<keyword>`
+//!   (a whole word, any case) gets `<text>` as a reply in its room.
+//!
+//! Grant it `bot` and `config`, and register the commands in its manifest:
+//! `commands = ["echo", "whisper"]`.
+
+use switchboard_plugin_api::{
+    CommandCall, CommandOutcome, Event, EventKind, HookSet, HostError, Plugin, Room, bot, config,
+    export_plugin,
+};
+
+pub struct EchoBot {
+    /// `(keyword, answer)`, keywords lower-cased.
+    answers: Vec<(String, String)>,
+}
+
+impl EchoBot {
+    /// Build from `(key, value)` settings.
+    pub fn from_settings(settings: &[(String, String)]) -> Self {
+        let answers = settings
+            .iter()
+            .filter_map(|(key, value)| {
+                let word = key.strip_prefix("answer.")?.trim().to_lowercase();
+                (!word.is_empty()).then(|| (word, value.clone()))
+            })
+            .collect();
+        Self { answers }
+    }
+
+    /// What to say to a message, if anything: the answer of the first keyword it contains.
+    pub fn answer(&self, body: &str) -> Option<&str> {
+        let words: Vec<String> = body
+            .split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-')
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        self.answers
+            .iter()
+            .find(|(keyword, _)| words.iter().any(|w| w == keyword))
+            .map(|(_, answer)| answer.as_str())
+    }
+
+    /// The answer to a command.
+    pub fn run(name: &str, args: &str) -> CommandOutcome {
+        match (name, args.trim()) {
+            (_, "") => CommandOutcome::PrivateReply(format!("usage: /{name} <text>")),
+            ("echo", text) => CommandOutcome::Reply(text.to_string()),
+            ("whisper", text) => CommandOutcome::PrivateReply(text.to_string()),
+            (other, _) => CommandOutcome::PrivateReply(format!("echo-bot does not know /{other}")),
+        }
+    }
+}
+
+impl Plugin for EchoBot {
+    const HOOKS: HookSet = HookSet::COMMAND.union(HookSet::MESSAGE_DELIVERED);
+
+    fn new() -> Self {
+        let settings: Vec<(String, String)> = config::keys()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|key| {
+                let value = config::get(&key).ok().flatten()?;
+                Some((key, value))
+            })
+            .collect();
+        Self::from_settings(&settings)
+    }
+
+    fn command(&self, call: CommandCall) -> CommandOutcome {
+        Self::run(&call.name, &call.args)
+    }
+
+    fn message_delivered(&self, _room: Room, event: Event) {
+        if event.kind != EventKind::Message {
+            return;
+        }
+        if let Some(answer) = event.body.as_deref().and_then(|body| self.answer(body)) {
+            match bot::reply(answer) {
+                // Observers see every room; the bot answers only in those it was added to.
+                Ok(()) | Err(HostError::Denied(_)) => {}
+                // Anything else (say, `bot` not granted) has nowhere better to go than the log.
+                Err(err) => {
+                    let _ = switchboard_plugin_api::log::warn(&format!("reply failed: {err:?}"));
+                }
+            }
+        }
+    }
+}
+
+export_plugin!(EchoBot);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bot() -> EchoBot {
+        EchoBot::from_settings(&[
+            ("answer.ping".into(), "pong".into()),
+            ("answer.Help".into(), "try /echo".into()),
+            ("other".into(), "x".into()),
+        ])
+    }
+
+    #[test]
+    fn keywords_are_whole_words_in_any_case() {
+        let b = bot();
+        assert_eq!(b.answer("PING?"), Some("pong"));
+        assert_eq!(b.answer("I need help"), Some("try /echo"));
+        assert_eq!(b.answer("pinging"), None);
+        assert_eq!(b.answer("nothing here"), None);
+    }
+
+    #[test]
+    fn commands_echo_whisper_and_explain() {
+        assert!(matches!(EchoBot::run("echo", " hi "), CommandOutcome::Reply(t) if t == "hi"));
+        assert!(
+            matches!(EchoBot::run("whisper", "psst"), CommandOutcome::PrivateReply(t) if t == "psst")
+        );
+        assert!(
+            matches!(EchoBot::run("echo", ""), CommandOutcome::PrivateReply(t) if t.contains("usage"))
+        );
+    }
+}
