@@ -430,16 +430,11 @@ async fn click_and_confirm(b: &Browser, css: &str) {
 
 /// A server with the DLP plugin redacting card numbers, loaded from a plugins directory.
 async fn server_with_dlp() -> (TestServer, TempDir) {
-    use crate::plugins_runtime::harness::Spec;
-    let plugins = tempfile::tempdir().expect("plugins dir");
+    use crate::plugins_runtime::harness::{Spec, server_with};
     let spec = Spec::new("dlp", "dlp")
         .caps(&["log", "config", "kv"])
         .settings("\"action.card\" = \"redact\"\n");
-    std::fs::create_dir_all(plugins.path().join("dlp")).expect("mkdir");
-    std::fs::write(plugins.path().join("dlp/plugin.toml"), spec.manifest()).expect("manifest");
-    let dir = plugins.path().to_path_buf();
-    let server = TestServer::start_with(move |c| c.plugins.dir = Some(dir)).await;
-    (server, plugins)
+    server_with(vec![spec]).await
 }
 
 const CARD: &str = "4111 1111 1111 1111";

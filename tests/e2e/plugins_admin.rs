@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
-use crate::plugins_runtime::harness::Spec;
+use crate::plugins_runtime::harness::{Spec, server_tweaked, server_with};
 use crate::support::{Client, TestServer};
 use crate::wasm_build::plugin_wasm;
 
@@ -22,29 +22,6 @@ fn dlp(settings: &str) -> Spec {
         .caps(&["log", "config", "kv"])
         .priority(20)
         .settings(settings)
-}
-
-async fn server_with(specs: Vec<Spec>) -> (TestServer, tempfile::TempDir) {
-    server_tweaked(specs, |_| {}).await
-}
-
-async fn server_tweaked(
-    specs: Vec<Spec>,
-    tweak: impl FnOnce(&mut switchboard::config::Config),
-) -> (TestServer, tempfile::TempDir) {
-    let plugins = tempfile::tempdir().unwrap();
-    for spec in &specs {
-        let dir = plugins.path().join(&spec.name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("plugin.toml"), spec.manifest()).unwrap();
-    }
-    let path = plugins.path().to_path_buf();
-    let server = TestServer::start_with(move |c| {
-        c.plugins.dir = Some(path);
-        tweak(c);
-    })
-    .await;
-    (server, plugins)
 }
 
 async fn upload(

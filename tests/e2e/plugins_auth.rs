@@ -7,8 +7,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::plugins_bots::server_with;
 use crate::plugins_runtime::harness::Spec;
+use crate::plugins_runtime::harness::server_with;
 use crate::support::{PASSWORD, TestServer};
 
 fn sha256_hex(text: &str) -> String {

@@ -8,26 +8,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::plugins_runtime::harness::{Spec, cache_dir};
+use crate::plugins_runtime::harness::{Spec, cache_dir, server_with, write_plugins};
 use crate::support::{Client, TestServer};
-
-/// A server whose plugins directory holds `specs`.
-pub async fn server_with(specs: Vec<Spec>) -> (TestServer, tempfile::TempDir) {
-    let plugins = write_plugins(&specs);
-    let path = plugins.path().to_path_buf();
-    let server = TestServer::start_with(move |c| c.plugins.dir = Some(path)).await;
-    (server, plugins)
-}
-
-fn write_plugins(specs: &[Spec]) -> tempfile::TempDir {
-    let plugins = tempfile::tempdir().unwrap();
-    for spec in specs {
-        let dir = plugins.path().join(&spec.name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("plugin.toml"), spec.manifest()).unwrap();
-    }
-    plugins
-}
 
 /// The id of the bot user called `name`, as any user sees it in the user list.
 pub async fn bot_id(client: &Client, name: &str) -> i64 {

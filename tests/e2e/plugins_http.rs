@@ -15,8 +15,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::plugins_bots::server_with;
 use crate::plugins_runtime::harness::Spec;
+use crate::plugins_runtime::harness::server_with;
 use crate::support::{Client, TestServer};
 
 /// What the local server saw: (headers, body) per request to `/hook`.

@@ -8,24 +8,10 @@ use reqwest::StatusCode;
 use serde_json::json;
 use switchboard::store::StoreOptions;
 
-use crate::plugins_runtime::harness::Spec;
-use crate::support::TestServer;
+use crate::plugins_runtime::harness::{Spec, server_with};
 
 const CARD: &str = "4111 1111 1111 1111";
 const SSN: &str = "078-05-1120";
-
-/// A server whose plugins directory holds `specs`.
-async fn server_with(specs: Vec<Spec>) -> (TestServer, tempfile::TempDir) {
-    let plugins = tempfile::tempdir().unwrap();
-    for spec in &specs {
-        let dir = plugins.path().join(&spec.name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("plugin.toml"), spec.manifest()).unwrap();
-    }
-    let path = plugins.path().to_path_buf();
-    let server = TestServer::start_with(move |c| c.plugins.dir = Some(path)).await;
-    (server, plugins)
-}
 
 fn dlp(settings: &str) -> Spec {
     Spec::new("dlp", "dlp")

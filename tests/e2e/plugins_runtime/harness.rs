@@ -9,6 +9,7 @@ use switchboard::router::hooks::{PreSend, PreSendOutcome};
 use switchboard::store::{Metadata, Store};
 
 use super::mem_store::MemStore;
+use crate::support::TestServer;
 use crate::wasm_build::{plugin_wasm, workspace_root};
 
 /// One plugin to install: its manifest, written out as TOML.
@@ -220,4 +221,35 @@ pub fn status<'a>(
         .iter()
         .find(|s| s.name == name)
         .unwrap_or_else(|| panic!("no plugin {name}"))
+}
+
+/// A temporary plugins directory holding one sub-directory with a `plugin.toml` per spec.
+pub fn write_plugins(specs: &[Spec]) -> tempfile::TempDir {
+    let plugins = tempfile::tempdir().unwrap();
+    for spec in specs {
+        let dir = plugins.path().join(&spec.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("plugin.toml"), spec.manifest()).unwrap();
+    }
+    plugins
+}
+
+/// A real server whose plugins directory holds `specs`.
+pub async fn server_with(specs: Vec<Spec>) -> (TestServer, tempfile::TempDir) {
+    server_tweaked(specs, |_| {}).await
+}
+
+/// The same, with more configuration.
+pub async fn server_tweaked(
+    specs: Vec<Spec>,
+    tweak: impl FnOnce(&mut switchboard::config::Config),
+) -> (TestServer, tempfile::TempDir) {
+    let plugins = write_plugins(&specs);
+    let path = plugins.path().to_path_buf();
+    let server = TestServer::start_with(move |c| {
+        c.plugins.dir = Some(path);
+        tweak(c);
+    })
+    .await;
+    (server, plugins)
 }
