@@ -557,3 +557,39 @@ async fn the_cli_manages_a_running_servers_plugins() {
     let (ok, _, err) = cli(&server, &admin.token, &["set", "dlp"]).await;
     assert!(!ok && err.contains("nothing to change"), "{err}");
 }
+
+/// A bot plugin through the admin API: its grants (bot, commands) are shown, and a reload
+/// keeps its bot user and its command — the bot answers after the swap as before.
+#[tokio::test]
+async fn a_reloaded_bot_keeps_its_user_and_commands() {
+    let echo = Spec::new("echo-bot", "echo-bot")
+        .caps(&["bot", "config", "log"])
+        .top("commands = [\"echo\"]\n")
+        .bot("display_name = \"Echo\"\n");
+    let (server, _plugins) = server_with(vec![echo]).await;
+    let admin = server.admin().await;
+    let (status, view) = admin.get("/api/v1/admin/plugins/echo-bot").await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["grants"]["commands"], json!(["echo"]));
+    assert_eq!(view["grants"]["bot"], "echo-bot");
+    assert_eq!(view["status"]["interface"], "switchboard:plugin@0.2.0");
+    let bot_user = view["status"]["bot_user"].as_i64().expect("a bot user");
+
+    let (status, report) = admin
+        .post("/api/v1/admin/plugins/echo-bot/reload", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["plugin"]["status"]["bot_user"], bot_user);
+
+    let alice = server.user("alice").await;
+    let room = alice.group("bots", &[bot_user]).await;
+    let mut ws = alice.ws(&server).await;
+    let ack = ws.send_msg(room, "c1", "/echo after the reload").await;
+    assert_eq!(ack["command"], "echo", "{ack}");
+    let event = ws.recv_type("event").await;
+    assert_eq!(
+        (event["sender_id"].as_i64(), event["body"].as_str()),
+        (Some(bot_user), Some("after the reload")),
+        "{event}"
+    );
+}

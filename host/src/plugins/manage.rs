@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::chain::{Chain, PluginStatus};
 use super::instance::LoadedPlugin;
-use super::manifest::{Capability, FailurePolicy, HookName, Manifest};
+use super::manifest::{Capability, FailurePolicy, HookName, Manifest, RoomsScope};
 use super::{LimitsConfig, PluginError, PluginHost, lock};
 
 /// Settings one change may set, and how large a key or value may be.
@@ -70,12 +70,52 @@ pub struct PluginView {
     /// The manifest's hook restriction (`None`: every hook the component implements).
     pub declared_hooks: Option<Vec<HookName>>,
     pub capabilities: Vec<Capability>,
+    /// What the capabilities are limited to, so a security team sees exactly what the
+    /// plugin may reach.
+    pub grants: GrantDetails,
     pub settings: BTreeMap<String, String>,
     pub limits: LimitsConfig,
     /// The component's file name inside the plugin's directory.
     pub component: String,
     /// Runtime status and counters (totals across reloads) while loaded.
     pub status: Option<PluginStatus>,
+}
+
+/// The manifest's scoping of its capabilities.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GrantDetails {
+    /// `http`: the allowed origins (`scheme://host:port`).
+    pub http_allow: Vec<String>,
+    /// `http`: loopback and private ranges allowed too.
+    pub http_allow_private: bool,
+    pub http_requests_per_minute: Option<u32>,
+    /// `rooms`: `member` (the bot's rooms) or `all`.
+    pub rooms_scope: Option<RoomsScope>,
+    /// `bot`: the bot's user name.
+    pub bot: Option<String>,
+    /// Commands routed to the plugin (without the slash).
+    pub commands: Vec<String>,
+}
+
+impl GrantDetails {
+    fn of(manifest: &Manifest) -> Self {
+        let http = manifest.http.as_ref();
+        Self {
+            http_allow: http
+                .map(|h| {
+                    h.allow
+                        .iter()
+                        .map(|o| format!("{}://{}:{}", o.scheme, o.host, o.port))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            http_allow_private: http.is_some_and(|h| h.allow_private),
+            http_requests_per_minute: http.map(|h| h.requests_per_minute),
+            rooms_scope: manifest.rooms,
+            bot: manifest.bot.as_ref().map(|b| b.name.clone()),
+            commands: manifest.commands.clone(),
+        }
+    }
 }
 
 /// Every installed plugin, plus directories whose manifest could not be read (shown rather
@@ -528,6 +568,7 @@ async fn drain(old: &Arc<LoadedPlugin>, timeout: Duration) -> bool {
 }
 
 fn view(manifest: Manifest, statuses: &[PluginStatus]) -> PluginView {
+    let grants = GrantDetails::of(&manifest);
     let status = statuses.iter().find(|s| s.name == manifest.name).cloned();
     let component = manifest
         .component
@@ -544,6 +585,7 @@ fn view(manifest: Manifest, statuses: &[PluginStatus]) -> PluginView {
         enabled: manifest.enabled,
         priority: manifest.priority,
         failure_policy: manifest.failure_policy,
+        grants,
         declared_hooks: manifest.hooks,
         capabilities: manifest.capabilities,
         settings: manifest.settings,

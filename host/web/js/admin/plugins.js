@@ -56,10 +56,26 @@ function facts(p) {
     h('dt', {}, 'Failure policy'), h('dd', { class: 'plugin-policy' }, p.failure_policy),
     h('dt', {}, 'Hooks'), h('dd', {}, hooks.length ? hooks.join(', ') : '—'),
     h('dt', {}, 'Capabilities'), h('dd', { class: 'plugin-capabilities' }, p.capabilities.length ? p.capabilities.join(', ') : 'none'),
+    grantFacts(p.grants),
+    p.status ? [h('dt', {}, 'Interface'), h('dd', {}, p.status.interface)] : null,
     h('dt', {}, 'Limits'), h('dd', {}, `${p.limits.timeout_ms} ms, ${p.limits.memory_mib} MiB`),
     h('dt', {}, 'Totals'), h('dd', { class: 'plugin-totals' }, c
       ? `${c.calls} calls, ${c.rejects} rejects, ${c.modifications} modifications, ${c.failures} failures`
       : 'not loaded'));
+}
+
+/** What the capabilities reach: HTTP origins, room scope, the bot, its commands. */
+function grantFacts(g) {
+  if (!g) return null;
+  const rows = [];
+  if (g.http_allow.length) {
+    const extra = [g.http_allow_private ? 'private ranges allowed' : null, g.http_requests_per_minute ? `${g.http_requests_per_minute}/min` : null].filter(Boolean);
+    rows.push(h('dt', {}, 'HTTP to'), h('dd', { class: 'plugin-http' }, g.http_allow.join(', ') + (extra.length ? ` (${extra.join(', ')})` : '')));
+  }
+  if (g.rooms_scope) rows.push(h('dt', {}, 'Room lookups'), h('dd', {}, g.rooms_scope === 'all' ? 'all rooms' : "the bot's rooms"));
+  if (g.bot) rows.push(h('dt', {}, 'Bot'), h('dd', { class: 'plugin-bot' }, g.bot));
+  if (g.commands.length) rows.push(h('dt', {}, 'Commands'), h('dd', { class: 'plugin-commands' }, g.commands.map((c) => `/${c}`).join(' ')));
+  return rows;
 }
 
 function charts(t) {
