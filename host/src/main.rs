@@ -100,13 +100,16 @@ enum PluginCommand {
     ///   on-login:          {"id": 1, "name": "alice", "display_name": "Alice",
     ///                       "is_admin": false, "is_bot": false}
     ///   on-connect:        as on-login, plus "session_id": "session-1"
+    ///   authenticate:      {"method": "api-key", "credential": "...", "username": null}
+    ///                       (prints accept + user, refuse + reason, or defer)
+    ///   (command is not run here: its replies need the bot in a room; test it on a server)
     ///
     /// Exits non-zero on bad input, a hook the plugin does not implement, or a failed call.
     #[command(verbatim_doc_comment)]
     Test {
         /// The component (.wasm).
         component: PathBuf,
-        /// message-pre-send, message-delivered, on-login or on-connect.
+        /// message-pre-send, message-delivered, on-login, on-connect or authenticate.
         #[arg(long, value_parser = switchboard::plugins::standalone::parse_hook)]
         hook: switchboard::plugins::HookName,
         /// The hook's input, a JSON file (see above).

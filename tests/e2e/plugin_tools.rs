@@ -337,3 +337,35 @@ fn plugin_test_runs_every_hook_kind_and_reports_a_failed_call() {
     assert!(text.contains("plugin_failed"), "{text}");
     assert!(err.contains("the plugin failed (trap)"), "{err}");
 }
+
+/// `--hook authenticate` with the shipped `auth-policy` plugin: a known API key is accepted
+/// for its user, an unknown one refused, another method deferred; `command` is refused with
+/// a pointer to the server tests.
+#[test]
+fn plugin_test_runs_the_authenticate_hook() {
+    use sha2::{Digest, Sha256};
+    let policy = plugin_wasm("auth-policy");
+    let dir = tempfile::tempdir().unwrap();
+    let key = hex::encode(Sha256::digest(b"sk-alice"));
+    let setting = format!("api_key.{key}=alice");
+    let run = |input: &str| {
+        let path = write(dir.path(), "auth.json", input);
+        let mut command = plugin_test(&policy, "authenticate", &path);
+        command.args(["--config", &setting, "--json"]);
+        json(&ok(&mut command))
+    };
+    let accepted = run(r#"{"method": "api-key", "credential": "sk-alice"}"#);
+    assert_eq!(
+        (accepted["outcome"].as_str(), accepted["user_name"].as_str()),
+        (Some("accept"), Some("alice")),
+        "{accepted}"
+    );
+    let refused = run(r#"{"method": "api-key", "credential": "sk-wrong"}"#);
+    assert_eq!(refused["outcome"], "refuse", "{refused}");
+    let deferred = run(r#"{"method": "saml", "credential": "x"}"#);
+    assert_eq!(deferred["outcome"], "defer", "{deferred}");
+
+    let input = write(dir.path(), "cmd.json", "{}");
+    let err = fails(&mut plugin_test(&policy, "command", &input));
+    assert!(err.contains("does not run the command hook"), "{err}");
+}

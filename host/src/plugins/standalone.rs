@@ -30,7 +30,9 @@ use tracing::instrument::WithSubscriber as _;
 use super::instance::Request;
 use super::manifest::HookName;
 use super::{PluginCounters, PluginError, PluginHost, PluginsConfig};
-use crate::router::hooks::{Decision, Hooks as _, PreSend, PreSendOutcome};
+use crate::router::hooks::{
+    AuthOutcome, AuthRequest, Decision, Hooks as _, PreSend, PreSendOutcome,
+};
 use crate::store::{Event, EventKind, Metadata, Room, RoomKind, User};
 
 /// The most calls `--repeat` may ask for.
@@ -107,6 +109,16 @@ pub enum Outcome {
     },
     /// `message-delivered`: the plugin ran (observers return nothing).
     Observed,
+    /// `authenticate`: the plugin vouches for this user.
+    Accept {
+        user_name: String,
+    },
+    /// `authenticate`: the plugin refused the credential (`reject` above is pre-send's).
+    Refuse {
+        reason: String,
+    },
+    /// `authenticate`: the plugin does not handle this method; the next one would be asked.
+    Defer,
 }
 
 /// The result of a run.
@@ -144,12 +156,13 @@ pub fn parse_setting(arg: &str) -> Result<(String, String), String> {
 
 /// A hook's name as written in manifests and WIT, for `--hook`.
 pub fn parse_hook(arg: &str) -> Result<HookName, String> {
-    if matches!(arg, "command" | "authenticate") {
-        return Err(format!(
-            "`plugin test` does not run the {arg} hook yet (it needs a bot user or a login \
-             request around it); test it through a server, as tests/e2e/plugins_bots.rs and \
-             plugins_auth.rs do"
-        ));
+    if arg == "command" {
+        return Err(
+            "`plugin test` does not run the command hook yet (a command's replies need the \
+             plugin's bot user in a room); test it through a server, as \
+             tests/e2e/plugins_bots.rs does"
+                .into(),
+        );
     }
     SUPPORTED
         .into_iter()
@@ -161,11 +174,12 @@ pub fn parse_hook(arg: &str) -> Result<HookName, String> {
 }
 
 /// The hooks `plugin test` can run on its own.
-const SUPPORTED: [HookName; 4] = [
+const SUPPORTED: [HookName; 5] = [
     HookName::MessagePreSend,
     HookName::MessageDelivered,
     HookName::OnLogin,
     HookName::OnConnect,
+    HookName::Authenticate,
 ];
 
 /// Run the hook as `options` say. Must be called inside a tokio runtime.
@@ -313,6 +327,11 @@ async fn call_once(host: &Arc<PluginHost>, input: &Input) -> Outcome {
             }
             Outcome::Observed
         }
+        Input::Authenticate(request) => match host.authenticate(request.clone()).await {
+            AuthOutcome::Accept { user_name, .. } => Outcome::Accept { user_name },
+            AuthOutcome::Reject { reason, .. } => Outcome::Refuse { reason },
+            AuthOutcome::Unhandled => Outcome::Defer,
+        },
         Input::Login(user) => decision(host.on_login(user).await),
         Input::Connect(user, session) => decision(host.on_connect(user, session).await),
     }
@@ -424,6 +443,16 @@ enum Input {
     Delivered(Room, Event),
     Login(User),
     Connect(User, String),
+    Authenticate(AuthRequest),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthInput {
+    method: String,
+    credential: String,
+    #[serde(default)]
+    username: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -555,8 +584,16 @@ impl Input {
         }
         let json = |e: serde_json::Error| bad(e.to_string());
         Ok(match hook {
-            HookName::Command | HookName::Authenticate => {
+            HookName::Command => {
                 return Err(bad("`plugin test` does not run this hook yet".into()));
+            }
+            HookName::Authenticate => {
+                let a: AuthInput = serde_json::from_str(&text).map_err(json)?;
+                Input::Authenticate(AuthRequest {
+                    method: a.method,
+                    username: a.username,
+                    credential: a.credential,
+                })
             }
             HookName::MessagePreSend => {
                 let m: PreSendInput = serde_json::from_str(&text).map_err(json)?;
@@ -657,6 +694,15 @@ impl fmt::Display for Report {
                 writeln!(f, "  reason   {reason}")?;
             }
             Outcome::Observed => writeln!(f, "outcome  observed")?,
+            Outcome::Accept { user_name } => {
+                writeln!(f, "outcome  accept")?;
+                writeln!(f, "  user     {user_name}")?;
+            }
+            Outcome::Refuse { reason } => {
+                writeln!(f, "outcome  refuse")?;
+                writeln!(f, "  reason   {reason}")?;
+            }
+            Outcome::Defer => writeln!(f, "outcome  defer (the method is not this plugin's)")?,
         }
         write!(
             f,
