@@ -79,21 +79,28 @@ fn host(
         wasm_build::plugin_wasm(krate)
     );
     std::fs::write(plugin_dir.join("plugin.toml"), manifest).expect("manifest");
+    (load_dir(rt, dir.path(), config), dir)
+}
+
+/// Load every plugin under `dir` over an in-memory store, compiling through the cache.
+fn load_dir(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    config: PluginsConfig,
+) -> Arc<PluginHost> {
     let config = PluginsConfig {
-        dir: Some(dir.path().to_path_buf()),
+        dir: Some(dir.to_path_buf()),
         ..config
     };
     let store: Arc<dyn Store> = Arc::new(mem_store::MemStore::default());
     let cache = wasm_build::workspace_root().join("target/wasm/test-data");
-    let host = rt
-        .block_on(PluginHost::load(
-            &config,
-            &cache,
-            store,
-            &mut Registry::default(),
-        ))
-        .expect("load");
-    (host, dir)
+    rt.block_on(PluginHost::load(
+        &config,
+        &cache,
+        store,
+        &mut Registry::default(),
+    ))
+    .expect("load")
 }
 
 fn benches(c: &mut Criterion) {
@@ -170,9 +177,50 @@ fn benches(c: &mut Criterion) {
         b.iter(|| rt.block_on(trap.message_pre_send(msg(black_box("ok")))))
     });
 
+    // Operations off the hot path. A reload reads the manifest, takes the compiled
+    // component from the on-disk cache, creates and warms the first instance, swaps the
+    // chain, waits for the old version to drain and writes the audit record.
+    c.bench_function("manage/reload_dlp_cached", |b| {
+        b.iter(|| {
+            rt.block_on(dlp.reload_plugin("p", "user:bench"))
+                .expect("reload")
+        })
+    });
+    // Start-up with five plugins (DLP ×3, keyword-guard, probe) and a warm compile cache.
+    let five = five_plugins();
+    c.bench_function("manage/cold_start_5_plugins_cached", |b| {
+        b.iter(|| {
+            let host = load_dir(&rt, five.path(), PluginsConfig::default());
+            rt.block_on(host.shutdown());
+        })
+    });
+
     for h in [probe, dlp, trap] {
         rt.block_on(h.shutdown());
     }
+}
+
+/// A plugins directory with five plugins.
+fn five_plugins() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = [
+        ("dlp-a", "dlp", "\"log\", \"config\", \"kv\""),
+        ("dlp-b", "dlp", "\"log\", \"config\", \"kv\""),
+        ("dlp-c", "dlp", "\"log\", \"config\", \"kv\""),
+        ("guard", "keyword-guard", "\"config\""),
+        ("probe", "fixture-probe", "\"config\""),
+    ];
+    for (name, krate, capabilities) in plugins {
+        let plugin_dir = dir.path().join(name);
+        std::fs::create_dir_all(&plugin_dir).expect("mkdir");
+        let manifest = format!(
+            "name = {name:?}\nversion = \"0.1.0\"\ncomponent = {:?}\n\
+             capabilities = [{capabilities}]\n",
+            wasm_build::plugin_wasm(krate)
+        );
+        std::fs::write(plugin_dir.join("plugin.toml"), manifest).expect("manifest");
+    }
+    dir
 }
 
 criterion_group! {
