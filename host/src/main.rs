@@ -102,14 +102,17 @@ enum PluginCommand {
     ///   on-connect:        as on-login, plus "session_id": "session-1"
     ///   authenticate:      {"method": "api-key", "credential": "...", "username": null}
     ///                       (prints accept + user, refuse + reason, or defer)
-    ///   (command is not run here: its replies need the bot in a room; test it on a server)
+    ///   command:           {"command": "echo", "args": "hello", "sender_name": "alice"}
+    ///                       (the plugin gets capability bot and the command; its bot and
+    ///                       the sender share a room; prints what the bot posted and what
+    ///                       only the sender would see)
     ///
     /// Exits non-zero on bad input, a hook the plugin does not implement, or a failed call.
     #[command(verbatim_doc_comment)]
     Test {
         /// The component (.wasm).
         component: PathBuf,
-        /// message-pre-send, message-delivered, on-login, on-connect or authenticate.
+        /// message-pre-send, message-delivered, on-login, on-connect, command or authenticate.
         #[arg(long, value_parser = switchboard::plugins::standalone::parse_hook)]
         hook: switchboard::plugins::HookName,
         /// The hook's input, a JSON file (see above).

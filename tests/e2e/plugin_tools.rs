@@ -364,8 +364,43 @@ fn plugin_test_runs_the_authenticate_hook() {
     assert_eq!(refused["outcome"], "refuse", "{refused}");
     let deferred = run(r#"{"method": "saml", "credential": "x"}"#);
     assert_eq!(deferred["outcome"], "defer", "{deferred}");
+}
 
-    let input = write(dir.path(), "cmd.json", "{}");
-    let err = fails(&mut plugin_test(&policy, "command", &input));
-    assert!(err.contains("does not run the command hook"), "{err}");
+/// `--hook command` with the shipped `echo-bot`: the bot's public answer and a private
+/// reply are reported; a malformed command name is refused before anything loads.
+#[test]
+fn plugin_test_runs_the_command_hook() {
+    let echo = plugin_wasm("echo-bot");
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "echo.json",
+        r#"{"command": "echo", "args": "hello there"}"#,
+    );
+    let mut command = plugin_test(&echo, "command", &input);
+    command.arg("--json");
+    let report = json(&ok(&mut command));
+    assert_eq!(report["outcome"], "command", "{report}");
+    assert_eq!(
+        report["posts"],
+        serde_json::json!(["hello there"]),
+        "{report}"
+    );
+    assert_eq!(report["private"], Value::Null);
+
+    let input = write(
+        dir.path(),
+        "whisper.json",
+        r#"{"command": "whisper", "args": "psst"}"#,
+    );
+    let report = json(&ok(plugin_test(&echo, "command", &input).arg("--json")));
+    assert_eq!(
+        (report["posts"].clone(), report["private"].as_str()),
+        (serde_json::json!([]), Some("psst")),
+        "{report}"
+    );
+
+    let input = write(dir.path(), "bad.json", r#"{"command": "/echo"}"#);
+    let err = fails(&mut plugin_test(&echo, "command", &input));
+    assert!(err.contains("without the slash"), "{err}");
 }

@@ -31,7 +31,8 @@ use super::instance::Request;
 use super::manifest::HookName;
 use super::{PluginCounters, PluginError, PluginHost, PluginsConfig};
 use crate::router::hooks::{
-    AuthOutcome, AuthRequest, Decision, Hooks as _, PreSend, PreSendOutcome,
+    AuthOutcome, AuthRequest, BotPost, CommandCall, CommandOutcome, Decision, Hooks as _, PreSend,
+    PreSendOutcome,
 };
 use crate::store::{Event, EventKind, Metadata, Room, RoomKind, User};
 
@@ -119,6 +120,15 @@ pub enum Outcome {
     },
     /// `authenticate`: the plugin does not handle this method; the next one would be asked.
     Defer,
+    /// `command`: what the plugin's bot posted in the room, and what only the sender sees.
+    Command {
+        posts: Vec<String>,
+        private: Option<String>,
+    },
+    /// `command`: the plugin failed; the sender would see this reason.
+    CommandFailed {
+        reason: String,
+    },
 }
 
 /// The result of a run.
@@ -156,14 +166,6 @@ pub fn parse_setting(arg: &str) -> Result<(String, String), String> {
 
 /// A hook's name as written in manifests and WIT, for `--hook`.
 pub fn parse_hook(arg: &str) -> Result<HookName, String> {
-    if arg == "command" {
-        return Err(
-            "`plugin test` does not run the command hook yet (a command's replies need the \
-             plugin's bot user in a room); test it through a server, as \
-             tests/e2e/plugins_bots.rs does"
-                .into(),
-        );
-    }
     SUPPORTED
         .into_iter()
         .find(|h| h.as_str() == arg)
@@ -174,11 +176,12 @@ pub fn parse_hook(arg: &str) -> Result<HookName, String> {
 }
 
 /// The hooks `plugin test` can run on its own.
-const SUPPORTED: [HookName; 5] = [
+const SUPPORTED: [HookName; 6] = [
     HookName::MessagePreSend,
     HookName::MessageDelivered,
     HookName::OnLogin,
     HookName::OnConnect,
+    HookName::Command,
     HookName::Authenticate,
 ];
 
@@ -209,7 +212,11 @@ pub async fn run(options: &TestOptions) -> Result<Report, StandaloneError> {
         path: plugin_dir.clone(),
         source,
     })?;
-    let manifest = manifest_text(&component, options)?;
+    let command = match &input {
+        Input::Command(c) => Some(c.command.as_str()),
+        _ => None,
+    };
+    let manifest = manifest_text(&component, options, command)?;
     let manifest_path = plugin_dir.join("plugin.toml");
     std::fs::write(&manifest_path, manifest).map_err(|source| StandaloneError::Io {
         path: manifest_path.clone(),
@@ -232,19 +239,87 @@ pub async fn run(options: &TestOptions) -> Result<Report, StandaloneError> {
     };
     let mut registry = prometheus_client::registry::Registry::default();
     let started = Instant::now();
-    let host = PluginHost::load(&config, &server_config.data_dir, store, &mut registry)
-        .await
-        .map_err(StandaloneError::Load)?;
+    let host = PluginHost::load(
+        &config,
+        &server_config.data_dir,
+        store.clone(),
+        &mut registry,
+    )
+    .await
+    .map_err(StandaloneError::Load)?;
     let load = started.elapsed();
-    let result = call_all(&host, options, &input, load).await;
+    let command = match &input {
+        Input::Command(c) => Some(prepare_command(&host, store.as_ref(), c).await?),
+        _ => None,
+    };
+    let result = call_all(&host, options, &input, command.as_ref(), load).await;
     host.shutdown().await;
     result
+}
+
+/// A `command` call ready to make: the sender and the plugin's bot share a room (the bot
+/// answers there), and the bot's posts are read from the outbox the router would drain.
+struct PreparedCommand {
+    call: CommandCall,
+    posts: std::sync::Mutex<tokio::sync::mpsc::Receiver<BotPost>>,
+}
+
+async fn prepare_command(
+    host: &Arc<PluginHost>,
+    store: &dyn crate::store::Store,
+    input: &CommandInput,
+) -> Result<PreparedCommand, StandaloneError> {
+    let failed = |e: crate::store::StoreError| StandaloneError::Store(e.to_string());
+    let bot = host
+        .statuses()
+        .into_iter()
+        .find_map(|s| s.bot_user)
+        .ok_or_else(|| StandaloneError::Store("the plugin has no bot user (grant `bot`)".into()))?;
+    let sender = store
+        .create_user(crate::store::NewUser {
+            name: input.sender_name.clone(),
+            display_name: input.sender_name.clone(),
+            password_hash: None,
+            is_admin: false,
+            is_bot: false,
+        })
+        .await
+        .map_err(failed)?;
+    let room = store
+        .create_room(
+            crate::store::NewRoom {
+                kind: crate::store::RoomKind::Group,
+                name: Some("plugin-test".into()),
+                topic: None,
+                created_by: sender.id,
+            },
+            &[
+                (sender.id, crate::store::Role::Owner),
+                (bot, crate::store::Role::Member),
+            ],
+        )
+        .await
+        .map_err(failed)?;
+    let posts = host
+        .take_bot_outbox()
+        .ok_or_else(|| StandaloneError::Store("the bot outbox is already taken".into()))?;
+    Ok(PreparedCommand {
+        call: CommandCall {
+            name: input.command.clone(),
+            args: input.args.clone(),
+            room_id: room.id,
+            sender,
+            depth: 0,
+        },
+        posts: std::sync::Mutex::new(posts),
+    })
 }
 
 async fn call_all(
     host: &Arc<PluginHost>,
     options: &TestOptions,
     input: &Input,
+    command: Option<&PreparedCommand>,
     load: Duration,
 ) -> Result<Report, StandaloneError> {
     let status = host.statuses().into_iter().next();
@@ -274,7 +349,7 @@ async fn call_all(
 
     let before = counters();
     let started = Instant::now();
-    let outcome = call_once(host, input).await;
+    let outcome = call_once(host, input, command).await;
     let first_call = started.elapsed();
     let failure = failure_kind(&before, &counters());
 
@@ -286,7 +361,7 @@ async fn call_all(
     let warm_different = async {
         let mut different = 0;
         for _ in 0..warm_calls {
-            if call_once(host, input).await != outcome {
+            if call_once(host, input, command).await != outcome {
                 different += 1;
             }
         }
@@ -310,8 +385,33 @@ async fn call_all(
     })
 }
 
-async fn call_once(host: &Arc<PluginHost>, input: &Input) -> Outcome {
+async fn call_once(
+    host: &Arc<PluginHost>,
+    input: &Input,
+    command: Option<&PreparedCommand>,
+) -> Outcome {
     match input {
+        Input::Command(_) => {
+            let Some(prepared) = command else {
+                return Outcome::CommandFailed {
+                    reason: "the command was not prepared".into(),
+                };
+            };
+            let outcome = host.command(prepared.call.clone()).await;
+            // The plugin's posts are in the outbox as soon as its call returned.
+            let mut posts = Vec::new();
+            let mut queue = super::lock(&prepared.posts);
+            while let Ok(post) = queue.try_recv() {
+                posts.push(post.body);
+            }
+            match outcome {
+                CommandOutcome::Handled { private, .. } => Outcome::Command { posts, private },
+                CommandOutcome::Failed { reason, .. } => Outcome::CommandFailed { reason },
+                CommandOutcome::Unknown => Outcome::CommandFailed {
+                    reason: "no plugin registered this command".into(),
+                },
+            }
+        }
         Input::PreSend(msg) => match host.message_pre_send(msg.clone()).await {
             PreSendOutcome::Continue {
                 modified: false, ..
@@ -367,7 +467,13 @@ fn millis(d: Duration) -> f64 {
 
 /// The manifest the component is loaded with: the operator's (component replaced, forced
 /// enabled, `--config` settings merged in), or a generated one granting every capability.
-fn manifest_text(component: &Path, options: &TestOptions) -> Result<String, StandaloneError> {
+/// `command`: the command the plugin must register (the generated manifest grants `bot`
+/// and registers it; an operator's `--manifest` must do so itself).
+fn manifest_text(
+    component: &Path,
+    options: &TestOptions,
+    command: Option<&str>,
+) -> Result<String, StandaloneError> {
     let mut table = match &options.manifest {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|source| StandaloneError::Io {
@@ -386,8 +492,13 @@ fn manifest_text(component: &Path, options: &TestOptions) -> Result<String, Stan
             let mut table = toml::Table::new();
             table.insert("name".into(), name_from(component).into());
             table.insert("version".into(), "0.0.0".into());
-            let caps = ["log", "config", "kv"].map(toml::Value::from);
-            table.insert("capabilities".into(), toml::Value::Array(caps.to_vec()));
+            let mut caps: Vec<toml::Value> =
+                ["log", "config", "kv"].map(toml::Value::from).to_vec();
+            if let Some(command) = command {
+                caps.push("bot".into());
+                table.insert("commands".into(), toml::Value::Array(vec![command.into()]));
+            }
+            table.insert("capabilities".into(), toml::Value::Array(caps));
             table
         }
     };
@@ -444,6 +555,19 @@ enum Input {
     Login(User),
     Connect(User, String),
     Authenticate(AuthRequest),
+    /// Made into a [`CommandCall`] once the bot and the sender exist (see `prepare`).
+    Command(CommandInput),
+}
+
+/// `command` input: `/NAME ARGS` typed by `sender_name`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandInput {
+    command: String,
+    #[serde(default)]
+    args: String,
+    #[serde(default = "alice")]
+    sender_name: String,
 }
 
 #[derive(Deserialize)]
@@ -585,7 +709,18 @@ impl Input {
         let json = |e: serde_json::Error| bad(e.to_string());
         Ok(match hook {
             HookName::Command => {
-                return Err(bad("`plugin test` does not run this hook yet".into()));
+                let c: CommandInput = serde_json::from_str(&text).map_err(json)?;
+                let name_ok = !c.command.is_empty()
+                    && c.command.len() <= 32
+                    && c.command.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                    });
+                if !name_ok {
+                    return Err(bad(
+                        "`command` must be 1-32 characters of [a-z0-9_-], without the slash".into(),
+                    ));
+                }
+                Input::Command(c)
             }
             HookName::Authenticate => {
                 let a: AuthInput = serde_json::from_str(&text).map_err(json)?;
@@ -703,6 +838,19 @@ impl fmt::Display for Report {
                 writeln!(f, "  reason   {reason}")?;
             }
             Outcome::Defer => writeln!(f, "outcome  defer (the method is not this plugin's)")?,
+            Outcome::Command { posts, private } => {
+                writeln!(f, "outcome  command handled")?;
+                for post in posts {
+                    writeln!(f, "  posted   {post:?}")?;
+                }
+                if let Some(private) = private {
+                    writeln!(f, "  private  {private:?}")?;
+                }
+            }
+            Outcome::CommandFailed { reason } => {
+                writeln!(f, "outcome  command failed")?;
+                writeln!(f, "  reason   {reason}")?;
+            }
         }
         write!(
             f,
@@ -802,7 +950,7 @@ mod tests {
         };
         let limits = super::super::LimitsConfig::default();
         let component = Path::new("/x/My Filter.wasm");
-        let text = manifest_text(component, &options(None)).unwrap();
+        let text = manifest_text(component, &options(None), None).unwrap();
         let m = super::super::Manifest::parse(&text, Path::new("/"), &limits).unwrap();
         assert_eq!(m.name, "my-filter");
         assert_eq!(m.component, component);
@@ -817,7 +965,7 @@ mod tests {
              capabilities = [\"config\"]\n[settings]\nmode = \"lax\"\nother = \"kept\"\n",
         )
         .unwrap();
-        let text = manifest_text(component, &options(Some(path))).unwrap();
+        let text = manifest_text(component, &options(Some(path)), None).unwrap();
         let m = super::super::Manifest::parse(&text, Path::new("/"), &limits).unwrap();
         assert_eq!((m.name.as_str(), m.enabled), ("dlp", true));
         assert_eq!(m.component, component);
