@@ -14,11 +14,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::Connection as _;
 use tempfile::TempDir;
 
-use crate::support::{ADMIN_PASSWORD, Client, PASSWORD, Ws};
+use crate::support::{ADMIN_PASSWORD, Client, Ws};
 
 mod concurrent_writers;
 mod migrate_store;
@@ -347,36 +347,15 @@ impl Node {
     }
 
     pub async fn login(&self, name: &str, password: &str) -> Client {
-        let resp = self
-            .http
-            .post(format!("{}/api/v1/auth/login", self.base))
-            .json(&json!({ "username": name, "password": password }))
-            .send()
-            .await
-            .expect("login request");
-        assert_eq!(resp.status(), StatusCode::OK, "login as {name}");
-        let body: Value = resp.json().await.expect("login body");
-        Client {
-            base: self.base.clone(),
-            http: self.http.clone(),
-            token: body["access_token"].as_str().expect("token").to_string(),
-            refresh: body["refresh_token"].as_str().expect("refresh").to_string(),
-            id: body["user"]["id"].as_i64().expect("id"),
-            name: name.to_string(),
-        }
+        Client::login(&self.http, &self.base, name, password).await
     }
 
     /// Create a user (as admin, through this node) and log in as them here.
     pub async fn user(&self, name: &str) -> Client {
-        let admin = self.login("admin", ADMIN_PASSWORD).await;
-        let (status, body) = admin
-            .post(
-                "/api/v1/users",
-                json!({ "name": name, "password": PASSWORD }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "create {name}: {body}");
-        self.login(name, PASSWORD).await
+        self.login("admin", ADMIN_PASSWORD)
+            .await
+            .create_user(name)
+            .await
     }
 
     /// Whether the node's log (standard output and error) contains `needle`.

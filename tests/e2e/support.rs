@@ -121,23 +121,7 @@ impl TestServer {
     }
 
     pub async fn login(&self, name: &str, password: &str) -> Client {
-        let resp = self
-            .http
-            .post(format!("{}/api/v1/auth/login", self.base))
-            .json(&json!({ "username": name, "password": password }))
-            .send()
-            .await
-            .expect("login request");
-        assert_eq!(resp.status(), StatusCode::OK, "login as {name}");
-        let body: Value = resp.json().await.expect("login body");
-        Client {
-            base: self.base.clone(),
-            http: self.http.clone(),
-            token: body["access_token"].as_str().expect("token").to_string(),
-            refresh: body["refresh_token"].as_str().expect("refresh").to_string(),
-            id: body["user"]["id"].as_i64().expect("id"),
-            name: name.to_string(),
-        }
+        Client::login(&self.http, &self.base, name, password).await
     }
 
     pub async fn admin(&self) -> Client {
@@ -146,15 +130,7 @@ impl TestServer {
 
     /// Create a user (as admin) and log in as them.
     pub async fn user(&self, name: &str) -> Client {
-        let admin = self.admin().await;
-        let (status, body) = admin
-            .post(
-                "/api/v1/users",
-                json!({ "name": name, "password": PASSWORD }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "create {name}: {body}");
-        self.login(name, PASSWORD).await
+        self.admin().await.create_user(name).await
     }
 
     pub fn ws_url(&self, token: &str) -> String {
@@ -197,6 +173,39 @@ pub struct Client {
 }
 
 impl Client {
+    /// Log in on the server at `base`.
+    pub async fn login(http: &reqwest::Client, base: &str, name: &str, password: &str) -> Self {
+        let resp = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({ "username": name, "password": password }))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(resp.status(), StatusCode::OK, "login as {name}");
+        let body: Value = resp.json().await.expect("login body");
+        Client {
+            base: base.to_string(),
+            http: http.clone(),
+            token: body["access_token"].as_str().expect("token").to_string(),
+            refresh: body["refresh_token"].as_str().expect("refresh").to_string(),
+            id: body["user"]["id"].as_i64().expect("id"),
+            name: name.to_string(),
+        }
+    }
+
+    /// As an admin: create the user `name` (password [`PASSWORD`]) and log in as them on the
+    /// same server.
+    pub async fn create_user(&self, name: &str) -> Client {
+        let (status, body) = self
+            .post(
+                "/api/v1/users",
+                json!({ "name": name, "password": PASSWORD }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create {name}: {body}");
+        Client::login(&self.http, &self.base, name, PASSWORD).await
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let resp = req.bearer_auth(&self.token).send().await.expect("request");
         let status = resp.status();
