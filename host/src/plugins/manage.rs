@@ -268,16 +268,12 @@ impl PluginHost {
     ) -> Result<ReloadReport, ManageError> {
         let _guard = self.admin.lock().await;
         let digest = hex::encode(Sha256::digest(&request.component));
-        let name = Manifest::parse(&request.manifest, Path::new(""), &self.config.limits)
-            .map(|m| m.name)
-            .unwrap_or_default();
-        let result = self.install_locked(request).await;
+        // The plugin's name, once the upload's manifest parsed: what the audit record is
+        // about, even when the install fails later.
+        let mut name = String::new();
+        let result = self.install_locked(request, &mut name).await;
         let detail = serde_json::json!({ "sha256": digest });
-        let subject = match &result {
-            Ok(report) => report.plugin.name.clone(),
-            Err(_) => name,
-        };
-        self.audit(actor, "plugin.install", &subject, &result, detail)
+        self.audit(actor, "plugin.install", &name, &result, detail)
             .await;
         result
     }
@@ -345,7 +341,11 @@ impl PluginHost {
         }
     }
 
-    async fn install_locked(&self, request: InstallRequest) -> Result<ReloadReport, ManageError> {
+    async fn install_locked(
+        &self,
+        request: InstallRequest,
+        name_out: &mut String,
+    ) -> Result<ReloadReport, ManageError> {
         let dir = self.plugins_dir()?.to_path_buf();
         if request.manifest.len() > MAX_MANIFEST_BYTES {
             return Err(ManageError::Invalid(format!(
@@ -366,6 +366,7 @@ impl PluginHost {
             )
         })?;
         let name = parsed.name.clone();
+        name_out.clone_from(&name);
         let existing = match self.find(&name) {
             Ok((path, _)) => Some(path),
             Err(ManageError::NotFound(_)) => None,
