@@ -146,6 +146,44 @@ async fn http_refuses_private_targets_without_the_allowance_and_enforces_caps() 
     }
     drop(server);
 
+    // The same host written as IPv6 (mapped, IPv4-compatible, NAT64, 6to4) and other
+    // special ranges: each is refused before any connection, naming the range.
+    let disguises = [
+        ("[::ffff:127.0.0.1]", "loopback"),
+        ("[::127.0.0.1]", "loopback"),
+        ("[64:ff9b::127.0.0.1]", "loopback"),
+        ("[64:ff9b::10.0.0.1]", "private"),
+        ("[2002:7f00:1::]", "loopback"),
+        ("[fec0::1]", "site-local"),
+        ("[2001::1]", "Teredo"),
+        ("198.18.0.1", "benchmarking"),
+    ];
+    let allow: Vec<String> = disguises
+        .iter()
+        .map(|(host, _)| format!("\"http://{host}:{port}\""))
+        .collect();
+    let disguised = probe(
+        "disguised",
+        &format!("[http]\nallow = [{}]\n", allow.join(", ")),
+    );
+    let (server, _plugins) = server_with(vec![disguised]).await;
+    let alice = server.user("alice").await;
+    let room = alice.group("http", &[]).await;
+    for (i, (host, class)) in disguises.iter().enumerate() {
+        let got = probe_get(
+            &alice,
+            room,
+            &format!("d{i}"),
+            &format!("http://{host}:{port}/ok"),
+        )
+        .await;
+        assert!(
+            got.starts_with("denied:") && got.contains(&format!("a {class} address")),
+            "{host}: {got}"
+        );
+    }
+    drop(server);
+
     let capped = probe(
         "capped",
         &format!(

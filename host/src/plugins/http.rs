@@ -3,8 +3,9 @@
 //! For every request, in this order: the URL's scheme, host and port must be on the
 //! plugin's allow-list (`[http] allow`); the plugin's rate limit must have room; the host is
 //! resolved **here**, and every address it resolves to must be public unless the manifest
-//! says `allow_private = true` (loopback, private, link-local, unique-local, shared and
-//! unspecified ranges are refused); then the connection goes to exactly those checked
+//! says `allow_private = true` (`address` classifies it: loopback, private, link-local,
+//! unique-local, site-local, shared, benchmarking, documentation, multicast, reserved,
+//! Teredo, and IPv6 spellings of any of those IPv4 ranges are refused); then the connection goes to exactly those checked
 //! addresses (the client's resolver is overridden for the host), so a second DNS answer
 //! cannot send it elsewhere (no DNS-rebinding bypass). Redirects are not followed, proxies
 //! from the environment are ignored, the whole request has a timeout, and the response body
@@ -19,6 +20,8 @@ use reqwest::Url;
 
 use super::capabilities::CapError;
 use super::manifest::HttpSettings;
+
+mod address;
 
 /// A request as a plugin asked for it.
 pub(crate) struct HttpRequest {
@@ -178,12 +181,14 @@ impl HttpCtx {
             return Err(CapError::Unavailable(format!("{host} has no address")));
         }
         if !self.settings.allow_private
-            && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
+            && let Some((bad, class)) = addrs
+                .iter()
+                .map(|a| (a.ip(), address::classify(a.ip())))
+                .find(|(_, class)| !class.is_public())
         {
             return Err(CapError::Denied(format!(
-                "{host} resolves to {}, a loopback, private or link-local address; the \
-                 manifest must set [http] allow_private = true to reach it",
-                bad.ip()
+                "{host} resolves to {bad}, a {class} address; the manifest must set [http] \
+                 allow_private = true to reach it"
             )));
         }
         Ok(addrs)
@@ -212,68 +217,7 @@ fn literal_ip(host: &str) -> Option<IpAddr> {
         .ok()
 }
 
-/// Whether `ip` is an ordinary public address (not loopback, private, link-local,
-/// unique-local, shared (CGNAT), multicast, broadcast, documentation or unspecified).
-pub(crate) fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 192 && b == 0)
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
-        }
-    }
-}
-
 /// Defaults of `[http]`.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 pub(crate) const DEFAULT_REQUESTS_PER_MINUTE: u32 = 60;
-
-#[cfg(test)]
-mod tests {
-    use super::is_public;
-
-    #[test]
-    fn private_ranges_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-            "::",
-        ] {
-            assert!(!is_public(ip.parse().expect("an address")), "{ip}");
-        }
-        for ip in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
-            assert!(is_public(ip.parse().expect("an address")), "{ip}");
-        }
-    }
-}
