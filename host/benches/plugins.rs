@@ -59,6 +59,7 @@ fn msg(body: &str) -> PreSend {
         editing: None,
         body: body.into(),
         metadata: Metadata::new(),
+        max_body_bytes: 64 * 1024,
     }
 }
 

@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::Store;
 
+pub use breaker::OpenCircuit;
 pub use chain::{PluginCounters, PluginStatus};
 pub use manage::{
     InstallRequest, ManageError, ManifestProblem, PluginChange, PluginList, PluginView,
@@ -77,15 +78,28 @@ pub struct PluginsConfig {
     pub max_idle_instances: usize,
     /// Replace an instance after this many calls, so slow leaks in a guest stay bounded.
     pub recycle_after_calls: u64,
-    /// Events waiting for `message-delivered` observers; beyond this they are dropped and
-    /// counted.
+    /// Events waiting for one observer plugin's `message-delivered` calls (each observer
+    /// has its own queue); beyond this its events are dropped and counted against it.
     pub observer_queue: usize,
-    /// Circuit breaker: this many failures of one plugin ...
+    /// Circuit breaker: this many failures ...
     pub breaker_failures: u32,
-    /// ... within this many seconds open its circuit (the plugin is no longer called) ...
+    /// ... within this many seconds open a circuit (the plugin is no longer called there) ...
     pub breaker_window_secs: u64,
     /// ... for this many seconds, after which one trial call decides (0 = until restart).
     pub breaker_cooldown_secs: u64,
+    /// Failures are counted per room and per sender first: a room's or sender's circuit
+    /// opens on this many of its own failures, and only that room or sender is cut off.
+    pub breaker_scope_failures: u32,
+    /// The whole plugin's circuit opens only when `breaker_failures` failures came from at
+    /// least this many different rooms and senders, so one room or one member cannot take
+    /// a plugin offline for everyone.
+    pub breaker_min_scopes: u32,
+    /// The largest wall-clock budget (`limits.wall_timeout_ms`,
+    /// `limits.observer_timeout_ms`) a plugin's manifest may ask for.
+    pub max_wall_timeout_ms: u64,
+    /// How long shutdown waits for observers to finish their queues before it abandons
+    /// what is left (whatever the plugins do, shutdown ends within this).
+    pub shutdown_timeout_ms: u64,
     /// Cache compiled components under `<data_dir>/plugin-cache`.
     pub compile_cache: bool,
     /// Largest component the admin API accepts for an install.
@@ -113,6 +127,10 @@ impl Default for PluginsConfig {
             breaker_failures: 10,
             breaker_window_secs: 60,
             breaker_cooldown_secs: 300,
+            breaker_scope_failures: 3,
+            breaker_min_scopes: 3,
+            max_wall_timeout_ms: 30_000,
+            shutdown_timeout_ms: 5_000,
             compile_cache: true,
             max_component_bytes: 32 * 1024 * 1024,
             drain_timeout_ms: 10_000,
@@ -125,8 +143,29 @@ impl Default for PluginsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// CPU time one hook call may take.
+    /// Time one hook call may spend running its own code (waits in host imports such as
+    /// `http` do not count here; they count against `wall_timeout_ms`).
     pub timeout_ms: u64,
+    /// Wall-clock budget of one call of a hook someone waits for (`message-pre-send`,
+    /// `command`, `on-login`, `on-connect`, `authenticate`): computing, WASI waits (clocks,
+    /// polls) and host-import waits (`http`, `rooms`, `bot`) all count. When it runs out the
+    /// call ends, its instance is discarded and the failure policy decides. Never shorter
+    /// than `timeout_ms` (a manifest that raises only `timeout_ms` keeps working).
+    pub wall_timeout_ms: u64,
+    /// The same budget for one `message-delivered` call, which nobody waits for (it runs
+    /// from the plugin's own queue).
+    pub observer_timeout_ms: u64,
+    /// Calls of this plugin running at once (each holds an instance); further calls wait
+    /// for a slot within their wall-clock budget, so one plugin cannot take another's.
+    pub max_concurrent_calls: u32,
+    /// Of those, how many one sender's calls may hold; a call over this share fails at
+    /// once (`overloaded`, its failure policy decides) instead of queueing, so a member
+    /// cannot occupy a plugin's slots with stuck calls until their circuit opens.
+    pub max_concurrent_calls_per_sender: u32,
+    /// Log lines, and bytes, the plugin may write per second; the rest is dropped and
+    /// counted.
+    pub log_lines_per_second: u32,
+    pub log_bytes_per_second: usize,
     /// Linear memory one instance may grow to.
     pub memory_mib: u64,
     /// Largest answer a hook may return (body plus metadata of a modification, reason of a
@@ -136,17 +175,31 @@ pub struct LimitsConfig {
     pub kv_max_keys: usize,
     pub kv_max_key_bytes: usize,
     pub kv_max_value_bytes: usize,
+    /// Bytes (keys plus values) the plugin's `kv` namespace may hold in all: what bounds
+    /// the memory it takes.
+    pub kv_max_bytes: usize,
+    /// Largest single `wasi:random` request (`get-random-bytes`); a larger one traps the
+    /// call instead of making the host generate it.
+    pub max_random_bytes: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             timeout_ms: 50,
+            wall_timeout_ms: 1_000,
+            observer_timeout_ms: 5_000,
+            max_concurrent_calls: 16,
+            max_concurrent_calls_per_sender: 4,
+            log_lines_per_second: 100,
+            log_bytes_per_second: 64 * 1024,
             memory_mib: 32,
             max_output_bytes: 256 * 1024,
             kv_max_keys: 10_000,
             kv_max_key_bytes: 256,
             kv_max_value_bytes: 64 * 1024,
+            kv_max_bytes: 4 * 1024 * 1024,
+            max_random_bytes: 64 * 1024,
         }
     }
 }
@@ -162,10 +215,44 @@ impl LimitsConfig {
         if self.max_output_bytes == 0 {
             return Err("limits.max_output_bytes must be positive".into());
         }
-        if self.kv_max_key_bytes == 0 || self.kv_max_value_bytes == 0 {
-            return Err("limits.kv_max_key_bytes and kv_max_value_bytes must be positive".into());
+        if self.kv_max_key_bytes == 0 || self.kv_max_value_bytes == 0 || self.kv_max_bytes == 0 {
+            return Err(
+                "limits.kv_max_key_bytes, kv_max_value_bytes and kv_max_bytes must be positive"
+                    .into(),
+            );
+        }
+        if self.wall_timeout_ms == 0 || self.observer_timeout_ms == 0 {
+            return Err("limits.wall_timeout_ms and observer_timeout_ms must be positive".into());
+        }
+        if self.max_concurrent_calls == 0 || self.max_concurrent_calls > 1024 {
+            return Err("limits.max_concurrent_calls must be between 1 and 1024".into());
+        }
+        if self.max_concurrent_calls_per_sender == 0
+            || self.max_concurrent_calls_per_sender > self.max_concurrent_calls
+        {
+            return Err(
+                "limits.max_concurrent_calls_per_sender must be between 1 and \
+                 max_concurrent_calls"
+                    .into(),
+            );
+        }
+        if self.log_lines_per_second == 0 || self.log_bytes_per_second == 0 {
+            return Err(
+                "limits.log_lines_per_second and log_bytes_per_second must be positive".into(),
+            );
+        }
+        if self.max_random_bytes == 0 {
+            return Err("limits.max_random_bytes must be positive".into());
         }
         Ok(())
+    }
+
+    /// The wall-clock budgets in force: never shorter than the CPU deadline.
+    pub(crate) fn wall_budgets(&self) -> (u64, u64) {
+        (
+            self.wall_timeout_ms.max(self.timeout_ms),
+            self.observer_timeout_ms.max(self.timeout_ms),
+        )
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {
@@ -253,6 +340,11 @@ impl PluginHost {
         registry: &mut Registry,
     ) -> Result<Arc<PluginHost>, PluginError> {
         config.limits.validate().map_err(PluginError::Config)?;
+        if config.max_wall_timeout_ms == 0 || config.max_wall_timeout_ms > 600_000 {
+            return Err(PluginError::Config(
+                "plugins.max_wall_timeout_ms must be between 1 and 600000".into(),
+            ));
+        }
         if config.epoch_tick_ms == 0 {
             return Err(PluginError::Config(
                 "plugins.epoch_tick_ms must be positive".into(),
@@ -272,7 +364,7 @@ impl PluginHost {
             .unwrap_or(0);
         let engine = engine::EngineHandle::new(config, Some(memory_ceiling))?;
         let chain = Arc::new(chain::ChainCell::new(chain::Chain::new(Vec::new())?));
-        let observer = observer::Observer::start(chain.clone(), config.observer_queue, &metrics);
+        let observer = observer::Observer::new(chain.clone(), config.observer_queue, &metrics);
         let shared = capabilities::Shared::new(registry);
         let host = Arc::new(PluginHost {
             config: config.clone(),
@@ -327,6 +419,15 @@ impl PluginHost {
                 self.memory_ceiling / (1024 * 1024)
             )));
         }
+        let (wall, observer_wall) = manifest.limits.wall_budgets();
+        let wall = wall.max(observer_wall);
+        if wall > self.config.max_wall_timeout_ms {
+            return Err(PluginError::Config(format!(
+                "plugin {}: limits.wall_timeout_ms / observer_timeout_ms of {wall} ms exceed the \
+                 operator's ceiling plugins.max_wall_timeout_ms = {} ms",
+                manifest.name, self.config.max_wall_timeout_ms
+            )));
+        }
         // The kv namespace outlives versions: a reload reuses it, so nothing written by the
         // old version is lost or read back stale.
         let space = if manifest.grants(Capability::Kv) {
@@ -369,12 +470,17 @@ impl PluginHost {
         Ok(Arc::new(plugin))
     }
 
-    /// Stop cleanly: let queued `message-delivered` events be observed, write every
-    /// pending `kv` change to the store, and stop the epoch ticker. Idempotent. Call it
-    /// after the router stopped sending: from then on no plugin code runs, and each
-    /// plugin's failure policy decides (fail-closed rejects with `plugin_unavailable`).
+    /// Stop cleanly: let queued `message-delivered` events be observed (for at most
+    /// `shutdown_timeout_ms`), write every pending `kv` change to the store, and stop the
+    /// epoch ticker. Idempotent, and bounded in time whatever plugins do. Call it after the
+    /// router stopped sending: from then on no plugin code runs, and each plugin's failure
+    /// policy decides (fail-closed rejects with `plugin_unavailable`).
     pub async fn shutdown(&self) {
-        self.observer.shutdown().await;
+        self.observer
+            .shutdown(std::time::Duration::from_millis(
+                self.config.shutdown_timeout_ms,
+            ))
+            .await;
         let writers = std::mem::take(&mut *lock(&self.kv_writers));
         for writer in writers {
             writer.flush_and_stop().await;
@@ -400,7 +506,8 @@ impl PluginHost {
         self.engine.pooled()
     }
 
-    /// Events dropped because the `message-delivered` queue was full.
+    /// Events dropped because an observer's `message-delivered` queue was full (all
+    /// plugins together).
     pub fn observer_dropped(&self) -> u64 {
         self.metrics.observer_dropped()
     }

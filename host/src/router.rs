@@ -13,6 +13,7 @@ mod commands;
 pub mod commit;
 pub mod hooks;
 mod plugin_calls;
+pub mod rules;
 
 use std::num::NonZeroU32;
 use std::ops::Deref;
@@ -30,11 +31,6 @@ use crate::store::{
     Event, EventId, EventKind, Member, Metadata, NewEvent, NewRoom, Page, Role, Room, RoomId,
     RoomKind, Store, User, UserId,
 };
-
-/// Most metadata entries on one message, and their sizes.
-const MAX_METADATA_ENTRIES: usize = 16;
-const MAX_METADATA_KEY: usize = 64;
-const MAX_METADATA_VALUE: usize = 1024;
 
 /// The message path. A cheap handle on [`RouterCore`] (where the methods are), so that the
 /// task sending plugins' bot posts can hold a weak reference to the same router.
@@ -173,8 +169,7 @@ impl RouterCore {
             return duplicate_ack(original, room_id);
         }
         self.rate_limit(sender.id)?;
-        let input = self.marks_input(&metadata);
-        let (body, metadata, modified) = self
+        let (body, metadata, modified, authors) = self
             .pre_send(sender, room_id, &client_msg_id, None, body, metadata, depth)
             .await?;
         let appended = self
@@ -192,8 +187,7 @@ impl RouterCore {
             return duplicate_ack(appended.event, room_id);
         }
         if modified {
-            self.audit_marks(sender, &appended.event, input.as_ref())
-                .await;
+            self.audit_marks(sender, &appended.event, &authors).await;
         }
         self.delivered(&appended.event, depth).await;
         Ok(Ack {
@@ -228,8 +222,7 @@ impl RouterCore {
         }
         self.rate_limit(sender.id)?;
         let client_msg_id = original.client_msg_id.clone().unwrap_or_default();
-        let input = self.marks_input(&original.metadata);
-        let (body, metadata, modified) = self
+        let (body, metadata, modified, authors) = self
             .pre_send(
                 sender,
                 room_id,
@@ -251,8 +244,7 @@ impl RouterCore {
             })
             .await?;
         if modified {
-            self.audit_marks(sender, &appended.event, input.as_ref())
-                .await;
+            self.audit_marks(sender, &appended.event, &authors).await;
         }
         Ok(Ack {
             room: room_id,
@@ -629,29 +621,13 @@ impl RouterCore {
     }
 
     fn check_body(&self, body: &str) -> Result<()> {
-        if body.trim().is_empty() {
-            return Err(ApiError::bad_request(
-                "empty_body",
-                "a message needs a body",
-            ));
-        }
-        if body.len() > self.limits.max_message_bytes {
-            return Err(ApiError::too_large(
-                "message_too_large",
-                format!(
-                    "a message body may have at most {} bytes",
-                    self.limits.max_message_bytes
-                ),
-            ));
-        }
-        // PostgreSQL text cannot hold NUL; refuse it on every backend alike.
-        if body.contains('\0') {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                "a message body may not contain NUL",
-            ));
-        }
-        Ok(())
+        rules::check_body(body, self.limits.max_message_bytes).map_err(|broken| {
+            if broken.code == "message_too_large" {
+                ApiError::too_large(broken.code, broken.message)
+            } else {
+                ApiError::bad_request(broken.code, broken.message)
+            }
+        })
     }
 
     fn check_client_msg_id(&self, id: &str) -> Result<()> {
@@ -702,17 +678,6 @@ fn duplicate_ack(original: Event, room_id: RoomId) -> Result<Ack> {
 }
 
 fn check_metadata(metadata: &Metadata) -> Result<()> {
-    let too_big = metadata.len() > MAX_METADATA_ENTRIES
-        || metadata.iter().any(|(k, v)| {
-            k.is_empty() || k.len() > MAX_METADATA_KEY || v.len() > MAX_METADATA_VALUE
-        });
-    if too_big {
-        return Err(ApiError::bad_request(
-            "invalid_metadata",
-            format!(
-                "metadata may have {MAX_METADATA_ENTRIES} entries, keys of 1 to {MAX_METADATA_KEY} bytes and values up to {MAX_METADATA_VALUE} bytes"
-            ),
-        ));
-    }
-    Ok(())
+    rules::check_metadata(metadata)
+        .map_err(|broken| ApiError::bad_request(broken.code, broken.message))
 }

@@ -18,6 +18,7 @@ mod plugin_tools;
 mod plugins_admin;
 mod plugins_auth;
 mod plugins_bots;
+mod plugins_containment;
 mod plugins_http;
 mod plugins_runtime;
 mod plugins_server;

@@ -157,19 +157,19 @@ impl switchboard::plugin::config::Host for HostState {
 
 impl switchboard::plugin::kv::Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, HostError> {
-        Ok(self.kv()?.get(&key)?)
+        Ok(self.kv_get(&key)?)
     }
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), HostError> {
-        Ok(self.kv()?.set(key, value)?)
+        Ok(self.kv_set(key, value)?)
     }
     fn delete(&mut self, key: String) -> Result<bool, HostError> {
-        Ok(self.kv()?.delete(&key)?)
+        Ok(self.kv_delete(&key)?)
     }
     fn keys(&mut self, prefix: String, limit: u32) -> Result<Vec<String>, HostError> {
-        Ok(self.kv()?.keys(&prefix, limit)?)
+        Ok(self.kv_keys(&prefix, limit)?)
     }
     fn increment(&mut self, key: String, delta: i64) -> Result<i64, HostError> {
-        Ok(self.kv()?.increment(key, delta)?)
+        Ok(self.kv_increment(key, delta)?)
     }
 }
 

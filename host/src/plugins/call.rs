@@ -6,6 +6,7 @@
 use crate::router::hooks::{AuthRequest, CommandCall, PreSend};
 use crate::store::{Event, Metadata, Room, RoomId, User, UserId};
 
+use super::breaker::Scope;
 use super::manifest::HookName;
 
 /// One hook call's arguments.
@@ -43,6 +44,19 @@ impl Request<'_> {
             Self::Delivered(room, _) => Some(room.id),
             Self::Command(call) => Some(call.room_id),
             Self::Login(_) | Self::Connect(..) | Self::Authenticate(_) => None,
+        }
+    }
+
+    /// Where the call's failures are counted by the circuit breaker: the room and the user
+    /// whose action made the call (`authenticate` has neither: it counts for the plugin).
+    pub(crate) fn scope(&self) -> Scope {
+        let sender = match self {
+            Self::Login(user) | Self::Connect(user, _) => Some(user.id),
+            other => other.actor(),
+        };
+        Scope {
+            room: self.room(),
+            sender,
         }
     }
 

@@ -14,7 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::PluginError;
 use super::bot::{BotCtx, Outbox};
 use super::http::{HttpCtx, HttpRequest, HttpResponse};
-use super::kv::KvSpace;
+use super::kv::{KvSpace, KvTxn};
 use super::manifest::{Capability, Manifest};
 use super::rooms::RoomsCtx;
 use crate::store::{RoomId, Store};
@@ -108,6 +108,12 @@ impl Grants {
 pub(crate) struct PluginCtx {
     pub(crate) name: Arc<str>,
     log: bool,
+    /// The plugin's log budget per second, shared by all its instances.
+    log_budget: std::sync::Mutex<LogBudget>,
+    log_lines_per_second: u32,
+    log_bytes_per_second: usize,
+    /// Log lines dropped over the budget, in all (also rendered at `/metrics`).
+    pub(crate) log_dropped: prometheus_client::metrics::counter::Counter,
     config: bool,
     pub(crate) settings: BTreeMap<String, String>,
     pub(crate) kv: Option<Arc<KvSpace>>,
@@ -117,10 +123,18 @@ pub(crate) struct PluginCtx {
 }
 
 impl PluginCtx {
-    pub(crate) fn new(manifest: &Manifest, grants: Grants) -> Self {
+    pub(crate) fn new(
+        manifest: &Manifest,
+        grants: Grants,
+        log_dropped: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
         Self {
             name: Arc::from(manifest.name.as_str()),
             log: manifest.grants(Capability::Log),
+            log_budget: std::sync::Mutex::new(LogBudget::default()),
+            log_lines_per_second: manifest.limits.log_lines_per_second,
+            log_bytes_per_second: manifest.limits.log_bytes_per_second,
+            log_dropped,
             config: manifest.grants(Capability::Config),
             settings: manifest.settings.clone(),
             kv: grants.kv,
@@ -142,13 +156,64 @@ impl PluginCtx {
     }
 }
 
-/// What the running hook call has going: where it fired and the posts it queued.
+/// One second's worth of a plugin's log lines and bytes.
+#[derive(Default)]
+struct LogBudget {
+    second: Option<std::time::Instant>,
+    lines: u32,
+    bytes: usize,
+    /// Lines dropped in the current second (reported once when it ends).
+    dropped: u64,
+}
+
+impl PluginCtx {
+    /// Take `bytes` from the plugin's log budget; false when the line must be dropped. The
+    /// first line of a new second reports how many were dropped in the one before.
+    fn take_log_budget(&self, bytes: usize) -> bool {
+        let now = std::time::Instant::now();
+        let mut budget = super::lock(&self.log_budget);
+        let fresh = budget
+            .second
+            .is_none_or(|start| now.duration_since(start) >= std::time::Duration::from_secs(1));
+        if fresh {
+            if budget.dropped > 0 {
+                tracing::warn!(
+                    target: "plugin",
+                    plugin = &*self.name,
+                    dropped = budget.dropped,
+                    lines_per_second = self.log_lines_per_second,
+                    bytes_per_second = self.log_bytes_per_second,
+                    "plugin log over its limit: lines dropped"
+                );
+            }
+            *budget = LogBudget {
+                second: Some(now),
+                ..LogBudget::default()
+            };
+        }
+        if budget.lines >= self.log_lines_per_second
+            || budget.bytes.saturating_add(bytes) > self.log_bytes_per_second
+        {
+            budget.dropped += 1;
+            self.log_dropped.inc();
+            return false;
+        }
+        budget.lines += 1;
+        budget.bytes += bytes;
+        true
+    }
+}
+
+/// What the running hook call has going: where it fired, the posts it queued and the `kv`
+/// writes it made (both applied only if the call succeeds).
 #[derive(Default)]
 pub(crate) struct CallScope {
     /// The room the hook fired in (`bot.reply` posts there).
     pub(crate) room: Option<RoomId>,
     /// Posts queued by `bot.post` / `bot.reply`, sent after the call returns.
     pub(crate) posts: Vec<(RoomId, String)>,
+    /// This call's `kv` writes.
+    pub(crate) kv: KvTxn,
 }
 
 impl HostState {
@@ -168,6 +233,9 @@ impl HostState {
                 cut -= 1;
             }
             message.truncate(cut);
+        }
+        if !self.ctx.take_log_budget(message.len()) {
+            return Err(CapError::QuotaExceeded);
         }
         let plugin = &*self.ctx.name;
         match level {
@@ -190,8 +258,31 @@ impl HostState {
         Ok(self.ctx.settings.keys().cloned().collect())
     }
 
-    pub(crate) fn kv(&self) -> Result<&KvSpace, CapError> {
-        self.ctx.kv.as_deref().ok_or(CapError::NotGranted)
+    fn kv(&self) -> Result<Arc<KvSpace>, CapError> {
+        self.ctx.kv.clone().ok_or(CapError::NotGranted)
+    }
+
+    pub(crate) fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, CapError> {
+        self.call.kv.get(&*self.kv()?, key)
+    }
+
+    pub(crate) fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), CapError> {
+        let space = self.kv()?;
+        self.call.kv.set(&space, key, value)
+    }
+
+    pub(crate) fn kv_delete(&mut self, key: &str) -> Result<bool, CapError> {
+        let space = self.kv()?;
+        self.call.kv.delete(&space, key)
+    }
+
+    pub(crate) fn kv_keys(&self, prefix: &str, limit: u32) -> Result<Vec<String>, CapError> {
+        self.call.kv.keys(&*self.kv()?, prefix, limit)
+    }
+
+    pub(crate) fn kv_increment(&mut self, key: String, delta: i64) -> Result<i64, CapError> {
+        let space = self.kv()?;
+        self.call.kv.increment(&space, key, delta)
     }
 
     /// Queue a post; the host sends it when the hook returns (see `bot`). The bot must be
@@ -273,14 +364,17 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(ctx: Arc<PluginCtx>, memory_bytes: usize) -> Self {
+    pub(crate) fn new(ctx: Arc<PluginCtx>, memory_bytes: usize, max_random_bytes: u64) -> Self {
         // Nothing is inherited from the server: no arguments, no environment, no stdio, no
         // preopened directories; sockets and name lookups are switched off explicitly.
-        // Clocks and randomness stay (Rust's std needs them for hash seeds and timing).
+        // Clocks and randomness stay (Rust's std needs them for hash seeds and timing), but
+        // one random request is bounded: the host generates it synchronously, outside the
+        // guest's CPU deadline, so 64 MiB would hold a runtime thread for half a second.
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .max_random_size(max_random_bytes)
             .build();
         Self {
             wasi,

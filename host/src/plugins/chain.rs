@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use serde::Serialize;
 
+use super::breaker::OpenCircuit;
 use super::call::{AuthAnswer, CommandAnswer, DecisionAnswer, PreSendAnswer as WitOutcome};
 use super::instance::{CallError, LoadedPlugin, Request, Response};
 use super::manifest::{Capability, FailurePolicy, HookName};
@@ -18,11 +19,11 @@ use crate::router::hooks::{
     AuthOutcome, AuthRequest, BotPost, CommandCall, CommandOutcome, Decision, HookKind, Hooks,
     PreSend, PreSendOutcome,
 };
+use crate::router::rules;
 use crate::store::{Event, Metadata, Room, User};
 
-/// Metadata a plugin may set on a message: this many entries, keys this long.
-const MAX_METADATA_ENTRIES: usize = 64;
-const MAX_METADATA_KEY: usize = 128;
+/// Most metadata entries a message may carry after the chain (users' and every plugin's).
+const MAX_METADATA_TOTAL: usize = 64;
 /// Longest reject or deny reason.
 const MAX_REASON: usize = 1024;
 /// Longest reject code.
@@ -139,8 +140,11 @@ pub struct PluginStatus {
     pub commands: Vec<String>,
     /// The plugin's bot user, with capability `bot`.
     pub bot_user: Option<i64>,
-    /// The circuit breaker currently keeps the plugin from being called.
+    /// The circuit breaker currently keeps the plugin from being called at all.
     pub circuit_open: bool,
+    /// Every open circuit: the plugin's own, and rooms' or senders' (at most 50), where
+    /// the plugin is not called until a trial call succeeds.
+    pub open_circuits: Vec<OpenCircuit>,
     /// Warm instances waiting for calls.
     pub idle_instances: usize,
     /// The largest linear memory of those instances, in bytes.
@@ -161,6 +165,13 @@ pub struct PluginCounters {
     /// Memory, stack or output size limits.
     pub limit_exceeded: u64,
     pub instances_created: u64,
+    /// Calls that never ran because the plugin's slots (or the engine's pool) stayed busy.
+    pub overloaded: u64,
+    /// `message-delivered` events dropped because this plugin's queue was full.
+    pub observer_dropped: u64,
+    /// Log lines dropped over the plugin's log rate limit.
+    pub log_dropped: u64,
+    /// Circuits opened, the plugin's own and rooms' or senders'.
     pub breaker_trips: u64,
     /// Wall time spent in calls, in microseconds (mean latency = this / calls).
     pub call_micros: u64,
@@ -177,6 +188,9 @@ impl PluginCounters {
         self.traps += other.traps;
         self.limit_exceeded += other.limit_exceeded;
         self.instances_created += other.instances_created;
+        self.overloaded += other.overloaded;
+        self.observer_dropped += other.observer_dropped;
+        self.log_dropped += other.log_dropped;
         self.breaker_trips += other.breaker_trips;
         self.call_micros += other.call_micros;
     }
@@ -198,6 +212,7 @@ impl PluginStatus {
             commands: p.manifest.commands.clone(),
             bot_user: p.bot_user(),
             circuit_open: p.breaker.is_open(),
+            open_circuits: p.breaker.open_circuits(50),
             idle_instances,
             instance_memory_bytes,
             counters: PluginCounters {
@@ -209,6 +224,9 @@ impl PluginStatus {
                 traps: Counters::get(&c.traps),
                 limit_exceeded: Counters::get(&c.limit_exceeded),
                 instances_created: Counters::get(&c.instances_created),
+                overloaded: Counters::get(&c.overloaded),
+                observer_dropped: Counters::get(&c.observer_dropped),
+                log_dropped: p.log_dropped(),
                 breaker_trips: p.breaker.trips(),
                 call_micros: Counters::get(&c.call_micros),
             },
@@ -233,6 +251,7 @@ impl PluginHost {
         let chain = self.chain.snapshot();
         let mut body = msg.body.clone();
         let mut metadata = msg.metadata.clone();
+        let mut authors = BTreeMap::new();
         let mut modified = false;
         for plugin in chain.hook(HookName::MessagePreSend) {
             let request = Request::PreSend {
@@ -243,6 +262,7 @@ impl PluginHost {
             if plugin.is_own(&request) {
                 continue;
             }
+            let scope = request.scope();
             let result = match plugin.call(request, depth).await {
                 Ok(Response::PreSend(outcome)) => Ok(outcome),
                 Ok(_) => Ok(WitOutcome::Continue),
@@ -253,10 +273,15 @@ impl PluginHost {
                 Ok(WitOutcome::Modify {
                     body: new_body,
                     metadata: pairs,
-                }) => match check_modification(plugin, new_body, pairs) {
+                }) => match check_modification(plugin, &msg, new_body, pairs, &metadata) {
                     Ok((new_body, new_metadata)) => {
                         if new_body != body || new_metadata != metadata {
                             self.count(plugin, HookName::MessagePreSend, false);
+                            for (key, value) in &new_metadata {
+                                if metadata.get(key) != Some(value) {
+                                    authors.insert(key.clone(), plugin.name().to_string());
+                                }
+                            }
                             body = new_body;
                             metadata = new_metadata;
                             modified = true;
@@ -264,7 +289,8 @@ impl PluginHost {
                         continue;
                     }
                     Err((kind, detail)) => {
-                        plugin.output_failed(HookName::MessagePreSend, kind, detail)
+                        self.audit_refused_output(plugin, &msg, kind, &detail).await;
+                        plugin.output_failed(HookName::MessagePreSend, scope, kind, detail)
                     }
                 },
                 Ok(WitOutcome::Reject { code, reason }) => match check_rejection(&code, &reason) {
@@ -284,7 +310,8 @@ impl PluginHost {
                         };
                     }
                     Err((kind, detail)) => {
-                        plugin.output_failed(HookName::MessagePreSend, kind, detail)
+                        self.audit_refused_output(plugin, &msg, kind, &detail).await;
+                        plugin.output_failed(HookName::MessagePreSend, scope, kind, detail)
                     }
                 },
                 Err(e) => e,
@@ -293,16 +320,49 @@ impl PluginHost {
                 return reject;
             }
         }
+        authors.retain(|key, _| metadata.contains_key(key));
         PreSendOutcome::Continue {
             body,
             metadata,
             modified,
+            authors,
+        }
+    }
+
+    /// A plugin's answer broke the rules: on record under the plugin's name (what was wrong
+    /// with it, never the content), whatever its failure policy then decides.
+    async fn audit_refused_output(
+        &self,
+        plugin: &LoadedPlugin,
+        msg: &PreSend,
+        kind: FailureKind,
+        problem: &str,
+    ) {
+        let detail = serde_json::json!({
+            "hook": HookName::MessagePreSend.as_str(),
+            "kind": kind.as_str(),
+            "problem": problem,
+            "sender": msg.sender_id,
+            "edit_of": msg.editing,
+        });
+        if let Err(err) = self
+            .store
+            .append_audit(
+                &format!("plugin:{}", plugin.name()),
+                "plugin.invalid_output",
+                &format!("room:{}", msg.room_id),
+                &detail,
+            )
+            .await
+        {
+            tracing::warn!(error = %err, plugin = plugin.name(), "could not record a plugin's refused output in the audit log");
         }
     }
 
     async fn decide(&self, request: Request<'_>) -> Decision {
         let hook = request.hook();
         let chain = self.chain.snapshot();
+        let scope = request.scope();
         for plugin in chain.hook(hook) {
             let result = match plugin.call(request, 0).await {
                 Ok(Response::Decision(decision)) => Ok(decision),
@@ -320,6 +380,7 @@ impl PluginHost {
                 }
                 Ok(DecisionAnswer::Deny(reason)) => plugin.output_failed(
                     hook,
+                    scope,
                     FailureKind::output_too_large,
                     format!("deny reason of {} bytes", reason.len()),
                 ),
@@ -374,10 +435,16 @@ fn failure_reason(plugin: &LoadedPlugin, failure: &CallError) -> String {
 
 type Invalid = (FailureKind, String);
 
+/// A plugin's modification obeys the rules a user's message does (`router::rules`): a body
+/// that is not empty, within the server's size and without NUL; metadata entries it adds
+/// or changes within the user limits (at most 16 of them, keys of 1–64 bytes, values up to
+/// 1 KiB, no NUL). Its whole answer stays within its `max_output_bytes`.
 fn check_modification(
     plugin: &LoadedPlugin,
+    msg: &PreSend,
     body: String,
     pairs: Vec<(String, String)>,
+    before: &Metadata,
 ) -> Result<(String, Metadata), Invalid> {
     let max = plugin.manifest.limits.max_output_bytes;
     let size = body.len() + pairs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
@@ -387,23 +454,45 @@ fn check_modification(
             format!("modification of {size} bytes exceeds the limit of {max}"),
         ));
     }
-    if pairs.len() > MAX_METADATA_ENTRIES {
+    rules::check_body(&body, msg.max_body_bytes).map_err(|broken| {
+        (
+            FailureKind::invalid_output,
+            format!("body: {}", broken.message),
+        )
+    })?;
+    if pairs.len() > MAX_METADATA_TOTAL {
         return Err((
             FailureKind::invalid_output,
-            format!("{} metadata entries", pairs.len()),
+            format!(
+                "{} metadata entries (a message carries at most {MAX_METADATA_TOTAL})",
+                pairs.len()
+            ),
         ));
     }
     let mut metadata = BTreeMap::new();
+    let mut changed = 0;
     for (key, value) in pairs {
-        if key.is_empty() || key.len() > MAX_METADATA_KEY {
-            return Err((
-                FailureKind::invalid_output,
-                "metadata key empty or too long".into(),
-            ));
+        if before.get(&key) != Some(&value) {
+            rules::check_metadata_entry(&key, &value).map_err(|broken| {
+                (
+                    FailureKind::invalid_output,
+                    format!("metadata: {}", broken.message),
+                )
+            })?;
+            changed += 1;
         }
         if metadata.insert(key, value).is_some() {
             return Err((FailureKind::invalid_output, "duplicate metadata key".into()));
         }
+    }
+    if changed > rules::MAX_METADATA_ENTRIES {
+        return Err((
+            FailureKind::invalid_output,
+            format!(
+                "{changed} metadata entries added or changed (at most {})",
+                rules::MAX_METADATA_ENTRIES
+            ),
+        ));
     }
     Ok((body, metadata))
 }
@@ -508,6 +597,7 @@ impl PluginHost {
                 }
                 Ok(_) => plugin.output_failed(
                     HookName::Authenticate,
+                    Default::default(),
                     FailureKind::invalid_output,
                     "user name or reason out of bounds".into(),
                 ),
@@ -548,9 +638,10 @@ impl PluginHost {
                     CommandAnswer::Reply(text) => (text, false),
                     CommandAnswer::PrivateReply(text) => (text, true),
                 };
-                if text.len() > max || text.trim().is_empty() {
+                if text.len() > max || text.trim().is_empty() || text.contains('\0') {
                     plugin.output_failed(
                         HookName::Command,
+                        request.scope(),
                         FailureKind::invalid_output,
                         format!(
                             "command reply of {} bytes (limit {max}, not empty)",
@@ -572,6 +663,7 @@ impl PluginHost {
             }
             Ok(_) => plugin.output_failed(
                 HookName::Command,
+                request.scope(),
                 FailureKind::invalid_output,
                 "not a command outcome".into(),
             ),

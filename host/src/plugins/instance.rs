@@ -1,6 +1,15 @@
 //! One loaded plugin: its compiled component, its warm instances, and the single place
-//! where plugin code runs (`LoadedPlugin::call`), under a CPU deadline and a memory limit,
-//! with every failure classified, logged, counted and fed to the circuit breaker.
+//! where plugin code runs (`LoadedPlugin::call`), under a CPU deadline, a wall-clock budget,
+//! a memory limit and the plugin's own concurrency cap, with every failure classified,
+//! logged, counted and fed to the (scoped) circuit breaker.
+//!
+//! Two clocks bound a call. The **CPU deadline** (`timeout_ms`) is checked on every epoch
+//! tick while guest code runs, so a busy loop stops within a tick of it; time spent waiting
+//! in host imports moves it on. The **wall-clock budget** (`wall_timeout_ms`, or
+//! `observer_timeout_ms` for `message-delivered`) covers everything — computing, WASI
+//! waits on clocks and pollables, and host-import waits — because it wraps the whole call
+//! future: when it runs out the future is dropped, which unwinds the guest's fiber wherever
+//! it is suspended, and the instance (with its pool slot) is discarded.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,9 +17,9 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use super::breaker::{Admit, Breaker};
+use super::breaker::{Admit, Breaker, BreakerConfig, Circuit, Scope};
 pub(crate) use super::call::{Request, Response};
-use super::capabilities::{Grants, HostState, PluginCtx};
+use super::capabilities::{CallScope, Grants, HostState, PluginCtx};
 use super::engine::EngineHandle;
 use super::manifest::{HookName, Manifest};
 use super::metrics::{Counters, FailureKind, FailureLabels, HookMetrics, Metrics, PluginLabels};
@@ -75,6 +84,13 @@ pub(crate) struct LoadedPlugin {
     max_idle: usize,
     recycle_after: u64,
     timeout: Duration,
+    /// Wall-clock budgets: for hooks someone waits for, and for `message-delivered`.
+    wall_timeout: Duration,
+    observer_timeout: Duration,
+    /// The plugin's call slots: how many of its calls (and so instances) run at once.
+    slots: tokio::sync::Semaphore,
+    /// Calls in flight per sender, held under `max_concurrent_calls_per_sender`.
+    per_sender: std::sync::Mutex<std::collections::HashMap<UserId, u32>>,
     /// The runtime is shutting down: no guest code may start.
     stopped: Arc<std::sync::atomic::AtomicBool>,
     metrics: Arc<Metrics>,
@@ -143,22 +159,40 @@ impl LoadedPlugin {
         };
         let cooldown = (config.breaker_cooldown_secs > 0)
             .then(|| Duration::from_secs(config.breaker_cooldown_secs));
+        let limits = &manifest.limits;
         let mut plugin = Self {
             hooks: Vec::new(),
             counters: Counters::default(),
-            breaker: Breaker::new(
-                config.breaker_failures,
-                Duration::from_secs(config.breaker_window_secs),
+            breaker: Breaker::new(BreakerConfig {
+                threshold: config.breaker_failures,
+                scope_threshold: config.breaker_scope_failures,
+                min_scopes: config.breaker_min_scopes,
+                window: Duration::from_secs(config.breaker_window_secs),
                 cooldown,
-            ),
+            }),
             engine: engine.engine().clone(),
             pre,
             interface,
-            ctx: Arc::new(PluginCtx::new(&manifest, grants)),
+            ctx: Arc::new(PluginCtx::new(
+                &manifest,
+                grants,
+                metrics
+                    .log_dropped
+                    .get_or_create(&PluginLabels {
+                        plugin: manifest.name.clone(),
+                    })
+                    .clone(),
+            )),
             pool: std::sync::Mutex::new(Vec::new()),
             max_idle: config.max_idle_instances.max(1),
             recycle_after: config.recycle_after_calls.max(1),
-            timeout: Duration::from_millis(manifest.limits.timeout_ms),
+            timeout: Duration::from_millis(limits.timeout_ms),
+            wall_timeout: Duration::from_millis(limits.wall_budgets().0),
+            observer_timeout: Duration::from_millis(limits.wall_budgets().1),
+            slots: tokio::sync::Semaphore::new(
+                usize::try_from(limits.max_concurrent_calls).unwrap_or(1),
+            ),
+            per_sender: std::sync::Mutex::new(std::collections::HashMap::new()),
             stopped: engine.stopped_flag(),
             metrics: metrics.clone(),
             hook_metrics: HookName::ALL.map(|hook| metrics.for_hook(&manifest.name, hook.as_str())),
@@ -192,6 +226,12 @@ impl LoadedPlugin {
         &self.manifest.name
     }
 
+    /// Log lines dropped over the plugin's log rate limit (this version's and, since the
+    /// metric is per plugin name, every earlier version's).
+    pub(crate) fn log_dropped(&self) -> u64 {
+        self.ctx.log_dropped.get()
+    }
+
     pub(crate) fn implements(&self, hook: HookName) -> bool {
         self.hooks.contains(&hook)
     }
@@ -220,7 +260,11 @@ impl LoadedPlugin {
     /// A fresh instance. Instantiation runs guest start-up code too, so it is bounded by
     /// `deadline` like a call.
     async fn instantiate(&self, deadline: Instant) -> wasmtime::Result<Warm> {
-        let mut state = HostState::new(self.ctx.clone(), self.manifest.limits.memory_bytes());
+        let mut state = HostState::new(
+            self.ctx.clone(),
+            self.manifest.limits.memory_bytes(),
+            self.manifest.limits.max_random_bytes,
+        );
         state.deadline = deadline;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -248,9 +292,10 @@ impl LoadedPlugin {
         })
     }
 
-    /// Make one hook call on a warm instance of this plugin, under its deadline and limits.
-    /// `depth` is the bot depth of what triggered the call (0: a person); bot posts the
-    /// call queued are handed to the router when it succeeds, and dropped when it fails.
+    /// Make one hook call on a warm instance of this plugin, under its deadline, wall-clock
+    /// budget and limits. `depth` is the bot depth of what triggered the call (0: a
+    /// person); bot posts and `kv` writes the call made are applied when it succeeds, and
+    /// dropped when it fails.
     ///
     /// An instance whose call failed is dropped, never reused: a trapped store is dead, and
     /// one that hit a limit may be half-way through changing its own state.
@@ -260,13 +305,14 @@ impl LoadedPlugin {
         depth: u32,
     ) -> Result<Response, CallError> {
         let hook = request.hook();
+        let scope = request.scope();
         if self.stopped.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(CallError {
                 kind: FailureKind::stopped,
             });
         }
-        let admit = self.breaker.admit();
-        if admit == Admit::No {
+        let admit = self.breaker.admit(scope);
+        if let Admit::No(_) = admit {
             self.metrics
                 .failures
                 .get_or_create(&self.failure_labels(hook, FailureKind::circuit_open))
@@ -278,56 +324,120 @@ impl LoadedPlugin {
         let metrics = self.hook_metrics(hook);
         metrics.calls.inc();
         Counters::bump(&self.counters.calls);
+        let Some(_share) = SenderShare::take(self, scope.sender) else {
+            return Err(self.failed(
+                hook,
+                admit,
+                scope,
+                FailureKind::overloaded,
+                format!(
+                    "the sender already has {} calls of this plugin in flight",
+                    self.manifest.limits.max_concurrent_calls_per_sender
+                ),
+            ));
+        };
 
         let started = Instant::now();
-        let pooled = lock(&self.pool).pop();
-        let mut warm = match pooled {
-            Some(warm) => warm,
-            None => match self.instantiate(started + self.timeout).await {
-                Ok(warm) => warm,
-                Err(e) => {
-                    return Err(self.failed(
-                        hook,
-                        admit,
-                        FailureKind::instantiate,
-                        format!("{e:#}"),
-                    ));
-                }
-            },
+        let budget = if hook == HookName::MessageDelivered {
+            self.observer_timeout
+        } else {
+            self.wall_timeout
         };
-        {
-            let state = warm.store.data_mut();
-            state.deadline = started + self.timeout;
-            state.call.room = request.room();
-            state.call.posts.clear();
-        }
-        warm.store.set_epoch_deadline(1);
-        let result = warm.bindings.call(&mut warm.store, request).await;
+        // Set once the call holds a slot: a budget that runs out before that was spent
+        // waiting behind the plugin's own other calls (`overloaded`), not in this one.
+        let running = std::sync::atomic::AtomicBool::new(false);
+        let outcome = tokio::time::timeout(budget, self.run(request, depth, &running)).await;
         let elapsed = started.elapsed();
         metrics.latency.observe(elapsed.as_secs_f64());
         Counters::add(
             &self.counters.call_micros,
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         );
-        let posts = std::mem::take(&mut warm.store.data_mut().call.posts);
-        match result {
-            Ok(value) => {
-                self.dispatch_posts(posts, depth);
-                warm.calls += 1;
-                if warm.calls < self.recycle_after {
-                    let mut pool = lock(&self.pool);
-                    if pool.len() < self.max_idle {
-                        pool.push(warm);
-                    }
-                }
+        match outcome {
+            Ok(Ok(value)) => {
                 self.breaker.record_success(admit);
                 Ok(value)
             }
+            Ok(Err((kind, detail))) => Err(self.failed(hook, admit, scope, kind, detail)),
+            Err(_elapsed) if running.load(std::sync::atomic::Ordering::Acquire) => Err(self
+                .failed(
+                    hook,
+                    admit,
+                    scope,
+                    FailureKind::wall_timeout,
+                    format!("the call ran past its wall-clock budget of {budget:?}"),
+                )),
+            Err(_elapsed) => Err(self.failed(
+                hook,
+                admit,
+                scope,
+                FailureKind::overloaded,
+                format!(
+                    "all {} call slots stayed busy for the whole budget of {budget:?}",
+                    self.manifest.limits.max_concurrent_calls
+                ),
+            )),
+        }
+    }
+
+    /// The call itself: take a slot, an instance, run the guest, apply what it queued.
+    /// Dropped half-way when the wall-clock budget runs out, which releases the slot and
+    /// discards the instance wherever the guest was.
+    async fn run(
+        &self,
+        request: Request<'_>,
+        depth: u32,
+        running: &std::sync::atomic::AtomicBool,
+    ) -> Result<Response, (FailureKind, String)> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| (FailureKind::stopped, "the plugin was unloaded".to_string()))?;
+        running.store(true, std::sync::atomic::Ordering::Release);
+        let pooled = lock(&self.pool).pop();
+        let mut warm = match pooled {
+            Some(warm) => warm,
+            None => self
+                .instantiate(Instant::now() + self.timeout)
+                .await
+                .map_err(|e| (classify_instantiate(&e), format!("{e:#}")))?,
+        };
+        {
+            let state = warm.store.data_mut();
+            state.deadline = Instant::now() + self.timeout;
+            state.call = CallScope {
+                room: request.room(),
+                ..CallScope::default()
+            };
+        }
+        warm.store.set_epoch_deadline(1);
+        let result = warm.bindings.call(&mut warm.store, request).await;
+        let call = std::mem::take(&mut warm.store.data_mut().call);
+        let value = match result {
+            Ok(value) => value,
             Err(e) => {
                 let kind = classify(&e, warm.store.data().limiter.refused);
-                Err(self.failed(hook, admit, kind, format!("{e:#}")))
+                return Err((kind, format!("{e:#}")));
+            }
+        };
+        if let Some(space) = &self.ctx.kv {
+            space.commit(call.kv).map_err(|_| {
+                (
+                    FailureKind::kv_quota,
+                    "the call's kv writes together exceed the namespace's quota".to_string(),
+                )
+            })?;
+        }
+        self.dispatch_posts(call.posts, depth);
+        warm.calls += 1;
+        if warm.calls < self.recycle_after {
+            let mut pool = lock(&self.pool);
+            if pool.len() < self.max_idle {
+                pool.push(warm);
             }
         }
+        Ok(value)
     }
 
     /// Idle warm instances, and the largest linear memory among them.
@@ -350,10 +460,11 @@ impl LoadedPlugin {
     pub(crate) fn output_failed(
         &self,
         hook: HookName,
+        scope: Scope,
         kind: FailureKind,
         detail: String,
     ) -> CallError {
-        self.failed(hook, Admit::Yes, kind, detail)
+        self.failed(hook, Admit::Yes, scope, kind, detail)
     }
 
     fn failure_labels(&self, hook: HookName, kind: FailureKind) -> FailureLabels {
@@ -364,16 +475,29 @@ impl LoadedPlugin {
         }
     }
 
-    fn failed(&self, hook: HookName, admit: Admit, kind: FailureKind, detail: String) -> CallError {
+    fn failed(
+        &self,
+        hook: HookName,
+        admit: Admit,
+        scope: Scope,
+        kind: FailureKind,
+        detail: String,
+    ) -> CallError {
         self.metrics
             .failures
             .get_or_create(&self.failure_labels(hook, kind))
             .inc();
         Counters::bump(&self.counters.failures);
         match kind {
-            FailureKind::timeout => Counters::bump(&self.counters.timeouts),
-            FailureKind::memory | FailureKind::stack_overflow | FailureKind::output_too_large => {
-                Counters::bump(&self.counters.limit_exceeded)
+            FailureKind::timeout | FailureKind::wall_timeout => {
+                Counters::bump(&self.counters.timeouts)
+            }
+            FailureKind::memory
+            | FailureKind::stack_overflow
+            | FailureKind::output_too_large
+            | FailureKind::kv_quota => Counters::bump(&self.counters.limit_exceeded),
+            FailureKind::overloaded | FailureKind::pool_exhausted => {
+                Counters::bump(&self.counters.overloaded)
             }
             _ => Counters::bump(&self.counters.traps),
         }
@@ -385,21 +509,48 @@ impl LoadedPlugin {
             detail = %detail,
             "plugin call failed"
         );
-        if self.breaker.record_failure(admit) {
-            self.metrics
-                .circuit_open
-                .get_or_create(&PluginLabels {
-                    plugin: self.manifest.name.clone(),
-                })
-                .set(1);
-            tracing::error!(
-                plugin = %self.manifest.name,
-                policy = self.manifest.failure_policy.as_str(),
-                "PLUGIN DISABLED: circuit breaker opened after repeated failures; its failure \
-                 policy now decides every message it would have seen"
-            );
-        } else if admit == Admit::Trial {
-            tracing::error!(plugin = %self.manifest.name, "plugin failed its trial call; circuit stays open");
+        // Waiting for a slot, or for a pool slot the whole engine ran out of, is load, not
+        // a fault of this call: it is counted, but never opens a circuit.
+        let opened = if kind.blames_the_call() {
+            self.breaker.record_failure(admit, scope)
+        } else {
+            None
+        };
+        match opened {
+            Some(Circuit::Plugin) => {
+                self.metrics
+                    .circuit_open
+                    .get_or_create(&PluginLabels {
+                        plugin: self.manifest.name.clone(),
+                    })
+                    .set(1);
+                tracing::error!(
+                    plugin = %self.manifest.name,
+                    policy = self.manifest.failure_policy.as_str(),
+                    "PLUGIN DISABLED: circuit breaker opened after repeated failures from \
+                     several rooms and senders; its failure policy now decides every message \
+                     it would have seen"
+                );
+            }
+            Some(circuit) => {
+                self.metrics
+                    .scope_circuits_opened
+                    .get_or_create(&PluginLabels {
+                        plugin: self.manifest.name.clone(),
+                    })
+                    .inc();
+                tracing::warn!(
+                    plugin = %self.manifest.name,
+                    scope = ?circuit,
+                    policy = self.manifest.failure_policy.as_str(),
+                    "plugin circuit opened for one scope after its repeated failures; the \
+                     plugin still serves everyone else"
+                );
+            }
+            None if matches!(admit, Admit::Trial(_)) => {
+                tracing::error!(plugin = %self.manifest.name, "plugin failed its trial call; circuit stays open");
+            }
+            None => {}
         }
         if !self.breaker.is_open() {
             self.metrics
@@ -410,6 +561,55 @@ impl LoadedPlugin {
                 .set(0);
         }
         CallError { kind }
+    }
+}
+
+/// A sender's place among a plugin's calls in flight; given back on drop (also when the
+/// call is abandoned at its wall-clock budget).
+struct SenderShare<'a> {
+    plugin: &'a LoadedPlugin,
+    sender: Option<UserId>,
+}
+
+impl<'a> SenderShare<'a> {
+    /// `None` when the sender already holds their whole share.
+    fn take(plugin: &'a LoadedPlugin, sender: Option<UserId>) -> Option<Self> {
+        if let Some(id) = sender {
+            let mut counts = lock(&plugin.per_sender);
+            let count = counts.entry(id).or_insert(0);
+            if *count >= plugin.manifest.limits.max_concurrent_calls_per_sender {
+                return None;
+            }
+            *count += 1;
+        }
+        Some(Self { plugin, sender })
+    }
+}
+
+impl Drop for SenderShare<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.sender {
+            let mut counts = lock(&self.plugin.per_sender);
+            if let Some(count) = counts.get_mut(&id) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+/// An instantiation that failed because the engine-wide pool is full is load, not the
+/// plugin's fault.
+fn classify_instantiate(error: &wasmtime::Error) -> FailureKind {
+    if error
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        FailureKind::pool_exhausted
+    } else {
+        FailureKind::instantiate
     }
 }
 

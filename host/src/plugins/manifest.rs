@@ -157,6 +157,14 @@ impl fmt::Display for HookName {
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsOverride {
     pub timeout_ms: Option<u64>,
+    pub wall_timeout_ms: Option<u64>,
+    pub observer_timeout_ms: Option<u64>,
+    pub max_concurrent_calls: Option<u32>,
+    pub max_concurrent_calls_per_sender: Option<u32>,
+    pub log_lines_per_second: Option<u32>,
+    pub log_bytes_per_second: Option<usize>,
+    pub kv_max_bytes: Option<usize>,
+    pub max_random_bytes: Option<u64>,
     pub memory_mib: Option<u64>,
     pub max_output_bytes: Option<usize>,
     pub kv_max_keys: Option<usize>,
@@ -168,6 +176,24 @@ impl LimitsOverride {
     pub fn apply(&self, defaults: &LimitsConfig) -> LimitsConfig {
         LimitsConfig {
             timeout_ms: self.timeout_ms.unwrap_or(defaults.timeout_ms),
+            wall_timeout_ms: self.wall_timeout_ms.unwrap_or(defaults.wall_timeout_ms),
+            observer_timeout_ms: self
+                .observer_timeout_ms
+                .unwrap_or(defaults.observer_timeout_ms),
+            max_concurrent_calls: self
+                .max_concurrent_calls
+                .unwrap_or(defaults.max_concurrent_calls),
+            max_concurrent_calls_per_sender: self
+                .max_concurrent_calls_per_sender
+                .unwrap_or(defaults.max_concurrent_calls_per_sender),
+            log_lines_per_second: self
+                .log_lines_per_second
+                .unwrap_or(defaults.log_lines_per_second),
+            log_bytes_per_second: self
+                .log_bytes_per_second
+                .unwrap_or(defaults.log_bytes_per_second),
+            kv_max_bytes: self.kv_max_bytes.unwrap_or(defaults.kv_max_bytes),
+            max_random_bytes: self.max_random_bytes.unwrap_or(defaults.max_random_bytes),
             memory_mib: self.memory_mib.unwrap_or(defaults.memory_mib),
             max_output_bytes: self.max_output_bytes.unwrap_or(defaults.max_output_bytes),
             kv_max_keys: self.kv_max_keys.unwrap_or(defaults.kv_max_keys),

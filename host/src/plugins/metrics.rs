@@ -19,6 +19,14 @@ pub enum FailureKind {
     trap,
     /// The call ran past its CPU deadline.
     timeout,
+    /// The call ran past its wall-clock budget (waiting included) and was abandoned.
+    wall_timeout,
+    /// The plugin's call slots stayed busy for the whole budget: the call never started.
+    overloaded,
+    /// The engine-wide instance pool was full: the call never started.
+    pool_exhausted,
+    /// The call's `kv` writes, together, would exceed the namespace's quota.
+    kv_quota,
     /// The guest tried to grow its memory past its limit.
     memory,
     /// The guest exhausted its stack.
@@ -40,6 +48,10 @@ impl FailureKind {
         match self {
             Self::trap => "trap",
             Self::timeout => "timeout",
+            Self::wall_timeout => "wall_timeout",
+            Self::overloaded => "overloaded",
+            Self::pool_exhausted => "pool_exhausted",
+            Self::kv_quota => "kv_quota",
             Self::memory => "memory",
             Self::stack_overflow => "stack_overflow",
             Self::output_too_large => "output_too_large",
@@ -48,6 +60,18 @@ impl FailureKind {
             Self::circuit_open => "circuit_open",
             Self::stopped => "stopped",
         }
+    }
+}
+
+impl FailureKind {
+    /// Whether the failure says something about the call that was made (and so counts
+    /// towards a circuit breaker). A call that never ran because of load, an open circuit
+    /// or shutdown says nothing about the plugin's behaviour.
+    pub(crate) fn blames_the_call(self) -> bool {
+        !matches!(
+            self,
+            Self::overloaded | Self::pool_exhausted | Self::circuit_open | Self::stopped
+        )
     }
 }
 
@@ -83,7 +107,10 @@ pub(crate) struct Metrics {
     pub(crate) failures: Family<FailureLabels, Counter>,
     pub(crate) latency: Family<HookLabels, Histogram, fn() -> Histogram>,
     pub(crate) circuit_open: Family<PluginLabels, Gauge>,
+    pub(crate) scope_circuits_opened: Family<PluginLabels, Counter>,
     observer_dropped: Counter,
+    pub(crate) observer_dropped_by_plugin: Family<PluginLabels, Counter>,
+    pub(crate) log_dropped: Family<PluginLabels, Counter>,
 }
 
 impl Metrics {
@@ -95,7 +122,10 @@ impl Metrics {
             failures: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             circuit_open: Family::default(),
+            scope_circuits_opened: Family::default(),
             observer_dropped: Counter::default(),
+            observer_dropped_by_plugin: Family::default(),
+            log_dropped: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("switchboard_plugin");
         r.register("calls", "Hook calls made to a plugin", m.calls.clone());
@@ -126,14 +156,34 @@ impl Metrics {
         );
         r.register(
             "observer_dropped",
-            "message-delivered events dropped because the observer queue was full",
+            "message-delivered events dropped because an observer's queue was full",
             m.observer_dropped.clone(),
+        );
+        r.register(
+            "observer_dropped_by_plugin",
+            "message-delivered events dropped because this plugin's own queue was full",
+            m.observer_dropped_by_plugin.clone(),
+        );
+        r.register(
+            "scope_circuits_opened",
+            "Circuits opened for one room or one sender (the plugin kept serving the rest)",
+            m.scope_circuits_opened.clone(),
+        );
+        r.register(
+            "log_dropped",
+            "Plugin log lines dropped over the plugin's log rate limit",
+            m.log_dropped.clone(),
         );
         m
     }
 
-    pub(crate) fn dropped_one(&self) {
+    pub(crate) fn dropped_one(&self, plugin: &str) {
         self.observer_dropped.inc();
+        self.observer_dropped_by_plugin
+            .get_or_create(&PluginLabels {
+                plugin: plugin.to_string(),
+            })
+            .inc();
     }
 
     pub(crate) fn observer_dropped(&self) -> u64 {
@@ -178,6 +228,10 @@ pub(crate) struct Counters {
     pub(crate) limit_exceeded: AtomicU64,
     pub(crate) instances_created: AtomicU64,
     pub(crate) call_micros: AtomicU64,
+    /// Calls that never ran for load (`overloaded`, `pool_exhausted`).
+    pub(crate) overloaded: AtomicU64,
+    /// `message-delivered` events dropped because this plugin's queue was full.
+    pub(crate) observer_dropped: AtomicU64,
 }
 
 impl Counters {

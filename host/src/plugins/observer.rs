@@ -1,77 +1,144 @@
-//! `message-delivered` observers: the router hands over an event and returns at once; a
-//! tokio task calls the observing plugins from a bounded queue. A full queue drops the
-//! event and counts it (`switchboard_plugin_observer_dropped_total`), never grows.
+//! `message-delivered` observers: the router hands over an event and returns at once; each
+//! observing plugin has **its own** bounded queue and task, so a slow or stuck observer
+//! delays and drops only its own events. A full queue drops the event for that plugin and
+//! counts it (`switchboard_plugin_observer_dropped_by_plugin_total{plugin}` and the
+//! plugin's `observer_dropped` counter), never grows.
 //!
-//! Plugin calls yield to the scheduler on every epoch tick, so even a runaway observer
-//! occupies a tokio worker for at most a tick at a time, and for at most its deadline in
-//! total.
+//! Each call is bounded by the plugin's `observer_timeout_ms` wall-clock budget, so even an
+//! observer that waits forever frees its queue again after that; and plugin calls yield to
+//! the scheduler on every epoch tick, so a runaway observer occupies a tokio worker for at
+//! most a tick at a time. Events for one plugin are observed in delivery order.
 
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::mpsc::{Sender, error::TrySendError};
 use tokio::task::JoinHandle;
 
 use super::chain::ChainCell;
-use super::instance::Request;
+use super::instance::{LoadedPlugin, Request};
 use super::lock;
 use super::manifest::HookName;
-use super::metrics::Metrics;
+use super::metrics::{Counters, Metrics};
 use crate::store::{Event, Room};
 
+type Delivery = (Arc<(Room, Event)>, u32);
+
+/// One observing plugin's queue and the task draining it.
+struct PluginQueue {
+    sender: Sender<Delivery>,
+    task: JoinHandle<()>,
+}
+
 pub(crate) struct Observer {
-    sender: Mutex<Option<Sender<(Room, Event, u32)>>>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    chain: Arc<ChainCell>,
+    capacity: usize,
+    /// By plugin name: a reloaded plugin keeps its queue (and what is queued in it).
+    queues: Mutex<HashMap<String, PluginQueue>>,
+    /// Set at shutdown: no new queue is started.
+    closed: std::sync::atomic::AtomicBool,
     metrics: Arc<Metrics>,
 }
 
 impl Observer {
-    /// Start the observer task; must be called inside a tokio runtime.
-    pub(crate) fn start(chain: Arc<ChainCell>, capacity: usize, metrics: &Arc<Metrics>) -> Self {
-        let (sender, mut receiver) =
-            tokio::sync::mpsc::channel::<(Room, Event, u32)>(capacity.max(1));
-        let task = tokio::spawn(async move {
-            while let Some((room, event, depth)) = receiver.recv().await {
-                let snapshot = chain.snapshot();
-                for plugin in snapshot.hook(HookName::MessageDelivered) {
-                    let request = Request::Delivered(&room, &event);
-                    if plugin.is_own(&request) {
-                        continue;
-                    }
-                    // Failures are logged and counted inside `call`; an observer cannot
-                    // change the message, so its failure policy has nothing to decide.
-                    let _ = plugin.call(request, depth).await;
-                }
-            }
-        });
+    pub(crate) fn new(chain: Arc<ChainCell>, capacity: usize, metrics: &Arc<Metrics>) -> Self {
         Self {
-            sender: Mutex::new(Some(sender)),
-            task: Mutex::new(Some(task)),
+            chain,
+            capacity: capacity.max(1),
+            queues: Mutex::new(HashMap::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
             metrics: metrics.clone(),
         }
     }
 
-    /// Queue an event (of bot depth `depth`) for the observers; never blocks.
+    /// Queue an event (of bot depth `depth`) for every observer; never blocks. Must be
+    /// called inside a tokio runtime (a plugin's first event starts its task).
     pub(crate) fn submit(&self, room: Room, event: Event, depth: u32) {
-        let guard = lock(&self.sender);
-        let Some(sender) = guard.as_ref() else { return };
-        match sender.try_send((room, event, depth)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.metrics.dropped_one();
-                tracing::warn!("message-delivered queue full: event dropped for plugin observers");
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let snapshot = self.chain.snapshot();
+        let delivery = Arc::new((room, event));
+        let mut queues = lock(&self.queues);
+        for plugin in snapshot.hook(HookName::MessageDelivered) {
+            if plugin.is_own(&Request::Delivered(&delivery.0, &delivery.1)) {
+                continue;
             }
-            Err(TrySendError::Closed(_)) => {}
+            let queue = queues
+                .entry(plugin.name().to_string())
+                .or_insert_with(|| self.start_queue(plugin.name()));
+            match queue.sender.try_send((delivery.clone(), depth)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.metrics.dropped_one(plugin.name());
+                    Counters::bump(&plugin.counters.observer_dropped);
+                    tracing::warn!(
+                        plugin = plugin.name(),
+                        "message-delivered queue of this plugin is full: event dropped for it"
+                    );
+                }
+                Err(TrySendError::Closed(_)) => {}
+            }
         }
     }
 
-    /// Stop accepting events, let the task observe what is queued, and wait for it.
-    pub(crate) async fn shutdown(&self) {
-        lock(&self.sender).take();
-        let task = lock(&self.task).take();
-        if let Some(task) = task
-            && let Err(e) = task.await
-        {
-            tracing::error!(error = %e, "the plugin observer task ended abnormally");
+    /// The task of one plugin's queue: it calls whatever version of the plugin is loaded
+    /// when the event's turn comes (none: the plugin was disabled; the event is skipped).
+    fn start_queue(&self, name: &str) -> PluginQueue {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Delivery>(self.capacity);
+        let chain = self.chain.clone();
+        let name = name.to_string();
+        let task = tokio::spawn(async move {
+            while let Some((delivery, depth)) = receiver.recv().await {
+                let Some(plugin) = current(&chain, &name) else {
+                    continue;
+                };
+                let (room, event) = &*delivery;
+                // Failures are logged and counted inside `call`; an observer cannot change
+                // the message, so its failure policy has nothing to decide.
+                let _ = plugin.call(Request::Delivered(room, event), depth).await;
+            }
+        });
+        PluginQueue { sender, task }
+    }
+
+    /// Stop accepting events and let every queue be observed, for at most `grace` in all:
+    /// an observer that is still busy then has what is left of its queue abandoned (and
+    /// counted as dropped), so shutdown ends whatever plugins do.
+    pub(crate) async fn shutdown(&self, grace: Duration) {
+        self.closed.store(true, Ordering::Release);
+        let queues: Vec<(String, PluginQueue)> = lock(&self.queues).drain().collect();
+        let deadline = tokio::time::Instant::now() + grace;
+        for (name, queue) in queues {
+            let PluginQueue { sender, mut task } = queue;
+            let left = sender.max_capacity() - sender.capacity();
+            drop(sender);
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(plugin = %name, error = %e, "a plugin observer task ended abnormally");
+                }
+                Err(_) => {
+                    task.abort();
+                    tracing::warn!(
+                        plugin = %name,
+                        queued_at_shutdown = left,
+                        "observer still busy at the end of the shutdown grace period: the rest \
+                         of its queue is abandoned"
+                    );
+                }
+            }
         }
     }
+}
+
+fn current(chain: &ChainCell, name: &str) -> Option<Arc<LoadedPlugin>> {
+    chain
+        .snapshot()
+        .hook(HookName::MessageDelivered)
+        .iter()
+        .find(|p| p.name() == name)
+        .cloned()
 }

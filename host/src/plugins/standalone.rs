@@ -743,6 +743,8 @@ impl Input {
                     editing: m.editing,
                     body: m.body,
                     metadata: m.metadata,
+                    // What a server with the default configuration stores.
+                    max_body_bytes: crate::config::Limits::default().max_message_bytes,
                 })
             }
             HookName::MessageDelivered => {

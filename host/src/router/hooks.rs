@@ -33,6 +33,9 @@ pub struct PreSend {
     pub editing: Option<EventId>,
     pub body: String,
     pub metadata: Metadata,
+    /// The largest body the server stores (`limits.max_message_bytes`): what a plugin
+    /// returns must fit it, like what a user sends.
+    pub max_body_bytes: usize,
 }
 
 /// What the chain decided. Rejects name the plugin and carry its code and reason, which the
@@ -44,6 +47,9 @@ pub enum PreSendOutcome {
         body: String,
         metadata: Metadata,
         modified: bool,
+        /// Metadata key → the plugin that set it (keys a plugin added or changed), so that
+        /// what a key claims (`dlp.flagged`) is never taken for who wrote it.
+        authors: std::collections::BTreeMap<String, String>,
     },
     Reject {
         plugin: String,
@@ -182,6 +188,7 @@ impl Hooks for NoHooks {
             body: msg.body,
             metadata: msg.metadata,
             modified: false,
+            authors: Default::default(),
         }
     }
     fn message_delivered(&self, _room: &Room, _event: &Event) {}

@@ -2,6 +2,8 @@
 //! (with the audit record of a refusal, and of the flags and redactions plugins mark) and the
 //! hand-off to `message-delivered` observers.
 
+use std::collections::BTreeMap;
+
 use super::RouterCore;
 use super::hooks::{HookKind, PreSend, PreSendOutcome};
 use crate::error::{ApiError, Result};
@@ -18,9 +20,9 @@ impl RouterCore {
         body: String,
         metadata: Metadata,
         depth: u32,
-    ) -> Result<(String, Metadata, bool)> {
+    ) -> Result<(String, Metadata, bool, BTreeMap<String, String>)> {
         if !self.hooks.implements(HookKind::MessagePreSend) {
-            return Ok((body, metadata, false));
+            return Ok((body, metadata, false, BTreeMap::new()));
         }
         let outcome = self
             .hooks
@@ -33,26 +35,20 @@ impl RouterCore {
                     editing,
                     body,
                     metadata,
+                    max_body_bytes: self.limits.max_message_bytes,
                 },
                 depth,
             )
             .await;
         match outcome {
+            // The plugin layer checked what each plugin returned against `rules` (and
+            // charged a broken rule to that plugin), so this is storable.
             PreSendOutcome::Continue {
                 body,
                 metadata,
                 modified,
-            } => {
-                // The plugin layer validates sizes too; the store's own rules still hold.
-                if body.len() > self.limits.max_message_bytes || body.contains('\0') {
-                    return Err(ApiError::Rejected {
-                        plugin: "host".into(),
-                        code: "invalid_plugin_output".into(),
-                        reason: "a plugin produced a body the server cannot store".into(),
-                    });
-                }
-                Ok((body, metadata, modified))
-            }
+                authors,
+            } => Ok((body, metadata, modified, authors)),
             PreSendOutcome::Reject {
                 plugin,
                 code,
@@ -86,21 +82,20 @@ impl RouterCore {
         }
     }
 
-    /// The metadata a message had before the plugin chain, kept only when a chain runs
-    /// (to tell the marks plugins added from ones the message already carried).
-    pub(super) fn marks_input(&self, metadata: &Metadata) -> Option<Metadata> {
-        self.hooks
-            .implements(HookKind::MessagePreSend)
-            .then(|| metadata.clone())
-    }
-
     /// Compliance wants flags and redactions on record, like rejections. A plugin marks them
     /// with a metadata entry whose key ends in `.flagged` or `.redacted` (the DLP plugin's
-    /// `dlp.flagged = "email"`); each mark the chain added becomes a `plugin.flag` /
-    /// `plugin.redact` audit record naming the marker, room, sender and message — the value
-    /// is the plugin's detector list, never message content.
-    pub(super) async fn audit_marks(&self, sender: &User, event: &Event, input: Option<&Metadata>) {
-        for (key, value) in &event.metadata {
+    /// `dlp.flagged = "email"`); each mark a plugin added or changed becomes a
+    /// `plugin.flag` / `plugin.redact` audit record naming **the plugin that wrote it**
+    /// (from `authors`, never from the key, so one plugin cannot make records in another's
+    /// name), the room, sender and message. The value is the plugin's detector list, never
+    /// message content.
+    pub(super) async fn audit_marks(
+        &self,
+        sender: &User,
+        event: &Event,
+        authors: &BTreeMap<String, String>,
+    ) {
+        for (key, plugin) in authors {
             let action = if key.ends_with(".flagged") {
                 "plugin.flag"
             } else if key.ends_with(".redacted") {
@@ -108,12 +103,9 @@ impl RouterCore {
             } else {
                 continue;
             };
-            if input.and_then(|m| m.get(key)) == Some(value) {
+            let Some(value) = event.metadata.get(key) else {
                 continue;
-            }
-            let marker = key
-                .rsplit_once('.')
-                .map_or(key.as_str(), |(prefix, _)| prefix);
+            };
             let detail = serde_json::json!({
                 "message": event.target.unwrap_or(event.id),
                 "event": event.id,
@@ -124,7 +116,7 @@ impl RouterCore {
             if let Err(err) = self
                 .store
                 .append_audit(
-                    &format!("plugin:{marker}"),
+                    &format!("plugin:{plugin}"),
                     action,
                     &format!("room:{}", event.room_id),
                     &detail,

@@ -169,8 +169,13 @@ async fn the_circuit_breaker_trips_and_the_policy_still_decides() {
             .priority(-1),
     ];
     let l = load_with(specs, config, std::sync::Arc::new(MemStore::default())).await;
-    for _ in 0..3 {
-        let (plugin, code, _) = rejected(l.host.message_pre_send(msg("boom")).await);
+    // Failures from three senders in three rooms: the plugin is broken for everyone, so the
+    // whole plugin's circuit opens (one sender's failures would open only theirs).
+    for i in 0..3 {
+        let mut boom = msg("boom");
+        boom.room_id = 100 + i;
+        boom.sender_id = 200 + i;
+        let (plugin, code, _) = rejected(l.host.message_pre_send(boom).await);
         assert_eq!(
             (plugin.as_str(), code.as_str()),
             ("closed", "plugin_failed")

@@ -180,6 +180,7 @@ pub fn msg(body: &str) -> PreSend {
         editing: None,
         body: body.into(),
         metadata: Metadata::new(),
+        max_body_bytes: 64 * 1024,
     }
 }
 
@@ -190,6 +191,7 @@ pub fn continued(outcome: PreSendOutcome) -> (String, Metadata, bool) {
             body,
             metadata,
             modified,
+            ..
         } => (body, metadata, modified),
         other => panic!("expected the message to continue, got {other:?}"),
     }

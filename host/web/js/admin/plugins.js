@@ -45,7 +45,17 @@ function sample(t, counters, at) {
 function state(p) {
   if (!p.loaded) return p.enabled ? ['not loaded', 'off'] : ['disabled', 'off'];
   if (p.status?.circuit_open) return ['circuit open', 'warn'];
+  if (p.status?.open_circuits?.length) return ['enabled, partly cut off', 'warn'];
   return ['enabled', 'ok'];
+}
+
+/** Open circuits: the plugin's own, or one room's or sender's (the plugin serves the rest). */
+function circuitFacts(status) {
+  const open = status?.open_circuits ?? [];
+  const text = open.length
+    ? open.map((c) => `${c.scope}${c.retry_in_secs == null ? ' (until re-enabled)' : ` (trial in ${c.retry_in_secs} s)`}`).join(', ')
+    : 'none';
+  return [h('dt', {}, 'Open circuits'), h('dd', { class: 'plugin-circuits' }, text)];
 }
 
 function facts(p) {
@@ -58,9 +68,14 @@ function facts(p) {
     h('dt', {}, 'Capabilities'), h('dd', { class: 'plugin-capabilities' }, p.capabilities.length ? p.capabilities.join(', ') : 'none'),
     grantFacts(p.grants),
     p.status ? [h('dt', {}, 'Interface'), h('dd', {}, p.status.interface)] : null,
-    h('dt', {}, 'Limits'), h('dd', {}, `${p.limits.timeout_ms} ms, ${p.limits.memory_mib} MiB`),
+    h('dt', {}, 'Limits'), h('dd', { class: 'plugin-limits' },
+      `${p.limits.timeout_ms} ms CPU, ${p.limits.wall_timeout_ms} ms wall (${p.limits.observer_timeout_ms} ms observing), ` +
+      `${p.limits.memory_mib} MiB, ${p.limits.max_concurrent_calls} calls at once, kv ${Math.round(p.limits.kv_max_bytes / 1024)} KiB, ` +
+      `log ${p.limits.log_lines_per_second} lines/s`),
+    p.status ? circuitFacts(p.status) : null,
     h('dt', {}, 'Totals'), h('dd', { class: 'plugin-totals' }, c
-      ? `${c.calls} calls, ${c.rejects} rejects, ${c.modifications} modifications, ${c.failures} failures`
+      ? `${c.calls} calls, ${c.rejects} rejects, ${c.modifications} modifications, ${c.failures} failures ` +
+        `(${c.timeouts} timeouts, ${c.overloaded} overloaded), ${c.observer_dropped} events dropped, ${c.log_dropped} log lines dropped`
       : 'not loaded'));
 }
 
