@@ -558,6 +558,45 @@ async fn plugin_page_drives_the_chain(engine: Engine) {
     }
 }
 
+/// The plugin page shows a circuit opened for one sender (the plugin still serves everyone
+/// else): which scope, and that the plugin is only partly cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_sees_a_circuit_opened_for_one_sender() {
+    use crate::plugins_runtime::harness::{Spec, server_with};
+    let spec = Spec::new("hostile", "fixture-hostile").hooks(&["message-pre-send"]);
+    let (server, _plugins) = server_with(vec![spec]).await;
+    let mallory = server.user("mallory").await;
+    let room = mallory.group("traps", &[]).await;
+    for i in 0..3 {
+        let (status, _) = mallory
+            .send_http(room, &format!("t{i}"), "hostile:trap")
+            .await;
+        assert_eq!(status, reqwest::StatusCode::FORBIDDEN);
+    }
+    let server = &server;
+    let scope = format!("sender:{}", mallory.id);
+    let scope = &scope;
+    with_browsers_in(Engine::Chromium, 1, |browsers| async move {
+        let admin = &browsers[0];
+        login(admin, server, "/admin#plugins", "admin", ADMIN_PASSWORD).await;
+        let card = "#plugin-hostile";
+        eventually(
+            admin,
+            "the open circuit of one sender",
+            &format!("return document.querySelector('{card} .plugin-circuits')?.textContent"),
+            |v| v.as_str().is_some_and(|t| t.starts_with(scope.as_str())),
+        )
+        .await;
+        let state = wait_css(admin, &format!("{card} .plugin-state"))
+            .await
+            .text()
+            .await
+            .expect("state");
+        assert_eq!(state, "enabled, partly cut off");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_history_paging_edit_and_delete() {
     // Seeding history quickly would trip the per-user message rate limit.
