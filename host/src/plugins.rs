@@ -38,6 +38,7 @@ mod observer;
 mod rooms;
 pub mod scaffold;
 pub mod signing;
+mod slots;
 pub mod standalone;
 
 use std::collections::HashMap;

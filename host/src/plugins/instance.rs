@@ -11,7 +11,9 @@
 //! future: when it runs out the future is dropped, which unwinds the guest's fiber wherever
 //! it is suspended, and the instance (with its pool slot) is discarded.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
@@ -19,10 +21,11 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::breaker::{Admit, Breaker, BreakerConfig, Circuit, Scope};
 pub(crate) use super::call::{Request, Response};
-use super::capabilities::{CallScope, Grants, HostState, PluginCtx};
+use super::capabilities::{Grants, HostState, PluginCtx};
 use super::engine::EngineHandle;
 use super::manifest::{HookName, Manifest};
 use super::metrics::{Counters, FailureKind, FailureLabels, HookMetrics, Metrics, PluginLabels};
+use super::slots::Slots;
 use super::{PluginError, PluginsConfig, lock};
 use super::{bindings_v0_1 as v0_1, bindings_v0_2 as v0_2};
 use crate::store::UserId;
@@ -87,10 +90,9 @@ pub(crate) struct LoadedPlugin {
     /// Wall-clock budgets: for hooks someone waits for, and for `message-delivered`.
     wall_timeout: Duration,
     observer_timeout: Duration,
-    /// The plugin's call slots: how many of its calls (and so instances) run at once.
-    slots: tokio::sync::Semaphore,
-    /// Calls in flight per sender, held under `max_concurrent_calls_per_sender`.
-    per_sender: std::sync::Mutex<std::collections::HashMap<UserId, u32>>,
+    /// The plugin's call slots: how many of its calls (and so instances) run at once, and
+    /// one sender's share of them.
+    slots: Slots,
     /// The runtime is shutting down: no guest code may start.
     stopped: Arc<std::sync::atomic::AtomicBool>,
     metrics: Arc<Metrics>,
@@ -189,10 +191,10 @@ impl LoadedPlugin {
             timeout: Duration::from_millis(limits.timeout_ms),
             wall_timeout: Duration::from_millis(limits.wall_budgets().0),
             observer_timeout: Duration::from_millis(limits.wall_budgets().1),
-            slots: tokio::sync::Semaphore::new(
-                usize::try_from(limits.max_concurrent_calls).unwrap_or(1),
+            slots: Slots::new(
+                limits.max_concurrent_calls,
+                limits.max_concurrent_calls_per_sender,
             ),
-            per_sender: std::sync::Mutex::new(std::collections::HashMap::new()),
             stopped: engine.stopped_flag(),
             metrics: metrics.clone(),
             hook_metrics: HookName::ALL.map(|hook| metrics.for_hook(&manifest.name, hook.as_str())),
@@ -324,18 +326,6 @@ impl LoadedPlugin {
         let metrics = self.hook_metrics(hook);
         metrics.calls.inc();
         Counters::bump(&self.counters.calls);
-        let Some(_share) = SenderShare::take(self, scope.sender) else {
-            return Err(self.failed(
-                hook,
-                admit,
-                scope,
-                FailureKind::overloaded,
-                format!(
-                    "the sender already has {} calls of this plugin in flight",
-                    self.manifest.limits.max_concurrent_calls_per_sender
-                ),
-            ));
-        };
 
         let started = Instant::now();
         let budget = if hook == HookName::MessageDelivered {
@@ -346,7 +336,17 @@ impl LoadedPlugin {
         // Set once the call holds a slot: a budget that runs out before that was spent
         // waiting behind the plugin's own other calls (`overloaded`), not in this one.
         let running = std::sync::atomic::AtomicBool::new(false);
-        let outcome = tokio::time::timeout(budget, self.run(request, depth, &running)).await;
+        // Most hook calls finish on their first poll (no wait, no epoch yield), so the
+        // timer is armed only for a call still pending after it: the common path pays
+        // nothing for the wall-clock budget. The future is pinned where it is built, so it
+        // is not copied on the way.
+        let mut run = std::pin::pin!(self.run(request, depth, scope, started, &running));
+        let outcome = match std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await {
+            Poll::Ready(value) => Ok(value),
+            Poll::Pending => {
+                tokio::time::timeout_at(tokio::time::Instant::from_std(started + budget), run).await
+            }
+        };
         let elapsed = started.elapsed();
         metrics.latency.observe(elapsed.as_secs_f64());
         Counters::add(
@@ -387,33 +387,50 @@ impl LoadedPlugin {
         &self,
         request: Request<'_>,
         depth: u32,
+        scope: Scope,
+        started: Instant,
         running: &std::sync::atomic::AtomicBool,
     ) -> Result<Response, (FailureKind, String)> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| (FailureKind::stopped, "the plugin was unloaded".to_string()))?;
+        let taken = match self.slots.try_take(scope.sender) {
+            Ok(Some(slot)) => Ok((slot, false)),
+            Ok(None) => self.slots.take(scope.sender).await,
+            Err(refused) => Err(refused),
+        };
+        let (_slot, waited) = taken.map_err(|_| {
+            (
+                FailureKind::overloaded,
+                format!(
+                    "the sender already holds {} of this plugin's call slots",
+                    self.manifest.limits.max_concurrent_calls_per_sender
+                ),
+            )
+        })?;
         running.store(true, std::sync::atomic::Ordering::Release);
+        // The CPU deadline counts from when the call got its slot (almost always at once,
+        // and then no second clock read is spent on it).
+        let begun = if waited { Instant::now() } else { started };
         let pooled = lock(&self.pool).pop();
         let mut warm = match pooled {
             Some(warm) => warm,
             None => self
-                .instantiate(Instant::now() + self.timeout)
+                .instantiate(begun + self.timeout)
                 .await
                 .map_err(|e| (classify_instantiate(&e), format!("{e:#}")))?,
         };
         {
             let state = warm.store.data_mut();
-            state.deadline = Instant::now() + self.timeout;
-            state.call = CallScope {
-                room: request.room(),
-                ..CallScope::default()
-            };
+            state.deadline = begun + self.timeout;
+            // Whatever a failed call left here went with its instance; a reused instance's
+            // scope was emptied when its last call succeeded.
+            state.call.room = request.room();
         }
         warm.store.set_epoch_deadline(1);
         let result = warm.bindings.call(&mut warm.store, request).await;
-        let call = std::mem::take(&mut warm.store.data_mut().call);
+        let call = &mut warm.store.data_mut().call;
+        let (posts, kv) = (
+            std::mem::take(&mut call.posts),
+            std::mem::take(&mut call.kv),
+        );
         let value = match result {
             Ok(value) => value,
             Err(e) => {
@@ -422,14 +439,14 @@ impl LoadedPlugin {
             }
         };
         if let Some(space) = &self.ctx.kv {
-            space.commit(call.kv).map_err(|_| {
+            space.commit(kv).map_err(|_| {
                 (
                     FailureKind::kv_quota,
                     "the call's kv writes together exceed the namespace's quota".to_string(),
                 )
             })?;
         }
-        self.dispatch_posts(call.posts, depth);
+        self.dispatch_posts(posts, depth);
         warm.calls += 1;
         if warm.calls < self.recycle_after {
             let mut pool = lock(&self.pool);
@@ -561,42 +578,6 @@ impl LoadedPlugin {
                 .set(0);
         }
         CallError { kind }
-    }
-}
-
-/// A sender's place among a plugin's calls in flight; given back on drop (also when the
-/// call is abandoned at its wall-clock budget).
-struct SenderShare<'a> {
-    plugin: &'a LoadedPlugin,
-    sender: Option<UserId>,
-}
-
-impl<'a> SenderShare<'a> {
-    /// `None` when the sender already holds their whole share.
-    fn take(plugin: &'a LoadedPlugin, sender: Option<UserId>) -> Option<Self> {
-        if let Some(id) = sender {
-            let mut counts = lock(&plugin.per_sender);
-            let count = counts.entry(id).or_insert(0);
-            if *count >= plugin.manifest.limits.max_concurrent_calls_per_sender {
-                return None;
-            }
-            *count += 1;
-        }
-        Some(Self { plugin, sender })
-    }
-}
-
-impl Drop for SenderShare<'_> {
-    fn drop(&mut self) {
-        if let Some(id) = self.sender {
-            let mut counts = lock(&self.plugin.per_sender);
-            if let Some(count) = counts.get_mut(&id) {
-                *count -= 1;
-                if *count == 0 {
-                    counts.remove(&id);
-                }
-            }
-        }
     }
 }
 
