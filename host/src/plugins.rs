@@ -388,6 +388,7 @@ impl PluginHost {
             plugins.push(host.load_plugin(manifest).await?);
         }
         host.chain.replace(chain::Chain::new(plugins)?);
+        host.warn_if_the_pool_is_oversubscribed();
         for status in host.chain.snapshot().statuses() {
             tracing::info!(
                 plugin = %status.name,
@@ -487,6 +488,33 @@ impl PluginHost {
             writer.flush_and_stop().await;
         }
         self.engine.stop_ticker();
+    }
+
+    /// Each plugin holds at most `max_concurrent_calls` instances in calls plus
+    /// `max_idle_instances` warm ones; when those add up to more than the engine-wide pool,
+    /// a burst can still find the pool full (`pool_exhausted`: counted, never blamed on the
+    /// plugin that could not instantiate). Say so at start, with the numbers to change.
+    fn warn_if_the_pool_is_oversubscribed(&self) {
+        if !self.engine.pooled() {
+            return;
+        }
+        let idle = u64::try_from(self.config.max_idle_instances).unwrap_or(u64::MAX);
+        let wanted: u64 = self
+            .chain
+            .snapshot()
+            .plugins()
+            .iter()
+            .map(|p| u64::from(p.manifest.limits.max_concurrent_calls) + idle)
+            .sum();
+        let pool = u64::from(self.config.pool_instances);
+        if wanted > pool {
+            tracing::warn!(
+                wanted,
+                pool_instances = pool,
+                "the plugins' call slots and idle instances add up to more than the instance \
+                 pool: raise plugins.pool_instances or lower limits.max_concurrent_calls"
+            );
+        }
     }
 
     /// What is loaded, in chain order, with each plugin's counters (for the admin API).
