@@ -160,7 +160,14 @@ impl KvSpace {
         if (grows_keys && keys > self.max_keys) || (grows_bytes && bytes > self.max_bytes) {
             return Err(HostError::QuotaExceeded);
         }
+        let mut changed = false;
         for (key, value) in txn.writes {
+            // A write of what is already there changes nothing and costs the store nothing
+            // (a plugin rewriting the same 64 KiB on every message must not become a
+            // database write per message).
+            if state.map.get(&key) == value.as_ref() {
+                continue;
+            }
             match &value {
                 Some(v) => {
                     state.map.insert(key.clone(), v.clone());
@@ -170,10 +177,13 @@ impl KvSpace {
                 }
             }
             state.pending.insert(key, value);
+            changed = true;
         }
         state.bytes = bytes;
         drop(state);
-        self.dirty.notify_one();
+        if changed {
+            self.dirty.notify_one();
+        }
         Ok(())
     }
 
