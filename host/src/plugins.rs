@@ -37,6 +37,7 @@ mod metrics;
 mod observer;
 mod rooms;
 pub mod scaffold;
+mod sender_time;
 pub mod signing;
 mod slots;
 pub mod standalone;
@@ -163,6 +164,11 @@ pub struct LimitsConfig {
     /// once (`overloaded`, its failure policy decides) instead of queueing, so a member
     /// cannot occupy a plugin's slots with stuck calls until their circuit opens.
     pub max_concurrent_calls_per_sender: u32,
+    /// Plugin time one sender's calls may use per second (the plugin's own running time,
+    /// not its waits in host imports); over it, that sender's further calls fail at once
+    /// (`overloaded`) until the second is over. Bounds what a flood of expensive messages
+    /// costs everyone else. `message-delivered` is not counted (nobody waits for it).
+    pub sender_time_ms_per_second: u32,
     /// Log lines, and bytes, the plugin may write per second; the rest is dropped and
     /// counted.
     pub log_lines_per_second: u32,
@@ -192,6 +198,7 @@ impl Default for LimitsConfig {
             observer_timeout_ms: 5_000,
             max_concurrent_calls: 16,
             max_concurrent_calls_per_sender: 4,
+            sender_time_ms_per_second: 200,
             log_lines_per_second: 100,
             log_bytes_per_second: 64 * 1024,
             memory_mib: 32,
@@ -236,6 +243,9 @@ impl LimitsConfig {
                  max_concurrent_calls"
                     .into(),
             );
+        }
+        if self.sender_time_ms_per_second == 0 {
+            return Err("limits.sender_time_ms_per_second must be positive".into());
         }
         if self.log_lines_per_second == 0 || self.log_bytes_per_second == 0 {
             return Err(

@@ -623,3 +623,43 @@ async fn plugin_output_obeys_the_rules_of_user_input_and_is_charged_to_the_plugi
         "{flags:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_who_spends_the_plugins_time_waits_for_the_next_second() {
+    let spec = Spec::new("hostile", "fixture-hostile")
+        .caps(&["log"])
+        .hooks(&["message-pre-send"])
+        .limits("timeout_ms = 50\nsender_time_ms_per_second = 10\n");
+    let (server, _plugins) = server(vec![spec]).await;
+    let mallory = server.user("mallory").await;
+    let alice = server.user("alice").await;
+    let noisy = mallory.group("noisy", &[]).await;
+    let quiet = alice.group("quiet", &[]).await;
+    // Each of these messages makes the plugin work for milliseconds (a thousand 4 KiB log
+    // lines, most of them dropped): a few of them use up mallory's 10 ms for this second.
+    let mut refused = None;
+    for i in 0..50 {
+        let (status, answer) = mallory
+            .send_http(noisy, &format!("heavy{i}"), "hostile:log 3000 4096")
+            .await;
+        if status == StatusCode::FORBIDDEN {
+            refused = Some(answer);
+            break;
+        }
+    }
+    let refused = refused.expect("mallory runs out of plugin time");
+    assert!(
+        refused["message"].as_str().unwrap().contains("overloaded"),
+        "{refused}"
+    );
+    // Alice is not affected, and the refusal opened no circuit.
+    let (status, ack) = alice.send_http(quiet, "hi", "hello").await;
+    assert!(status.is_success(), "{ack}");
+    let view = plugin_view(&server, "hostile").await;
+    assert_eq!(view["status"]["open_circuits"], json!([]), "{view}");
+    assert!(view["status"]["counters"]["overloaded"].as_u64().unwrap() >= 1);
+    // The next second, mallory has a budget again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, ack) = mallory.send_http(noisy, "later", "hello").await;
+    assert!(status.is_success(), "{ack}");
+}

@@ -360,6 +360,9 @@ pub(crate) struct HostState {
     pub(crate) ctx: Arc<PluginCtx>,
     /// When the running call must end; checked on every epoch tick.
     pub(crate) deadline: std::time::Instant,
+    /// Epoch ticks seen while guest code ran (a guest suspended in a wait sees none): the
+    /// call's running time, in ticks.
+    pub(crate) ticks: u32,
     pub(crate) call: CallScope,
 }
 
@@ -382,6 +385,7 @@ impl HostState {
             limiter: Limiter::new(memory_bytes),
             ctx,
             deadline: std::time::Instant::now(),
+            ticks: 0,
             call: CallScope::default(),
         }
     }

@@ -13,6 +13,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ use super::capabilities::{Grants, HostState, PluginCtx};
 use super::engine::EngineHandle;
 use super::manifest::{HookName, Manifest};
 use super::metrics::{Counters, FailureKind, FailureLabels, HookMetrics, Metrics, PluginLabels};
+use super::sender_time::SenderTime;
 use super::slots::Slots;
 use super::{PluginError, PluginsConfig, lock};
 use super::{bindings_v0_1 as v0_1, bindings_v0_2 as v0_2};
@@ -93,6 +95,10 @@ pub(crate) struct LoadedPlugin {
     /// The plugin's call slots: how many of its calls (and so instances) run at once, and
     /// one sender's share of them.
     slots: Slots,
+    /// Plugin time per sender per second.
+    sender_time: SenderTime,
+    /// One epoch tick: the unit in which a call's running time is measured.
+    tick: Duration,
     /// The runtime is shutting down: no guest code may start.
     stopped: Arc<std::sync::atomic::AtomicBool>,
     metrics: Arc<Metrics>,
@@ -195,6 +201,8 @@ impl LoadedPlugin {
                 limits.max_concurrent_calls,
                 limits.max_concurrent_calls_per_sender,
             ),
+            sender_time: SenderTime::new(limits.sender_time_ms_per_second),
+            tick: Duration::from_millis(config.epoch_tick_ms.max(1)),
             stopped: engine.stopped_flag(),
             metrics: metrics.clone(),
             hook_metrics: HookName::ALL.map(|hook| metrics.for_hook(&manifest.name, hook.as_str())),
@@ -274,8 +282,10 @@ impl LoadedPlugin {
         // deadline is over, otherwise yield to the tokio scheduler. So a runaway plugin is
         // stopped within one tick of its deadline, and even while it runs it never holds a
         // tokio worker for longer than a tick.
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            state.ticks = state.ticks.saturating_add(1);
+            if Instant::now() >= state.deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -326,6 +336,22 @@ impl LoadedPlugin {
         let metrics = self.hook_metrics(hook);
         metrics.calls.inc();
         Counters::bump(&self.counters.calls);
+        // Whose plugin time this call spends (nobody's for observers: nobody waits there).
+        let spender = scope.sender.filter(|_| hook != HookName::MessageDelivered);
+        if let Some(sender) = spender
+            && self.sender_time.exhausted(sender)
+        {
+            return Err(self.failed(
+                hook,
+                admit,
+                scope,
+                FailureKind::overloaded,
+                format!(
+                    "the sender used this plugin's {} ms per second",
+                    self.manifest.limits.sender_time_ms_per_second
+                ),
+            ));
+        }
 
         let started = Instant::now();
         let budget = if hook == HookName::MessageDelivered {
@@ -335,12 +361,12 @@ impl LoadedPlugin {
         };
         // Set once the call holds a slot: a budget that runs out before that was spent
         // waiting behind the plugin's own other calls (`overloaded`), not in this one.
-        let running = std::sync::atomic::AtomicBool::new(false);
+        let progress = Progress::default();
         // Most hook calls finish on their first poll (no wait, no epoch yield), so the
         // timer is armed only for a call still pending after it: the common path pays
         // nothing for the wall-clock budget. The future is pinned where it is built, so it
         // is not copied on the way.
-        let mut run = std::pin::pin!(self.run(request, depth, scope, started, &running));
+        let mut run = std::pin::pin!(self.run(request, depth, scope, started, &progress));
         let outcome = match std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await {
             Poll::Ready(value) => Ok(value),
             Poll::Pending => {
@@ -349,6 +375,14 @@ impl LoadedPlugin {
         };
         let elapsed = started.elapsed();
         metrics.latency.observe(elapsed.as_secs_f64());
+        // A call that ran through no tick (nearly every call of a healthy plugin) spent no
+        // measurable time: nothing to record.
+        let ticks = progress.ticks.load(Ordering::Acquire);
+        if ticks > 0
+            && let Some(sender) = spender
+        {
+            self.sender_time.record(sender, self.tick * ticks);
+        }
         Counters::add(
             &self.counters.call_micros,
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
@@ -359,14 +393,13 @@ impl LoadedPlugin {
                 Ok(value)
             }
             Ok(Err((kind, detail))) => Err(self.failed(hook, admit, scope, kind, detail)),
-            Err(_elapsed) if running.load(std::sync::atomic::Ordering::Acquire) => Err(self
-                .failed(
-                    hook,
-                    admit,
-                    scope,
-                    FailureKind::wall_timeout,
-                    format!("the call ran past its wall-clock budget of {budget:?}"),
-                )),
+            Err(_elapsed) if progress.running.load(Ordering::Acquire) => Err(self.failed(
+                hook,
+                admit,
+                scope,
+                FailureKind::wall_timeout,
+                format!("the call ran past its wall-clock budget of {budget:?}"),
+            )),
             Err(_elapsed) => Err(self.failed(
                 hook,
                 admit,
@@ -389,7 +422,7 @@ impl LoadedPlugin {
         depth: u32,
         scope: Scope,
         started: Instant,
-        running: &std::sync::atomic::AtomicBool,
+        progress: &Progress,
     ) -> Result<Response, (FailureKind, String)> {
         let taken = match self.slots.try_take(scope.sender) {
             Ok(Some(slot)) => Ok((slot, false)),
@@ -405,7 +438,7 @@ impl LoadedPlugin {
                 ),
             )
         })?;
-        running.store(true, std::sync::atomic::Ordering::Release);
+        progress.running.store(true, Ordering::Release);
         // The CPU deadline counts from when the call got its slot (almost always at once,
         // and then no second clock read is spent on it).
         let begun = if waited { Instant::now() } else { started };
@@ -426,7 +459,11 @@ impl LoadedPlugin {
         }
         warm.store.set_epoch_deadline(1);
         let result = warm.bindings.call(&mut warm.store, request).await;
-        let call = &mut warm.store.data_mut().call;
+        let state = warm.store.data_mut();
+        progress
+            .ticks
+            .store(std::mem::take(&mut state.ticks), Ordering::Release);
+        let call = &mut state.call;
         let (posts, kv) = (
             std::mem::take(&mut call.posts),
             std::mem::take(&mut call.kv),
@@ -579,6 +616,16 @@ impl LoadedPlugin {
         }
         CallError { kind }
     }
+}
+
+/// What the caller of `run` learns even when the call is abandoned half-way.
+#[derive(Default)]
+struct Progress {
+    /// The call got a slot (so a budget that ran out was spent running, not queueing).
+    running: AtomicBool,
+    /// Epoch ticks the guest ran through (its running time, not its waits); an abandoned
+    /// call reports none (it was waiting: running past the CPU deadline ends it first).
+    ticks: AtomicU32,
 }
 
 /// An instantiation that failed because the engine-wide pool is full is load, not the

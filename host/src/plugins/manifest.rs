@@ -161,6 +161,7 @@ pub struct LimitsOverride {
     pub observer_timeout_ms: Option<u64>,
     pub max_concurrent_calls: Option<u32>,
     pub max_concurrent_calls_per_sender: Option<u32>,
+    pub sender_time_ms_per_second: Option<u32>,
     pub log_lines_per_second: Option<u32>,
     pub log_bytes_per_second: Option<usize>,
     pub kv_max_bytes: Option<usize>,
@@ -186,6 +187,9 @@ impl LimitsOverride {
             max_concurrent_calls_per_sender: self
                 .max_concurrent_calls_per_sender
                 .unwrap_or(defaults.max_concurrent_calls_per_sender),
+            sender_time_ms_per_second: self
+                .sender_time_ms_per_second
+                .unwrap_or(defaults.sender_time_ms_per_second),
             log_lines_per_second: self
                 .log_lines_per_second
                 .unwrap_or(defaults.log_lines_per_second),
