@@ -555,14 +555,26 @@ impl LoadedPlugin {
             }
             _ => Counters::bump(&self.counters.traps),
         }
-        tracing::warn!(
-            plugin = %self.manifest.name,
-            hook = hook.as_str(),
-            kind = kind.as_str(),
-            policy = self.manifest.failure_policy.as_str(),
-            detail = %detail,
-            "plugin call failed"
-        );
+        if kind == FailureKind::overloaded {
+            // Refused for load (a sender over their share or time budget, all slots busy):
+            // counted, but not a line per refusal, or a flooding sender would flood the
+            // server's log instead.
+            tracing::debug!(
+                plugin = %self.manifest.name,
+                hook = hook.as_str(),
+                detail = %detail,
+                "plugin call refused for load"
+            );
+        } else {
+            tracing::warn!(
+                plugin = %self.manifest.name,
+                hook = hook.as_str(),
+                kind = kind.as_str(),
+                policy = self.manifest.failure_policy.as_str(),
+                detail = %detail,
+                "plugin call failed"
+            );
+        }
         // Waiting for a slot, or for a pool slot the whole engine ran out of, is load, not
         // a fault of this call: it is counted, but never opens a circuit.
         let opened = if kind.blames_the_call() {
