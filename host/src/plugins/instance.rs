@@ -168,6 +168,7 @@ impl LoadedPlugin {
         let cooldown = (config.breaker_cooldown_secs > 0)
             .then(|| Duration::from_secs(config.breaker_cooldown_secs));
         let limits = &manifest.limits;
+        let (wall_timeout_ms, observer_timeout_ms) = limits.wall_budgets();
         let mut plugin = Self {
             hooks: Vec::new(),
             counters: Counters::default(),
@@ -195,8 +196,8 @@ impl LoadedPlugin {
             max_idle: config.max_idle_instances.max(1),
             recycle_after: config.recycle_after_calls.max(1),
             timeout: Duration::from_millis(limits.timeout_ms),
-            wall_timeout: Duration::from_millis(limits.wall_budgets().0),
-            observer_timeout: Duration::from_millis(limits.wall_budgets().1),
+            wall_timeout: Duration::from_millis(wall_timeout_ms),
+            observer_timeout: Duration::from_millis(observer_timeout_ms),
             slots: Slots::new(
                 limits.max_concurrent_calls,
                 limits.max_concurrent_calls_per_sender,

@@ -8,15 +8,16 @@
 //! are served from memory, and every write marks its key dirty; a tokio task writes dirty
 //! keys to the store (coalescing repeated writes of a key) and `PluginHost::shutdown`
 //! flushes what is left. The namespace is bounded in keys, key and value size **and total
-//! bytes** (`kv_max_bytes`), so the memory it takes is bounded too.
+//! bytes** (`kv_max_bytes`), so the memory it takes is bounded too. The cost of writing
+//! behind: a write made in the last moments before a crash (not a clean shutdown) can be
+//! lost. Plugins use kv for counters and findings summaries, where that is the right trade;
+//! anything that must be durable with the message belongs in the message's metadata, which
+//! is stored in the same transaction as the message.
 //!
 //! Writes are **per call**: a hook call writes into its own [`KvTxn`], which reads through
 //! to the namespace and is committed only when the call succeeds. A call that traps, times
 //! out or is refused leaves nothing behind, so a failure cannot half-update a plugin's
-//! state (and a plugin cannot use writes that outlive its own timeout as a side channel). The cost: a write made in the last moments before a crash (not
-//! a clean shutdown) can be lost. Plugins use kv for counters and findings summaries, where
-//! that is the right trade; anything that must be durable with the message belongs in the
-//! message's metadata, which is stored in the same transaction as the message.
+//! state (and a plugin cannot use writes that outlive its own timeout as a side channel).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
