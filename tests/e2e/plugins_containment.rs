@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::plugins_runtime::harness::{Spec, server_tweaked};
+use switchboard::config::{Config, Secret};
+
+use crate::cluster::PgDb;
+use crate::plugins_runtime::harness::{Spec, server_tweaked, write_plugins};
 use crate::support::{Client, TestServer, Ws};
 
 /// The wall-clock budget the hostile plugin runs under in these tests.
@@ -39,14 +42,52 @@ fn innocent() -> Spec {
         .settings("\"block.forbidden\" = \"no\"\n")
 }
 
+/// The configuration every server here runs with (and keeps across a restart).
+fn containment_config(c: &mut Config) {
+    c.limits.messages_per_second = 10_000;
+    c.limits.message_burst = 10_000;
+    c.plugins.breaker_cooldown_secs = 1;
+    c.plugins.observer_queue = 8;
+}
+
 async fn server(specs: Vec<Spec>) -> (TestServer, tempfile::TempDir) {
-    server_tweaked(specs, |c| {
-        c.limits.messages_per_second = 10_000;
-        c.limits.message_burst = 10_000;
-        c.plugins.breaker_cooldown_secs = 1;
-        c.plugins.observer_queue = 8;
-    })
-    .await
+    server_tweaked(specs, containment_config).await
+}
+
+/// Where a server keeps its data, for the tests whose plugins' state or output is stored.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A server on `backend`; the PostgreSQL database (dropped with it) and a configuration
+/// for restarting the server on the same data are handed back too.
+async fn server_on(
+    backend: Backend,
+    specs: Vec<Spec>,
+) -> (
+    TestServer,
+    tempfile::TempDir,
+    Option<PgDb>,
+    impl Fn(&mut Config) + Clone,
+) {
+    let db = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(PgDb::create().await),
+    };
+    let url = db.as_ref().map(|db| db.url.clone());
+    let plugins = write_plugins(&specs);
+    let dir = plugins.path().to_path_buf();
+    let config = move |c: &mut Config| {
+        containment_config(c);
+        c.plugins.dir = Some(dir.clone());
+        if let Some(url) = &url {
+            c.database_url = Some(Secret(url.clone()));
+        }
+    };
+    let server = TestServer::start_with(config.clone()).await;
+    (server, plugins, db, config)
 }
 
 /// Victim and attackers in separate rooms.
@@ -442,18 +483,34 @@ async fn a_stuck_observer_drops_only_its_own_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_volume_and_kv_bytes_are_bounded_and_failed_calls_leave_no_writes() {
-    let (server, _plugins) = server(vec![hostile("hostile").policy("fail-open")]).await;
+    log_and_kv_are_bounded(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_volume_and_kv_bytes_are_bounded_on_postgres() {
+    log_and_kv_are_bounded(Backend::Postgres).await;
+}
+
+fn meta(event: &Value, key: &str) -> Option<String> {
+    event["metadata"][key].as_str().map(str::to_string)
+}
+
+/// Send `body` as `client` in `room`; the stored event (with the plugin's metadata).
+async fn stored(client: &Client, room: i64, id: &str, body: &str) -> Value {
+    let (status, ack) = client.send_http(room, id, body).await;
+    assert!(status.is_success(), "{status} {ack}");
+    let history = client.history(room, "?limit=1").await;
+    history[0].clone()
+}
+
+async fn log_and_kv_are_bounded(backend: Backend) {
+    let (server, _plugins, _db, config) =
+        server_on(backend, vec![hostile("hostile").policy("fail-open")]).await;
     let alice = server.user("alice").await;
     let room = alice.group("r", &[]).await;
-    let meta = |ack: &Value, key: &str| ack["metadata"][key].as_str().map(str::to_string);
     let send = |id: &'static str, body: String| {
         let alice = alice.clone();
-        async move {
-            let (status, ack) = alice.send_http(room, id, &body).await;
-            assert!(status.is_success(), "{status} {ack}");
-            let history = alice.history(room, "?limit=1").await;
-            history[0].clone()
-        }
+        async move { stored(&alice, room, id, &body).await }
     };
 
     // Log: 1000 lines of 4 KiB in one call; 20 lines / 16 KiB per second get through.
@@ -491,6 +548,26 @@ async fn log_volume_and_kv_bytes_are_bounded_and_failed_calls_leave_no_writes() 
     assert_eq!(meta(&event, "hostile.kv").as_deref(), Some("ok:1"));
     let event = send("get3", "hostile:kv-get fill/0".into()).await;
     assert_eq!(meta(&event, "hostile.kv-get").map(|v| v.len()), Some(5));
+
+    // What was committed reached the store, and what was not never did: both survive a
+    // restart as they were.
+    let server = server.restart(config).await;
+    let alice = server.login("alice", crate::support::PASSWORD).await;
+    for (id, key, expected) in [
+        ("after1", "fill/0", Some(5)),
+        ("after2", "fill/2", Some(65536)),
+        ("after3", "left-by-spin", None),
+    ] {
+        let event = stored(&alice, room, id, &format!("hostile:kv-get {key}")).await;
+        let value = meta(&event, "hostile.kv-get");
+        match expected {
+            Some(len) if len <= 1024 => assert_eq!(value.map(|v| v.len()), Some(len), "{key}"),
+            // Too long to come back as metadata (the plugin's answer is refused, fail-open
+            // lets the message through without it), but not absent either.
+            Some(_) => assert_ne!(value.as_deref(), Some("none"), "{key}"),
+            None => assert_eq!(value.as_deref(), Some("none"), "{key}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -541,14 +618,26 @@ async fn one_member_cannot_take_a_plugin_offline_for_everyone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_output_obeys_the_rules_of_user_input_and_is_charged_to_the_plugin() {
+    output_obeys_the_rules(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_output_obeys_the_rules_on_postgres() {
+    output_obeys_the_rules(Backend::Postgres).await;
+}
+
+async fn output_obeys_the_rules(backend: Backend) {
     let dlp = Spec::new("dlp", "dlp")
         .caps(&["log", "config", "kv"])
         .priority(20)
         .settings("\"action.email\" = \"flag\"\n");
-    let (server, _plugins) = server(vec![
-        hostile("hostile").priority(10).hooks(&["message-pre-send"]),
-        dlp,
-    ])
+    let (server, _plugins, _db, _) = server_on(
+        backend,
+        vec![
+            hostile("hostile").priority(10).hooks(&["message-pre-send"]),
+            dlp,
+        ],
+    )
     .await;
     let alice = server.user("alice").await;
     let room = alice.group("r", &[]).await;
