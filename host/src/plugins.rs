@@ -10,9 +10,14 @@
 //!   `call` is the version-neutral shape of a hook call they both adapt;
 //! - `capabilities`, `kv`, `bot`, `http` and `rooms`: what a plugin may call back into,
 //!   gated by its grants;
-//! - `instance`: warm instances per plugin, each call under a deadline and memory limit;
-//! - `chain`: the priority-ordered hook chains and the [`Hooks`] implementation;
-//! - `breaker` and `metrics`: failure accounting.
+//! - `instance`: warm instances per plugin, each call under a CPU deadline, a wall-clock
+//!   budget and a memory limit;
+//! - `slots` and `sender_time`: a plugin's call slots (with each sender's share) and each
+//!   sender's running time per second, so one plugin's or one member's load stays theirs;
+//! - `observer`: a `message-delivered` queue and task per observing plugin;
+//! - `chain`: the priority-ordered hook chains and the [`Hooks`] implementation, with the
+//!   checks of what plugins return;
+//! - `breaker` (scoped per sender and room) and `metrics`: failure accounting.
 //!
 //! The set of loaded plugins is an immutable snapshot behind a lock that is only held long
 //! enough to clone an `Arc`, so enabling, disabling or reloading a plugin later is a matter
