@@ -88,7 +88,7 @@ fn store_insert(c: &mut Criterion) {
                 },
                 |events| {
                     runtime
-                        .block_on(fixture.store.append_events(events))
+                        .block_on(fixture.store.append_events(&events))
                         .expect("append")
                 },
                 BatchSize::SmallInput,

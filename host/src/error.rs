@@ -28,6 +28,8 @@ pub enum ApiError {
     #[error("{message}")]
     PayloadTooLarge { code: &'static str, message: String },
     #[error("{message}")]
+    RequestTimeout { code: &'static str, message: String },
+    #[error("{message}")]
     TooManyRequests {
         code: &'static str,
         message: String,
@@ -83,6 +85,12 @@ impl ApiError {
             message: message.into(),
         }
     }
+    pub fn request_timeout(code: &'static str, message: impl Into<String>) -> Self {
+        Self::RequestTimeout {
+            code,
+            message: message.into(),
+        }
+    }
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
         Self::Unavailable {
             code,
@@ -102,6 +110,7 @@ impl ApiError {
             | Self::NotFound { code, .. }
             | Self::Conflict { code, .. }
             | Self::PayloadTooLarge { code, .. }
+            | Self::RequestTimeout { code, .. }
             | Self::TooManyRequests { code, .. }
             | Self::Unavailable { code, .. } => code,
             Self::Rejected { .. } => "message_rejected",
@@ -117,6 +126,7 @@ impl ApiError {
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -196,6 +206,14 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound => Self::not_found("not_found", "not found"),
             StoreError::Conflict(code) => Self::conflict(code, conflict_message(code)),
+            StoreError::Refused(detail) => {
+                // The database's text can name tables and constraints: log it, don't show it.
+                tracing::warn!(%detail, "the database refused a row");
+                Self::bad_request(
+                    "value_refused",
+                    "the database refused a value in this request; nothing was stored",
+                )
+            }
             other => Self::internal(other),
         }
     }

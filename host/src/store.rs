@@ -295,6 +295,12 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The database refused one row's values (a value its column cannot hold, a check or
+    /// trigger an operator added). Concerns that row only: a batch rolls back just the item,
+    /// and the client is told its request was refused, not that the server failed. The text
+    /// is the database's own and is logged, never shown to clients.
+    #[error("row refused: {0}")]
+    Refused(String),
     #[error("unsupported database url: {0}")]
     UnsupportedUrl(String),
 }
@@ -368,7 +374,7 @@ pub trait Store: Send + Sync + 'static {
     /// Apply a batch in one transaction (group commit). Results are positional. A failed
     /// item (e.g. editing a deleted message) does not fail the others, burns no `seq`, and
     /// leaves nothing behind.
-    async fn append_events(&self, batch: Vec<NewEvent>) -> StoreResult<Vec<StoreResult<Appended>>>;
+    async fn append_events(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>>;
     async fn event(&self, id: EventId) -> StoreResult<Option<Event>>;
     async fn event_by_client_msg_id(
         &self,

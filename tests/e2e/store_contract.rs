@@ -290,7 +290,7 @@ fn msg(room: i64, sender: UserId, cmid: &str, body: &str) -> NewEvent {
 /// Append a batch in which every item must succeed.
 async fn append_ok(store: &Arc<dyn Store>, batch: Vec<NewEvent>) -> Vec<Appended> {
     store
-        .append_events(batch)
+        .append_events(&batch)
         .await
         .expect("batch")
         .into_iter()

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::store::{Appended, NewEvent, Store};
+use crate::store::{Appended, NewEvent, Store, StoreError, StoreResult};
 
 struct Job {
     event: NewEvent,
@@ -132,40 +132,89 @@ impl Writer {
             .into_iter()
             .map(|job| (job.event, (job.enqueued, job.reply)))
             .unzip();
-        match self.store.append_events(events).await {
+        match self.store.append_events(&events).await {
             Ok(results) => {
                 self.metrics
                     .commit_duration
                     .observe(started.elapsed().as_secs_f64());
-                for (result, (enqueued, reply)) in results.into_iter().zip(waiters) {
-                    if let Ok(appended) = &result {
-                        if !appended.duplicate {
-                            crate::metrics::Metrics::count(
-                                &self.metrics.events_stored,
-                                appended.event.kind.as_str(),
-                            );
-                            if let Err(err) = self.hub.publish_event(&appended.event).await {
-                                // Stored but not pushed live: clients still get it on
-                                // resume or from history, so log rather than fail.
-                                tracing::warn!(error = %err, "fan-out failed after commit");
-                            }
-                        }
-                        self.metrics
-                            .send_latency
-                            .observe(enqueued.elapsed().as_secs_f64());
+                for (result, waiter) in results.into_iter().zip(waiters) {
+                    self.answer(result, waiter).await;
+                }
+            }
+            // The database answered, so the transaction was rolled back and nothing in it
+            // was stored; but one item may be what it refused. Commit each item on its own
+            // so the others' senders are not failed for it (and the one at fault gets its
+            // own error). Order is kept: a later item may edit an earlier one.
+            Err(err) if events.len() > 1 && is_answered_by_database(&err) => {
+                tracing::warn!(error = %err, "group commit failed; retrying its items one by one");
+                for (event, waiter) in events.iter().zip(waiters) {
+                    let result = match self.store.append_events(std::slice::from_ref(event)).await {
+                        Ok(mut results) => results.pop().unwrap_or_else(|| {
+                            Err(StoreError::Corrupt("an empty answer for one item".into()))
+                        }),
+                        Err(err) => Err(err),
+                    };
+                    if let Err(err) = &result {
+                        tracing::error!(error = %err, "a write failed on its own");
                     }
-                    let _ = reply.send(result.map_err(ApiError::from));
+                    self.answer(result, waiter).await;
                 }
             }
             Err(err) => {
                 tracing::error!(error = %err, "group commit failed; batch not stored");
                 for (_, reply) in waiters {
-                    let _ = reply.send(Err(ApiError::unavailable(
-                        "store_unavailable",
-                        "the write could not be committed; nothing was stored, retry",
-                    )));
+                    let _ = reply.send(Err(not_committed()));
                 }
             }
         }
     }
+
+    /// Fan a stored event out and acknowledge its sender, or tell the sender why not.
+    async fn answer(
+        &self,
+        result: StoreResult<Appended>,
+        (enqueued, reply): (Instant, oneshot::Sender<Result<Appended, ApiError>>),
+    ) {
+        if let Ok(appended) = &result {
+            if !appended.duplicate {
+                crate::metrics::Metrics::count(
+                    &self.metrics.events_stored,
+                    appended.event.kind.as_str(),
+                );
+                if let Err(err) = self.hub.publish_event(&appended.event).await {
+                    // Stored but not pushed live: clients still get it on resume or from
+                    // history, so log rather than fail.
+                    tracing::warn!(error = %err, "fan-out failed after commit");
+                }
+            }
+            self.metrics
+                .send_latency
+                .observe(enqueued.elapsed().as_secs_f64());
+        }
+        let result = result.map_err(|err| match err {
+            // A backend failure of this one item (after the batch was retried item by item)
+            // is still "not stored, retry", never an internal error with details.
+            StoreError::Backend(_) | StoreError::Corrupt(_) => {
+                tracing::error!(error = %err, "a write could not be committed");
+                not_committed()
+            }
+            other => ApiError::from(other),
+        });
+        let _ = reply.send(result);
+    }
+}
+
+fn not_committed() -> ApiError {
+    ApiError::unavailable(
+        "store_unavailable",
+        "the write could not be committed; nothing was stored, retry",
+    )
+}
+
+/// Whether the database itself refused the batch (it answered with an error, so it rolled
+/// the transaction back), as opposed to a lost connection, an I/O error or a pool timeout,
+/// after which retrying each item would only multiply the wait, and a failed `COMMIT` may
+/// even have been applied.
+fn is_answered_by_database(err: &StoreError) -> bool {
+    matches!(err, StoreError::Backend(sqlx::Error::Database(_)))
 }

@@ -39,13 +39,45 @@ pub(crate) fn map_write(err: sqlx::Error, on_unique: &'static str) -> StoreError
     match violation(&err) {
         Some(Violation::ForeignKey) => StoreError::NotFound,
         Some(Violation::Unique) => StoreError::Conflict(on_unique),
-        None => StoreError::Backend(err),
+        None => refuse_row_errors(StoreError::Backend(err)),
+    }
+}
+
+/// Whether the database refused a statement for the values of the row it wrote, leaving the
+/// transaction usable: PostgreSQL's data exceptions (class 22: a NUL in text or JSON, a bad
+/// encoding, a value out of range), integrity violations (class 23: an operator's CHECK)
+/// and errors raised by a trigger (class P0); SQLite's constraint (including a trigger's
+/// `RAISE(ABORT)`), too-big, mismatch and range errors, which undo only the statement.
+/// Connection, I/O, locking, deadlock and serialization errors are not row errors: they
+/// concern the whole transaction.
+pub(crate) fn is_row_error(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else {
+        return false;
+    };
+    let Some(code) = db.code() else {
+        return false;
+    };
+    if let Ok(sqlite_code) = code.parse::<u32>() {
+        // SQLite reports its extended result code; the primary code is the low byte.
+        return matches!(sqlite_code & 0xff, 18 | 19 | 20 | 25);
+    }
+    code.starts_with("22") || code.starts_with("23") || code.starts_with("P0")
+}
+
+/// Turn a row error into [`StoreError::Refused`]; everything else passes through.
+pub(crate) fn refuse_row_errors(err: StoreError) -> StoreError {
+    match err {
+        StoreError::Backend(e) if is_row_error(&e) => StoreError::Refused(e.to_string()),
+        other => other,
     }
 }
 
 /// True for errors that concern one batch item (and so roll back only that item).
 pub(crate) fn is_item_failure(err: &StoreError) -> bool {
-    matches!(err, StoreError::NotFound | StoreError::Conflict(_))
+    matches!(
+        err,
+        StoreError::NotFound | StoreError::Conflict(_) | StoreError::Refused(_)
+    )
 }
 
 /// The `direct_key` of a pair: order-independent, so `(a, b)` and `(b, a)` collide.

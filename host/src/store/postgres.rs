@@ -458,7 +458,7 @@ impl Store for PgStore {
     // ---- the room log ----
 
     #[tracing::instrument(skip_all, fields(items = batch.len()))]
-    async fn append_events(&self, batch: Vec<NewEvent>) -> StoreResult<Vec<StoreResult<Appended>>> {
+    async fn append_events(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>> {
         log::append_events(&self.pool, batch).await
     }
 

@@ -57,7 +57,7 @@ fn message(room: i64, sender: i64, cmid: &str, body: &str) -> NewEvent {
 
 async fn append(store: &Arc<dyn Store>, events: Vec<NewEvent>) -> Vec<i64> {
     store
-        .append_events(events)
+        .append_events(&events)
         .await
         .expect("append")
         .into_iter()
@@ -303,7 +303,7 @@ async fn migrate_store_copies_sqlite_to_postgres_exactly() {
         .max()
         .unwrap();
     let appended = target
-        .append_events(vec![message(group, users[1], "after-migration", "new")])
+        .append_events(&[message(group, users[1], "after-migration", "new")])
         .await
         .unwrap()
         .remove(0)
@@ -313,7 +313,7 @@ async fn migrate_store_copies_sqlite_to_postgres_exactly() {
     assert!(appended.event.id > max_event, "event id sequence moved");
     // An old client_msg_id is still known: idempotency survives the move.
     let retry = target
-        .append_events(vec![message(group, users[1], "m1", "again")])
+        .append_events(&[message(group, users[1], "m1", "again")])
         .await
         .unwrap()
         .remove(0)

@@ -100,7 +100,7 @@ impl Store for MemStore {
     async fn member(&self, _: RoomId, _: UserId) -> StoreResult<Option<Member>> {
         unimplemented!("{UNUSED}")
     }
-    async fn append_events(&self, _: Vec<NewEvent>) -> StoreResult<Vec<StoreResult<Appended>>> {
+    async fn append_events(&self, _: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>> {
         unimplemented!("{UNUSED}")
     }
     async fn event(&self, _: EventId) -> StoreResult<Option<Event>> {

@@ -31,7 +31,7 @@ pub(super) async fn nodes_append_concurrently_without_gaps(
                     })
                     .collect();
                 batch.push(msg(quiet, bob, &format!("q{w}-{b}"), "y"));
-                for item in node.append_events(batch).await.expect("batch") {
+                for item in node.append_events(&batch).await.expect("batch") {
                     let appended = item.expect("item");
                     assert!(!appended.duplicate);
                     stored.push((appended.event.room_id, appended.event.seq));
@@ -74,7 +74,7 @@ pub(super) async fn same_send_from_two_nodes_is_stored_once(
             let target = if i == 5 { elsewhere } else { room };
             let item = msg(target, alice, &cmid, "once");
             async move {
-                node.append_events(vec![item])
+                node.append_events(&[item])
                     .await
                     .expect("batch")
                     .remove(0)

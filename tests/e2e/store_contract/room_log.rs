@@ -167,7 +167,7 @@ pub(super) async fn edit_and_delete(store: Arc<dyn Store>, _: Backend) {
         metadata: Metadata::new(),
     };
     let results = store
-        .append_events(vec![
+        .append_events(&[
             edit_by(bob, m, room),         // not the author
             edit_by(alice, edit.id, room), // an edit is not a message
             edit_by(alice, 99_999, room),  // no such event
@@ -220,7 +220,7 @@ pub(super) async fn edit_and_delete(store: Arc<dyn Store>, _: Backend) {
 
     // A deleted message can be neither edited nor deleted again.
     let results = store
-        .append_events(vec![
+        .append_events(&[
             edit_by(alice, m, room),
             NewEvent::Delete {
                 room_id: room,
@@ -252,7 +252,7 @@ pub(super) async fn deleted_text_is_erased_from_storage(store: Arc<dyn Store>, b
     let alice = user(&store, "alice").await;
     let room = group(&store, alice, &[]).await;
     let m = store
-        .append_events(vec![NewEvent::Message {
+        .append_events(&[NewEvent::Message {
             room_id: room,
             sender_id: alice,
             client_msg_id: "c1".into(),
@@ -319,7 +319,7 @@ pub(super) async fn failed_items_burn_no_seq(store: Arc<dyn Store>, _: Backend) 
     let carol = user(&store, "carol").await;
     let room = group(&store, alice, &[bob]).await;
     let results = store
-        .append_events(vec![
+        .append_events(&[
             msg(room, alice, "a", "one"),
             NewEvent::Edit {
                 room_id: room,

@@ -174,7 +174,7 @@ pub(super) async fn join_and_leave(store: Arc<dyn Store>, _: Backend) {
     );
 
     let again = store
-        .append_events(vec![NewEvent::Join {
+        .append_events(&[NewEvent::Join {
             room_id: room,
             actor_id: alice,
             user_id: bob,
@@ -202,7 +202,7 @@ pub(super) async fn join_and_leave(store: Arc<dyn Store>, _: Backend) {
     assert!(store.rooms_for_user(bob).await.expect("rooms").is_empty());
 
     let twice = store
-        .append_events(vec![NewEvent::Leave {
+        .append_events(&[NewEvent::Leave {
             room_id: room,
             actor_id: bob,
             user_id: bob,

@@ -5,15 +5,15 @@
 //! `FOR NO KEY UPDATE` (the same lock the `last_seq` bump takes, and one that does not block
 //! foreign-key checks from other writers): batches from different nodes then queue per room
 //! instead of deadlocking, and every check made after the lock sees what the previous holder
-//! committed. Each item runs inside `SAVEPOINT item`, so a domain failure, or losing an
-//! idempotency race, undoes that item's `seq` bump and rows while the rest of the batch
-//! commits.
+//! committed. Each item runs inside `SAVEPOINT item`, so a domain failure, a refused row (a
+//! value PostgreSQL cannot hold, a constraint or trigger) or losing an idempotency race undoes
+//! that item's `seq` bump and rows while the rest of the batch commits.
 
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
 
 use super::super::common::{
     Violation, col, constraint_name, decode_metadata, encode_metadata, is_item_failure, limit,
-    parse_event_kind, violation,
+    parse_event_kind, refuse_row_errors, violation,
 };
 use super::super::{
     Appended, Event, EventId, EventKind, Metadata, NewEvent, Page, RoomId, StoreError, StoreResult,
@@ -58,14 +58,14 @@ fn is_retryable(err: &StoreError) -> bool {
 
 pub(super) async fn append_events(
     pool: &PgPool,
-    batch: Vec<NewEvent>,
+    batch: &[NewEvent],
 ) -> StoreResult<Vec<StoreResult<Appended>>> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
     let mut attempt = 1;
     loop {
-        match append_once(pool, &batch).await {
+        match append_once(pool, batch).await {
             Err(err) if attempt < ATTEMPTS && is_retryable(&err) => {
                 tracing::warn!(attempt, error = %err, "append batch aborted; retrying");
                 attempt += 1;
@@ -89,7 +89,7 @@ async fn append_once(pool: &PgPool, batch: &[NewEvent]) -> StoreResult<Vec<Store
     let mut results = Vec::with_capacity(batch.len());
     for item in batch {
         sqlx::query("SAVEPOINT item").execute(&mut *tx).await?;
-        match apply(&mut tx, item, now).await {
+        match apply(&mut tx, item, now).await.map_err(refuse_row_errors) {
             Ok(done) => {
                 sqlx::query("RELEASE SAVEPOINT item")
                     .execute(&mut *tx)

@@ -2,16 +2,17 @@
 //! and read cursors.
 //!
 //! A batch is one `BEGIN IMMEDIATE` transaction on the single writer connection. Each item
-//! runs inside `SAVEPOINT item`: a domain failure (`NotFound`, `Conflict`) rolls back to it,
-//! undoing that item's `last_seq` bump and any row it wrote, and the batch goes on. Any other
-//! error (I/O, a full disk) fails the whole batch, because SQLite may already have rolled the
-//! transaction back and nothing in it can be trusted to commit.
+//! runs inside `SAVEPOINT item`: a domain failure (`NotFound`, `Conflict`) or a refused row
+//! (`Refused`: a constraint or trigger) rolls back to it, undoing that item's `last_seq` bump
+//! and any row it wrote, and the batch goes on. Any other error (I/O, a full disk) fails the
+//! whole batch, because SQLite may already have rolled the transaction back and nothing in
+//! it can be trusted to commit; the group-commit writer then retries the items one by one.
 
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 
 use super::super::common::{
     Violation, col, decode_metadata, encode_metadata, is_item_failure, limit, parse_event_kind,
-    violation,
+    refuse_row_errors, violation,
 };
 use super::super::{
     Appended, Event, EventId, EventKind, Metadata, NewEvent, Page, RoomId, StoreError, StoreResult,
@@ -40,7 +41,7 @@ fn event_from_row(row: &SqliteRow) -> StoreResult<Event> {
 
 pub(super) async fn append_events(
     writer: &SqlitePool,
-    batch: Vec<NewEvent>,
+    batch: &[NewEvent],
 ) -> StoreResult<Vec<StoreResult<Appended>>> {
     if batch.is_empty() {
         return Ok(Vec::new());
@@ -50,7 +51,7 @@ pub(super) async fn append_events(
     // SQLITE_BUSY when it first writes.
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     let mut results = Vec::with_capacity(batch.len());
-    for item in &batch {
+    for item in batch {
         if let NewEvent::Message {
             room_id,
             sender_id,
@@ -70,7 +71,8 @@ pub(super) async fn append_events(
                 metadata,
                 now,
             )
-            .await;
+            .await
+            .map_err(refuse_row_errors);
             match done {
                 Err(err) if !is_item_failure(&err) => return Err(err),
                 done => results.push(done),
@@ -78,7 +80,7 @@ pub(super) async fn append_events(
             continue;
         }
         sqlx::query("SAVEPOINT item").execute(&mut *tx).await?;
-        match apply(&mut tx, item, now).await {
+        match apply(&mut tx, item, now).await.map_err(refuse_row_errors) {
             Ok(done) => {
                 sqlx::query("RELEASE item").execute(&mut *tx).await?;
                 results.push(Ok(done));
