@@ -5,11 +5,15 @@
 
 pub mod account;
 pub mod admin;
+pub mod listener;
 pub mod ops;
 pub mod plugins;
 pub mod rooms;
 pub mod web;
 pub mod ws;
+
+#[cfg(test)]
+mod input_fuzz;
 
 use std::sync::Arc;
 
@@ -57,6 +61,7 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(plugins::routes(state.config.plugins.max_component_bytes))
         .merge(web::routes())
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
+        .layer(axum::middleware::from_fn(refuse_nul_in_uri))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -157,6 +162,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
                     "body_too_large",
                     "the request body is larger than the server accepts",
                 )
+            } else if listener::is_body_timeout(&rejection) {
+                ApiError::request_timeout("body_timeout", "the request body did not arrive in time")
             } else {
                 ApiError::bad_request("unreadable_body", "the request body could not be read")
             }
@@ -173,6 +180,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
             "the body is not valid UTF-8",
         ));
     }
+    if has_escaped_nul(bytes) {
+        return Err(nul_refused());
+    }
     serde_json::from_slice(bytes).map_err(|err| {
         use serde_json::error::Category;
         match err.classify() {
@@ -183,6 +193,45 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
             ),
         }
     })
+}
+
+/// Whether a JSON text holds a `\u0000` escape inside a string. JSON cannot carry a raw
+/// NUL (control characters must be escaped), so this finds every NUL a client can send.
+/// Refusing it here, for every body and WebSocket frame alike, keeps NUL away from both
+/// stores: PostgreSQL cannot hold it in `text` or `jsonb` while SQLite can, and what one
+/// backend accepts the other must too.
+pub fn has_escaped_nul(json: &[u8]) -> bool {
+    let mut rest = json;
+    while let Some(at) = rest.iter().position(|&b| b == b'\\') {
+        let escape = &rest[at + 1..];
+        if escape.starts_with(b"u0000") {
+            return true;
+        }
+        // Skip the escaped character, so `\\u0000` (a backslash, then text) is not a NUL.
+        rest = escape.get(1..).unwrap_or_default();
+    }
+    false
+}
+
+fn nul_refused() -> ApiError {
+    ApiError::bad_request(
+        "invalid_text",
+        "text may not contain the NUL character (U+0000)",
+    )
+}
+
+/// Refuse a request whose path or query holds an encoded NUL (`%00`) before any handler
+/// sees it: the same rule as for JSON text, for the text that arrives in the URL.
+async fn refuse_nul_in_uri(
+    request: Request,
+    next: axum::middleware::Next,
+) -> std::result::Result<Response, ApiError> {
+    let uri = request.uri();
+    let encoded_nul = |text: &str| text.as_bytes().windows(3).any(|w| w == b"%00");
+    if encoded_nul(uri.path()) || uri.query().is_some_and(encoded_nul) {
+        return Err(nul_refused());
+    }
+    Ok(next.run(request).await)
 }
 
 impl<T: serde::Serialize> IntoResponse for AppJson<T> {

@@ -29,6 +29,7 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Bearer token a Prometheus scraper sends to read `/metrics` (admins may always).
     pub metrics_token: Option<Secret>,
+    pub http: HttpConfig,
     pub auth: AuthConfig,
     pub limits: Limits,
     pub store: StoreConfig,
@@ -70,6 +71,7 @@ impl Default for Config {
             initial_admin_password: None,
             log_format: LogFormat::Plain,
             metrics_token: None,
+            http: HttpConfig::default(),
             auth: AuthConfig::default(),
             limits: Limits::default(),
             store: StoreConfig::default(),
@@ -86,6 +88,41 @@ pub enum LogFormat {
     Json,
 }
 
+/// Connections: how many, and how long a client may take. Every timeout here exists because
+/// a client that sends slowly (one header line every few seconds) or not at all would
+/// otherwise hold a connection, and its file descriptor, forever.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Open connections (HTTP and WebSocket together). One more is answered
+    /// `503 too_many_connections` and closed.
+    pub max_connections: usize,
+    /// A request's head (request line and headers) must arrive within this time of the
+    /// connection opening, or of the previous response on a kept-alive connection: this is
+    /// also how long an idle kept-alive connection stays open.
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive within this time of its head.
+    pub body_read_timeout_ms: u64,
+    /// Peers allowed to say who the client is (a reverse proxy). Only when the connection
+    /// comes from one of these addresses is `client_address_header` believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The header a trusted proxy puts the client's address in. For `X-Forwarded-For`, the
+    /// rightmost address that is not itself a trusted proxy is taken.
+    pub client_address_header: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            header_read_timeout_ms: 15_000,
+            body_read_timeout_ms: 30_000,
+            trusted_proxies: Vec::new(),
+            client_address_header: "x-forwarded-for".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
@@ -98,8 +135,19 @@ pub struct AuthConfig {
     pub refresh_token_ttl_secs: u64,
     /// Let anyone create an account with `POST /api/v1/users`. Off: only admins may.
     pub open_registration: bool,
-    /// Failed logins allowed per account per minute before further tries are refused.
+    /// Login attempts one client address may make against one account per minute before
+    /// further tries from that address are refused. An attempt is counted before the
+    /// password is checked, and given back if it succeeds. Keyed by the address too, so an
+    /// attacker cannot lock the real user out from elsewhere.
     pub login_attempts_per_minute: u32,
+    /// Failed login attempts one client address may make per minute across all accounts
+    /// (stops one client spraying passwords over every account).
+    pub login_attempts_per_address_per_minute: u32,
+    /// Shortest password accepted, in characters.
+    pub password_min_chars: usize,
+    /// Refuse passwords found in the built-in list of common passwords, or equal to the
+    /// user name.
+    pub password_reject_common: bool,
 }
 
 impl Default for AuthConfig {
@@ -110,6 +158,9 @@ impl Default for AuthConfig {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             open_registration: false,
             login_attempts_per_minute: 10,
+            login_attempts_per_address_per_minute: 30,
+            password_min_chars: 8,
+            password_reject_common: true,
         }
     }
 }
@@ -148,6 +199,12 @@ pub struct Limits {
     pub ws_sync_grace_ms: u64,
     /// Members in one group room.
     pub max_room_members: usize,
+    /// Rooms one `sync` frame may name.
+    pub max_sync_rooms: usize,
+    /// How often a WebSocket checks that its session is still live, in seconds (0: never).
+    /// Ending a session closes its sockets at once through the hub and the cluster bus; this
+    /// is the safety net for a bus message lost while NATS was down.
+    pub ws_session_recheck_secs: u64,
 }
 
 impl Default for Limits {
@@ -168,6 +225,8 @@ impl Default for Limits {
             ws_frames_per_second: 100,
             ws_sync_grace_ms: 1000,
             max_room_members: 10_000,
+            max_sync_rooms: 1000,
+            ws_session_recheck_secs: 60,
         }
     }
 }

@@ -36,8 +36,15 @@ use crate::store::{Store, StoreOptions};
 
 /// Open the configured store (running migrations).
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    std::fs::create_dir_all(&config.data_dir)
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    make_private_dir(&config.data_dir)
+        .with_context(|| format!("protecting data directory {}", config.data_dir.display()))?;
     let options = StoreOptions {
         max_connections: config.store.max_connections,
         sqlite_synchronous: config.store.sqlite_synchronous,
@@ -46,6 +53,28 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     store::open(&url, &options)
         .await
         .with_context(|| format!("opening database {}", store::redact_url(&url)))
+}
+
+/// The data directory holds the database, the JWT secret and plugin state: only the
+/// server's own user may enter it (`0700`). An existing directory that others could read is
+/// tightened, and the log says so.
+fn make_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+            tracing::warn!(
+                dir = %dir.display(),
+                was = format!("{mode:o}"),
+                "the data directory was open to other users; made it private (0700)"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// On first start with an empty database, create `admin` and return its password.
@@ -59,6 +88,7 @@ pub async fn bootstrap_admin(store: &dyn Store, config: &Config) -> anyhow::Resu
     };
     match api::account::new_account(
         store,
+        &config.auth,
         "admin".into(),
         password.clone(),
         Some("Administrator".into()),
@@ -66,7 +96,17 @@ pub async fn bootstrap_admin(store: &dyn Store, config: &Config) -> anyhow::Resu
     )
     .await
     {
-        Ok(_) => Ok(Some(password)),
+        Ok(user) => {
+            store
+                .append_audit(
+                    "system",
+                    "user.create",
+                    &format!("user:{}", user.id),
+                    &serde_json::json!({ "name": user.name, "admin": true }),
+                )
+                .await?;
+            Ok(Some(password))
+        }
         // Several nodes started together on one empty database: another one created it
         // between our count and our insert. Not an error; it just isn't ours to announce.
         Err(e) if e.code() == "user_exists" => Ok(None),
@@ -171,22 +211,12 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = store.backend(), "switchboard listening");
     let hub_for_shutdown = hub.clone();
-    // Small frames (acks, events) must leave at once: with Nagle's algorithm an ack waits
-    // for the client's delayed TCP ACK, which showed as latency equal to the client's send
-    // interval (20-40 ms) under a steady load.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing sessions, finishing writes");
-            hub_for_shutdown.close_all(CloseReason::Shutdown);
-        })
-        .await
-        .context("serving HTTP")?;
+    api::listener::serve(listener, api::app(state), &config.http, async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing sessions, finishing writes");
+        hub_for_shutdown.close_all(CloseReason::Shutdown);
+    })
+    .await;
     housekeeping.abort();
     let _ = stop_writer.send(true);
     writer.await.context("group-commit writer")?;

@@ -107,7 +107,7 @@ async fn bad_http_bodies_are_refused_with_stable_codes_and_store_nothing() {
             json_ct,
             br#"{"client_msg_id":"a","body":"a\u0000b"}"#.to_vec(),
             StatusCode::BAD_REQUEST,
-            "invalid_body",
+            "invalid_text",
         ),
         (
             "bad client_msg_id",
