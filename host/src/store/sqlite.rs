@@ -57,6 +57,10 @@ impl SqliteStore {
         if let (false, Some(dir)) = (memory, dir) {
             create_dir(dir).await?;
         }
+        if !memory {
+            make_private(base.get_filename())
+                .map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))?;
+        }
         let synchronous = match options.sqlite_synchronous {
             SqliteSync::Full => SqliteSynchronous::Full,
             SqliteSync::Normal => SqliteSynchronous::Normal,
@@ -92,6 +96,51 @@ impl SqliteStore {
         };
         Ok(Self { writer, reader })
     }
+}
+
+/// The database holds password hashes and every message: only the server's own user may
+/// read it. Creates the file `0600` if missing (SQLite gives its `-wal` and `-shm` files
+/// the database file's mode), and tightens an existing file, WAL and shared-memory file
+/// that others could read, saying so in the log.
+fn make_private(db: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if !db.exists() {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(db)
+            {
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let mut companions = db.as_os_str().to_os_string();
+        companions.push("-wal");
+        let wal = std::path::PathBuf::from(&companions);
+        let mut shm = db.as_os_str().to_os_string();
+        shm.push("-shm");
+        for path in [db.to_path_buf(), wal, std::path::PathBuf::from(shm)] {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o700))?;
+                tracing::warn!(
+                    path = %path.display(),
+                    was = format!("{mode:o}"),
+                    "the database file was readable by other users; made it private"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db;
+    Ok(())
 }
 
 async fn create_dir(dir: &Path) -> StoreResult<()> {
@@ -509,7 +558,7 @@ impl Store for SqliteStore {
     // ---- the room log ----
 
     #[tracing::instrument(skip_all, fields(items = batch.len()))]
-    async fn append_events(&self, batch: Vec<NewEvent>) -> StoreResult<Vec<StoreResult<Appended>>> {
+    async fn append_events(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>> {
         let erases = batch.iter().any(|e| matches!(e, NewEvent::Delete { .. }));
         let results = log::append_events(&self.writer, batch).await?;
         if erases {
