@@ -6,6 +6,7 @@
 //! a user take effect at once rather than when the access token expires.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,9 +60,9 @@ pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
-    /// Failed logins per account name in the current minute, so passwords can't be guessed
-    /// at line rate. Only failures count; a success clears the account's entry.
-    failed_logins: Mutex<HashMap<String, (Instant, u32)>>,
+    /// Login attempts per (account, client address) and per client address in the current
+    /// minute; see [`LoginAttempt`].
+    attempts: Budgets,
     /// A hash of a random password, checked when the account does not exist so that timing
     /// does not reveal which names are taken.
     dummy_hash: String,
@@ -86,27 +87,76 @@ impl Auth {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
-            failed_logins: Mutex::new(HashMap::new()),
+            attempts: Budgets::default(),
             dummy_hash: hash_password_blocking(&random_token(16)).unwrap_or_default(),
             config,
         }
     }
 
+    /// Take one login attempt from the budgets of `account` (a user name, or a plugin
+    /// method and name) at `client`, *before* any credential is checked: a hundred
+    /// simultaneous guesses get as many checks as the budget allows, not a hundred.
+    ///
+    /// Two budgets: per account and client address (`login_attempts_per_minute`), so an
+    /// attacker elsewhere cannot lock the real user out, and per client address across all
+    /// accounts (`login_attempts_per_address_per_minute`), so one client cannot spray
+    /// guesses over every account. A successful attempt is given back to both.
+    pub async fn take_login_attempt(
+        &self,
+        account: &str,
+        client: IpAddr,
+    ) -> Result<LoginAttempt<'_>> {
+        let address_key = client.to_string();
+        let account_key = format!("{account}@{client}");
+        let refused = |retry_after_ms, first_refusal: bool, scope: &'static str| async move {
+            if first_refusal {
+                tracing::warn!(account = %account, %client, scope, "login attempts refused for a minute");
+                self.audit(
+                    &format!("address:{client}"),
+                    "auth.lockout",
+                    &format!("account:{account}"),
+                    serde_json::json!({ "scope": scope }),
+                )
+                .await;
+            }
+            Err(ApiError::TooManyRequests {
+                code: "too_many_login_attempts",
+                message: "too many failed logins from this address; try again later".into(),
+                retry_after_ms,
+            })
+        };
+        match self.attempts.take(
+            &address_key,
+            self.config.login_attempts_per_address_per_minute,
+        ) {
+            Ok(()) => {}
+            Err((retry, first)) => return refused(retry, first, "address").await,
+        }
+        if let Err((retry, first)) = self
+            .attempts
+            .take(&account_key, self.config.login_attempts_per_minute)
+        {
+            self.attempts.give_back(&address_key);
+            return refused(retry, first, "account").await;
+        }
+        Ok(LoginAttempt {
+            auth: self,
+            account: account.to_string(),
+            client,
+            address_key,
+            account_key,
+        })
+    }
+
     /// Check a password and open a session.
-    pub async fn login(&self, name: &str, password: &str) -> Result<TokenPair> {
+    pub async fn login(&self, name: &str, password: &str, client: IpAddr) -> Result<TokenPair> {
         let invalid =
             || ApiError::unauthenticated("invalid_credentials", "wrong user name or password");
-        if let Some(retry_after_ms) = self.login_blocked(name) {
-            return Err(ApiError::TooManyRequests {
-                code: "too_many_login_attempts",
-                message: "too many failed logins for this account; try again later".into(),
-                retry_after_ms,
-            });
-        }
+        let attempt = self.take_login_attempt(name, client).await?;
         let Some((user, hash)) = self.store.user_by_name(name).await? else {
             // Hash anyway so a missing account takes as long as a wrong password.
             let _ = verify_password(password.to_string(), self.dummy_hash.clone()).await;
-            self.record_failed_login(name);
+            attempt.failed("unknown_account").await;
             return Err(invalid());
         };
         let verified = match hash {
@@ -114,10 +164,10 @@ impl Auth {
             None => false,
         };
         if !verified {
-            self.record_failed_login(name);
+            attempt.failed("wrong_password").await;
             return Err(invalid());
         }
-        self.lock_failures().remove(name);
+        attempt.succeeded();
         if !user.active {
             return Err(ApiError::forbidden(
                 "user_deactivated",
@@ -127,22 +177,22 @@ impl Auth {
         self.open_session(user).await
     }
 
-    /// Refuse a plugin-checked login attempt (see `api::account`) while `key` has used its
-    /// failed-login budget, the same budget passwords get.
-    pub fn check_login_budget(&self, key: &str) -> Result<()> {
-        match self.login_blocked(key) {
-            Some(retry_after_ms) => Err(ApiError::TooManyRequests {
-                code: "too_many_login_attempts",
-                message: "too many failed logins; try again later".into(),
-                retry_after_ms,
-            }),
-            None => Ok(()),
+    /// Write an audit record; a failure to write it is logged, never the caller's error
+    /// (a login must not fail because the audit table is briefly unavailable).
+    pub async fn audit(&self, actor: &str, action: &str, subject: &str, detail: serde_json::Value) {
+        if let Err(err) = self
+            .store
+            .append_audit(actor, action, subject, &detail)
+            .await
+        {
+            tracing::error!(error = %err, action, "writing an audit record failed");
         }
     }
 
-    /// Count a failed plugin-checked login against `key`'s budget.
-    pub fn login_failed(&self, key: &str) {
-        self.record_failed_login(key);
+    /// End every session of `user` (a password reset or change, a deactivation) and
+    /// return their ids, for the hub to close their connections on every node.
+    pub async fn end_all_sessions(&self, user: UserId) -> Result<Vec<String>> {
+        Ok(self.store.revoke_user_sessions(user).await?)
     }
 
     /// Open a session for `user` after a plugin vouched for them: the same checks as after
@@ -163,35 +213,9 @@ impl Auth {
         self.open_session(user).await
     }
 
-    fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, u32)>> {
-        // A panic while holding this lock cannot leave the map inconsistent.
-        self.failed_logins
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Milliseconds to wait if the account has used its failed-login budget this minute.
-    fn login_blocked(&self, name: &str) -> Option<u64> {
-        let failures = self.lock_failures();
-        let (since, count) = failures.get(name)?;
-        let elapsed = since.elapsed();
-        (elapsed < LOGIN_WINDOW && *count >= self.config.login_attempts_per_minute)
-            .then(|| u64::try_from((LOGIN_WINDOW - elapsed).as_millis()).unwrap_or(60_000))
-    }
-
-    fn record_failed_login(&self, name: &str) {
-        let mut failures = self.lock_failures();
-        if failures.len() > 100_000 {
-            // Bound memory under a spray of random names: forget expired windows.
-            failures.retain(|_, (since, _)| since.elapsed() < LOGIN_WINDOW);
-        }
-        let entry = failures
-            .entry(name.to_string())
-            .or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= LOGIN_WINDOW {
-            *entry = (Instant::now(), 0);
-        }
-        entry.1 += 1;
+    /// The password rules in force, checked before hashing.
+    pub fn check_password(&self, name: &str, password: &str) -> Result<()> {
+        check_password_policy(&self.config, name, password)
     }
 
     /// Issue a session for a user whose identity was already established.
@@ -285,6 +309,22 @@ impl Auth {
         })
     }
 
+    /// Whether a session is still live (not revoked, not expired, its user active): what a
+    /// long-lived WebSocket re-checks now and then.
+    pub async fn session_is_live(&self, session_id: &str) -> Result<bool> {
+        let Some(session) = self.store.session(session_id).await? else {
+            return Ok(false);
+        };
+        if session.revoked || session.expires_at <= now_millis() {
+            return Ok(false);
+        }
+        Ok(self
+            .store
+            .user_by_id(session.user_id)
+            .await?
+            .is_some_and(|user| user.active))
+    }
+
     pub async fn logout(&self, session_id: &str) -> Result<()> {
         self.store.revoke_session(session_id).await?;
         Ok(())
@@ -318,6 +358,105 @@ impl Auth {
 }
 
 const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// One login attempt taken from the budgets. Dropped without [`LoginAttempt::succeeded`],
+/// it stays counted: a failure.
+#[derive(Debug)]
+pub struct LoginAttempt<'a> {
+    auth: &'a Auth,
+    account: String,
+    client: IpAddr,
+    address_key: String,
+    account_key: String,
+}
+
+impl LoginAttempt<'_> {
+    /// The credentials were right: give the attempt back, and forget the account's
+    /// earlier failures from this address.
+    pub fn succeeded(self) {
+        self.auth.attempts.give_back(&self.address_key);
+        self.auth.attempts.forget(&self.account_key);
+    }
+
+    /// The credentials were wrong: the attempt stays counted, and is audited.
+    pub async fn failed(self, reason: &'static str) {
+        self.auth
+            .audit(
+                &format!("address:{}", self.client),
+                "auth.login_failed",
+                &format!("account:{}", self.account),
+                serde_json::json!({ "reason": reason }),
+            )
+            .await;
+    }
+}
+
+/// Attempts per key in fixed one-minute windows.
+#[derive(Debug, Default)]
+struct Budgets {
+    windows: Mutex<HashMap<String, Window>>,
+}
+
+#[derive(Debug)]
+struct Window {
+    started: Instant,
+    count: u32,
+    /// Whether a refusal was already reported in this window (one audit record, not one
+    /// per refused try).
+    refusal_reported: bool,
+}
+
+impl Budgets {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Window>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Count one attempt against `key`, or refuse with the milliseconds until the window
+    /// ends and whether this is the window's first refusal.
+    fn take(&self, key: &str, limit: u32) -> std::result::Result<(), (u64, bool)> {
+        let mut windows = self.lock();
+        if windows.len() > 100_000 {
+            // Bound memory under a spray of random names: forget ended windows.
+            windows.retain(|_, w| w.started.elapsed() < LOGIN_WINDOW);
+        }
+        let window = windows.entry(key.to_string()).or_insert(Window {
+            started: Instant::now(),
+            count: 0,
+            refusal_reported: false,
+        });
+        let elapsed = window.started.elapsed();
+        if elapsed >= LOGIN_WINDOW {
+            *window = Window {
+                started: Instant::now(),
+                count: 0,
+                refusal_reported: false,
+            };
+        }
+        if window.count >= limit {
+            let retry = u64::try_from((LOGIN_WINDOW.saturating_sub(elapsed)).as_millis())
+                .unwrap_or(60_000)
+                .max(1);
+            let first = !window.refusal_reported;
+            window.refusal_reported = true;
+            return Err((retry, first));
+        }
+        window.count += 1;
+        Ok(())
+    }
+
+    fn give_back(&self, key: &str) {
+        if let Some(window) = self.lock().get_mut(key) {
+            window.count = window.count.saturating_sub(1);
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        self.lock().remove(key);
+    }
+}
 
 /// Password hashing runs on a few dedicated threads, one per core. Each argon2id run takes
 /// ~19 MiB and a core for tens of milliseconds: on the shared blocking pool a burst of logins
@@ -391,12 +530,19 @@ fn hash_password_blocking(password: &str) -> Result<String> {
         .map_err(|e| ApiError::internal(anyhow::anyhow!("hashing password: {e}")))
 }
 
-/// Password rules, checked before hashing.
-pub fn check_password_strength(password: &str) -> Result<()> {
-    if password.chars().count() < 8 {
+/// The built-in list of common passwords (one per line, lower case), refused when
+/// `auth.password_reject_common` is on.
+const COMMON_PASSWORDS: &str = include_str!("auth/common_passwords.txt");
+
+/// Password rules, checked before hashing: at least `password_min_chars` characters, at
+/// most 1024 bytes, and (unless turned off) not a common password, not the user name, not
+/// one character repeated and not a run of consecutive keys or digits.
+pub fn check_password_policy(config: &AuthConfig, name: &str, password: &str) -> Result<()> {
+    let min = config.password_min_chars.max(1);
+    if password.chars().count() < min {
         return Err(ApiError::bad_request(
             "weak_password",
-            "a password needs at least 8 characters",
+            format!("a password needs at least {min} characters"),
         ));
     }
     if password.len() > 1024 {
@@ -405,7 +551,35 @@ pub fn check_password_strength(password: &str) -> Result<()> {
             "a password may have at most 1024 bytes",
         ));
     }
+    if config.password_reject_common && is_guessable(name, password) {
+        return Err(ApiError::bad_request(
+            "weak_password",
+            "this password is too easy to guess (a common password, the user name, or a \
+             simple pattern); choose another",
+        ));
+    }
     Ok(())
+}
+
+fn is_guessable(name: &str, password: &str) -> bool {
+    let lower = password.to_lowercase();
+    let mut chars = lower.chars();
+    let first = chars.next();
+    let one_repeated = chars.all(|c| Some(c) == first);
+    let run = |alphabet: &str| {
+        alphabet.contains(lower.as_str())
+            || alphabet
+                .chars()
+                .rev()
+                .collect::<String>()
+                .contains(lower.as_str())
+    };
+    one_repeated
+        || lower == name.to_lowercase()
+        || run("01234567890123456789")
+        || run("abcdefghijklmnopqrstuvwxyz")
+        || run("qwertyuiopasdfghjklzxcvbnm")
+        || COMMON_PASSWORDS.lines().any(|common| common == lower)
 }
 
 /// `n` random bytes, URL-safe base64 without padding (never contains `.`).
@@ -419,15 +593,26 @@ pub fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
+/// Shortest `auth.jwt_secret` accepted.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
 /// The JWT signing secret: from config, else `<data_dir>/jwt.secret`, generated on first use
 /// (mode 0600 on Unix).
 pub fn load_or_create_secret(config: &AuthConfig, data_dir: &Path) -> std::io::Result<Vec<u8>> {
     if let Some(secret) = &config.jwt_secret {
+        // HS256 with a short secret can be brute-forced offline from any one token.
+        if secret.expose().len() < MIN_JWT_SECRET_BYTES {
+            return Err(std::io::Error::other(format!(
+                "auth.jwt_secret has {} bytes; it needs at least {MIN_JWT_SECRET_BYTES} \
+                 (generate one with `openssl rand -base64 48`)",
+                secret.expose().len()
+            )));
+        }
         return Ok(secret.expose().as_bytes().to_vec());
     }
     let path = data_dir.join("jwt.secret");
     match std::fs::read_to_string(&path) {
-        Ok(existing) if existing.trim().len() >= 32 => {
+        Ok(existing) if existing.trim().len() >= MIN_JWT_SECRET_BYTES => {
             return Ok(existing.trim().as_bytes().to_vec());
         }
         Ok(_) | Err(_) if path.exists() => {

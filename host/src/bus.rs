@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::config::ClusterConfig;
 use crate::hub::Hub;
-use crate::store::{Event, RoomId};
+use crate::store::{Event, RoomId, UserId};
 
 /// What a node tells the others.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,6 +31,12 @@ pub enum BusMessage {
         origin: String,
         room: RoomId,
         frame: String,
+    },
+    /// Sessions of a user that were revoked: close their connections.
+    EndSessions {
+        origin: String,
+        user: UserId,
+        sessions: Vec<String>,
     },
 }
 
@@ -153,6 +159,14 @@ impl NatsBus {
                         if let Err(err) = hub.deliver_ephemeral(room, frame.into(), None).await {
                             tracing::warn!(error = %err, "delivering a remote frame failed");
                         }
+                    }
+                    BusMessage::EndSessions {
+                        origin,
+                        user,
+                        sessions,
+                    } if origin != me => {
+                        received.inc();
+                        hub.close_sessions(user, &sessions);
                     }
                     _ => {} // our own message, echoed back
                 }

@@ -208,11 +208,36 @@ impl Hub {
         }
     }
 
-    /// Close every connection of a user (deactivation).
+    /// Close every connection of a user on this node.
     pub fn close_user(&self, user: UserId) {
         if let Some(list) = read(&self.sessions).get(&user) {
             for handle in list {
                 handle.close(CloseReason::SessionEnded);
+            }
+        }
+    }
+
+    /// Sessions that were just revoked in the store (deactivation, a password reset or
+    /// change): close their connections here and on every other node. Without this, a
+    /// socket opened on another node would outlive the session it was opened under.
+    pub fn end_sessions(&self, user: UserId, sessions: &[String]) {
+        if let Some(bus) = self.bus.get() {
+            bus.publish(BusMessage::EndSessions {
+                origin: bus.node_id().to_string(),
+                user,
+                sessions: sessions.to_vec(),
+            });
+        }
+        self.close_sessions(user, sessions);
+    }
+
+    /// Close this node's connections opened under any of `sessions` of `user`.
+    pub fn close_sessions(&self, user: UserId, sessions: &[String]) {
+        if let Some(list) = read(&self.sessions).get(&user) {
+            for handle in list {
+                if sessions.contains(&handle.session_id) {
+                    handle.close(CloseReason::SessionEnded);
+                }
             }
         }
     }

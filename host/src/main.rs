@@ -215,6 +215,7 @@ async fn user_command(config: &Config, command: UserCommand) -> anyhow::Result<(
             };
             let user = switchboard::api::account::new_account(
                 store.as_ref(),
+                &config.auth,
                 name,
                 password.clone(),
                 display_name,
@@ -222,6 +223,14 @@ async fn user_command(config: &Config, command: UserCommand) -> anyhow::Result<(
             )
             .await
             .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.body().message))?;
+            store
+                .append_audit(
+                    "system:cli",
+                    "user.create",
+                    &format!("user:{}", user.id),
+                    &serde_json::json!({ "name": user.name, "admin": user.is_admin }),
+                )
+                .await?;
             println!(
                 "created user `{}` (id {}{})",
                 user.name,
@@ -340,7 +349,11 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<()> {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // The log goes to stderr; stdout carries only what is meant for the operator's eyes
+    // (the first start's one-time admin password), so collecting the log never collects it.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Plain => builder.init(),

@@ -354,6 +354,7 @@ async fn conflicting_or_ungranted_commands_are_load_errors() {
     let store = switchboard::open_store(&config).await.unwrap();
     switchboard::api::account::new_account(
         store.as_ref(),
+        &config.auth,
         "taken".into(),
         crate::support::PASSWORD.into(),
         None,
