@@ -569,6 +569,11 @@ impl RouterCore {
             .ok_or_else(not_found)
     }
 
+    /// The `seq` of a room's newest event (0 for none yet).
+    pub async fn last_seq(&self, room_id: RoomId) -> Result<i64> {
+        Ok(self.room(room_id).await?.last_seq)
+    }
+
     async fn room(&self, room_id: RoomId) -> Result<Room> {
         self.store.room(room_id).await?.ok_or_else(|| {
             ApiError::not_found("room_not_found", "no such room, or you are not a member")
@@ -677,7 +682,19 @@ fn duplicate_ack(original: Event, room_id: RoomId) -> Result<Ack> {
     })
 }
 
+/// A user's metadata: the shared rules, and none of the keys reserved for plugins and the
+/// server (clients trust those to say that a plugin changed the message).
 fn check_metadata(metadata: &Metadata) -> Result<()> {
     rules::check_metadata(metadata)
-        .map_err(|broken| ApiError::bad_request(broken.code, broken.message))
+        .map_err(|broken| ApiError::bad_request(broken.code, broken.message))?;
+    if let Some(key) = metadata.keys().find(|k| rules::is_reserved_metadata_key(k)) {
+        return Err(ApiError::bad_request(
+            "reserved_metadata",
+            format!(
+                "metadata key `{key}` is reserved for plugins and the server (keys with a \
+                 `.`, `modified`, `redacted` and `dlp…`)"
+            ),
+        ));
+    }
+    Ok(())
 }

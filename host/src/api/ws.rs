@@ -287,6 +287,15 @@ impl Reader {
                 }
                 .to_json(),
             )),
+            ClientFrame::Sync { rooms, .. }
+                if rooms.len() > self.state.config.limits.max_sync_rooms =>
+            {
+                let max = self.state.config.limits.max_sync_rooms;
+                Err(ApiError::bad_request(
+                    "too_many_rooms",
+                    format!("a sync frame may name at most {max} rooms; send several"),
+                ))
+            }
             ClientFrame::Sync { req, rooms } => {
                 return self
                     .control
@@ -362,6 +371,10 @@ impl Writer {
         );
         let grace = sleep_until(Instant::now() + Duration::from_millis(limits.ws_sync_grace_ms));
         tokio::pin!(grace);
+        // The session's liveness is re-read now and then: the safety net for an end-of-session
+        // message from another node that the bus lost.
+        let recheck_every = Duration::from_secs(limits.ws_session_recheck_secs.max(1));
+        let mut recheck = interval_at(Instant::now() + recheck_every, recheck_every);
         loop {
             let step = tokio::select! {
                 biased;
@@ -376,6 +389,14 @@ impl Writer {
                     Ok(())
                 }
                 _ = heartbeat.tick() => self.sink.send(Message::Ping(bytes::Bytes::new())).await.map_err(|_| ()),
+                _ = recheck.tick(), if limits.ws_session_recheck_secs > 0 => {
+                    match self.state.auth.session_is_live(&self.handle.session_id).await {
+                        Ok(false) => self.handle.close(CloseReason::SessionEnded),
+                        Ok(true) => {}
+                        Err(err) => err.log(), // the store is down: keep the socket
+                    }
+                    Ok(())
+                }
             };
             if step.is_err() {
                 return;
@@ -460,7 +481,19 @@ impl Writer {
             if sent_now >= max {
                 truncated.push(room);
             }
-            let last = self.sent.get(&room).copied().unwrap_or(from);
+            let mut last = self.sent.get(&room).copied().unwrap_or(from);
+            if sent_now == 0 {
+                // A cursor past the room's end would make every live event look already
+                // sent: clamp it to the end, and tell the client where that is.
+                let end = match self.state.router.last_seq(room).await {
+                    Ok(end) => end,
+                    Err(err) => {
+                        err.log();
+                        return Err(());
+                    }
+                };
+                last = last.min(end).max(0);
+            }
             self.sent.insert(room, last);
             reached.insert(room, last);
         }

@@ -92,6 +92,14 @@ pub fn check_metadata_entry(key: &str, value: &str) -> Result<(), Broken> {
     Ok(())
 }
 
+/// Whether only plugins and the server may write `key`: every key with a `.` (the
+/// plugins' namespaces, `dlp.redacted`, `keyword-guard.rewrites`, and the server's
+/// `bot.plugin`), and `modified`, `redacted` and `dlp…`, which clients read as "a plugin
+/// changed this message". A user who could set them could make a message look vetted.
+pub fn is_reserved_metadata_key(key: &str) -> bool {
+    key.contains('.') || key == "modified" || key == "redacted" || key.starts_with("dlp")
+}
+
 /// A user's metadata: at most [`MAX_METADATA_ENTRIES`] entries, each valid.
 pub fn check_metadata(metadata: &Metadata) -> Result<(), Broken> {
     if metadata.len() > MAX_METADATA_ENTRIES {
@@ -143,5 +151,18 @@ mod tests {
         assert!(check_metadata_entry("k", "v\0").is_err());
         let many: Metadata = (0..17).map(|i| (format!("k{i}"), "v".into())).collect();
         assert!(check_metadata(&many).is_err());
+        for reserved in [
+            "dlp.redacted",
+            "bot.plugin",
+            "modified",
+            "redacted",
+            "dlp",
+            "a.b",
+        ] {
+            assert!(is_reserved_metadata_key(reserved), "{reserved}");
+        }
+        for free in ["lang", "reply_to", "x-client"] {
+            assert!(!is_reserved_metadata_key(free), "{free}");
+        }
     }
 }

@@ -19,10 +19,14 @@ export class ChatState {
     for (const user of list) this.users.set(user.id, user);
   }
 
+  /** How a user is shown: the display name, followed by the unique user name whenever the
+   * two differ. Display names are free text (look-alike letters included), so "bоb"
+   * shows as "bоb (@mallory)" and cannot pass for bob. */
   userName(id) {
-    if (id === this.me.id) return this.me.display_name || this.me.name;
-    const user = this.users.get(id);
-    return user ? user.display_name || user.name : `user #${id}`;
+    const user = id === this.me.id ? this.me : this.users.get(id);
+    if (!user) return `user #${id}`;
+    const display = user.display_name || user.name;
+    return display === user.name ? display : `${display} (@${user.name})`;
   }
 
   roomTitle(room) {
@@ -185,9 +189,13 @@ export class ChatState {
 }
 
 /** Does this event look plugin-modified to someone who did not send it? Plugins that change
- * a message are expected to say so in its metadata (the DLP filter sets a `dlp…` key). */
+ * a message say so in its metadata, under their own name (`dlp.redacted`,
+ * `keyword-guard.rewrites`). The server refuses these keys from users (keys with a `.`,
+ * `modified`, `redacted`, `dlp…`), so a sender cannot fake the mark. `bot.plugin` only
+ * names a bot's plugin. */
 export function looksModified(item) {
   if (item.modified) return true;
   const keys = Object.keys(item.metadata || {});
-  return keys.some((k) => k === 'modified' || k === 'redacted' || k.startsWith('dlp'));
+  return keys.some((k) => k !== 'bot.plugin'
+    && (k.includes('.') || k === 'modified' || k === 'redacted' || k.startsWith('dlp')));
 }
