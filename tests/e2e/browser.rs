@@ -603,7 +603,18 @@ async fn group_history_paging_edit_and_delete() {
     let server = TestServer::start_with(|c| c.limits.message_burst = 1000).await;
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
-    let history = alice.group("archive", &[bob.id]).await;
+    // An impersonator: a display name that looks like "bob" (Cyrillic о).
+    let (status, body) = server
+        .admin()
+        .await
+        .post(
+            "/api/v1/users",
+            json!({ "name": "mallory", "password": PASSWORD, "display_name": "b\u{43e}b" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mallory = server.login("mallory", PASSWORD).await;
+    let history = alice.group("archive", &[bob.id, mallory.id]).await;
     // More than two pages (50 each), so the client must page upwards twice.
     for i in 0..120 {
         let (status, _) = bob
@@ -638,6 +649,18 @@ async fn group_history_paging_edit_and_delete() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         wait_css(b, ".timeline-top").await;
+
+        // The look-alike shows with the unique user name beside it; the real bob without.
+        let (status, _) = mallory.send_http(history, "m1", "it is me, bob").await;
+        assert_eq!(status, StatusCode::CREATED);
+        wait_for_body(b, "it is me, bob").await;
+        let senders = "return [...document.querySelectorAll('#timeline .msg')]
+            .filter((m) => ['it is me, bob', 'old 0'].includes(m.querySelector('.msg-body')?.textContent))
+            .map((m) => m.querySelector('.msg-sender').textContent)";
+        eventually(b, "senders told apart", senders, |v| {
+            *v == json!(["bob", "b\u{43e}b (@mallory)"])
+        })
+        .await;
 
         // A group created from the UI, with a member picked in the dialog.
         click(b, "#new-group").await;

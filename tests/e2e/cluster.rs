@@ -34,7 +34,7 @@ fn pg_admin_url() -> String {
     std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into())
 }
 
-fn system_nats_url() -> String {
+pub fn system_nats_url() -> String {
     std::env::var("TEST_NATS_URL").unwrap_or_else(|_| DEFAULT_NATS_URL.into())
 }
 

@@ -13,6 +13,7 @@ mod browser;
 mod chat;
 mod cluster;
 mod crash;
+mod hardening;
 mod plugin_signing;
 mod plugin_tools;
 mod plugins_admin;
