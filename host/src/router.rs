@@ -129,6 +129,8 @@ impl RouterCore {
         body: String,
         metadata: Metadata,
     ) -> Result<Ack> {
+        // Only here, for people: a bot post carries the server's own `bot.plugin` key.
+        refuse_reserved_metadata(&metadata)?;
         self.send_message_at(sender, room_id, client_msg_id, body, metadata, 0)
             .await
     }
@@ -682,11 +684,14 @@ fn duplicate_ack(original: Event, room_id: RoomId) -> Result<Ack> {
     })
 }
 
-/// A user's metadata: the shared rules, and none of the keys reserved for plugins and the
-/// server (clients trust those to say that a plugin changed the message).
 fn check_metadata(metadata: &Metadata) -> Result<()> {
     rules::check_metadata(metadata)
-        .map_err(|broken| ApiError::bad_request(broken.code, broken.message))?;
+        .map_err(|broken| ApiError::bad_request(broken.code, broken.message))
+}
+
+/// None of the keys reserved for plugins and the server in what a person sends (clients
+/// trust those to say that a plugin changed the message).
+fn refuse_reserved_metadata(metadata: &Metadata) -> Result<()> {
     if let Some(key) = metadata.keys().find(|k| rules::is_reserved_metadata_key(k)) {
         return Err(ApiError::bad_request(
             "reserved_metadata",
