@@ -60,6 +60,7 @@ fn msg(body: &str) -> PreSend {
         body: body.into(),
         metadata: Metadata::new(),
         max_body_bytes: 64 * 1024,
+        depth: 0,
     }
 }
 
@@ -183,7 +184,7 @@ fn benches(c: &mut Criterion) {
     // chain, waits for the old version to drain and writes the audit record.
     c.bench_function("manage/reload_dlp_cached", |b| {
         b.iter(|| {
-            rt.block_on(dlp.reload_plugin("p", "user:bench"))
+            rt.block_on(dlp.reload_plugin("p", switchboard::audit::Actor::Cli))
                 .expect("reload")
         })
     });

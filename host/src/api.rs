@@ -39,6 +39,8 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
+    /// Account operations (sign-in, passwords, deactivation) that end sessions everywhere.
+    pub accounts: Arc<crate::accounts::Accounts>,
     pub store: Arc<dyn Store>,
     pub auth: Arc<Auth>,
     pub router: Arc<Router>,

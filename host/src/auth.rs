@@ -13,15 +13,13 @@ use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::audit::{self, Action, Actor, Subject};
 use crate::config::AuthConfig;
 use crate::error::{ApiError, Result};
+use crate::ids::{random_token, sha256_hex};
 use crate::store::{Session, Store, User, UserId, now_millis};
 
 /// Claims carried by an access token.
@@ -111,10 +109,11 @@ impl Auth {
         let refused = |retry_after_ms, first_refusal: bool, scope: &'static str| async move {
             if first_refusal {
                 tracing::warn!(account = %account, %client, scope, "login attempts refused for a minute");
-                self.audit(
-                    &format!("address:{client}"),
-                    "auth.lockout",
-                    &format!("account:{account}"),
+                audit::record(
+                    self.store.as_ref(),
+                    Actor::Address(client),
+                    Action::Lockout,
+                    Subject::Account(account),
                     serde_json::json!({ "scope": scope }),
                 )
                 .await;
@@ -177,24 +176,6 @@ impl Auth {
         self.open_session(user).await
     }
 
-    /// Write an audit record; a failure to write it is logged, never the caller's error
-    /// (a login must not fail because the audit table is briefly unavailable).
-    pub async fn audit(&self, actor: &str, action: &str, subject: &str, detail: serde_json::Value) {
-        if let Err(err) = self
-            .store
-            .append_audit(actor, action, subject, &detail)
-            .await
-        {
-            tracing::error!(error = %err, action, "writing an audit record failed");
-        }
-    }
-
-    /// End every session of `user` (a password reset or change, a deactivation) and
-    /// return their ids, for the hub to close their connections on every node.
-    pub async fn end_all_sessions(&self, user: UserId) -> Result<Vec<String>> {
-        Ok(self.store.revoke_user_sessions(user).await?)
-    }
-
     /// Open a session for `user` after a plugin vouched for them: the same checks as after
     /// a password (active account; bots never log in).
     pub async fn login_as(&self, user: User) -> Result<TokenPair> {
@@ -211,11 +192,6 @@ impl Auth {
             ));
         }
         self.open_session(user).await
-    }
-
-    /// The password rules in force, checked before hashing.
-    pub fn check_password(&self, name: &str, password: &str) -> Result<()> {
-        check_password_policy(&self.config, name, password)
     }
 
     /// Issue a session for a user whose identity was already established.
@@ -380,14 +356,14 @@ impl LoginAttempt<'_> {
 
     /// The credentials were wrong: the attempt stays counted, and is audited.
     pub async fn failed(self, reason: &'static str) {
-        self.auth
-            .audit(
-                &format!("address:{}", self.client),
-                "auth.login_failed",
-                &format!("account:{}", self.account),
-                serde_json::json!({ "reason": reason }),
-            )
-            .await;
+        audit::record(
+            self.auth.store.as_ref(),
+            Actor::Address(self.client),
+            Action::LoginFailed,
+            Subject::Account(&self.account),
+            serde_json::json!({ "reason": reason }),
+        )
+        .await;
     }
 }
 
@@ -580,17 +556,6 @@ fn is_guessable(name: &str, password: &str) -> bool {
         || run("abcdefghijklmnopqrstuvwxyz")
         || run("qwertyuiopasdfghjklzxcvbnm")
         || COMMON_PASSWORDS.lines().any(|common| common == lower)
-}
-
-/// `n` random bytes, URL-safe base64 without padding (never contains `.`).
-pub fn random_token(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-pub fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
 }
 
 /// Shortest `auth.jwt_secret` accepted.

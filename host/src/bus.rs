@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::config::ClusterConfig;
-use crate::hub::Hub;
-use crate::store::{Event, RoomId, UserId};
+use crate::store::{Event, RoomId, StoreResult, UserId};
 
 /// What a node tells the others.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +37,18 @@ pub enum BusMessage {
         user: UserId,
         sessions: Vec<String>,
     },
+}
+
+/// Where a node hands what the other nodes sent: its hub. A trait here (rather than the
+/// hub's type) keeps the dependency one-way: the hub knows the bus, the bus knows only this.
+#[async_trait::async_trait]
+pub trait Inbound: Send + Sync + 'static {
+    /// A room event another node committed.
+    async fn remote_event(&self, event: &Event) -> StoreResult<()>;
+    /// A typing indicator or read receipt from another node, already serialized.
+    async fn remote_ephemeral(&self, room: RoomId, frame: Arc<str>) -> StoreResult<()>;
+    /// Sessions another node ended: close their connections here.
+    fn remote_end_sessions(&self, user: UserId, sessions: &[String]);
 }
 
 /// The publishing side, as the hub sees it.
@@ -68,17 +79,17 @@ impl std::fmt::Debug for NatsBus {
 
 impl NatsBus {
     /// Connect (retrying in the background if NATS is not up yet), subscribe, and start the
-    /// publisher and receiver tasks. Remote events are delivered through `hub`.
+    /// publisher and receiver tasks. What other nodes send goes to `inbound`.
     pub async fn start(
         config: &ClusterConfig,
         url: &str,
-        hub: Arc<Hub>,
+        inbound: Arc<dyn Inbound>,
         registry: &mut Registry,
     ) -> anyhow::Result<Arc<Self>> {
         let node_id = config
             .node_id
             .clone()
-            .unwrap_or_else(|| crate::auth::random_token(9));
+            .unwrap_or_else(|| crate::ids::random_token(9));
         let connected = Arc::new(AtomicBool::new(false));
         let flag = connected.clone();
         let node = node_id.clone();
@@ -146,7 +157,7 @@ impl NatsBus {
                 match message {
                     BusMessage::Event { origin, event } if origin != me => {
                         received.inc();
-                        if let Err(err) = hub.deliver_event(&event).await {
+                        if let Err(err) = inbound.remote_event(&event).await {
                             tracing::warn!(error = %err, "delivering a remote event failed");
                         }
                     }
@@ -156,7 +167,7 @@ impl NatsBus {
                         frame,
                     } if origin != me => {
                         received.inc();
-                        if let Err(err) = hub.deliver_ephemeral(room, frame.into(), None).await {
+                        if let Err(err) = inbound.remote_ephemeral(room, frame.into()).await {
                             tracing::warn!(error = %err, "delivering a remote frame failed");
                         }
                     }
@@ -166,7 +177,7 @@ impl NatsBus {
                         sessions,
                     } if origin != me => {
                         received.inc();
-                        hub.close_sessions(user, &sessions);
+                        inbound.remote_end_sessions(user, &sessions);
                     }
                     _ => {} // our own message, echoed back
                 }

@@ -12,14 +12,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 
 use crate::bus::{Bus, BusMessage};
+use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::protocol::ServerFrame;
-use crate::store::{Event, EventKind, RoomId, Store, StoreResult, UserId};
+use crate::store::{Event, EventKind, RoomId, StoreResult, UserId};
 
 /// An item on a session's outbound queue.
 #[derive(Debug, Clone)]
@@ -116,22 +116,13 @@ impl SessionHandle {
     }
 }
 
-/// A room's member ids and when they were read from the store.
-type CachedMembers = (Instant, Arc<[UserId]>);
-
-/// How long a room's cached member list is trusted without a membership event.
-const MEMBER_CACHE_TTL: Duration = Duration::from_secs(5);
-/// Rooms whose members are cached at most.
-const MEMBER_CACHE_ROOMS: usize = 100_000;
-
+/// Live sessions on this node and fan-out to them.
 pub struct Hub {
-    store: Arc<dyn Store>,
+    /// Whose sessions get a room's events; every membership event the hub delivers drops
+    /// that room's entry.
+    membership: Arc<Membership>,
     metrics: Metrics,
     sessions: RwLock<HashMap<UserId, Vec<Arc<SessionHandle>>>>,
-    /// Room → member ids and when they were read. Dropped on every membership event; also
-    /// re-read after `MEMBER_CACHE_TTL`, so a change made on another node while the bus was
-    /// down is honoured within seconds.
-    members: RwLock<HashMap<RoomId, CachedMembers>>,
     next_conn: AtomicU64,
     /// Other nodes, when clustered.
     bus: OnceLock<Arc<dyn Bus>>,
@@ -146,12 +137,11 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    pub fn new(store: Arc<dyn Store>, metrics: Metrics) -> Self {
+    pub fn new(membership: Arc<Membership>, metrics: Metrics) -> Self {
         Self {
-            store,
+            membership,
             metrics,
             sessions: RwLock::default(),
-            members: RwLock::default(),
             next_conn: AtomicU64::new(1),
             bus: OnceLock::new(),
         }
@@ -199,24 +189,6 @@ impl Hub {
         read(&self.sessions).values().map(Vec::len).sum()
     }
 
-    /// Close every connection opened under an auth session (logout).
-    pub fn close_session(&self, session_id: &str) {
-        for handle in read(&self.sessions).values().flatten() {
-            if handle.session_id == session_id {
-                handle.close(CloseReason::SessionEnded);
-            }
-        }
-    }
-
-    /// Close every connection of a user on this node.
-    pub fn close_user(&self, user: UserId) {
-        if let Some(list) = read(&self.sessions).get(&user) {
-            for handle in list {
-                handle.close(CloseReason::SessionEnded);
-            }
-        }
-    }
-
     /// Sessions that were just revoked in the store (deactivation, a password reset or
     /// change): close their connections here and on every other node. Without this, a
     /// socket opened on another node would outlive the session it was opened under.
@@ -247,37 +219,6 @@ impl Hub {
         for handle in read(&self.sessions).values().flatten() {
             handle.close(reason);
         }
-    }
-
-    /// Member ids of a room, cached.
-    pub async fn room_members(&self, room: RoomId) -> StoreResult<Arc<[UserId]>> {
-        if let Some((read_at, members)) = read(&self.members).get(&room)
-            && read_at.elapsed() < MEMBER_CACHE_TTL
-        {
-            return Ok(members.clone());
-        }
-        let members: Arc<[UserId]> = self
-            .store
-            .room_members(room)
-            .await?
-            .into_iter()
-            .map(|m| m.user_id)
-            .collect();
-        let mut cache = write(&self.members);
-        if cache.len() >= MEMBER_CACHE_ROOMS {
-            // Bounded: drop what has expired anyway, else start over (entries refill on use).
-            cache.retain(|_, (read_at, _)| read_at.elapsed() < MEMBER_CACHE_TTL);
-            if cache.len() >= MEMBER_CACHE_ROOMS {
-                cache.clear();
-            }
-        }
-        cache.insert(room, (Instant::now(), members.clone()));
-        Ok(members)
-    }
-
-    /// Forget a room's cached members (after a join or leave).
-    pub fn invalidate_room(&self, room: RoomId) {
-        write(&self.members).remove(&room);
     }
 
     /// Join a cluster: from now on what this node publishes also goes to the other nodes.
@@ -321,9 +262,9 @@ impl Hub {
     /// Deliver a committed event to every live session of every member on this node.
     pub async fn deliver_event(&self, event: &Event) -> StoreResult<()> {
         if matches!(event.kind, EventKind::MemberJoined | EventKind::MemberLeft) {
-            self.invalidate_room(event.room_id);
+            self.membership.invalidate(event.room_id);
         }
-        let members = self.room_members(event.room_id).await?;
+        let members = self.membership.members(event.room_id).await?;
         let frame: Arc<str> = ServerFrame::Event { event }.to_json().into();
         let left = (event.kind == EventKind::MemberLeft)
             .then_some(event.target)
@@ -350,7 +291,7 @@ impl Hub {
         frame: Arc<str>,
         except_conn: Option<u64>,
     ) -> StoreResult<()> {
-        let members = self.room_members(room).await?;
+        let members = self.membership.members(room).await?;
         self.deliver(&members, &Outbound::Ephemeral(frame), except_conn);
         Ok(())
     }
@@ -388,4 +329,19 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[async_trait::async_trait]
+impl crate::bus::Inbound for Hub {
+    async fn remote_event(&self, event: &Event) -> StoreResult<()> {
+        self.deliver_event(event).await
+    }
+
+    async fn remote_ephemeral(&self, room: RoomId, frame: Arc<str>) -> StoreResult<()> {
+        self.deliver_ephemeral(room, frame, None).await
+    }
+
+    fn remote_end_sessions(&self, user: UserId, sessions: &[String]) {
+        self.close_sessions(user, sessions);
+    }
 }

@@ -5,18 +5,27 @@
 //! knows no HTTP types and no wasmtime types; `store` knows only SQL. [`serve`] is the one
 //! entry point, used by the binary and by the end-to-end tests alike.
 
+pub mod accounts;
 pub mod admin_client;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod ids;
+pub mod membership;
 pub mod metrics;
+pub mod names;
 pub mod plugins;
+pub mod private_files;
 pub mod protocol;
 pub mod router;
 pub mod store;
+
+#[cfg(test)]
+mod module_graph_tests;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,7 +52,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     builder
         .create(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    make_private_dir(&config.data_dir)
+    // The data directory holds the database, the JWT secret and plugin state.
+    private_files::tighten(&config.data_dir, "the data directory")
         .with_context(|| format!("protecting data directory {}", config.data_dir.display()))?;
     let options = StoreOptions {
         max_connections: config.store.max_connections,
@@ -55,28 +65,6 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         .with_context(|| format!("opening database {}", store::redact_url(&url)))
 }
 
-/// The data directory holds the database, the JWT secret and plugin state: only the
-/// server's own user may enter it (`0700`). An existing directory that others could read is
-/// tightened, and the log says so.
-fn make_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
-            tracing::warn!(
-                dir = %dir.display(),
-                was = format!("{mode:o}"),
-                "the data directory was open to other users; made it private (0700)"
-            );
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
 /// On first start with an empty database, create `admin` and return its password.
 pub async fn bootstrap_admin(store: &dyn Store, config: &Config) -> anyhow::Result<Option<String>> {
     if store.count_users().await? > 0 {
@@ -84,29 +72,16 @@ pub async fn bootstrap_admin(store: &dyn Store, config: &Config) -> anyhow::Resu
     }
     let password = match &config.initial_admin_password {
         Some(p) => p.expose().to_string(),
-        None => auth::random_token(18),
+        None => ids::random_token(18),
     };
-    match api::account::new_account(
-        store,
-        &config.auth,
-        "admin".into(),
-        password.clone(),
-        Some("Administrator".into()),
-        true,
-    )
-    .await
-    {
-        Ok(user) => {
-            store
-                .append_audit(
-                    "system",
-                    "user.create",
-                    &format!("user:{}", user.id),
-                    &serde_json::json!({ "name": user.name, "admin": true }),
-                )
-                .await?;
-            Ok(Some(password))
-        }
+    let admin = accounts::NewAccount {
+        name: "admin".into(),
+        password: password.clone(),
+        display_name: Some("Administrator".into()),
+        admin: true,
+    };
+    match accounts::create(store, &config.auth, admin, audit::Actor::System).await {
+        Ok(_) => Ok(Some(password)),
         // Several nodes started together on one empty database: another one created it
         // between our count and our insert. Not an error; it just isn't ours to announce.
         Err(e) if e.code() == "user_exists" => Ok(None),
@@ -141,7 +116,8 @@ pub async fn serve(
 
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
-    let hub = Arc::new(Hub::new(store.clone(), metrics.clone()));
+    let membership = Arc::new(membership::Membership::new(store.clone()));
+    let hub = Arc::new(Hub::new(membership.clone(), metrics.clone()));
     if let Some(url) = &config.cluster.nats_url {
         let bus = bus::NatsBus::start(&config.cluster, url.expose(), hub.clone(), &mut registry)
             .await
@@ -181,6 +157,7 @@ pub async fn serve(
     );
     let router = Arc::new(Router::new(
         store.clone(),
+        membership,
         hub.clone(),
         hooks,
         committer,
@@ -197,8 +174,16 @@ pub async fn serve(
         })
     };
     let auth = Arc::new(auth::Auth::new(store.clone(), config.auth.clone(), &secret));
+    let accounts = Arc::new(accounts::Accounts::new(
+        store.clone(),
+        auth.clone(),
+        hub.clone(),
+        router.hooks().clone(),
+        config.auth.clone(),
+    ));
     let state = AppState {
         config: config.clone(),
+        accounts,
         store: store.clone(),
         auth,
         router,

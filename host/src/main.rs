@@ -114,7 +114,7 @@ enum PluginCommand {
         component: PathBuf,
         /// message-pre-send, message-delivered, on-login, on-connect, command or authenticate.
         #[arg(long, value_parser = switchboard::plugins::standalone::parse_hook)]
-        hook: switchboard::plugins::HookName,
+        hook: switchboard::router::hooks::HookKind,
         /// The hook's input, a JSON file (see above).
         #[arg(long)]
         input: PathBuf,
@@ -211,26 +211,22 @@ async fn user_command(config: &Config, command: UserCommand) -> anyhow::Result<(
                     .context("reading the password")?;
                 (line.trim_end_matches(['\r', '\n']).to_string(), false)
             } else {
-                (switchboard::auth::random_token(18), true)
+                (switchboard::ids::random_token(18), true)
             };
-            let user = switchboard::api::account::new_account(
-                store.as_ref(),
-                &config.auth,
+            let account = switchboard::accounts::NewAccount {
                 name,
-                password.clone(),
+                password: password.clone(),
                 display_name,
                 admin,
+            };
+            let user = switchboard::accounts::create(
+                store.as_ref(),
+                &config.auth,
+                account,
+                switchboard::audit::Actor::Cli,
             )
             .await
             .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.body().message))?;
-            store
-                .append_audit(
-                    "system:cli",
-                    "user.create",
-                    &format!("user:{}", user.id),
-                    &serde_json::json!({ "name": user.name, "admin": user.is_admin }),
-                )
-                .await?;
             println!(
                 "created user `{}` (id {}{})",
                 user.name,
@@ -258,17 +254,22 @@ async fn user_command(config: &Config, command: UserCommand) -> anyhow::Result<(
         }
         UserCommand::Deactivate { name } => {
             let (user, _) = store.user_by_name(&name).await?.context("no such user")?;
-            store.set_user_active(user.id, false).await?;
-            let ended = store.revoke_user_sessions(user.id).await?;
-            store
-                .append_audit(
-                    "system:cli",
-                    "user.deactivate",
-                    &format!("user:{}", user.id),
-                    &serde_json::json!({}),
-                )
-                .await?;
-            println!("deactivated `{name}`; ended {} session(s)", ended.len());
+            let ended = switchboard::accounts::set_active(
+                store.as_ref(),
+                user.id,
+                false,
+                switchboard::audit::Actor::Cli,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.body().message))?;
+            // This process is not the server: the running nodes notice the ended sessions at
+            // their next session re-check (`limits.ws_session_recheck_secs`) and close the
+            // sockets then; every HTTP request is refused at once.
+            println!(
+                "deactivated `{name}`; ended {} session(s) (open connections close within {} s)",
+                ended.len(),
+                config.limits.ws_session_recheck_secs
+            );
         }
     }
     Ok(())

@@ -8,8 +8,8 @@
 //! - `bindings_v0_1`, `bindings_v0_2`: the host side of WIT `switchboard:plugin@0.1.0` and
 //!   `@0.2.0` (one module per WIT version, so a plugin built against 0.1 keeps loading);
 //!   `call` is the version-neutral shape of a hook call they both adapt;
-//! - `capabilities`, `kv`, `bot`, `http` and `rooms`: what a plugin may call back into,
-//!   gated by its grants;
+//! - `capabilities` (with `kv`, `bot`, `http` and `rooms` inside it): what a plugin may
+//!   call back into, gated by its grants;
 //! - `instance`: warm instances per plugin, each call under a CPU deadline, a wall-clock
 //!   budget and a memory limit;
 //! - `slots` and `sender_time`: a plugin's call slots (with each sender's share) and each
@@ -25,22 +25,19 @@
 //!
 //! [`Hooks`]: crate::router::hooks::Hooks
 
+mod bindings_common;
 mod bindings_v0_1;
 mod bindings_v0_2;
-mod bot;
 mod breaker;
 mod call;
 mod capabilities;
 mod chain;
 mod engine;
-mod http;
 mod instance;
-mod kv;
 mod manage;
 pub mod manifest;
 mod metrics;
 mod observer;
-mod rooms;
 pub mod scaffold;
 mod sender_time;
 pub mod signing;
@@ -62,7 +59,7 @@ pub use manage::{
     InstallRequest, ManageError, ManifestProblem, PluginChange, PluginList, PluginView,
     ReloadReport,
 };
-pub use manifest::{Capability, FailurePolicy, HookName, Manifest};
+pub use manifest::{Capability, FailurePolicy, Manifest};
 
 /// Operator configuration of the plugin layer (`[plugins]` in `switchboard.toml`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -322,8 +319,8 @@ pub struct PluginHost {
     observer: observer::Observer,
     /// Each plugin's `kv` namespace by name, kept across reloads so a new version sees
     /// (and no write is lost between) the old version's data.
-    kv_spaces: Mutex<HashMap<String, Arc<kv::KvSpace>>>,
-    kv_writers: Mutex<Vec<kv::KvWriter>>,
+    kv_spaces: Mutex<HashMap<String, Arc<capabilities::kv::KvSpace>>>,
+    kv_writers: Mutex<Vec<capabilities::kv::KvWriter>>,
     /// Counters of versions that were reloaded away, so a plugin's totals survive reloads.
     retired: Mutex<HashMap<String, PluginCounters>>,
     /// Serialises management operations (two reloads of one plugin must not interleave).
@@ -380,7 +377,12 @@ impl PluginHost {
             .unwrap_or(0);
         let engine = engine::EngineHandle::new(config, Some(memory_ceiling))?;
         let chain = Arc::new(chain::ChainCell::new(chain::Chain::new(Vec::new())?));
-        let observer = observer::Observer::new(chain.clone(), config.observer_queue, &metrics);
+        let observer = observer::Observer::new(
+            chain.clone(),
+            store.clone(),
+            config.observer_queue,
+            &metrics,
+        );
         let shared = capabilities::Shared::new(registry);
         let host = Arc::new(PluginHost {
             config: config.clone(),
@@ -452,7 +454,8 @@ impl PluginHost {
             match existing {
                 Some(space) => Some(space),
                 None => {
-                    let (space, writer) = kv::KvSpace::load(&manifest, self.store.clone()).await?;
+                    let (space, writer) =
+                        capabilities::kv::KvSpace::load(&manifest, self.store.clone()).await?;
                     lock(&self.kv_writers).push(writer);
                     lock(&self.kv_spaces).insert(manifest.name.clone(), space.clone());
                     Some(space)

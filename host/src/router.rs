@@ -14,6 +14,8 @@ pub mod commit;
 pub mod hooks;
 mod plugin_calls;
 pub mod rules;
+#[cfg(test)]
+mod tests;
 
 use std::num::NonZeroU32;
 use std::ops::Deref;
@@ -26,6 +28,7 @@ use self::hooks::{HookKind, Hooks};
 use crate::config::Limits;
 use crate::error::{ApiError, Result};
 use crate::hub::Hub;
+use crate::membership::Membership;
 use crate::protocol::{Ack, ServerFrame};
 use crate::store::{
     Event, EventId, EventKind, Member, Metadata, NewEvent, NewRoom, Page, Role, Room, RoomId,
@@ -47,6 +50,8 @@ impl Deref for Router {
 
 pub struct RouterCore {
     store: Arc<dyn Store>,
+    /// Room members, for authorization.
+    membership: Arc<Membership>,
     hub: Arc<Hub>,
     hooks: Arc<dyn Hooks>,
     committer: Committer,
@@ -71,12 +76,15 @@ impl Router {
     /// (which needs a tokio runtime).
     pub fn new(
         store: Arc<dyn Store>,
+        membership: Arc<Membership>,
         hub: Arc<Hub>,
         hooks: Arc<dyn Hooks>,
         committer: Committer,
         limits: Limits,
     ) -> Self {
-        let core = Arc::new(RouterCore::new(store, hub, hooks, committer, limits));
+        let core = Arc::new(RouterCore::new(
+            store, membership, hub, hooks, committer, limits,
+        ));
         if let Some(outbox) = core.hooks.take_bot_outbox() {
             bots::spawn(Arc::downgrade(&core), outbox);
         }
@@ -87,6 +95,7 @@ impl Router {
 impl RouterCore {
     fn new(
         store: Arc<dyn Store>,
+        membership: Arc<Membership>,
         hub: Arc<Hub>,
         hooks: Arc<dyn Hooks>,
         committer: Committer,
@@ -97,6 +106,7 @@ impl RouterCore {
         let burst = NonZeroU32::new(limits.message_burst.max(1)).unwrap_or(NonZeroU32::MIN);
         Self {
             store,
+            membership,
             hub,
             hooks,
             committer,
@@ -191,7 +201,7 @@ impl RouterCore {
         if modified {
             self.audit_marks(sender, &appended.event, &authors).await;
         }
-        self.delivered(&appended.event, depth).await;
+        self.delivered(&appended.event, depth);
         Ok(Ack {
             room: room_id,
             id: appended.event.id,
@@ -397,7 +407,7 @@ impl RouterCore {
         self.require_active_user(peer).await?;
         let (room, created) = self.store.direct_room(caller.id, peer).await?;
         if created {
-            self.hub.invalidate_room(room.id);
+            self.membership.invalidate(room.id);
         }
         Ok((room, created))
     }
@@ -431,7 +441,7 @@ impl RouterCore {
             ));
         }
         self.require_active_user(user).await?;
-        if self.hub.room_members(room_id).await?.len() >= self.limits.max_room_members {
+        if self.membership.members(room_id).await?.len() >= self.limits.max_room_members {
             return Err(ApiError::bad_request(
                 "too_many_members",
                 "the room is full",
@@ -532,7 +542,7 @@ impl RouterCore {
     /// That the user is a member (no role needed): answered from the hub's member cache,
     /// so the hot path of sending does not query the store.
     pub async fn ensure_member(&self, user: UserId, room_id: RoomId) -> Result<()> {
-        if self.hub.room_members(room_id).await?.contains(&user) {
+        if self.membership.members(room_id).await?.contains(&user) {
             Ok(())
         } else {
             Err(ApiError::not_found(
@@ -562,7 +572,7 @@ impl RouterCore {
         let not_found =
             || ApiError::not_found("room_not_found", "no such room, or you are not a member");
         // Fast path through the hub's member cache; the role needs the store.
-        if !self.hub.room_members(room_id).await?.contains(&user) {
+        if !self.membership.members(room_id).await?.contains(&user) {
             return Err(not_found());
         }
         self.store

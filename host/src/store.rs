@@ -12,6 +12,7 @@
 mod common;
 pub mod migrate;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::collections::BTreeMap;

@@ -2,29 +2,10 @@
 //! changes nothing.
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{Client, TestServer};
-
-async fn raw(
-    client: &Client,
-    path: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> (StatusCode, Value) {
-    let resp = client
-        .http
-        .post(format!("{}{path}", client.base))
-        .bearer_auth(&client.token)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
+use crate::support::TestServer;
 
 #[tokio::test]
 async fn bad_http_bodies_are_refused_with_stable_codes_and_store_nothing() {
@@ -118,7 +99,7 @@ async fn bad_http_bodies_are_refused_with_stable_codes_and_store_nothing() {
         ),
     ];
     for (what, ct, body, status, code) in cases {
-        let (got_status, got) = raw(&alice, &path, ct, body).await;
+        let (got_status, got) = alice.post_raw(&path, ct, body).await;
         assert_eq!(
             (got_status, got["code"].as_str()),
             (status, Some(code)),

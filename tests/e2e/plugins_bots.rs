@@ -352,13 +352,16 @@ async fn conflicting_or_ungranted_commands_are_load_errors() {
     config.data_dir = dir.path().to_path_buf();
     config.plugins.dir = Some(path);
     let store = switchboard::open_store(&config).await.unwrap();
-    switchboard::api::account::new_account(
+    switchboard::accounts::create(
         store.as_ref(),
         &config.auth,
-        "taken".into(),
-        crate::support::PASSWORD.into(),
-        None,
-        false,
+        switchboard::accounts::NewAccount {
+            name: "taken".into(),
+            password: crate::support::PASSWORD.into(),
+            display_name: None,
+            admin: false,
+        },
+        switchboard::audit::Actor::System,
     )
     .await
     .unwrap();

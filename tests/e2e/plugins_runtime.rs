@@ -276,9 +276,10 @@ async fn message_delivered_is_observed_off_the_message_path() {
         edited_at: None,
         deleted: false,
     };
+    l.store.rooms.lock().unwrap().insert(room.id, room);
     let started = Instant::now();
-    l.host.message_delivered(&room, &event);
-    l.host.message_delivered(&room, &event);
+    l.host.message_delivered(&event, 0);
+    l.host.message_delivered(&event, 0);
     assert!(
         started.elapsed() < Duration::from_millis(20),
         "message_delivered must not block"

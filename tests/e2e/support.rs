@@ -225,6 +225,20 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
             .await
     }
+    /// POST raw bytes with this content type (for bodies no JSON value can express).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        self.send(request).await
+    }
     pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.send(self.http.patch(format!("{}{path}", self.base)).json(&body))
             .await

@@ -1,4 +1,5 @@
-//! Login, token refresh, logout, the caller's profile, and user administration.
+//! Login, token refresh, logout, the caller's profile, and user administration: parsing
+//! and answering. The rules and the work live in [`crate::accounts`].
 
 use std::net::IpAddr;
 
@@ -11,11 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use super::listener::{PeerAddr, client_ip};
 use super::{AdminUser, AppJson, AppPath, AppState, AuthUser, bearer_token};
-use crate::auth::{TokenPair, check_password_policy, hash_password, verify_password};
-use crate::config::AuthConfig;
+use crate::accounts::{Credentials, NewAccount};
+use crate::audit::Actor;
+use crate::auth::TokenPair;
 use crate::error::{ApiError, Result};
-use crate::router::hooks::{AuthOutcome, AuthRequest, Decision, HookKind};
-use crate::store::{NewUser, User, UserId};
+use crate::store::{User, UserId};
 
 pub fn routes() -> HttpRouter<AppState> {
     HttpRouter::new()
@@ -43,9 +44,36 @@ struct LoginRequest {
     credential: Option<String>,
 }
 
-/// Longest method name and plugin credential accepted.
-const MAX_METHOD: usize = 32;
-const MAX_CREDENTIAL: usize = 4096;
+impl LoginRequest {
+    fn credentials(self) -> Result<Credentials> {
+        match self.method.as_deref() {
+            None | Some("password") => self.password_credentials(),
+            Some(_) => match (self.method, self.password, self.credential) {
+                (Some(method), None, Some(credential)) => Ok(Credentials::Plugin {
+                    method,
+                    username: self.username,
+                    credential,
+                }),
+                _ => Err(ApiError::bad_request(
+                    "invalid_login_request",
+                    "a `method` login needs a `credential` (and no `password`)",
+                )),
+            },
+        }
+    }
+
+    fn password_credentials(self) -> Result<Credentials> {
+        match (self.username, self.password, self.credential) {
+            (Some(username), Some(password), None) => {
+                Ok(Credentials::Password { username, password })
+            }
+            _ => Err(ApiError::bad_request(
+                "invalid_login_request",
+                "a password login needs `username` and `password` (and no `credential`)",
+            )),
+        }
+    }
+}
 
 /// A token pair, never stored by a browser or a proxy cache.
 struct Tokens(TokenPair);
@@ -78,137 +106,9 @@ async fn login(
     AppJson(req): AppJson<LoginRequest>,
 ) -> Result<Tokens> {
     let client = client_of(&state, &parts);
-    let pair = match req.method.as_deref() {
-        None | Some("password") => {
-            let (Some(username), Some(password), None) =
-                (req.username, req.password, req.credential)
-            else {
-                return Err(ApiError::bad_request(
-                    "invalid_login_request",
-                    "a password login needs `username` and `password` (and no `credential`)",
-                ));
-            };
-            if username.len() > 64 || password.len() > 1024 {
-                return Err(ApiError::unauthenticated(
-                    "invalid_credentials",
-                    "wrong user name or password",
-                ));
-            }
-            state.auth.login(&username, &password, client).await?
-        }
-        Some(method) => {
-            let method = method.to_string();
-            let request = PluginLogin {
-                method,
-                username: req.username,
-                password: req.password,
-                credential: req.credential,
-            };
-            plugin_login(&state, request, client).await?
-        }
-    };
-    let hooks = state.router.hooks();
-    if hooks.implements(HookKind::OnLogin)
-        && let Decision::Deny { plugin, reason } = hooks.on_login(&pair.user).await
-    {
-        // The session was opened before the policy ran; close it again.
-        if let Some((session_id, _)) = pair.refresh_token.split_once('.') {
-            state.auth.logout(session_id).await?;
-        }
-        return Err(ApiError::Rejected {
-            plugin,
-            code: "login_denied".into(),
-            reason,
-        });
-    }
-    Ok(Tokens(pair))
-}
-
-struct PluginLogin {
-    method: String,
-    username: Option<String>,
-    password: Option<String>,
-    credential: Option<String>,
-}
-
-/// A login whose credentials a plugin checks (`authenticate` hook). The plugin maps them to
-/// an existing user; the session is an ordinary one. Failures count against the same
-/// login budgets as passwords (keyed by method and user name, and by client address).
-async fn plugin_login(state: &AppState, request: PluginLogin, client: IpAddr) -> Result<TokenPair> {
-    let PluginLogin {
-        method,
-        username,
-        password,
-        credential,
-    } = request;
-    let valid_method = (1..=MAX_METHOD).contains(&method.len())
-        && method
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    let credential = match (password, credential) {
-        (None, Some(c)) if valid_method && !c.is_empty() && c.len() <= MAX_CREDENTIAL => c,
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_login_request",
-                format!(
-                    "a `method` login needs a `credential` of 1 to {MAX_CREDENTIAL} bytes (no \
-                     `password`), and the method 1 to {MAX_METHOD} characters of [a-z0-9_-]"
-                ),
-            ));
-        }
-    };
-    if username.as_ref().is_some_and(|u| u.len() > 64) {
-        return Err(ApiError::bad_request(
-            "invalid_login_request",
-            "a user name has at most 64 bytes",
-        ));
-    }
-    let budget_key = format!("{method}:{}", username.as_deref().unwrap_or(""));
-    let attempt = state.auth.take_login_attempt(&budget_key, client).await?;
-    let hooks = state.router.hooks();
-    let outcome = if hooks.implements(HookKind::Authenticate) {
-        hooks
-            .authenticate(AuthRequest {
-                method: method.clone(),
-                username,
-                credential,
-            })
-            .await
-    } else {
-        AuthOutcome::Unhandled
-    };
-    match outcome {
-        AuthOutcome::Accept { plugin, user_name } => {
-            let user = match state.store.user_by_name(&user_name).await? {
-                Some((user, _)) => user,
-                None => {
-                    tracing::warn!(%plugin, user = %user_name, "authenticate accepted an unknown user");
-                    attempt.failed("unknown_account").await;
-                    return Err(ApiError::unauthenticated(
-                        "invalid_credentials",
-                        "the credentials do not belong to an account",
-                    ));
-                }
-            };
-            attempt.succeeded();
-            state.auth.login_as(user).await
-        }
-        AuthOutcome::Reject { plugin, reason } => {
-            attempt.failed("credentials_rejected").await;
-            Err(ApiError::Rejected {
-                plugin,
-                code: "credentials_rejected".into(),
-                reason,
-            })
-        }
-        AuthOutcome::Unhandled => {
-            attempt.failed("unsupported_method").await;
-            Err(ApiError::unauthenticated(
-                "unsupported_login_method",
-                format!("no login method `{method}` is configured"),
-            ))
-        }
-    }
+    Ok(Tokens(
+        state.accounts.login(req.credentials()?, client).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,10 +131,7 @@ struct ChangePasswordRequest {
     new_password: String,
 }
 
-/// A user changes their own password, proving the current one. Every session of the
-/// account ends, this one included, and their sockets close on every node; the answer is a
-/// fresh token pair for the caller, so whoever holds a stolen token is out and the user is
-/// not. Wrong current passwords count against the login budgets.
+/// The caller changes their own password; see [`crate::accounts::Accounts::change_password`].
 async fn change_password(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -242,54 +139,20 @@ async fn change_password(
     AppJson(req): AppJson<ChangePasswordRequest>,
 ) -> Result<Tokens> {
     let client = client_of(&state, &parts);
-    let user = caller.user;
-    let attempt = state.auth.take_login_attempt(&user.name, client).await?;
-    let current_hash = match state.store.user_by_name(&user.name).await? {
-        Some((_, Some(hash))) if req.current_password.len() <= 1024 => hash,
-        _ => {
-            attempt.failed("wrong_password").await;
-            return Err(wrong_current_password());
-        }
-    };
-    if !verify_password(req.current_password.clone(), current_hash).await? {
-        attempt.failed("wrong_password").await;
-        return Err(wrong_current_password());
-    }
-    attempt.succeeded();
-    state.auth.check_password(&user.name, &req.new_password)?;
-    if req.new_password == req.current_password {
-        return Err(ApiError::bad_request(
-            "same_password",
-            "the new password is the current one",
-        ));
-    }
-    state
-        .store
-        .set_password_hash(user.id, &hash_password(req.new_password).await?)
+    let pair = state
+        .accounts
+        .change_password(caller.user, &req.current_password, req.new_password, client)
         .await?;
-    let ended = state.auth.end_all_sessions(user.id).await?;
-    state.hub.end_sessions(user.id, &ended);
-    state
-        .auth
-        .audit(
-            &format!("user:{}", user.id),
-            "user.password_change",
-            &format!("user:{}", user.id),
-            serde_json::json!({ "sessions_ended": ended.len() }),
-        )
-        .await;
-    Ok(Tokens(state.auth.open_session(user).await?))
-}
-
-fn wrong_current_password() -> ApiError {
-    ApiError::forbidden("wrong_password", "the current password is wrong")
+    Ok(Tokens(pair))
 }
 
 /// End the caller's session: its refresh token and access tokens stop working, and its
-/// WebSocket connections are closed.
+/// WebSocket connections close, on every node.
 async fn logout(State(state): State<AppState>, AuthUser(caller): AuthUser) -> Result<StatusCode> {
-    state.auth.logout(&caller.session_id).await?;
-    state.hub.close_session(&caller.session_id);
+    state
+        .accounts
+        .logout(caller.user.id, &caller.session_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -369,114 +232,18 @@ async fn create_user(
             ));
         }
     }
-    let user = new_account(
-        state.store.as_ref(),
-        &state.config.auth,
-        req.name,
-        req.password,
-        req.display_name,
-        req.admin,
-    )
-    .await?;
     let actor = caller.map_or_else(
-        || format!("address:{}", client_of(&state, &parts)),
-        |c| format!("user:{}", c.user.id),
+        || Actor::Address(client_of(&state, &parts)),
+        |c| Actor::User(c.user.id),
     );
-    state
-        .auth
-        .audit(
-            &actor,
-            "user.create",
-            &format!("user:{}", user.id),
-            serde_json::json!({ "name": user.name, "admin": user.is_admin }),
-        )
-        .await;
-    Ok((StatusCode::CREATED, AppJson(user)))
-}
-
-/// Validate and create an account (shared by the API, the CLI and first start).
-pub async fn new_account(
-    store: &dyn crate::store::Store,
-    policy: &AuthConfig,
-    name: String,
-    password: String,
-    display_name: Option<String>,
-    admin: bool,
-) -> Result<User> {
-    check_user_name(&name)?;
-    check_password_policy(policy, &name, &password)?;
-    let display_name = display_name.unwrap_or_else(|| name.clone());
-    check_display_name(&display_name)?;
-    let hash = hash_password(password).await?;
-    Ok(store
-        .create_user(NewUser {
-            name,
-            display_name,
-            password_hash: Some(hash),
-            is_admin: admin,
-            is_bot: false,
-        })
-        .await?)
-}
-
-/// 1 to 100 characters, something visible, and no control, bidi-override or zero-width
-/// characters: those let one user's name render as another's (or reverse the text after
-/// it). Look-alike letters stay allowed (names are written in every script), which is why
-/// clients show the unique user name beside the display name.
-pub fn check_display_name(display_name: &str) -> Result<()> {
-    let hidden = |c: char| {
-        c.is_control()
-            || matches!(
-                c,
-                '\u{061C}'
-                    | '\u{115F}'
-                    | '\u{1160}'
-                    | '\u{180E}'
-                    | '\u{200B}'..='\u{200F}'
-                    | '\u{202A}'..='\u{202E}'
-                    | '\u{2060}'..='\u{206F}'
-                    | '\u{3164}'
-                    | '\u{FEFF}'
-                    | '\u{FFA0}'
-                    | '\u{FFF9}'..='\u{FFFB}'
-                    | '\u{E0000}'..='\u{E007F}'
-            )
+    let account = NewAccount {
+        name: req.name,
+        password: req.password,
+        display_name: req.display_name,
+        admin: req.admin,
     };
-    if display_name.trim().is_empty() || display_name.chars().count() > 100 {
-        return Err(ApiError::bad_request(
-            "invalid_display_name",
-            "a display name has 1 to 100 characters, not all blank",
-        ));
-    }
-    if display_name.chars().any(hidden) {
-        return Err(ApiError::bad_request(
-            "invalid_display_name",
-            "a display name may not contain control, bidirectional-override or zero-width \
-             characters",
-        ));
-    }
-    Ok(())
-}
-
-/// 1–32 characters of lowercase ASCII letters, digits, `.`, `_` and `-`, starting with a
-/// letter or digit: names appear in mentions and logs, so keep them unambiguous.
-pub fn check_user_name(name: &str) -> Result<()> {
-    let valid = (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_user_name",
-            "a user name has 1 to 32 characters: a-z, 0-9, '.', '_' or '-', starting with a letter or digit",
-        ))
-    }
+    let user = state.accounts.create(account, actor).await?;
+    Ok((StatusCode::CREATED, AppJson(user)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -488,8 +255,8 @@ struct UpdateUserRequest {
     password: Option<String>,
 }
 
-/// Admins deactivate/reactivate accounts and reset passwords. Deactivating revokes every
-/// session of the user and closes their connections at once.
+/// Admins deactivate/reactivate accounts and reset passwords. Both end every session of
+/// the user and close their connections at once, on every node.
 async fn update_user(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -502,51 +269,13 @@ async fn update_user(
         .await?
         .ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))?;
     if let Some(password) = req.password {
-        state.auth.check_password(&user.name, &password)?;
         state
-            .store
-            .set_password_hash(id, &hash_password(password).await?)
+            .accounts
+            .reset_password(&user, password, admin.user.id)
             .await?;
-        // Whoever knew the old password may hold a session: end them all, everywhere.
-        let ended = state.auth.end_all_sessions(id).await?;
-        state.hub.end_sessions(id, &ended);
-        state
-            .auth
-            .audit(
-                &format!("user:{}", admin.user.id),
-                "user.password_reset",
-                &format!("user:{id}"),
-                serde_json::json!({ "sessions_ended": ended.len() }),
-            )
-            .await;
     }
     if let Some(active) = req.active {
-        if !active && id == admin.user.id {
-            return Err(ApiError::bad_request(
-                "cannot_deactivate_self",
-                "an admin cannot deactivate their own account",
-            ));
-        }
-        state.store.set_user_active(id, active).await?;
-        if !active {
-            let ended = state.auth.end_all_sessions(id).await?;
-            state.hub.end_sessions(id, &ended);
-            state.hub.close_user(id);
-        }
-        let action = if active {
-            "user.activate"
-        } else {
-            "user.deactivate"
-        };
-        state
-            .store
-            .append_audit(
-                &format!("user:{}", admin.user.id),
-                action,
-                &format!("user:{id}"),
-                &serde_json::json!({}),
-            )
-            .await?;
+        state.accounts.set_active(id, active, admin.user.id).await?;
     }
     let user = state.store.user_by_id(id).await?.unwrap_or(user);
     Ok(AppJson(user))

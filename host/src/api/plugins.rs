@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::{AdminUser, AppJson, AppPath, AppQuery, AppState};
+use crate::audit::Actor;
 use crate::error::{ApiError, Result};
 use crate::plugins::{
     InstallRequest, ManageError, PluginChange, PluginError, PluginHost, PluginList, PluginView,
@@ -66,8 +67,8 @@ fn host(state: &AppState) -> Result<&PluginHost> {
         .ok_or_else(|| ManageError::NoPluginsDir.into())
 }
 
-fn actor(admin: &AdminUser) -> String {
-    format!("user:{}", admin.0.user.id)
+fn actor(admin: &AdminUser) -> Actor<'static> {
+    Actor::User(admin.0.user.id)
 }
 
 async fn list(State(state): State<AppState>, _admin: AdminUser) -> Result<AppJson<PluginList>> {
@@ -88,7 +89,7 @@ async fn reload(
     AppPath(name): AppPath<String>,
 ) -> Result<AppJson<ReloadReport>> {
     Ok(AppJson(
-        host(&state)?.reload_plugin(&name, &actor(&admin)).await?,
+        host(&state)?.reload_plugin(&name, actor(&admin)).await?,
     ))
 }
 
@@ -99,7 +100,7 @@ async fn enable(
 ) -> Result<AppJson<ReloadReport>> {
     Ok(AppJson(
         host(&state)?
-            .set_plugin_enabled(&name, true, &actor(&admin))
+            .set_plugin_enabled(&name, true, actor(&admin))
             .await?,
     ))
 }
@@ -111,7 +112,7 @@ async fn disable(
 ) -> Result<AppJson<ReloadReport>> {
     Ok(AppJson(
         host(&state)?
-            .set_plugin_enabled(&name, false, &actor(&admin))
+            .set_plugin_enabled(&name, false, actor(&admin))
             .await?,
     ))
 }
@@ -124,7 +125,7 @@ async fn change(
 ) -> Result<AppJson<ReloadReport>> {
     Ok(AppJson(
         host(&state)?
-            .change_plugin(&name, &change, &actor(&admin))
+            .change_plugin(&name, &change, actor(&admin))
             .await?,
     ))
 }
@@ -135,9 +136,7 @@ async fn uninstall(
     AppPath(name): AppPath<String>,
 ) -> Result<AppJson<ReloadReport>> {
     Ok(AppJson(
-        host(&state)?
-            .uninstall_plugin(&name, &actor(&admin))
-            .await?,
+        host(&state)?.uninstall_plugin(&name, actor(&admin)).await?,
     ))
 }
 
@@ -203,7 +202,7 @@ async fn install(
                 signature,
                 replace: query.replace,
             },
-            &actor(&admin),
+            actor(&admin),
         )
         .await?;
     let status = if report.previous_version.is_some() {

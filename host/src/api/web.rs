@@ -73,7 +73,7 @@ static ETAGS: LazyLock<HashMap<&'static str, String>> = LazyLock::new(|| {
     ASSETS
         .iter()
         .map(|a| {
-            let digest = crate::auth::sha256_hex(&String::from_utf8_lossy(a.bytes));
+            let digest = crate::ids::sha256_hex(&String::from_utf8_lossy(a.bytes));
             (a.path, format!("\"{}\"", &digest[..20]))
         })
         .collect()

@@ -31,7 +31,6 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Result};
 use crate::hub::{CloseReason, Outbound, SessionHandle};
 use crate::protocol::{ClientFrame, ServerFrame};
-use crate::router::hooks::{Decision, HookKind};
 use crate::store::{Event, RoomId};
 
 pub fn routes() -> HttpRouter<AppState> {
@@ -66,17 +65,10 @@ async fn upgrade(
     let ws = ws.map_err(|_| {
         ApiError::bad_request("websocket_required", "this endpoint speaks WebSocket only")
     })?;
-    let hooks = state.router.hooks();
-    if hooks.implements(HookKind::OnConnect)
-        && let Decision::Deny { plugin, reason } =
-            hooks.on_connect(&caller.user, &caller.session_id).await
-    {
-        return Err(ApiError::Rejected {
-            plugin,
-            code: "connect_denied".into(),
-            reason,
-        });
-    }
+    state
+        .accounts
+        .may_connect(&caller.user, &caller.session_id)
+        .await?;
     let limits = &state.config.limits;
     Ok(ws
         .max_message_size(limits.max_frame_bytes)

@@ -3,11 +3,11 @@
 //! and its generated answer back into a [`Response`], so the chain, the observer and the
 //! outbox never see a versioned type.
 
+use crate::router::hooks::HookKind;
 use crate::router::hooks::{AuthRequest, CommandCall, PreSend};
 use crate::store::{Event, Metadata, Room, RoomId, User, UserId};
 
 use super::breaker::Scope;
-use super::manifest::HookName;
 
 /// One hook call's arguments.
 #[derive(Clone, Copy)]
@@ -26,14 +26,14 @@ pub(crate) enum Request<'a> {
 }
 
 impl Request<'_> {
-    pub(crate) fn hook(&self) -> HookName {
+    pub(crate) fn hook(&self) -> HookKind {
         match self {
-            Self::PreSend { .. } => HookName::MessagePreSend,
-            Self::Delivered(..) => HookName::MessageDelivered,
-            Self::Login(_) => HookName::OnLogin,
-            Self::Connect(..) => HookName::OnConnect,
-            Self::Command(_) => HookName::Command,
-            Self::Authenticate(_) => HookName::Authenticate,
+            Self::PreSend { .. } => HookKind::MessagePreSend,
+            Self::Delivered(..) => HookKind::MessageDelivered,
+            Self::Login(_) => HookKind::OnLogin,
+            Self::Connect(..) => HookKind::OnConnect,
+            Self::Command(_) => HookKind::Command,
+            Self::Authenticate(_) => HookKind::Authenticate,
         }
     }
 

@@ -3,6 +3,11 @@
 //! `kv`, `bot`), behind version-neutral signatures; each `bindings_v0_*` module only
 //! adapts it to its WIT version's types. Every import checks its grant first.
 
+pub(super) mod bot;
+pub(super) mod http;
+pub(super) mod kv;
+pub(super) mod rooms;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -11,12 +16,12 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use self::bot::{BotCtx, Outbox};
+use self::http::{HttpCtx, HttpRequest, HttpResponse};
+use self::kv::{KvSpace, KvTxn};
+use self::rooms::RoomsCtx;
 use super::PluginError;
-use super::bot::{BotCtx, Outbox};
-use super::http::{HttpCtx, HttpRequest, HttpResponse};
-use super::kv::{KvSpace, KvTxn};
 use super::manifest::{Capability, Manifest};
-use super::rooms::RoomsCtx;
 use crate::store::{RoomId, Store};
 
 /// Why a host import failed, in host terms; each bindings module maps it to its WIT

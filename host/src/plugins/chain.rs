@@ -12,15 +12,16 @@ use serde::Serialize;
 use super::breaker::OpenCircuit;
 use super::call::{AuthAnswer, CommandAnswer, DecisionAnswer, PreSendAnswer as WitOutcome};
 use super::instance::{CallError, LoadedPlugin, Request, Response};
-use super::manifest::{Capability, FailurePolicy, HookName};
+use super::manifest::{Capability, FailurePolicy};
 use super::metrics::{Counters, FailureKind};
 use super::{PluginError, PluginHost, read_lock};
+use crate::audit::{self, Action, Actor, Subject};
 use crate::router::hooks::{
     AuthOutcome, AuthRequest, BotPost, CommandCall, CommandOutcome, Decision, HookKind, Hooks,
     PreSend, PreSendOutcome,
 };
 use crate::router::rules;
-use crate::store::{Event, Metadata, Room, User};
+use crate::store::{Event, Metadata, User};
 
 /// Most metadata entries a message may carry after the chain (users' and every plugin's).
 const MAX_METADATA_TOTAL: usize = 64;
@@ -60,14 +61,14 @@ pub(crate) struct Chain {
     commands: BTreeMap<String, Arc<LoadedPlugin>>,
 }
 
-fn hook_index(hook: HookName) -> usize {
+fn hook_index(hook: HookKind) -> usize {
     match hook {
-        HookName::MessagePreSend => 0,
-        HookName::MessageDelivered => 1,
-        HookName::OnLogin => 2,
-        HookName::OnConnect => 3,
-        HookName::Command => 4,
-        HookName::Authenticate => 5,
+        HookKind::MessagePreSend => 0,
+        HookKind::MessageDelivered => 1,
+        HookKind::OnLogin => 2,
+        HookKind::OnConnect => 3,
+        HookKind::Command => 4,
+        HookKind::Authenticate => 5,
     }
 }
 
@@ -77,7 +78,7 @@ impl Chain {
     pub(crate) fn new(mut plugins: Vec<Arc<LoadedPlugin>>) -> Result<Self, PluginError> {
         plugins
             .sort_by(|a, b| (a.manifest.priority, a.name()).cmp(&(b.manifest.priority, b.name())));
-        let by_hook = HookName::ALL.map(|hook| {
+        let by_hook = HookKind::ALL.map(|hook| {
             plugins
                 .iter()
                 .filter(|p| p.implements(hook))
@@ -109,7 +110,7 @@ impl Chain {
         self.commands.get(name)
     }
 
-    pub(crate) fn hook(&self, hook: HookName) -> &[Arc<LoadedPlugin>] {
+    pub(crate) fn hook(&self, hook: HookKind) -> &[Arc<LoadedPlugin>] {
         &self.by_hook[hook_index(hook)]
     }
 
@@ -132,7 +133,7 @@ pub struct PluginStatus {
     pub priority: i32,
     pub failure_policy: FailurePolicy,
     /// Hooks the plugin is called for.
-    pub hooks: Vec<HookName>,
+    pub hooks: Vec<HookKind>,
     pub capabilities: Vec<Capability>,
     /// The WIT interface the component was built against (`switchboard:plugin@0.2.0`).
     pub interface: &'static str,
@@ -235,7 +236,7 @@ impl PluginStatus {
 }
 
 impl PluginHost {
-    fn count(&self, plugin: &LoadedPlugin, hook: HookName, reject: bool) {
+    fn count(&self, plugin: &LoadedPlugin, hook: HookKind, reject: bool) {
         let metrics = plugin.hook_metrics(hook);
         if reject {
             Counters::bump(&plugin.counters.rejects);
@@ -253,7 +254,7 @@ impl PluginHost {
         let mut metadata = msg.metadata.clone();
         let mut authors = BTreeMap::new();
         let mut modified = false;
-        for plugin in chain.hook(HookName::MessagePreSend) {
+        for plugin in chain.hook(HookKind::MessagePreSend) {
             let request = Request::PreSend {
                 msg: &msg,
                 body: &body,
@@ -276,7 +277,7 @@ impl PluginHost {
                 }) => match check_modification(plugin, &msg, new_body, pairs, &metadata) {
                     Ok((new_body, new_metadata)) => {
                         if new_body != body || new_metadata != metadata {
-                            self.count(plugin, HookName::MessagePreSend, false);
+                            self.count(plugin, HookKind::MessagePreSend, false);
                             for (key, value) in &new_metadata {
                                 if metadata.get(key) != Some(value) {
                                     authors.insert(key.clone(), plugin.name().to_string());
@@ -290,12 +291,12 @@ impl PluginHost {
                     }
                     Err((kind, detail)) => {
                         self.audit_refused_output(plugin, &msg, kind, &detail).await;
-                        plugin.output_failed(HookName::MessagePreSend, scope, kind, detail)
+                        plugin.output_failed(HookKind::MessagePreSend, scope, kind, detail)
                     }
                 },
                 Ok(WitOutcome::Reject { code, reason }) => match check_rejection(&code, &reason) {
                     Ok(()) => {
-                        self.count(plugin, HookName::MessagePreSend, true);
+                        self.count(plugin, HookKind::MessagePreSend, true);
                         tracing::info!(
                             plugin = plugin.name(),
                             room = msg.room_id,
@@ -311,7 +312,7 @@ impl PluginHost {
                     }
                     Err((kind, detail)) => {
                         self.audit_refused_output(plugin, &msg, kind, &detail).await;
-                        plugin.output_failed(HookName::MessagePreSend, scope, kind, detail)
+                        plugin.output_failed(HookKind::MessagePreSend, scope, kind, detail)
                     }
                 },
                 Err(e) => e,
@@ -339,24 +340,20 @@ impl PluginHost {
         problem: &str,
     ) {
         let detail = serde_json::json!({
-            "hook": HookName::MessagePreSend.as_str(),
+            "hook": HookKind::MessagePreSend.as_str(),
             "kind": kind.as_str(),
             "problem": problem,
             "sender": msg.sender_id,
             "edit_of": msg.editing,
         });
-        if let Err(err) = self
-            .store
-            .append_audit(
-                &format!("plugin:{}", plugin.name()),
-                "plugin.invalid_output",
-                &format!("room:{}", msg.room_id),
-                &detail,
-            )
-            .await
-        {
-            tracing::warn!(error = %err, plugin = plugin.name(), "could not record a plugin's refused output in the audit log");
-        }
+        audit::record(
+            self.store.as_ref(),
+            Actor::Plugin(plugin.name()),
+            Action::PluginInvalidOutput,
+            Subject::Room(msg.room_id),
+            detail,
+        )
+        .await;
     }
 
     async fn decide(&self, request: Request<'_>) -> Decision {
@@ -498,12 +495,7 @@ fn check_modification(
 }
 
 fn check_rejection(code: &str, reason: &str) -> Result<(), Invalid> {
-    let code_ok = !code.is_empty()
-        && code.len() <= MAX_CODE
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
-    if !code_ok {
+    if !crate::names::is_code(code, MAX_CODE) {
         return Err((
             FailureKind::invalid_output,
             "reject code must be 1-64 bytes of [a-z0-9_.-]".into(),
@@ -521,28 +513,17 @@ fn check_rejection(code: &str, reason: &str) -> Result<(), Invalid> {
 #[async_trait]
 impl Hooks for PluginHost {
     fn implements(&self, hook: HookKind) -> bool {
-        !self
-            .chain
-            .snapshot()
-            .hook(HookName::from_kind(hook))
-            .is_empty()
+        !self.chain.snapshot().hook(hook).is_empty()
     }
 
     async fn message_pre_send(&self, msg: PreSend) -> PreSendOutcome {
-        self.pre_send(msg, 0).await
-    }
-
-    async fn message_pre_send_at(&self, msg: PreSend, depth: u32) -> PreSendOutcome {
+        let depth = msg.depth;
         self.pre_send(msg, depth).await
     }
 
-    fn message_delivered(&self, room: &Room, event: &Event) {
-        self.message_delivered_at(room, event, 0);
-    }
-
-    fn message_delivered_at(&self, room: &Room, event: &Event, depth: u32) {
+    fn message_delivered(&self, event: &Event, depth: u32) {
         if self.implements(HookKind::MessageDelivered) {
-            self.observer.submit(room.clone(), event.clone(), depth);
+            self.observer.submit(event.clone(), depth);
         }
     }
 
@@ -577,7 +558,7 @@ impl PluginHost {
     /// fail-open. Answers are bounded like reasons.
     async fn run_authenticate(&self, request: AuthRequest) -> AuthOutcome {
         let chain = self.chain.snapshot();
-        for plugin in chain.hook(HookName::Authenticate) {
+        for plugin in chain.hook(HookKind::Authenticate) {
             let failure = match plugin.call(Request::Authenticate(&request), 0).await {
                 Ok(Response::Auth(AuthAnswer::Defer)) => continue,
                 Ok(Response::Auth(AuthAnswer::Accept(user_name)))
@@ -589,14 +570,14 @@ impl PluginHost {
                     };
                 }
                 Ok(Response::Auth(AuthAnswer::Reject(reason))) if reason.len() <= MAX_REASON => {
-                    self.count(plugin, HookName::Authenticate, true);
+                    self.count(plugin, HookKind::Authenticate, true);
                     return AuthOutcome::Reject {
                         plugin: plugin.name().to_string(),
                         reason,
                     };
                 }
                 Ok(_) => plugin.output_failed(
-                    HookName::Authenticate,
+                    HookKind::Authenticate,
                     Default::default(),
                     FailureKind::invalid_output,
                     "user name or reason out of bounds".into(),
@@ -640,7 +621,7 @@ impl PluginHost {
                 };
                 if text.len() > max || text.trim().is_empty() || text.contains('\0') {
                     plugin.output_failed(
-                        HookName::Command,
+                        HookKind::Command,
                         request.scope(),
                         FailureKind::invalid_output,
                         format!(
@@ -662,7 +643,7 @@ impl PluginHost {
                 }
             }
             Ok(_) => plugin.output_failed(
-                HookName::Command,
+                HookKind::Command,
                 request.scope(),
                 FailureKind::invalid_output,
                 "not a command outcome".into(),

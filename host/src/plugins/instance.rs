@@ -24,12 +24,13 @@ use super::breaker::{Admit, Breaker, BreakerConfig, Circuit, Scope};
 pub(crate) use super::call::{Request, Response};
 use super::capabilities::{Grants, HostState, PluginCtx};
 use super::engine::EngineHandle;
-use super::manifest::{HookName, Manifest};
+use super::manifest::Manifest;
 use super::metrics::{Counters, FailureKind, FailureLabels, HookMetrics, Metrics, PluginLabels};
 use super::sender_time::SenderTime;
 use super::slots::Slots;
 use super::{PluginError, PluginsConfig, lock};
 use super::{bindings_v0_1 as v0_1, bindings_v0_2 as v0_2};
+use crate::router::hooks::HookKind;
 use crate::store::UserId;
 
 /// The WIT version a component was built against, with its linked-once pre-instance.
@@ -48,7 +49,7 @@ impl Bindings {
     async fn implemented_hooks(
         &self,
         store: &mut Store<HostState>,
-    ) -> wasmtime::Result<Vec<HookName>> {
+    ) -> wasmtime::Result<Vec<HookKind>> {
         match self {
             Self::V0_1(b) => v0_1::implemented_hooks(b, store).await,
             Self::V0_2(b) => v0_2::implemented_hooks(b, store).await,
@@ -77,7 +78,7 @@ struct Warm {
 pub(crate) struct LoadedPlugin {
     pub(crate) manifest: Manifest,
     /// The hooks that are both implemented by the component and allowed by the manifest.
-    pub(crate) hooks: Vec<HookName>,
+    pub(crate) hooks: Vec<HookKind>,
     pub(crate) counters: Counters,
     pub(crate) breaker: Breaker,
     engine: Engine,
@@ -102,7 +103,7 @@ pub(crate) struct LoadedPlugin {
     /// The runtime is shutting down: no guest code may start.
     stopped: Arc<std::sync::atomic::AtomicBool>,
     metrics: Arc<Metrics>,
-    /// Per hook, in `HookName::ALL` order.
+    /// Per hook, in `HookKind::ALL` order.
     hook_metrics: [HookMetrics; 6],
 }
 
@@ -206,7 +207,7 @@ impl LoadedPlugin {
             tick: Duration::from_millis(config.epoch_tick_ms.max(1)),
             stopped: engine.stopped_flag(),
             metrics: metrics.clone(),
-            hook_metrics: HookName::ALL.map(|hook| metrics.for_hook(&manifest.name, hook.as_str())),
+            hook_metrics: HookKind::ALL.map(|hook| metrics.for_hook(&manifest.name, hook.as_str())),
             manifest,
         };
         // Loading is off the hot path, and a busy machine at start-up must not make a plugin
@@ -222,7 +223,7 @@ impl LoadedPlugin {
             .await
             .map_err(|e| incompatible(format!("implemented-hooks failed: {e:#}")))?;
         plugin.hooks = effective_hooks(&plugin.manifest, &implemented);
-        if !plugin.manifest.commands.is_empty() && !plugin.hooks.contains(&HookName::Command) {
+        if !plugin.manifest.commands.is_empty() && !plugin.hooks.contains(&HookKind::Command) {
             return Err(incompatible(
                 "the manifest registers commands but the plugin does not implement the command \
                  hook"
@@ -243,7 +244,7 @@ impl LoadedPlugin {
         self.ctx.log_dropped.get()
     }
 
-    pub(crate) fn implements(&self, hook: HookName) -> bool {
+    pub(crate) fn implements(&self, hook: HookKind) -> bool {
         self.hooks.contains(&hook)
     }
 
@@ -338,7 +339,7 @@ impl LoadedPlugin {
         metrics.calls.inc();
         Counters::bump(&self.counters.calls);
         // Whose plugin time this call spends (nobody's for observers: nobody waits there).
-        let spender = scope.sender.filter(|_| hook != HookName::MessageDelivered);
+        let spender = scope.sender.filter(|_| hook != HookKind::MessageDelivered);
         if let Some(sender) = spender
             && self.sender_time.exhausted(sender)
         {
@@ -355,7 +356,7 @@ impl LoadedPlugin {
         }
 
         let started = Instant::now();
-        let budget = if hook == HookName::MessageDelivered {
+        let budget = if hook == HookKind::MessageDelivered {
             self.observer_timeout
         } else {
             self.wall_timeout
@@ -506,15 +507,15 @@ impl LoadedPlugin {
         (pool.len(), memory)
     }
 
-    pub(crate) fn hook_metrics(&self, hook: HookName) -> &HookMetrics {
-        let i = HookName::ALL.iter().position(|h| *h == hook).unwrap_or(0);
+    pub(crate) fn hook_metrics(&self, hook: HookKind) -> &HookMetrics {
+        let i = HookKind::ALL.iter().position(|h| *h == hook).unwrap_or(0);
         &self.hook_metrics[i]
     }
 
     /// Account for a failure the chain found in a returned value (size, shape).
     pub(crate) fn output_failed(
         &self,
-        hook: HookName,
+        hook: HookKind,
         scope: Scope,
         kind: FailureKind,
         detail: String,
@@ -522,7 +523,7 @@ impl LoadedPlugin {
         self.failed(hook, Admit::Yes, scope, kind, detail)
     }
 
-    fn failure_labels(&self, hook: HookName, kind: FailureKind) -> FailureLabels {
+    fn failure_labels(&self, hook: HookKind, kind: FailureKind) -> FailureLabels {
         FailureLabels {
             plugin: self.manifest.name.clone(),
             hook: hook.as_str(),
@@ -532,7 +533,7 @@ impl LoadedPlugin {
 
     fn failed(
         &self,
-        hook: HookName,
+        hook: HookKind,
         admit: Admit,
         scope: Scope,
         kind: FailureKind,
@@ -666,8 +667,8 @@ fn classify(error: &wasmtime::Error, memory_refused: bool) -> FailureKind {
 }
 
 /// Hooks the component implements, narrowed to those the manifest lists (if it lists any).
-fn effective_hooks(manifest: &Manifest, implemented: &[HookName]) -> Vec<HookName> {
-    HookName::ALL
+fn effective_hooks(manifest: &Manifest, implemented: &[HookKind]) -> Vec<HookKind> {
+    HookKind::ALL
         .into_iter()
         .filter(|hook| {
             let implements = implemented.contains(hook);

@@ -26,8 +26,10 @@ use sha2::{Digest, Sha256};
 
 use super::chain::{Chain, PluginStatus};
 use super::instance::LoadedPlugin;
-use super::manifest::{Capability, FailurePolicy, HookName, Manifest, RoomsScope};
+use super::manifest::{Capability, FailurePolicy, Manifest, RoomsScope};
 use super::{LimitsConfig, PluginError, PluginHost, lock};
+use crate::audit::{self, Action, Actor, Subject};
+use crate::router::hooks::HookKind;
 
 /// Settings one change may set, and how large a key or value may be.
 const MAX_SETTINGS: usize = 256;
@@ -68,7 +70,7 @@ pub struct PluginView {
     pub priority: i32,
     pub failure_policy: FailurePolicy,
     /// The manifest's hook restriction (`None`: every hook the component implements).
-    pub declared_hooks: Option<Vec<HookName>>,
+    pub declared_hooks: Option<Vec<HookKind>>,
     pub capabilities: Vec<Capability>,
     /// What the capabilities are limited to, so a security team sees exactly what the
     /// plugin may reach.
@@ -199,11 +201,11 @@ impl PluginHost {
     pub async fn reload_plugin(
         &self,
         name: &str,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<ReloadReport, ManageError> {
         let _guard = self.admin.lock().await;
         let result = self.reload_locked(name).await;
-        self.audit_result(actor, "plugin.reload", name, &result)
+        self.audit_result(actor, Action::PluginReload, name, &result)
             .await;
         result
     }
@@ -212,16 +214,16 @@ impl PluginHost {
         &self,
         name: &str,
         enabled: bool,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<ReloadReport, ManageError> {
         let change = PluginChange {
             enabled: Some(enabled),
             ..PluginChange::default()
         };
         let action = if enabled {
-            "plugin.enable"
+            Action::PluginEnable
         } else {
-            "plugin.disable"
+            Action::PluginDisable
         };
         let _guard = self.admin.lock().await;
         let result = self.change_locked(name, &change).await;
@@ -235,7 +237,7 @@ impl PluginHost {
         &self,
         name: &str,
         change: &PluginChange,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<ReloadReport, ManageError> {
         let _guard = self.admin.lock().await;
         let result = self.change_locked(name, change).await;
@@ -253,7 +255,7 @@ impl PluginHost {
         if let Some(enabled) = change.enabled {
             detail["enabled"] = enabled.into();
         }
-        self.audit(actor, "plugin.change", name, &result, detail)
+        self.audit(actor, Action::PluginChange, name, &result, detail)
             .await;
         result
     }
@@ -264,7 +266,7 @@ impl PluginHost {
     pub async fn install_plugin(
         &self,
         request: InstallRequest,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<ReloadReport, ManageError> {
         let _guard = self.admin.lock().await;
         let digest = hex::encode(Sha256::digest(&request.component));
@@ -273,7 +275,7 @@ impl PluginHost {
         let mut name = String::new();
         let result = self.install_locked(request, &mut name).await;
         let detail = serde_json::json!({ "sha256": digest });
-        self.audit(actor, "plugin.install", &name, &result, detail)
+        self.audit(actor, Action::PluginInstall, &name, &result, detail)
             .await;
         result
     }
@@ -283,11 +285,11 @@ impl PluginHost {
     pub async fn uninstall_plugin(
         &self,
         name: &str,
-        actor: &str,
+        actor: Actor<'_>,
     ) -> Result<ReloadReport, ManageError> {
         let _guard = self.admin.lock().await;
         let result = self.uninstall_locked(name).await;
-        self.audit_result(actor, "plugin.uninstall", name, &result)
+        self.audit_result(actor, Action::PluginUninstall, name, &result)
             .await;
         result
     }
@@ -513,8 +515,8 @@ impl PluginHost {
 
     async fn audit_result(
         &self,
-        actor: &str,
-        action: &str,
+        actor: Actor<'_>,
+        action: Action,
         name: &str,
         result: &Result<ReloadReport, ManageError>,
     ) {
@@ -524,8 +526,8 @@ impl PluginHost {
 
     async fn audit(
         &self,
-        actor: &str,
-        action: &str,
+        actor: Actor<'_>,
+        action: Action,
         name: &str,
         result: &Result<ReloadReport, ManageError>,
         mut detail: serde_json::Value,
@@ -537,20 +539,21 @@ impl PluginHost {
                     detail["previous_version"] = previous.clone().into();
                 }
                 detail["loaded"] = report.plugin.loaded.into();
-                action.to_string()
+                action.as_str().to_string()
             }
             Err(e) => {
                 detail["error"] = e.to_string().into();
-                format!("{action}.failed")
+                action.failed()
             }
         };
-        if let Err(err) = self
-            .store
-            .append_audit(actor, &action, &format!("plugin:{name}"), &detail)
-            .await
-        {
-            tracing::warn!(error = %err, %action, plugin = name, "could not write a plugin action to the audit log");
-        }
+        audit::record_as(
+            self.store.as_ref(),
+            actor,
+            &action,
+            Subject::Plugin(name),
+            detail,
+        )
+        .await;
     }
 }
 

@@ -24,7 +24,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -85,70 +84,6 @@ impl Capability {
             Self::Http => "http",
             Self::Rooms => "rooms",
         }
-    }
-}
-
-/// A hook as named in manifests and the WIT interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HookName {
-    MessagePreSend,
-    MessageDelivered,
-    OnLogin,
-    OnConnect,
-    /// Since 0.2.
-    Command,
-    /// Since 0.2.
-    Authenticate,
-}
-
-impl HookName {
-    pub const ALL: [HookName; 6] = [
-        Self::MessagePreSend,
-        Self::MessageDelivered,
-        Self::OnLogin,
-        Self::OnConnect,
-        Self::Command,
-        Self::Authenticate,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::MessagePreSend => "message-pre-send",
-            Self::MessageDelivered => "message-delivered",
-            Self::OnLogin => "on-login",
-            Self::OnConnect => "on-connect",
-            Self::Command => "command",
-            Self::Authenticate => "authenticate",
-        }
-    }
-
-    pub fn kind(self) -> HookKind {
-        match self {
-            Self::MessagePreSend => HookKind::MessagePreSend,
-            Self::MessageDelivered => HookKind::MessageDelivered,
-            Self::OnLogin => HookKind::OnLogin,
-            Self::OnConnect => HookKind::OnConnect,
-            Self::Command => HookKind::Command,
-            Self::Authenticate => HookKind::Authenticate,
-        }
-    }
-
-    pub fn from_kind(kind: HookKind) -> Self {
-        match kind {
-            HookKind::MessagePreSend => Self::MessagePreSend,
-            HookKind::MessageDelivered => Self::MessageDelivered,
-            HookKind::OnLogin => Self::OnLogin,
-            HookKind::OnConnect => Self::OnConnect,
-            HookKind::Command => Self::Command,
-            HookKind::Authenticate => Self::Authenticate,
-        }
-    }
-}
-
-impl fmt::Display for HookName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -222,7 +157,7 @@ struct RawManifest {
     priority: i32,
     #[serde(default)]
     failure_policy: FailurePolicy,
-    hooks: Option<Vec<HookName>>,
+    hooks: Option<Vec<HookKind>>,
     #[serde(default)]
     capabilities: Vec<Capability>,
     #[serde(default)]
@@ -250,7 +185,7 @@ pub struct Manifest {
     pub priority: i32,
     pub failure_policy: FailurePolicy,
     /// `None`: every hook the component implements.
-    pub hooks: Option<Vec<HookName>>,
+    pub hooks: Option<Vec<HookKind>>,
     pub capabilities: Vec<Capability>,
     /// Command names (without the slash) routed to this plugin's `command` hook.
     pub commands: Vec<String>,
@@ -332,11 +267,7 @@ impl Manifest {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    crate::names::is_identifier(name, crate::names::MAX_PLUGIN_NAME)
 }
 
 /// Settings reach the plugin as strings: scalars as written, arrays of strings one per line.

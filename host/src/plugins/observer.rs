@@ -4,6 +4,9 @@
 //! counts it (`switchboard_plugin_observer_dropped_by_plugin_total{plugin}` and the
 //! plugin's `observer_dropped` counter), never grows.
 //!
+//! The router hands over only the event: the room (as the observer sees it) is read by the
+//! plugin's queue task, after the sender has had its ack, never on the message path.
+//!
 //! Each call is bounded by the plugin's `observer_timeout_ms` wall-clock budget, so even an
 //! observer that waits forever frees its queue again after that; and plugin calls yield to
 //! the scheduler on every epoch tick, so a runaway observer occupies a tokio worker for at
@@ -20,11 +23,11 @@ use tokio::task::JoinHandle;
 use super::chain::ChainCell;
 use super::instance::{LoadedPlugin, Request};
 use super::lock;
-use super::manifest::HookName;
 use super::metrics::{Counters, Metrics};
-use crate::store::{Event, Room};
+use crate::router::hooks::HookKind;
+use crate::store::{Event, Store};
 
-type Delivery = (Arc<(Room, Event)>, u32);
+type Delivery = (Arc<Event>, u32);
 
 /// One observing plugin's queue and the task draining it.
 struct PluginQueue {
@@ -34,6 +37,8 @@ struct PluginQueue {
 
 pub(crate) struct Observer {
     chain: Arc<ChainCell>,
+    /// For the room of each event, read by the queue tasks.
+    store: Arc<dyn Store>,
     capacity: usize,
     /// By plugin name: a reloaded plugin keeps its queue (and what is queued in it).
     queues: Mutex<HashMap<String, PluginQueue>>,
@@ -43,9 +48,15 @@ pub(crate) struct Observer {
 }
 
 impl Observer {
-    pub(crate) fn new(chain: Arc<ChainCell>, capacity: usize, metrics: &Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        chain: Arc<ChainCell>,
+        store: Arc<dyn Store>,
+        capacity: usize,
+        metrics: &Arc<Metrics>,
+    ) -> Self {
         Self {
             chain,
+            store,
             capacity: capacity.max(1),
             queues: Mutex::new(HashMap::new()),
             closed: std::sync::atomic::AtomicBool::new(false),
@@ -55,15 +66,16 @@ impl Observer {
 
     /// Queue an event (of bot depth `depth`) for every observer; never blocks. Must be
     /// called inside a tokio runtime (a plugin's first event starts its task).
-    pub(crate) fn submit(&self, room: Room, event: Event, depth: u32) {
+    pub(crate) fn submit(&self, event: Event, depth: u32) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
         let snapshot = self.chain.snapshot();
-        let delivery = Arc::new((room, event));
+        let delivery = Arc::new(event);
         let mut queues = lock(&self.queues);
-        for plugin in snapshot.hook(HookName::MessageDelivered) {
-            if plugin.is_own(&Request::Delivered(&delivery.0, &delivery.1)) {
+        for plugin in snapshot.hook(HookKind::MessageDelivered) {
+            // A plugin's bot does not observe its own posts.
+            if plugin.bot_user() == Some(delivery.sender_id) {
                 continue;
             }
             let queue = queues
@@ -89,16 +101,24 @@ impl Observer {
     fn start_queue(&self, name: &str) -> PluginQueue {
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Delivery>(self.capacity);
         let chain = self.chain.clone();
+        let store = self.store.clone();
         let name = name.to_string();
         let task = tokio::spawn(async move {
-            while let Some((delivery, depth)) = receiver.recv().await {
+            while let Some((event, depth)) = receiver.recv().await {
                 let Some(plugin) = current(&chain, &name) else {
                     continue;
                 };
-                let (room, event) = &*delivery;
+                let room = match store.room(event.room_id).await {
+                    Ok(Some(room)) => room,
+                    Ok(None) => continue,
+                    Err(err) => {
+                        tracing::warn!(plugin = %name, error = %err, "room lookup for message-delivered failed; event skipped");
+                        continue;
+                    }
+                };
                 // Failures are logged and counted inside `call`; an observer cannot change
                 // the message, so its failure policy has nothing to decide.
-                let _ = plugin.call(Request::Delivered(room, event), depth).await;
+                let _ = plugin.call(Request::Delivered(&room, &event), depth).await;
             }
         });
         PluginQueue { sender, task }
@@ -137,7 +157,7 @@ impl Observer {
 fn current(chain: &ChainCell, name: &str) -> Option<Arc<LoadedPlugin>> {
     chain
         .snapshot()
-        .hook(HookName::MessageDelivered)
+        .hook(HookKind::MessageDelivered)
         .iter()
         .find(|p| p.name() == name)
         .cloned()

@@ -125,14 +125,8 @@ pub fn scaffold(
 /// needs: a leading letter and not a reserved word.
 pub fn validate_name(name: &str) -> Result<(), ScaffoldError> {
     let invalid = |why| Err(ScaffoldError::InvalidName(name.to_string(), why));
-    if name.is_empty() || name.len() > 64 {
-        return invalid("use 1-64 characters");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-    {
-        return invalid("use only lowercase letters, digits, '-' and '_'");
+    if !crate::names::is_identifier(name, crate::names::MAX_PLUGIN_NAME) {
+        return invalid("use 1-64 characters: lowercase letters, digits, '-' and '_'");
     }
     if !name.as_bytes()[0].is_ascii_lowercase() {
         return invalid("start with a letter (it also names a Rust crate)");

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use tracing::instrument::WithSubscriber as _;
 
 use super::instance::Request;
-use super::manifest::HookName;
 use super::{PluginCounters, PluginError, PluginHost, PluginsConfig};
+use crate::router::hooks::HookKind;
 use crate::router::hooks::{
     AuthOutcome, AuthRequest, BotPost, CommandCall, CommandOutcome, Decision, Hooks as _, PreSend,
     PreSendOutcome,
@@ -45,7 +45,7 @@ pub const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct TestOptions {
     pub component: PathBuf,
-    pub hook: HookName,
+    pub hook: HookKind,
     pub input: PathBuf,
     /// `[settings]` for the plugin; a key given twice becomes lines of one value (as a TOML
     /// array of strings would).
@@ -68,7 +68,7 @@ pub enum StandaloneError {
     #[error("{}: not a valid {hook} input: {message}", path.display())]
     Input {
         path: PathBuf,
-        hook: HookName,
+        hook: HookKind,
         message: String,
     },
     #[error("{}: {message}", path.display())]
@@ -78,7 +78,7 @@ pub enum StandaloneError {
     #[error("plugin {plugin} does not implement {hook} (it is called for: {implemented})")]
     NotImplemented {
         plugin: String,
-        hook: HookName,
+        hook: HookKind,
         /// The hooks it is called for, comma-separated.
         implemented: String,
     },
@@ -135,7 +135,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub plugin: String,
-    pub hook: HookName,
+    pub hook: HookKind,
     #[serde(flatten)]
     pub outcome: Outcome,
     /// The first call failed (`trap`, `timeout` or `limit`); the outcome is then what the
@@ -165,7 +165,7 @@ pub fn parse_setting(arg: &str) -> Result<(String, String), String> {
 }
 
 /// A hook's name as written in manifests and WIT, for `--hook`.
-pub fn parse_hook(arg: &str) -> Result<HookName, String> {
+pub fn parse_hook(arg: &str) -> Result<HookKind, String> {
     SUPPORTED
         .into_iter()
         .find(|h| h.as_str() == arg)
@@ -176,13 +176,13 @@ pub fn parse_hook(arg: &str) -> Result<HookName, String> {
 }
 
 /// The hooks `plugin test` can run on its own.
-const SUPPORTED: [HookName; 6] = [
-    HookName::MessagePreSend,
-    HookName::MessageDelivered,
-    HookName::OnLogin,
-    HookName::OnConnect,
-    HookName::Command,
-    HookName::Authenticate,
+const SUPPORTED: [HookKind; 6] = [
+    HookKind::MessagePreSend,
+    HookKind::MessageDelivered,
+    HookKind::OnLogin,
+    HookKind::OnConnect,
+    HookKind::Command,
+    HookKind::Authenticate,
 ];
 
 /// Run the hook as `options` say. Must be called inside a tokio runtime.
@@ -324,7 +324,7 @@ async fn call_all(
 ) -> Result<Report, StandaloneError> {
     let status = host.statuses().into_iter().next();
     let plugin = status.as_ref().map(|s| s.name.clone()).unwrap_or_default();
-    if !host.implements(options.hook.kind()) {
+    if !host.implements(options.hook) {
         return Err(StandaloneError::NotImplemented {
             plugin,
             hook: options.hook,
@@ -422,7 +422,7 @@ async fn call_once(
         Input::Delivered(room, event) => {
             // `Hooks::message_delivered` only queues the event for the observer task; call
             // the plugin the way that task does, so the call is timed and awaited here.
-            for plugin in host.chain.snapshot().hook(HookName::MessageDelivered) {
+            for plugin in host.chain.snapshot().hook(HookKind::MessageDelivered) {
                 let _ = plugin.call(Request::Delivered(room, event), 0).await;
             }
             Outcome::Observed
@@ -686,7 +686,7 @@ fn client_msg_id() -> String {
 }
 
 impl Input {
-    fn read(path: &Path, hook: HookName) -> Result<Self, StandaloneError> {
+    fn read(path: &Path, hook: HookKind) -> Result<Self, StandaloneError> {
         use std::io::Read as _;
         let io = |source| StandaloneError::Io {
             path: path.to_path_buf(),
@@ -708,21 +708,16 @@ impl Input {
         }
         let json = |e: serde_json::Error| bad(e.to_string());
         Ok(match hook {
-            HookName::Command => {
+            HookKind::Command => {
                 let c: CommandInput = serde_json::from_str(&text).map_err(json)?;
-                let name_ok = !c.command.is_empty()
-                    && c.command.len() <= 32
-                    && c.command.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-                    });
-                if !name_ok {
+                if !crate::names::is_identifier(&c.command, crate::names::MAX_COMMAND) {
                     return Err(bad(
                         "`command` must be 1-32 characters of [a-z0-9_-], without the slash".into(),
                     ));
                 }
                 Input::Command(c)
             }
-            HookName::Authenticate => {
+            HookKind::Authenticate => {
                 let a: AuthInput = serde_json::from_str(&text).map_err(json)?;
                 Input::Authenticate(AuthRequest {
                     method: a.method,
@@ -730,7 +725,7 @@ impl Input {
                     credential: a.credential,
                 })
             }
-            HookName::MessagePreSend => {
+            HookKind::MessagePreSend => {
                 let m: PreSendInput = serde_json::from_str(&text).map_err(json)?;
                 if m.body.is_empty() {
                     return Err(bad("`body` must not be empty".into()));
@@ -745,9 +740,10 @@ impl Input {
                     metadata: m.metadata,
                     // What a server with the default configuration stores.
                     max_body_bytes: crate::config::Limits::default().max_message_bytes,
+                    depth: 0,
                 })
             }
-            HookName::MessageDelivered => {
+            HookKind::MessageDelivered => {
                 let d: DeliveredInput = serde_json::from_str(&text).map_err(json)?;
                 let room = Room {
                     id: d.room.id,
@@ -775,7 +771,7 @@ impl Input {
                 };
                 Input::Delivered(room, event)
             }
-            HookName::OnLogin | HookName::OnConnect => {
+            HookKind::OnLogin | HookKind::OnConnect => {
                 let u: UserInput = serde_json::from_str(&text).map_err(json)?;
                 let user = User {
                     id: u.id,
@@ -787,7 +783,7 @@ impl Input {
                     created_at: 0,
                 };
                 match (hook, u.session_id) {
-                    (HookName::OnConnect, session) => {
+                    (HookKind::OnConnect, session) => {
                         Input::Connect(user, session.unwrap_or_else(|| "session-1".into()))
                     }
                     (_, Some(_)) => {
@@ -881,7 +877,7 @@ mod tests {
 
     use super::*;
 
-    fn read(hook: HookName, json: &str) -> Result<Input, StandaloneError> {
+    fn read(hook: HookKind, json: &str) -> Result<Input, StandaloneError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.json");
         std::fs::write(&path, json).unwrap();
@@ -890,7 +886,7 @@ mod tests {
 
     #[test]
     fn inputs_take_defaults_and_refuse_typos() {
-        match read(HookName::MessagePreSend, r#"{"body": "hi"}"#).unwrap() {
+        match read(HookKind::MessagePreSend, r#"{"body": "hi"}"#).unwrap() {
             Input::PreSend(m) => {
                 assert_eq!((m.room_id, m.sender_name.as_str()), (1, "alice"));
                 assert_eq!(m.body, "hi");
@@ -904,19 +900,19 @@ mod tests {
             r#"{"body": ""}"#,
             r#"{"body": "hi", "room": 1}"#,
         ] {
-            let err = read(HookName::MessagePreSend, bad).err().unwrap();
+            let err = read(HookKind::MessagePreSend, bad).err().unwrap();
             assert!(matches!(err, StandaloneError::Input { .. }), "{bad}: {err}");
         }
         assert!(matches!(
-            read(HookName::OnConnect, "{}").unwrap(),
+            read(HookKind::OnConnect, "{}").unwrap(),
             Input::Connect(_, s) if s == "session-1"
         ));
-        assert!(read(HookName::OnLogin, r#"{"session_id": "x"}"#).is_err());
+        assert!(read(HookKind::OnLogin, r#"{"session_id": "x"}"#).is_err());
         assert!(matches!(
-            read(HookName::MessageDelivered, r#"{"room": {"kind": "direct"}}"#).unwrap(),
+            read(HookKind::MessageDelivered, r#"{"room": {"kind": "direct"}}"#).unwrap(),
             Input::Delivered(r, _) if r.kind == RoomKind::Direct
         ));
-        assert!(read(HookName::MessageDelivered, r#"{"room": {"kind": "x"}}"#).is_err());
+        assert!(read(HookKind::MessageDelivered, r#"{"room": {"kind": "x"}}"#).is_err());
     }
 
     #[test]
@@ -928,7 +924,7 @@ mod tests {
         assert_eq!(parse_setting("k=a=b").unwrap().1, "a=b");
         assert!(parse_setting("novalue").is_err());
         assert!(parse_setting("=x").is_err());
-        assert_eq!(parse_hook("on-login").unwrap(), HookName::OnLogin);
+        assert_eq!(parse_hook("on-login").unwrap(), HookKind::OnLogin);
         assert!(
             parse_hook("on_login")
                 .unwrap_err()
@@ -940,7 +936,7 @@ mod tests {
     fn generated_manifests_are_valid_and_merge_settings() {
         let options = |manifest: Option<PathBuf>| TestOptions {
             component: PathBuf::from("/x/My Filter.wasm"),
-            hook: HookName::MessagePreSend,
+            hook: HookKind::MessagePreSend,
             input: PathBuf::new(),
             settings: vec![
                 ("block".into(), "a".into()),

@@ -1,4 +1,4 @@
-//! Sending plugins' bot posts. The plugin layer queues them (see `plugins::bot`) while a
+//! Sending plugins' bot posts. The plugin layer queues them (see `plugins::capabilities::bot`) while a
 //! hook runs; this task sends them afterwards, one at a time and in order, through the same
 //! path as any user's message: the bot must be an active member of the room, the per-user
 //! rate limit applies, and the `message-pre-send` chain sees the post. A post that fails
@@ -10,8 +10,8 @@ use tokio::sync::mpsc::Receiver;
 
 use super::RouterCore;
 use super::hooks::BotPost;
-use crate::auth::random_token;
 use crate::error::{ApiError, Result};
+use crate::ids::random_token;
 use crate::protocol::Ack;
 use crate::store::Metadata;
 

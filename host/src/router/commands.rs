@@ -21,11 +21,7 @@ pub(super) fn parse(body: &str) -> Option<(&str, &str)> {
     let rest = body.strip_prefix('/')?;
     let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
     let (name, args) = rest.split_at(end);
-    let valid = (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    valid.then(|| (name, args.trim()))
+    crate::names::is_identifier(name, crate::names::MAX_COMMAND).then(|| (name, args.trim()))
 }
 
 impl RouterCore {
@@ -97,5 +93,31 @@ mod tests {
         assert_eq!(parse("echo hi"), None);
         assert_eq!(parse("/ echo"), None);
         assert_eq!(parse("/Echo"), None);
+    }
+
+    proptest::proptest! {
+        /// For any text: a command is exactly a slash, a valid name up to the first white
+        /// space, and the rest trimmed; putting the parts back gives the text again (up to
+        /// the white space around the arguments); anything else is an ordinary message.
+        #[test]
+        fn parse_is_exact(body in "(/)?[a-zA-Z0-9_./ -]{0,40}( [^\\x00]{0,40})?") {
+            match parse(&body) {
+                Some((name, args)) => {
+                    proptest::prop_assert!(crate::names::is_identifier(name, crate::names::MAX_COMMAND));
+                    let rest = body.strip_prefix('/').unwrap_or_default();
+                    proptest::prop_assert!(rest.starts_with(name));
+                    let after = &rest[name.len()..];
+                    proptest::prop_assert!(after.is_empty() || after.starts_with(char::is_whitespace));
+                    proptest::prop_assert_eq!(args, after.trim());
+                }
+                None => {
+                    let looks_like = body.strip_prefix('/').is_some_and(|rest| {
+                        let name = rest.split(char::is_whitespace).next().unwrap_or_default();
+                        crate::names::is_identifier(name, crate::names::MAX_COMMAND)
+                    });
+                    proptest::prop_assert!(!looks_like, "{body:?} should be a command");
+                }
+            }
+        }
     }
 }

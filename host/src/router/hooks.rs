@@ -6,20 +6,51 @@
 //! implements it.
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
-use crate::store::{Event, EventId, Metadata, Room, RoomId, User, UserId};
+use crate::store::{Event, EventId, Metadata, RoomId, User, UserId};
 
-/// The hooks the router can call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The hooks the router can call, named as in plugin manifests and the WIT interface
+/// (`message-pre-send`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum HookKind {
     MessagePreSend,
     MessageDelivered,
     OnLogin,
     OnConnect,
-    /// `/name args` commands registered by plugins.
+    /// `/name args` commands registered by plugins. Since interface 0.2.
     Command,
-    /// Logins with a method other than `password`.
+    /// Logins with a method other than `password`. Since interface 0.2.
     Authenticate,
+}
+
+impl HookKind {
+    pub const ALL: [HookKind; 6] = [
+        Self::MessagePreSend,
+        Self::MessageDelivered,
+        Self::OnLogin,
+        Self::OnConnect,
+        Self::Command,
+        Self::Authenticate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MessagePreSend => "message-pre-send",
+            Self::MessageDelivered => "message-delivered",
+            Self::OnLogin => "on-login",
+            Self::OnConnect => "on-connect",
+            Self::Command => "command",
+            Self::Authenticate => "authenticate",
+        }
+    }
+}
+
+impl std::fmt::Display for HookKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A message about to be stored: a new one, or an edit of `editing`.
@@ -36,6 +67,9 @@ pub struct PreSend {
     /// The largest body the server stores (`limits.max_message_bytes`): what a plugin
     /// returns must fit it, like what a user sends.
     pub max_body_bytes: usize,
+    /// How many bot posts led to this message (0: a person's); the plugin layer stops bots
+    /// from triggering each other forever.
+    pub depth: u32,
 }
 
 /// What the chain decided. Rejects name the plugin and carry its code and reason, which the
@@ -131,24 +165,12 @@ pub trait Hooks: Send + Sync + 'static {
     /// Whether any enabled plugin implements `hook`; the router skips the call when not.
     fn implements(&self, hook: HookKind) -> bool;
     async fn message_pre_send(&self, msg: PreSend) -> PreSendOutcome;
-    /// Called after a message is stored and fanned out. Must not block: implementations queue
-    /// the event (bounded) and observe it asynchronously.
-    fn message_delivered(&self, room: &Room, event: &Event);
+    /// Called after a message is stored and fanned out, with the number of bot posts that
+    /// led to it (`depth`; the plugin layer stops bots triggering each other forever). Must
+    /// not block: implementations queue the event (bounded) and observe it asynchronously.
+    fn message_delivered(&self, event: &Event, depth: u32);
     async fn on_login(&self, user: &User) -> Decision;
     async fn on_connect(&self, user: &User, session_id: &str) -> Decision;
-
-    /// `message_pre_send` for a message that bot posts led to (`depth` of them); the
-    /// plugin layer uses it to stop bots from triggering each other forever.
-    async fn message_pre_send_at(&self, msg: PreSend, depth: u32) -> PreSendOutcome {
-        let _ = depth;
-        self.message_pre_send(msg).await
-    }
-
-    /// `message_delivered` with the event's bot depth (see `message_pre_send_at`).
-    fn message_delivered_at(&self, room: &Room, event: &Event, depth: u32) {
-        let _ = depth;
-        self.message_delivered(room, event);
-    }
 
     /// Whether a plugin registered the command `name` (without the slash).
     fn has_command(&self, name: &str) -> bool {
@@ -191,7 +213,7 @@ impl Hooks for NoHooks {
             authors: Default::default(),
         }
     }
-    fn message_delivered(&self, _room: &Room, _event: &Event) {}
+    fn message_delivered(&self, _event: &Event, _depth: u32) {}
     async fn on_login(&self, _user: &User) -> Decision {
         Decision::Allow
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::RouterCore;
 use super::hooks::{HookKind, PreSend, PreSendOutcome};
+use crate::audit::{self, Action, Actor, Subject};
 use crate::error::{ApiError, Result};
 use crate::store::{Event, EventId, Metadata, RoomId, User};
 
@@ -26,19 +27,17 @@ impl RouterCore {
         }
         let outcome = self
             .hooks
-            .message_pre_send_at(
-                PreSend {
-                    room_id,
-                    sender_id: sender.id,
-                    sender_name: sender.name.clone(),
-                    client_msg_id: client_msg_id.to_string(),
-                    editing,
-                    body,
-                    metadata,
-                    max_body_bytes: self.limits.max_message_bytes,
-                },
+            .message_pre_send(PreSend {
+                room_id,
+                sender_id: sender.id,
+                sender_name: sender.name.clone(),
+                client_msg_id: client_msg_id.to_string(),
+                editing,
+                body,
+                metadata,
+                max_body_bytes: self.limits.max_message_bytes,
                 depth,
-            )
+            })
             .await;
         match outcome {
             // The plugin layer checked what each plugin returned against `rules` (and
@@ -61,18 +60,14 @@ impl RouterCore {
                     "sender": sender.id,
                     "edit_of": editing,
                 });
-                if let Err(err) = self
-                    .store
-                    .append_audit(
-                        &format!("plugin:{plugin}"),
-                        "plugin.reject",
-                        &format!("room:{room_id}"),
-                        &detail,
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %err, plugin = %plugin, "could not record a plugin rejection in the audit log");
-                }
+                audit::record(
+                    self.store.as_ref(),
+                    Actor::Plugin(&plugin),
+                    Action::PluginReject,
+                    Subject::Room(room_id),
+                    detail,
+                )
+                .await;
                 Err(ApiError::Rejected {
                     plugin,
                     code,
@@ -97,9 +92,9 @@ impl RouterCore {
     ) {
         for (key, plugin) in authors {
             let action = if key.ends_with(".flagged") {
-                "plugin.flag"
+                Action::PluginFlag
             } else if key.ends_with(".redacted") {
-                "plugin.redact"
+                Action::PluginRedact
             } else {
                 continue;
             };
@@ -113,29 +108,21 @@ impl RouterCore {
                 "key": key,
                 "detectors": value,
             });
-            if let Err(err) = self
-                .store
-                .append_audit(
-                    &format!("plugin:{plugin}"),
-                    action,
-                    &format!("room:{}", event.room_id),
-                    &detail,
-                )
-                .await
-            {
-                tracing::warn!(error = %err, %action, "could not record a plugin mark in the audit log");
-            }
+            audit::record(
+                self.store.as_ref(),
+                Actor::Plugin(plugin),
+                action,
+                Subject::Room(event.room_id),
+                detail,
+            )
+            .await;
         }
     }
 
-    pub(super) async fn delivered(&self, event: &Event, depth: u32) {
-        if !self.hooks.implements(HookKind::MessageDelivered) {
-            return;
-        }
-        match self.store.room(event.room_id).await {
-            Ok(Some(room)) => self.hooks.message_delivered_at(&room, event, depth),
-            Ok(None) => {}
-            Err(err) => tracing::warn!(error = %err, "room lookup for message-delivered failed"),
+    /// Hand a stored event to the `message-delivered` observers (queued; never waits).
+    pub(super) fn delivered(&self, event: &Event, depth: u32) {
+        if self.hooks.implements(HookKind::MessageDelivered) {
+            self.hooks.message_delivered(event, depth);
         }
     }
 }

@@ -3,26 +3,17 @@
 //! Everything that must hold across nodes is made a database fact rather than an in-process
 //! lock: a room's `seq` comes from `UPDATE rooms … RETURNING last_seq` (the row lock orders
 //! writers cluster-wide), idempotency and "one direct room per pair" from unique indexes.
-//! The room log (`append_events`, paging, read cursors) lives in [`log`].
+//! The SQL itself is shared with SQLite ([`super::sql`]); what is PostgreSQL's own is here:
+//! JSON as `jsonb`, and how a group-commit batch stays correct with several nodes writing.
 
-mod log;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use async_trait::async_trait;
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+use super::StoreOptions;
+use super::sql::{Dialect, sql_store};
 
-use super::common::{
-    col, decode_json, direct_key, direct_peer, initial_members, limit, map_write, parse_role,
-    parse_room_kind, prefix_upper_bound,
-};
-use super::{
-    Appended, AuditRecord, Event, EventId, Member, NewEvent, NewRoom, NewUser, Page, Role, Room,
-    RoomId, RoomKind, RoomSummary, Session, Store, StoreError, StoreOptions, StoreResult, User,
-    UserId, now_millis,
-};
-
-const USER_COLS: &str = "id, name, display_name, is_admin, is_bot, active, created_at";
-const ROOM_COLS: &str = "id, kind, name, topic, created_by, created_at, last_seq";
-const SESSION_COLS: &str = "id, user_id, refresh_hash, created_at, expires_at, revoked";
+/// Whole-batch attempts when PostgreSQL aborts the transaction to break a deadlock or a
+/// serialization conflict; nothing was committed, so running it again is safe.
+const ATTEMPTS: usize = 3;
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -40,565 +31,81 @@ impl PgStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self { pool })
     }
-}
 
-fn user_from_row(row: &PgRow) -> StoreResult<User> {
-    Ok(User {
-        id: col(row, "id")?,
-        name: col(row, "name")?,
-        display_name: col(row, "display_name")?,
-        is_admin: col(row, "is_admin")?,
-        is_bot: col(row, "is_bot")?,
-        active: col(row, "active")?,
-        created_at: col(row, "created_at")?,
-    })
-}
-
-fn room_from_row(row: &PgRow) -> StoreResult<Room> {
-    Ok(Room {
-        id: col(row, "id")?,
-        kind: parse_room_kind(&col::<_, String>(row, "kind")?)?,
-        name: col(row, "name")?,
-        topic: col(row, "topic")?,
-        created_by: col(row, "created_by")?,
-        created_at: col(row, "created_at")?,
-        last_seq: col(row, "last_seq")?,
-    })
-}
-
-fn session_from_row(row: &PgRow) -> StoreResult<Session> {
-    Ok(Session {
-        id: col(row, "id")?,
-        user_id: col(row, "user_id")?,
-        refresh_hash: col(row, "refresh_hash")?,
-        created_at: col(row, "created_at")?,
-        expires_at: col(row, "expires_at")?,
-        revoked: col(row, "revoked")?,
-    })
-}
-
-fn member_from_row(row: &PgRow) -> StoreResult<Member> {
-    Ok(Member {
-        room_id: col(row, "room_id")?,
-        user_id: col(row, "user_id")?,
-        role: parse_role(&col::<_, String>(row, "role")?)?,
-        joined_at: col(row, "joined_at")?,
-    })
-}
-
-async fn insert_members(
-    conn: &mut PgConnection,
-    room: RoomId,
-    members: &[(UserId, Role)],
-    now: i64,
-) -> StoreResult<()> {
-    for (user, role) in members {
-        sqlx::query(
-            "INSERT INTO members (room_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(room)
-        .bind(user)
-        .bind(role.as_str())
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| map_write(e, "already_member"))?;
-    }
-    Ok(())
-}
-
-#[async_trait]
-impl Store for PgStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn size_bytes(&self) -> StoreResult<Option<u64>> {
-        let row = sqlx::query("SELECT pg_database_size(current_database()) AS size")
-            .fetch_one(&self.pool)
-            .await?;
-        let size: i64 = col(&row, "size")?;
-        Ok(u64::try_from(size).ok())
-    }
-
-    // ---- users ----
-
-    #[tracing::instrument(skip_all)]
-    async fn count_users(&self) -> StoreResult<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
-            .fetch_one(&self.pool)
-            .await?;
-        col(&row, "n")
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn create_user(&self, user: NewUser) -> StoreResult<User> {
-        let row = sqlx::query(&format!(
-            "INSERT INTO users (name, display_name, password_hash, is_admin, is_bot, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLS}"
-        ))
-        .bind(&user.name)
-        .bind(&user.display_name)
-        .bind(&user.password_hash)
-        .bind(user.is_admin)
-        .bind(user.is_bot)
-        .bind(now_millis())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| map_write(e, "user_exists"))?;
-        user_from_row(&row)
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
-        sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(user_from_row)
-            .transpose()
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn user_by_name(&self, name: &str) -> StoreResult<Option<(User, Option<String>)>> {
-        let Some(row) = sqlx::query(&format!(
-            "SELECT {USER_COLS}, password_hash FROM users WHERE name = $1"
-        ))
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some((user_from_row(&row)?, col(&row, "password_hash")?)))
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn list_users(&self) -> StoreResult<Vec<User>> {
-        sqlx::query(&format!("SELECT {USER_COLS} FROM users ORDER BY id"))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(user_from_row)
-            .collect()
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn set_user_active(&self, id: UserId, active: bool) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET active = $2 WHERE id = $1")
-            .bind(id)
-            .bind(active)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn set_password_hash(&self, id: UserId, hash: &str) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-            .bind(id)
-            .bind(hash)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
-    }
-
-    // ---- sessions ----
-
-    #[tracing::instrument(skip_all)]
-    async fn create_session(&self, session: &Session) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, refresh_hash, created_at, expires_at, revoked)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&session.id)
-        .bind(session.user_id)
-        .bind(&session.refresh_hash)
-        .bind(session.created_at)
-        .bind(session.expires_at)
-        .bind(session.revoked)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| map_write(e, "session_exists"))?;
-        Ok(())
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn session(&self, id: &str) -> StoreResult<Option<Session>> {
-        sqlx::query(&format!(
-            "SELECT {SESSION_COLS} FROM sessions WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(session_from_row)
-        .transpose()
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn rotate_refresh(
-        &self,
-        id: &str,
-        old_hash: &str,
-        new_hash: &str,
-        expires_at: i64,
-    ) -> StoreResult<bool> {
-        // One conditional UPDATE: of two concurrent refreshes with the same token (on any
-        // nodes), the row lock lets exactly one match `old_hash`.
-        let done = sqlx::query(
-            "UPDATE sessions SET refresh_hash = $3, expires_at = $4
-             WHERE id = $1 AND refresh_hash = $2 AND NOT revoked AND expires_at > $5",
-        )
-        .bind(id)
-        .bind(old_hash)
-        .bind(new_hash)
-        .bind(expires_at)
-        .bind(now_millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn revoke_session(&self, id: &str) -> StoreResult<()> {
-        // Revoking an unknown or already revoked session is not an error: logout is idempotent.
-        sqlx::query("UPDATE sessions SET revoked = TRUE WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn revoke_user_sessions(&self, user: UserId) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query(
-            "UPDATE sessions SET revoked = TRUE
-             WHERE user_id = $1 AND NOT revoked AND expires_at > $2 RETURNING id",
-        )
-        .bind(user)
-        .bind(now_millis())
-        .fetch_all(&self.pool)
-        .await?;
-        let mut ids = rows
-            .iter()
-            .map(|r| col(r, "id"))
-            .collect::<StoreResult<Vec<String>>>()?;
-        ids.sort();
-        Ok(ids)
-    }
-
-    // ---- rooms and members ----
-
-    #[tracing::instrument(skip_all)]
-    async fn create_room(&self, room: NewRoom, members: &[(UserId, Role)]) -> StoreResult<Room> {
-        if room.kind != RoomKind::Group {
-            // Direct rooms need their pair key; `direct_room` is the only way to make one.
-            return Err(StoreError::Conflict("not_a_group"));
-        }
-        let all = initial_members(room.created_by, members);
+    /// One attempt at a batch. It first locks every room it touches, in id order, with
+    /// `FOR NO KEY UPDATE` (the same lock the `last_seq` bump takes, and one that does not
+    /// block foreign-key checks from other writers): batches from different nodes then queue
+    /// per room instead of deadlocking, and every check made after the lock sees what the
+    /// previous holder committed. Then every item runs in its own savepoint.
+    async fn append_once(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>> {
         let now = now_millis();
+        let mut rooms: Vec<RoomId> = batch.iter().map(NewEvent::room_id).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&format!(
-            "INSERT INTO rooms (kind, name, topic, created_by, created_at)
-             VALUES ('group', $1, $2, $3, $4) RETURNING {ROOM_COLS}"
-        ))
-        .bind(&room.name)
-        .bind(&room.topic)
-        .bind(room.created_by)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| map_write(e, "room_exists"))?;
-        let created = room_from_row(&row)?;
-        insert_members(&mut tx, created.id, &all, now).await?;
+        sqlx::query("SELECT id FROM rooms WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+            .bind(&rooms)
+            .execute(&mut *tx)
+            .await?;
+        let mut results = Vec::with_capacity(batch.len());
+        for item in batch {
+            results.push(apply_in_savepoint(&mut tx, item, now).await?);
+        }
         tx.commit().await?;
-        Ok(created)
+        Ok(results)
+    }
+}
+
+sql_store!(PgStore, Postgres);
+
+impl Dialect for PgStore {
+    type Db = sqlx::Postgres;
+    const NAME: &'static str = "postgres";
+    const SIZE_SQL: &'static str = "SELECT pg_database_size(current_database()) AS size";
+    const JSON_IN: &'static str = "::jsonb";
+    const EVENT_COLS: &'static str = "id, room_id, seq, kind, sender_id, target, body, \
+                                      metadata::text AS metadata, client_msg_id, created_at, \
+                                      edited_at, deleted";
+    const DETAIL_OUT: &'static str = "detail::text AS detail";
+    const LIVE_MESSAGE: &'static str = "e.kind = 'message' AND NOT e.deleted";
+    const READ_CURSOR_SQL: &'static str = "INSERT INTO read_cursors (user_id, room_id, seq)
+         SELECT $1, id, GREATEST(0, LEAST($3, last_seq)) FROM rooms WHERE id = $2
+         ON CONFLICT (user_id, room_id)
+         DO UPDATE SET seq = GREATEST(read_cursors.seq, EXCLUDED.seq)
+         RETURNING seq";
+
+    fn reads(&self) -> &PgPool {
+        &self.pool
     }
 
-    #[tracing::instrument(skip_all)]
-    async fn direct_room(&self, a: UserId, b: UserId) -> StoreResult<(Room, bool)> {
-        let key = direct_key(a, b);
-        // Two nodes may race. ON CONFLICT DO NOTHING waits for the other insert of the same
-        // key to commit (then inserts nothing) or abort (then inserts). A second attempt covers
-        // the one window where the winner aborts after we looked.
-        for _ in 0..3 {
-            let now = now_millis();
-            let mut tx = self.pool.begin().await?;
-            let inserted = sqlx::query(&format!(
-                "INSERT INTO rooms (kind, created_by, created_at, direct_key)
-                 VALUES ('direct', $1, $2, $3)
-                 ON CONFLICT (direct_key) DO NOTHING RETURNING {ROOM_COLS}"
-            ))
-            .bind(a)
-            .bind(now)
-            .bind(&key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| map_write(e, "room_exists"))?;
-            if let Some(row) = inserted {
-                let created = room_from_row(&row)?;
-                let mut members = vec![(a, Role::Member)];
-                if b != a {
-                    members.push((b, Role::Member));
+    fn writes(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    async fn append_batch(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>> {
+        let mut attempt = 1;
+        loop {
+            match self.append_once(batch).await {
+                Err(err) if attempt < ATTEMPTS && is_retryable(&err) => {
+                    tracing::warn!(attempt, error = %err, "append batch aborted; retrying");
+                    attempt += 1;
                 }
-                insert_members(&mut tx, created.id, &members, now).await?;
-                tx.commit().await?;
-                return Ok((created, true));
-            }
-            tx.rollback().await?;
-            let existing = sqlx::query(&format!(
-                "SELECT {ROOM_COLS} FROM rooms WHERE direct_key = $1"
-            ))
-            .bind(&key)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(row) = existing {
-                return Ok((room_from_row(&row)?, false));
+                result => return result,
             }
         }
-        Err(StoreError::Conflict("direct_room_race"))
     }
+}
 
-    #[tracing::instrument(skip_all)]
-    async fn room(&self, id: RoomId) -> StoreResult<Option<Room>> {
-        sqlx::query(&format!("SELECT {ROOM_COLS} FROM rooms WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(room_from_row)
-            .transpose()
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn rooms_for_user(&self, user: UserId) -> StoreResult<Vec<RoomSummary>> {
-        let rows = sqlx::query(
-            "SELECT r.id, r.kind, r.name, r.topic, r.created_by, r.created_at, r.last_seq,
-                    r.direct_key, m.role, COALESCE(c.seq, 0) AS read_seq,
-                    (SELECT COUNT(*) FROM events e
-                      WHERE e.room_id = r.id AND e.kind = 'message' AND NOT e.deleted
-                        AND e.seq > COALESCE(c.seq, 0) AND e.sender_id <> m.user_id) AS unread
-               FROM members m
-               JOIN rooms r ON r.id = m.room_id
-               LEFT JOIN read_cursors c ON c.user_id = m.user_id AND c.room_id = m.room_id
-              WHERE m.user_id = $1
-              ORDER BY r.id",
-        )
-        .bind(user)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let key: Option<String> = col(row, "direct_key")?;
-                Ok(RoomSummary {
-                    room: room_from_row(row)?,
-                    role: parse_role(&col::<_, String>(row, "role")?)?,
-                    read_seq: col(row, "read_seq")?,
-                    unread: col(row, "unread")?,
-                    peer: key.map(|k| direct_peer(&k, user)).transpose()?,
-                })
-            })
-            .collect()
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn list_rooms(&self) -> StoreResult<Vec<Room>> {
-        sqlx::query(&format!("SELECT {ROOM_COLS} FROM rooms ORDER BY id"))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(room_from_row)
-            .collect()
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn room_members(&self, room: RoomId) -> StoreResult<Vec<Member>> {
-        sqlx::query(
-            "SELECT room_id, user_id, role, joined_at FROM members WHERE room_id = $1
-             ORDER BY user_id",
-        )
-        .bind(room)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(member_from_row)
-        .collect()
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn member(&self, room: RoomId, user: UserId) -> StoreResult<Option<Member>> {
-        sqlx::query(
-            "SELECT room_id, user_id, role, joined_at FROM members
-             WHERE room_id = $1 AND user_id = $2",
-        )
-        .bind(room)
-        .bind(user)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(member_from_row)
-        .transpose()
-    }
-
-    // ---- the room log ----
-
-    #[tracing::instrument(skip_all, fields(items = batch.len()))]
-    async fn append_events(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>> {
-        log::append_events(&self.pool, batch).await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn event(&self, id: EventId) -> StoreResult<Option<Event>> {
-        log::event(&self.pool, id).await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn event_by_client_msg_id(
-        &self,
-        sender: UserId,
-        client_msg_id: &str,
-    ) -> StoreResult<Option<Event>> {
-        let mut conn = self.pool.acquire().await?;
-        log::event_by_client_msg_id(&mut conn, sender, client_msg_id).await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn events(&self, room: RoomId, page: Page, limit: u32) -> StoreResult<Vec<Event>> {
-        log::events(&self.pool, room, page, limit).await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn set_read_cursor(&self, user: UserId, room: RoomId, seq: i64) -> StoreResult<i64> {
-        log::set_read_cursor(&self.pool, user, room, seq).await
-    }
-
-    // ---- plugin key/value ----
-
-    #[tracing::instrument(skip_all)]
-    async fn kv_get(&self, plugin: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT value FROM plugin_kv WHERE plugin = $1 AND key = $2")
-            .bind(plugin)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| col(&r, "value")).transpose()
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn kv_put(&self, plugin: &str, key: &str, value: &[u8]) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO plugin_kv (plugin, key, value) VALUES ($1, $2, $3)
-             ON CONFLICT (plugin, key) DO UPDATE SET value = EXCLUDED.value",
-        )
-        .bind(plugin)
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn kv_delete(&self, plugin: &str, key: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM plugin_kv WHERE plugin = $1 AND key = $2")
-            .bind(plugin)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn kv_keys(&self, plugin: &str, prefix: &str, max: u32) -> StoreResult<Vec<String>> {
-        // `key` is COLLATE "C" (byte order, as in SQLite), so this range is exactly the keys
-        // starting with `prefix`. A key range instead of LIKE: no escaping, and the primary-key index bounds both ends.
-        let rows = match prefix_upper_bound(prefix) {
-            Some(upper) => {
-                sqlx::query(
-                    "SELECT key FROM plugin_kv WHERE plugin = $1 AND key >= $2 AND key < $3
-                     ORDER BY key LIMIT $4",
-                )
-                .bind(plugin)
-                .bind(prefix)
-                .bind(upper)
-                .bind(limit(max))
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(
-                    "SELECT key FROM plugin_kv WHERE plugin = $1 AND key >= $2
-                     ORDER BY key LIMIT $3",
-                )
-                .bind(plugin)
-                .bind(prefix)
-                .bind(limit(max))
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
-        rows.iter().map(|r| col(r, "key")).collect()
-    }
-
-    // ---- audit ----
-
-    #[tracing::instrument(skip_all)]
-    async fn append_audit(
-        &self,
-        actor: &str,
-        action: &str,
-        subject: &str,
-        detail: &serde_json::Value,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit (at, actor, action, subject, detail)
-             VALUES ($1, $2, $3, $4, $5::jsonb)",
-        )
-        .bind(now_millis())
-        .bind(actor)
-        .bind(action)
-        .bind(subject)
-        .bind(detail.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn recent_audit(&self, max: u32) -> StoreResult<Vec<AuditRecord>> {
-        sqlx::query(
-            "SELECT id, at, actor, action, subject, detail::text AS detail FROM audit
-             ORDER BY id DESC LIMIT $1",
-        )
-        .bind(limit(max))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(AuditRecord {
-                id: col(row, "id")?,
-                at: col(row, "at")?,
-                actor: col(row, "actor")?,
-                action: col(row, "action")?,
-                subject: col(row, "subject")?,
-                detail: decode_json(&col::<_, String>(row, "detail")?)?,
-            })
-        })
-        .collect()
+/// A deadlock or serialization failure: PostgreSQL aborted the whole transaction.
+fn is_retryable(err: &StoreError) -> bool {
+    match err {
+        StoreError::Backend(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("40P01" | "40001"))
+        }
+        _ => false,
     }
 }

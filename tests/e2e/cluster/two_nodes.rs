@@ -108,13 +108,21 @@ async fn users_on_different_nodes_chat_live_with_typing_and_read_receipts() {
     .expect("read receipt crosses nodes");
     assert_eq!(read["seq"], last_seq);
 
-    // Nothing arrives twice on either side.
+    // Nothing arrives twice on either side: everything before a sentinel sent now is read,
+    // and none of it is a repeat (a room's events reach a session in seq order).
+    let sentinel = alice_ws.send_msg(room, "sentinel", "sentinel").await;
+    assert_eq!(sentinel["type"], "ack", "{sentinel}");
     for ws in [&mut alice_ws, &mut bob_ws] {
-        let extra = next_matching(ws, "event", Duration::from_millis(700), |f| {
-            f["client_msg_id"] == "a1" || f["client_msg_id"] == "b1"
-        })
-        .await;
-        assert!(extra.is_none(), "delivered twice: {extra:?}");
+        loop {
+            let frame = ws.recv_type("event").await;
+            assert!(
+                frame["client_msg_id"] != "a1" && frame["client_msg_id"] != "b1",
+                "delivered twice: {frame}"
+            );
+            if frame["body"] == "sentinel" {
+                break;
+            }
+        }
     }
 
     // Each message is stored once, and both nodes serve the same history.
@@ -122,7 +130,10 @@ async fn users_on_different_nodes_chat_live_with_typing_and_read_receipts() {
     let from_b = full_history(&bob, room).await;
     assert_eq!(from_a, from_b);
     let ids = message_ids_once(&from_a);
-    assert_eq!(ids, BTreeSet::from(["a1".to_string(), "b1".to_string()]));
+    assert_eq!(
+        ids,
+        BTreeSet::from(["a1", "b1", "sentinel"].map(String::from))
+    );
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let stored: i64 =
         sqlx::query("SELECT COUNT(*) FROM events WHERE room_id = $1 AND kind = 'message'")
@@ -131,7 +142,7 @@ async fn users_on_different_nodes_chat_live_with_typing_and_read_receipts() {
             .await
             .unwrap()
             .get(0);
-    assert_eq!(stored, 2);
+    assert_eq!(stored, 3);
     let _ = conn.close().await;
 }
 

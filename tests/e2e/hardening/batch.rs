@@ -3,11 +3,11 @@
 //! other cannot, is refused up front with the same 400 on both.
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::Connection as _;
 
 use super::{BACKENDS, start_on};
-use crate::support::{Client, TestServer};
+use crate::support::TestServer;
 
 /// Make the database itself refuse any message whose body is `POISON`, the way an
 /// operator's constraint, a full column or an unforeseen encoding rule would: the router
@@ -129,20 +129,6 @@ async fn a_refused_row_fails_only_its_own_sender_on_both_stores() {
     }
 }
 
-async fn post_raw(client: &Client, path: &str, body: &'static str) -> (StatusCode, Value) {
-    let resp = client
-        .http
-        .post(format!("{}{path}", client.base))
-        .bearer_auth(&client.token)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn nul_is_refused_with_the_same_400_on_both_stores() {
     for backend in BACKENDS {
@@ -184,7 +170,7 @@ async fn nul_is_refused_with_the_same_400_on_both_stores() {
             ),
         ];
         for (what, path, body) in cases {
-            let (status, answer) = post_raw(&alice, path, body).await;
+            let (status, answer) = alice.post_raw(path, "application/json", body).await;
             assert_eq!(
                 (status, answer["code"].as_str()),
                 (StatusCode::BAD_REQUEST, Some("invalid_text")),
@@ -192,12 +178,13 @@ async fn nul_is_refused_with_the_same_400_on_both_stores() {
             );
         }
         // An escaped backslash before `u0000` is text, not NUL.
-        let (status, _) = post_raw(
-            &alice,
-            messages,
-            r#"{"client_msg_id":"m3","body":"a path: C:\\u0000"}"#,
-        )
-        .await;
+        let (status, _) = alice
+            .post_raw(
+                messages,
+                "application/json",
+                r#"{"client_msg_id":"m3","body":"a path: C:\\u0000"}"#,
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{backend:?}");
         // NUL in the URL.
         let (status, answer) = alice

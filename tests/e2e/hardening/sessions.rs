@@ -12,15 +12,12 @@ use crate::cluster::{NodeConfig, PgDb, on, system_nats_url, two_nodes};
 use crate::support::{Client, PASSWORD};
 
 async fn refresh(client: &Client) -> (StatusCode, Value) {
-    let resp = client
-        .http
-        .post(format!("{}/api/v1/auth/refresh", client.base))
-        .json(&json!({ "refresh_token": client.refresh }))
-        .send()
+    client
+        .post(
+            "/api/v1/auth/refresh",
+            json!({ "refresh_token": client.refresh }),
+        )
         .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -168,6 +165,16 @@ async fn a_reset_on_one_node_closes_the_socket_on_the_other() {
     let closed = tokio::time::timeout(Duration::from_secs(10), socket_on_b.expect_close())
         .await
         .expect("the socket on node b closes");
+    assert_eq!(closed.0, 4001);
+
+    // Logging out on node a ends the same session's socket on node b.
+    let bob = admin.create_user("bob").await;
+    let mut bob_on_b = b.ws(&on(&b, &bob)).await;
+    let (status, _) = bob.post("/api/v1/auth/logout", json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let closed = tokio::time::timeout(Duration::from_secs(10), bob_on_b.expect_close())
+        .await
+        .expect("the socket on node b closes after a logout on node a");
     assert_eq!(closed.0, 4001);
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use switchboard::plugins::{HookName, PluginsConfig};
+use switchboard::plugins::PluginsConfig;
 use switchboard::router::hooks::{Decision, HookKind, Hooks};
 
 use super::harness::{Spec, continued, load, load_with, metrics_text, msg, rejected, status};
@@ -213,7 +213,7 @@ async fn hooks_a_plugin_does_not_implement_are_never_called() {
     let l = load(vec![super::dlp("")]).await;
     assert_eq!(
         status(&l.host.statuses(), "dlp").hooks,
-        [HookName::MessagePreSend]
+        [HookKind::MessagePreSend]
     );
     assert!(l.host.implements(HookKind::MessagePreSend));
     for hook in [

@@ -181,6 +181,7 @@ pub fn msg(body: &str) -> PreSend {
         body: body.into(),
         metadata: Metadata::new(),
         max_body_bytes: 64 * 1024,
+        depth: 0,
     }
 }
 

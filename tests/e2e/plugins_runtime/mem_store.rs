@@ -1,5 +1,5 @@
 //! An in-memory `Store` for the plugin runtime's tests. Only the plugin key/value and audit
-//! methods work: the real stores are built and tested elsewhere, and the plugin runtime
+//! methods work, and rooms a test put in `rooms` (observers read the room of an event): the real stores are built and tested elsewhere, and the plugin runtime
 //! touches nothing else. Every other method panics, so a test that strays is noticed.
 
 use std::collections::BTreeMap;
@@ -12,6 +12,7 @@ use switchboard::store::*;
 pub struct MemStore {
     pub kv: Mutex<BTreeMap<(String, String), Vec<u8>>>,
     pub audit: Mutex<Vec<(String, String, String)>>,
+    pub rooms: Mutex<BTreeMap<RoomId, Room>>,
 }
 
 impl MemStore {
@@ -85,8 +86,8 @@ impl Store for MemStore {
     async fn direct_room(&self, _: UserId, _: UserId) -> StoreResult<(Room, bool)> {
         unimplemented!("{UNUSED}")
     }
-    async fn room(&self, _: RoomId) -> StoreResult<Option<Room>> {
-        unimplemented!("{UNUSED}")
+    async fn room(&self, id: RoomId) -> StoreResult<Option<Room>> {
+        Ok(self.rooms.lock().expect("lock").get(&id).cloned())
     }
     async fn rooms_for_user(&self, _: UserId) -> StoreResult<Vec<RoomSummary>> {
         unimplemented!("{UNUSED}")

@@ -439,6 +439,38 @@ pub(super) async fn paging(store: Arc<dyn Store>, _: Backend) {
             .expect("page")
             .is_empty()
     );
+
+    // Property: for any cursor and page size, a page is exactly what filtering the whole
+    // log says (the oldest `n` after a cursor, the newest `n` before one, in seq order).
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let cursors = proptest::prelude::prop_oneof![
+        (-3i64..40),
+        proptest::prelude::Just(i64::MAX),
+        proptest::prelude::Just(i64::MIN)
+    ];
+    let queries = (proptest::prelude::any::<bool>(), cursors, 0u32..40);
+    for _ in 0..64 {
+        let (after, cursor, n) = proptest::strategy::ValueTree::current(
+            &proptest::strategy::Strategy::new_tree(&queries, &mut runner).expect("case"),
+        );
+        let all = 1..=30i64;
+        let want: Vec<i64> = if after {
+            all.filter(|s| *s > cursor).take(n as usize).collect()
+        } else {
+            let before: Vec<i64> = all.filter(|s| *s < cursor).collect();
+            before[before.len().saturating_sub(n as usize)..].to_vec()
+        };
+        let p = if after {
+            Page::After(cursor)
+        } else {
+            Page::Before(cursor)
+        };
+        assert_eq!(
+            page(p, n).await,
+            want,
+            "after={after} cursor={cursor} n={n}"
+        );
+    }
 }
 
 pub(super) async fn reopen_keeps_everything(store: Arc<dyn Store>, backend: Backend) {

@@ -132,16 +132,16 @@ pub(super) fn http_settings(
     }
     let timeout_ms = section
         .timeout_ms
-        .unwrap_or(crate::plugins::http::DEFAULT_TIMEOUT.as_millis() as u64);
+        .unwrap_or(crate::plugins::capabilities::http::DEFAULT_TIMEOUT.as_millis() as u64);
     if timeout_ms == 0 || timeout_ms > 60_000 {
         return Err("[http] timeout_ms must be between 1 and 60000".into());
     }
     let max_response_bytes = section
         .max_response_bytes
-        .unwrap_or(crate::plugins::http::DEFAULT_MAX_RESPONSE_BYTES);
+        .unwrap_or(crate::plugins::capabilities::http::DEFAULT_MAX_RESPONSE_BYTES);
     let requests_per_minute = section
         .requests_per_minute
-        .unwrap_or(crate::plugins::http::DEFAULT_REQUESTS_PER_MINUTE);
+        .unwrap_or(crate::plugins::capabilities::http::DEFAULT_REQUESTS_PER_MINUTE);
     if max_response_bytes == 0 || requests_per_minute == 0 {
         return Err("[http] max_response_bytes and requests_per_minute must be positive".into());
     }
@@ -189,16 +189,8 @@ pub(super) fn bot_settings(
         max_depth: None,
     });
     let name = section.name.unwrap_or_else(|| plugin.to_string());
-    // The same rule as for people's accounts (api::account::check_user_name).
-    let name_ok = (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    if !name_ok {
+    // The same rule as for people's accounts: bots and people share one namespace.
+    if !crate::names::is_user_name(&name) {
         return Err(format!(
             "bot name {name:?}: use 1-32 characters of [a-z0-9._-], starting with a letter or digit \
              (set [bot] name when the plugin's name does not fit)"
@@ -232,11 +224,7 @@ pub(super) fn check_commands(mut commands: Vec<String>, bot: bool) -> Result<Vec
         return Err(format!("at most {MAX_COMMANDS} commands per plugin"));
     }
     for name in &commands {
-        let ok = (1..=32).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !ok {
+        if !crate::names::is_identifier(name, crate::names::MAX_COMMAND) {
             return Err(format!(
                 "command {name:?}: use 1-32 characters of [a-z0-9_-], without the slash"
             ));

@@ -361,4 +361,67 @@ mod tests {
             .evaluate("Order 1234567890123456 shipped on 2024-05-11, call 555-123-4567.");
         assert_eq!(v.action, Action::Off, "{v:?}");
     }
+
+    /// A Luhn-valid 16-digit Visa-shaped number (`4`, 14 digits, the check digit).
+    fn card_from(digits: &[u8]) -> String {
+        let mut all: Vec<u8> = vec![4];
+        all.extend_from_slice(digits);
+        all.push(0);
+        for check in 0..10 {
+            all[15] = check;
+            if luhn(&all) {
+                break;
+            }
+        }
+        all.iter().map(|d| char::from(b'0' + d)).collect()
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, scanning never panics and findings are in bounds, on character
+        /// boundaries, and do not overlap.
+        #[test]
+        fn findings_are_well_formed(text in "\\PC{0,200}") {
+            let policy = Policy::default();
+            let mut last_end = 0;
+            for f in policy.scan(&text) {
+                proptest::prop_assert!(f.start < f.end && f.end <= text.len());
+                proptest::prop_assert!(text.is_char_boundary(f.start) && text.is_char_boundary(f.end));
+                proptest::prop_assert!(f.start >= last_end);
+                last_end = f.end;
+            }
+            let _ = policy.evaluate(&text);
+        }
+
+        /// A valid card number anywhere in ordinary text is found; redacted, only its last
+        /// four digits survive and the text around it is untouched.
+        #[test]
+        fn any_card_in_any_text_is_redacted(
+            digits in proptest::collection::vec(0u8..10, 14),
+            before in "[a-zA-Z ,.!?]{0,40}",
+            after in "[a-zA-Z ,.!?]{0,40}",
+        ) {
+            let card = card_from(&digits);
+            let text = format!("{before} {card} {after}");
+            let policy = Policy::from_settings([("action.card", "redact")]).expect("valid");
+            let verdict = policy.evaluate(&text);
+            proptest::prop_assert_eq!(verdict.action, Action::Redact);
+            let redacted = verdict.redacted.expect("redacted text");
+            proptest::prop_assert!(!redacted.contains(&card[..12]), "{}", redacted);
+            let masked = format!("{}{}", "*".repeat(12), &card[12..]);
+            proptest::prop_assert_eq!(redacted, format!("{before} {masked} {after}"));
+            proptest::prop_assert_eq!(Policy::default().evaluate(&text).action, Action::Block);
+        }
+
+        /// Masking keeps the shape: as many characters, separators in place, and only the
+        /// last four letters or digits readable.
+        #[test]
+        fn masking_keeps_the_shape(value in "[0-9A-Za-z -]{0,40}") {
+            let mut out = String::new();
+            mask(&value, Detector::Iban, &mut out);
+            proptest::prop_assert_eq!(out.chars().count(), value.chars().count());
+            let alnum = value.chars().filter(|c| c.is_alphanumeric()).count();
+            let visible = out.chars().filter(|c| c.is_alphanumeric()).count();
+            proptest::prop_assert_eq!(visible, alnum.min(4));
+        }
+    }
 }

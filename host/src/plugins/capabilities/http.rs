@@ -18,8 +18,8 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::Url;
 
-use super::capabilities::CapError;
-use super::manifest::HttpSettings;
+use super::CapError;
+use crate::plugins::manifest::HttpSettings;
 
 mod address;
 

@@ -23,9 +23,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc::{Receiver, Sender, error::TrySendError};
 
-use super::capabilities::CapError;
-use super::manifest::BotSettings;
-use super::{PluginError, lock};
+use super::CapError;
+use crate::plugins::manifest::BotSettings;
+use crate::plugins::{PluginError, lock};
 use crate::router::hooks::BotPost;
 use crate::store::{NewUser, RoomId, Store, User};
 

@@ -27,9 +27,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::capabilities::CapError as HostError;
-use super::manifest::Manifest;
-use super::{PluginError, lock};
+use super::CapError as HostError;
+use crate::plugins::manifest::Manifest;
+use crate::plugins::{PluginError, lock};
 use crate::store::Store;
 
 /// One plugin's namespace.

@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use super::capabilities::CapError;
-use super::manifest::RoomsScope;
+use super::CapError;
+use crate::plugins::manifest::RoomsScope;
 use crate::store::{Member, Room, RoomId, Store, User, UserId};
 
 /// Most members one `members` call returns.

@@ -1,0 +1,1067 @@
+//! The SQL both backends share, written once.
+//!
+//! SQLite and PostgreSQL run the same schema (migrations stay per backend) and, for all but a
+//! handful of statements, the same SQL. What differs is small and named in [`Dialect`]: how a
+//! write transaction begins, how JSON goes in and out, two SQL functions, the size probe,
+//! and how a group-commit batch is guarded (SQLite: one writer and a one-statement fast path
+//! for messages; PostgreSQL: room locks and a retry when the database breaks a deadlock).
+//!
+//! The rest is [`sql_store!`]: invoked once in each backend's module with its sqlx database,
+//! it expands the row conversions, the room-log functions and the whole `Store` impl there.
+//! A macro rather than functions generic over `sqlx::Database`: sqlx's generic executors need
+//! a where-clause per function naming every bound and decoded type, which would be longer
+//! than the code it shares; the macro keeps each method readable as plain SQL, and the store
+//! contract suite (`tests/e2e/store_contract`) runs the one body on both databases.
+
+use super::{Appended, NewEvent, StoreResult};
+
+/// What differs between the backends. Implemented by each store type; the shared body in
+/// [`sql_store!`] reads these.
+pub(super) trait Dialect {
+    type Db: sqlx::Database;
+    /// `sqlite` or `postgres`, for logs and `/metrics`.
+    const NAME: &'static str;
+    /// A query returning the database's size in bytes as `size`.
+    const SIZE_SQL: &'static str;
+    /// Appended to a bound JSON text parameter (`::jsonb` on PostgreSQL).
+    const JSON_IN: &'static str;
+    /// The event columns, with `metadata` read back as text.
+    const EVENT_COLS: &'static str;
+    /// `detail` read back as text.
+    const DETAIL_OUT: &'static str;
+    /// An events row `e` that is a live (not deleted) message, written the way the backend's
+    /// partial index `events_live_messages` is, so the planner uses it.
+    const LIVE_MESSAGE: &'static str;
+    /// Upsert of a read cursor ($1 user, $2 room, $3 seq), clamped to `[0, last_seq]` and
+    /// never moving back; returns `seq`.
+    const READ_CURSOR_SQL: &'static str;
+
+    /// The pool for reads.
+    fn reads(&self) -> &sqlx::Pool<Self::Db>;
+    /// The pool for writes.
+    fn writes(&self) -> &sqlx::Pool<Self::Db>;
+    /// Begin a write transaction that will not fail half-way for lock contention.
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = StoreResult<sqlx::Transaction<'static, Self::Db>>> + Send;
+    /// Append a batch: the backend's guard around the shared item loop.
+    fn append_batch(
+        &self,
+        batch: &[NewEvent],
+    ) -> impl Future<Output = StoreResult<Vec<StoreResult<Appended>>>> + Send;
+}
+
+/// Expand the shared store body in a backend's module: `sql_store!(StoreType, sqlx_db)`,
+/// where `StoreType: Dialect<Db = sqlx::sqlx_db>`. Brings into that module `EventRow`,
+/// the `*_from_row` conversions, the room-log functions (`apply`, `events`, …) and
+/// `impl Store for StoreType`.
+macro_rules! sql_store {
+    ($store:ty, $db:ident) => {
+        use $crate::store::common::{
+            Violation, col, constraint_name, decode_json, decode_metadata, direct_key, direct_peer,
+            encode_metadata, initial_members, is_item_failure, limit, map_write, parse_event_kind,
+            parse_role, parse_room_kind, prefix_upper_bound, refuse_row_errors, violation,
+        };
+        use $crate::store::{
+            Appended, AuditRecord, Event, EventId, EventKind, Member, Metadata, NewEvent, NewRoom,
+            NewUser, Page, Role, Room, RoomId, RoomKind, RoomSummary, Session, Store, StoreError,
+            StoreResult, User, UserId, now_millis,
+        };
+
+        type DbRow = <sqlx::$db as sqlx::Database>::Row;
+        type DbConnection = <sqlx::$db as sqlx::Database>::Connection;
+
+        const USER_COLS: &str = "id, name, display_name, is_admin, is_bot, active, created_at";
+        const ROOM_COLS: &str = "id, kind, name, topic, created_by, created_at, last_seq";
+        const SESSION_COLS: &str = "id, user_id, refresh_hash, created_at, expires_at, revoked";
+        const MEMBER_COLS: &str = "room_id, user_id, role, joined_at";
+        /// The unique index that makes `(sender, client_msg_id)` idempotent.
+        const CLIENT_MSG_INDEX: &str = "events_client_msg";
+
+        fn user_from_row(row: &DbRow) -> StoreResult<User> {
+            Ok(User {
+                id: col(row, "id")?,
+                name: col(row, "name")?,
+                display_name: col(row, "display_name")?,
+                is_admin: col(row, "is_admin")?,
+                is_bot: col(row, "is_bot")?,
+                active: col(row, "active")?,
+                created_at: col(row, "created_at")?,
+            })
+        }
+
+        fn room_from_row(row: &DbRow) -> StoreResult<Room> {
+            Ok(Room {
+                id: col(row, "id")?,
+                kind: parse_room_kind(&col::<_, String>(row, "kind")?)?,
+                name: col(row, "name")?,
+                topic: col(row, "topic")?,
+                created_by: col(row, "created_by")?,
+                created_at: col(row, "created_at")?,
+                last_seq: col(row, "last_seq")?,
+            })
+        }
+
+        fn session_from_row(row: &DbRow) -> StoreResult<Session> {
+            Ok(Session {
+                id: col(row, "id")?,
+                user_id: col(row, "user_id")?,
+                refresh_hash: col(row, "refresh_hash")?,
+                created_at: col(row, "created_at")?,
+                expires_at: col(row, "expires_at")?,
+                revoked: col(row, "revoked")?,
+            })
+        }
+
+        fn member_from_row(row: &DbRow) -> StoreResult<Member> {
+            Ok(Member {
+                room_id: col(row, "room_id")?,
+                user_id: col(row, "user_id")?,
+                role: parse_role(&col::<_, String>(row, "role")?)?,
+                joined_at: col(row, "joined_at")?,
+            })
+        }
+
+        fn event_from_row(row: &DbRow) -> StoreResult<Event> {
+            Ok(Event {
+                id: col(row, "id")?,
+                room_id: col(row, "room_id")?,
+                seq: col(row, "seq")?,
+                kind: parse_event_kind(&col::<_, String>(row, "kind")?)?,
+                sender_id: col(row, "sender_id")?,
+                target: col(row, "target")?,
+                body: col(row, "body")?,
+                metadata: decode_metadata(&col::<_, String>(row, "metadata")?)?,
+                client_msg_id: col(row, "client_msg_id")?,
+                created_at: col(row, "created_at")?,
+                edited_at: col(row, "edited_at")?,
+                deleted: col(row, "deleted")?,
+            })
+        }
+
+        /// A foreign key pointing nowhere on an event insert is an unknown sender or room.
+        fn not_found_on_foreign_key(err: sqlx::Error) -> StoreError {
+            match violation(&err) {
+                Some(Violation::ForeignKey) => StoreError::NotFound,
+                _ => StoreError::Backend(err),
+            }
+        }
+
+        async fn insert_members(
+            conn: &mut DbConnection,
+            room: RoomId,
+            members: &[(UserId, Role)],
+            now: i64,
+        ) -> StoreResult<()> {
+            for (user, role) in members {
+                sqlx::query(
+                    "INSERT INTO members (room_id, user_id, role, joined_at)
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(room)
+                .bind(user)
+                .bind(role.as_str())
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| map_write(e, "already_member"))?;
+            }
+            Ok(())
+        }
+
+        // ---- the room log ----
+
+        /// One item of a group-commit batch inside `SAVEPOINT item`, on a transaction the
+        /// backend opened (and guarded): a domain failure or a refused row rolls back to the
+        /// savepoint, undoing that item's `seq` bump and rows, and is the item's own result
+        /// while the batch goes on. The outer `Err` means the batch cannot go on.
+        async fn apply_in_savepoint(
+            tx: &mut DbConnection,
+            item: &NewEvent,
+            now: i64,
+        ) -> StoreResult<StoreResult<Appended>> {
+            sqlx::query("SAVEPOINT item").execute(&mut *tx).await?;
+            match apply(tx, item, now).await.map_err(refuse_row_errors) {
+                Ok(done) => {
+                    sqlx::query("RELEASE SAVEPOINT item")
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(Ok(done))
+                }
+                Err(err) if is_item_failure(&err) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT item")
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("RELEASE SAVEPOINT item")
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(Err(err))
+                }
+                Err(err) => Err(err),
+            }
+        }
+
+        /// Apply one item inside `SAVEPOINT item`.
+        async fn apply(
+            conn: &mut DbConnection,
+            item: &NewEvent,
+            now: i64,
+        ) -> StoreResult<Appended> {
+            let fresh = |event| Appended {
+                event,
+                duplicate: false,
+            };
+            match item {
+                NewEvent::Message {
+                    room_id,
+                    sender_id,
+                    client_msg_id,
+                    body,
+                    metadata,
+                } => {
+                    // A retry (by any node, or earlier in this batch) returns the stored
+                    // original before any seq is taken.
+                    if let Some(original) =
+                        event_by_client_msg_id(conn, *sender_id, client_msg_id).await?
+                    {
+                        return Ok(Appended {
+                            event: original,
+                            duplicate: true,
+                        });
+                    }
+                    let seq = next_seq(conn, *room_id).await?;
+                    let row = NewRow {
+                        room_id: *room_id,
+                        kind: EventKind::Message,
+                        sender_id: *sender_id,
+                        target: None,
+                        body: Some(body),
+                        metadata,
+                        client_msg_id: Some(client_msg_id),
+                    };
+                    match insert_at(conn, seq, row, now).await {
+                        Ok(event) => Ok(fresh(event)),
+                        // Lost a race with another node storing the same send (to another
+                        // room, as the room lock serialises same-room sends): give the seq
+                        // back, answer with theirs. (One SQLite writer never races.)
+                        Err(StoreError::Backend(e))
+                            if violation(&e) == Some(Violation::Unique)
+                                && constraint_name(&e) == Some(CLIENT_MSG_INDEX) =>
+                        {
+                            sqlx::query("ROLLBACK TO SAVEPOINT item")
+                                .execute(&mut *conn)
+                                .await?;
+                            let original = event_by_client_msg_id(conn, *sender_id, client_msg_id)
+                                .await?
+                                .ok_or_else(|| {
+                                    StoreError::Corrupt("lost idempotency race".into())
+                                })?;
+                            Ok(Appended {
+                                event: original,
+                                duplicate: true,
+                            })
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                NewEvent::Edit {
+                    room_id,
+                    sender_id,
+                    target,
+                    body,
+                    metadata,
+                } => {
+                    let seq = next_seq(conn, *room_id).await?;
+                    let author = live_message_author(conn, *room_id, *target).await?;
+                    if author != *sender_id {
+                        return Err(StoreError::Conflict("not_author"));
+                    }
+                    sqlx::query(&format!(
+                        "UPDATE events SET body = $2, metadata = $3{}, edited_at = $4
+                         WHERE id = $1",
+                        <$store>::JSON_IN
+                    ))
+                    .bind(target)
+                    .bind(body)
+                    .bind(encode_metadata(metadata))
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                    let row = NewRow {
+                        room_id: *room_id,
+                        kind: EventKind::Edit,
+                        sender_id: *sender_id,
+                        target: Some(*target),
+                        body: Some(body),
+                        metadata,
+                        client_msg_id: None,
+                    };
+                    Ok(fresh(insert_at(conn, seq, row, now).await?))
+                }
+                NewEvent::Delete {
+                    room_id,
+                    sender_id,
+                    target,
+                } => {
+                    let seq = next_seq(conn, *room_id).await?;
+                    live_message_author(conn, *room_id, *target).await?;
+                    // Erase, not hide: the text (and metadata, which plugins may derive from
+                    // the text) of the message and of every edit of it leaves the database.
+                    sqlx::query(
+                        "UPDATE events SET body = NULL, metadata = '{}', deleted = TRUE
+                         WHERE id = $1 OR (kind = 'edit' AND target = $1)",
+                    )
+                    .bind(target)
+                    .execute(&mut *conn)
+                    .await?;
+                    let row = NewRow {
+                        room_id: *room_id,
+                        kind: EventKind::Delete,
+                        sender_id: *sender_id,
+                        target: Some(*target),
+                        body: None,
+                        metadata: &Metadata::new(),
+                        client_msg_id: None,
+                    };
+                    Ok(fresh(insert_at(conn, seq, row, now).await?))
+                }
+                NewEvent::Join {
+                    room_id,
+                    actor_id,
+                    user_id,
+                    role,
+                } => {
+                    let seq = next_seq(conn, *room_id).await?;
+                    sqlx::query(
+                        "INSERT INTO members (room_id, user_id, role, joined_at)
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(room_id)
+                    .bind(user_id)
+                    .bind(role.as_str())
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| match violation(&e) {
+                        Some(Violation::Unique) => StoreError::Conflict("already_member"),
+                        Some(Violation::ForeignKey) => StoreError::NotFound,
+                        None => StoreError::Backend(e),
+                    })?;
+                    let metadata =
+                        Metadata::from([("role".to_string(), role.as_str().to_string())]);
+                    let row = NewRow {
+                        room_id: *room_id,
+                        kind: EventKind::MemberJoined,
+                        sender_id: *actor_id,
+                        target: Some(*user_id),
+                        body: None,
+                        metadata: &metadata,
+                        client_msg_id: None,
+                    };
+                    Ok(fresh(insert_at(conn, seq, row, now).await?))
+                }
+                NewEvent::Leave {
+                    room_id,
+                    actor_id,
+                    user_id,
+                } => {
+                    let seq = next_seq(conn, *room_id).await?;
+                    let done =
+                        sqlx::query("DELETE FROM members WHERE room_id = $1 AND user_id = $2")
+                            .bind(room_id)
+                            .bind(user_id)
+                            .execute(&mut *conn)
+                            .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound);
+                    }
+                    let row = NewRow {
+                        room_id: *room_id,
+                        kind: EventKind::MemberLeft,
+                        sender_id: *actor_id,
+                        target: Some(*user_id),
+                        body: None,
+                        metadata: &Metadata::new(),
+                        client_msg_id: None,
+                    };
+                    Ok(fresh(insert_at(conn, seq, row, now).await?))
+                }
+            }
+        }
+
+        /// The columns of a new event that vary by kind.
+        struct NewRow<'a> {
+            room_id: RoomId,
+            kind: EventKind,
+            sender_id: UserId,
+            target: Option<i64>,
+            body: Option<&'a String>,
+            metadata: &'a Metadata,
+            client_msg_id: Option<&'a String>,
+        }
+
+        /// Take the room's next seq; `NotFound` if there is no such room. On PostgreSQL the
+        /// row lock this UPDATE holds until commit keeps seqs gap-free across nodes.
+        async fn next_seq(conn: &mut DbConnection, room: RoomId) -> StoreResult<i64> {
+            let row = sqlx::query(
+                "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+            )
+            .bind(room)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            col(&row, "last_seq")
+        }
+
+        /// Check that `target` is a live message in `room`; return its author.
+        async fn live_message_author(
+            conn: &mut DbConnection,
+            room: RoomId,
+            target: EventId,
+        ) -> StoreResult<UserId> {
+            let row = sqlx::query(
+                "SELECT kind, sender_id, deleted FROM events WHERE id = $1 AND room_id = $2",
+            )
+            .bind(target)
+            .bind(room)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            if parse_event_kind(&col::<_, String>(&row, "kind")?)? != EventKind::Message {
+                return Err(StoreError::Conflict("not_a_message"));
+            }
+            if col::<_, bool>(&row, "deleted")? {
+                return Err(StoreError::Conflict("message_deleted"));
+            }
+            col(&row, "sender_id")
+        }
+
+        async fn insert_at(
+            conn: &mut DbConnection,
+            seq: i64,
+            row: NewRow<'_>,
+            now: i64,
+        ) -> StoreResult<Event> {
+            let stored = sqlx::query(&format!(
+                "INSERT INTO events
+                    (room_id, seq, kind, sender_id, target, body, metadata, client_msg_id,
+                     created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7{}, $8, $9) RETURNING {}",
+                <$store>::JSON_IN,
+                <$store>::EVENT_COLS
+            ))
+            .bind(row.room_id)
+            .bind(seq)
+            .bind(row.kind.as_str())
+            .bind(row.sender_id)
+            .bind(row.target)
+            .bind(row.body)
+            .bind(encode_metadata(row.metadata))
+            .bind(row.client_msg_id)
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(not_found_on_foreign_key)?;
+            event_from_row(&stored)
+        }
+
+        async fn event_by_client_msg_id(
+            conn: &mut DbConnection,
+            sender: UserId,
+            client_msg_id: &str,
+        ) -> StoreResult<Option<Event>> {
+            sqlx::query(&format!(
+                "SELECT {} FROM events WHERE sender_id = $1 AND client_msg_id = $2",
+                <$store>::EVENT_COLS
+            ))
+            .bind(sender)
+            .bind(client_msg_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .as_ref()
+            .map(event_from_row)
+            .transpose()
+        }
+
+        #[async_trait::async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                <$store>::NAME
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(self.reads()).await?;
+                Ok(())
+            }
+
+            async fn size_bytes(&self) -> StoreResult<Option<u64>> {
+                let row = sqlx::query(<$store>::SIZE_SQL)
+                    .fetch_one(self.reads())
+                    .await?;
+                let size: i64 = col(&row, "size")?;
+                Ok(u64::try_from(size).ok())
+            }
+
+            // ---- users ----
+
+            #[tracing::instrument(skip_all)]
+            async fn count_users(&self) -> StoreResult<i64> {
+                let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
+                    .fetch_one(self.reads())
+                    .await?;
+                col(&row, "n")
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn create_user(&self, user: NewUser) -> StoreResult<User> {
+                let row = sqlx::query(&format!(
+                    "INSERT INTO users
+                        (name, display_name, password_hash, is_admin, is_bot, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLS}"
+                ))
+                .bind(&user.name)
+                .bind(&user.display_name)
+                .bind(&user.password_hash)
+                .bind(user.is_admin)
+                .bind(user.is_bot)
+                .bind(now_millis())
+                .fetch_one(self.writes())
+                .await
+                .map_err(|e| map_write(e, "user_exists"))?;
+                user_from_row(&row)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
+                sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(self.reads())
+                    .await?
+                    .as_ref()
+                    .map(user_from_row)
+                    .transpose()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn user_by_name(
+                &self,
+                name: &str,
+            ) -> StoreResult<Option<(User, Option<String>)>> {
+                let Some(row) = sqlx::query(&format!(
+                    "SELECT {USER_COLS}, password_hash FROM users WHERE name = $1"
+                ))
+                .bind(name)
+                .fetch_optional(self.reads())
+                .await?
+                else {
+                    return Ok(None);
+                };
+                Ok(Some((user_from_row(&row)?, col(&row, "password_hash")?)))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn list_users(&self) -> StoreResult<Vec<User>> {
+                sqlx::query(&format!("SELECT {USER_COLS} FROM users ORDER BY id"))
+                    .fetch_all(self.reads())
+                    .await?
+                    .iter()
+                    .map(user_from_row)
+                    .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_user_active(&self, id: UserId, active: bool) -> StoreResult<()> {
+                let done = sqlx::query("UPDATE users SET active = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(active)
+                    .execute(self.writes())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_password_hash(&self, id: UserId, hash: &str) -> StoreResult<()> {
+                let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(hash)
+                    .execute(self.writes())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            // ---- sessions ----
+
+            #[tracing::instrument(skip_all)]
+            async fn create_session(&self, session: &Session) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO sessions
+                        (id, user_id, refresh_hash, created_at, expires_at, revoked)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&session.id)
+                .bind(session.user_id)
+                .bind(&session.refresh_hash)
+                .bind(session.created_at)
+                .bind(session.expires_at)
+                .bind(session.revoked)
+                .execute(self.writes())
+                .await
+                .map_err(|e| map_write(e, "session_exists"))?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn session(&self, id: &str) -> StoreResult<Option<Session>> {
+                sqlx::query(&format!(
+                    "SELECT {SESSION_COLS} FROM sessions WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(self.reads())
+                .await?
+                .as_ref()
+                .map(session_from_row)
+                .transpose()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn rotate_refresh(
+                &self,
+                id: &str,
+                old_hash: &str,
+                new_hash: &str,
+                expires_at: i64,
+            ) -> StoreResult<bool> {
+                // One conditional UPDATE: of two concurrent refreshes with the same token (on
+                // any nodes), exactly one matches `old_hash`.
+                let done = sqlx::query(
+                    "UPDATE sessions SET refresh_hash = $3, expires_at = $4
+                     WHERE id = $1 AND refresh_hash = $2 AND revoked = FALSE
+                       AND expires_at > $5",
+                )
+                .bind(id)
+                .bind(old_hash)
+                .bind(new_hash)
+                .bind(expires_at)
+                .bind(now_millis())
+                .execute(self.writes())
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn revoke_session(&self, id: &str) -> StoreResult<()> {
+                // Revoking an unknown or already revoked session is not an error: logout is
+                // idempotent.
+                sqlx::query("UPDATE sessions SET revoked = TRUE WHERE id = $1")
+                    .bind(id)
+                    .execute(self.writes())
+                    .await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn revoke_user_sessions(&self, user: UserId) -> StoreResult<Vec<String>> {
+                let rows = sqlx::query(
+                    "UPDATE sessions SET revoked = TRUE
+                     WHERE user_id = $1 AND revoked = FALSE AND expires_at > $2 RETURNING id",
+                )
+                .bind(user)
+                .bind(now_millis())
+                .fetch_all(self.writes())
+                .await?;
+                let mut ids = rows
+                    .iter()
+                    .map(|r| col(r, "id"))
+                    .collect::<StoreResult<Vec<String>>>()?;
+                ids.sort();
+                Ok(ids)
+            }
+
+            // ---- rooms and members ----
+
+            #[tracing::instrument(skip_all)]
+            async fn create_room(
+                &self,
+                room: NewRoom,
+                members: &[(UserId, Role)],
+            ) -> StoreResult<Room> {
+                if room.kind != RoomKind::Group {
+                    // Direct rooms need their pair key; `direct_room` is the only way to
+                    // make one.
+                    return Err(StoreError::Conflict("not_a_group"));
+                }
+                let all = initial_members(room.created_by, members);
+                let now = now_millis();
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(&format!(
+                    "INSERT INTO rooms (kind, name, topic, created_by, created_at)
+                     VALUES ('group', $1, $2, $3, $4) RETURNING {ROOM_COLS}"
+                ))
+                .bind(&room.name)
+                .bind(&room.topic)
+                .bind(room.created_by)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| map_write(e, "room_exists"))?;
+                let created = room_from_row(&row)?;
+                insert_members(&mut tx, created.id, &all, now).await?;
+                tx.commit().await?;
+                Ok(created)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn direct_room(&self, a: UserId, b: UserId) -> StoreResult<(Room, bool)> {
+                let key = direct_key(a, b);
+                // Two callers (or nodes) may race. ON CONFLICT DO NOTHING waits for the other
+                // insert of the same key to commit (then inserts nothing) or abort (then
+                // inserts). A second attempt covers the one window where the winner aborts
+                // after we looked.
+                for _ in 0..3 {
+                    let now = now_millis();
+                    let mut tx = self.begin_write().await?;
+                    let inserted = sqlx::query(&format!(
+                        "INSERT INTO rooms (kind, created_by, created_at, direct_key)
+                         VALUES ('direct', $1, $2, $3)
+                         ON CONFLICT (direct_key) DO NOTHING RETURNING {ROOM_COLS}"
+                    ))
+                    .bind(a)
+                    .bind(now)
+                    .bind(&key)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| map_write(e, "room_exists"))?;
+                    if let Some(row) = inserted {
+                        let created = room_from_row(&row)?;
+                        let mut members = vec![(a, Role::Member)];
+                        if b != a {
+                            members.push((b, Role::Member));
+                        }
+                        insert_members(&mut tx, created.id, &members, now).await?;
+                        tx.commit().await?;
+                        return Ok((created, true));
+                    }
+                    tx.rollback().await?;
+                    let existing = sqlx::query(&format!(
+                        "SELECT {ROOM_COLS} FROM rooms WHERE direct_key = $1"
+                    ))
+                    .bind(&key)
+                    .fetch_optional(self.writes())
+                    .await?;
+                    if let Some(row) = existing {
+                        return Ok((room_from_row(&row)?, false));
+                    }
+                }
+                Err(StoreError::Conflict("direct_room_race"))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn room(&self, id: RoomId) -> StoreResult<Option<Room>> {
+                sqlx::query(&format!("SELECT {ROOM_COLS} FROM rooms WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(self.reads())
+                    .await?
+                    .as_ref()
+                    .map(room_from_row)
+                    .transpose()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn rooms_for_user(&self, user: UserId) -> StoreResult<Vec<RoomSummary>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT r.id, r.kind, r.name, r.topic, r.created_by, r.created_at,
+                            r.last_seq, r.direct_key, m.role, COALESCE(c.seq, 0) AS read_seq,
+                            (SELECT COUNT(*) FROM events e
+                              WHERE e.room_id = r.id AND {}
+                                AND e.seq > COALESCE(c.seq, 0)
+                                AND e.sender_id <> m.user_id) AS unread
+                       FROM members m
+                       JOIN rooms r ON r.id = m.room_id
+                       LEFT JOIN read_cursors c
+                              ON c.user_id = m.user_id AND c.room_id = m.room_id
+                      WHERE m.user_id = $1
+                      ORDER BY r.id",
+                    <$store>::LIVE_MESSAGE
+                ))
+                .bind(user)
+                .fetch_all(self.reads())
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let key: Option<String> = col(row, "direct_key")?;
+                        Ok(RoomSummary {
+                            room: room_from_row(row)?,
+                            role: parse_role(&col::<_, String>(row, "role")?)?,
+                            read_seq: col(row, "read_seq")?,
+                            unread: col(row, "unread")?,
+                            peer: key.map(|k| direct_peer(&k, user)).transpose()?,
+                        })
+                    })
+                    .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn list_rooms(&self) -> StoreResult<Vec<Room>> {
+                sqlx::query(&format!("SELECT {ROOM_COLS} FROM rooms ORDER BY id"))
+                    .fetch_all(self.reads())
+                    .await?
+                    .iter()
+                    .map(room_from_row)
+                    .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn room_members(&self, room: RoomId) -> StoreResult<Vec<Member>> {
+                sqlx::query(&format!(
+                    "SELECT {MEMBER_COLS} FROM members WHERE room_id = $1 ORDER BY user_id"
+                ))
+                .bind(room)
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(member_from_row)
+                .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn member(&self, room: RoomId, user: UserId) -> StoreResult<Option<Member>> {
+                sqlx::query(&format!(
+                    "SELECT {MEMBER_COLS} FROM members WHERE room_id = $1 AND user_id = $2"
+                ))
+                .bind(room)
+                .bind(user)
+                .fetch_optional(self.reads())
+                .await?
+                .as_ref()
+                .map(member_from_row)
+                .transpose()
+            }
+
+            // ---- the room log ----
+
+            #[tracing::instrument(skip_all, fields(items = batch.len()))]
+            async fn append_events(
+                &self,
+                batch: &[NewEvent],
+            ) -> StoreResult<Vec<StoreResult<Appended>>> {
+                if batch.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.append_batch(batch).await
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn event(&self, id: EventId) -> StoreResult<Option<Event>> {
+                sqlx::query(&format!(
+                    "SELECT {} FROM events WHERE id = $1",
+                    <$store>::EVENT_COLS
+                ))
+                .bind(id)
+                .fetch_optional(self.reads())
+                .await?
+                .as_ref()
+                .map(event_from_row)
+                .transpose()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn event_by_client_msg_id(
+                &self,
+                sender: UserId,
+                client_msg_id: &str,
+            ) -> StoreResult<Option<Event>> {
+                let mut conn = self.reads().acquire().await?;
+                event_by_client_msg_id(&mut conn, sender, client_msg_id).await
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn events(&self, room: RoomId, page: Page, max: u32) -> StoreResult<Vec<Event>> {
+                let cols = <$store>::EVENT_COLS;
+                let (sql, bound) = match page {
+                    Page::After(after) => (
+                        format!(
+                            "SELECT {cols} FROM events WHERE room_id = $1 AND seq > $2
+                             ORDER BY seq ASC LIMIT $3"
+                        ),
+                        after,
+                    ),
+                    // The newest `max` before the bound, fetched newest first and turned
+                    // around below.
+                    Page::Before(before) => (
+                        format!(
+                            "SELECT {cols} FROM events WHERE room_id = $1 AND seq < $2
+                             ORDER BY seq DESC LIMIT $3"
+                        ),
+                        before,
+                    ),
+                };
+                let mut events = sqlx::query(&sql)
+                    .bind(room)
+                    .bind(bound)
+                    .bind(limit(max))
+                    .fetch_all(self.reads())
+                    .await?
+                    .iter()
+                    .map(event_from_row)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                if matches!(page, Page::Before(_)) {
+                    events.reverse();
+                }
+                Ok(events)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_read_cursor(
+                &self,
+                user: UserId,
+                room: RoomId,
+                seq: i64,
+            ) -> StoreResult<i64> {
+                // Clamped to [0, last_seq] so a bogus client value cannot hide all future
+                // messages, and merged so a late or replayed update (from any node) never
+                // moves the cursor back.
+                let row = sqlx::query(<$store>::READ_CURSOR_SQL)
+                    .bind(user)
+                    .bind(room)
+                    .bind(seq)
+                    .fetch_optional(self.writes())
+                    .await
+                    .map_err(not_found_on_foreign_key)?
+                    .ok_or(StoreError::NotFound)?;
+                col(&row, "seq")
+            }
+
+            // ---- plugin key/value ----
+
+            #[tracing::instrument(skip_all)]
+            async fn kv_get(&self, plugin: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+                let row = sqlx::query("SELECT value FROM plugin_kv WHERE plugin = $1 AND key = $2")
+                    .bind(plugin)
+                    .bind(key)
+                    .fetch_optional(self.reads())
+                    .await?;
+                row.map(|r| col(&r, "value")).transpose()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn kv_put(&self, plugin: &str, key: &str, value: &[u8]) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO plugin_kv (plugin, key, value) VALUES ($1, $2, $3)
+                     ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(plugin)
+                .bind(key)
+                .bind(value)
+                .execute(self.writes())
+                .await
+                .map_err(|e| refuse_row_errors(StoreError::Backend(e)))?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn kv_delete(&self, plugin: &str, key: &str) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM plugin_kv WHERE plugin = $1 AND key = $2")
+                    .bind(plugin)
+                    .bind(key)
+                    .execute(self.writes())
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn kv_keys(
+                &self,
+                plugin: &str,
+                prefix: &str,
+                max: u32,
+            ) -> StoreResult<Vec<String>> {
+                // A key range instead of LIKE: no escaping, and the primary-key index bounds
+                // both ends. Keys compare bytewise on both backends (PostgreSQL: COLLATE "C").
+                let rows = match prefix_upper_bound(prefix) {
+                    Some(upper) => {
+                        sqlx::query(
+                            "SELECT key FROM plugin_kv WHERE plugin = $1 AND key >= $2
+                               AND key < $3 ORDER BY key LIMIT $4",
+                        )
+                        .bind(plugin)
+                        .bind(prefix)
+                        .bind(upper)
+                        .bind(limit(max))
+                        .fetch_all(self.reads())
+                        .await?
+                    }
+                    None => {
+                        sqlx::query(
+                            "SELECT key FROM plugin_kv WHERE plugin = $1 AND key >= $2
+                             ORDER BY key LIMIT $3",
+                        )
+                        .bind(plugin)
+                        .bind(prefix)
+                        .bind(limit(max))
+                        .fetch_all(self.reads())
+                        .await?
+                    }
+                };
+                rows.iter().map(|r| col(r, "key")).collect()
+            }
+
+            // ---- audit ----
+
+            #[tracing::instrument(skip_all)]
+            async fn append_audit(
+                &self,
+                actor: &str,
+                action: &str,
+                subject: &str,
+                detail: &serde_json::Value,
+            ) -> StoreResult<()> {
+                sqlx::query(&format!(
+                    "INSERT INTO audit (at, actor, action, subject, detail)
+                     VALUES ($1, $2, $3, $4, $5{})",
+                    <$store>::JSON_IN
+                ))
+                .bind(now_millis())
+                .bind(actor)
+                .bind(action)
+                .bind(subject)
+                .bind(detail.to_string())
+                .execute(self.writes())
+                .await
+                .map_err(|e| refuse_row_errors(StoreError::Backend(e)))?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn recent_audit(&self, max: u32) -> StoreResult<Vec<AuditRecord>> {
+                sqlx::query(&format!(
+                    "SELECT id, at, actor, action, subject, {} FROM audit
+                     ORDER BY id DESC LIMIT $1",
+                    <$store>::DETAIL_OUT
+                ))
+                .bind(limit(max))
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(AuditRecord {
+                        id: col(row, "id")?,
+                        at: col(row, "at")?,
+                        actor: col(row, "actor")?,
+                        action: col(row, "action")?,
+                        subject: col(row, "subject")?,
+                        detail: decode_json(&col::<_, String>(row, "detail")?)?,
+                    })
+                })
+                .collect()
+            }
+        }
+    };
+}
+
+pub(super) use sql_store;
