@@ -10,9 +10,9 @@
 //!
 //! `cargo bench -p switchboard --bench plugins` (builds the wasm plugins first).
 
-#[path = "../../tests/e2e/plugins_runtime/mem_store.rs"]
+#[path = "../../tests/e2e/plugins_runtime/memory_store.rs"]
 #[allow(dead_code)]
-mod mem_store;
+mod memory_store;
 #[path = "../../tests/e2e/wasm_build.rs"]
 mod wasm_build;
 
@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use prometheus_client::registry::Registry;
-use switchboard::plugins::{PluginHost, PluginsConfig};
+use switchboard::config::PluginsConfig;
+use switchboard::plugins::PluginHost;
 use switchboard::router::hooks::{Hooks, PreSend};
 use switchboard::store::{Metadata, Store, User};
 
@@ -94,7 +95,7 @@ fn load_dir(
         dir: Some(dir.to_path_buf()),
         ..config
     };
-    let store: Arc<dyn Store> = Arc::new(mem_store::MemStore::default());
+    let store: Arc<dyn Store> = rt.block_on(memory_store::memory_store());
     let cache = wasm_build::workspace_root().join("target/wasm/test-data");
     rt.block_on(PluginHost::load(
         &config,

@@ -22,6 +22,7 @@ pub mod plugins;
 pub mod private_files;
 pub mod protocol;
 pub mod router;
+pub mod signing;
 pub mod store;
 
 #[cfg(test)]

@@ -276,7 +276,8 @@ async fn user_command(config: &Config, command: UserCommand) -> anyhow::Result<(
 }
 
 fn plugin_command(command: PluginCommand) -> anyhow::Result<()> {
-    use switchboard::plugins::{scaffold, signing, standalone};
+    use switchboard::plugins::{scaffold, standalone};
+    use switchboard::signing;
     // The tools print results on stdout (`plugin test --json` is read by scripts); the log,
     // including the plugin's own `log` lines, goes to stderr.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

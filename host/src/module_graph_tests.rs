@@ -9,12 +9,7 @@ use std::path::Path;
 
 /// Cycles known and still to be cut, each as `a -> b` edges that may remain. Keep this
 /// empty; an entry needs a note in `docs/architecture.md`.
-const KNOWN: &[(&str, &str)] = &[
-    // `config` embeds `plugins::PluginsConfig` (with the trusted-key type) and the plugin
-    // test runner builds a server config: moving the plugin settings into `config` and the
-    // runner to the binary cuts it.
-    ("config", "plugins"),
-];
+const KNOWN: &[(&str, &str)] = &[];
 
 fn top_level_modules(src: &Path) -> BTreeSet<String> {
     std::fs::read_dir(src)

@@ -40,7 +40,6 @@ mod metrics;
 mod observer;
 pub mod scaffold;
 mod sender_time;
-pub mod signing;
 mod slots;
 pub mod standalone;
 
@@ -49,8 +48,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus_client::registry::Registry;
-use serde::{Deserialize, Serialize};
 
+use crate::config::{LimitsConfig, PluginsConfig};
 use crate::store::Store;
 
 pub use breaker::OpenCircuit;
@@ -60,218 +59,6 @@ pub use manage::{
     ReloadReport,
 };
 pub use manifest::{Capability, FailurePolicy, Manifest};
-
-/// Operator configuration of the plugin layer (`[plugins]` in `switchboard.toml`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PluginsConfig {
-    /// Directory with one sub-directory per plugin (`plugin.toml` + component `.wasm`).
-    /// `None`: no plugins.
-    pub dir: Option<PathBuf>,
-    /// Limits for plugins whose manifest does not set its own.
-    pub limits: LimitsConfig,
-    /// Granularity of the CPU deadline: the ticker thread advances the engine's epoch this
-    /// often. A runaway call is stopped within its deadline (rounded up to a tick).
-    pub epoch_tick_ms: u64,
-    /// Use wasmtime's pooling allocator (falls back to on-demand allocation when the
-    /// address space for the pool cannot be reserved).
-    pub pooling: bool,
-    /// Instances the pool can hold at once, across all plugins.
-    pub pool_instances: u32,
-    /// Idle warm instances kept per plugin.
-    pub max_idle_instances: usize,
-    /// Replace an instance after this many calls, so slow leaks in a guest stay bounded.
-    pub recycle_after_calls: u64,
-    /// Events waiting for one observer plugin's `message-delivered` calls (each observer
-    /// has its own queue); beyond this its events are dropped and counted against it.
-    pub observer_queue: usize,
-    /// Circuit breaker: this many failures ...
-    pub breaker_failures: u32,
-    /// ... within this many seconds open a circuit (the plugin is no longer called there) ...
-    pub breaker_window_secs: u64,
-    /// ... for this many seconds, after which one trial call decides (0 = until restart).
-    pub breaker_cooldown_secs: u64,
-    /// Failures are counted per room and per sender first: a room's or sender's circuit
-    /// opens on this many of its own failures, and only that room or sender is cut off.
-    pub breaker_scope_failures: u32,
-    /// The whole plugin's circuit opens only when `breaker_failures` failures came from at
-    /// least this many different rooms and senders, so one room or one member cannot take
-    /// a plugin offline for everyone.
-    pub breaker_min_scopes: u32,
-    /// The largest wall-clock budget (`limits.wall_timeout_ms`,
-    /// `limits.observer_timeout_ms`) a plugin's manifest may ask for.
-    pub max_wall_timeout_ms: u64,
-    /// How long shutdown waits for observers to finish their queues before it abandons
-    /// what is left (whatever the plugins do, shutdown ends within this).
-    pub shutdown_timeout_ms: u64,
-    /// Cache compiled components under `<data_dir>/plugin-cache`.
-    pub compile_cache: bool,
-    /// Largest component the admin API accepts for an install.
-    pub max_component_bytes: usize,
-    /// How long a reload, disable or uninstall waits for calls still running on the old
-    /// version to finish before it reports back (the old version finishes them either way).
-    pub drain_timeout_ms: u64,
-    /// Public keys (`ed25519:<base64>`) whose signatures are trusted. Empty: signatures are
-    /// not checked. Otherwise only components with a valid `<component>.sig` by one of them
-    /// load (see [`signing`]).
-    pub trusted_keys: signing::TrustedKeys,
-}
-
-impl Default for PluginsConfig {
-    fn default() -> Self {
-        Self {
-            dir: None,
-            limits: LimitsConfig::default(),
-            epoch_tick_ms: 2,
-            pooling: true,
-            pool_instances: 128,
-            max_idle_instances: 4,
-            recycle_after_calls: 100_000,
-            observer_queue: 1024,
-            breaker_failures: 10,
-            breaker_window_secs: 60,
-            breaker_cooldown_secs: 300,
-            breaker_scope_failures: 3,
-            breaker_min_scopes: 3,
-            max_wall_timeout_ms: 30_000,
-            shutdown_timeout_ms: 5_000,
-            compile_cache: true,
-            max_component_bytes: 32 * 1024 * 1024,
-            drain_timeout_ms: 10_000,
-            trusted_keys: signing::TrustedKeys::default(),
-        }
-    }
-}
-
-/// Resource limits of one plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Time one hook call may spend running its own code (waits in host imports such as
-    /// `http` do not count here; they count against `wall_timeout_ms`).
-    pub timeout_ms: u64,
-    /// Wall-clock budget of one call of a hook someone waits for (`message-pre-send`,
-    /// `command`, `on-login`, `on-connect`, `authenticate`): computing, WASI waits (clocks,
-    /// polls) and host-import waits (`http`, `rooms`, `bot`) all count. When it runs out the
-    /// call ends, its instance is discarded and the failure policy decides. Never shorter
-    /// than `timeout_ms` (a manifest that raises only `timeout_ms` keeps working).
-    pub wall_timeout_ms: u64,
-    /// The same budget for one `message-delivered` call, which nobody waits for (it runs
-    /// from the plugin's own queue).
-    pub observer_timeout_ms: u64,
-    /// Calls of this plugin running at once (each holds an instance); further calls wait
-    /// for a slot within their wall-clock budget, so one plugin cannot take another's.
-    pub max_concurrent_calls: u32,
-    /// Of those, how many one sender's calls may hold; a call over this share fails at
-    /// once (`overloaded`, its failure policy decides) instead of queueing, so a member
-    /// cannot occupy a plugin's slots with stuck calls until their circuit opens.
-    pub max_concurrent_calls_per_sender: u32,
-    /// Plugin time one sender's calls may use per second (the plugin's own running time,
-    /// not its waits in host imports); over it, that sender's further calls fail at once
-    /// (`overloaded`) until the second is over. Bounds what a flood of expensive messages
-    /// costs everyone else. `message-delivered` is not counted (nobody waits for it).
-    pub sender_time_ms_per_second: u32,
-    /// Log lines, and bytes, the plugin may write per second; the rest is dropped and
-    /// counted.
-    pub log_lines_per_second: u32,
-    pub log_bytes_per_second: usize,
-    /// Linear memory one instance may grow to.
-    pub memory_mib: u64,
-    /// Largest answer a hook may return (body plus metadata of a modification, reason of a
-    /// rejection or denial).
-    pub max_output_bytes: usize,
-    /// Keys the plugin's `kv` namespace may hold.
-    pub kv_max_keys: usize,
-    pub kv_max_key_bytes: usize,
-    pub kv_max_value_bytes: usize,
-    /// Bytes (keys plus values) the plugin's `kv` namespace may hold in all: what bounds
-    /// the memory it takes.
-    pub kv_max_bytes: usize,
-    /// Largest single `wasi:random` request (`get-random-bytes`); a larger one traps the
-    /// call instead of making the host generate it.
-    pub max_random_bytes: u64,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            timeout_ms: 50,
-            wall_timeout_ms: 1_000,
-            observer_timeout_ms: 5_000,
-            max_concurrent_calls: 16,
-            max_concurrent_calls_per_sender: 4,
-            sender_time_ms_per_second: 200,
-            log_lines_per_second: 100,
-            log_bytes_per_second: 64 * 1024,
-            memory_mib: 32,
-            max_output_bytes: 256 * 1024,
-            kv_max_keys: 10_000,
-            kv_max_key_bytes: 256,
-            kv_max_value_bytes: 64 * 1024,
-            kv_max_bytes: 4 * 1024 * 1024,
-            max_random_bytes: 64 * 1024,
-        }
-    }
-}
-
-impl LimitsConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
-            return Err("limits.timeout_ms must be between 1 and 60000".into());
-        }
-        if self.memory_mib == 0 || self.memory_mib > 4096 {
-            return Err("limits.memory_mib must be between 1 and 4096".into());
-        }
-        if self.max_output_bytes == 0 {
-            return Err("limits.max_output_bytes must be positive".into());
-        }
-        if self.kv_max_key_bytes == 0 || self.kv_max_value_bytes == 0 || self.kv_max_bytes == 0 {
-            return Err(
-                "limits.kv_max_key_bytes, kv_max_value_bytes and kv_max_bytes must be positive"
-                    .into(),
-            );
-        }
-        if self.wall_timeout_ms == 0 || self.observer_timeout_ms == 0 {
-            return Err("limits.wall_timeout_ms and observer_timeout_ms must be positive".into());
-        }
-        if self.max_concurrent_calls == 0 || self.max_concurrent_calls > 1024 {
-            return Err("limits.max_concurrent_calls must be between 1 and 1024".into());
-        }
-        if self.max_concurrent_calls_per_sender == 0
-            || self.max_concurrent_calls_per_sender > self.max_concurrent_calls
-        {
-            return Err(
-                "limits.max_concurrent_calls_per_sender must be between 1 and \
-                 max_concurrent_calls"
-                    .into(),
-            );
-        }
-        if self.sender_time_ms_per_second == 0 {
-            return Err("limits.sender_time_ms_per_second must be positive".into());
-        }
-        if self.log_lines_per_second == 0 || self.log_bytes_per_second == 0 {
-            return Err(
-                "limits.log_lines_per_second and log_bytes_per_second must be positive".into(),
-            );
-        }
-        if self.max_random_bytes == 0 {
-            return Err("limits.max_random_bytes must be positive".into());
-        }
-        Ok(())
-    }
-
-    /// The wall-clock budgets in force: never shorter than the CPU deadline.
-    pub(crate) fn wall_budgets(&self) -> (u64, u64) {
-        (
-            self.wall_timeout_ms.max(self.timeout_ms),
-            self.observer_timeout_ms.max(self.timeout_ms),
-        )
-    }
-
-    pub(crate) fn memory_bytes(&self) -> usize {
-        usize::try_from(self.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
-    }
-}
 
 /// Why the plugin layer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -292,7 +79,7 @@ pub enum PluginError {
     #[error("plugin {name}: signature check failed: {reason}")]
     Signature {
         name: String,
-        reason: signing::SignatureError,
+        reason: crate::signing::SignatureError,
     },
     #[error("plugin {name}: loading its kv namespace: {message}")]
     Kv { name: String, message: String },

@@ -128,25 +128,11 @@ impl RouterCore {
 
     // ---------------------------------------------------------------- messages
 
-    /// Post a message. A retry with the same `client_msg_id` returns the original ack.
-    /// A `/name args` message is a command when a plugin registered `name` (see
-    /// `commands`); it is then answered by that plugin and not stored.
+    /// Post a message: a person's (`depth` 0), or a plugin bot's that `depth` bot posts led
+    /// to. A retry with the same `client_msg_id` returns the original ack. A person's
+    /// `/name args` message is a command when a plugin registered `name` (see `commands`);
+    /// it is then answered by that plugin and not stored.
     pub async fn send_message(
-        &self,
-        sender: &User,
-        room_id: RoomId,
-        client_msg_id: String,
-        body: String,
-        metadata: Metadata,
-    ) -> Result<Ack> {
-        // Only here, for people: a bot post carries the server's own `bot.plugin` key.
-        refuse_reserved_metadata(&metadata)?;
-        self.send_message_at(sender, room_id, client_msg_id, body, metadata, 0)
-            .await
-    }
-
-    /// `send_message` for a message that `depth` bot posts led to (0: a person's).
-    async fn send_message_at(
         &self,
         sender: &User,
         room_id: RoomId,
@@ -158,6 +144,11 @@ impl RouterCore {
         self.check_client_msg_id(&client_msg_id)?;
         self.check_body(&body)?;
         check_metadata(&metadata)?;
+        // People may not write the keys plugins and the server own; a bot post carries the
+        // server's own `bot.plugin` key.
+        if !sender.is_bot {
+            refuse_reserved_metadata(&metadata)?;
+        }
         self.ensure_member(sender.id, room_id).await?;
         // Bots' posts are never commands: a bot cannot drive another plugin that way.
         if !sender.is_bot

@@ -11,7 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use switchboard::config::{Config, Secret};
 use switchboard::plugins::PluginError;
-use switchboard::plugins::signing::{SecretKey, SignatureError, TrustedKeys};
+use switchboard::signing::{SecretKey, SignatureError, TrustedKeys};
 
 use crate::support::{ADMIN_PASSWORD, TestServer};
 use crate::wasm_build::plugin_wasm;

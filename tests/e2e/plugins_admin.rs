@@ -420,7 +420,7 @@ async fn reload_under_load_loses_duplicates_and_leaks_nothing() {
 /// nothing behind; a signed one installs.
 #[tokio::test]
 async fn installs_need_a_trusted_signature_when_keys_are_configured() {
-    use switchboard::plugins::signing::{SecretKey, TrustedKeys};
+    use switchboard::signing::{SecretKey, TrustedKeys};
     let key = SecretKey::generate().unwrap();
     let trusted = TrustedKeys::new(vec![key.public()]);
     let (server, plugins_dir) =

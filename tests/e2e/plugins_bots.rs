@@ -315,7 +315,7 @@ async fn load_error(specs: Vec<Spec>) -> String {
     let store = switchboard::store::open(&url, &switchboard::store::StoreOptions::default())
         .await
         .unwrap();
-    let config = switchboard::plugins::PluginsConfig {
+    let config = switchboard::config::PluginsConfig {
         dir: Some(plugins.path().to_path_buf()),
         ..Default::default()
     };

@@ -6,18 +6,18 @@
 
 mod containment;
 pub mod harness;
-mod mem_store;
+mod memory_store;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harness::{Spec, continued, load, load_with, msg, rejected, status};
-use mem_store::MemStore;
-use switchboard::plugins::{PluginHost, PluginsConfig};
+use memory_store::{kv_keys_of, kv_value, memory_store};
+use switchboard::config::PluginsConfig;
+use switchboard::plugins::PluginHost;
 
 use crate::wasm_build;
 use switchboard::router::hooks::{HookKind, Hooks};
-use switchboard::store::{Event, EventKind, Metadata, Room, RoomKind, User};
+use switchboard::store::{Event, EventKind, Metadata, NewRoom, NewUser, RoomKind, User};
 
 const CARD: &str = "4111 1111 1111 1111";
 
@@ -72,10 +72,12 @@ async fn dlp_blocks_cards_without_echoing_them() {
     assert!(!modified);
     l.host.shutdown().await;
     assert_eq!(
-        l.store.kv_value("dlp", "findings/card/block").as_deref(),
+        kv_value(l.store.as_ref(), "dlp", "findings/card/block")
+            .await
+            .as_deref(),
         Some("1")
     );
-    for key in l.store.kv_keys_of("dlp") {
+    for key in kv_keys_of(l.store.as_ref(), "dlp").await {
         assert!(!key.contains("4111"), "kv must not hold the value: {key}");
     }
 }
@@ -115,11 +117,15 @@ async fn dlp_redacts_and_flags_per_config() {
     );
     l.host.shutdown().await;
     assert_eq!(
-        l.store.kv_value("dlp", "findings/email/flag").as_deref(),
+        kv_value(l.store.as_ref(), "dlp", "findings/email/flag")
+            .await
+            .as_deref(),
         Some("2")
     );
     assert_eq!(
-        l.store.kv_value("dlp", "findings/card/redact").as_deref(),
+        kv_value(l.store.as_ref(), "dlp", "findings/card/redact")
+            .await
+            .as_deref(),
         Some("1")
     );
 }
@@ -227,12 +233,8 @@ async fn ungranted_capabilities_are_refused_with_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_is_loaded_from_the_store_and_written_behind() {
-    let store = Arc::new(MemStore::default());
-    store
-        .kv
-        .lock()
-        .expect("lock")
-        .insert(("probe".into(), "probe/calls".into()), b"41".to_vec());
+    let store = memory_store().await;
+    store.kv_put("probe", "probe/calls", b"41").await.unwrap();
     let l = load_with(
         vec![Spec::new("probe", "fixture-probe").caps(&["kv"])],
         PluginsConfig::default(),
@@ -244,7 +246,9 @@ async fn kv_is_loaded_from_the_store_and_written_behind() {
     // Written behind: visible in the store soon, and certainly after shutdown.
     l.host.shutdown().await;
     assert_eq!(
-        store.kv_value("probe", "probe/calls").as_deref(),
+        kv_value(store.as_ref(), "probe", "probe/calls")
+            .await
+            .as_deref(),
         Some("42")
     );
 }
@@ -253,21 +257,37 @@ async fn kv_is_loaded_from_the_store_and_written_behind() {
 async fn message_delivered_is_observed_off_the_message_path() {
     let l = load(vec![Spec::new("probe", "fixture-probe").caps(&["kv"])]).await;
     assert!(l.host.implements(HookKind::MessageDelivered));
-    let room = Room {
-        id: 7,
-        kind: RoomKind::Group,
-        name: Some("general".into()),
-        topic: None,
-        created_by: 1,
-        created_at: 0,
-        last_seq: 1,
-    };
+    // The observer reads the event's room from the store.
+    let author = l
+        .store
+        .create_user(NewUser {
+            name: "author".into(),
+            display_name: "Author".into(),
+            password_hash: None,
+            is_admin: false,
+            is_bot: false,
+        })
+        .await
+        .unwrap();
+    let room = l
+        .store
+        .create_room(
+            NewRoom {
+                kind: RoomKind::Group,
+                name: Some("general".into()),
+                topic: None,
+                created_by: author.id,
+            },
+            &[],
+        )
+        .await
+        .unwrap();
     let event = Event {
         id: 99,
-        room_id: 7,
+        room_id: room.id,
         seq: 1,
         kind: EventKind::Message,
-        sender_id: 42,
+        sender_id: author.id,
         target: None,
         body: Some("hello".into()),
         metadata: Metadata::new(),
@@ -276,7 +296,6 @@ async fn message_delivered_is_observed_off_the_message_path() {
         edited_at: None,
         deleted: false,
     };
-    l.store.rooms.lock().unwrap().insert(room.id, room);
     let started = Instant::now();
     l.host.message_delivered(&event, 0);
     l.host.message_delivered(&event, 0);
@@ -286,11 +305,15 @@ async fn message_delivered_is_observed_off_the_message_path() {
     );
     l.host.shutdown().await;
     assert_eq!(
-        l.store.kv_value("probe", "probe/delivered").as_deref(),
+        kv_value(l.store.as_ref(), "probe", "probe/delivered")
+            .await
+            .as_deref(),
         Some("2")
     );
     assert_eq!(
-        l.store.kv_value("probe", "probe/last-delivered").as_deref(),
+        kv_value(l.store.as_ref(), "probe", "probe/last-delivered")
+            .await
+            .as_deref(),
         Some("99")
     );
 }
@@ -308,9 +331,9 @@ async fn bad_plugins_fail_the_load_with_a_clear_error() {
             dir: Some(dir.to_path_buf()),
             ..PluginsConfig::default()
         };
-        let store: Arc<dyn switchboard::store::Store> = Arc::new(MemStore::default());
         let cache = harness::cache_dir();
         async move {
+            let store = memory_store().await;
             let mut registry = prometheus_client::registry::Registry::default();
             PluginHost::load(&config, &cache, store, &mut registry)
                 .await

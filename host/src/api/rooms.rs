@@ -193,7 +193,14 @@ async fn send_message(
 ) -> Result<(StatusCode, AppJson<Ack>)> {
     let ack = state
         .router
-        .send_message(&caller.user, id, req.client_msg_id, req.body, req.metadata)
+        .send_message(
+            &caller.user,
+            id,
+            req.client_msg_id,
+            req.body,
+            req.metadata,
+            0,
+        )
         .await?;
     let status = if ack.duplicate {
         StatusCode::OK

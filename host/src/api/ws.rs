@@ -250,7 +250,7 @@ impl Reader {
                 metadata,
                 ..
             } => router
-                .send_message(user, room, client_msg_id, body, metadata)
+                .send_message(user, room, client_msg_id, body, metadata, 0)
                 .await
                 .map(ack_frame),
             ClientFrame::Edit {

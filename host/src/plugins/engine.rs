@@ -12,8 +12,9 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::signing::{self, TrustedKeys};
-use super::{PluginError, PluginsConfig, lock};
+use super::{PluginError, lock};
+use crate::config::PluginsConfig;
+use crate::signing::{self, TrustedKeys};
 
 /// The engine plus the thread that ticks its epoch.
 pub(crate) struct EngineHandle {

@@ -28,8 +28,9 @@ use super::manifest::Manifest;
 use super::metrics::{Counters, FailureKind, FailureLabels, HookMetrics, Metrics, PluginLabels};
 use super::sender_time::SenderTime;
 use super::slots::Slots;
-use super::{PluginError, PluginsConfig, lock};
+use super::{PluginError, lock};
 use super::{bindings_v0_1 as v0_1, bindings_v0_2 as v0_2};
+use crate::config::PluginsConfig;
 use crate::router::hooks::HookKind;
 use crate::store::UserId;
 

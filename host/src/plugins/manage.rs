@@ -27,8 +27,9 @@ use sha2::{Digest, Sha256};
 use super::chain::{Chain, PluginStatus};
 use super::instance::LoadedPlugin;
 use super::manifest::{Capability, FailurePolicy, Manifest, RoomsScope};
-use super::{LimitsConfig, PluginError, PluginHost, lock};
+use super::{PluginError, PluginHost, lock};
 use crate::audit::{self, Action, Actor, Subject};
+use crate::config::LimitsConfig;
 use crate::router::hooks::HookKind;
 
 /// Settings one change may set, and how large a key or value may be.

@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{LimitsConfig, PluginError};
+use super::PluginError;
+use crate::config::LimitsConfig;
 use crate::router::hooks::HookKind;
 
 mod sections;

@@ -188,7 +188,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::plugins::{LimitsConfig, Manifest};
+    use crate::config::LimitsConfig;
+    use crate::plugins::Manifest;
 
     #[test]
     fn names_follow_the_manifest_rule_and_rust_crate_rules() {

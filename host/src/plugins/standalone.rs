@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use tracing::instrument::WithSubscriber as _;
 
 use super::instance::Request;
-use super::{PluginCounters, PluginError, PluginHost, PluginsConfig};
+use super::{PluginCounters, PluginError, PluginHost};
+use crate::config::PluginsConfig;
 use crate::router::hooks::HookKind;
 use crate::router::hooks::{
     AuthOutcome, AuthRequest, BotPost, CommandCall, CommandOutcome, Decision, Hooks as _, PreSend,
@@ -946,7 +947,7 @@ mod tests {
             manifest,
             repeat: 1,
         };
-        let limits = super::super::LimitsConfig::default();
+        let limits = crate::config::LimitsConfig::default();
         let component = Path::new("/x/My Filter.wasm");
         let text = manifest_text(component, &options(None), None).unwrap();
         let m = super::super::Manifest::parse(&text, Path::new("/"), &limits).unwrap();

@@ -58,7 +58,7 @@ impl RouterCore {
         };
         let mut metadata = Metadata::new();
         metadata.insert(BOT_PLUGIN_KEY.to_string(), post.plugin.clone());
-        self.send_message_at(
+        self.send_message(
             &bot,
             post.room_id,
             format!("bot-{}", random_token(16)),

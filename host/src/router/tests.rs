@@ -151,14 +151,28 @@ async fn a_message_passes_the_chain_is_stored_and_observed_once() {
     let f = fixture(Script::Continue).await;
     let ack = f
         .router
-        .send_message(&f.alice, f.room, "c1".into(), "hi".into(), Metadata::new())
+        .send_message(
+            &f.alice,
+            f.room,
+            "c1".into(),
+            "hi".into(),
+            Metadata::new(),
+            0,
+        )
         .await
         .unwrap();
     assert!(!ack.modified && !ack.duplicate);
     // A retry is answered from the store: the chain does not run twice.
     let again = f
         .router
-        .send_message(&f.alice, f.room, "c1".into(), "hi".into(), Metadata::new())
+        .send_message(
+            &f.alice,
+            f.room,
+            "c1".into(),
+            "hi".into(),
+            Metadata::new(),
+            0,
+        )
         .await
         .unwrap();
     assert!(again.duplicate);
@@ -185,6 +199,7 @@ async fn a_modification_is_stored_acked_as_modified_and_audited_under_its_author
             "c1".into(),
             "4111 1111 1111 1111".into(),
             Metadata::new(),
+            0,
         )
         .await
         .unwrap();
@@ -210,7 +225,7 @@ async fn a_rejection_stores_nothing_and_is_audited() {
     let f = fixture(Script::Reject).await;
     let err = f
         .router
-        .send_message(&f.bob, f.room, "c1".into(), "hi".into(), Metadata::new())
+        .send_message(&f.bob, f.room, "c1".into(), "hi".into(), Metadata::new(), 0)
         .await
         .unwrap_err();
     assert!(
@@ -234,7 +249,7 @@ async fn bad_input_is_refused_before_any_plugin_runs() {
     let f = fixture(Script::Continue).await;
     let send = |id: &str, body: &str, metadata: Metadata| {
         f.router
-            .send_message(&f.alice, f.room, id.into(), body.into(), metadata)
+            .send_message(&f.alice, f.room, id.into(), body.into(), metadata, 0)
     };
     let reserved = Metadata::from([("dlp.redacted".to_string(), "no".to_string())]);
     assert_eq!(
@@ -262,7 +277,14 @@ async fn bad_input_is_refused_before_any_plugin_runs() {
         .unwrap();
     let err = f
         .router
-        .send_message(&outsider, f.room, "c3".into(), "hi".into(), Metadata::new())
+        .send_message(
+            &outsider,
+            f.room,
+            "c3".into(),
+            "hi".into(),
+            Metadata::new(),
+            0,
+        )
         .await
         .unwrap_err();
     assert_eq!(code(&err), "room_not_found");
@@ -280,6 +302,7 @@ async fn edits_pass_the_chain_too_and_only_the_author_may_edit() {
             "c1".into(),
             "first".into(),
             Metadata::new(),
+            0,
         )
         .await
         .unwrap();

@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use switchboard::plugins::PluginsConfig;
+use switchboard::config::PluginsConfig;
 use switchboard::router::hooks::{Decision, HookKind, Hooks};
 
 use super::harness::{Spec, continued, load, load_with, metrics_text, msg, rejected, status};
-use super::mem_store::MemStore;
+use super::memory_store::memory_store;
 use super::user;
 
 /// Each fixture crate and the failure kind it must be counted as.
@@ -168,7 +168,7 @@ async fn the_circuit_breaker_trips_and_the_policy_still_decides() {
             .policy("fail-open")
             .priority(-1),
     ];
-    let l = load_with(specs, config, std::sync::Arc::new(MemStore::default())).await;
+    let l = load_with(specs, config, memory_store().await).await;
     // Failures from three senders in three rooms: the plugin is broken for everyone, so the
     // whole plugin's circuit opens (one sender's failures would open only theirs).
     for i in 0..3 {

@@ -4,11 +4,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use switchboard::plugins::{PluginHost, PluginsConfig};
+use switchboard::config::PluginsConfig;
+use switchboard::plugins::PluginHost;
 use switchboard::router::hooks::{PreSend, PreSendOutcome};
 use switchboard::store::{Metadata, Store};
 
-use super::mem_store::MemStore;
+use super::memory_store::memory_store;
 use crate::support::TestServer;
 use crate::wasm_build::{plugin_wasm, workspace_root};
 
@@ -123,7 +124,7 @@ impl Spec {
 /// A loaded host and what it was loaded from.
 pub struct Loaded {
     pub host: Arc<PluginHost>,
-    pub store: Arc<MemStore>,
+    pub store: Arc<dyn Store>,
     pub registry: Registry,
     _dir: tempfile::TempDir,
 }
@@ -138,18 +139,13 @@ pub fn cache_dir() -> PathBuf {
 }
 
 pub async fn load(specs: Vec<Spec>) -> Loaded {
-    load_with(
-        specs,
-        PluginsConfig::default(),
-        Arc::new(MemStore::default()),
-    )
-    .await
+    load_with(specs, PluginsConfig::default(), memory_store().await).await
 }
 
 pub async fn load_with(
     specs: Vec<Spec>,
     mut config: PluginsConfig,
-    store: Arc<MemStore>,
+    store: Arc<dyn Store>,
 ) -> Loaded {
     let dir = tempfile::tempdir().expect("tempdir");
     for spec in &specs {
