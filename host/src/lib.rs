@@ -6,7 +6,6 @@
 //! entry point, used by the binary and by the end-to-end tests alike.
 
 pub mod accounts;
-pub mod admin_client;
 pub mod api;
 pub mod audit;
 pub mod auth;

@@ -1,5 +1,7 @@
 //! The `switchboard` command: run the server, manage users, and the plugin author's tools.
 
+mod cli;
+
 use std::io::BufRead as _;
 use std::path::PathBuf;
 
@@ -61,7 +63,7 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
     #[command(flatten)]
-    Admin(switchboard::admin_client::PluginAdminCommand),
+    Admin(cli::admin_client::PluginAdminCommand),
     /// Generate an ed25519 signing key pair: OUT.key (secret, mode 0600) and OUT.pub (give
     /// it to operators for `plugins.trusted_keys`). Never overwrites.
     Keygen {
@@ -276,7 +278,8 @@ async fn user_command(config: &Config, command: UserCommand) -> anyhow::Result<(
 }
 
 fn plugin_command(command: PluginCommand) -> anyhow::Result<()> {
-    use switchboard::plugins::{scaffold, standalone};
+    use crate::cli::scaffold;
+    use switchboard::plugins::standalone;
     use switchboard::signing;
     // The tools print results on stdout (`plugin test --json` is read by scripts); the log,
     // including the plugin's own `log` lines, goes to stderr.
@@ -289,7 +292,7 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<()> {
     match command {
         PluginCommand::Admin(command) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(switchboard::admin_client::run(command))?;
+            runtime.block_on(cli::admin_client::run(command))?;
         }
         PluginCommand::Keygen { out } => {
             let key = signing::keygen(&out)?;
@@ -310,6 +313,9 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::New { name, dir, sdk } => {
             let made = scaffold::scaffold(&name, &dir, sdk.as_deref())?;
             println!("created {}", made.dir.display());
+            for file in &made.files {
+                println!("  {}", file.display());
+            }
             println!(
                 "build:  cd {} && cargo build --release --target wasm32-wasip2",
                 made.dir.display()

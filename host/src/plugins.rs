@@ -38,7 +38,6 @@ mod manage;
 pub mod manifest;
 mod metrics;
 mod observer;
-pub mod scaffold;
 mod sender_time;
 mod slots;
 pub mod standalone;

@@ -125,7 +125,7 @@ pub fn scaffold(
 /// needs: a leading letter and not a reserved word.
 pub fn validate_name(name: &str) -> Result<(), ScaffoldError> {
     let invalid = |why| Err(ScaffoldError::InvalidName(name.to_string(), why));
-    if !crate::names::is_identifier(name, crate::names::MAX_PLUGIN_NAME) {
+    if !switchboard::names::is_identifier(name, switchboard::names::MAX_PLUGIN_NAME) {
         return invalid("use 1-64 characters: lowercase letters, digits, '-' and '_'");
     }
     if !name.as_bytes()[0].is_ascii_lowercase() {
@@ -188,8 +188,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::config::LimitsConfig;
-    use crate::plugins::Manifest;
+    use switchboard::config::LimitsConfig;
+    use switchboard::plugins::Manifest;
 
     #[test]
     fn names_follow_the_manifest_rule_and_rust_crate_rules() {
