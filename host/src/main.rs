@@ -115,14 +115,14 @@ enum PluginCommand {
         /// The component (.wasm).
         component: PathBuf,
         /// message-pre-send, message-delivered, on-login, on-connect, command or authenticate.
-        #[arg(long, value_parser = switchboard::plugins::standalone::parse_hook)]
+        #[arg(long, value_parser = cli::standalone::parse_hook)]
         hook: switchboard::router::hooks::HookKind,
         /// The hook's input, a JSON file (see above).
         #[arg(long)]
         input: PathBuf,
         /// A setting for the plugin, KEY=VALUE; repeat a key for a list.
         #[arg(long = "config", value_name = "KEY=VALUE",
-              value_parser = switchboard::plugins::standalone::parse_setting)]
+              value_parser = cli::standalone::parse_setting)]
         settings: Vec<(String, String)>,
         /// Load with this plugin.toml (its capabilities, limits, settings) instead of
         /// granting log, config and kv.
@@ -278,8 +278,7 @@ async fn user_command(config: &Config, command: UserCommand) -> anyhow::Result<(
 }
 
 fn plugin_command(command: PluginCommand) -> anyhow::Result<()> {
-    use crate::cli::scaffold;
-    use switchboard::plugins::standalone;
+    use crate::cli::{scaffold, standalone};
     use switchboard::signing;
     // The tools print results on stdout (`plugin test --json` is read by scripts); the log,
     // including the plugin's own `log` lines, goes to stderr.

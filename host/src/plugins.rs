@@ -40,7 +40,6 @@ mod metrics;
 mod observer;
 mod sender_time;
 mod slots;
-pub mod standalone;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,7 +48,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use prometheus_client::registry::Registry;
 
 use crate::config::{LimitsConfig, PluginsConfig};
-use crate::store::Store;
+use crate::router::hooks::HookKind;
+use crate::store::{Event, Room, Store};
 
 pub use breaker::OpenCircuit;
 pub use chain::{PluginCounters, PluginStatus};
@@ -274,6 +274,17 @@ impl PluginHost {
         )
         .await?;
         Ok(Arc::new(plugin))
+    }
+
+    /// Call every observing plugin's `message-delivered` with `event` now and wait for the
+    /// calls, as each plugin's observer task would (for tools that time a call, such as
+    /// `plugin test`; the server itself goes through the queues).
+    pub async fn observe_now(&self, room: &Room, event: &Event) {
+        for plugin in self.chain.snapshot().hook(HookKind::MessageDelivered) {
+            let _ = plugin
+                .call(instance::Request::Delivered(room, event), 0)
+                .await;
+        }
     }
 
     /// Stop cleanly: let queued `message-delivered` events be observed (for at most

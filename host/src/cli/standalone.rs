@@ -16,7 +16,7 @@
 //! | `on-login` | `id` (1), `name` ("alice"), `display_name` (the name), `is_admin` (false), `is_bot` (false) |
 //! | `on-connect` | as `on-login`, plus `session_id` ("session-1") |
 //!
-//! [`Hooks`]: crate::router::hooks::Hooks
+//! [`Hooks`]: switchboard::router::hooks::Hooks
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,15 +27,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tracing::instrument::WithSubscriber as _;
 
-use super::instance::Request;
-use super::{PluginCounters, PluginError, PluginHost};
-use crate::config::PluginsConfig;
-use crate::router::hooks::HookKind;
-use crate::router::hooks::{
+use switchboard::config::PluginsConfig;
+use switchboard::plugins::{PluginCounters, PluginError, PluginHost};
+use switchboard::router::hooks::HookKind;
+use switchboard::router::hooks::{
     AuthOutcome, AuthRequest, BotPost, CommandCall, CommandOutcome, Decision, Hooks as _, PreSend,
     PreSendOutcome,
 };
-use crate::store::{Event, EventKind, Metadata, Room, RoomKind, User};
+use switchboard::store::{Event, EventKind, Metadata, Room, RoomKind, User};
 
 /// The most calls `--repeat` may ask for.
 pub const MAX_REPEAT: u32 = 1_000_000;
@@ -224,11 +223,11 @@ pub async fn run(options: &TestOptions) -> Result<Report, StandaloneError> {
         source,
     })?;
 
-    let server_config = crate::config::Config {
+    let server_config = switchboard::config::Config {
         data_dir: temp.path().join("data"),
-        ..crate::config::Config::default()
+        ..switchboard::config::Config::default()
     };
-    let store = crate::open_store(&server_config)
+    let store = switchboard::open_store(&server_config)
         .await
         .map_err(|e| StandaloneError::Store(format!("{e:#}")))?;
     let config = PluginsConfig {
@@ -267,17 +266,17 @@ struct PreparedCommand {
 
 async fn prepare_command(
     host: &Arc<PluginHost>,
-    store: &dyn crate::store::Store,
+    store: &dyn switchboard::store::Store,
     input: &CommandInput,
 ) -> Result<PreparedCommand, StandaloneError> {
-    let failed = |e: crate::store::StoreError| StandaloneError::Store(e.to_string());
+    let failed = |e: switchboard::store::StoreError| StandaloneError::Store(e.to_string());
     let bot = host
         .statuses()
         .into_iter()
         .find_map(|s| s.bot_user)
         .ok_or_else(|| StandaloneError::Store("the plugin has no bot user (grant `bot`)".into()))?;
     let sender = store
-        .create_user(crate::store::NewUser {
+        .create_user(switchboard::store::NewUser {
             name: input.sender_name.clone(),
             display_name: input.sender_name.clone(),
             password_hash: None,
@@ -288,15 +287,15 @@ async fn prepare_command(
         .map_err(failed)?;
     let room = store
         .create_room(
-            crate::store::NewRoom {
-                kind: crate::store::RoomKind::Group,
+            switchboard::store::NewRoom {
+                kind: switchboard::store::RoomKind::Group,
                 name: Some("plugin-test".into()),
                 topic: None,
                 created_by: sender.id,
             },
             &[
-                (sender.id, crate::store::Role::Owner),
-                (bot, crate::store::Role::Member),
+                (sender.id, switchboard::store::Role::Owner),
+                (bot, switchboard::store::Role::Member),
             ],
         )
         .await
@@ -401,7 +400,10 @@ async fn call_once(
             let outcome = host.command(prepared.call.clone()).await;
             // The plugin's posts are in the outbox as soon as its call returned.
             let mut posts = Vec::new();
-            let mut queue = super::lock(&prepared.posts);
+            let mut queue = prepared
+                .posts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             while let Ok(post) = queue.try_recv() {
                 posts.push(post.body);
             }
@@ -423,9 +425,7 @@ async fn call_once(
         Input::Delivered(room, event) => {
             // `Hooks::message_delivered` only queues the event for the observer task; call
             // the plugin the way that task does, so the call is timed and awaited here.
-            for plugin in host.chain.snapshot().hook(HookKind::MessageDelivered) {
-                let _ = plugin.call(Request::Delivered(room, event), 0).await;
-            }
+            host.observe_now(room, event).await;
             Outcome::Observed
         }
         Input::Authenticate(request) => match host.authenticate(request.clone()).await {
@@ -711,7 +711,7 @@ impl Input {
         Ok(match hook {
             HookKind::Command => {
                 let c: CommandInput = serde_json::from_str(&text).map_err(json)?;
-                if !crate::names::is_identifier(&c.command, crate::names::MAX_COMMAND) {
+                if !switchboard::names::is_identifier(&c.command, switchboard::names::MAX_COMMAND) {
                     return Err(bad(
                         "`command` must be 1-32 characters of [a-z0-9_-], without the slash".into(),
                     ));
@@ -740,7 +740,7 @@ impl Input {
                     body: m.body,
                     metadata: m.metadata,
                     // What a server with the default configuration stores.
-                    max_body_bytes: crate::config::Limits::default().max_message_bytes,
+                    max_body_bytes: switchboard::config::Limits::default().max_message_bytes,
                     depth: 0,
                 })
             }
@@ -947,10 +947,10 @@ mod tests {
             manifest,
             repeat: 1,
         };
-        let limits = crate::config::LimitsConfig::default();
+        let limits = switchboard::config::LimitsConfig::default();
         let component = Path::new("/x/My Filter.wasm");
         let text = manifest_text(component, &options(None), None).unwrap();
-        let m = super::super::Manifest::parse(&text, Path::new("/"), &limits).unwrap();
+        let m = switchboard::plugins::Manifest::parse(&text, Path::new("/"), &limits).unwrap();
         assert_eq!(m.name, "my-filter");
         assert_eq!(m.component, component);
         assert_eq!(m.capabilities.len(), 3);
@@ -965,7 +965,7 @@ mod tests {
         )
         .unwrap();
         let text = manifest_text(component, &options(Some(path)), None).unwrap();
-        let m = super::super::Manifest::parse(&text, Path::new("/"), &limits).unwrap();
+        let m = switchboard::plugins::Manifest::parse(&text, Path::new("/"), &limits).unwrap();
         assert_eq!((m.name.as_str(), m.enabled), ("dlp", true));
         assert_eq!(m.component, component);
         assert_eq!(m.capabilities.len(), 1);
