@@ -30,7 +30,7 @@ pub type Millis = i64;
 /// Free-form string metadata attached to a message (plugins may add to it, e.g. DLP flags).
 pub type Metadata = BTreeMap<String, String>;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct User {
     pub id: UserId,
     pub name: String,
@@ -53,7 +53,7 @@ pub struct NewUser {
 
 /// A login session: the refresh token's hash and the lifetime of every access token issued
 /// under it. Revoking the session invalidates both.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Session {
     pub id: String,
     pub user_id: UserId,
@@ -86,9 +86,10 @@ impl RoomKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Room {
     pub id: RoomId,
+    #[sqlx(try_from = "String")]
     pub kind: RoomKind,
     pub name: Option<String>,
     pub topic: Option<String>,
@@ -133,10 +134,11 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Member {
     pub room_id: RoomId,
     pub user_id: UserId,
+    #[sqlx(try_from = "String")]
     pub role: Role,
     pub joined_at: Millis,
 }
@@ -307,6 +309,25 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A stored text that names no known variant: a row that does not match the schema.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown value {0:?}")]
+pub struct UnknownValue(pub String);
+
+impl TryFrom<String> for RoomKind {
+    type Error = UnknownValue;
+    fn try_from(text: String) -> Result<Self, UnknownValue> {
+        Self::parse(&text).ok_or(UnknownValue(text))
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = UnknownValue;
+    fn try_from(text: String) -> Result<Self, UnknownValue> {
+        Self::parse(&text).ok_or(UnknownValue(text))
+    }
+}
 
 /// An operator-facing record of something that mattered (plugin decisions, admin actions).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use super::{EventKind, Metadata, Role, RoomKind, StoreError, StoreResult, UserId};
+use super::{EventKind, Metadata, Role, StoreError, StoreResult, UserId};
 
 /// Which constraint a database error broke, if any. Per-item failures in a batch are
 /// recognised through this, everything else aborts the batch.
@@ -112,10 +112,6 @@ pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
         }
     }
     None
-}
-
-pub(crate) fn parse_room_kind(s: &str) -> StoreResult<RoomKind> {
-    RoomKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("room kind {s:?}")))
 }
 
 pub(crate) fn parse_role(s: &str) -> StoreResult<Role> {

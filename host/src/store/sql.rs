@@ -53,14 +53,14 @@ pub(super) trait Dialect {
 
 /// Expand the shared store body in a backend's module: `sql_store!(StoreType, sqlx_db)`,
 /// where `StoreType: Dialect<Db = sqlx::sqlx_db>`. Brings into that module `EventRow`,
-/// the `*_from_row` conversions, the room-log functions (`apply`, `events`, …) and
+/// the row conversions, the room-log functions (`apply`, `events`, …) and
 /// `impl Store for StoreType`.
 macro_rules! sql_store {
     ($store:ty, $db:ident) => {
         use $crate::store::common::{
             Violation, col, constraint_name, decode_json, decode_metadata, direct_key, direct_peer,
             encode_metadata, initial_members, is_item_failure, limit, map_write, parse_event_kind,
-            parse_role, parse_room_kind, prefix_upper_bound, refuse_row_errors, violation,
+            parse_role, prefix_upper_bound, refuse_row_errors, violation,
         };
         use $crate::store::{
             Appended, AuditRecord, Event, EventId, EventKind, Member, Metadata, NewEvent, NewRoom,
@@ -78,48 +78,13 @@ macro_rules! sql_store {
         /// The unique index that makes `(sender, client_msg_id)` idempotent.
         const CLIENT_MSG_INDEX: &str = "events_client_msg";
 
-        fn user_from_row(row: &DbRow) -> StoreResult<User> {
-            Ok(User {
-                id: col(row, "id")?,
-                name: col(row, "name")?,
-                display_name: col(row, "display_name")?,
-                is_admin: col(row, "is_admin")?,
-                is_bot: col(row, "is_bot")?,
-                active: col(row, "active")?,
-                created_at: col(row, "created_at")?,
-            })
-        }
-
-        fn room_from_row(row: &DbRow) -> StoreResult<Room> {
-            Ok(Room {
-                id: col(row, "id")?,
-                kind: parse_room_kind(&col::<_, String>(row, "kind")?)?,
-                name: col(row, "name")?,
-                topic: col(row, "topic")?,
-                created_by: col(row, "created_by")?,
-                created_at: col(row, "created_at")?,
-                last_seq: col(row, "last_seq")?,
-            })
-        }
-
-        fn session_from_row(row: &DbRow) -> StoreResult<Session> {
-            Ok(Session {
-                id: col(row, "id")?,
-                user_id: col(row, "user_id")?,
-                refresh_hash: col(row, "refresh_hash")?,
-                created_at: col(row, "created_at")?,
-                expires_at: col(row, "expires_at")?,
-                revoked: col(row, "revoked")?,
-            })
-        }
-
-        fn member_from_row(row: &DbRow) -> StoreResult<Member> {
-            Ok(Member {
-                room_id: col(row, "room_id")?,
-                user_id: col(row, "user_id")?,
-                role: parse_role(&col::<_, String>(row, "role")?)?,
-                joined_at: col(row, "joined_at")?,
-            })
+        /// A row as a domain type (`User`, `Room`, `Session`, `Member` derive `FromRow`); a
+        /// row that does not decode is a corrupt database, not a transient error.
+        fn from_row<T>(row: &DbRow) -> StoreResult<T>
+        where
+            T: for<'r> sqlx::FromRow<'r, DbRow>,
+        {
+            T::from_row(row).map_err(|e| StoreError::Corrupt(e.to_string()))
         }
 
         fn event_from_row(row: &DbRow) -> StoreResult<Event> {
@@ -528,7 +493,7 @@ macro_rules! sql_store {
                 .fetch_one(self.writes())
                 .await
                 .map_err(|e| map_write(e, "user_exists"))?;
-                user_from_row(&row)
+                from_row::<User>(&row)
             }
 
             #[tracing::instrument(skip_all)]
@@ -538,7 +503,7 @@ macro_rules! sql_store {
                     .fetch_optional(self.reads())
                     .await?
                     .as_ref()
-                    .map(user_from_row)
+                    .map(from_row::<User>)
                     .transpose()
             }
 
@@ -556,7 +521,7 @@ macro_rules! sql_store {
                 else {
                     return Ok(None);
                 };
-                Ok(Some((user_from_row(&row)?, col(&row, "password_hash")?)))
+                Ok(Some((from_row::<User>(&row)?, col(&row, "password_hash")?)))
             }
 
             #[tracing::instrument(skip_all)]
@@ -565,7 +530,7 @@ macro_rules! sql_store {
                     .fetch_all(self.reads())
                     .await?
                     .iter()
-                    .map(user_from_row)
+                    .map(from_row::<User>)
                     .collect()
             }
 
@@ -625,7 +590,7 @@ macro_rules! sql_store {
                 .fetch_optional(self.reads())
                 .await?
                 .as_ref()
-                .map(session_from_row)
+                .map(from_row::<Session>)
                 .transpose()
             }
 
@@ -710,7 +675,7 @@ macro_rules! sql_store {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| map_write(e, "room_exists"))?;
-                let created = room_from_row(&row)?;
+                let created = from_row::<Room>(&row)?;
                 insert_members(&mut tx, created.id, &all, now).await?;
                 tx.commit().await?;
                 Ok(created)
@@ -738,7 +703,7 @@ macro_rules! sql_store {
                     .await
                     .map_err(|e| map_write(e, "room_exists"))?;
                     if let Some(row) = inserted {
-                        let created = room_from_row(&row)?;
+                        let created = from_row::<Room>(&row)?;
                         let mut members = vec![(a, Role::Member)];
                         if b != a {
                             members.push((b, Role::Member));
@@ -755,7 +720,7 @@ macro_rules! sql_store {
                     .fetch_optional(self.writes())
                     .await?;
                     if let Some(row) = existing {
-                        return Ok((room_from_row(&row)?, false));
+                        return Ok((from_row::<Room>(&row)?, false));
                     }
                 }
                 Err(StoreError::Conflict("direct_room_race"))
@@ -768,7 +733,7 @@ macro_rules! sql_store {
                     .fetch_optional(self.reads())
                     .await?
                     .as_ref()
-                    .map(room_from_row)
+                    .map(from_row::<Room>)
                     .transpose()
             }
 
@@ -796,7 +761,7 @@ macro_rules! sql_store {
                     .map(|row| {
                         let key: Option<String> = col(row, "direct_key")?;
                         Ok(RoomSummary {
-                            room: room_from_row(row)?,
+                            room: from_row::<Room>(row)?,
                             role: parse_role(&col::<_, String>(row, "role")?)?,
                             read_seq: col(row, "read_seq")?,
                             unread: col(row, "unread")?,
@@ -812,7 +777,7 @@ macro_rules! sql_store {
                     .fetch_all(self.reads())
                     .await?
                     .iter()
-                    .map(room_from_row)
+                    .map(from_row::<Room>)
                     .collect()
             }
 
@@ -825,7 +790,7 @@ macro_rules! sql_store {
                 .fetch_all(self.reads())
                 .await?
                 .iter()
-                .map(member_from_row)
+                .map(from_row::<Member>)
                 .collect()
             }
 
@@ -839,7 +804,7 @@ macro_rules! sql_store {
                 .fetch_optional(self.reads())
                 .await?
                 .as_ref()
-                .map(member_from_row)
+                .map(from_row::<Member>)
                 .transpose()
             }
 
