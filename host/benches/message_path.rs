@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the message path's building blocks: the store's insert path (one
-//! transaction per message vs group commit) and WebSocket frame decode/encode.
+//! transaction per message vs group commit), WebSocket frame decode/encode, and one audit
+//! record appended to the hash chain.
 //!
 //! `cargo bench -p switchboard --bench message_path`
 
@@ -135,5 +136,26 @@ fn frames(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, store_insert, frames);
+/// One audit record appended to the hash chain (lock the head, hash, insert, move the head,
+/// commit: one `synchronous = FULL` transaction), as a plugin rejection or flag does on the
+/// message path.
+fn audit_append(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let fixture = runtime.block_on(fixture());
+    let detail = serde_json::json!({ "code": "dlp.card", "sender": 7, "edit_of": null });
+    c.bench_function("audit_append_sqlite_full_sync", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(fixture.store.append_audit(
+                    "plugin:dlp",
+                    "plugin.reject",
+                    "room:1",
+                    &detail,
+                ))
+                .expect("append")
+        });
+    });
+}
+
+criterion_group!(benches, store_insert, frames, audit_append);
 criterion_main!(benches);

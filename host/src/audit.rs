@@ -2,14 +2,24 @@
 //! export, the admin console and an operator's SIEM rules match on these strings, so each
 //! is spelled in exactly one place; the store keeps them as text.
 //!
+//! Every record is a link in a hash chain (`store::chain`), and the server signs a
+//! checkpoint of the chain's head now and then ([`spawn_checkpointer`]), so a record that
+//! was changed, put in, or removed afterwards — or an end cut off — shows in [`verify`]
+//! (`switchboard audit verify`).
+//!
 //! Writing a record never fails the action it records: a failure to write is logged at
 //! `warn` with the action (the caller's work is done by then, and refusing it afterwards
 //! would not undo it).
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::Path;
 
-use crate::store::{RoomId, Store, UserId};
+use serde::Serialize;
+
+use crate::config::ComplianceConfig;
+use crate::signing::{KeyError, SecretKey};
+use crate::store::{AuditCheckpoint, RoomId, Store, UserId, chain, now_millis};
 
 /// Who acted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,4 +179,229 @@ mod tests {
         assert_eq!(Action::LoginFailed.as_str(), "auth.login_failed");
         assert_eq!(Action::PluginInstall.failed(), "plugin.install.failed");
     }
+}
+
+// ---- the chain's checkpoints and its verification ----
+
+/// The key that signs the audit chain's checkpoints: `compliance.audit_key`, else
+/// `<data_dir>/audit.key`, generated (mode 0600) on first use.
+pub fn load_or_create_key(
+    config: &ComplianceConfig,
+    data_dir: &Path,
+) -> Result<SecretKey, AuditKeyError> {
+    if let Some(secret) = &config.audit_key {
+        return Ok(SecretKey::parse(secret.expose())?);
+    }
+    let path = data_dir.join("audit.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(SecretKey::parse(&text)?),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let key = SecretKey::generate()?;
+            std::fs::create_dir_all(data_dir)?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path)?;
+            std::io::Write::write_all(&mut file, key.to_file_text().as_bytes())?;
+            file.sync_all()?;
+            Ok(key)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditKeyError {
+    #[error("the audit key: {0}")]
+    Key(#[from] KeyError),
+    #[error("the audit key file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a checkpoint's signature covers.
+pub fn checkpoint_message(seq: i64, head_hash: &str, at: i64) -> Vec<u8> {
+    format!("switchboard audit checkpoint v1\n{seq}\n{head_hash}\n{at}\n").into_bytes()
+}
+
+/// Sign the chain's head now, keep the checkpoint in the store, and append it to `sink` (a
+/// JSON line) when one is configured. `None` when the chain is empty or the head has a
+/// checkpoint already.
+pub async fn checkpoint(
+    store: &dyn Store,
+    key: &SecretKey,
+    sink: Option<&Path>,
+) -> anyhow::Result<Option<AuditCheckpoint>> {
+    let (seq, head_hash) = store.audit_head().await?;
+    let last = store.audit_checkpoints().await?.last().map_or(0, |c| c.seq);
+    if seq == 0 || seq <= last {
+        return Ok(None);
+    }
+    let at = now_millis();
+    let checkpoint = AuditCheckpoint {
+        seq,
+        signature: key.sign_message(&checkpoint_message(seq, &head_hash, at)),
+        head_hash,
+        at,
+        key_id: key.public().id().to_string(),
+    };
+    store.add_audit_checkpoint(&checkpoint).await?;
+    if let Some(path) = sink {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(file, "{}", serde_json::to_string(&checkpoint)?)?;
+        file.sync_all()?;
+    }
+    Ok(Some(checkpoint))
+}
+
+/// Sign checkpoints for as long as the server runs: every `checkpoint_every_secs` when the
+/// chain moved, and sooner once `checkpoint_every_records` records were appended.
+pub fn spawn_checkpointer(
+    store: std::sync::Arc<dyn Store>,
+    key: SecretKey,
+    config: ComplianceConfig,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = std::time::Duration::from_secs(config.checkpoint_every_secs.max(1));
+        let poll = every.min(std::time::Duration::from_secs(5));
+        let mut last_signed = tokio::time::Instant::now();
+        let mut ticker = tokio::time::interval(poll);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let due_by_time = last_signed.elapsed() >= every;
+            let due_by_count = match (store.audit_head().await, store.audit_checkpoints().await) {
+                (Ok((seq, _)), Ok(checkpoints)) => {
+                    let last = checkpoints.last().map_or(0, |c| c.seq);
+                    u64::try_from(seq - last).unwrap_or(0) >= config.checkpoint_every_records
+                }
+                _ => false,
+            };
+            if !(due_by_time || due_by_count) {
+                continue;
+            }
+            match checkpoint(store.as_ref(), &key, config.checkpoint_file.as_deref()).await {
+                Ok(_) => last_signed = tokio::time::Instant::now(),
+                Err(err) => tracing::error!(error = %err, "signing an audit checkpoint failed"),
+            }
+        }
+    })
+}
+
+/// What `switchboard audit verify` found.
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub records: u64,
+    /// The last record's `seq` and hash.
+    pub head_seq: i64,
+    pub head_hash: String,
+    /// Records whose content no longer matches their hash.
+    pub modified: Vec<i64>,
+    /// Records put into the chain afterwards.
+    pub inserted: Vec<i64>,
+    /// Gaps: records removed between `after` and `before`.
+    pub deleted: Vec<(i64, i64)>,
+    /// The chain ends before a checkpoint's `seq` (records cut off the end).
+    pub truncated: Option<Truncation>,
+    /// Checkpoints whose record at that `seq` has another hash (the chain was rewritten up
+    /// to there).
+    pub checkpoint_mismatches: Vec<i64>,
+    /// Checkpoints not signed by the audit key (forged or signed by another key).
+    pub bad_signatures: Vec<i64>,
+    pub checkpoints_checked: usize,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Truncation {
+    pub chain_ends_at: i64,
+    pub checkpoint_seq: i64,
+}
+
+impl VerifyReport {
+    pub fn is_intact(&self) -> bool {
+        self.modified.is_empty()
+            && self.inserted.is_empty()
+            && self.deleted.is_empty()
+            && self.truncated.is_none()
+            && self.checkpoint_mismatches.is_empty()
+            && self.bad_signatures.is_empty()
+    }
+}
+
+/// Walk the whole chain and check it against every checkpoint (the store's and `extra`,
+/// such as the lines of the external checkpoint file), with `key` for the signatures.
+pub async fn verify(
+    store: &dyn Store,
+    key: &crate::signing::PublicKey,
+    extra: Vec<AuditCheckpoint>,
+) -> anyhow::Result<VerifyReport> {
+    let mut checkpoints = store.audit_checkpoints().await?;
+    checkpoints.extend(extra);
+    checkpoints.sort_by_key(|c| c.seq);
+    checkpoints.dedup_by(|a, b| a == b);
+    let wanted: std::collections::BTreeSet<i64> = checkpoints.iter().map(|c| c.seq).collect();
+    let mut hashes_at = std::collections::BTreeMap::new();
+    let mut walker = chain::Walker::default();
+    let mut after = 0;
+    loop {
+        let page = store.audit_chain(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for record in &page {
+            walker.next(record);
+            if wanted.contains(&record.seq) {
+                hashes_at.insert(record.seq, record.hash.clone().unwrap_or_default());
+            }
+        }
+    }
+    walker.finish();
+    let (head_seq, head_hash) = walker.head();
+    let mut report = VerifyReport {
+        records: walker.records,
+        head_seq,
+        head_hash: head_hash.to_string(),
+        checkpoints_checked: checkpoints.len(),
+        ..VerifyReport::default()
+    };
+    for found in &walker.breaks {
+        match *found {
+            chain::Break::Modified { seq } => report.modified.push(seq),
+            chain::Break::Inserted { seq } => report.inserted.push(seq),
+            chain::Break::Deleted {
+                after_seq,
+                before_seq,
+            } => report.deleted.push((after_seq, before_seq)),
+        }
+    }
+    for checkpoint in &checkpoints {
+        let message = checkpoint_message(checkpoint.seq, &checkpoint.head_hash, checkpoint.at);
+        if !key.verifies(&message, &checkpoint.signature) {
+            report.bad_signatures.push(checkpoint.seq);
+            continue;
+        }
+        match hashes_at.get(&checkpoint.seq) {
+            Some(hash) if *hash == checkpoint.head_hash => {}
+            Some(_) => report.checkpoint_mismatches.push(checkpoint.seq),
+            None if checkpoint.seq > head_seq => {
+                let worst = report
+                    .truncated
+                    .as_ref()
+                    .map_or(0, |t: &Truncation| t.checkpoint_seq);
+                if checkpoint.seq > worst {
+                    report.truncated = Some(Truncation {
+                        chain_ends_at: head_seq,
+                        checkpoint_seq: checkpoint.seq,
+                    });
+                }
+            }
+            // The record the checkpoint names is gone from the middle: a deletion, which
+            // the walk reported.
+            None => report.checkpoint_mismatches.push(checkpoint.seq),
+        }
+    }
+    Ok(report)
 }

@@ -35,6 +35,36 @@ pub struct Config {
     pub store: StoreConfig,
     pub plugins: PluginsConfig,
     pub cluster: ClusterConfig,
+    pub compliance: ComplianceConfig,
+}
+
+/// The compliance record: the audit chain's signed checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComplianceConfig {
+    /// Sign a checkpoint of the audit chain's head at least this often (when it moved).
+    pub checkpoint_every_secs: u64,
+    /// ... and as soon as this many records were appended since the last one.
+    pub checkpoint_every_records: u64,
+    /// Also append every checkpoint, one JSON line each, to this file: put it where the
+    /// database's administrators cannot write (another disk, a write-once mount), so a
+    /// rewritten database cannot take its checkpoints along.
+    pub checkpoint_file: Option<PathBuf>,
+    /// The ed25519 key that signs checkpoints (`ed25519-secret:<base64 seed>`, as
+    /// `switchboard plugin keygen` writes). Default: generated once into
+    /// `<data_dir>/audit.key`. Several nodes must share one.
+    pub audit_key: Option<Secret>,
+}
+
+impl Default for ComplianceConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every_secs: 60,
+            checkpoint_every_records: 1000,
+            checkpoint_file: None,
+            audit_key: None,
+        }
+    }
 }
 
 /// Running several nodes: they share a PostgreSQL database and fan out through NATS.
@@ -77,6 +107,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             plugins: PluginsConfig::default(),
             cluster: ClusterConfig::default(),
+            compliance: ComplianceConfig::default(),
         }
     }
 }

@@ -174,6 +174,10 @@ pub async fn serve(
         })
     };
     let auth = Arc::new(auth::Auth::new(store.clone(), config.auth.clone(), &secret));
+    let audit_key = audit::load_or_create_key(&config.compliance, &config.data_dir)
+        .context("loading the audit key")?;
+    let checkpointer =
+        audit::spawn_checkpointer(store.clone(), audit_key, config.compliance.clone());
     let accounts = Arc::new(accounts::Accounts::new(
         store.clone(),
         auth.clone(),
@@ -203,8 +207,19 @@ pub async fn serve(
     })
     .await;
     housekeeping.abort();
+    checkpointer.abort();
     let _ = stop_writer.send(true);
     writer.await.context("group-commit writer")?;
+    // A clean stop leaves the chain's head under a signed checkpoint.
+    match audit::load_or_create_key(&config.compliance, &config.data_dir) {
+        Ok(key) => {
+            let sink = config.compliance.checkpoint_file.as_deref();
+            if let Err(err) = audit::checkpoint(store.as_ref(), &key, sink).await {
+                tracing::warn!(error = %err, "the final audit checkpoint failed");
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "no audit key for the final checkpoint"),
+    }
     if let Some(host) = plugins {
         host.shutdown().await;
     }

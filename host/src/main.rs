@@ -56,6 +56,25 @@ enum Command {
     /// uninstall) and the author's tools (keygen, sign, new, test).
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the audit chain and check it against every signed checkpoint: reports, each on
+    /// its own, records changed, put in, or removed, and an end cut off after a checkpoint.
+    /// Exits non-zero on any finding, or when the check itself could not run.
+    Verify {
+        /// Also check the checkpoints in this file (the `compliance.checkpoint_file` lines),
+        /// kept where the database's administrators cannot rewrite them.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `switchboard plugin ...`: the admin commands talk to a running server's admin API; the
@@ -180,6 +199,9 @@ fn main() -> anyhow::Result<()> {
                 switchboard::serve(config, listener, shutdown_signal()).await
             }
             Command::User(command) => user_command(&config, command).await,
+            Command::Audit(AuditCommand::Verify { checkpoints, json }) => {
+                audit_verify(&config, checkpoints, json).await
+            }
             Command::Plugin(_) => unreachable!("handled before the configuration is loaded"),
             Command::MigrateStore { from, to } => {
                 println!(
@@ -273,6 +295,65 @@ async fn user_command(config: &Config, command: UserCommand) -> anyhow::Result<(
                 config.limits.ws_session_recheck_secs
             );
         }
+    }
+    Ok(())
+}
+
+async fn audit_verify(
+    config: &Config,
+    checkpoints: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let store = switchboard::open_store(config).await?;
+    let key = switchboard::audit::load_or_create_key(&config.compliance, &config.data_dir)?;
+    let extra = match &checkpoints {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("a line of {} is not a checkpoint", path.display()))?,
+        None => Vec::new(),
+    };
+    let report = switchboard::audit::verify(store.as_ref(), &key.public(), extra).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} records, head {} ({}), {} checkpoints",
+            report.records,
+            report.head_seq,
+            report.head_hash.get(..16).unwrap_or(&report.head_hash),
+            report.checkpoints_checked
+        );
+        for seq in &report.modified {
+            println!("modified: record {seq} no longer matches its hash");
+        }
+        for seq in &report.inserted {
+            println!("inserted: record {seq} was put into the chain afterwards");
+        }
+        for (after, before) in &report.deleted {
+            println!("deleted: records between {after} and {before} were removed");
+        }
+        if let Some(t) = &report.truncated {
+            println!(
+                "truncated: the chain ends at {} but a checkpoint covers {}",
+                t.chain_ends_at, t.checkpoint_seq
+            );
+        }
+        for seq in &report.checkpoint_mismatches {
+            println!("rewritten: the record at checkpoint {seq} is not the one signed");
+        }
+        for seq in &report.bad_signatures {
+            println!("forged: checkpoint {seq} is not signed by the audit key");
+        }
+        if report.is_intact() {
+            println!("intact");
+        }
+    }
+    if !report.is_intact() {
+        std::process::exit(1);
     }
     Ok(())
 }

@@ -91,6 +91,17 @@ impl PublicKey {
     pub fn id(&self) -> KeyId {
         KeyId::of(&self.0)
     }
+
+    /// Whether `signature` (base64, from [`SecretKey::sign_message`]) signs `message`.
+    pub fn verifies(&self, message: &[u8], signature: &str) -> bool {
+        let Ok(bytes) = decode_exact::<64>(signature, "signature") else {
+            return false;
+        };
+        use ed25519_dalek::Verifier as _;
+        self.0
+            .verify(message, &Signature::from_bytes(&bytes))
+            .is_ok()
+    }
 }
 
 impl fmt::Display for PublicKey {
@@ -144,8 +155,14 @@ impl SecretKey {
         PublicKey(self.0.verifying_key())
     }
 
+    /// A detached signature of `message`, base64 (for statements other than components,
+    /// such as the audit chain's checkpoints).
+    pub fn sign_message(&self, message: &[u8]) -> String {
+        B64.encode(self.0.sign(message).to_bytes())
+    }
+
     /// The text of a `.key` file.
-    fn to_file_text(&self) -> String {
+    pub fn to_file_text(&self) -> String {
         format!(
             "# switchboard plugin signing key {} (secret: never share or commit it)\n\
              {SECRET_PREFIX}{}\n",

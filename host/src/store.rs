@@ -9,6 +9,7 @@
 //!   never a second row and never a burnt `seq`;
 //! - deleting a message erases its body (and the bodies of its edits) from storage.
 
+pub mod chain;
 mod common;
 pub mod migrate;
 pub mod postgres;
@@ -333,6 +334,8 @@ impl TryFrom<String> for Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub id: i64,
+    /// Position in the hash chain (1, 2, 3, …).
+    pub seq: i64,
     pub at: Millis,
     /// Who acted: `user:<id>`, `plugin:<name>` or `system`.
     pub actor: String,
@@ -342,6 +345,22 @@ pub struct AuditRecord {
     pub subject: String,
     /// Details without sensitive content (never a message body).
     pub detail: serde_json::Value,
+    /// The hash of the record before it in the chain (`""` for the first).
+    pub prev_hash: Option<String>,
+    /// SHA-256 over `prev_hash` and this record's content (see `store::chain`).
+    pub hash: Option<String>,
+}
+
+/// A signed statement of the audit chain's head at a moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditCheckpoint {
+    pub seq: i64,
+    pub head_hash: String,
+    pub at: Millis,
+    /// Which key signed it (the public key's id).
+    pub key_id: String,
+    /// Base64 ed25519 signature over `checkpoint_message(seq, head_hash, at)`.
+    pub signature: String,
 }
 
 #[async_trait]
@@ -426,6 +445,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Newest first, at most `limit`.
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    /// The chain in order: up to `limit` records with `seq > after`.
+    async fn audit_chain(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    /// The chain's head: the last `seq` and its hash (`0` and `""` when empty).
+    async fn audit_head(&self) -> StoreResult<(i64, String)>;
+    /// Keep a signed checkpoint (a second one for the same `seq` is ignored: several nodes
+    /// may sign the same head).
+    async fn add_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> StoreResult<()>;
+    /// Every checkpoint, in `seq` order.
+    async fn audit_checkpoints(&self) -> StoreResult<Vec<AuditCheckpoint>>;
 }
 
 /// Open the store a database URL names: `sqlite://path` (or a bare path) or `postgres://…`.

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod audit_chain;
 mod auth;
 mod bad_input;
 mod browser;

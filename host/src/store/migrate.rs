@@ -161,9 +161,30 @@ const TABLES: &[Table] = &[
             ("action", Ty::Text),
             ("subject", Ty::Text),
             ("detail", Ty::Json),
+            ("seq", Ty::OptInt),
+            ("prev_hash", Ty::OptText),
+            ("hash", Ty::OptText),
         ],
         order_by: "id",
         identity: true,
+    },
+    Table {
+        name: "audit_head",
+        columns: &[("id", Ty::Int), ("seq", Ty::Int), ("hash", Ty::Text)],
+        order_by: "id",
+        identity: false,
+    },
+    Table {
+        name: "audit_checkpoints",
+        columns: &[
+            ("seq", Ty::Int),
+            ("head_hash", Ty::Text),
+            ("at", Ty::Int),
+            ("key_id", Ty::Text),
+            ("signature", Ty::Text),
+        ],
+        order_by: "seq",
+        identity: false,
     },
 ];
 

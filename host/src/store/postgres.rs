@@ -29,7 +29,9 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        store.chain_unsealed().await?;
+        Ok(store)
     }
 
     /// One attempt at a batch. It first locks every room it touches, in id order, with
@@ -68,6 +70,7 @@ impl Dialect for PgStore {
                                       edited_at, deleted";
     const DETAIL_OUT: &'static str = "detail::text AS detail";
     const LIVE_MESSAGE: &'static str = "e.kind = 'message' AND NOT e.deleted";
+    const LOCK_HEAD: &'static str = " FOR UPDATE";
     const READ_CURSOR_SQL: &'static str = "INSERT INTO read_cursors (user_id, room_id, seq)
          SELECT $1, id, GREATEST(0, LEAST($3, last_seq)) FROM rooms WHERE id = $2
          ON CONFLICT (user_id, room_id)

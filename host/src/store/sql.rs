@@ -32,6 +32,9 @@ pub(super) trait Dialect {
     /// An events row `e` that is a live (not deleted) message, written the way the backend's
     /// partial index `events_live_messages` is, so the planner uses it.
     const LIVE_MESSAGE: &'static str;
+    /// Appended to the query that reads the audit chain's head inside an append, so that
+    /// appends from several writers queue instead of forking the chain (` FOR UPDATE`).
+    const LOCK_HEAD: &'static str;
     /// Upsert of a read cursor ($1 user, $2 room, $3 seq), clamped to `[0, last_seq]` and
     /// never moving back; returns `seq`.
     const READ_CURSOR_SQL: &'static str;
@@ -57,15 +60,16 @@ pub(super) trait Dialect {
 /// `impl Store for StoreType`.
 macro_rules! sql_store {
     ($store:ty, $db:ident) => {
+        use $crate::store::chain;
         use $crate::store::common::{
             Violation, col, constraint_name, decode_json, decode_metadata, direct_key, direct_peer,
             encode_metadata, initial_members, is_item_failure, limit, map_write, parse_event_kind,
             parse_role, prefix_upper_bound, refuse_row_errors, violation,
         };
         use $crate::store::{
-            Appended, AuditRecord, Event, EventId, EventKind, Member, Metadata, NewEvent, NewRoom,
-            NewUser, Page, Role, Room, RoomId, RoomKind, RoomSummary, Session, Store, StoreError,
-            StoreResult, User, UserId, now_millis,
+            Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, Member, Metadata,
+            NewEvent, NewRoom, NewUser, Page, Role, Room, RoomId, RoomKind, RoomSummary, Session,
+            Store, StoreError, StoreResult, User, UserId, now_millis,
         };
 
         type DbRow = <sqlx::$db as sqlx::Database>::Row;
@@ -102,6 +106,121 @@ macro_rules! sql_store {
                 edited_at: col(row, "edited_at")?,
                 deleted: col(row, "deleted")?,
             })
+        }
+
+        fn audit_from_row(row: &DbRow) -> StoreResult<AuditRecord> {
+            Ok(AuditRecord {
+                id: col(row, "id")?,
+                seq: col::<_, Option<i64>>(row, "seq")?.unwrap_or(0),
+                at: col(row, "at")?,
+                actor: col(row, "actor")?,
+                action: col(row, "action")?,
+                subject: col(row, "subject")?,
+                detail: decode_json(&col::<_, String>(row, "detail")?)?,
+                prev_hash: col(row, "prev_hash")?,
+                hash: col(row, "hash")?,
+            })
+        }
+
+        /// The audit chain's head, locked for this transaction (created on first use).
+        async fn lock_audit_head(conn: &mut DbConnection) -> StoreResult<(i64, String)> {
+            sqlx::query(
+                "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '')
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .execute(&mut *conn)
+            .await?;
+            let row = sqlx::query(&format!(
+                "SELECT seq, hash FROM audit_head WHERE id = 1{}",
+                <$store>::LOCK_HEAD
+            ))
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok((col(&row, "seq")?, col(&row, "hash")?))
+        }
+
+        async fn set_audit_head(conn: &mut DbConnection, seq: i64, hash: &str) -> StoreResult<()> {
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(seq)
+                .bind(hash)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+
+        async fn insert_audit_record(
+            conn: &mut DbConnection,
+            seq: i64,
+            at: i64,
+            (actor, action, subject, detail): (&str, &str, &str, &serde_json::Value),
+            (prev_hash, hash): (&str, &str),
+        ) -> StoreResult<()> {
+            sqlx::query(&format!(
+                "INSERT INTO audit (seq, at, actor, action, subject, detail, prev_hash, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6{}, $7, $8)",
+                <$store>::JSON_IN
+            ))
+            .bind(seq)
+            .bind(at)
+            .bind(actor)
+            .bind(action)
+            .bind(subject)
+            .bind(detail.to_string())
+            .bind(prev_hash)
+            .bind(hash)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| refuse_row_errors(StoreError::Backend(e)))?;
+            Ok(())
+        }
+
+        impl $store {
+            /// Link audit records written before the chain existed (an upgraded database),
+            /// in id order, after the current head. Runs at open; a no-op afterwards.
+            pub(super) async fn chain_unsealed(&self) -> StoreResult<u64> {
+                let mut chained = 0;
+                loop {
+                    let mut tx = self.begin_write().await?;
+                    let (mut seq, mut head) = lock_audit_head(&mut tx).await?;
+                    let rows = sqlx::query(&format!(
+                        "SELECT id, at, actor, action, subject, {} FROM audit
+                         WHERE seq IS NULL ORDER BY id LIMIT 500",
+                        <$store>::DETAIL_OUT
+                    ))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    if rows.is_empty() {
+                        tx.commit().await?;
+                        return Ok(chained);
+                    }
+                    for row in &rows {
+                        let id: i64 = col(row, "id")?;
+                        let detail = decode_json(&col::<_, String>(row, "detail")?)?;
+                        let hash = chain::record_hash(
+                            &head,
+                            col(row, "at")?,
+                            &col::<_, String>(row, "actor")?,
+                            &col::<_, String>(row, "action")?,
+                            &col::<_, String>(row, "subject")?,
+                            &detail,
+                        );
+                        seq += 1;
+                        sqlx::query(
+                            "UPDATE audit SET seq = $2, prev_hash = $3, hash = $4 WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(seq)
+                        .bind(&head)
+                        .bind(&hash)
+                        .execute(&mut *tx)
+                        .await?;
+                        head = hash;
+                        chained += 1;
+                    }
+                    set_audit_head(&mut tx, seq, &head).await?;
+                    tx.commit().await?;
+                }
+            }
         }
 
         /// A foreign key pointing nowhere on an event insert is an unknown sender or room.
@@ -978,6 +1097,8 @@ macro_rules! sql_store {
 
             // ---- audit ----
 
+            /// One transaction: lock the chain's head, link the record after it, move the
+            /// head. Appends from several nodes queue on the head's lock: one chain, no fork.
             #[tracing::instrument(skip_all)]
             async fn append_audit(
                 &self,
@@ -986,43 +1107,99 @@ macro_rules! sql_store {
                 subject: &str,
                 detail: &serde_json::Value,
             ) -> StoreResult<()> {
-                sqlx::query(&format!(
-                    "INSERT INTO audit (at, actor, action, subject, detail)
-                     VALUES ($1, $2, $3, $4, $5{})",
-                    <$store>::JSON_IN
-                ))
-                .bind(now_millis())
-                .bind(actor)
-                .bind(action)
-                .bind(subject)
-                .bind(detail.to_string())
-                .execute(self.writes())
-                .await
-                .map_err(|e| refuse_row_errors(StoreError::Backend(e)))?;
+                let mut tx = self.begin_write().await?;
+                let (head_seq, head_hash) = lock_audit_head(&mut tx).await?;
+                let at = now_millis();
+                let hash = chain::record_hash(&head_hash, at, actor, action, subject, detail);
+                insert_audit_record(
+                    &mut tx,
+                    head_seq + 1,
+                    at,
+                    (actor, action, subject, detail),
+                    (&head_hash, &hash),
+                )
+                .await?;
+                set_audit_head(&mut tx, head_seq + 1, &hash).await?;
+                tx.commit().await?;
                 Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn audit_chain(&self, after: i64, max: u32) -> StoreResult<Vec<AuditRecord>> {
+                sqlx::query(&format!(
+                    "SELECT id, seq, at, actor, action, subject, {}, prev_hash, hash FROM audit
+                     WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    <$store>::DETAIL_OUT
+                ))
+                .bind(after)
+                .bind(limit(max))
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(audit_from_row)
+                .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn audit_head(&self) -> StoreResult<(i64, String)> {
+                let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+                    .fetch_optional(self.reads())
+                    .await?;
+                match row {
+                    Some(row) => Ok((col(&row, "seq")?, col(&row, "hash")?)),
+                    None => Ok((0, chain::GENESIS.to_string())),
+                }
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn add_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO audit_checkpoints (seq, head_hash, at, key_id, signature)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
+                )
+                .bind(checkpoint.seq)
+                .bind(&checkpoint.head_hash)
+                .bind(checkpoint.at)
+                .bind(&checkpoint.key_id)
+                .bind(&checkpoint.signature)
+                .execute(self.writes())
+                .await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn audit_checkpoints(&self) -> StoreResult<Vec<AuditCheckpoint>> {
+                sqlx::query(
+                    "SELECT seq, head_hash, at, key_id, signature FROM audit_checkpoints
+                     ORDER BY seq",
+                )
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(AuditCheckpoint {
+                        seq: col(row, "seq")?,
+                        head_hash: col(row, "head_hash")?,
+                        at: col(row, "at")?,
+                        key_id: col(row, "key_id")?,
+                        signature: col(row, "signature")?,
+                    })
+                })
+                .collect()
             }
 
             #[tracing::instrument(skip_all)]
             async fn recent_audit(&self, max: u32) -> StoreResult<Vec<AuditRecord>> {
                 sqlx::query(&format!(
-                    "SELECT id, at, actor, action, subject, {} FROM audit
-                     ORDER BY id DESC LIMIT $1",
+                    "SELECT id, seq, at, actor, action, subject, {}, prev_hash, hash FROM audit
+                     ORDER BY seq DESC LIMIT $1",
                     <$store>::DETAIL_OUT
                 ))
                 .bind(limit(max))
                 .fetch_all(self.reads())
                 .await?
                 .iter()
-                .map(|row| {
-                    Ok(AuditRecord {
-                        id: col(row, "id")?,
-                        at: col(row, "at")?,
-                        actor: col(row, "actor")?,
-                        action: col(row, "action")?,
-                        subject: col(row, "subject")?,
-                        detail: decode_json(&col::<_, String>(row, "detail")?)?,
-                    })
-                })
+                .map(audit_from_row)
                 .collect()
             }
         }

@@ -81,7 +81,9 @@ impl SqliteStore {
                 .connect_with(base.read_only(true))
                 .await?
         };
-        Ok(Self { writer, reader })
+        let store = Self { writer, reader };
+        store.chain_unsealed().await?;
+        Ok(store)
     }
 }
 
@@ -133,6 +135,8 @@ impl Dialect for SqliteStore {
     const DETAIL_OUT: &'static str = "detail";
     // `deleted = 0` (not `= FALSE`) so SQLite matches the partial index word for word.
     const LIVE_MESSAGE: &'static str = "e.kind = 'message' AND e.deleted = 0";
+    // The single writer connection and `BEGIN IMMEDIATE` already serialise appends.
+    const LOCK_HEAD: &'static str = "";
     const READ_CURSOR_SQL: &'static str = "INSERT INTO read_cursors (user_id, room_id, seq)
          SELECT $1, id, MAX(0, MIN($3, last_seq)) FROM rooms WHERE id = $2
          ON CONFLICT (user_id, room_id) DO UPDATE SET seq = MAX(seq, excluded.seq)
