@@ -45,6 +45,7 @@ fn user() -> User {
         name: "alice".into(),
         display_name: "Alice".into(),
         is_admin: false,
+        is_compliance: false,
         is_bot: false,
         active: true,
         created_at: 0,

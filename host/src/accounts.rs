@@ -124,6 +124,31 @@ pub async fn set_active(
     Ok(ended)
 }
 
+/// Grant or take away the compliance role: an admin's act (or an operator's at the command
+/// line), on record.
+pub async fn set_compliance(
+    store: &dyn Store,
+    user: UserId,
+    compliance: bool,
+    actor: Actor<'_>,
+) -> Result<()> {
+    store.set_user_compliance(user, compliance).await?;
+    let action = if compliance {
+        Action::ComplianceGrant
+    } else {
+        Action::ComplianceRevoke
+    };
+    audit::record(
+        store,
+        actor,
+        action,
+        Subject::User(user),
+        serde_json::json!({}),
+    )
+    .await;
+    Ok(())
+}
+
 /// 1 to 100 characters, something visible, and no control, bidi-override or zero-width
 /// characters: those let one user's name render as another's (or reverse the text after
 /// it). Look-alike letters stay allowed (names are written in every script), which is why
@@ -383,6 +408,16 @@ impl Accounts {
         let ended = set_active(self.store.as_ref(), user, active, Actor::User(admin)).await?;
         self.hub.end_sessions(user, &ended);
         Ok(())
+    }
+
+    /// Grant or take away the compliance role (see [`set_compliance`]).
+    pub async fn set_compliance(
+        &self,
+        user: UserId,
+        compliance: bool,
+        admin: UserId,
+    ) -> Result<()> {
+        set_compliance(self.store.as_ref(), user, compliance, Actor::User(admin)).await
     }
 
     /// Whether this session may open a live connection: the `on-connect` policy.

@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod compliance;
 pub mod listener;
 pub mod ops;
 pub mod plugins;
@@ -60,6 +61,7 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(ws::routes())
         .merge(ops::routes())
         .merge(admin::routes())
+        .merge(compliance::routes())
         .merge(plugins::routes(state.config.plugins.max_component_bytes))
         .merge(web::routes())
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
@@ -100,6 +102,25 @@ impl FromRequestParts<AppState> for AdminUser {
             return Err(ApiError::forbidden(
                 "admin_only",
                 "this needs a server admin",
+            ));
+        }
+        Ok(Self(caller))
+    }
+}
+
+/// The caller, who must hold the compliance role.
+#[derive(Debug, Clone)]
+pub struct ComplianceUser(pub Caller);
+
+impl FromRequestParts<AppState> for ComplianceUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let AuthUser(caller) = AuthUser::from_request_parts(parts, state).await?;
+        if !caller.user.is_compliance {
+            return Err(ApiError::forbidden(
+                "compliance_only",
+                "this needs the compliance role",
             ));
         }
         Ok(Self(caller))

@@ -59,6 +59,8 @@ pub enum Subject<'a> {
     Room(RoomId),
     /// A plugin (`plugin:<name>`).
     Plugin(&'a str),
+    /// The audit log itself (`audit`): reads and verifications of it.
+    AuditLog,
 }
 
 impl fmt::Display for Subject<'_> {
@@ -68,6 +70,7 @@ impl fmt::Display for Subject<'_> {
             Self::Account(name) => write!(f, "account:{name}"),
             Self::Room(id) => write!(f, "room:{id}"),
             Self::Plugin(name) => write!(f, "plugin:{name}"),
+            Self::AuditLog => f.write_str("audit"),
         }
     }
 }
@@ -99,6 +102,12 @@ pub enum Action {
     PluginEnable,
     PluginDisable,
     PluginChange,
+    /// Someone read the audit log (records are only ever read on the record).
+    AuditRead,
+    /// Someone verified the audit chain.
+    AuditVerify,
+    ComplianceGrant,
+    ComplianceRevoke,
 }
 
 impl Action {
@@ -121,6 +130,10 @@ impl Action {
             Self::PluginEnable => "plugin.enable",
             Self::PluginDisable => "plugin.disable",
             Self::PluginChange => "plugin.change",
+            Self::AuditRead => "audit.read",
+            Self::AuditVerify => "audit.verify",
+            Self::ComplianceGrant => "user.compliance_grant",
+            Self::ComplianceRevoke => "user.compliance_revoke",
         }
     }
 

@@ -172,6 +172,12 @@ enum UserCommand {
     },
     /// List accounts.
     List,
+    /// Grant the compliance role (reads and verifies the audit log), or take it away.
+    Compliance {
+        name: String,
+        #[arg(long)]
+        revoke: bool,
+    },
     /// Deactivate an account and end its sessions.
     Deactivate { name: String },
 }
@@ -265,6 +271,7 @@ async fn user_command(config: &Config, command: UserCommand) -> anyhow::Result<(
             for user in store.list_users().await? {
                 let flags = [
                     (user.is_admin, "admin"),
+                    (user.is_compliance, "compliance"),
                     (user.is_bot, "bot"),
                     (!user.active, "deactivated"),
                 ]
@@ -275,6 +282,19 @@ async fn user_command(config: &Config, command: UserCommand) -> anyhow::Result<(
                 .join(",");
                 println!("{:>6}  {:<32}  {}", user.id, user.name, flags);
             }
+        }
+        UserCommand::Compliance { name, revoke } => {
+            let (user, _) = store.user_by_name(&name).await?.context("no such user")?;
+            switchboard::accounts::set_compliance(
+                store.as_ref(),
+                user.id,
+                !revoke,
+                switchboard::audit::Actor::Cli,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.body().message))?;
+            let what = if revoke { "no longer has" } else { "now has" };
+            println!("`{name}` {what} the compliance role");
         }
         UserCommand::Deactivate { name } => {
             let (user, _) = store.user_by_name(&name).await?.context("no such user")?;

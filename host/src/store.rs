@@ -37,6 +37,9 @@ pub struct User {
     pub name: String,
     pub display_name: String,
     pub is_admin: bool,
+    /// May read and verify the audit log (and, as they come, manage holds, retention and
+    /// exports); every such read is itself audited.
+    pub is_compliance: bool,
     pub is_bot: bool,
     pub active: bool,
     pub created_at: Millis,
@@ -381,6 +384,8 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_name(&self, name: &str) -> StoreResult<Option<(User, Option<String>)>>;
     async fn list_users(&self) -> StoreResult<Vec<User>>;
     async fn set_user_active(&self, id: UserId, active: bool) -> StoreResult<()>;
+    /// Grant or take away the compliance role.
+    async fn set_user_compliance(&self, id: UserId, compliance: bool) -> StoreResult<()>;
     async fn set_password_hash(&self, id: UserId, hash: &str) -> StoreResult<()>;
 
     // ---- sessions ----

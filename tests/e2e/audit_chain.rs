@@ -307,3 +307,87 @@ async fn appends_from_several_writers_form_one_chain() {
         drop(db);
     }
 }
+
+#[tokio::test]
+async fn the_compliance_role_reads_and_verifies_the_log_and_every_read_is_on_record() {
+    use reqwest::StatusCode;
+    use serde_json::json;
+    for backend in BACKENDS {
+        let (server, _db) = start_on(backend, |_| {}).await;
+        let admin = server.admin().await;
+        let carol = admin.create_user("carol").await;
+        let bob = admin.create_user("bob").await;
+        // Without the role, refused: an admin is not a compliance reviewer.
+        for who in [&bob, &admin] {
+            let (status, body) = who.get("/api/v1/compliance/audit").await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (StatusCode::FORBIDDEN, Some("compliance_only")),
+                "{backend:?}"
+            );
+        }
+        // Only an admin grants it; it takes effect at once.
+        let grant = json!({ "compliance": true });
+        let (status, _) = bob
+            .patch(&format!("/api/v1/users/{}", carol.id), grant.clone())
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, user) = admin
+            .patch(&format!("/api/v1/users/{}", carol.id), grant)
+            .await;
+        assert_eq!(
+            (status, &user["is_compliance"]),
+            (StatusCode::OK, &json!(true))
+        );
+
+        let (status, page) = carol.get("/api/v1/compliance/audit?after=0&limit=2").await;
+        assert_eq!(status, StatusCode::OK, "{backend:?}: {page}");
+        let records = page["records"].as_array().unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0]["seq"], 1);
+        assert_eq!(
+            records[1]["prev_hash"], records[0]["hash"],
+            "the links are shown"
+        );
+        assert_eq!(page["next_after"], 2);
+        let (status, body) = carol.get("/api/v1/compliance/audit?after=-1").await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_query"))
+        );
+
+        let (status, report) = carol.get("/api/v1/compliance/audit/verify").await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        assert_eq!(report["modified"], json!([]));
+        assert_eq!(report["deleted"], json!([]));
+        assert!(report["records"].as_u64().unwrap() >= 3);
+
+        // Every read, by the reviewer or an admin, is itself a record.
+        let (status, _) = admin.get("/api/v1/admin/audit?limit=5").await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, all) = carol
+            .get("/api/v1/compliance/audit?after=0&limit=1000")
+            .await;
+        let all = all["records"].as_array().unwrap();
+        let has = |action: &str, actor: String| {
+            all.iter()
+                .any(|r| r["action"] == action && r["actor"] == actor)
+        };
+        assert!(
+            has("user.compliance_grant", format!("user:{}", admin.id)),
+            "{all:?}"
+        );
+        assert!(
+            has("audit.read", format!("user:{}", carol.id)),
+            "{backend:?}"
+        );
+        assert!(
+            has("audit.verify", format!("user:{}", carol.id)),
+            "{backend:?}"
+        );
+        assert!(
+            has("audit.read", format!("user:{}", admin.id)),
+            "{backend:?}"
+        );
+    }
+}

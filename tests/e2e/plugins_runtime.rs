@@ -33,6 +33,7 @@ fn user(name: &str) -> User {
         name: name.into(),
         display_name: name.into(),
         is_admin: false,
+        is_compliance: false,
         is_bot: false,
         active: true,
         created_at: 0,

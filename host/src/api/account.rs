@@ -252,6 +252,8 @@ struct UpdateUserRequest {
     #[serde(default)]
     active: Option<bool>,
     #[serde(default)]
+    compliance: Option<bool>,
+    #[serde(default)]
     password: Option<String>,
 }
 
@@ -276,6 +278,12 @@ async fn update_user(
     }
     if let Some(active) = req.active {
         state.accounts.set_active(id, active, admin.user.id).await?;
+    }
+    if let Some(compliance) = req.compliance {
+        state
+            .accounts
+            .set_compliance(id, compliance, admin.user.id)
+            .await?;
     }
     let user = state.store.user_by_id(id).await?.unwrap_or(user);
     Ok(AppJson(user))

@@ -49,11 +49,21 @@ struct AuditQuery {
 /// Newest first; `limit` is clamped to 1..=500.
 async fn recent_audit(
     State(state): State<AppState>,
-    AdminUser(_): AdminUser,
+    AdminUser(admin): AdminUser,
     AppQuery(query): AppQuery<AuditQuery>,
 ) -> Result<AppJson<Vec<AuditRecord>>> {
     let limit = query.limit.unwrap_or(AUDIT_DEFAULT).clamp(1, AUDIT_MAX);
-    Ok(AppJson(state.store.recent_audit(limit).await?))
+    let records = state.store.recent_audit(limit).await?;
+    // Reading the record is on the record, whoever reads it.
+    crate::audit::record(
+        state.store.as_ref(),
+        crate::audit::Actor::User(admin.user.id),
+        crate::audit::Action::AuditRead,
+        crate::audit::Subject::AuditLog,
+        serde_json::json!({ "newest": records.len() }),
+    )
+    .await;
+    Ok(AppJson(records))
 }
 
 #[derive(Debug, Serialize)]

@@ -779,6 +779,7 @@ impl Input {
                     display_name: u.display_name.unwrap_or_else(|| u.name.clone()),
                     name: u.name,
                     is_admin: u.is_admin,
+                    is_compliance: false,
                     is_bot: u.is_bot,
                     active: true,
                     created_at: 0,

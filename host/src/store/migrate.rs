@@ -71,6 +71,7 @@ const TABLES: &[Table] = &[
             ("display_name", Ty::Text),
             ("password_hash", Ty::OptText),
             ("is_admin", Ty::Bool),
+            ("is_compliance", Ty::Bool),
             ("is_bot", Ty::Bool),
             ("active", Ty::Bool),
             ("created_at", Ty::Int),

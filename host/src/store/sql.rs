@@ -75,7 +75,8 @@ macro_rules! sql_store {
         type DbRow = <sqlx::$db as sqlx::Database>::Row;
         type DbConnection = <sqlx::$db as sqlx::Database>::Connection;
 
-        const USER_COLS: &str = "id, name, display_name, is_admin, is_bot, active, created_at";
+        const USER_COLS: &str =
+            "id, name, display_name, is_admin, is_compliance, is_bot, active, created_at";
         const ROOM_COLS: &str = "id, kind, name, topic, created_by, created_at, last_seq";
         const SESSION_COLS: &str = "id, user_id, refresh_hash, created_at, expires_at, revoked";
         const MEMBER_COLS: &str = "room_id, user_id, role, joined_at";
@@ -658,6 +659,19 @@ macro_rules! sql_store {
                 let done = sqlx::query("UPDATE users SET active = $2 WHERE id = $1")
                     .bind(id)
                     .bind(active)
+                    .execute(self.writes())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_user_compliance(&self, id: UserId, compliance: bool) -> StoreResult<()> {
+                let done = sqlx::query("UPDATE users SET is_compliance = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(compliance)
                     .execute(self.writes())
                     .await?;
                 if done.rows_affected() == 0 {

@@ -37,6 +37,8 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/api/v1/admin/rooms"),
     ("GET", "/api/v1/admin/audit"),
     ("GET", "/api/v1/admin/health"),
+    ("GET", "/api/v1/compliance/audit"),
+    ("GET", "/api/v1/compliance/audit/verify"),
     ("GET", "/api/v1/admin/plugins"),
     ("POST", "/api/v1/admin/plugins"),
     ("GET", "/api/v1/admin/plugins/{name}"),
