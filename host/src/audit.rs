@@ -59,6 +59,10 @@ pub enum Subject<'a> {
     Room(RoomId),
     /// A plugin (`plugin:<name>`).
     Plugin(&'a str),
+    /// A legal hold (`hold:<id>`).
+    Hold(i64),
+    /// A message (`message:<id>`).
+    Message(i64),
     /// The audit log itself (`audit`): reads and verifications of it.
     AuditLog,
 }
@@ -71,6 +75,8 @@ impl fmt::Display for Subject<'_> {
             Self::Room(id) => write!(f, "room:{id}"),
             Self::Plugin(name) => write!(f, "plugin:{name}"),
             Self::AuditLog => f.write_str("audit"),
+            Self::Hold(id) => write!(f, "hold:{id}"),
+            Self::Message(id) => write!(f, "message:{id}"),
         }
     }
 }
@@ -108,6 +114,13 @@ pub enum Action {
     AuditVerify,
     ComplianceGrant,
     ComplianceRevoke,
+    HoldCreate,
+    /// A release was asked for; it takes effect after the delay or a second confirmation.
+    HoldReleaseRequest,
+    /// The release took effect at once (a second compliance user confirmed it).
+    HoldRelease,
+    /// Someone read a message's kept earlier texts.
+    VersionsRead,
 }
 
 impl Action {
@@ -134,6 +147,10 @@ impl Action {
             Self::AuditVerify => "audit.verify",
             Self::ComplianceGrant => "user.compliance_grant",
             Self::ComplianceRevoke => "user.compliance_revoke",
+            Self::HoldCreate => "hold.create",
+            Self::HoldReleaseRequest => "hold.release_request",
+            Self::HoldRelease => "hold.release",
+            Self::VersionsRead => "message.versions_read",
         }
     }
 

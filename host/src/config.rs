@@ -54,6 +54,13 @@ pub struct ComplianceConfig {
     /// `switchboard plugin keygen` writes). Default: generated once into
     /// `<data_dir>/audit.key`. Several nodes must share one.
     pub audit_key: Option<Secret>,
+    /// Keep the original of every edited or deleted message for compliance (firms under
+    /// SEC 17a-4 must be able to re-create it), not only under a legal hold. Users still
+    /// see the message as edited or deleted.
+    pub preserve_deleted: bool,
+    /// How long a legal hold's release waits before it takes effect, unless a second
+    /// compliance user confirms it sooner.
+    pub hold_release_delay_secs: u64,
 }
 
 impl Default for ComplianceConfig {
@@ -63,6 +70,8 @@ impl Default for ComplianceConfig {
             checkpoint_every_records: 1000,
             checkpoint_file: None,
             audit_key: None,
+            preserve_deleted: false,
+            hold_release_delay_secs: 24 * 3600,
         }
     }
 }

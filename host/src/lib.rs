@@ -12,6 +12,7 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod error;
+pub mod holds;
 pub mod hub;
 pub mod ids;
 pub mod membership;
@@ -58,6 +59,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let options = StoreOptions {
         max_connections: config.store.max_connections,
         sqlite_synchronous: config.store.sqlite_synchronous,
+        preserve_versions: config.compliance.preserve_deleted,
     };
     let url = config.database_url();
     store::open(&url, &options)

@@ -354,6 +354,65 @@ pub struct AuditRecord {
     pub hash: Option<String>,
 }
 
+/// A legal hold: while active, the earlier text of every message it covers is kept when the
+/// message is edited or deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegalHold {
+    pub id: i64,
+    pub name: String,
+    /// Senders covered (empty: any).
+    pub users: Vec<UserId>,
+    /// Rooms covered (empty: any).
+    pub rooms: Vec<RoomId>,
+    /// Messages created at or after / before these times (`None`: unbounded).
+    pub from_at: Option<Millis>,
+    pub until_at: Option<Millis>,
+    pub created_by: UserId,
+    pub created_at: Millis,
+    pub release_requested_by: Option<UserId>,
+    pub release_requested_at: Option<Millis>,
+    /// When the hold stops covering (in the future while a release waits out its delay).
+    pub released_at: Option<Millis>,
+}
+
+impl LegalHold {
+    /// Whether the hold is in force at `now`.
+    pub fn active(&self, now: Millis) -> bool {
+        self.released_at.is_none_or(|at| at > now)
+    }
+
+    /// Whether the hold covers a message of `sender` in `room` created at `created_at`.
+    pub fn covers(&self, room: RoomId, sender: UserId, created_at: Millis) -> bool {
+        (self.rooms.is_empty() || self.rooms.contains(&room))
+            && (self.users.is_empty() || self.users.contains(&sender))
+            && self.from_at.is_none_or(|from| created_at >= from)
+            && self.until_at.is_none_or(|until| created_at < until)
+    }
+}
+
+/// A new hold's criteria.
+#[derive(Debug, Clone, Default)]
+pub struct NewHold {
+    pub name: String,
+    pub users: Vec<UserId>,
+    pub rooms: Vec<RoomId>,
+    pub from_at: Option<Millis>,
+    pub until_at: Option<Millis>,
+    pub created_by: UserId,
+}
+
+/// An earlier text of a message, kept for compliance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventVersion {
+    /// The event the text belonged to (the message, or one of its edits).
+    pub event_id: EventId,
+    pub replaced_at: Millis,
+    /// `edit` or `delete`.
+    pub cause: String,
+    pub body: Option<String>,
+    pub metadata: Metadata,
+}
+
 /// A signed statement of the audit chain's head at a moment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditCheckpoint {
@@ -459,6 +518,20 @@ pub trait Store: Send + Sync + 'static {
     async fn add_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> StoreResult<()>;
     /// Every checkpoint, in `seq` order.
     async fn audit_checkpoints(&self) -> StoreResult<Vec<AuditCheckpoint>>;
+
+    // ---- legal holds and kept versions ----
+    async fn create_hold(&self, hold: &NewHold) -> StoreResult<LegalHold>;
+    async fn holds(&self) -> StoreResult<Vec<LegalHold>>;
+    /// Record a release: who asked, when, and when the hold stops (`released_at`).
+    async fn set_hold_release(
+        &self,
+        id: i64,
+        requested_by: UserId,
+        requested_at: Millis,
+        released_at: Millis,
+    ) -> StoreResult<()>;
+    /// The kept earlier texts of a message (and of its edits), oldest first.
+    async fn message_versions(&self, message: EventId) -> StoreResult<Vec<EventVersion>>;
 }
 
 /// Open the store a database URL names: `sqlite://path` (or a bare path) or `postgres://…`.
@@ -484,6 +557,9 @@ pub struct StoreOptions {
     /// SQLite `synchronous`: `full` (survives power loss) or `normal` (survives a crash of
     /// the process, may lose the last transactions on power loss).
     pub sqlite_synchronous: SqliteSync,
+    /// Keep every message's earlier text on edit and delete (`compliance.preserve_deleted`),
+    /// not only under a legal hold.
+    pub preserve_versions: bool,
 }
 
 impl Default for StoreOptions {
@@ -491,6 +567,7 @@ impl Default for StoreOptions {
         Self {
             max_connections: 8,
             sqlite_synchronous: SqliteSync::Full,
+            preserve_versions: false,
         }
     }
 }

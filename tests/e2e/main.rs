@@ -15,6 +15,7 @@ mod chat;
 mod cluster;
 mod crash;
 mod hardening;
+mod holds;
 mod plugin_signing;
 mod plugin_tools;
 mod plugins_admin;

@@ -20,12 +20,14 @@ use switchboard::store::{
 };
 
 mod accounts;
+mod holds;
 mod nodes;
 mod plugin_data;
 mod room_log;
 mod rooms;
 
 use accounts::{sessions, users};
+use holds::holds_keep_what_they_cover;
 use nodes::{nodes_append_concurrently_without_gaps, same_send_from_two_nodes_is_stored_once};
 use plugin_data::{audit, plugin_kv};
 use room_log::{
@@ -240,6 +242,7 @@ contract!(
     reopen_keeps_everything,
     nodes_append_concurrently_without_gaps,
     same_send_from_two_nodes_is_stored_once,
+    holds_keep_what_they_cover,
 );
 
 // ---------------------------------------------------------------------------------------

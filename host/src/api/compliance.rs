@@ -1,21 +1,31 @@
-//! The compliance role's endpoints: the audit log in chain order and its verification.
+//! The compliance role's endpoints: the audit log in chain order and its verification,
+//! legal holds, and the kept earlier texts of messages.
 //! Every read is itself an audit record (who read how much), so reviewing the record
 //! leaves a trace in it.
 
 use axum::Router as HttpRouter;
 use axum::extract::State;
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use super::{AppJson, AppQuery, AppState, ComplianceUser};
+use super::{AppJson, AppPath, AppQuery, AppState, ComplianceUser};
 use crate::audit::{self, Action, Actor, Subject, VerifyReport};
 use crate::error::{ApiError, Result};
+use crate::holds::{self, HoldRequest};
 use crate::store::AuditRecord;
+use crate::store::{EventVersion, LegalHold, RoomId, UserId};
 
 pub fn routes() -> HttpRouter<AppState> {
     HttpRouter::new()
         .route("/api/v1/compliance/audit", get(read_chain))
         .route("/api/v1/compliance/audit/verify", get(verify))
+        .route(
+            "/api/v1/compliance/holds",
+            get(list_holds).post(create_hold),
+        )
+        .route("/api/v1/compliance/holds/{id}/release", post(release_hold))
+        .route("/api/v1/compliance/messages/{id}/versions", get(versions))
 }
 
 /// Most records one page returns.
@@ -90,4 +100,82 @@ async fn verify(
     )
     .await;
     Ok(AppJson(report))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateHold {
+    name: String,
+    #[serde(default)]
+    users: Vec<UserId>,
+    #[serde(default)]
+    rooms: Vec<RoomId>,
+    /// Messages created at or after this time (milliseconds since the epoch).
+    #[serde(default)]
+    from: Option<i64>,
+    /// ... and before this one.
+    #[serde(default)]
+    until: Option<i64>,
+}
+
+/// A hold is in force the moment this returns.
+async fn create_hold(
+    State(state): State<AppState>,
+    ComplianceUser(caller): ComplianceUser,
+    AppJson(req): AppJson<CreateHold>,
+) -> Result<(StatusCode, AppJson<LegalHold>)> {
+    let request = HoldRequest {
+        name: req.name,
+        users: req.users,
+        rooms: req.rooms,
+        from_at: req.from,
+        until_at: req.until,
+    };
+    let hold = holds::create(state.store.as_ref(), request, caller.user.id).await?;
+    Ok((StatusCode::CREATED, AppJson(hold)))
+}
+
+async fn list_holds(
+    State(state): State<AppState>,
+    ComplianceUser(_): ComplianceUser,
+) -> Result<AppJson<Vec<LegalHold>>> {
+    Ok(AppJson(state.store.holds().await?))
+}
+
+/// Ask for a release (it takes effect after `compliance.hold_release_delay_secs`), or
+/// confirm another compliance user's request (it takes effect at once).
+async fn release_hold(
+    State(state): State<AppState>,
+    ComplianceUser(caller): ComplianceUser,
+    AppPath(id): AppPath<i64>,
+) -> Result<AppJson<LegalHold>> {
+    let delay_ms = i64::try_from(
+        state
+            .config
+            .compliance
+            .hold_release_delay_secs
+            .saturating_mul(1000),
+    )
+    .unwrap_or(i64::MAX / 2);
+    let hold = holds::release(state.store.as_ref(), id, caller.user.id, delay_ms).await?;
+    Ok(AppJson(hold))
+}
+
+/// The kept earlier texts of a message and its edits (under a hold, or with
+/// `compliance.preserve_deleted`), oldest first. The read is recorded.
+async fn versions(
+    State(state): State<AppState>,
+    ComplianceUser(caller): ComplianceUser,
+    AppPath(id): AppPath<i64>,
+) -> Result<AppJson<Vec<EventVersion>>> {
+    let versions = state.store.message_versions(id).await?;
+    audit::record(
+        state.store.as_ref(),
+        Actor::User(caller.user.id),
+        Action::VersionsRead,
+        Subject::Message(id),
+        serde_json::json!({ "versions": versions.len() }),
+    )
+    .await;
+    Ok(AppJson(versions))
 }

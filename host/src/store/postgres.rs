@@ -18,6 +18,8 @@ const ATTEMPTS: usize = 3;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Keep earlier texts on every edit and delete (`StoreOptions::preserve_versions`).
+    preserve: bool,
 }
 
 impl PgStore {
@@ -29,7 +31,10 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            preserve: options.preserve_versions,
+        };
         store.chain_unsealed().await?;
         Ok(store)
     }
@@ -51,7 +56,7 @@ impl PgStore {
             .await?;
         let mut results = Vec::with_capacity(batch.len());
         for item in batch {
-            results.push(apply_in_savepoint(&mut tx, item, now).await?);
+            results.push(apply_in_savepoint(&mut tx, item, now, self.preserve).await?);
         }
         tx.commit().await?;
         Ok(results)
@@ -71,6 +76,7 @@ impl Dialect for PgStore {
     const DETAIL_OUT: &'static str = "detail::text AS detail";
     const LIVE_MESSAGE: &'static str = "e.kind = 'message' AND NOT e.deleted";
     const LOCK_HEAD: &'static str = " FOR UPDATE";
+    const METADATA_TEXT: &'static str = "metadata::text";
     const READ_CURSOR_SQL: &'static str = "INSERT INTO read_cursors (user_id, room_id, seq)
          SELECT $1, id, GREATEST(0, LEAST($3, last_seq)) FROM rooms WHERE id = $2
          ON CONFLICT (user_id, room_id)

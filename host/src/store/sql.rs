@@ -32,6 +32,8 @@ pub(super) trait Dialect {
     /// An events row `e` that is a live (not deleted) message, written the way the backend's
     /// partial index `events_live_messages` is, so the planner uses it.
     const LIVE_MESSAGE: &'static str;
+    /// The `metadata` column read as JSON text (`metadata::text` on PostgreSQL).
+    const METADATA_TEXT: &'static str;
     /// Appended to the query that reads the audit chain's head inside an append, so that
     /// appends from several writers queue instead of forking the chain (` FOR UPDATE`).
     const LOCK_HEAD: &'static str;
@@ -67,9 +69,10 @@ macro_rules! sql_store {
             parse_role, prefix_upper_bound, refuse_row_errors, violation,
         };
         use $crate::store::{
-            Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, Member, Metadata,
-            NewEvent, NewRoom, NewUser, Page, Role, Room, RoomId, RoomKind, RoomSummary, Session,
-            Store, StoreError, StoreResult, User, UserId, now_millis,
+            Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, EventVersion,
+            LegalHold, Member, Metadata, NewEvent, NewHold, NewRoom, NewUser, Page, Role, Room,
+            RoomId, RoomKind, RoomSummary, Session, Store, StoreError, StoreResult, User, UserId,
+            now_millis,
         };
 
         type DbRow = <sqlx::$db as sqlx::Database>::Row;
@@ -264,9 +267,13 @@ macro_rules! sql_store {
             tx: &mut DbConnection,
             item: &NewEvent,
             now: i64,
+            preserve: bool,
         ) -> StoreResult<StoreResult<Appended>> {
             sqlx::query("SAVEPOINT item").execute(&mut *tx).await?;
-            match apply(tx, item, now).await.map_err(refuse_row_errors) {
+            match apply(tx, item, now, preserve)
+                .await
+                .map_err(refuse_row_errors)
+            {
                 Ok(done) => {
                     sqlx::query("RELEASE SAVEPOINT item")
                         .execute(&mut *tx)
@@ -286,11 +293,95 @@ macro_rules! sql_store {
             }
         }
 
-        /// Apply one item inside `SAVEPOINT item`.
+        /// Whether an active legal hold covers the message `message` (its room, sender and
+        /// creation time) at `now`. Holds are few: read them all and match here.
+        async fn held(conn: &mut DbConnection, message: EventId, now: i64) -> StoreResult<bool> {
+            let Some(row) =
+                sqlx::query("SELECT room_id, sender_id, created_at FROM events WHERE id = $1")
+                    .bind(message)
+                    .fetch_optional(&mut *conn)
+                    .await?
+            else {
+                return Ok(false);
+            };
+            let (room, sender, created): (RoomId, UserId, i64) = (
+                col(&row, "room_id")?,
+                col(&row, "sender_id")?,
+                col(&row, "created_at")?,
+            );
+            let holds = sqlx::query(&format!(
+                "SELECT {HOLD_COLS} FROM legal_holds
+                 WHERE released_at IS NULL OR released_at > $1"
+            ))
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in &holds {
+                if hold_from_row(row)?.covers(room, sender, created) {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+
+        /// Keep the current text of `message` (and, for a delete, of its edits) before it
+        /// is replaced.
+        async fn keep_versions(
+            conn: &mut DbConnection,
+            message: EventId,
+            cause: &str,
+            now: i64,
+        ) -> StoreResult<()> {
+            let which = if cause == "delete" {
+                "(id = $1 OR (kind = 'edit' AND target = $1))"
+            } else {
+                "id = $1"
+            };
+            sqlx::query(&format!(
+                "INSERT INTO event_versions (event_id, replaced_at, cause, body, metadata)
+                 SELECT id, $2, $3, body, {} FROM events
+                 WHERE {which} AND body IS NOT NULL",
+                <$store>::METADATA_TEXT
+            ))
+            .bind(message)
+            .bind(now)
+            .bind(cause)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        const HOLD_COLS: &str = "id, name, users, rooms, from_at, until_at, created_by, \
+                                 created_at, release_requested_by, release_requested_at, \
+                                 released_at";
+
+        fn hold_from_row(row: &DbRow) -> StoreResult<LegalHold> {
+            let ids = |name: &'static str| -> StoreResult<Vec<i64>> {
+                serde_json::from_str(&col::<_, String>(row, name)?)
+                    .map_err(|e| StoreError::Corrupt(format!("legal_holds.{name}: {e}")))
+            };
+            Ok(LegalHold {
+                id: col(row, "id")?,
+                name: col(row, "name")?,
+                users: ids("users")?,
+                rooms: ids("rooms")?,
+                from_at: col(row, "from_at")?,
+                until_at: col(row, "until_at")?,
+                created_by: col(row, "created_by")?,
+                created_at: col(row, "created_at")?,
+                release_requested_by: col(row, "release_requested_by")?,
+                release_requested_at: col(row, "release_requested_at")?,
+                released_at: col(row, "released_at")?,
+            })
+        }
+
+        /// Apply one item inside `SAVEPOINT item`. `preserve`: keep earlier texts on every
+        /// edit and delete, not only under a hold.
         async fn apply(
             conn: &mut DbConnection,
             item: &NewEvent,
             now: i64,
+            preserve: bool,
         ) -> StoreResult<Appended> {
             let fresh = |event| Appended {
                 event,
@@ -361,6 +452,9 @@ macro_rules! sql_store {
                     if author != *sender_id {
                         return Err(StoreError::Conflict("not_author"));
                     }
+                    if preserve || held(conn, *target, now).await? {
+                        keep_versions(conn, *target, "edit", now).await?;
+                    }
                     sqlx::query(&format!(
                         "UPDATE events SET body = $2, metadata = $3{}, edited_at = $4
                          WHERE id = $1",
@@ -390,6 +484,9 @@ macro_rules! sql_store {
                 } => {
                     let seq = next_seq(conn, *room_id).await?;
                     live_message_author(conn, *room_id, *target).await?;
+                    if preserve || held(conn, *target, now).await? {
+                        keep_versions(conn, *target, "delete", now).await?;
+                    }
                     // Erase, not hide: the text (and metadata, which plugins may derive from
                     // the text) of the message and of every edit of it leaves the database.
                     sqlx::query(
@@ -1179,6 +1276,85 @@ macro_rules! sql_store {
                 .execute(self.writes())
                 .await?;
                 Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn create_hold(&self, hold: &NewHold) -> StoreResult<LegalHold> {
+                let ids = |v: &[i64]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+                let row = sqlx::query(&format!(
+                    "INSERT INTO legal_holds
+                        (name, users, rooms, from_at, until_at, created_by, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {HOLD_COLS}"
+                ))
+                .bind(&hold.name)
+                .bind(ids(&hold.users))
+                .bind(ids(&hold.rooms))
+                .bind(hold.from_at)
+                .bind(hold.until_at)
+                .bind(hold.created_by)
+                .bind(now_millis())
+                .fetch_one(self.writes())
+                .await
+                .map_err(|e| map_write(e, "hold_exists"))?;
+                hold_from_row(&row)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn holds(&self) -> StoreResult<Vec<LegalHold>> {
+                sqlx::query(&format!("SELECT {HOLD_COLS} FROM legal_holds ORDER BY id"))
+                    .fetch_all(self.reads())
+                    .await?
+                    .iter()
+                    .map(hold_from_row)
+                    .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_hold_release(
+                &self,
+                id: i64,
+                requested_by: UserId,
+                requested_at: i64,
+                released_at: i64,
+            ) -> StoreResult<()> {
+                let done = sqlx::query(
+                    "UPDATE legal_holds SET release_requested_by = $2,
+                        release_requested_at = $3, released_at = $4 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(requested_by)
+                .bind(requested_at)
+                .bind(released_at)
+                .execute(self.writes())
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn message_versions(&self, message: EventId) -> StoreResult<Vec<EventVersion>> {
+                sqlx::query(
+                    "SELECT v.event_id, v.replaced_at, v.cause, v.body, v.metadata
+                       FROM event_versions v JOIN events e ON e.id = v.event_id
+                      WHERE e.id = $1 OR (e.kind = 'edit' AND e.target = $1)
+                      ORDER BY v.id",
+                )
+                .bind(message)
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(EventVersion {
+                        event_id: col(row, "event_id")?,
+                        replaced_at: col(row, "replaced_at")?,
+                        cause: col(row, "cause")?,
+                        body: col(row, "body")?,
+                        metadata: decode_metadata(&col::<_, String>(row, "metadata")?)?,
+                    })
+                })
+                .collect()
             }
 
             #[tracing::instrument(skip_all)]

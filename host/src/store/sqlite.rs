@@ -28,6 +28,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Reads only (`max_connections` of them); WAL lets them run beside the writer.
     reader: SqlitePool,
+    /// Keep earlier texts on every edit and delete (`StoreOptions::preserve_versions`).
+    preserve: bool,
 }
 
 impl SqliteStore {
@@ -81,7 +83,11 @@ impl SqliteStore {
                 .connect_with(base.read_only(true))
                 .await?
         };
-        let store = Self { writer, reader };
+        let store = Self {
+            writer,
+            reader,
+            preserve: options.preserve_versions,
+        };
         store.chain_unsealed().await?;
         Ok(store)
     }
@@ -137,6 +143,7 @@ impl Dialect for SqliteStore {
     const LIVE_MESSAGE: &'static str = "e.kind = 'message' AND e.deleted = 0";
     // The single writer connection and `BEGIN IMMEDIATE` already serialise appends.
     const LOCK_HEAD: &'static str = "";
+    const METADATA_TEXT: &'static str = "metadata";
     const READ_CURSOR_SQL: &'static str = "INSERT INTO read_cursors (user_id, room_id, seq)
          SELECT $1, id, MAX(0, MIN($3, last_seq)) FROM rooms WHERE id = $2
          ON CONFLICT (user_id, room_id) DO UPDATE SET seq = MAX(seq, excluded.seq)
@@ -188,7 +195,7 @@ impl Dialect for SqliteStore {
                         done => done,
                     }
                 }
-                other => apply_in_savepoint(&mut tx, other, now).await?,
+                other => apply_in_savepoint(&mut tx, other, now, self.preserve).await?,
             };
             results.push(done);
         }

@@ -39,6 +39,10 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/api/v1/admin/health"),
     ("GET", "/api/v1/compliance/audit"),
     ("GET", "/api/v1/compliance/audit/verify"),
+    ("GET", "/api/v1/compliance/holds"),
+    ("POST", "/api/v1/compliance/holds"),
+    ("POST", "/api/v1/compliance/holds/{user}/release"),
+    ("GET", "/api/v1/compliance/messages/{msg}/versions"),
     ("GET", "/api/v1/admin/plugins"),
     ("POST", "/api/v1/admin/plugins"),
     ("GET", "/api/v1/admin/plugins/{name}"),
@@ -211,6 +215,14 @@ async fn no_generated_input_gets_a_500_on_either_store() {
         .await;
         let admin = server.admin().await;
         let alice = admin.create_user("alice").await;
+        // Alice also reviews (compliance role), so the compliance endpoints see real input.
+        let (status, _) = admin
+            .patch(
+                &format!("/api/v1/users/{}", alice.id),
+                json!({ "compliance": true }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
         let bob = admin.create_user("bob").await;
         let room = alice.group("fuzz", &[bob.id]).await;
         let (_, sent) = alice.send_http(room, "seed", "a message to aim at").await;
