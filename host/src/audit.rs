@@ -63,6 +63,8 @@ pub enum Subject<'a> {
     Hold(i64),
     /// A message (`message:<id>`).
     Message(i64),
+    /// Retention (`retention`).
+    Retention,
     /// The audit log itself (`audit`): reads and verifications of it.
     AuditLog,
 }
@@ -77,6 +79,7 @@ impl fmt::Display for Subject<'_> {
             Self::AuditLog => f.write_str("audit"),
             Self::Hold(id) => write!(f, "hold:{id}"),
             Self::Message(id) => write!(f, "message:{id}"),
+            Self::Retention => f.write_str("retention"),
         }
     }
 }
@@ -121,6 +124,10 @@ pub enum Action {
     HoldRelease,
     /// Someone read a message's kept earlier texts.
     VersionsRead,
+    /// A room's retention was set or cleared.
+    RetentionSet,
+    /// Retention erased messages (with counts).
+    RetentionRun,
 }
 
 impl Action {
@@ -151,6 +158,8 @@ impl Action {
             Self::HoldReleaseRequest => "hold.release_request",
             Self::HoldRelease => "hold.release",
             Self::VersionsRead => "message.versions_read",
+            Self::RetentionSet => "retention.set",
+            Self::RetentionRun => "retention.run",
         }
     }
 

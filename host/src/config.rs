@@ -61,6 +61,15 @@ pub struct ComplianceConfig {
     /// How long a legal hold's release waits before it takes effect, unless a second
     /// compliance user confirms it sooner.
     pub hold_release_delay_secs: u64,
+    /// Erase messages older than this many days (0: keep them forever); a room's own
+    /// policy overrides it. Held messages are never erased.
+    pub retention_days: u32,
+    /// The shortest retention a room's policy may set.
+    pub retention_min_days: u32,
+    /// How often retention runs, in seconds (at least 60).
+    pub retention_interval_secs: u64,
+    /// Messages erased per transaction.
+    pub retention_batch: usize,
 }
 
 impl Default for ComplianceConfig {
@@ -72,6 +81,10 @@ impl Default for ComplianceConfig {
             audit_key: None,
             preserve_deleted: false,
             hold_release_delay_secs: 24 * 3600,
+            retention_days: 0,
+            retention_min_days: 1,
+            retention_interval_secs: 3600,
+            retention_batch: 1000,
         }
     }
 }

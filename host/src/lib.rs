@@ -21,6 +21,7 @@ pub mod names;
 pub mod plugins;
 pub mod private_files;
 pub mod protocol;
+pub mod retention;
 pub mod router;
 pub mod signing;
 pub mod store;
@@ -176,10 +177,20 @@ pub async fn serve(
         })
     };
     let auth = Arc::new(auth::Auth::new(store.clone(), config.auth.clone(), &secret));
+    if config.compliance.retention_days > 0
+        && config.compliance.retention_days < config.compliance.retention_min_days
+    {
+        anyhow::bail!(
+            "compliance.retention_days ({}) is below compliance.retention_min_days ({})",
+            config.compliance.retention_days,
+            config.compliance.retention_min_days
+        );
+    }
     let audit_key = audit::load_or_create_key(&config.compliance, &config.data_dir)
         .context("loading the audit key")?;
     let checkpointer =
         audit::spawn_checkpointer(store.clone(), audit_key, config.compliance.clone());
+    let retention = retention::spawn_scheduler(store.clone(), config.compliance.clone());
     let accounts = Arc::new(accounts::Accounts::new(
         store.clone(),
         auth.clone(),
@@ -210,6 +221,7 @@ pub async fn serve(
     .await;
     housekeeping.abort();
     checkpointer.abort();
+    retention.abort();
     let _ = stop_writer.send(true);
     writer.await.context("group-commit writer")?;
     // A clean stop leaves the chain's head under a signed checkpoint.

@@ -532,6 +532,25 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// The kept earlier texts of a message (and of its edits), oldest first.
     async fn message_versions(&self, message: EventId) -> StoreResult<Vec<EventVersion>>;
+
+    // ---- retention ----
+    /// Set a room's retention in days (`None`: follow the global setting).
+    async fn set_room_retention(&self, room: RoomId, days: Option<i64>) -> StoreResult<()>;
+    /// Every room's own retention, `(room, days)`.
+    async fn room_retentions(&self) -> StoreResult<Vec<(RoomId, i64)>>;
+    /// Live messages past their room's retention at `now` (a room's own days, else
+    /// `global_days`; `None`: no global limit), with `id > after`, oldest ids first, at
+    /// most `limit`: `(id, room, sender, created_at)`.
+    async fn expired_messages(
+        &self,
+        now: Millis,
+        global_days: Option<i64>,
+        after: EventId,
+        limit: u32,
+    ) -> StoreResult<Vec<(EventId, RoomId, UserId, Millis)>>;
+    /// Erase these messages for real: their text, their edits' text, and any kept versions
+    /// of them. Users see them deleted. Returns how many messages were erased.
+    async fn erase_messages(&self, ids: &[EventId]) -> StoreResult<u64>;
 }
 
 /// Open the store a database URL names: `sqlite://path` (or a bare path) or `postgres://…`.

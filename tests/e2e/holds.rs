@@ -217,3 +217,153 @@ async fn preserve_deleted_keeps_every_original() {
         assert_eq!(message["deleted"], true);
     }
 }
+
+/// Run raw SQL on the server's database, as an operator or a test that needs old data.
+async fn raw_exec(dir: &std::path::Path, pg: Option<&str>, sql: &str) {
+    use sqlx::Connection as _;
+    match pg {
+        None => {
+            let url = format!("sqlite://{}", dir.join("switchboard.db").display());
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+            c.close().await.unwrap();
+        }
+        Some(url) => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+            c.close().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_erases_exactly_what_the_preview_said_and_never_held_messages() {
+    for backend in BACKENDS {
+        let (server, db) = start_on(backend, |c| {
+            c.compliance.retention_days = 30;
+            c.compliance.retention_min_days = 7;
+        })
+        .await;
+        let pg = db.as_ref().map(|d| d.url.clone());
+        let admin = server.admin().await;
+        let carol = compliance_user(&admin, "carol").await;
+        let alice = admin.create_user("alice").await;
+        let bob = admin.create_user("bob").await;
+        let room_a = alice.group("a", &[bob.id]).await;
+        let room_b = alice.group("b", &[]).await;
+        let id = |ack: Value| ack["id"].as_i64().unwrap();
+        let old = id(alice.send_http(room_a, "a1", "old secret alpha").await.1);
+        let held = id(bob.send_http(room_a, "a2", "old held beta").await.1);
+        let fresh = id(alice.send_http(room_a, "a3", "fresh gamma").await.1);
+        let longer = id(alice.send_http(room_b, "b1", "old bravo").await.1);
+        // Forty days ago, as far as the database knows (a conversation that began before
+        // the cut-off: only its old messages go).
+        let forty_days = 40 * 86_400_000_i64;
+        raw_exec(
+            server.dir.path(),
+            pg.as_deref(),
+            &format!(
+                "UPDATE events SET created_at = created_at - {forty_days} \
+                 WHERE id IN ({old}, {held}, {longer})"
+            ),
+        )
+        .await;
+
+        // Bad policies change nothing.
+        let put = |room: i64| format!("/api/v1/compliance/retention/rooms/{room}");
+        let (status, answer) = carol.patch(&put(room_b), json!({ "days": 60 })).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{answer}");
+        let put_json = |client: &Client, path: String, body: Value| {
+            let request = client
+                .http
+                .put(format!("{}{path}", client.base))
+                .bearer_auth(&client.token)
+                .json(&body);
+            async move {
+                let resp = request.send().await.unwrap();
+                let status = resp.status();
+                (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+        let (status, answer) = put_json(&carol, put(room_b), json!({ "days": 3 })).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("retention_too_short"))
+        );
+        let (status, answer) = put_json(&carol, put(999_999), json!({ "days": 60 })).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("room_not_found"))
+        );
+        let (status, _) = put_json(&alice, put(room_b), json!({ "days": 60 })).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        // Room b keeps 60 days; room a follows the global 30.
+        let (status, _) = put_json(&carol, put(room_b), json!({ "days": 60 })).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        // Bob is under a hold.
+        let (status, _) = carol
+            .post(
+                "/api/v1/compliance/holds",
+                json!({ "name": "bob", "users": [bob.id] }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+
+        let (status, preview) = carol.get("/api/v1/compliance/retention/preview").await;
+        assert_eq!(status, StatusCode::OK, "{preview}");
+        assert_eq!(
+            (&preview["messages"], &preview["rooms"], &preview["held"]),
+            (&json!(1), &json!(1), &json!(1)),
+            "{backend:?}: {preview}"
+        );
+        let (status, ran) = carol
+            .post("/api/v1/compliance/retention/run", json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{ran}");
+        assert_eq!(
+            ran["messages"], preview["messages"],
+            "a run erases what the preview said"
+        );
+
+        let history = alice.history(room_a, "").await;
+        let find = |id: i64| history.iter().find(|e| e["id"] == id).unwrap().clone();
+        assert_eq!(find(old)["deleted"], true, "{backend:?}");
+        assert!(find(old)["body"].is_null());
+        assert_eq!(find(held)["body"], "old held beta", "a hold keeps it");
+        assert_eq!(find(fresh)["body"], "fresh gamma");
+        let in_b = alice.history(room_b, "").await;
+        assert_eq!(
+            in_b.iter().find(|e| e["id"] == longer).unwrap()["body"],
+            "old bravo"
+        );
+        // Gone from storage, not only hidden.
+        if pg.is_none() {
+            let dir = server.dir.path();
+            for file in ["switchboard.db", "switchboard.db-wal"] {
+                let bytes = std::fs::read(dir.join(file)).unwrap_or_default();
+                let needle = b"old secret alpha";
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{file} still holds the erased text"
+                );
+            }
+        }
+        let (_, preview) = carol.get("/api/v1/compliance/retention/preview").await;
+        assert_eq!(
+            (&preview["messages"], &preview["held"]),
+            (&json!(0), &json!(1))
+        );
+        let (_, all) = carol.get("/api/v1/compliance/audit?limit=1000").await;
+        let runs: Vec<&Value> = all["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == "retention.run")
+            .collect();
+        assert_eq!(runs.len(), 1, "{backend:?}");
+        assert_eq!(
+            (&runs[0]["detail"]["erased"], &runs[0]["detail"]["held"]),
+            (&json!(1), &json!(1))
+        );
+    }
+}

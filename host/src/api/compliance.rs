@@ -13,6 +13,7 @@ use super::{AppJson, AppPath, AppQuery, AppState, ComplianceUser};
 use crate::audit::{self, Action, Actor, Subject, VerifyReport};
 use crate::error::{ApiError, Result};
 use crate::holds::{self, HoldRequest};
+use crate::retention::{self, Preview};
 use crate::store::AuditRecord;
 use crate::store::{EventVersion, LegalHold, RoomId, UserId};
 
@@ -26,6 +27,16 @@ pub fn routes() -> HttpRouter<AppState> {
         )
         .route("/api/v1/compliance/holds/{id}/release", post(release_hold))
         .route("/api/v1/compliance/messages/{id}/versions", get(versions))
+        .route("/api/v1/compliance/retention", get(retention_policies))
+        .route(
+            "/api/v1/compliance/retention/rooms/{id}",
+            axum::routing::put(set_room_retention),
+        )
+        .route(
+            "/api/v1/compliance/retention/preview",
+            get(retention_preview),
+        )
+        .route("/api/v1/compliance/retention/run", post(retention_run))
 }
 
 /// Most records one page returns.
@@ -178,4 +189,86 @@ async fn versions(
     )
     .await;
     Ok(AppJson(versions))
+}
+
+#[derive(Debug, Serialize)]
+struct RetentionPolicies {
+    /// `compliance.retention_days` (0: keep forever).
+    global_days: u32,
+    /// `compliance.retention_min_days`.
+    min_days: u32,
+    rooms: Vec<RoomRetention>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RoomRetention {
+    room: RoomId,
+    days: i64,
+}
+
+async fn retention_policies(
+    State(state): State<AppState>,
+    ComplianceUser(_): ComplianceUser,
+) -> Result<AppJson<RetentionPolicies>> {
+    let rooms = state
+        .store
+        .room_retentions()
+        .await?
+        .into_iter()
+        .map(|(room, days)| RoomRetention { room, days })
+        .collect();
+    Ok(AppJson(RetentionPolicies {
+        global_days: state.config.compliance.retention_days,
+        min_days: state.config.compliance.retention_min_days,
+        rooms,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetRetention {
+    /// Days to keep this room's messages; `null` follows the global setting again.
+    days: Option<i64>,
+}
+
+async fn set_room_retention(
+    State(state): State<AppState>,
+    ComplianceUser(caller): ComplianceUser,
+    AppPath(room): AppPath<RoomId>,
+    AppJson(req): AppJson<SetRetention>,
+) -> Result<StatusCode> {
+    retention::set_room(
+        state.store.as_ref(),
+        &state.config.compliance,
+        room,
+        req.days,
+        Actor::User(caller.user.id),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Exactly what a run now would erase, and how much a hold keeps; nothing changes.
+async fn retention_preview(
+    State(state): State<AppState>,
+    ComplianceUser(_): ComplianceUser,
+) -> Result<AppJson<Preview>> {
+    Ok(AppJson(
+        retention::preview(state.store.as_ref(), &state.config.compliance).await?,
+    ))
+}
+
+/// Run retention now (it also runs every `compliance.retention_interval_secs`).
+async fn retention_run(
+    State(state): State<AppState>,
+    ComplianceUser(caller): ComplianceUser,
+) -> Result<AppJson<Preview>> {
+    Ok(AppJson(
+        retention::run(
+            state.store.as_ref(),
+            &state.config.compliance,
+            Actor::User(caller.user.id),
+        )
+        .await?,
+    ))
 }

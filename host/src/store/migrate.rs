@@ -169,6 +169,12 @@ const TABLES: &[Table] = &[
         identity: true,
     },
     Table {
+        name: "retention_policies",
+        columns: &[("room_id", Ty::Int), ("days", Ty::Int)],
+        order_by: "room_id",
+        identity: false,
+    },
+    Table {
         name: "read_cursors",
         columns: &[("user_id", Ty::Int), ("room_id", Ty::Int), ("seq", Ty::Int)],
         order_by: "user_id, room_id",

@@ -95,6 +95,11 @@ impl Dialect for PgStore {
         Ok(self.pool.begin().await?)
     }
 
+    async fn after_erase(&self) {
+        // PostgreSQL reclaims the old row versions at its next vacuum; the text is
+        // unreachable at once.
+    }
+
     async fn append_batch(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>> {
         let mut attempt = 1;
         loop {

@@ -49,6 +49,9 @@ pub(super) trait Dialect {
     fn begin_write(
         &self,
     ) -> impl Future<Output = StoreResult<sqlx::Transaction<'static, Self::Db>>> + Send;
+    /// After text was erased: make sure it is gone from disk too (SQLite folds the WAL, whose
+    /// old page images would still hold it).
+    fn after_erase(&self) -> impl Future<Output = ()> + Send;
     /// Append a batch: the backend's guard around the shared item loop.
     fn append_batch(
         &self,
@@ -1355,6 +1358,103 @@ macro_rules! sql_store {
                     })
                 })
                 .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_room_retention(&self, room: RoomId, days: Option<i64>) -> StoreResult<()> {
+                match days {
+                    Some(days) => {
+                        sqlx::query(
+                            "INSERT INTO retention_policies (room_id, days) VALUES ($1, $2)
+                             ON CONFLICT (room_id) DO UPDATE SET days = excluded.days",
+                        )
+                        .bind(room)
+                        .bind(days)
+                        .execute(self.writes())
+                        .await
+                        .map_err(|e| map_write(e, "retention_exists"))?;
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM retention_policies WHERE room_id = $1")
+                            .bind(room)
+                            .execute(self.writes())
+                            .await?;
+                    }
+                }
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn room_retentions(&self) -> StoreResult<Vec<(RoomId, i64)>> {
+                sqlx::query("SELECT room_id, days FROM retention_policies ORDER BY room_id")
+                    .fetch_all(self.reads())
+                    .await?
+                    .iter()
+                    .map(|row| Ok((col(row, "room_id")?, col(row, "days")?)))
+                    .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn expired_messages(
+                &self,
+                now: i64,
+                global_days: Option<i64>,
+                after: EventId,
+                max: u32,
+            ) -> StoreResult<Vec<(EventId, RoomId, UserId, i64)>> {
+                // Per message: the room's own days, else the global days; with neither the
+                // cut-off is NULL and nothing matches.
+                sqlx::query(&format!(
+                    "SELECT e.id, e.room_id, e.sender_id, e.created_at
+                       FROM events e LEFT JOIN retention_policies p ON p.room_id = e.room_id
+                      WHERE {} AND e.id > $3
+                        AND e.created_at < $1 - COALESCE(p.days, $2) * 86400000
+                      ORDER BY e.id LIMIT $4",
+                    <$store>::LIVE_MESSAGE
+                ))
+                .bind(now)
+                .bind(global_days)
+                .bind(after)
+                .bind(limit(max))
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok((
+                        col(row, "id")?,
+                        col(row, "room_id")?,
+                        col(row, "sender_id")?,
+                        col(row, "created_at")?,
+                    ))
+                })
+                .collect()
+            }
+
+            #[tracing::instrument(skip_all, fields(items = ids.len()))]
+            async fn erase_messages(&self, ids: &[EventId]) -> StoreResult<u64> {
+                if ids.is_empty() {
+                    return Ok(0);
+                }
+                let mut tx = self.begin_write().await?;
+                for id in ids {
+                    sqlx::query(
+                        "DELETE FROM event_versions WHERE event_id IN
+                           (SELECT id FROM events WHERE id = $1 OR (kind = 'edit' AND target = $1))",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE events SET body = NULL, metadata = '{}', deleted = TRUE
+                         WHERE id = $1 OR (kind = 'edit' AND target = $1)",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                self.after_erase().await;
+                Ok(ids.len() as u64)
             }
 
             #[tracing::instrument(skip_all)]

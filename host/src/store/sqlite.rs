@@ -164,6 +164,19 @@ impl Dialect for SqliteStore {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    async fn after_erase(&self) {
+        // `secure_delete` zeroes the freed text in the database file, but the WAL still
+        // holds old page images until a checkpoint: copy back and truncate it now, so
+        // erased content is gone from disk, not merely unreachable. Erasures are rare, so
+        // the extra fsync is cheap overall.
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await
+        {
+            tracing::warn!(error = %err, "checkpoint after an erasure failed; the WAL may hold erased text until the next checkpoint");
+        }
+    }
+
     /// One transaction on the single writer. New messages take the one-statement path; the
     /// rest go through the shared savepoint loop. Any error other than an item's own fails
     /// the batch: SQLite may already have rolled the transaction back (I/O, a full disk).
@@ -201,16 +214,7 @@ impl Dialect for SqliteStore {
         }
         tx.commit().await?;
         if batch.iter().any(|e| matches!(e, NewEvent::Delete { .. })) {
-            // `secure_delete` zeroes the freed text in the database file, but the WAL still
-            // holds old page images until a checkpoint: copy back and truncate it now, so
-            // deleted content is gone from disk, not merely unreachable. Deletes are rare,
-            // so the extra fsync is cheap overall.
-            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.writer)
-                .await
-            {
-                tracing::warn!(error = %err, "checkpoint after delete failed; the WAL may hold deleted text until the next checkpoint");
-            }
+            self.after_erase().await;
         }
         Ok(results)
     }

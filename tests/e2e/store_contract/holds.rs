@@ -1,5 +1,5 @@
 //! Legal holds in the store, as a property: for random histories of posts, edits, deletes,
-//! holds and releases, every text that was replaced while a hold covered its message is
+//! retention runs, holds and releases, every text that was replaced while a hold covered its message is
 //! still there (in the kept versions), and what users see is the latest text.
 
 use std::collections::BTreeMap;
@@ -18,6 +18,8 @@ enum Op {
     Delete(usize),
     Hold(usize),
     Release(usize),
+    /// A retention run two days ahead with a one-day policy: every message not held goes.
+    Retention,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -27,6 +29,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0usize..16).prop_map(Op::Delete),
         1 => (0usize..2).prop_map(Op::Hold),
         1 => (0usize..4).prop_map(Op::Release),
+        1 => Just(Op::Retention),
     ]
 }
 
@@ -128,6 +131,28 @@ pub(super) async fn holds_keep_what_they_cover(store: Arc<dyn Store>, _: Backend
                         .expect("hold");
                     holds.insert(hold.id, room);
                     all_holds.push(hold.id);
+                }
+                Op::Retention => {
+                    let config = switchboard::config::ComplianceConfig {
+                        retention_days: 1,
+                        ..switchboard::config::ComplianceConfig::default()
+                    };
+                    let two_days_ahead = now_millis() + 2 * 86_400_000;
+                    switchboard::retention::run_at(
+                        store.as_ref(),
+                        &config,
+                        two_days_ahead,
+                        switchboard::audit::Actor::System,
+                    )
+                    .await
+                    .expect("retention");
+                    for m in messages.iter_mut().filter(|m| !m.deleted) {
+                        if !covered(m.room, &holds) {
+                            // Erased for real: nothing of it needs to stay.
+                            m.deleted = true;
+                            m.must_keep.clear();
+                        }
+                    }
                 }
                 Op::Release(i) => {
                     if all_holds.is_empty() {

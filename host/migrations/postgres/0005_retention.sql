@@ -1,0 +1,6 @@
+-- Per-room retention: messages older than `days` are erased (held ones excepted). Rooms
+-- without a row follow `compliance.retention_days`.
+CREATE TABLE retention_policies (
+    room_id BIGINT PRIMARY KEY REFERENCES rooms (id),
+    days    BIGINT NOT NULL
+);
