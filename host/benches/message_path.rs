@@ -157,5 +157,46 @@ fn audit_append(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, store_insert, frames, audit_append);
+/// The compliance export of one room of 10,000 messages to JSON lines (with the signed
+/// manifest): events per second is 10,000 ÷ the time shown.
+fn export_room(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let fixture = runtime.block_on(fixture());
+    let events: Vec<NewEvent> = (0..10_000)
+        .map(|n| message(&fixture, 1_000_000 + n))
+        .collect();
+    for chunk in events.chunks(500) {
+        runtime
+            .block_on(fixture.store.append_events(chunk))
+            .expect("append");
+    }
+    let key = switchboard::signing::SecretKey::generate().expect("key");
+    let request = switchboard::export::ExportRequest {
+        rooms: vec![fixture.room],
+        ..Default::default()
+    };
+    let mut group = c.benchmark_group("export");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(10_000));
+    group.bench_function("jsonl_10k_events", |b| {
+        b.iter_batched(
+            || tempfile::tempdir().expect("dir"),
+            |dir| {
+                runtime
+                    .block_on(switchboard::export::export(
+                        fixture.store.as_ref(),
+                        &key,
+                        &request,
+                        dir.path(),
+                    ))
+                    .expect("export");
+                dir
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+}
+
+criterion_group!(benches, store_insert, frames, audit_append, export_room);
 criterion_main!(benches);

@@ -65,6 +65,8 @@ pub enum Subject<'a> {
     Message(i64),
     /// Retention (`retention`).
     Retention,
+    /// The compliance export (`export`).
+    Export,
     /// The audit log itself (`audit`): reads and verifications of it.
     AuditLog,
 }
@@ -80,6 +82,7 @@ impl fmt::Display for Subject<'_> {
             Self::Hold(id) => write!(f, "hold:{id}"),
             Self::Message(id) => write!(f, "message:{id}"),
             Self::Retention => f.write_str("retention"),
+            Self::Export => f.write_str("export"),
         }
     }
 }
@@ -128,6 +131,8 @@ pub enum Action {
     RetentionSet,
     /// Retention erased messages (with counts).
     RetentionRun,
+    /// A compliance export batch was written.
+    ExportRun,
 }
 
 impl Action {
@@ -160,6 +165,7 @@ impl Action {
             Self::VersionsRead => "message.versions_read",
             Self::RetentionSet => "retention.set",
             Self::RetentionRun => "retention.run",
+            Self::ExportRun => "export.run",
         }
     }
 

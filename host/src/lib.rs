@@ -12,6 +12,7 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod holds;
 pub mod hub;
 pub mod ids;

@@ -14,6 +14,7 @@ mod browser;
 mod chat;
 mod cluster;
 mod crash;
+mod export;
 mod hardening;
 mod holds;
 mod plugin_signing;

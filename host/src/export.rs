@@ -1,0 +1,245 @@
+//! Compliance export: a room's (or every room's) complete record, as archives take it.
+//!
+//! One run writes a **batch** directory: `events.jsonl` (every event in room and `seq`
+//! order — messages with their kept earlier texts and the DLP decisions plugins marked on
+//! them, edits, deletes, joins and leaves) and `manifest.json` (what was asked, counts,
+//! the SHA-256 of every file, and the SHA-256 of the previous batch's manifest), signed
+//! with the audit key (`manifest.sig`). Batches in one directory form a chain:
+//! `switchboard export verify DIR` checks every signature, every file hash and every link.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::signing::{PublicKey, SecretKey};
+use crate::store::{
+    Event, EventKind, EventVersion, Millis, Page, RoomId, Store, UserId, now_millis,
+};
+
+/// What to export (empty lists: every room, every sender).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExportRequest {
+    pub rooms: Vec<RoomId>,
+    pub users: Vec<UserId>,
+    pub from_at: Option<Millis>,
+    pub until_at: Option<Millis>,
+}
+
+/// One line of `events.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExportLine {
+    #[serde(flatten)]
+    pub event: Event,
+    /// For a message: its kept earlier texts (under a hold or `preserve_deleted`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<EventVersion>,
+    /// For a message: what plugins decided about it (`<plugin>.flagged` / `.redacted`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dlp: Vec<DlpDecision>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DlpDecision {
+    pub plugin: String,
+    /// `flag` or `redact`.
+    pub action: String,
+    /// The plugin's detector names, as it wrote them.
+    pub detectors: String,
+}
+
+/// The DLP decisions a message's metadata records.
+pub fn dlp_decisions(event: &Event) -> Vec<DlpDecision> {
+    event
+        .metadata
+        .iter()
+        .filter_map(|(key, value)| {
+            let (plugin, action) = key
+                .strip_suffix(".flagged")
+                .map(|p| (p, "flag"))
+                .or_else(|| key.strip_suffix(".redacted").map(|p| (p, "redact")))?;
+            Some(DlpDecision {
+                plugin: plugin.to_string(),
+                action: action.to_string(),
+                detectors: value.clone(),
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileEntry {
+    pub name: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub format: String,
+    pub created_at: Millis,
+    pub request: ExportRequest,
+    pub events: u64,
+    pub rooms: u64,
+    pub files: Vec<FileEntry>,
+    /// SHA-256 of the previous batch's `manifest.json`, in this directory.
+    pub previous_manifest: Option<String>,
+    /// The signing key's id.
+    pub key_id: String,
+}
+
+const FORMAT: &str = "switchboard-export/1 jsonl";
+
+fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let bytes = std::fs::read(path)?;
+    Ok((hex::encode(Sha256::digest(&bytes)), bytes.len() as u64))
+}
+
+/// The batch directories of a series, in order.
+fn batches(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_dir()
+                    && p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("batch-"))
+            })
+            .collect(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(err) => return Err(err),
+    };
+    found.sort();
+    Ok(found)
+}
+
+/// Write the next batch of the series in `dir`.
+pub async fn export(
+    store: &dyn Store,
+    key: &SecretKey,
+    request: &ExportRequest,
+    dir: &Path,
+) -> anyhow::Result<(PathBuf, Manifest)> {
+    use std::io::Write as _;
+    let previous = batches(dir)?;
+    let previous_manifest = match previous.last() {
+        Some(last) => Some(hex::encode(Sha256::digest(std::fs::read(
+            last.join("manifest.json"),
+        )?))),
+        None => None,
+    };
+    let batch = dir.join(format!("batch-{:06}", previous.len() + 1));
+    std::fs::create_dir_all(&batch)?;
+    let rooms: Vec<RoomId> = if request.rooms.is_empty() {
+        store
+            .list_rooms()
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    } else {
+        for &room in &request.rooms {
+            anyhow::ensure!(store.room(room).await?.is_some(), "no room {room}");
+        }
+        request.rooms.clone()
+    };
+    let in_range = |e: &Event| {
+        request.from_at.is_none_or(|from| e.created_at >= from)
+            && request.until_at.is_none_or(|until| e.created_at < until)
+            && (request.users.is_empty() || request.users.contains(&e.sender_id))
+    };
+    let events_path = batch.join("events.jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&events_path)?);
+    let mut events = 0u64;
+    for &room in &rooms {
+        let mut after = 0;
+        loop {
+            let page = store.events(room, Page::After(after), 500).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for event in page.into_iter().filter(|e| in_range(e)) {
+                let versions = if event.kind == EventKind::Message {
+                    store.message_versions(event.id).await?
+                } else {
+                    Vec::new()
+                };
+                let line = ExportLine {
+                    dlp: dlp_decisions(&event),
+                    versions,
+                    event,
+                };
+                serde_json::to_writer(&mut out, &line)?;
+                out.write_all(b"\n")?;
+                events += 1;
+            }
+        }
+    }
+    out.flush()?;
+    drop(out);
+    let (sha256, bytes) = sha256_file(&events_path)?;
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        created_at: now_millis(),
+        request: request.clone(),
+        events,
+        rooms: rooms.len() as u64,
+        files: vec![FileEntry {
+            name: "events.jsonl".into(),
+            sha256,
+            bytes,
+        }],
+        previous_manifest,
+        key_id: key.public().id().to_string(),
+    };
+    let text = serde_json::to_vec_pretty(&manifest)?;
+    std::fs::write(batch.join("manifest.json"), &text)?;
+    std::fs::write(batch.join("manifest.sig"), key.sign_message(&text))?;
+    Ok((batch, manifest))
+}
+
+/// What `export verify` found.
+#[derive(Debug, Default, Serialize)]
+pub struct SeriesReport {
+    pub batches: u64,
+    pub events: u64,
+    pub problems: Vec<String>,
+}
+
+/// Check every batch of the series in `dir`: its signature, its files' hashes, its link to
+/// the batch before.
+pub fn verify(dir: &Path, key: &PublicKey) -> anyhow::Result<SeriesReport> {
+    let mut report = SeriesReport::default();
+    let mut previous: Option<String> = None;
+    for batch in batches(dir)? {
+        let name = batch.display().to_string();
+        let text = std::fs::read(batch.join("manifest.json"))?;
+        let signature = std::fs::read_to_string(batch.join("manifest.sig")).unwrap_or_default();
+        if !key.verifies(&text, signature.trim()) {
+            report.problems.push(format!(
+                "{name}: manifest.json is not signed by the audit key"
+            ));
+        }
+        let manifest: Manifest = serde_json::from_slice(&text)?;
+        if manifest.previous_manifest != previous {
+            report
+                .problems
+                .push(format!("{name}: does not follow the batch before it"));
+        }
+        for file in &manifest.files {
+            match sha256_file(&batch.join(&file.name)) {
+                Ok((sha, _)) if sha == file.sha256 => {}
+                Ok(_) => report
+                    .problems
+                    .push(format!("{name}: {} was changed", file.name)),
+                Err(_) => report
+                    .problems
+                    .push(format!("{name}: {} is missing", file.name)),
+            }
+        }
+        previous = Some(hex::encode(Sha256::digest(&text)));
+        report.batches += 1;
+        report.events += manifest.events;
+    }
+    Ok(report)
+}
