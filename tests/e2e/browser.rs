@@ -416,6 +416,59 @@ async fn admin_creates_and_deactivates_users() {
 }
 
 /// Click `css`, then accept the `confirm()` it opens.
+/// A compliance reviewer who is not an admin gets the Compliance page only: the chain's
+/// status, a hold placed through the form, its release asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compliance_reviewer_places_and_releases_a_hold_in_the_console() {
+    let server = TestServer::start().await;
+    let admin = server.admin().await;
+    let rita = server.user("rita").await;
+    let alice = server.user("alice").await;
+    let room = alice.group("deal", &[]).await;
+    let (status, _) = admin
+        .patch(
+            &format!("/api/v1/users/{}", rita.id),
+            json!({ "compliance": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let server = &server;
+    with_browsers(1, |browsers| async move {
+        let b = &browsers[0];
+        login(b, server, "/admin", "rita", PASSWORD).await;
+        let status = wait_css(b, "#chain-status").await;
+        assert!(
+            status.text().await.expect("text").contains("intact"),
+            "the chain is reported intact"
+        );
+        let tabs = b
+            .execute(
+                "return [...document.querySelectorAll('#sections-nav a')].map((a) => a.dataset.section)",
+                vec![],
+            )
+            .await
+            .expect("tabs");
+        assert_eq!(tabs, json!(["compliance"]), "a reviewer sees only the compliance page");
+
+        type_into(b, "#create-hold input[name=name]", "Case 1").await;
+        type_into(b, "#create-hold input[name=rooms]", &room.to_string()).await;
+        click(b, "#create-hold button[type=submit]").await;
+        wait_css(b, "#holds-table tr[data-hold-name='Case 1']").await;
+        let holds = rita.get("/api/v1/compliance/holds").await.1;
+        assert_eq!(holds[0]["rooms"], json!([room]), "{holds}");
+
+        click(b, "#holds-table tr[data-hold-name='Case 1'] button.release-hold").await;
+        eventually(
+            b,
+            "the release to be pending",
+            "return document.querySelector(\"#holds-table tr[data-hold-name='Case 1']\").textContent",
+            |v| v.as_str().is_some_and(|t| t.contains("releasing")),
+        )
+        .await;
+    })
+    .await;
+}
+
 async fn click_and_confirm(b: &Browser, css: &str) {
     click(b, css).await;
     let deadline = tokio::time::Instant::now() + WAIT;

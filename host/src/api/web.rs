@@ -66,6 +66,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/admin/audit.js", JS),
     asset!("js/admin/health.js", JS),
     asset!("js/admin/plugins.js", JS),
+    asset!("js/admin/compliance.js", JS),
 ];
 
 /// Strong validators, computed once: the files cannot change while the binary runs.

@@ -11,8 +11,11 @@ import rooms from './admin/rooms.js';
 import audit from './admin/audit.js';
 import health from './admin/health.js';
 import plugins from './admin/plugins.js';
+import compliance from './admin/compliance.js';
 
-const SECTIONS = [users, rooms, audit, health, plugins];
+const ADMIN_SECTIONS = [users, rooms, audit, health, plugins];
+/** The sections this user may open: admins run the server, the compliance role reviews it. */
+let SECTIONS = ADMIN_SECTIONS;
 
 const api = new Api(() => showLogin('Your session ended. Please log in again.'));
 let cleanup = null;
@@ -57,11 +60,27 @@ function denied(message) {
 async function start() {
   // The page is public; the data is not. Ask the server rather than trusting the cached
   // user object: an admin endpoint answers `403 admin_only` for everyone else.
+  let admin = true;
   try {
     await api.get('/api/v1/admin/health');
   } catch (err) {
-    if (err.code === 'admin_only') denied(`Admins only: ${api.user?.name} is not a server admin.`);
-    else if (api.loggedIn) toast(err.message);
+    if (err.code !== 'admin_only') {
+      if (api.loggedIn) toast(err.message);
+      return;
+    }
+    admin = false;
+  }
+  let reviewer = false;
+  try {
+    const me = await api.get('/api/v1/me');
+    reviewer = Boolean(me.is_compliance);
+  } catch (err) {
+    if (api.loggedIn) toast(err.message);
+    return;
+  }
+  SECTIONS = [...(admin ? ADMIN_SECTIONS : []), ...(reviewer ? [compliance] : [])];
+  if (!SECTIONS.length) {
+    denied(`Admins and compliance reviewers only: ${api.user?.name} is neither.`);
     return;
   }
   show('console-view');
