@@ -70,6 +70,13 @@ pub struct ComplianceConfig {
     pub retention_interval_secs: u64,
     /// Messages erased per transaction.
     pub retention_batch: usize,
+    /// Export every room into this directory on a schedule (a series of signed batches, see
+    /// `switchboard export verify`). Unset: no scheduled export.
+    pub export_dir: Option<PathBuf>,
+    /// How often the scheduled export writes a batch, in seconds (default: daily). Each
+    /// batch covers the time since the previous one's end, so an interrupted run resumes
+    /// where the last successful batch stopped.
+    pub export_every_secs: u64,
 }
 
 impl Default for ComplianceConfig {
@@ -85,6 +92,8 @@ impl Default for ComplianceConfig {
             retention_min_days: 1,
             retention_interval_secs: 3600,
             retention_batch: 1000,
+            export_dir: None,
+            export_every_secs: 24 * 3600,
         }
     }
 }

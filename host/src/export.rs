@@ -243,3 +243,66 @@ pub fn verify(dir: &Path, key: &PublicKey) -> anyhow::Result<SeriesReport> {
     }
     Ok(report)
 }
+
+/// Where the series in `dir` stopped: the end of its last batch's window (`None`: no batch
+/// yet, or the last one had no end).
+pub fn cursor(dir: &Path) -> anyhow::Result<Option<Millis>> {
+    let Some(last) = batches(dir)?.pop() else {
+        return Ok(None);
+    };
+    let manifest: Manifest = serde_json::from_slice(&std::fs::read(last.join("manifest.json"))?)?;
+    Ok(manifest.request.until_at)
+}
+
+/// How far behind now a scheduled batch ends: an event takes its time when the group-commit
+/// writer takes it, and is visible only once committed, so the newest moment may still be
+/// filling. Seconds of margin against milliseconds of commit latency.
+const SETTLE_MS: i64 = 2000;
+
+/// Export every room into `dir` every `export_every_secs`: each batch covers from the end
+/// of the previous batch (the cursor) to now, so nothing is missed or repeated, and a run
+/// that failed is made up by the next.
+pub fn spawn_scheduler(
+    store: std::sync::Arc<dyn Store>,
+    key: SecretKey,
+    dir: PathBuf,
+    every_secs: u64,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = std::time::Duration::from_secs(every_secs.max(1));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let request = match cursor(&dir) {
+                Ok(from_at) => ExportRequest {
+                    from_at,
+                    until_at: Some(now_millis() - SETTLE_MS),
+                    ..ExportRequest::default()
+                },
+                Err(err) => {
+                    tracing::error!(error = %err, dir = %dir.display(), "reading the export series failed");
+                    continue;
+                }
+            };
+            match export(store.as_ref(), &key, &request, &dir).await {
+                Ok((batch, manifest)) => {
+                    crate::audit::record(
+                        store.as_ref(),
+                        crate::audit::Actor::System,
+                        crate::audit::Action::ExportRun,
+                        crate::audit::Subject::Export,
+                        serde_json::json!({
+                            "batch": batch.display().to_string(), "events": manifest.events,
+                            "rooms": manifest.rooms, "request": manifest.request,
+                        }),
+                    )
+                    .await;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "the scheduled export failed; the next run resumes from the last batch")
+                }
+            }
+        }
+    })
+}

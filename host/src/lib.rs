@@ -192,6 +192,16 @@ pub async fn serve(
     let checkpointer =
         audit::spawn_checkpointer(store.clone(), audit_key, config.compliance.clone());
     let retention = retention::spawn_scheduler(store.clone(), config.compliance.clone());
+    let exporter = match &config.compliance.export_dir {
+        Some(dir) => Some(export::spawn_scheduler(
+            store.clone(),
+            audit::load_or_create_key(&config.compliance, &config.data_dir)
+                .context("loading the audit key")?,
+            dir.clone(),
+            config.compliance.export_every_secs,
+        )),
+        None => None,
+    };
     let accounts = Arc::new(accounts::Accounts::new(
         store.clone(),
         auth.clone(),
@@ -223,6 +233,9 @@ pub async fn serve(
     housekeeping.abort();
     checkpointer.abort();
     retention.abort();
+    if let Some(exporter) = exporter {
+        exporter.abort();
+    }
     let _ = stop_writer.send(true);
     writer.await.context("group-commit writer")?;
     // A clean stop leaves the chain's head under a signed checkpoint.
