@@ -2,7 +2,9 @@
 //!
 //! One run writes a **batch** directory: `events.jsonl` (every event in room and `seq`
 //! order — messages with their kept earlier texts and the DLP decisions plugins marked on
-//! them, edits, deletes, joins and leaves) and `manifest.json` (what was asked, counts,
+//! them, edits, deletes, joins and leaves), `posts.csv` (the messages and their earlier
+//! texts in the column set archive vendors import from other chat systems, see
+//! [`CSV_HEADER`]) and `manifest.json` (what was asked, counts,
 //! the SHA-256 of every file, and the SHA-256 of the previous batch's manifest), signed
 //! with the audit key (`manifest.sig`). Batches in one directory form a chain:
 //! `switchboard export verify DIR` checks every signature, every file hash and every link.
@@ -88,7 +90,54 @@ pub struct Manifest {
     pub key_id: String,
 }
 
-const FORMAT: &str = "switchboard-export/1 jsonl";
+const FORMAT: &str = "switchboard-export/1 jsonl+csv";
+
+/// The columns of `posts.csv`: the set archives import from Mattermost's compliance export
+/// (teams do not exist here, so those columns stay empty).
+pub const CSV_HEADER: [&str; 18] = [
+    "Post Creation Time",
+    "Team Id",
+    "Team Name",
+    "Team Display Name",
+    "Channel Id",
+    "Channel Name",
+    "Channel Display Name",
+    "Channel Type",
+    "User Id",
+    "User Email",
+    "Username",
+    "Post Id",
+    "Edited By Post Id",
+    "Replied to Post Id",
+    "Post Message",
+    "Post Type",
+    "User Type",
+    "Previews Post Id",
+];
+
+/// One CSV cell: quoted when it holds a separator, a quote or a line break, and kept from
+/// being read as a spreadsheet formula (a leading `=`, `+`, `-`, `@`, tab or CR gets a `'`).
+fn csv_cell(value: &str) -> String {
+    let value = match value.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}"),
+        _ => value.to_string(),
+    };
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value
+    }
+}
+
+fn csv_row(cells: &[String]) -> String {
+    let mut line = cells
+        .iter()
+        .map(|c| csv_cell(c))
+        .collect::<Vec<_>>()
+        .join(",");
+    line.push_str("\r\n");
+    line
+}
 
 fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     let bytes = std::fs::read(path)?;
@@ -151,8 +200,24 @@ pub async fn export(
     };
     let events_path = batch.join("events.jsonl");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&events_path)?);
+    let csv_path = batch.join("posts.csv");
+    let mut csv = std::io::BufWriter::new(std::fs::File::create(&csv_path)?);
+    csv.write_all(csv_row(&CSV_HEADER.map(String::from)).as_bytes())?;
+    let users: std::collections::HashMap<UserId, crate::store::User> = store
+        .list_users()
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
     let mut events = 0u64;
     for &room in &rooms {
+        let Some(info) = store.room(room).await? else {
+            continue;
+        };
+        let (channel_name, channel_type) = match info.kind {
+            crate::store::RoomKind::Direct => ("direct".to_string(), "D"),
+            crate::store::RoomKind::Group => (info.name.clone().unwrap_or_default(), "P"),
+        };
         let mut after = 0;
         loop {
             let page = store.events(room, Page::After(after), 500).await?;
@@ -164,6 +229,59 @@ pub async fn export(
                 } else {
                     Vec::new()
                 };
+                if event.kind == EventKind::Message {
+                    let sender = users.get(&event.sender_id);
+                    let row = |post: i64, edited_by: String, message: &str, kind: &str, at: i64| {
+                        csv_row(&[
+                            at.to_string(),
+                            String::new(),
+                            String::new(),
+                            String::new(),
+                            room.to_string(),
+                            channel_name.clone(),
+                            channel_name.clone(),
+                            channel_type.to_string(),
+                            event.sender_id.to_string(),
+                            String::new(),
+                            sender.map(|u| u.name.clone()).unwrap_or_default(),
+                            post.to_string(),
+                            edited_by,
+                            String::new(),
+                            message.to_string(),
+                            kind.to_string(),
+                            if sender.is_some_and(|u| u.is_bot) {
+                                "bot"
+                            } else {
+                                "user"
+                            }
+                            .to_string(),
+                            String::new(),
+                        ])
+                    };
+                    let kind = if event.deleted { "deleted" } else { "message" };
+                    csv.write_all(
+                        row(
+                            event.id,
+                            String::new(),
+                            event.body.as_deref().unwrap_or(""),
+                            kind,
+                            event.created_at,
+                        )
+                        .as_bytes(),
+                    )?;
+                    for version in &versions {
+                        csv.write_all(
+                            row(
+                                event.id,
+                                event.id.to_string(),
+                                version.body.as_deref().unwrap_or(""),
+                                "previous_version",
+                                version.replaced_at,
+                            )
+                            .as_bytes(),
+                        )?;
+                    }
+                }
                 let line = ExportLine {
                     dlp: dlp_decisions(&event),
                     versions,
@@ -177,18 +295,24 @@ pub async fn export(
     }
     out.flush()?;
     drop(out);
-    let (sha256, bytes) = sha256_file(&events_path)?;
+    csv.flush()?;
+    drop(csv);
+    let mut files = Vec::new();
+    for (name, path) in [("events.jsonl", &events_path), ("posts.csv", &csv_path)] {
+        let (sha256, bytes) = sha256_file(path)?;
+        files.push(FileEntry {
+            name: name.into(),
+            sha256,
+            bytes,
+        });
+    }
     let manifest = Manifest {
         format: FORMAT.into(),
         created_at: now_millis(),
         request: request.clone(),
         events,
         rooms: rooms.len() as u64,
-        files: vec![FileEntry {
-            name: "events.jsonl".into(),
-            sha256,
-            bytes,
-        }],
+        files,
         previous_manifest,
         key_id: key.public().id().to_string(),
     };
@@ -305,4 +429,20 @@ pub fn spawn_scheduler(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_are_quoted_and_never_formulas() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_cell("-1"), "'-1");
+        assert_eq!(csv_row(&["a".into(), "b,c".into()]), "a,\"b,c\"\r\n");
+    }
 }

@@ -114,6 +114,27 @@ async fn an_exported_room_reproduces_its_history_and_the_series_verifies() {
         );
         assert!(line(third).event.deleted);
 
+        // The same messages, and their earlier texts, in the archive vendors' CSV columns.
+        let csv = std::fs::read_to_string(out.path().join("batch-000001/posts.csv")).unwrap();
+        let mut rows = csv.split("\r\n").filter(|r| !r.is_empty());
+        assert_eq!(
+            rows.next().unwrap(),
+            switchboard::export::CSV_HEADER.join(",")
+        );
+        let rows: Vec<&str> = rows.collect();
+        assert!(
+            rows.iter()
+                .any(|r| r.contains("the final draft") && r.contains(",message,")),
+            "{backend:?}: {csv}"
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r.contains("the first draft") && r.contains(",previous_version,")),
+            "{backend:?}: {csv}"
+        );
+        assert!(rows.iter().any(|r| r.contains(",deleted,")), "{csv}");
+        assert!(rows.iter().all(|r| r.contains(",deal,deal,P,")), "{csv}");
+
         // A second batch links to the first; the series verifies.
         let (ok, text) = switchboard(data.path(), pg, &["export", "run", "--out", &out_dir]);
         assert!(ok, "{text}");
