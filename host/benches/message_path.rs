@@ -175,10 +175,14 @@ fn export_room(c: &mut Criterion) {
         rooms: vec![fixture.room],
         ..Default::default()
     };
+    let settings = switchboard::export::ArchiveSettings {
+        email_domain: "corp.example".into(),
+        eml_max_bytes: switchboard::export::archive::EML_MAX_BYTES,
+    };
     let mut group = c.benchmark_group("export");
     group.sample_size(10);
     group.throughput(Throughput::Elements(10_000));
-    group.bench_function("jsonl_10k_events", |b| {
+    group.bench_function("all_formats_10k_events", |b| {
         b.iter_batched(
             || tempfile::tempdir().expect("dir"),
             |dir| {
@@ -188,6 +192,7 @@ fn export_room(c: &mut Criterion) {
                         &key,
                         &request,
                         dir.path(),
+                        &settings,
                     ))
                     .expect("export");
                 dir

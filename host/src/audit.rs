@@ -133,6 +133,8 @@ pub enum Action {
     RetentionRun,
     /// A compliance export batch was written.
     ExportRun,
+    /// A file of an export batch was downloaded.
+    ExportDownload,
 }
 
 impl Action {
@@ -166,6 +168,7 @@ impl Action {
             Self::RetentionSet => "retention.set",
             Self::RetentionRun => "retention.run",
             Self::ExportRun => "export.run",
+            Self::ExportDownload => "export.download",
         }
     }
 

@@ -77,6 +77,9 @@ pub struct ComplianceConfig {
     /// batch covers the time since the previous one's end, so an interrupted run resumes
     /// where the last successful batch stopped.
     pub export_every_secs: u64,
+    /// Archives know people by e-mail address: in the Actiance XML, Global Relay e-mails
+    /// and CSV of an export, a user appears as `<name>@<export_email_domain>`.
+    pub export_email_domain: String,
 }
 
 impl Default for ComplianceConfig {
@@ -94,6 +97,7 @@ impl Default for ComplianceConfig {
             retention_batch: 1000,
             export_dir: None,
             export_every_secs: 24 * 3600,
+            export_email_domain: "switchboard.invalid".into(),
         }
     }
 }

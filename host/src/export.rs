@@ -8,6 +8,11 @@
 //! the SHA-256 of every file, and the SHA-256 of the previous batch's manifest), signed
 //! with the audit key (`manifest.sig`). Batches in one directory form a chain:
 //! `switchboard export verify DIR` checks every signature, every file hash and every link.
+//! Each batch also holds the archive formats ([`archive`]): `actiance.xml` and one
+//! Global Relay e-mail per room (`globalrelay-<room>-<part>.eml`), hashed in the manifest
+//! like the rest.
+
+pub mod archive;
 
 use std::path::{Path, PathBuf};
 
@@ -90,7 +95,7 @@ pub struct Manifest {
     pub key_id: String,
 }
 
-const FORMAT: &str = "switchboard-export/1 jsonl+csv";
+const FORMAT: &str = "switchboard-export/1 jsonl+csv+actiance+eml";
 
 /// The columns of `posts.csv`: the set archives import from Mattermost's compliance export
 /// (teams do not exist here, so those columns stay empty).
@@ -163,14 +168,38 @@ fn batches(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+static WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How the archive formats name people and cut e-mails.
+#[derive(Debug, Clone)]
+pub struct ArchiveSettings {
+    /// Users appear to archives as `<name>@<email_domain>`.
+    pub email_domain: String,
+    /// A room's e-mail is cut into parts above this many bytes of text.
+    pub eml_max_bytes: usize,
+}
+
+impl ArchiveSettings {
+    pub fn from_config(config: &crate::config::ComplianceConfig) -> Self {
+        Self {
+            email_domain: config.export_email_domain.clone(),
+            eml_max_bytes: archive::EML_MAX_BYTES,
+        }
+    }
+}
+
 /// Write the next batch of the series in `dir`.
 pub async fn export(
     store: &dyn Store,
     key: &SecretKey,
     request: &ExportRequest,
     dir: &Path,
+    settings: &ArchiveSettings,
 ) -> anyhow::Result<(PathBuf, Manifest)> {
     use std::io::Write as _;
+    // One writer per process: two batches numbered alike would fork the series. Across
+    // processes `create_dir` below refuses the second (each node keeps its own series).
+    let _one_writer = WRITER.lock().await;
     let previous = batches(dir)?;
     let previous_manifest = match previous.last() {
         Some(last) => Some(hex::encode(Sha256::digest(std::fs::read(
@@ -179,7 +208,8 @@ pub async fn export(
         None => None,
     };
     let batch = dir.join(format!("batch-{:06}", previous.len() + 1));
-    std::fs::create_dir_all(&batch)?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir(&batch)?;
     let rooms: Vec<RoomId> = if request.rooms.is_empty() {
         store
             .list_rooms()
@@ -203,7 +233,32 @@ pub async fn export(
     let csv_path = batch.join("posts.csv");
     let mut csv = std::io::BufWriter::new(std::fs::File::create(&csv_path)?);
     csv.write_all(csv_row(&CSV_HEADER.map(String::from)).as_bytes())?;
-    let users: std::collections::HashMap<UserId, crate::store::User> = store
+    let xml_path = batch.join("actiance.xml");
+    let mut xml = std::io::BufWriter::new(std::fs::File::create(&xml_path)?);
+    xml.write_all(
+        b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<FileDump xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n",
+    )?;
+    let exported_at = now_millis();
+    let mut emails: Vec<String> = Vec::new();
+    // A room's conversation goes out when it is complete or reaches the e-mail limit.
+    let mut flush = |conversation: &archive::Conversation,
+                     window_end: Option<Millis>,
+                     xml: &mut std::io::BufWriter<std::fs::File>,
+                     part: &mut usize|
+     -> std::io::Result<()> {
+        if conversation.is_empty() {
+            return Ok(());
+        }
+        *part += 1;
+        conversation.write_actiance(xml, window_end)?;
+        let name = format!("globalrelay-{}-{:03}.eml", conversation.room_id(), part);
+        let mut eml = std::io::BufWriter::new(std::fs::File::create(batch.join(&name))?);
+        conversation.write_eml(&mut eml, window_end, exported_at, *part)?;
+        eml.flush()?;
+        emails.push(name);
+        Ok(())
+    };
+    let users: std::collections::BTreeMap<UserId, crate::store::User> = store
         .list_users()
         .await?
         .into_iter()
@@ -218,6 +273,13 @@ pub async fn export(
             crate::store::RoomKind::Direct => ("direct".to_string(), "D"),
             crate::store::RoomKind::Group => (info.name.clone().unwrap_or_default(), "P"),
         };
+        let mut conversation = archive::Conversation::new(
+            room,
+            info.name.clone().unwrap_or_default(),
+            info.kind,
+            request.from_at,
+        );
+        let mut part = 0;
         let mut after = 0;
         loop {
             let page = store.events(room, Page::After(after), 500).await?;
@@ -242,7 +304,9 @@ pub async fn export(
                             channel_name.clone(),
                             channel_type.to_string(),
                             event.sender_id.to_string(),
-                            String::new(),
+                            sender
+                                .map(|u| format!("{}@{}", u.name, settings.email_domain))
+                                .unwrap_or_default(),
                             sender.map(|u| u.name.clone()).unwrap_or_default(),
                             post.to_string(),
                             edited_by,
@@ -282,6 +346,16 @@ pub async fn export(
                         )?;
                     }
                 }
+                conversation.push(&event, &versions, &users, &settings.email_domain);
+                if conversation.bytes() >= settings.eml_max_bytes {
+                    flush(&conversation, None, &mut xml, &mut part)?;
+                    conversation = archive::Conversation::new(
+                        room,
+                        info.name.clone().unwrap_or_default(),
+                        info.kind,
+                        None,
+                    );
+                }
                 let line = ExportLine {
                     dlp: dlp_decisions(&event),
                     versions,
@@ -292,16 +366,30 @@ pub async fn export(
                 events += 1;
             }
         }
+        flush(&conversation, request.until_at, &mut xml, &mut part)?;
     }
+    xml.write_all(b"</FileDump>\n")?;
+    xml.flush()?;
+    drop(xml);
     out.flush()?;
     drop(out);
     csv.flush()?;
     drop(csv);
     let mut files = Vec::new();
-    for (name, path) in [("events.jsonl", &events_path), ("posts.csv", &csv_path)] {
-        let (sha256, bytes) = sha256_file(path)?;
+    let named = [
+        ("events.jsonl".to_string(), events_path),
+        ("posts.csv".to_string(), csv_path),
+        ("actiance.xml".to_string(), xml_path),
+    ]
+    .into_iter()
+    .chain(emails.into_iter().map(|name| {
+        let path = batch.join(&name);
+        (name, path)
+    }));
+    for (name, path) in named {
+        let (sha256, bytes) = sha256_file(&path)?;
         files.push(FileEntry {
-            name: name.into(),
+            name,
             sha256,
             bytes,
         });
@@ -361,11 +449,44 @@ pub fn verify(dir: &Path, key: &PublicKey) -> anyhow::Result<SeriesReport> {
                     .push(format!("{name}: {} is missing", file.name)),
             }
         }
+        // A file put into the batch afterwards is as much a change as one rewritten.
+        for entry in std::fs::read_dir(&batch)? {
+            let file = entry?.file_name().to_string_lossy().into_owned();
+            if !holds_file(&manifest, &file) {
+                report
+                    .problems
+                    .push(format!("{name}: {file} is not in the manifest"));
+            }
+        }
         previous = Some(hex::encode(Sha256::digest(&text)));
         report.batches += 1;
         report.events += manifest.events;
     }
     Ok(report)
+}
+
+/// The batches of the series in `dir`, with their manifests, in order.
+pub fn list(dir: &Path) -> anyhow::Result<Vec<(String, Manifest)>> {
+    batches(dir)?
+        .into_iter()
+        .map(|batch| {
+            let name = batch
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let manifest = serde_json::from_slice(&std::fs::read(batch.join("manifest.json"))?)?;
+            Ok((name, manifest))
+        })
+        .collect()
+}
+
+/// Whether `file` is one of the files of a batch whose manifest is `manifest`: the files
+/// it lists, and the manifest and its signature.
+pub fn holds_file(manifest: &Manifest, file: &str) -> bool {
+    file == "manifest.json"
+        || file == "manifest.sig"
+        || manifest.files.iter().any(|f| f.name == file)
 }
 
 /// Where the series in `dir` stopped: the end of its last batch's window (`None`: no batch
@@ -391,6 +512,7 @@ pub fn spawn_scheduler(
     key: SecretKey,
     dir: PathBuf,
     every_secs: u64,
+    settings: ArchiveSettings,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = std::time::Duration::from_secs(every_secs.max(1));
@@ -409,7 +531,7 @@ pub fn spawn_scheduler(
                     continue;
                 }
             };
-            match export(store.as_ref(), &key, &request, &dir).await {
+            match export(store.as_ref(), &key, &request, &dir, &settings).await {
                 Ok((batch, manifest)) => {
                     crate::audit::record(
                         store.as_ref(),
@@ -433,7 +555,91 @@ pub fn spawn_scheduler(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A room above the e-mail limit goes out as several e-mails (and as as many Actiance
+    /// conversations), each listed and hashed in the manifest; nothing is lost between them.
+    #[tokio::test]
+    async fn a_large_room_is_cut_into_several_emails() {
+        use crate::store::{NewEvent, NewRoom, NewUser, Role, RoomKind, StoreOptions};
+        let store =
+            crate::store::sqlite::SqliteStore::open("sqlite::memory:", &StoreOptions::default())
+                .await
+                .unwrap();
+        let alice = store
+            .create_user(NewUser {
+                name: "alice".into(),
+                display_name: "Alice".into(),
+                password_hash: None,
+                is_admin: false,
+                is_bot: false,
+            })
+            .await
+            .unwrap();
+        let room = store
+            .create_room(
+                NewRoom {
+                    kind: RoomKind::Group,
+                    name: Some("big".into()),
+                    topic: None,
+                    created_by: alice.id,
+                },
+                &[(alice.id, Role::Owner)],
+            )
+            .await
+            .unwrap();
+        let batch: Vec<NewEvent> = (0..30)
+            .map(|n| NewEvent::Message {
+                room_id: room.id,
+                sender_id: alice.id,
+                client_msg_id: format!("m{n}"),
+                body: format!("message number {n:02} {}", "x".repeat(100)),
+                metadata: Default::default(),
+            })
+            .collect();
+        for appended in store.append_events(&batch).await.unwrap() {
+            appended.unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretKey::generate().unwrap();
+        let settings = ArchiveSettings {
+            email_domain: "corp.example".into(),
+            eml_max_bytes: 3_000,
+        };
+        let (batch, manifest) = export(
+            &store,
+            &key,
+            &ExportRequest::default(),
+            dir.path(),
+            &settings,
+        )
+        .await
+        .unwrap();
+        let emails: Vec<&FileEntry> = manifest
+            .files
+            .iter()
+            .filter(|f| f.name.ends_with(".eml"))
+            .collect();
+        assert!(emails.len() >= 3, "{:?}", manifest.files);
+        let mut seen = String::new();
+        for email in &emails {
+            let bytes = std::fs::read(batch.join(&email.name)).unwrap();
+            let mail = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+            seen.push_str(&mail.body_text(0).unwrap());
+        }
+        for n in 0..30 {
+            assert!(seen.contains(&format!("message number {n:02}")), "{n}");
+        }
+        let xml = std::fs::read_to_string(batch.join("actiance.xml")).unwrap();
+        assert_eq!(xml.matches("<Conversation ").count(), emails.len());
+        assert!(
+            verify(dir.path(), &key.public())
+                .unwrap()
+                .problems
+                .is_empty()
+        );
+    }
 
     #[test]
     fn csv_cells_are_quoted_and_never_formulas() {

@@ -199,6 +199,7 @@ pub async fn serve(
                 .context("loading the audit key")?,
             dir.clone(),
             config.compliance.export_every_secs,
+            export::ArchiveSettings::from_config(&config.compliance),
         )),
         None => None,
     };

@@ -361,8 +361,14 @@ async fn export_command(config: &Config, command: ExportCommand) -> anyhow::Resu
                 from_at: from,
                 until_at: until,
             };
-            let (batch, manifest) =
-                switchboard::export::export(store.as_ref(), &key, &request, &out).await?;
+            let (batch, manifest) = switchboard::export::export(
+                store.as_ref(),
+                &key,
+                &request,
+                &out,
+                &switchboard::export::ArchiveSettings::from_config(&config.compliance),
+            )
+            .await?;
             switchboard::audit::record(
                 store.as_ref(),
                 switchboard::audit::Actor::Cli,

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::hardening::{BACKENDS, start_on};
 use crate::support::Client;
 
-async fn compliance_user(admin: &Client, name: &str) -> Client {
+pub(crate) async fn compliance_user(admin: &Client, name: &str) -> Client {
     let user = admin.create_user(name).await;
     let (status, _) = admin
         .patch(

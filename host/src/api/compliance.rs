@@ -37,6 +37,14 @@ pub fn routes() -> HttpRouter<AppState> {
             get(retention_preview),
         )
         .route("/api/v1/compliance/retention/run", post(retention_run))
+        .route(
+            "/api/v1/compliance/exports",
+            get(list_exports).post(run_export),
+        )
+        .route(
+            "/api/v1/compliance/exports/{series}/{batch}/{file}",
+            get(download_export),
+        )
 }
 
 /// Most records one page returns.
@@ -271,4 +279,188 @@ async fn retention_run(
         )
         .await?,
     ))
+}
+
+/// The two export series on the server: the scheduled one (`compliance.export_dir`,
+/// resuming from its cursor) and the batches reviewers ask for through the API, kept apart
+/// so that a reviewer's range never moves the schedule's cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Series {
+    Scheduled,
+    OnDemand,
+}
+
+impl Series {
+    fn dir(self, state: &AppState) -> Result<std::path::PathBuf> {
+        let root = state.config.compliance.export_dir.clone().ok_or_else(|| {
+            ApiError::conflict(
+                "export_not_configured",
+                "set compliance.export_dir to keep export batches on the server",
+            )
+        })?;
+        Ok(match self {
+            Self::Scheduled => root,
+            Self::OnDemand => root.join("on-demand"),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunExport {
+    #[serde(default)]
+    rooms: Vec<RoomId>,
+    #[serde(default)]
+    users: Vec<UserId>,
+    #[serde(default)]
+    from: Option<i64>,
+    #[serde(default)]
+    until: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ExportBatch {
+    series: Series,
+    batch: String,
+    manifest: crate::export::Manifest,
+}
+
+/// Write an on-demand batch now (the `on-demand` series under `compliance.export_dir`).
+async fn run_export(
+    State(state): State<AppState>,
+    ComplianceUser(caller): ComplianceUser,
+    AppJson(req): AppJson<RunExport>,
+) -> Result<(StatusCode, AppJson<ExportBatch>)> {
+    let dir = Series::OnDemand.dir(&state)?;
+    if let (Some(from), Some(until)) = (req.from, req.until)
+        && from >= until
+    {
+        return Err(ApiError::bad_request(
+            "invalid_range",
+            "`from` must be before `until`",
+        ));
+    }
+    for &room in &req.rooms {
+        if state.store.room(room).await?.is_none() {
+            return Err(ApiError::not_found(
+                "room_not_found",
+                format!("no room {room}"),
+            ));
+        }
+    }
+    for &user in &req.users {
+        if state.store.user_by_id(user).await?.is_none() {
+            return Err(ApiError::not_found(
+                "user_not_found",
+                format!("no user {user}"),
+            ));
+        }
+    }
+    let key = audit::load_or_create_key(&state.config.compliance, &state.config.data_dir)
+        .map_err(ApiError::internal)?;
+    let request = crate::export::ExportRequest {
+        rooms: req.rooms,
+        users: req.users,
+        from_at: req.from,
+        until_at: req.until,
+    };
+    let (batch, manifest) = crate::export::export(
+        state.store.as_ref(),
+        &key,
+        &request,
+        &dir,
+        &crate::export::ArchiveSettings::from_config(&state.config.compliance),
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    let batch = batch
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    audit::record(
+        state.store.as_ref(),
+        Actor::User(caller.user.id),
+        Action::ExportRun,
+        Subject::Export,
+        serde_json::json!({ "series": Series::OnDemand, "batch": batch, "events": manifest.events, "request": manifest.request }),
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        AppJson(ExportBatch {
+            series: Series::OnDemand,
+            batch,
+            manifest,
+        }),
+    ))
+}
+
+/// Every batch of both series, scheduled first.
+async fn list_exports(
+    State(state): State<AppState>,
+    ComplianceUser(_): ComplianceUser,
+) -> Result<AppJson<Vec<ExportBatch>>> {
+    let mut all = Vec::new();
+    for series in [Series::Scheduled, Series::OnDemand] {
+        let batches = crate::export::list(&series.dir(&state)?).map_err(ApiError::internal)?;
+        all.extend(batches.into_iter().map(|(batch, manifest)| ExportBatch {
+            series,
+            batch,
+            manifest,
+        }));
+    }
+    Ok(AppJson(all))
+}
+
+/// One file of a batch. Only the series' batch names and the files a batch holds are
+/// served: nothing else of the disk is reachable through this.
+async fn download_export(
+    State(state): State<AppState>,
+    ComplianceUser(caller): ComplianceUser,
+    AppPath((series, batch, file)): AppPath<(Series, String, String)>,
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    let dir = series.dir(&state)?;
+    let known = crate::export::list(&dir).map_err(ApiError::internal)?;
+    if !known
+        .iter()
+        .any(|(name, manifest)| *name == batch && crate::export::holds_file(manifest, &file))
+    {
+        return Err(ApiError::not_found(
+            "export_not_found",
+            "no such export file",
+        ));
+    }
+    let bytes = tokio::fs::read(dir.join(&batch).join(&file))
+        .await
+        .map_err(|_| ApiError::not_found("export_not_found", "no such export file"))?;
+    audit::record(
+        state.store.as_ref(),
+        Actor::User(caller.user.id),
+        Action::ExportDownload,
+        Subject::Export,
+        serde_json::json!({ "series": series, "batch": batch, "file": file, "bytes": bytes.len() }),
+    )
+    .await;
+    let content_type = match file.rsplit('.').next() {
+        Some("csv") => "text/csv; charset=utf-8",
+        Some("json") => "application/json",
+        Some("jsonl") => "application/x-ndjson",
+        Some("xml") => "application/xml",
+        Some("eml") => "message/rfc822",
+        _ => "text/plain; charset=utf-8",
+    };
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, content_type.to_string()),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{batch}-{file}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }

@@ -47,6 +47,9 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("PUT", "/api/v1/compliance/retention/rooms/{room}"),
     ("GET", "/api/v1/compliance/retention/preview"),
     ("POST", "/api/v1/compliance/retention/run"),
+    ("GET", "/api/v1/compliance/exports"),
+    ("POST", "/api/v1/compliance/exports"),
+    ("GET", "/api/v1/compliance/exports/{name}/{name}/{name}"),
     ("GET", "/api/v1/admin/plugins"),
     ("POST", "/api/v1/admin/plugins"),
     ("GET", "/api/v1/admin/plugins/{name}"),
@@ -92,6 +95,10 @@ const FIELDS: &[&str] = &[
     "before",
     "after",
     "limit",
+    "rooms",
+    "users",
+    "from",
+    "until",
 ];
 
 fn hostile_string(rng: &mut StdRng) -> String {
@@ -211,8 +218,12 @@ async fn no_generated_input_gets_a_500_on_either_store() {
     for backend in BACKENDS {
         let mut rng = StdRng::seed_from_u64(seed);
         let dir = plugins_dir.path().to_path_buf();
+        // Exports land on disk: a directory per store, so the series never mix.
+        let exports = tempfile::tempdir().unwrap();
+        let export_dir = exports.path().to_path_buf();
         let (server, _db) = start_on(backend, move |c| {
             c.plugins.dir = Some(dir);
+            c.compliance.export_dir = Some(export_dir);
             c.limits.messages_per_second = 1000;
             c.limits.message_burst = 1000;
         })
