@@ -415,12 +415,18 @@ async fn admin_creates_and_deactivates_users() {
     .await;
 }
 
-/// Click `css`, then accept the `confirm()` it opens.
 /// A compliance reviewer who is not an admin gets the Compliance page only: the chain's
-/// status, a hold placed through the form, its release asked for.
+/// status, a hold placed through the form, its release asked for, a room's retention set,
+/// and an export run whose file downloads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compliance_reviewer_places_and_releases_a_hold_in_the_console() {
-    let server = TestServer::start().await;
+    let exports = tempfile::tempdir().expect("tempdir");
+    let export_dir = exports.path().to_path_buf();
+    let server = TestServer::start_with(move |c| {
+        c.compliance.export_dir = Some(export_dir);
+        c.compliance.retention_min_days = 7;
+    })
+    .await;
     let admin = server.admin().await;
     let rita = server.user("rita").await;
     let alice = server.user("alice").await;
@@ -465,10 +471,68 @@ async fn a_compliance_reviewer_places_and_releases_a_hold_in_the_console() {
             |v| v.as_str().is_some_and(|t| t.contains("releasing")),
         )
         .await;
+
+        // A policy shorter than the minimum is refused with the server's reason; a valid
+        // one shows in the table.
+        type_into(b, "#set-retention input[name=room]", &room.to_string()).await;
+        type_into(b, "#set-retention input[name=days]", "3").await;
+        b.execute(
+            "document.querySelector('#set-retention input[name=days]').removeAttribute('min')",
+            vec![],
+        )
+        .await
+        .expect("drop the form's own check");
+        click(b, "#set-retention button[type=submit]").await;
+        eventually(
+            b,
+            "the refusal to be shown",
+            "return document.querySelector('#toast').textContent",
+            |v| v.as_str().is_some_and(|t| t.contains("at least 7 day")),
+        )
+        .await;
+        assert_eq!(
+            rita.get("/api/v1/compliance/retention").await.1["rooms"],
+            json!([])
+        );
+        b.execute(
+            "document.querySelector('#set-retention input[name=days]').value = '30'",
+            vec![],
+        )
+        .await
+        .expect("set days");
+        click(b, "#set-retention button[type=submit]").await;
+        wait_css(b, &format!("#retention-table tr[data-room='{room}']")).await;
+        assert_eq!(
+            rita.get("/api/v1/compliance/retention").await.1["rooms"],
+            json!([{ "room": room, "days": 30 }])
+        );
+
+        // An export run from the page lists its batch; a file of it downloads.
+        alice.send_http(room, "m1", "for the archive").await;
+        type_into(b, "#run-export input[name=rooms]", &room.to_string()).await;
+        click(b, "#run-export button[type=submit]").await;
+        wait_css(b, "#exports-table tr[data-batch='on-demand/batch-000001']").await;
+        let fetched = b
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 const button = [...document.querySelectorAll('#exports-table button.download')]
+                   .find((el) => el.textContent === 'posts.csv');
+                 const original = URL.createObjectURL;
+                 URL.createObjectURL = (blob) => { blob.text().then(done); URL.createObjectURL = original; return original(blob); };
+                 button.click();",
+                vec![],
+            )
+            .await
+            .expect("download");
+        assert!(
+            fetched.as_str().is_some_and(|t| t.contains("for the archive")),
+            "{fetched}"
+        );
     })
     .await;
 }
 
+/// Click `css`, then accept the `confirm()` it opens.
 async fn click_and_confirm(b: &Browser, css: &str) {
     click(b, css).await;
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -121,6 +121,10 @@ export class Api {
     return this.request('PATCH', path, body);
   }
 
+  put(path, body) {
+    return this.request('PUT', path, body);
+  }
+
   delete(path) {
     return this.request('DELETE', path);
   }
@@ -128,6 +132,14 @@ export class Api {
   /** POST a multipart form (files). */
   upload(path, form) {
     return this.request('POST', path, form);
+  }
+
+  /** A file to save (an export batch's file): the bytes, not JSON. */
+  async blob(path) {
+    const token = await this.accessToken();
+    const resp = await fetch(path, { headers: { Authorization: `Bearer ${token}` }, cache: 'no-store' });
+    if (!resp.ok) throw new ApiError(resp.status, await resp.json().catch(() => null));
+    return resp.blob();
   }
 
   /** `/metrics` is text, not JSON. */

@@ -1,6 +1,7 @@
-// The compliance role's page: the audit chain's status, legal holds (create, release) and
-// retention (policies and an exact preview). Shown to users with the compliance role,
-// admins or not; every read here is itself an audit record on the server.
+// The compliance role's page: the audit chain's status, legal holds (create, release),
+// retention (room policies, an exact preview, a run) and exports (run one, download its
+// files). Shown to users with the compliance role, admins or not; every read here is
+// itself an audit record on the server.
 
 import { h, replace } from '../dom.js';
 import { report, table, when } from './util.js';
@@ -42,21 +43,137 @@ function holdRow(ctx, hold, reload) {
   };
 }
 
+const ids = (text) => String(text || '').split(/[\s,]+/).filter(Boolean).map(Number);
+
+/** Save one file of an export batch: fetched with the session's token, handed to the browser. */
+async function download(ctx, series, batch, file) {
+  try {
+    const blob = await ctx.api.blob(`/api/v1/compliance/exports/${series}/${batch}/${encodeURIComponent(file)}`);
+    const url = URL.createObjectURL(blob);
+    const a = h('a', { href: url, download: `${batch}-${file}` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (err) { report(ctx, err); }
+}
+
+function retentionSection(ctx, policies, preview, reload) {
+  const form = h('form', { id: 'set-retention', class: 'row' },
+    h('label', {}, 'Room id ', h('input', { name: 'room', required: true, inputmode: 'numeric' })),
+    h('label', {}, 'Keep (days) ', h('input', {
+      name: 'days', type: 'number', min: policies.min_days, placeholder: 'global',
+    })),
+    h('button', { type: 'submit', class: 'primary' }, 'Set policy'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const data = new FormData(form);
+    const days = String(data.get('days') || '');
+    try {
+      await ctx.api.put(`/api/v1/compliance/retention/rooms/${Number(data.get('room'))}`,
+        { days: days === '' ? null : Number(days) });
+      reload();
+    } catch (err) { report(ctx, err); }
+  });
+  const run = h('button', {
+    type: 'button',
+    id: 'run-retention',
+    disabled: preview.messages === 0,
+    onclick: async () => {
+      try {
+        const done = await ctx.api.post('/api/v1/compliance/retention/run', {});
+        ctx.toast(`Retention erased ${done.messages} message(s).`);
+        reload();
+      } catch (err) { report(ctx, err); }
+    },
+  }, `Erase ${preview.messages} message(s) now`);
+  return [
+    h('h2', {}, 'Retention'),
+    h('p', { id: 'retention-preview' },
+      `Global: ${policies.global_days ? `${policies.global_days} days` : 'keep forever'} `
+      + `(shortest allowed: ${policies.min_days} days). A run now would erase ${preview.messages} `
+      + `message(s) in ${preview.rooms} room(s)`
+      + (preview.oldest ? `, oldest ${when(preview.oldest)}` : '')
+      + `; ${preview.held} kept by holds.`),
+    form,
+    table('Room retention policies', ['Room', 'Keep (days)', ''],
+      policies.rooms.map((p) => ({
+        attrs: { dataset: { room: String(p.room) } },
+        cells: [String(p.room), String(p.days), h('button', {
+          type: 'button',
+          onclick: async () => {
+            try {
+              await ctx.api.put(`/api/v1/compliance/retention/rooms/${p.room}`, { days: null });
+              reload();
+            } catch (err) { report(ctx, err); }
+          },
+        }, 'Follow global')],
+      })), { id: 'retention-table' }),
+    h('div', { class: 'row' }, run),
+  ];
+}
+
+function exportsSection(ctx, exports, reload) {
+  if (exports.error) {
+    return [h('h2', {}, 'Exports'), h('p', { id: 'exports-off', class: 'muted' }, exports.error)];
+  }
+  const form = h('form', { id: 'run-export', class: 'row' },
+    h('label', {}, 'Room ids ', h('input', { name: 'rooms', placeholder: 'all' })),
+    h('label', {}, 'User ids ', h('input', { name: 'users', placeholder: 'all' })),
+    h('label', {}, 'From ', h('input', { name: 'from', type: 'date' })),
+    h('label', {}, 'Until ', h('input', { name: 'until', type: 'date' })),
+    h('button', { type: 'submit', class: 'primary' }, 'Export now'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const data = new FormData(form);
+    const day = (v) => (v ? Date.parse(`${v}T00:00:00Z`) : undefined);
+    const button = form.querySelector('button');
+    button.disabled = true;
+    button.textContent = 'Exporting…';
+    try {
+      await ctx.api.post('/api/v1/compliance/exports', {
+        rooms: ids(data.get('rooms')), users: ids(data.get('users')),
+        from: day(data.get('from')), until: day(data.get('until')),
+      });
+      reload();
+    } catch (err) {
+      report(ctx, err);
+      button.disabled = false;
+      button.textContent = 'Export now';
+    }
+  });
+  const rows = exports.map((b) => ({
+    attrs: { dataset: { batch: `${b.series}/${b.batch}` } },
+    cells: [b.series, b.batch, when(b.manifest.created_at), String(b.manifest.events),
+      h('span', { class: 'files' }, ['manifest.json', 'manifest.sig', ...b.manifest.files.map((f) => f.name)]
+        .map((file) => h('button', {
+          type: 'button', class: 'link download', onclick: () => download(ctx, b.series, b.batch, file),
+        }, file)))],
+  }));
+  return [
+    h('h2', {}, 'Exports'),
+    h('p', { class: 'muted' }, 'Each batch is signed; check a series with `switchboard export verify DIR`.'),
+    form,
+    table('Export batches', ['Series', 'Batch', 'Written', 'Events', 'Files'], rows, { id: 'exports-table' }),
+  ];
+}
+
 async function load(ctx, body) {
   const reload = () => load(ctx, body);
   try {
-    const [report_, holds, preview, policies] = await Promise.all([
+    const [report_, holds, preview, policies, exports] = await Promise.all([
       ctx.api.get('/api/v1/compliance/audit/verify'),
       ctx.api.get('/api/v1/compliance/holds'),
       ctx.api.get('/api/v1/compliance/retention/preview'),
       ctx.api.get('/api/v1/compliance/retention'),
+      // Exports need `compliance.export_dir`; without it the rest of the page still works.
+      ctx.api.get('/api/v1/compliance/exports').catch((err) => ({ error: err.message })),
     ]);
     const form = h('form', { id: 'create-hold', class: 'row' },
       h('label', {}, 'Name ', h('input', { name: 'name', required: true, maxlength: 100 })),
       h('label', {}, 'Room ids ', h('input', { name: 'rooms', placeholder: '3, 7', inputmode: 'numeric' })),
       h('label', {}, 'User ids ', h('input', { name: 'users', placeholder: 'any' })),
       h('button', { type: 'submit', class: 'primary' }, 'Place hold'));
-    const ids = (text) => String(text || '').split(/[\s,]+/).filter(Boolean).map(Number);
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const data = new FormData(form);
@@ -73,13 +190,8 @@ async function load(ctx, body) {
       form,
       table('Legal holds', ['Name', 'Rooms', 'Users', 'Placed', 'State', ''],
         holds.map((hold) => holdRow(ctx, hold, reload)), { id: 'holds-table' }),
-      h('h2', {}, 'Retention'),
-      h('p', { id: 'retention-preview' },
-        `Global: ${policies.global_days ? `${policies.global_days} days` : 'keep forever'}; `
-        + `${policies.rooms.length} room policies. A run now would erase ${preview.messages} `
-        + `message(s) in ${preview.rooms} room(s)`
-        + (preview.oldest ? `, oldest ${when(preview.oldest)}` : '')
-        + `; ${preview.held} kept by holds.`));
+      ...retentionSection(ctx, policies, preview, reload),
+      ...exportsSection(ctx, exports, reload));
   } catch (err) {
     report(ctx, err);
   }
