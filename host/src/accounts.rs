@@ -154,24 +154,7 @@ pub async fn set_compliance(
 /// it). Look-alike letters stay allowed (names are written in every script), which is why
 /// clients show the unique user name beside the display name.
 pub fn check_display_name(display_name: &str) -> Result<()> {
-    let hidden = |c: char| {
-        c.is_control()
-            || matches!(
-                c,
-                '\u{061C}'
-                    | '\u{115F}'
-                    | '\u{1160}'
-                    | '\u{180E}'
-                    | '\u{200B}'..='\u{200F}'
-                    | '\u{202A}'..='\u{202E}'
-                    | '\u{2060}'..='\u{206F}'
-                    | '\u{3164}'
-                    | '\u{FEFF}'
-                    | '\u{FFA0}'
-                    | '\u{FFF9}'..='\u{FFFB}'
-                    | '\u{E0000}'..='\u{E007F}'
-            )
-    };
+    let hidden = |c: char| c.is_control() || crate::names::is_invisible_or_bidi(c);
     if display_name.trim().is_empty() || display_name.chars().count() > 100 {
         return Err(ApiError::bad_request(
             "invalid_display_name",

@@ -6,6 +6,7 @@
 pub mod account;
 pub mod admin;
 pub mod compliance;
+pub mod files;
 pub mod listener;
 pub mod ops;
 pub mod plugins;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub metrics: Metrics,
     pub registry: Arc<Registry>,
+    /// Where uploaded files are kept.
+    pub files: Arc<crate::files::Files>,
     /// The plugin runtime, when a plugins directory is configured.
     pub plugins: Option<Arc<crate::plugins::PluginHost>>,
 }
@@ -62,6 +65,7 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(ops::routes())
         .merge(admin::routes())
         .merge(compliance::routes())
+        .merge(files::routes())
         .merge(plugins::routes(state.config.plugins.max_component_bytes))
         .merge(web::routes())
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })

@@ -36,6 +36,50 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub cluster: ClusterConfig,
     pub compliance: ComplianceConfig,
+    pub files: FilesConfig,
+}
+
+/// Files uploaded to rooms: how large, and where they are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilesConfig {
+    /// The largest upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Keep files in S3-compatible object storage instead of `<data_dir>/files`.
+    pub s3: Option<S3Config>,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 100 * 1024 * 1024,
+            s3: None,
+        }
+    }
+}
+
+/// An S3-compatible bucket (AWS S3, MinIO, Ceph RGW, Garage, s3s-fs, …).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    /// The service's URL; unset: AWS for `region`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    /// Allow a plain-HTTP endpoint (a private network, or tests on loopback).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Keys start with this (several servers may share a bucket).
+    #[serde(default)]
+    pub prefix: String,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
 }
 
 /// The compliance record: the audit chain's signed checkpoints.
@@ -143,6 +187,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             cluster: ClusterConfig::default(),
             compliance: ComplianceConfig::default(),
+            files: FilesConfig::default(),
         }
     }
 }
@@ -167,8 +212,12 @@ pub struct HttpConfig {
     /// connection opening, or of the previous response on a kept-alive connection: this is
     /// also how long an idle kept-alive connection stays open.
     pub header_read_timeout_ms: u64,
-    /// A request's body must arrive within this time of its head.
+    /// A request's body must arrive within this time of its head, plus one second for every
+    /// `body_min_bytes_per_sec` that has arrived (so a large upload at a fair rate finishes,
+    /// and a body dripping in a byte at a time does not hold the connection).
     pub body_read_timeout_ms: u64,
+    /// The slowest upload rate still given more time (see `body_read_timeout_ms`).
+    pub body_min_bytes_per_sec: u64,
     /// Peers allowed to say who the client is (a reverse proxy). Only when the connection
     /// comes from one of these addresses is `client_address_header` believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -183,6 +232,7 @@ impl Default for HttpConfig {
             max_connections: 10_000,
             header_read_timeout_ms: 15_000,
             body_read_timeout_ms: 30_000,
+            body_min_bytes_per_sec: 16 * 1024,
             trusted_proxies: Vec::new(),
             client_address_header: "x-forwarded-for".into(),
         }

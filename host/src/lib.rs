@@ -13,6 +13,7 @@ pub mod bus;
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod files;
 pub mod holds;
 pub mod hub;
 pub mod ids;
@@ -210,7 +211,13 @@ pub async fn serve(
         router.hooks().clone(),
         config.auth.clone(),
     ));
+    let files = Arc::new(files::Files::open(&config).context("opening file storage")?);
+    files
+        .sweep_unfinished(store.as_ref())
+        .await
+        .context("removing unfinished uploads")?;
     let state = AppState {
+        files,
         config: config.clone(),
         accounts,
         store: store.clone(),

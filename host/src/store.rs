@@ -551,6 +551,47 @@ pub trait Store: Send + Sync + 'static {
     /// Erase these messages for real: their text, their edits' text, and any kept versions
     /// of them. Users see them deleted. Returns how many messages were erased.
     async fn erase_messages(&self, ids: &[EventId]) -> StoreResult<u64>;
+
+    // ---- files ----
+    /// Record an upload about to start (`uploading`), under its storage key.
+    async fn create_file(
+        &self,
+        room: RoomId,
+        uploader: UserId,
+        name: &str,
+        storage_key: &str,
+    ) -> StoreResult<FileRecord>;
+    /// Mark an upload complete with what its bytes turned out to be.
+    async fn finish_file(
+        &self,
+        id: i64,
+        size: i64,
+        sha256: &str,
+        content_type: &str,
+    ) -> StoreResult<()>;
+    async fn file(&self, id: i64) -> StoreResult<Option<FileRecord>>;
+    async fn delete_file(&self, id: i64) -> StoreResult<()>;
+    /// Uploads that never finished (a crash or a stop mid-upload).
+    async fn unfinished_files(&self) -> StoreResult<Vec<FileRecord>>;
+    /// Bytes of finished files, in all rooms.
+    async fn files_total_bytes(&self) -> StoreResult<i64>;
+}
+
+/// A file uploaded to a room. Written as `uploading` before its bytes, `ready` once they are
+/// all in storage (with their size, SHA-256 and sniffed type).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct FileRecord {
+    pub id: i64,
+    pub room_id: RoomId,
+    pub uploader_id: UserId,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    #[serde(skip)]
+    pub storage_key: String,
+    pub state: String,
+    pub created_at: Millis,
 }
 
 /// Open the store a database URL names: `sqlite://path` (or a bare path) or `postgres://…`.

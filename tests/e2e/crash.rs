@@ -17,6 +17,10 @@ struct Node {
 
 impl Node {
     async fn start(dir: &std::path::Path) -> Self {
+        Self::start_with(dir, &[]).await
+    }
+
+    async fn start_with(dir: &std::path::Path, env: &[(String, String)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -34,6 +38,7 @@ impl Node {
             // The check below reads everything back in one `sync`.
             .env("SWITCHBOARD_LIMITS__RESUME_MAX_EVENTS", "1000000")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .spawn()
             .expect("start switchboard");
@@ -83,6 +88,21 @@ async fn token(base: &str, name: &str, password: &str) -> String {
     body["access_token"].as_str().expect("token").to_string()
 }
 
+/// A group room created by the holder of `token`, with `members`.
+async fn group_room(base: &str, token: &str, name: &str, members: &[i64]) -> i64 {
+    let room: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/api/v1/rooms"))
+        .bearer_auth(token)
+        .json(&json!({ "kind": "group", "name": name, "members": members }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    room["id"].as_i64().unwrap()
+}
+
 #[tokio::test]
 async fn kill_9_under_load_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,17 +121,7 @@ async fn kill_9_under_load_loses_no_acknowledged_message() {
     }
     let writer = token(&node.base, "writer", PASSWORD).await;
     let reader_id = 3; // admin = 1, writer = 2, reader = 3
-    let room: serde_json::Value = http
-        .post(format!("{}/api/v1/rooms", node.base))
-        .bearer_auth(&writer)
-        .json(&json!({ "kind": "group", "name": "crash", "members": [reader_id] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let room = room["id"].as_i64().unwrap();
+    let room = group_room(&node.base, &writer, "crash", &[reader_id]).await;
 
     // Four connections send as fast as acks come back; the node is killed mid-stream.
     let url = format!("ws://{}/api/v1/ws?token={writer}", node.addr);
@@ -189,5 +199,135 @@ async fn kill_9_under_load_loses_no_acknowledged_message() {
         let found: Vec<_> = stored.iter().filter(|(_, b)| b == body).collect();
         assert_eq!(found.len(), 1, "acked message {body} stored exactly once");
         assert_eq!(found[0].0, *seq, "at the seq its ack named");
+    }
+}
+
+/// Every file under `dir`, recursively (what a crash could have left on disk).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// `kill -9` in the middle of an upload, on local and on S3 storage: after the restart there
+/// is no trace of it — no row, no object, nothing staged on disk — and uploads work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_an_upload_leaves_no_orphan() {
+    use tokio::io::AsyncWriteExt as _;
+    for storage in crate::files::STORAGES {
+        let dir = tempfile::tempdir().unwrap();
+        let s3 = match storage {
+            crate::files::Storage::S3 => Some(crate::files::S3Server::start().await),
+            crate::files::Storage::Local => None,
+        };
+        let env: Vec<(String, String)> = match &s3 {
+            Some(s3) => {
+                let c = s3.config();
+                vec![
+                    ("SWITCHBOARD_FILES__S3__BUCKET".into(), c.bucket),
+                    (
+                        "SWITCHBOARD_FILES__S3__ENDPOINT".into(),
+                        c.endpoint.unwrap(),
+                    ),
+                    (
+                        "SWITCHBOARD_FILES__S3__ACCESS_KEY_ID".into(),
+                        c.access_key_id.0,
+                    ),
+                    (
+                        "SWITCHBOARD_FILES__S3__SECRET_ACCESS_KEY".into(),
+                        c.secret_access_key.0,
+                    ),
+                    ("SWITCHBOARD_FILES__S3__ALLOW_HTTP".into(), "true".into()),
+                ]
+            }
+            None => Vec::new(),
+        };
+        let node = Node::start_with(dir.path(), &env).await;
+        let http = reqwest::Client::new();
+        let admin = token(&node.base, "admin", ADMIN_PASSWORD).await;
+        let room = group_room(&node.base, &admin, "uploads", &[]).await;
+
+        // 12 MiB of a 40 MiB upload: two parts are in storage when the process dies.
+        let mut socket = tokio::net::TcpStream::connect(&node.addr).await.unwrap();
+        let head = format!(
+            "POST /api/v1/rooms/{room}/files?name=half.bin HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {admin}\r\nContent-Length: 41943040\r\n\r\n"
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![7u8; 1024 * 1024];
+        for _ in 0..12 {
+            socket.write_all(&chunk).await.unwrap();
+        }
+        socket.flush().await.unwrap();
+        // Staged bytes show up on the local disk (a sentinel that the upload is under way).
+        if s3.is_none() {
+            for _ in 0..200 {
+                if !files_under(&dir.path().join("files")).is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            assert!(
+                !files_under(&dir.path().join("files")).is_empty(),
+                "the upload was under way"
+            );
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        node.kill9();
+        drop(socket);
+
+        let node = Node::start_with(dir.path(), &env).await;
+        let mut config = switchboard::config::Config::default();
+        config.data_dir = dir.path().to_path_buf();
+        config.files.s3 = s3.as_ref().map(|s| s.config());
+        let files = switchboard::files::Files::open(&config).unwrap();
+        assert_eq!(files.object_count().await.unwrap(), 0, "{storage:?}");
+        if s3.is_none() {
+            assert_eq!(
+                files_under(&dir.path().join("files")),
+                Vec::<std::path::PathBuf>::new()
+            );
+        }
+        let store = switchboard::store::open(
+            &format!("sqlite://{}", dir.path().join("switchboard.db").display()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            store.unfinished_files().await.unwrap().is_empty(),
+            "{storage:?}"
+        );
+        drop(store);
+        // And the next upload works.
+        let admin = token(&node.base, "admin", ADMIN_PASSWORD).await;
+        let response = http
+            .post(format!(
+                "{}/api/v1/rooms/{room}/files?name=whole.txt",
+                node.base
+            ))
+            .bearer_auth(&admin)
+            .body("after the crash")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::CREATED,
+            "{storage:?}"
+        );
+        assert_eq!(files.object_count().await.unwrap(), 1, "{storage:?}");
+        drop(node);
     }
 }

@@ -15,6 +15,7 @@ mod chat;
 mod cluster;
 mod crash;
 mod export;
+mod files;
 mod hardening;
 mod holds;
 mod plugin_signing;

@@ -13,8 +13,10 @@
 //! - **Header timeout** (`http.header_read_timeout_ms`): hyper's own; the clock starts when
 //!   the connection opens or the previous response ends, so it also closes idle kept-alive
 //!   connections.
-//! - **Body timeout** (`http.body_read_timeout_ms`): the whole body must arrive within this
-//!   time of the head; a body that drips in a byte at a time fails as `408 body_timeout`.
+//! - **Body timeout** (`http.body_read_timeout_ms`): the body must arrive within this time
+//!   of the head, plus a second per `http.body_min_bytes_per_sec` received, so an upload at
+//!   a fair rate may take as long as it needs while a body that drips in a byte at a time
+//!   fails as `408 body_timeout`.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -49,7 +51,10 @@ pub async fn serve(
 ) {
     let permits = Arc::new(Semaphore::new(http.max_connections.max(1)));
     let header_timeout = Duration::from_millis(http.header_read_timeout_ms.max(1));
-    let body_timeout = Duration::from_millis(http.body_read_timeout_ms.max(1));
+    let body_timeout = BodyDeadline {
+        base: Duration::from_millis(http.body_read_timeout_ms.max(1)),
+        min_bytes_per_sec: http.body_min_bytes_per_sec.max(1),
+    };
     let (stop, stopping) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -100,7 +105,14 @@ struct Connection {
     peer: SocketAddr,
     app: axum::Router,
     header_timeout: Duration,
-    body_timeout: Duration,
+    body_timeout: BodyDeadline,
+}
+
+/// How long a body may take: `base`, plus a second per `min_bytes_per_sec` received.
+#[derive(Debug, Clone, Copy)]
+struct BodyDeadline {
+    base: Duration,
+    min_bytes_per_sec: u64,
 }
 
 impl Connection {
@@ -263,19 +275,35 @@ impl AsyncWrite for Counted {
 #[error("the request body did not arrive in time")]
 pub struct BodyTimedOut;
 
-/// A request body that fails once its deadline passes (a total, not a per-read timeout: a
-/// body dripping in a byte at a time fails too).
+/// A request body that fails once its deadline passes: a total that grows only with the
+/// bytes received, so a body dripping in a byte at a time fails too.
 struct DeadlineBody {
     inner: Incoming,
+    policy: BodyDeadline,
+    started: tokio::time::Instant,
+    received: u64,
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl DeadlineBody {
-    fn new(inner: Incoming, timeout: Duration) -> Self {
+    fn new(inner: Incoming, policy: BodyDeadline) -> Self {
+        let started = tokio::time::Instant::now();
         Self {
             inner,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            policy,
+            started,
+            received: 0,
+            deadline: Box::pin(tokio::time::sleep_until(started + policy.base)),
         }
+    }
+
+    /// Data arrived: the allowance grows with it.
+    fn credit(&mut self, bytes: usize) {
+        self.received += bytes as u64;
+        let earned =
+            Duration::from_secs_f64(self.received as f64 / self.policy.min_bytes_per_sec as f64);
+        let until = self.started + self.policy.base + earned;
+        self.deadline.as_mut().reset(until);
     }
 }
 
@@ -288,6 +316,13 @@ impl hyper::body::Body for DeadlineBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len();
+                    self.credit(len);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
             Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
             Poll::Pending if self.deadline.as_mut().poll(cx).is_ready() => {
                 Poll::Ready(Some(Err(BodyTimedOut.into())))

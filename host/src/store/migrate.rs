@@ -169,6 +169,23 @@ const TABLES: &[Table] = &[
         identity: true,
     },
     Table {
+        name: "files",
+        columns: &[
+            ("id", Ty::Int),
+            ("room_id", Ty::Int),
+            ("uploader_id", Ty::Int),
+            ("name", Ty::Text),
+            ("content_type", Ty::Text),
+            ("size", Ty::Int),
+            ("sha256", Ty::Text),
+            ("storage_key", Ty::Text),
+            ("state", Ty::Text),
+            ("created_at", Ty::Int),
+        ],
+        order_by: "id",
+        identity: true,
+    },
+    Table {
         name: "retention_policies",
         columns: &[("room_id", Ty::Int), ("days", Ty::Int)],
         order_by: "room_id",

@@ -73,7 +73,7 @@ macro_rules! sql_store {
         };
         use $crate::store::{
             Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, EventVersion,
-            LegalHold, Member, Metadata, NewEvent, NewHold, NewRoom, NewUser, Page, Role, Room,
+            FileRecord, LegalHold, Member, Metadata, NewEvent, NewHold, NewRoom, NewUser, Page, Role, Room,
             RoomId, RoomKind, RoomSummary, Session, Store, StoreError, StoreResult, User, UserId,
             now_millis,
         };
@@ -353,6 +353,9 @@ macro_rules! sql_store {
             .await?;
             Ok(())
         }
+
+        const FILE_COLS: &str = "id, room_id, uploader_id, name, content_type, size, sha256, \
+                                 storage_key, state, created_at";
 
         const HOLD_COLS: &str = "id, name, users, rooms, from_at, until_at, created_by, \
                                  created_at, release_requested_by, release_requested_at, \
@@ -1382,6 +1385,92 @@ macro_rules! sql_store {
                     }
                 }
                 Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn create_file(
+                &self,
+                room: RoomId,
+                uploader: UserId,
+                name: &str,
+                storage_key: &str,
+            ) -> StoreResult<FileRecord> {
+                let row = sqlx::query(&format!(
+                    "INSERT INTO files (room_id, uploader_id, name, storage_key, state, created_at)
+                     VALUES ($1, $2, $3, $4, 'uploading', $5) RETURNING {FILE_COLS}"
+                ))
+                .bind(room)
+                .bind(uploader)
+                .bind(name)
+                .bind(storage_key)
+                .bind(now_millis())
+                .fetch_one(self.writes())
+                .await
+                .map_err(|e| map_write(e, "file_exists"))?;
+                from_row::<FileRecord>(&row)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn finish_file(
+                &self,
+                id: i64,
+                size: i64,
+                sha256: &str,
+                content_type: &str,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE files SET size = $2, sha256 = $3, content_type = $4, state = 'ready'
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(size)
+                .bind(sha256)
+                .bind(content_type)
+                .execute(self.writes())
+                .await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn file(&self, id: i64) -> StoreResult<Option<FileRecord>> {
+                sqlx::query(&format!("SELECT {FILE_COLS} FROM files WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(self.reads())
+                    .await?
+                    .as_ref()
+                    .map(from_row::<FileRecord>)
+                    .transpose()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn delete_file(&self, id: i64) -> StoreResult<()> {
+                sqlx::query("DELETE FROM files WHERE id = $1")
+                    .bind(id)
+                    .execute(self.writes())
+                    .await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn unfinished_files(&self) -> StoreResult<Vec<FileRecord>> {
+                sqlx::query(&format!(
+                    "SELECT {FILE_COLS} FROM files WHERE state = 'uploading' ORDER BY id"
+                ))
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(from_row::<FileRecord>)
+                .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn files_total_bytes(&self) -> StoreResult<i64> {
+                let row = sqlx::query(
+                    "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS total FROM files WHERE state = 'ready'",
+                )
+                .fetch_one(self.reads())
+                .await?;
+                col(&row, "total")
             }
 
             #[tracing::instrument(skip_all)]
