@@ -66,6 +66,7 @@ fn message(f: &Fixture, n: u64) -> NewEvent {
         client_msg_id: format!("m-{n}"),
         body: BODY.into(),
         metadata: BTreeMap::new(),
+        files: Vec::new(),
     }
 }
 

@@ -47,6 +47,9 @@ pub struct FilesConfig {
     pub max_upload_bytes: u64,
     /// Keep files in S3-compatible object storage instead of `<data_dir>/files`.
     pub s3: Option<S3Config>,
+    /// How often the bytes of deleted messages' files are purged from storage (they are out
+    /// of users' reach the moment the message is deleted).
+    pub purge_interval_secs: u64,
 }
 
 impl Default for FilesConfig {
@@ -54,6 +57,7 @@ impl Default for FilesConfig {
         Self {
             max_upload_bytes: 100 * 1024 * 1024,
             s3: None,
+            purge_interval_secs: 60,
         }
     }
 }

@@ -596,6 +596,7 @@ mod tests {
                 client_msg_id: format!("m{n}"),
                 body: format!("message number {n:02} {}", "x".repeat(100)),
                 metadata: Default::default(),
+                files: Vec::new(),
             })
             .collect();
         for appended in store.append_events(&batch).await.unwrap() {

@@ -87,6 +87,7 @@ impl Files {
         let FilesConfig {
             max_upload_bytes,
             s3,
+            ..
         } = &config.files;
         let local_root = s3.is_none().then(|| config.data_dir.join("files"));
         let (objects, prefix, backend): (Arc<dyn ObjectStore>, String, _) = match s3 {
@@ -104,7 +105,7 @@ impl Files {
             }
             None => {
                 let dir = config.data_dir.join("files");
-                std::fs::create_dir_all(&dir)?;
+                create_private_dir(&dir)?;
                 crate::private_files::tighten(&dir, "the files directory")?;
                 (
                     Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir)?),
@@ -278,7 +279,7 @@ impl Files {
     /// Remove what uploads cut off by a crash or a stop left: their rows, and any object
     /// that reached storage. Run at start, before requests are taken.
     pub async fn sweep_unfinished(&self, store: &dyn Store) -> Result<usize, FileError> {
-        let unfinished = store.unfinished_files().await?;
+        let unfinished = store.files_in_state("uploading").await?;
         for file in &unfinished {
             self.delete(store, file).await?;
         }
@@ -289,6 +290,39 @@ impl Files {
             );
         }
         Ok(unfinished.len())
+    }
+
+    /// Purge the bytes of files whose message was deleted or erased (and not kept), then
+    /// their rows. Run after start and then every `files.purge_interval_secs`.
+    pub async fn purge_deleted(&self, store: &dyn Store) -> Result<usize, FileError> {
+        let deleted = store.files_in_state("deleted").await?;
+        for file in &deleted {
+            self.delete(store, file).await?;
+        }
+        Ok(deleted.len())
+    }
+
+    /// Purge on a schedule (see [`purge_deleted`](Self::purge_deleted)).
+    pub fn spawn_purger(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        every_secs: u64,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker =
+                tokio::time::interval(std::time::Duration::from_secs(every_secs.max(1)));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                match self.purge_deleted(store.as_ref()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(files = n, "purged the files of deleted messages"),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "purging deleted files failed; the next run retries")
+                    }
+                }
+            }
+        })
     }
 
     /// How many objects storage holds under this server's prefix (operators; tests that
@@ -303,6 +337,15 @@ impl Files {
         }
         Ok(count)
     }
+}
+
+/// Create `dir` (and its parents) readable by this user only, like the data directory.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// Remove what a multipart upload to the local directory staged beside `dest` (`dest#1`, …)

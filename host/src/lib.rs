@@ -216,6 +216,9 @@ pub async fn serve(
         .sweep_unfinished(store.as_ref())
         .await
         .context("removing unfinished uploads")?;
+    let purger = files
+        .clone()
+        .spawn_purger(store.clone(), config.files.purge_interval_secs);
     let state = AppState {
         files,
         config: config.clone(),
@@ -241,6 +244,7 @@ pub async fn serve(
     housekeeping.abort();
     checkpointer.abort();
     retention.abort();
+    purger.abort();
     if let Some(exporter) = exporter {
         exporter.abort();
     }

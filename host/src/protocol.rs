@@ -23,6 +23,9 @@ pub enum ClientFrame {
         body: String,
         #[serde(default)]
         metadata: Metadata,
+        /// Files uploaded to this room by the sender, to attach.
+        #[serde(default)]
+        files: Vec<i64>,
     },
     Edit {
         #[serde(default)]

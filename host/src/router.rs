@@ -141,6 +141,33 @@ impl RouterCore {
         metadata: Metadata,
         depth: u32,
     ) -> Result<Ack> {
+        self.send_message_with_files(
+            sender,
+            room_id,
+            client_msg_id,
+            body,
+            metadata,
+            Vec::new(),
+            depth,
+        )
+        .await
+    }
+
+    /// [`send_message`](Self::send_message) with files the sender uploaded to the room
+    /// attached: they are claimed in the message's own transaction, and listed in its
+    /// metadata under the server's `files` key (ids, comma-separated) for clients and
+    /// plugins.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send_message_with_files(
+        &self,
+        sender: &User,
+        room_id: RoomId,
+        client_msg_id: String,
+        body: String,
+        mut metadata: Metadata,
+        files: Vec<i64>,
+        depth: u32,
+    ) -> Result<Ack> {
         self.check_client_msg_id(&client_msg_id)?;
         self.check_body(&body)?;
         check_metadata(&metadata)?;
@@ -150,6 +177,25 @@ impl RouterCore {
             refuse_reserved_metadata(&metadata)?;
         }
         self.ensure_member(sender.id, room_id).await?;
+        if !files.is_empty() {
+            // A retry's files are already attached (to its original): answer with that.
+            if let Some(original) = self
+                .store
+                .event_by_client_msg_id(sender.id, &client_msg_id)
+                .await?
+            {
+                return duplicate_ack(original, room_id);
+            }
+            self.check_attachable(sender, room_id, &files).await?;
+            metadata.insert(
+                rules::FILES_METADATA_KEY.to_string(),
+                files
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
         // Bots' posts are never commands: a bot cannot drive another plugin that way.
         if !sender.is_bot
             && self.hooks.implements(HookKind::Command)
@@ -183,6 +229,7 @@ impl RouterCore {
                 client_msg_id: client_msg_id.clone(),
                 body,
                 metadata,
+                files,
             })
             .await?;
         if appended.duplicate {
@@ -683,6 +730,52 @@ fn duplicate_ack(original: Event, room_id: RoomId) -> Result<Ack> {
         duplicate: true,
         command: None,
     })
+}
+
+impl RouterCore {
+    /// Files a message may carry: at most [`rules::MAX_FILES_PER_MESSAGE`], no repeats, each a
+    /// finished upload of the sender's in this room that no message carries yet. (The store
+    /// claims them again inside the message's transaction, which settles any race.)
+    async fn check_attachable(&self, sender: &User, room_id: RoomId, files: &[i64]) -> Result<()> {
+        if files.len() > rules::MAX_FILES_PER_MESSAGE {
+            return Err(ApiError::bad_request(
+                "too_many_files",
+                format!(
+                    "a message may carry at most {} files",
+                    rules::MAX_FILES_PER_MESSAGE
+                ),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for &id in files {
+            if !seen.insert(id) {
+                return Err(ApiError::bad_request(
+                    "invalid_files",
+                    format!("file {id} is listed twice"),
+                ));
+            }
+            let file = self
+                .store
+                .file(id)
+                .await?
+                .filter(|f| {
+                    f.room_id == room_id && f.uploader_id == sender.id && f.state == "ready"
+                })
+                .ok_or_else(|| {
+                    ApiError::not_found(
+                        "file_not_found",
+                        format!("no file {id} of yours in this room; upload it here first"),
+                    )
+                })?;
+            if file.message_id.is_some() {
+                return Err(ApiError::conflict(
+                    "file_unavailable",
+                    format!("file {id} is already attached to a message"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn check_metadata(metadata: &Metadata) -> Result<()> {

@@ -228,6 +228,10 @@ pub enum NewEvent {
         client_msg_id: String,
         body: String,
         metadata: Metadata,
+        /// Files to attach, claimed in the same transaction: each must be a finished upload
+        /// of this sender in this room not attached yet, or nothing is stored
+        /// (`file_unavailable`).
+        files: Vec<i64>,
     },
     /// Replace a message's body. The store checks that `target` is a live message in the room
     /// written by `sender_id`.
@@ -571,14 +575,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     async fn file(&self, id: i64) -> StoreResult<Option<FileRecord>>;
     async fn delete_file(&self, id: i64) -> StoreResult<()>;
-    /// Uploads that never finished (a crash or a stop mid-upload).
-    async fn unfinished_files(&self) -> StoreResult<Vec<FileRecord>>;
+    /// Files in one state: `uploading` (never finished: a crash or a stop mid-upload),
+    /// `ready`, `kept` (its message was deleted; kept for compliance), `deleted` (its bytes
+    /// are to be purged).
+    async fn files_in_state(&self, state: &str) -> StoreResult<Vec<FileRecord>>;
     /// Bytes of finished files, in all rooms.
     async fn files_total_bytes(&self) -> StoreResult<i64>;
 }
 
 /// A file uploaded to a room. Written as `uploading` before its bytes, `ready` once they are
-/// all in storage (with their size, SHA-256 and sniffed type).
+/// all in storage (with their size, SHA-256 and sniffed type); when its message is deleted,
+/// `kept` (under a hold or `preserve_deleted`) or `deleted` (bytes purged, then the row).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct FileRecord {
     pub id: i64,
@@ -592,6 +599,8 @@ pub struct FileRecord {
     pub storage_key: String,
     pub state: String,
     pub created_at: Millis,
+    /// The message it is attached to, once sent.
+    pub message_id: Option<EventId>,
 }
 
 /// Open the store a database URL names: `sqlite://path` (or a bare path) or `postgres://…`.

@@ -86,6 +86,13 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         hold: u64,
     },
+    /// One large file uploaded and downloaded, streamed both ways: MB/s and the server's
+    /// memory while it runs.
+    Files {
+        /// File size in MiB.
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+    },
     /// Many clients resuming at once.
     Reconnect {
         #[arg(long, default_value_t = 500)]
@@ -183,6 +190,43 @@ async fn main() -> anyhow::Result<()> {
                 println!(
                     "json {{\"scenario\":\"idle\",\"connections\":{open},\"still_open\":{alive},\"kib_per_connection\":{per_conn:.2},\"rss_mib\":{mib:.1}}}"
                 );
+            }
+        }
+        Scenario::Files { mib } => {
+            let before = sample();
+            let run = scenarios::files(&api, mib).await?;
+            let after = sample();
+            let mbps = |secs: f64| (mib as f64) * 1.048_576 / secs;
+            println!("scenario        files ({mib} MiB)");
+            println!(
+                "upload          {:.2} s, {:.0} MB/s",
+                run.upload_secs,
+                mbps(run.upload_secs)
+            );
+            println!(
+                "download        {:.2} s, {:.0} MB/s (byte-exact: {})",
+                run.download_secs,
+                mbps(run.download_secs),
+                run.exact
+            );
+            if let (Some(a), Some(b)) = (before, after) {
+                #[allow(clippy::cast_precision_loss)]
+                let (start, peak) = (
+                    a.rss_bytes as f64 / 1_048_576.0,
+                    b.peak_rss_bytes as f64 / 1_048_576.0,
+                );
+                println!(
+                    "server          RSS {start:.1} MiB before, peak {peak:.1} MiB (+{:.1} MiB)",
+                    peak - start
+                );
+                println!(
+                    "json {{\"scenario\":\"files\",\"mib\":{mib},\"upload_mb_s\":{:.1},\"download_mb_s\":{:.1},\"rss_before_mib\":{start:.1},\"peak_rss_mib\":{peak:.1}}}",
+                    mbps(run.upload_secs),
+                    mbps(run.download_secs)
+                );
+            }
+            if !run.exact {
+                bail!("the download differed from the upload");
             }
         }
         Scenario::Reconnect { clients, missed } => {

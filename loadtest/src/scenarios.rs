@@ -404,3 +404,97 @@ pub async fn reconnect_storm(
     }
     Ok((started.elapsed(), gaps, dups))
 }
+
+/// What the files scenario measured.
+pub struct FilesRun {
+    pub upload_secs: f64,
+    pub download_secs: f64,
+    pub exact: bool,
+}
+
+/// Upload `mib` MiB generated on the fly (never whole in this process either), then
+/// download it and compare digests.
+pub async fn files(api: &Api, mib: u64) -> anyhow::Result<FilesRun> {
+    let owner = api.users("files", 1).await?.remove(0);
+    let room = api.group(&owner, "files", &[]).await?;
+    // A deterministic, incompressible-looking pattern: chunk n is filled from n.
+    let chunk = |n: u64| -> Vec<u8> {
+        let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..1024 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let mut sent = Digest::default();
+    for n in 0..mib {
+        sent.add(&chunk(n));
+    }
+    let body = futures_util::stream::iter((0..mib).map(move |n| Ok::<_, std::io::Error>(chunk(n))));
+    let started = Instant::now();
+    let response = api
+        .http
+        .post(format!("{}/api/v1/rooms/{room}/files", api.base))
+        .query(&[("name", "large.bin")])
+        .bearer_auth(&owner.token)
+        .header("content-length", (mib * 1024 * 1024).to_string())
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await?;
+    let upload_secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        response.status().is_success(),
+        "upload: {} {}",
+        response.status(),
+        response.text().await.unwrap_or_default()
+    );
+    let file: serde_json::Value = response.json().await?;
+    let id = file["id"].as_i64().unwrap_or_default();
+    let started = Instant::now();
+    let mut stream = api
+        .http
+        .get(format!("{}/api/v1/files/{id}", api.base))
+        .bearer_auth(&owner.token)
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes_stream();
+    let mut received = Digest::default();
+    while let Some(bytes) = stream.next().await {
+        received.add(&bytes?);
+    }
+    let download_secs = started.elapsed().as_secs_f64();
+    Ok(FilesRun {
+        upload_secs,
+        download_secs,
+        exact: sent == received,
+    })
+}
+
+/// A cheap running digest (length and FNV-1a over every byte) to compare two streams.
+#[derive(Debug, PartialEq, Eq)]
+struct Digest {
+    len: u64,
+    hash: u64,
+}
+
+impl Default for Digest {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            hash: 0xcbf2_9ce4_8422_2325,
+        }
+    }
+}
+
+impl Digest {
+    fn add(&mut self, bytes: &[u8]) {
+        self.len += bytes.len() as u64;
+        for &b in bytes {
+            self.hash = (self.hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}

@@ -532,6 +532,101 @@ async fn a_compliance_reviewer_places_and_releases_a_hold_in_the_console() {
     .await;
 }
 
+/// Files in the chat client: two dropped on the room upload with progress, the message shows
+/// their cards (the image previewed), a file downloads byte for byte, and a file the server
+/// refuses shows the server's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_dropped_on_a_room_are_sent_previewed_and_downloaded() {
+    let server = TestServer::start_with(|c| c.files.max_upload_bytes = 1024 * 1024).await;
+    let alice = server.user("alice").await;
+    let room = alice.group("files", &[]).await;
+    let server = &server;
+    with_browsers(1, |browsers| async move {
+        let b = &browsers[0];
+        login(b, server, "/", "alice", PASSWORD).await;
+        wait_online(b).await;
+        click(b, &format!(".room-item[data-room-id='{room}']")).await;
+        // A 1x1 PNG and a CSV, dropped as a user would drag them from the desktop.
+        let drop = |files_js: &str| {
+            format!(
+                "const dt = new DataTransfer();
+                 {files_js}
+                 document.querySelector('#room').dispatchEvent(
+                   new DragEvent('drop', {{ dataTransfer: dt, bubbles: true, cancelable: true }}));"
+            )
+        };
+        b.execute(
+            &drop(
+                "const png = Uint8Array.from(atob('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=='), (c) => c.charCodeAt(0));
+                 dt.items.add(new File([png], 'dot.png'));
+                 dt.items.add(new File(['name,amount\\nbob,12\\n'], 'ledger.csv'));",
+            ),
+            vec![],
+        )
+        .await
+        .expect("drop");
+        eventually(
+            b,
+            "both uploads to finish",
+            "return document.querySelectorAll('#pending-files li[data-state=ready]').length",
+            |v| v.as_u64() == Some(2),
+        )
+        .await;
+        type_into(b, "#composer-input", &format!("the numbers{ENTER}")).await;
+        wait_css(b, ".msg .file-card[data-file-id] .file-download").await;
+        eventually(
+            b,
+            "the image preview to load",
+            "const img = document.querySelector('.msg .file-card img.file-preview'); return img ? img.naturalWidth : 0",
+            |v| v.as_u64() == Some(1),
+        )
+        .await;
+        assert_eq!(
+            b.execute(
+                "return document.querySelectorAll('#pending-files li').length",
+                vec![]
+            )
+            .await
+            .expect("pending"),
+            json!(0),
+            "the composer's files went with the message"
+        );
+        let fetched = b
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 const card = [...document.querySelectorAll('.msg .file-card')]
+                   .find((c) => c.textContent.includes('ledger.csv'));
+                 const original = URL.createObjectURL;
+                 URL.createObjectURL = (blob) => { blob.text().then(done); URL.createObjectURL = original; return original(blob); };
+                 card.querySelector('.file-download').click();",
+                vec![],
+            )
+            .await
+            .expect("download");
+        assert_eq!(fetched, json!("name,amount\nbob,12\n"));
+
+        // Refused by the server: the reason is shown where the file was.
+        b.execute(
+            &drop("dt.items.add(new File([new Uint8Array(2 * 1024 * 1024)], 'huge.bin'));"),
+            vec![],
+        )
+        .await
+        .expect("drop");
+        let reason = eventually(
+            b,
+            "the refusal",
+            "const li = document.querySelector('#pending-files li[data-state=rejected]'); return li ? li.textContent : ''",
+            |v| v.as_str().is_some_and(|t| !t.is_empty()),
+        )
+        .await;
+        assert!(
+            reason.as_str().unwrap_or_default().contains("at most 1048576 bytes"),
+            "{reason}"
+        );
+    })
+    .await;
+}
+
 /// Click `css`, then accept the `confirm()` it opens.
 async fn click_and_confirm(b: &Browser, css: &str) {
     click(b, css).await;

@@ -306,7 +306,7 @@ async fn kill_9_during_an_upload_leaves_no_orphan() {
         .await
         .unwrap();
         assert!(
-            store.unfinished_files().await.unwrap().is_empty(),
+            store.files_in_state("uploading").await.unwrap().is_empty(),
             "{storage:?}"
         );
         drop(store);

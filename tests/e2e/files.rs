@@ -287,3 +287,213 @@ async fn files_round_trip_byte_exact_only_for_members_on_every_store_and_storage
         }
     }
 }
+
+/// Send a message carrying `files` over HTTP.
+async fn send_with(client: &Client, room: i64, id: &str, files: Value) -> (StatusCode, Value) {
+    client
+        .post(
+            &format!("/api/v1/rooms/{room}/messages"),
+            serde_json::json!({ "client_msg_id": id, "body": "see attached", "files": files }),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_carries_files_its_sender_uploaded_once_and_only_once() {
+    for backend in BACKENDS {
+        let (server, _db) = start_on(backend, |_| {}).await;
+        let alice = server.user("alice").await;
+        let bob = server.user("bob").await;
+        let room = alice.group("deal", &[bob.id]).await;
+        let other = alice.group("other", &[]).await;
+        let mut ids = Vec::new();
+        for n in 0..4 {
+            let (status, file) = upload(&alice, room, &format!("f{n}.txt"), b"text".to_vec()).await;
+            assert_eq!(status, StatusCode::CREATED);
+            ids.push(file["id"].as_i64().unwrap());
+        }
+        let (_, bobs) = upload(&bob, room, "bob.txt", b"his".to_vec()).await;
+        let bobs = bobs["id"].as_i64().unwrap();
+        let (_, elsewhere) = upload(&alice, other, "else.txt", b"there".to_vec()).await;
+        let elsewhere = elsewhere["id"].as_i64().unwrap();
+
+        // Attached: listed in the message, and the file knows its message.
+        let (status, ack) =
+            send_with(&alice, room, "m1", serde_json::json!([ids[0], ids[1]])).await;
+        assert_eq!(status, StatusCode::CREATED, "{backend:?}: {ack}");
+        let message = ack["id"].as_i64().unwrap();
+        let history = alice.history(room, "").await;
+        let sent = history.iter().find(|e| e["id"] == message).unwrap();
+        assert_eq!(sent["metadata"]["files"], format!("{},{}", ids[0], ids[1]));
+        let (_, info) = bob.get(&format!("/api/v1/files/{}/info", ids[0])).await;
+        assert_eq!(info["message_id"], message, "{backend:?}");
+        // A retry is the same message, not a refusal.
+        let (status, again) =
+            send_with(&alice, room, "m1", serde_json::json!([ids[0], ids[1]])).await;
+        assert_eq!(
+            (status, again["id"].as_i64()),
+            (StatusCode::OK, Some(message))
+        );
+
+        // Refused, with nothing stored: attached already, someone else's, another room's,
+        // listed twice, too many, or the key written by hand.
+        let before = alice.history(room, "").await.len();
+        for (files, status, code) in [
+            (
+                serde_json::json!([ids[0]]),
+                StatusCode::CONFLICT,
+                "file_unavailable",
+            ),
+            (
+                serde_json::json!([bobs]),
+                StatusCode::NOT_FOUND,
+                "file_not_found",
+            ),
+            (
+                serde_json::json!([elsewhere]),
+                StatusCode::NOT_FOUND,
+                "file_not_found",
+            ),
+            (
+                serde_json::json!([999_999]),
+                StatusCode::NOT_FOUND,
+                "file_not_found",
+            ),
+            (
+                serde_json::json!([ids[2], ids[2]]),
+                StatusCode::BAD_REQUEST,
+                "invalid_files",
+            ),
+            (
+                serde_json::json!((0..11).collect::<Vec<i64>>()),
+                StatusCode::BAD_REQUEST,
+                "too_many_files",
+            ),
+        ] {
+            let (got, body) = send_with(&alice, room, &format!("bad-{files}"), files.clone()).await;
+            assert_eq!(
+                (got, body["code"].as_str()),
+                (status, Some(code)),
+                "{backend:?}: {files}"
+            );
+        }
+        let (status, body) = alice
+            .post(
+                &format!("/api/v1/rooms/{room}/messages"),
+                serde_json::json!({ "client_msg_id": "forged", "body": "x", "metadata": { "files": "1" } }),
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("reserved_metadata"))
+        );
+        assert_eq!(alice.history(room, "").await.len(), before, "{backend:?}");
+
+        // Two sends racing for one file: exactly one gets it.
+        let (a, b) = tokio::join!(
+            send_with(&alice, room, "race-a", serde_json::json!([ids[2]])),
+            send_with(&alice, room, "race-b", serde_json::json!([ids[2]])),
+        );
+        let won = [&a, &b]
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::CREATED)
+            .count();
+        let lost = [&a, &b]
+            .iter()
+            .filter(|(s, body)| *s == StatusCode::CONFLICT && body["code"] == "file_unavailable")
+            .count();
+        assert_eq!((won, lost), (1, 1), "{backend:?}: {a:?} {b:?}");
+
+        // Over the socket too.
+        let mut ws = alice.ws(&server).await;
+        ws.send(serde_json::json!({
+            "type": "send", "room": room, "client_msg_id": "w1", "body": "by socket", "files": [ids[3]]
+        }))
+        .await;
+        let mut acked = None;
+        for _ in 0..10 {
+            let frame = ws.recv().await;
+            if frame["type"] == "ack" {
+                acked = Some(frame);
+                break;
+            }
+        }
+        let acked = acked.expect("an ack");
+        let (_, info) = alice.get(&format!("/api/v1/files/{}/info", ids[3])).await;
+        assert_eq!(info["message_id"], acked["id"], "{backend:?}: {acked}");
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_message_takes_its_files_unless_a_hold_keeps_them() {
+    for backend in BACKENDS {
+        let (server, _db) = start_on(backend, |c| c.files.purge_interval_secs = 1).await;
+        let mut config = Config::default();
+        config.data_dir = server.dir.path().to_path_buf();
+        let admin = server.admin().await;
+        let reviewer = crate::holds::compliance_user(&admin, "rita").await;
+        let alice = server.user("alice").await;
+        let room = alice.group("deal", &[]).await;
+        let held_room = alice.group("held", &[]).await;
+        let (status, _) = reviewer
+            .post(
+                "/api/v1/compliance/holds",
+                serde_json::json!({ "name": "case", "rooms": [held_room] }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+
+        let post = |room: i64, tag: &'static str| {
+            let alice = &alice;
+            async move {
+                let (_, file) =
+                    upload(alice, room, &format!("{tag}.txt"), tag.as_bytes().to_vec()).await;
+                let file = file["id"].as_i64().unwrap();
+                let (status, ack) = send_with(alice, room, tag, serde_json::json!([file])).await;
+                assert_eq!(status, StatusCode::CREATED, "{ack}");
+                (file, ack["id"].as_i64().unwrap())
+            }
+        };
+        let (kept_file, kept_message) = post(held_room, "kept").await;
+        let (gone_file, gone_message) = post(room, "gone").await;
+        assert_eq!(objects(&config).await, 2);
+
+        for (room, message) in [(held_room, kept_message), (room, gone_message)] {
+            let (status, _) = alice
+                .delete(&format!("/api/v1/rooms/{room}/messages/{message}"))
+                .await;
+            assert!(status.is_success());
+        }
+        // Out of users' reach at once, held or not.
+        for file in [kept_file, gone_file] {
+            assert_eq!(
+                download(&alice, file, None).await.status(),
+                StatusCode::NOT_FOUND
+            );
+        }
+        // The unheld file's bytes are purged; the held one's stay (checked after the purge,
+        // which is the sentinel that a purge ran).
+        let mut left = objects(&config).await;
+        for _ in 0..200 {
+            if left == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            left = objects(&config).await;
+        }
+        assert_eq!(
+            left, 1,
+            "{backend:?}: the held file's bytes stay, the other's go"
+        );
+        let in_room = |room: i64| {
+            std::fs::read_dir(server.dir.path().join(format!("files/rooms/{room}")))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        };
+        assert_eq!((in_room(held_room), in_room(room)), (1, 0), "{backend:?}");
+        let (status, _) = alice.get(&format!("/api/v1/files/{kept_file}/info")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        server.stop().await;
+    }
+}

@@ -287,6 +287,7 @@ fn msg(room: i64, sender: UserId, cmid: &str, body: &str) -> NewEvent {
         client_msg_id: cmid.into(),
         body: body.into(),
         metadata: Metadata::new(),
+        files: Vec::new(),
     }
 }
 

@@ -182,6 +182,9 @@ struct SendRequest {
     body: String,
     #[serde(default)]
     metadata: Metadata,
+    /// Files uploaded to this room by the sender, to attach.
+    #[serde(default)]
+    files: Vec<i64>,
 }
 
 /// `201` with the ack once committed; a retried `client_msg_id` gets `200` and the original.
@@ -193,12 +196,13 @@ async fn send_message(
 ) -> Result<(StatusCode, AppJson<Ack>)> {
     let ack = state
         .router
-        .send_message(
+        .send_message_with_files(
             &caller.user,
             id,
             req.client_msg_id,
             req.body,
             req.metadata,
+            req.files,
             0,
         )
         .await?;

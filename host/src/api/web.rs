@@ -58,6 +58,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/views.js", JS),
     asset!("js/dialogs.js", JS),
     asset!("js/outbox.js", JS),
+    asset!("js/files.js", JS),
     asset!("js/chat.js", JS),
     asset!("js/admin.js", JS),
     asset!("js/admin/util.js", JS),
@@ -147,7 +148,7 @@ fn content_security_policy(headers: &HeaderMap) -> String {
     });
     let sockets = host.map_or(String::new(), |h| format!(" ws://{h} wss://{h}"));
     format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
          connect-src 'self'{sockets}; base-uri 'none'; form-action 'self'; \
          frame-ancestors 'none'"
     )

@@ -248,9 +248,10 @@ impl Reader {
                 client_msg_id,
                 body,
                 metadata,
+                files,
                 ..
             } => router
-                .send_message(user, room, client_msg_id, body, metadata, 0)
+                .send_message_with_files(user, room, client_msg_id, body, metadata, files, 0)
                 .await
                 .map(ack_frame),
             ClientFrame::Edit {

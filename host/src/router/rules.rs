@@ -11,6 +11,10 @@ pub const MAX_METADATA_ENTRIES: usize = 16;
 /// Longest metadata key, and longest value, in bytes.
 pub const MAX_METADATA_KEY: usize = 64;
 pub const MAX_METADATA_VALUE: usize = 1024;
+/// The server's metadata key listing a message's attached files (ids, comma-separated).
+pub const FILES_METADATA_KEY: &str = "files";
+/// The most files one message carries.
+pub const MAX_FILES_PER_MESSAGE: usize = 10;
 
 /// A broken rule: a stable code and a human message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,9 +99,14 @@ pub fn check_metadata_entry(key: &str, value: &str) -> Result<(), Broken> {
 /// Whether only plugins and the server may write `key`: every key with a `.` (the
 /// plugins' namespaces, `dlp.redacted`, `keyword-guard.rewrites`, and the server's
 /// `bot.plugin`), and `modified`, `redacted` and `dlp…`, which clients read as "a plugin
-/// changed this message". A user who could set them could make a message look vetted.
+/// changed this message" (a user who could set them could make a message look vetted), and
+/// `files`, which only the server writes when it attaches files.
 pub fn is_reserved_metadata_key(key: &str) -> bool {
-    key.contains('.') || key == "modified" || key == "redacted" || key.starts_with("dlp")
+    key.contains('.')
+        || key == "modified"
+        || key == "redacted"
+        || key == FILES_METADATA_KEY
+        || key.starts_with("dlp")
 }
 
 /// A user's metadata: at most [`MAX_METADATA_ENTRIES`] entries, each valid.

@@ -181,6 +181,7 @@ const TABLES: &[Table] = &[
             ("storage_key", Ty::Text),
             ("state", Ty::Text),
             ("created_at", Ty::Int),
+            ("message_id", Ty::OptInt),
         ],
         order_by: "id",
         identity: true,

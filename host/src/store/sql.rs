@@ -355,7 +355,7 @@ macro_rules! sql_store {
         }
 
         const FILE_COLS: &str = "id, room_id, uploader_id, name, content_type, size, sha256, \
-                                 storage_key, state, created_at";
+                                 storage_key, state, created_at, message_id";
 
         const HOLD_COLS: &str = "id, name, users, rooms, from_at, until_at, created_by, \
                                  created_at, release_requested_by, release_requested_at, \
@@ -381,6 +381,33 @@ macro_rules! sql_store {
             })
         }
 
+        /// Claim `files` for the new message `event`: each must be a finished upload by its
+        /// sender, in its room, not attached yet. Any other makes the item fail (its savepoint
+        /// rolls back with the message): a file is never attached twice or half.
+        async fn attach_files(
+            conn: &mut DbConnection,
+            event: &Event,
+            files: &[i64],
+        ) -> StoreResult<()> {
+            for &file in files {
+                let claimed = sqlx::query(
+                    "UPDATE files SET message_id = $1
+                     WHERE id = $2 AND room_id = $3 AND uploader_id = $4
+                       AND state = 'ready' AND message_id IS NULL",
+                )
+                .bind(event.id)
+                .bind(file)
+                .bind(event.room_id)
+                .bind(event.sender_id)
+                .execute(&mut *conn)
+                .await?;
+                if claimed.rows_affected() != 1 {
+                    return Err(StoreError::Conflict("file_unavailable"));
+                }
+            }
+            Ok(())
+        }
+
         /// Apply one item inside `SAVEPOINT item`. `preserve`: keep earlier texts on every
         /// edit and delete, not only under a hold.
         async fn apply(
@@ -400,6 +427,7 @@ macro_rules! sql_store {
                     client_msg_id,
                     body,
                     metadata,
+                    files,
                 } => {
                     // A retry (by any node, or earlier in this batch) returns the stored
                     // original before any seq is taken.
@@ -422,7 +450,10 @@ macro_rules! sql_store {
                         client_msg_id: Some(client_msg_id),
                     };
                     match insert_at(conn, seq, row, now).await {
-                        Ok(event) => Ok(fresh(event)),
+                        Ok(event) => {
+                            attach_files(conn, &event, files).await?;
+                            Ok(fresh(event))
+                        }
                         // Lost a race with another node storing the same send (to another
                         // room, as the room lock serialises same-room sends): give the seq
                         // back, answer with theirs. (One SQLite writer never races.)
@@ -490,9 +521,17 @@ macro_rules! sql_store {
                 } => {
                     let seq = next_seq(conn, *room_id).await?;
                     live_message_author(conn, *room_id, *target).await?;
-                    if preserve || held(conn, *target, now).await? {
+                    let kept = preserve || held(conn, *target, now).await?;
+                    if kept {
                         keep_versions(conn, *target, "delete", now).await?;
                     }
+                    // Its files go with it: out of users' reach at once; their bytes are
+                    // purged after the commit, unless they are kept like the text.
+                    sqlx::query("UPDATE files SET state = $2 WHERE message_id = $1")
+                        .bind(target)
+                        .bind(if kept { "kept" } else { "deleted" })
+                        .execute(&mut *conn)
+                        .await?;
                     // Erase, not hide: the text (and metadata, which plugins may derive from
                     // the text) of the message and of every edit of it leaves the database.
                     sqlx::query(
@@ -1452,10 +1491,11 @@ macro_rules! sql_store {
             }
 
             #[tracing::instrument(skip_all)]
-            async fn unfinished_files(&self) -> StoreResult<Vec<FileRecord>> {
+            async fn files_in_state(&self, state: &str) -> StoreResult<Vec<FileRecord>> {
                 sqlx::query(&format!(
-                    "SELECT {FILE_COLS} FROM files WHERE state = 'uploading' ORDER BY id"
+                    "SELECT {FILE_COLS} FROM files WHERE state = $1 ORDER BY id"
                 ))
+                .bind(state)
                 .fetch_all(self.reads())
                 .await?
                 .iter()
@@ -1540,6 +1580,10 @@ macro_rules! sql_store {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                    sqlx::query("UPDATE files SET state = 'deleted' WHERE message_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 self.after_erase().await;

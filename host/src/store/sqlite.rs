@@ -186,13 +186,15 @@ impl Dialect for SqliteStore {
         let mut results = Vec::with_capacity(batch.len());
         for item in batch {
             let done = match item {
+                // With files, the claim must roll back with the message: the savepoint path.
                 NewEvent::Message {
                     room_id,
                     sender_id,
                     client_msg_id,
                     body,
                     metadata,
-                } => {
+                    files,
+                } if files.is_empty() => {
                     let message = NewMessage {
                         room_id: *room_id,
                         sender_id: *sender_id,

@@ -6,6 +6,7 @@ import { Socket } from './socket.js';
 import { ChatState } from './state.js';
 import { $, sleep } from './dom.js';
 import { renderRoomList, renderTyping, TimelineView } from './views.js';
+import { FileCache, formatSize, uploadFile } from './files.js';
 import { addMemberDialog, directDialog, newGroupDialog } from './dialogs.js';
 
 const TYPING_SEND_EVERY_MS = 3_000;
@@ -37,7 +38,13 @@ const els = {
   typing: $('#typing'),
   composer: $('#composer'),
   input: $('#composer-input'),
+  attach: $('#attach'),
+  attachInput: $('#attach-input'),
+  pending: $('#pending-files'),
 };
+
+/** Uploads for the next message: `{ file, roomId, progress, id?, error?, el }`. */
+let pendingFiles = [];
 
 // ---- login ----
 
@@ -83,7 +90,7 @@ async function startChat() {
   els.me.textContent = api.user.display_name || api.user.name;
   state = new ChatState(api.user);
   outbox = new Outbox({ api, state, socket: () => socket, rerender, toast, focusComposer: () => els.input.focus() });
-  timeline = new TimelineView(els.timeline, state, outbox);
+  timeline = new TimelineView(els.timeline, state, outbox, new FileCache(api), toast);
   // The socket needs the rooms' cursors before its first `sync`, so load them first.
   for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
     try {
@@ -211,6 +218,7 @@ function openRoom(id) {
   els.roomTopic.textContent = room.topic || (room.kind === 'direct' ? 'Direct chat' : '');
   els.addMember.hidden = room.kind !== 'group' || room.role === 'member';
   timeline.show(room);
+  renderPending();
   renderTyping(els.typing, state, room);
   updateVisibility();
   renderRooms();
@@ -337,12 +345,94 @@ function stopTyping(room) {
 els.composer.addEventListener('submit', (ev) => {
   ev.preventDefault();
   const room = state?.rooms.get(currentId);
-  const body = els.input.value;
-  if (!room || !body.trim()) return;
+  if (!room) return;
+  const ready = pendingFiles.filter((p) => p.roomId === room.id && p.id);
+  if (pendingFiles.some((p) => p.roomId === room.id && !p.id && !p.error)) {
+    toast('Wait for the uploads to finish.');
+    return;
+  }
+  // A message with files needs no text of its own: it names them.
+  const body = els.input.value.trim() ? els.input.value : ready.map((p) => p.file.name).join(', ');
+  if (!body.trim()) return;
   els.input.value = '';
   stopTyping(room);
-  outbox.send(room, body);
+  outbox.send(room, body, ready.map((p) => p.id));
+  pendingFiles = pendingFiles.filter((p) => p.roomId !== room.id);
+  renderPending();
   timeline.render(room, 'bottom');
+});
+
+// ---- attaching files ----
+
+function renderPending() {
+  const shown = pendingFiles.filter((p) => p.roomId === currentId);
+  els.pending.replaceChildren(...shown.map((p) => p.el));
+  els.pending.hidden = shown.length === 0;
+}
+
+function attach(files) {
+  const room = state?.rooms.get(currentId);
+  if (!room) return;
+  for (const file of files) {
+    const bar = document.createElement('progress');
+    bar.max = 1;
+    bar.value = 0;
+    const status = document.createElement('span');
+    status.className = 'pending-status muted';
+    status.textContent = formatSize(file.size);
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.className = 'link';
+    remove.textContent = 'Remove';
+    const el = document.createElement('li');
+    el.className = 'pending-file';
+    el.dataset.name = file.name;
+    const name = document.createElement('span');
+    name.className = 'file-name';
+    name.textContent = file.name;
+    el.append(name, bar, status, remove);
+    const pending = { file, roomId: room.id, el };
+    remove.addEventListener('click', () => {
+      pendingFiles = pendingFiles.filter((p) => p !== pending);
+      renderPending();
+    });
+    pendingFiles.push(pending);
+    uploadFile(api, room.id, file, (fraction) => { bar.value = fraction; })
+      .then((uploaded) => {
+        pending.id = uploaded.id;
+        bar.value = 1;
+        el.dataset.state = 'ready';
+        status.textContent = `${formatSize(uploaded.size)} · ${uploaded.content_type}`;
+      })
+      .catch((err) => {
+        // The server's reason, as it gave it (too large, a plugin's verdict, …).
+        pending.error = err.message;
+        el.dataset.state = 'rejected';
+        el.setAttribute('role', 'alert');
+        status.textContent = `Not uploaded: ${err.message}`;
+        bar.remove();
+      });
+  }
+  renderPending();
+}
+
+els.attach.addEventListener('click', () => els.attachInput.click());
+els.attachInput.addEventListener('change', () => {
+  attach([...els.attachInput.files]);
+  els.attachInput.value = '';
+});
+els.room.addEventListener('dragover', (ev) => {
+  if ([...(ev.dataTransfer?.types || [])].includes('Files')) {
+    ev.preventDefault();
+    els.room.classList.add('dropping');
+  }
+});
+els.room.addEventListener('dragleave', () => els.room.classList.remove('dropping'));
+els.room.addEventListener('drop', (ev) => {
+  if (!ev.dataTransfer?.files?.length) return;
+  ev.preventDefault();
+  els.room.classList.remove('dropping');
+  attach([...ev.dataTransfer.files]);
 });
 
 function rerender(room) {

@@ -15,25 +15,25 @@ export class Outbox {
   }
 
   /** Show the message at once and deliver it in the background. */
-  send(room, body) {
+  send(room, body, files = []) {
     const clientMsgId = randomId('c-');
-    this.ctx.state.addLocal(room, clientMsgId, body);
-    this.deliver(room, clientMsgId, body);
+    this.ctx.state.addLocal(room, clientMsgId, body, files);
+    this.deliver(room, clientMsgId, body, files);
   }
 
   /**
    * Send until the server gives a definite answer. Every attempt reuses the same
    * `client_msg_id`, so a retry after a lost ack can never post the message twice.
    */
-  async deliver(room, clientMsgId, body) {
+  async deliver(room, clientMsgId, body, files = []) {
     const { api, state, rerender } = this.ctx;
     for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
       try {
         const socket = this.ctx.socket();
         const ack = socket?.online
-          ? await socket.request({ type: 'send', room: room.id, client_msg_id: clientMsgId, body })
+          ? await socket.request({ type: 'send', room: room.id, client_msg_id: clientMsgId, body, files })
             .catch((frame) => { throw ApiError.fromFrame(frame); })
-          : await api.post(`/api/v1/rooms/${room.id}/messages`, { client_msg_id: clientMsgId, body });
+          : await api.post(`/api/v1/rooms/${room.id}/messages`, { client_msg_id: clientMsgId, body, files });
         state.acked(room, clientMsgId, ack);
         rerender(room);
         return;
@@ -62,7 +62,7 @@ export class Outbox {
     if (!room) return;
     this.ctx.state.updateLocal(room, item.client_msg_id, { status: 'sending', error: null });
     this.ctx.rerender(room);
-    this.deliver(room, item.client_msg_id, item.body);
+    this.deliver(room, item.client_msg_id, item.body, item.files || []);
   }
 
   dismiss(item) {

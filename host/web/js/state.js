@@ -146,11 +146,12 @@ export class ChatState {
   }
 
   /** An optimistic copy of a message we are sending. */
-  addLocal(room, clientMsgId, body) {
+  addLocal(room, clientMsgId, body, files = []) {
     const key = `l${clientMsgId}`;
     const item = {
       key, local: true, client_msg_id: clientMsgId, room_id: room.id, sender_id: this.me.id,
-      body, created_at: Date.now(), status: 'sending', rev: 1, seq: Infinity,
+      body, files, metadata: files.length ? { files: files.join(',') } : {},
+      created_at: Date.now(), status: 'sending', rev: 1, seq: Infinity,
     };
     room.items.set(key, item);
     return item;
@@ -178,7 +179,7 @@ export class ChatState {
     room.items.set(key, {
       key, id: ack.id, seq: ack.seq, kind: 'message', room_id: room.id, sender_id: this.me.id,
       client_msg_id: clientMsgId, body: ack.modified ? ack.body : local.body,
-      created_at: local.created_at, modified: Boolean(ack.modified), rev: 1,
+      metadata: local.metadata, created_at: local.created_at, modified: Boolean(ack.modified), rev: 1,
     });
   }
 

@@ -1,11 +1,13 @@
 // Rendering for the chat client: the room list and a room's timeline. Views read the model
-// (state.js) and call back into the controller (chat.js); they never talk to the network.
+// (state.js) and call back into the controller (chat.js); they never talk to the network
+// themselves (a message's file cards ask the controller's `FileCache`).
 //
 // The timeline is reconciled by key rather than rebuilt, so live events do not steal focus
 // from a message's buttons or reset an edit in progress.
 
 import { h, replace, formatTime } from './dom.js';
 import { looksModified } from './state.js';
+import { attachedIds, fileCards } from './files.js';
 
 export function renderRoomList(list, state, currentId, onOpen) {
   const rooms = [...state.rooms.values()].sort((a, b) =>
@@ -40,10 +42,13 @@ export function renderRoomList(list, state, currentId, onOpen) {
  * retry(item), dismiss(item) }.
  */
 export class TimelineView {
-  constructor(container, state, handlers) {
+  constructor(container, state, handlers, files, toast) {
     this.container = container;
     this.state = state;
     this.handlers = handlers;
+    /** A `FileCache` for the cards of attached files. */
+    this.files = files;
+    this.toast = toast;
     this.roomId = null;
     this.nodes = new Map();
     this.editing = null;
@@ -123,7 +128,9 @@ export class TimelineView {
       class: classes.join(' '),
       dataset: { key: item.key, seq: Number.isFinite(item.seq) ? item.seq : '', id: item.id ?? '' },
       tabindex: '-1',
-    }, header, body, this.note(item), this.actions(item, own));
+    }, header, body,
+    item.deleted ? null : fileCards(this.files, attachedIds(item), this.toast),
+    this.note(item), this.actions(item, own));
     return el;
   }
 

@@ -52,6 +52,7 @@ fn message(room: i64, sender: i64, cmid: &str, body: &str) -> NewEvent {
         client_msg_id: cmid.into(),
         body: body.into(),
         metadata,
+        files: Vec::new(),
     }
 }
 

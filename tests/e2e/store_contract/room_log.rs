@@ -258,6 +258,7 @@ pub(super) async fn deleted_text_is_erased_from_storage(store: Arc<dyn Store>, b
             client_msg_id: "c1".into(),
             body: "password is hunter2".into(),
             metadata: Metadata::from([("preview".to_string(), "hunter2".to_string())]),
+            files: Vec::new(),
         }])
         .await
         .expect("batch")
