@@ -135,6 +135,8 @@ pub enum Action {
     ExportRun,
     /// A file of an export batch was downloaded.
     ExportDownload,
+    /// An upload was refused for its content (a virus scanner's finding).
+    FileRejected,
 }
 
 impl Action {
@@ -169,6 +171,7 @@ impl Action {
             Self::RetentionRun => "retention.run",
             Self::ExportRun => "export.run",
             Self::ExportDownload => "export.download",
+            Self::FileRejected => "file.rejected",
         }
     }
 

@@ -50,6 +50,42 @@ pub struct FilesConfig {
     /// How often the bytes of deleted messages' files are purged from storage (they are out
     /// of users' reach the moment the message is deleted).
     pub purge_interval_secs: u64,
+    /// Scan every upload with ClamAV's `clamd` while it streams in.
+    pub clamav: Option<ClamavConfig>,
+}
+
+/// A `clamd` every upload is streamed to (its `INSTREAM` command) as it arrives. Scanning
+/// fails closed: an upload the scanner could not judge is refused, with the reason.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClamavConfig {
+    /// `host:port` of clamd's `TCPSocket`, or `unix:/path` of its `LocalSocket`.
+    pub address: String,
+    /// clamd's `StreamMaxLength` (its default is 25 MiB). A file longer than this cannot be
+    /// scanned, so the server refuses to start when `files.max_upload_bytes` is larger...
+    pub stream_max_bytes: u64,
+    /// ...unless this is `warn` (then such files are refused at upload, with the reason).
+    pub on_limit_mismatch: LimitMismatch,
+    /// How long to wait for clamd's verdict after the last byte, in milliseconds.
+    pub verdict_timeout_ms: u64,
+}
+
+impl Default for ClamavConfig {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:3310".into(),
+            stream_max_bytes: 25 * 1024 * 1024,
+            on_limit_mismatch: LimitMismatch::Refuse,
+            verdict_timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitMismatch {
+    Refuse,
+    Warn,
 }
 
 impl Default for FilesConfig {
@@ -58,6 +94,7 @@ impl Default for FilesConfig {
             max_upload_bytes: 100 * 1024 * 1024,
             s3: None,
             purge_interval_secs: 60,
+            clamav: None,
         }
     }
 }

@@ -29,6 +29,9 @@ pub enum ApiError {
     PayloadTooLarge { code: &'static str, message: String },
     #[error("{message}")]
     RequestTimeout { code: &'static str, message: String },
+    /// Well-formed, but its content is refused (a file a virus scanner flagged).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     #[error("{message}")]
     TooManyRequests {
         code: &'static str,
@@ -91,6 +94,12 @@ impl ApiError {
             message: message.into(),
         }
     }
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Unprocessable {
+            code,
+            message: message.into(),
+        }
+    }
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
         Self::Unavailable {
             code,
@@ -111,6 +120,7 @@ impl ApiError {
             | Self::Conflict { code, .. }
             | Self::PayloadTooLarge { code, .. }
             | Self::RequestTimeout { code, .. }
+            | Self::Unprocessable { code, .. }
             | Self::TooManyRequests { code, .. }
             | Self::Unavailable { code, .. } => code,
             Self::Rejected { .. } => "message_rejected",
@@ -127,6 +137,7 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -11,6 +11,11 @@
 //! from the first bytes (never taken from the client); then the row marked `ready`. Any
 //! error aborts the multipart upload and removes the row; a crash leaves an `uploading` row
 //! that [`Files::sweep_unfinished`] removes, with any object, at the next start.
+//!
+//! With `[files.clamav]`, every upload is also streamed to clamd as it arrives ([`scan`]);
+//! a file it flags, or cannot judge, is refused before the row becomes `ready`.
+
+pub mod scan;
 
 use std::sync::Arc;
 
@@ -48,6 +53,10 @@ pub enum FileError {
     Interrupted(String),
     #[error("the upload took too long")]
     TimedOut,
+    #[error("the virus scanner found {0}")]
+    Infected(String),
+    #[error(transparent)]
+    Scan(#[from] scan::ScanError),
     #[error("file storage failed: {0}")]
     Storage(#[from] object_store::Error),
     #[error(transparent)]
@@ -66,6 +75,7 @@ pub struct Files {
     /// The local directory, when files are kept on this disk: an upload cut off by a crash
     /// leaves its staged bytes there (`<key>#<n>`), which only a directory listing finds.
     local_root: Option<std::path::PathBuf>,
+    clamav: Option<crate::config::ClamavConfig>,
 }
 
 /// A finished upload.
@@ -87,8 +97,29 @@ impl Files {
         let FilesConfig {
             max_upload_bytes,
             s3,
+            clamav,
             ..
         } = &config.files;
+        if let Some(clamav) = clamav
+            && *max_upload_bytes > clamav.stream_max_bytes
+        {
+            let problem = format!(
+                "files.max_upload_bytes ({max_upload_bytes}) is above the virus scanner's stream \
+                 limit (files.clamav.stream_max_bytes = {}, clamd's StreamMaxLength): larger \
+                 files could not be scanned",
+                clamav.stream_max_bytes
+            );
+            match clamav.on_limit_mismatch {
+                crate::config::LimitMismatch::Refuse => anyhow::bail!(
+                    "{problem}; raise StreamMaxLength (and stream_max_bytes) or lower the upload \
+                     limit, or set files.clamav.on_limit_mismatch = \"warn\" to refuse such files \
+                     at upload instead"
+                ),
+                crate::config::LimitMismatch::Warn => {
+                    tracing::warn!("{problem}; such files will be refused at upload")
+                }
+            }
+        }
         let local_root = s3.is_none().then(|| config.data_dir.join("files"));
         let (objects, prefix, backend): (Arc<dyn ObjectStore>, String, _) = match s3 {
             Some(s3) => {
@@ -120,6 +151,7 @@ impl Files {
             max_upload_bytes: *max_upload_bytes,
             backend,
             local_root,
+            clamav: clamav.clone(),
         })
     }
 
@@ -182,6 +214,10 @@ impl Files {
     where
         S: Stream<Item = Result<Bytes, BodyError>> + Send,
     {
+        let mut scanner = match &self.clamav {
+            Some(config) => Some(scan::Session::start(config).await?),
+            None => None,
+        };
         let upload = self.objects.put_multipart(&self.path(key)).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
         let mut hasher = Sha256::new();
@@ -205,6 +241,9 @@ impl Files {
                     head.extend_from_slice(&chunk[..take]);
                 }
                 hasher.update(&chunk);
+                if let Some(scanner) = &mut scanner {
+                    scanner.feed(&chunk).await;
+                }
                 // At most two parts in flight: memory stays bounded whatever the file's size.
                 writer.wait_for_capacity(2).await?;
                 writer.put(chunk);
@@ -215,6 +254,14 @@ impl Files {
                 return Err(FileError::Interrupted(format!(
                     "{size} bytes arrived, {declared} were announced"
                 )));
+            }
+            if let Some(scanner) = scanner.take() {
+                match scanner.verdict().await? {
+                    scan::Verdict::Clean => {}
+                    scan::Verdict::Infected(signature) => {
+                        return Err(FileError::Infected(signature));
+                    }
+                }
             }
             Ok(())
         }
@@ -290,6 +337,19 @@ impl Files {
             );
         }
         Ok(unfinished.len())
+    }
+
+    /// Say in the log whether the configured virus scanner answers (uploads fail closed
+    /// while it does not, so an operator should hear of it at start, not from users).
+    pub async fn check_scanner(&self) {
+        if let Some(config) = &self.clamav {
+            match scan::ping(config).await {
+                Ok(()) => tracing::info!(address = %config.address, "virus scanner answers"),
+                Err(err) => {
+                    tracing::error!(error = %err, address = %config.address, "virus scanner does not answer: uploads are refused until it does")
+                }
+            }
+        }
     }
 
     /// Purge the bytes of files whose message was deleted or erased (and not kept), then

@@ -216,6 +216,7 @@ pub async fn serve(
         .sweep_unfinished(store.as_ref())
         .await
         .context("removing unfinished uploads")?;
+    files.check_scanner().await;
     let purger = files
         .clone()
         .spawn_purger(store.clone(), config.files.purge_interval_secs);

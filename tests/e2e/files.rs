@@ -497,3 +497,211 @@ async fn deleting_a_message_takes_its_files_unless_a_hold_keeps_them() {
         server.stop().await;
     }
 }
+
+/// The EICAR test file: every virus scanner flags it, and it harms nothing.
+pub const EICAR: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+/// A real `clamd` (Debian's clamav-daemon, installed by .ci/run) on a free loopback port,
+/// with a signature database written here: no signature download is possible, so it knows
+/// EICAR (by its MD5) and nothing else.
+pub struct Clamd {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Clamd {
+    pub async fn start(stream_max: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let md5 = {
+            use std::fmt::Write as _;
+            let digest = md5_of(EICAR);
+            digest.iter().fold(String::new(), |mut s, b| {
+                let _ = write!(s, "{b:02x}");
+                s
+            })
+        };
+        std::fs::write(
+            dir.path().join("eicar.hdb"),
+            format!("{md5}:{}:Eicar-Test-Signature\n", EICAR.len()),
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.path().join("clamd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "Foreground yes\nDatabaseDirectory {}\nTCPSocket {port}\nTCPAddr 127.0.0.1\n\
+                 StreamMaxLength {stream_max}\nLogFile {}\n",
+                dir.path().display(),
+                dir.path().join("clamd.log").display()
+            ),
+        )
+        .unwrap();
+        let binary =
+            std::env::var("SWITCHBOARD_CLAMD").unwrap_or_else(|_| "/usr/sbin/clamd".into());
+        let child = Command::new(&binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("starting {binary} (clamav-daemon, installed by .ci/run): {e}")
+            });
+        let clamd = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let config = clamd.config();
+        for _ in 0..400 {
+            if switchboard::files::scan::ping(&config).await.is_ok() {
+                return clamd;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("clamd did not start");
+    }
+
+    pub fn config(&self) -> switchboard::config::ClamavConfig {
+        switchboard::config::ClamavConfig {
+            address: format!("127.0.0.1:{}", self.port),
+            ..Default::default()
+        }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Clamd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// MD5 for the signature database (clamd's `.hdb` format names files by it).
+fn md5_of(data: &[u8]) -> [u8; 16] {
+    // A test helper, not a security use: MD5 is what the `.hdb` format is keyed by.
+    let output = Command::new("md5sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(data)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let hex = String::from_utf8_lossy(&output.stdout);
+    let mut digest = [0u8; 16];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).unwrap();
+    }
+    digest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_clamd_refuses_eicar_with_a_reason_and_nothing_is_kept() {
+    for backend in BACKENDS {
+        let mut clamd = Clamd::start("2M").await;
+        let mut clamav = clamd.config();
+        // clamd takes 2 MiB streams; uploads may be 4 MiB: refused at upload, not at start.
+        clamav.stream_max_bytes = 4 * 1024 * 1024;
+        clamav.on_limit_mismatch = switchboard::config::LimitMismatch::Warn;
+        let (server, _db) = start_on(backend, move |c| {
+            c.files.max_upload_bytes = 4 * 1024 * 1024;
+            c.files.clamav = Some(clamav);
+        })
+        .await;
+        let mut config = Config::default();
+        config.data_dir = server.dir.path().to_path_buf();
+        let admin = server.admin().await;
+        let reviewer = crate::holds::compliance_user(&admin, "rita").await;
+        let alice = server.user("alice").await;
+        let room = alice.group("inbox", &[]).await;
+
+        let (status, file) = upload(&alice, room, "notes.txt", b"quarterly notes".to_vec()).await;
+        assert_eq!(status, StatusCode::CREATED, "{backend:?}: {file}");
+        let (status, body) = upload(&alice, room, "invoice.pdf", EICAR.to_vec()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{backend:?}: {body}"
+        );
+        assert_eq!(body["code"], "file_infected");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("Eicar-Test-Signature"),
+            "{body}"
+        );
+        // Beyond clamd's own limit: it cannot judge, so the upload is refused (fail closed).
+        let (status, body) = upload(&alice, room, "big.bin", random_bytes(3 * 1024 * 1024)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("scan_failed")),
+            "{backend:?}: {body}"
+        );
+        assert!(
+            body["message"].as_str().unwrap().contains("size limit"),
+            "{body}"
+        );
+        assert_eq!(
+            objects(&config).await,
+            1,
+            "{backend:?}: only the clean file is kept"
+        );
+
+        // The refusal is on the record: the signature, never the content.
+        let (_, chain) = reviewer.get("/api/v1/compliance/audit?limit=1000").await;
+        let rejected: Vec<&Value> = chain["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == "file.rejected")
+            .collect();
+        assert_eq!(rejected.len(), 1, "{backend:?}: {chain}");
+        let detail = rejected[0].to_string();
+        assert!(detail.contains("Eicar-Test-Signature") && detail.contains("invoice.pdf"));
+        assert!(!detail.contains("EICAR-STANDARD"), "{detail}");
+
+        // Scanner gone: uploads are refused, not let through.
+        clamd.stop();
+        let (status, body) = upload(&alice, room, "later.txt", b"hello".to_vec()).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("scanner_unavailable")),
+            "{backend:?}: {body}"
+        );
+        assert_eq!(objects(&config).await, 1);
+        server.stop().await;
+    }
+}
+
+#[test]
+fn a_scanner_limit_below_the_upload_limit_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.data_dir = dir.path().to_path_buf();
+    config.files.max_upload_bytes = 100 * 1024 * 1024;
+    config.files.clamav = Some(switchboard::config::ClamavConfig::default());
+    let err = switchboard::files::Files::open(&config)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("StreamMaxLength") && err.contains("on_limit_mismatch"),
+        "{err}"
+    );
+    config.files.clamav.as_mut().unwrap().on_limit_mismatch =
+        switchboard::config::LimitMismatch::Warn;
+    assert!(switchboard::files::Files::open(&config).is_ok());
+}

@@ -45,6 +45,25 @@ impl From<FileError> for ApiError {
                 "body_timeout",
                 "the upload arrived too slowly (http.body_min_bytes_per_sec)",
             ),
+            FileError::Infected(signature) => ApiError::unprocessable(
+                "file_infected",
+                format!("the virus scanner found {signature}; the file was not stored"),
+            ),
+            FileError::Scan(crate::files::scan::ScanError::Failed(reason)) => {
+                ApiError::unprocessable(
+                    "scan_failed",
+                    format!(
+                        "the virus scanner could not check this file ({reason}); it was not stored"
+                    ),
+                )
+            }
+            FileError::Scan(crate::files::scan::ScanError::Unavailable(reason)) => {
+                tracing::error!(%reason, "the virus scanner cannot be reached; uploads are refused");
+                ApiError::unavailable(
+                    "scanner_unavailable",
+                    "the virus scanner is unavailable, so uploads are refused; try again later",
+                )
+            }
             FileError::Storage(err) => {
                 tracing::error!(error = %err, "file storage failed");
                 ApiError::unavailable(
@@ -72,6 +91,7 @@ async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let name = query.name.clone();
     let body = request.into_body().into_data_stream().map_err(|err| {
         if super::listener::is_body_timeout(&err) {
             BodyError::TimedOut
@@ -79,7 +99,7 @@ async fn upload(
             BodyError::Broken(err.to_string())
         }
     });
-    let uploaded = state
+    let uploaded = match state
         .files
         .upload(
             state.store.as_ref(),
@@ -89,7 +109,26 @@ async fn upload(
             declared,
             body,
         )
-        .await?;
+        .await
+    {
+        Ok(uploaded) => uploaded,
+        Err(FileError::Infected(signature)) => {
+            // On the record: who, where, which signature — never the content.
+            crate::audit::record(
+                state.store.as_ref(),
+                crate::audit::Actor::User(caller.user.id),
+                crate::audit::Action::FileRejected,
+                crate::audit::Subject::Room(room),
+                serde_json::json!({
+                    "name": crate::files::safe_name(&name), "scanner": "clamav",
+                    "signature": signature,
+                }),
+            )
+            .await;
+            return Err(FileError::Infected(signature).into());
+        }
+        Err(err) => return Err(err.into()),
+    };
     tracing::info!(
         file = uploaded.file.id,
         room,
