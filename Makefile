@@ -9,7 +9,7 @@ WASM_ENV = CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debugin
 
 SHIPPED = dlp keyword-guard echo-bot webhook auth-policy
 FIXTURES = fixture-trap fixture-infinite-loop fixture-memory-hog fixture-stack-overflow \
-	fixture-huge-output fixture-probe fixture-legacy-v01 fixture-hostile
+	fixture-huge-output fixture-probe fixture-legacy-v01 fixture-legacy-v02 fixture-hostile
 
 .PHONY: plugins fixtures test test-plugins bench lint fmt serve
 

@@ -180,6 +180,12 @@ fn export_room(c: &mut Criterion) {
         email_domain: "corp.example".into(),
         eml_max_bytes: switchboard::export::archive::EML_MAX_BYTES,
     };
+    let data = tempfile::tempdir().expect("data dir");
+    let config = switchboard::config::Config {
+        data_dir: data.path().to_path_buf(),
+        ..Default::default()
+    };
+    let files = switchboard::files::Files::open(&config).expect("file storage");
     let mut group = c.benchmark_group("export");
     group.sample_size(10);
     group.throughput(Throughput::Elements(10_000));
@@ -190,6 +196,7 @@ fn export_room(c: &mut Criterion) {
                 runtime
                     .block_on(switchboard::export::export(
                         fixture.store.as_ref(),
+                        &files,
                         &key,
                         &request,
                         dir.path(),

@@ -6,11 +6,13 @@
 pub mod account;
 pub mod admin;
 pub mod compliance;
+pub mod file_review;
 pub mod files;
 pub mod listener;
 pub mod ops;
 pub mod plugins;
 pub mod rooms;
+pub mod uploads;
 pub mod web;
 pub mod ws;
 
@@ -66,6 +68,8 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(admin::routes())
         .merge(compliance::routes())
         .merge(files::routes())
+        .merge(file_review::routes())
+        .merge(uploads::routes())
         .merge(plugins::routes(state.config.plugins.max_component_bytes))
         .merge(web::routes())
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })

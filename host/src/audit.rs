@@ -69,6 +69,8 @@ pub enum Subject<'a> {
     Export,
     /// The audit log itself (`audit`): reads and verifications of it.
     AuditLog,
+    /// An uploaded file (`file:<id>`).
+    File(i64),
 }
 
 impl fmt::Display for Subject<'_> {
@@ -83,6 +85,7 @@ impl fmt::Display for Subject<'_> {
             Self::Message(id) => write!(f, "message:{id}"),
             Self::Retention => f.write_str("retention"),
             Self::Export => f.write_str("export"),
+            Self::File(id) => write!(f, "file:{id}"),
         }
     }
 }
@@ -135,8 +138,21 @@ pub enum Action {
     ExportRun,
     /// A file of an export batch was downloaded.
     ExportDownload,
-    /// An upload was refused for its content (a virus scanner's finding).
+    /// An upload was refused for its content (a virus scanner's finding, a plugin's
+    /// rejection or failure).
     FileRejected,
+    /// A plugin replaced an upload's content (e.g. DLP redaction).
+    FileReplaced,
+    /// A plugin put an upload in quarantine.
+    FileQuarantined,
+    /// A reviewer released a quarantined file.
+    FileReleased,
+    /// A reviewer deleted a quarantined file.
+    FileDiscarded,
+    /// A reviewer downloaded a quarantined file.
+    FileReviewed,
+    /// A plugin denied a download.
+    FileDownloadDenied,
 }
 
 impl Action {
@@ -172,6 +188,12 @@ impl Action {
             Self::ExportRun => "export.run",
             Self::ExportDownload => "export.download",
             Self::FileRejected => "file.rejected",
+            Self::FileReplaced => "file.replaced",
+            Self::FileQuarantined => "file.quarantined",
+            Self::FileReleased => "file.released",
+            Self::FileDiscarded => "file.discarded",
+            Self::FileReviewed => "file.reviewed",
+            Self::FileDownloadDenied => "file.download_denied",
         }
     }
 

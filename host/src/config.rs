@@ -50,8 +50,61 @@ pub struct FilesConfig {
     /// How often the bytes of deleted messages' files are purged from storage (they are out
     /// of users' reach the moment the message is deleted).
     pub purge_interval_secs: u64,
+    /// How long an uploaded file may stay unattached to any message before it is deleted
+    /// (a composer closed before sending leaves such files behind). 0: kept forever.
+    pub unattached_ttl_secs: u64,
     /// Scan every upload with ClamAV's `clamd` while it streams in.
     pub clamav: Option<ClamavConfig>,
+    /// What happens to images: pixel limit, metadata, thumbnails.
+    pub images: ImagesConfig,
+    /// Uploads sent in chunks, resumable after a broken connection.
+    pub resumable: ResumableConfig,
+}
+
+/// Resumable uploads (`POST /api/v1/rooms/{id}/uploads`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResumableConfig {
+    /// The largest chunk one request may carry.
+    pub max_chunk_bytes: u64,
+    /// How long an unfinished upload is kept (from its start) before it is removed.
+    pub ttl_secs: u64,
+}
+
+impl Default for ResumableConfig {
+    fn default() -> Self {
+        Self {
+            max_chunk_bytes: 64 * 1024 * 1024,
+            ttl_secs: 24 * 60 * 60,
+        }
+    }
+}
+
+/// Images (PNG, JPEG, WebP, GIF) among uploads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImagesConfig {
+    /// The most pixels (width × height) an image may declare; more is refused before
+    /// decoding (decompression bombs). Making a thumbnail holds 4 bytes per pixel.
+    pub max_pixels: u64,
+    /// The largest image processed (it is read whole to strip its metadata); a larger one
+    /// is refused, so no image escapes stripping.
+    pub max_bytes: u64,
+    /// Remove EXIF metadata (GPS position, camera, times), keeping only the orientation.
+    pub strip_exif: bool,
+    /// The longest side of a thumbnail, in pixels.
+    pub thumbnail_px: u32,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        Self {
+            max_pixels: 40_000_000,
+            max_bytes: 50 * 1024 * 1024,
+            strip_exif: true,
+            thumbnail_px: 320,
+        }
+    }
 }
 
 /// A `clamd` every upload is streamed to (its `INSTREAM` command) as it arrives. Scanning
@@ -94,7 +147,10 @@ impl Default for FilesConfig {
             max_upload_bytes: 100 * 1024 * 1024,
             s3: None,
             purge_interval_secs: 60,
+            unattached_ttl_secs: 24 * 60 * 60,
             clamav: None,
+            images: ImagesConfig::default(),
+            resumable: ResumableConfig::default(),
         }
     }
 }

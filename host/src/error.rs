@@ -45,6 +45,16 @@ pub enum ApiError {
         code: String,
         reason: String,
     },
+    /// A plugin refused an uploaded file (`file-pre-upload`); nothing was kept.
+    #[error("file rejected by plugin {plugin}: {reason}")]
+    FileRejected {
+        plugin: String,
+        code: String,
+        reason: String,
+    },
+    /// A plugin refused a download (`file-pre-download`).
+    #[error("download denied by plugin {plugin}: {reason}")]
+    DownloadDenied { plugin: String, reason: String },
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
     #[error("internal error")]
@@ -124,6 +134,8 @@ impl ApiError {
             | Self::TooManyRequests { code, .. }
             | Self::Unavailable { code, .. } => code,
             Self::Rejected { .. } => "message_rejected",
+            Self::FileRejected { .. } => "file_rejected",
+            Self::DownloadDenied { .. } => "download_denied",
             Self::Internal(_) => "internal",
         }
     }
@@ -132,7 +144,10 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
-            Self::Forbidden { .. } | Self::Rejected { .. } => StatusCode::FORBIDDEN,
+            Self::Forbidden { .. } | Self::Rejected { .. } | Self::DownloadDenied { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            Self::FileRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -149,13 +164,21 @@ impl ApiError {
         let message = match self {
             Self::Internal(_) => "internal server error".to_string(),
             Self::Unauthenticated { message, .. } => message.clone(),
-            Self::Rejected { reason, .. } => reason.clone(),
+            Self::Rejected { reason, .. }
+            | Self::FileRejected { reason, .. }
+            | Self::DownloadDenied { reason, .. } => reason.clone(),
             other => other.to_string(),
         };
         let rejection = match self {
-            Self::Rejected { plugin, code, .. } => Some(Rejection {
+            Self::Rejected { plugin, code, .. } | Self::FileRejected { plugin, code, .. } => {
+                Some(Rejection {
+                    plugin: plugin.clone(),
+                    code: code.clone(),
+                })
+            }
+            Self::DownloadDenied { plugin, .. } => Some(Rejection {
                 plugin: plugin.clone(),
-                code: code.clone(),
+                code: "denied".into(),
             }),
             _ => None,
         };

@@ -44,6 +44,25 @@ pub struct ExportLine {
     /// For a message: what plugins decided about it (`<plugin>.flagged` / `.redacted`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dlp: Vec<DlpDecision>,
+    /// For a message: the files it carried, and where their bytes are in the batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<ExportAttachment>,
+}
+
+/// A file a message carried, as exported.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExportAttachment {
+    pub id: i64,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    /// `ready`, `kept` (its message was deleted, a hold keeps it) or `deleted` (purged:
+    /// listed, without bytes).
+    pub state: String,
+    /// The batch file with its bytes (`attachment-<id>-<name>`), unless purged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -191,6 +210,7 @@ impl ArchiveSettings {
 /// Write the next batch of the series in `dir`.
 pub async fn export(
     store: &dyn Store,
+    files: &crate::files::Files,
     key: &SecretKey,
     request: &ExportRequest,
     dir: &Path,
@@ -265,6 +285,7 @@ pub async fn export(
         .map(|u| (u.id, u))
         .collect();
     let mut events = 0u64;
+    let mut attachment_files: Vec<String> = Vec::new();
     for &room in &rooms {
         let Some(info) = store.room(room).await? else {
             continue;
@@ -291,6 +312,7 @@ pub async fn export(
                 } else {
                     Vec::new()
                 };
+                let mut attachments = Vec::new();
                 if event.kind == EventKind::Message {
                     let sender = users.get(&event.sender_id);
                     let row = |post: i64, edited_by: String, message: &str, kind: &str, at: i64| {
@@ -345,6 +367,31 @@ pub async fn export(
                             .as_bytes(),
                         )?;
                     }
+                    for file in store.files_of_message(event.id).await? {
+                        let copied = attachment(files, &batch, &file).await?;
+                        if let Some(name) = &copied {
+                            attachment_files.push(name.clone());
+                            csv.write_all(
+                                row(
+                                    event.id,
+                                    String::new(),
+                                    name,
+                                    "attachment",
+                                    event.created_at,
+                                )
+                                .as_bytes(),
+                            )?;
+                        }
+                        attachments.push(ExportAttachment {
+                            id: file.id,
+                            name: file.name,
+                            content_type: file.content_type,
+                            size: file.size,
+                            sha256: file.sha256,
+                            state: file.state,
+                            file: copied,
+                        });
+                    }
                 }
                 conversation.push(&event, &versions, &users, &settings.email_domain);
                 if conversation.bytes() >= settings.eml_max_bytes {
@@ -359,6 +406,7 @@ pub async fn export(
                 let line = ExportLine {
                     dlp: dlp_decisions(&event),
                     versions,
+                    attachments,
                     event,
                 };
                 serde_json::to_writer(&mut out, &line)?;
@@ -382,7 +430,7 @@ pub async fn export(
         ("actiance.xml".to_string(), xml_path),
     ]
     .into_iter()
-    .chain(emails.into_iter().map(|name| {
+    .chain(emails.into_iter().chain(attachment_files).map(|name| {
         let path = batch.join(&name);
         (name, path)
     }));
@@ -408,6 +456,34 @@ pub async fn export(
     std::fs::write(batch.join("manifest.json"), &text)?;
     std::fs::write(batch.join("manifest.sig"), key.sign_message(&text))?;
     Ok((batch, manifest))
+}
+
+/// Copy a message's file into the batch as `attachment-<id>-<name>`, streamed; `None` for
+/// a file whose bytes were purged (or are about to be).
+async fn attachment(
+    files: &crate::files::Files,
+    batch: &Path,
+    file: &crate::store::FileRecord,
+) -> anyhow::Result<Option<String>> {
+    use futures_util::StreamExt as _;
+    use tokio::io::AsyncWriteExt as _;
+    if file.state != "ready" && file.state != "kept" {
+        return Ok(None);
+    }
+    let name = format!(
+        "attachment-{}-{}",
+        file.id,
+        crate::files::safe_name(&file.name)
+    );
+    let mut download = files
+        .download(file, 0..u64::try_from(file.size).unwrap_or(0))
+        .await?;
+    let mut out = tokio::fs::File::create(batch.join(&name)).await?;
+    while let Some(chunk) = download.stream.next().await {
+        out.write_all(&chunk?).await?;
+    }
+    out.flush().await?;
+    Ok(Some(name))
 }
 
 /// What `export verify` found.
@@ -509,6 +585,7 @@ const SETTLE_MS: i64 = 2000;
 /// that failed is made up by the next.
 pub fn spawn_scheduler(
     store: std::sync::Arc<dyn Store>,
+    files: std::sync::Arc<crate::files::Files>,
     key: SecretKey,
     dir: PathBuf,
     every_secs: u64,
@@ -531,7 +608,7 @@ pub fn spawn_scheduler(
                     continue;
                 }
             };
-            match export(store.as_ref(), &key, &request, &dir, &settings).await {
+            match export(store.as_ref(), &files, &key, &request, &dir, &settings).await {
                 Ok((batch, manifest)) => {
                     crate::audit::record(
                         store.as_ref(),
@@ -608,8 +685,15 @@ mod tests {
             email_domain: "corp.example".into(),
             eml_max_bytes: 3_000,
         };
+        let data = tempfile::tempdir().unwrap();
+        let config = crate::config::Config {
+            data_dir: data.path().to_path_buf(),
+            ..Default::default()
+        };
+        let files = crate::files::Files::open(&config).unwrap();
         let (batch, manifest) = export(
             &store,
+            &files,
             &key,
             &ExportRequest::default(),
             dir.path(),

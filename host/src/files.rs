@@ -5,17 +5,27 @@
 //! multipart upload of bounded parts, so an upload of any size holds at most one part in
 //! memory, and both serve byte ranges.
 //!
-//! **An upload** is written in three steps, so that no failure leaves a half file behind:
-//! a row in `uploading` state naming the object's key; the bytes, streamed to storage while
-//! their size is counted against the limit, their SHA-256 computed and their type sniffed
-//! from the first bytes (never taken from the client); then the row marked `ready`. Any
-//! error aborts the multipart upload and removes the row; a crash leaves an `uploading` row
-//! that [`Files::sweep_unfinished`] removes, with any object, at the next start.
+//! **An upload** is written in steps, so that no failure leaves a half file behind: a row
+//! in `uploading` state naming the object's key; the bytes, streamed to storage while their
+//! size is counted against the limit, their SHA-256 computed and their type sniffed from
+//! the first bytes (never taken from the client) — [`Files::receive`]; the plugins'
+//! `file-pre-upload` checks, which read the stored bytes back in ranges (done by the
+//! caller, the API); then the row marked `ready` or `quarantined`, with a plugin's
+//! replacement content written over the object first — [`Files::finish`] — or the object
+//! and row removed — [`Files::discard`]. Any error aborts the multipart upload and removes
+//! the row; a crash leaves an `uploading` row that [`Files::sweep_unfinished`] removes,
+//! with any object, at the next start.
 //!
 //! With `[files.clamav]`, every upload is also streamed to clamd as it arrives ([`scan`]);
-//! a file it flags, or cannot judge, is refused before the row becomes `ready`.
+//! a file it flags, or cannot judge, is refused before the row becomes `ready`. Images are
+//! checked against a pixel limit, stripped of their EXIF metadata and thumbnailed
+//! ([`images`]) before any plugin sees them.
 
+pub mod images;
+mod resumable;
 pub mod scan;
+
+pub use resumable::ResumableStatus;
 
 use std::sync::Arc;
 
@@ -26,7 +36,7 @@ use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, FilesConfig};
-use crate::store::{FileRecord, RoomId, Store, StoreError, UserId};
+use crate::store::{FileRecord, FinishedFile, RoomId, Store, StoreError, UserId};
 
 /// Bytes per part of a multipart upload: S3's minimum part size, and the most of a file
 /// the server holds in memory at once (plus one part in flight).
@@ -45,6 +55,15 @@ pub enum BodyError {
     Broken(String),
 }
 
+impl From<BodyError> for FileError {
+    fn from(err: BodyError) -> Self {
+        match err {
+            BodyError::TimedOut => Self::TimedOut,
+            BodyError::Broken(why) => Self::Interrupted(why),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     #[error("the file is larger than the limit of {limit} bytes")]
@@ -57,6 +76,12 @@ pub enum FileError {
     Infected(String),
     #[error(transparent)]
     Scan(#[from] scan::ScanError),
+    #[error(transparent)]
+    Image(#[from] images::ImageError),
+    #[error("the upload stands at byte {expected}")]
+    OffsetMismatch { expected: u64 },
+    #[error("a chunk may have at most {limit} bytes here")]
+    ChunkTooLarge { limit: u64 },
     #[error("file storage failed: {0}")]
     Storage(#[from] object_store::Error),
     #[error(transparent)]
@@ -76,12 +101,22 @@ pub struct Files {
     /// leaves its staged bytes there (`<key>#<n>`), which only a directory listing finds.
     local_root: Option<std::path::PathBuf>,
     clamav: Option<crate::config::ClamavConfig>,
+    images: crate::config::ImagesConfig,
+    unattached_ttl_secs: u64,
+    resumable: crate::config::ResumableConfig,
 }
 
-/// A finished upload.
-#[derive(Debug, Clone)]
-pub struct Uploaded {
-    pub file: FileRecord,
+/// An upload whose bytes are all in storage, not yet checked by plugins: its row is still
+/// `uploading`.
+#[derive(Debug)]
+pub struct Staged {
+    pub record: FileRecord,
+    pub size: u64,
+    pub sha256: String,
+    /// Sniffed from the bytes.
+    pub content_type: String,
+    /// An image whose thumbnail is stored beside it.
+    pub thumbnail: bool,
 }
 
 /// A download: the bytes of the asked range, as they come from storage.
@@ -98,8 +133,14 @@ impl Files {
             max_upload_bytes,
             s3,
             clamav,
+            images,
             ..
         } = &config.files;
+        if images.max_pixels == 0 || !(16..=4096).contains(&images.thumbnail_px) {
+            anyhow::bail!(
+                "files.images.max_pixels must be positive and files.images.thumbnail_px between 16 and 4096"
+            );
+        }
         if let Some(clamav) = clamav
             && *max_upload_bytes > clamav.stream_max_bytes
         {
@@ -139,7 +180,12 @@ impl Files {
                 create_private_dir(&dir)?;
                 crate::private_files::tighten(&dir, "the files directory")?;
                 (
-                    Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir)?),
+                    // Directories emptied by deletions go too (a resumable upload's
+                    // `<key>.parts/`, a room's last file).
+                    Arc::new(
+                        object_store::local::LocalFileSystem::new_with_prefix(&dir)?
+                            .with_automatic_cleanup(true),
+                    ),
                     String::new(),
                     "local",
                 )
@@ -152,6 +198,9 @@ impl Files {
             backend,
             local_root,
             clamav: clamav.clone(),
+            images: images.clone(),
+            unattached_ttl_secs: config.files.unattached_ttl_secs,
+            resumable: config.files.resumable.clone(),
         })
     }
 
@@ -159,9 +208,20 @@ impl Files {
         ObjectPath::from(format!("{}{key}", self.prefix))
     }
 
-    /// Take an upload's bytes into a new file of `room`. `name` is the client's name for it
-    /// (made safe here); `declared` is the length the client announced, if any.
-    pub async fn upload<S>(
+    /// Delete one object; one that is not there is fine.
+    async fn remove_object(&self, path: &ObjectPath) -> Result<(), FileError> {
+        match self.objects.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Take an upload's bytes into a new file of `room`, still `uploading`: the caller
+    /// has the plugins check it, then [`finish`](Self::finish)es or
+    /// [`discard`](Self::discard)s it. `name` is the client's name for it (made safe here);
+    /// `declared` is the length the client announced, if any. On any error nothing is
+    /// left behind.
+    pub async fn receive<S>(
         &self,
         store: &dyn Store,
         room: RoomId,
@@ -169,7 +229,7 @@ impl Files {
         name: &str,
         declared: Option<u64>,
         body: S,
-    ) -> Result<Uploaded, FileError>
+    ) -> Result<Staged, FileError>
     where
         S: Stream<Item = Result<Bytes, BodyError>> + Send,
     {
@@ -180,29 +240,193 @@ impl Files {
                 limit: self.max_upload_bytes,
             });
         }
-        let key = format!("rooms/{room}/{}", crate::ids::random_token(16));
+        let key = new_key(room);
         let record = store
             .create_file(room, uploader, &safe_name(name), &key)
             .await?;
-        match self.write(&key, declared, body).await {
-            Ok((size, sha256, content_type)) => {
-                store
-                    .finish_file(record.id, size as i64, &sha256, &content_type)
-                    .await?;
-                let file = store
-                    .file(record.id)
-                    .await?
-                    .ok_or_else(|| FileError::Interrupted("the file vanished".into()))?;
-                Ok(Uploaded { file })
-            }
+        self.take(store, record, declared, body).await
+    }
+
+    /// Write an upload's bytes to its (`uploading`) row's object, checking, scanning,
+    /// hashing and sniffing them as they pass, then prepare an image. On any error the
+    /// object, any thumbnail and parts, and the row are removed.
+    async fn take<S>(
+        &self,
+        store: &dyn Store,
+        record: FileRecord,
+        declared: Option<u64>,
+        body: S,
+    ) -> Result<Staged, FileError>
+    where
+        S: Stream<Item = Result<Bytes, BodyError>> + Send,
+    {
+        let key = record.storage_key.clone();
+        let (size, sha256, content_type) = match self.write(&key, declared, body).await {
+            Ok(written) => written,
             Err(err) => {
-                // The object was never completed (aborted below); the row goes too.
-                if let Err(cleanup) = store.delete_file(record.id).await {
-                    tracing::warn!(error = %cleanup, file = record.id, "removing a failed upload's row failed; the next start removes it");
+                // The object was never completed (aborted in `write`); what else there is
+                // (a resumable upload's parts) and the row go too.
+                if let Err(cleanup) = self.delete(store, &record).await {
+                    tracing::warn!(error = %cleanup, file = record.id, "removing a failed upload failed; the next start removes it");
                 }
-                Err(err)
+                return Err(err);
+            }
+        };
+        let mut staged = Staged {
+            record,
+            size,
+            sha256,
+            content_type,
+            thumbnail: false,
+        };
+        if images::is_image(&staged.content_type) {
+            let prepared = async {
+                if staged.size > self.images.max_bytes {
+                    return Err(FileError::Image(images::ImageError::TooLarge {
+                        limit: self.images.max_bytes,
+                    }));
+                }
+                let bytes = self
+                    .objects
+                    .get(&self.path(&staged.record.storage_key))
+                    .await?
+                    .bytes()
+                    .await?;
+                self.prepare_image(&staged.record.storage_key, bytes).await
+            }
+            .await;
+            match prepared {
+                Ok(stripped) => {
+                    if let Some(stripped) = stripped {
+                        staged.size = stripped.len() as u64;
+                        staged.sha256 = hex::encode(Sha256::digest(&stripped));
+                    }
+                    staged.thumbnail = true;
+                }
+                Err(err) => {
+                    self.discard(store, staged).await;
+                    return Err(err);
+                }
             }
         }
+        Ok(staged)
+    }
+
+    /// Check an image, write its metadata-stripped bytes over the object (when it had
+    /// metadata) and its thumbnail beside it; the stripped bytes are returned.
+    async fn prepare_image(&self, key: &str, bytes: Bytes) -> Result<Option<Bytes>, FileError> {
+        let config = self.images.clone();
+        let processed = tokio::task::spawn_blocking(move || images::process(bytes, &config))
+            .await
+            .map_err(|e| images::ImageError::Unreadable(format!("processing stopped: {e}")))??;
+        if let Some(stripped) = &processed.stripped {
+            self.objects
+                .put(&self.path(key), stripped.clone().into())
+                .await?;
+        }
+        self.objects
+            .put(&self.thumbnail_path(key), processed.thumbnail.into())
+            .await?;
+        Ok(processed.stripped)
+    }
+
+    fn thumbnail_path(&self, key: &str) -> ObjectPath {
+        ObjectPath::from(format!("{}{key}.thumb", self.prefix))
+    }
+
+    /// Make a checked upload a file: with a plugin's `replacement` content (and name) if
+    /// one replaced it, and `quarantined` (plugin, reason) if one asked for review.
+    pub async fn finish(
+        &self,
+        store: &dyn Store,
+        staged: Staged,
+        replacement: Option<(Bytes, Option<String>)>,
+        quarantine: Option<(String, String)>,
+    ) -> Result<FileRecord, FileError> {
+        let id = staged.record.id;
+        let mut finished = FinishedFile {
+            size: staged.size as i64,
+            sha256: staged.sha256.clone(),
+            content_type: staged.content_type.clone(),
+            name: None,
+            quarantine,
+            thumbnail: staged.thumbnail,
+        };
+        if let Some((content, name)) = replacement {
+            // A plugin's content obeys the rules an upload does: an image is checked,
+            // stripped and thumbnailed like any.
+            let key = staged.record.storage_key.clone();
+            let replaced = async {
+                let mut content = content;
+                let content_type = sniff(&content).to_string();
+                let mut thumbnail = false;
+                if images::is_image(&content_type) {
+                    if let Some(stripped) = self.prepare_image(&key, content.clone()).await? {
+                        content = stripped;
+                    }
+                    thumbnail = true;
+                } else {
+                    match self.objects.delete(&self.thumbnail_path(&key)).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(err) => return Err(FileError::from(err)),
+                    }
+                }
+                // Overwritten in place: the key (and so the sweep of an unfinished upload)
+                // stays the same.
+                self.objects
+                    .put(&self.path(&key), content.clone().into())
+                    .await?;
+                Ok::<_, FileError>((content, content_type, thumbnail))
+            }
+            .await;
+            match replaced {
+                Ok((content, content_type, thumbnail)) => {
+                    finished.size = content.len() as i64;
+                    finished.sha256 = hex::encode(Sha256::digest(&content));
+                    finished.content_type = content_type;
+                    finished.thumbnail = thumbnail;
+                    finished.name = name.map(|n| safe_name(&n));
+                }
+                Err(err) => {
+                    self.discard(store, staged).await;
+                    return Err(err);
+                }
+            }
+        }
+        if let Err(err) = store.finish_file(id, &finished).await {
+            self.discard(store, staged).await;
+            return Err(err.into());
+        }
+        store
+            .file(id)
+            .await?
+            .ok_or_else(|| FileError::Interrupted("the file vanished".into()))
+    }
+
+    /// Drop an upload the checks refused: its bytes and its row. A failure here is logged;
+    /// the row stays `uploading`, so the next start removes both.
+    pub async fn discard(&self, store: &dyn Store, staged: Staged) {
+        if let Err(err) = self.delete(store, &staged.record).await {
+            tracing::warn!(error = %err, file = staged.record.id, "removing a refused upload failed; the next start removes it");
+        }
+    }
+
+    /// Up to `len` bytes of a stored object from `offset` (fewer at its end, none past it).
+    pub async fn read_range(
+        &self,
+        storage_key: &str,
+        size: u64,
+        offset: u64,
+        len: u32,
+    ) -> Result<Bytes, FileError> {
+        let end = offset.saturating_add(u64::from(len)).min(size);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        Ok(self
+            .objects
+            .get_range(&self.path(storage_key), offset..end)
+            .await?)
     }
 
     async fn write<S>(
@@ -226,10 +450,7 @@ impl Files {
         let mut body = std::pin::pin!(body);
         let outcome: Result<(), FileError> = async {
             while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| match e {
-                    BodyError::TimedOut => FileError::TimedOut,
-                    BodyError::Broken(why) => FileError::Interrupted(why),
-                })?;
+                let chunk = chunk?;
                 size += chunk.len() as u64;
                 if size > self.max_upload_bytes {
                     return Err(FileError::TooLarge {
@@ -310,12 +531,25 @@ impl Files {
         })
     }
 
-    /// Remove a file's bytes and its row.
+    /// The PNG thumbnail of an image file.
+    pub async fn thumbnail(&self, file: &FileRecord) -> Result<Bytes, FileError> {
+        Ok(self
+            .objects
+            .get(&self.thumbnail_path(&file.storage_key))
+            .await?
+            .bytes()
+            .await?)
+    }
+
+    /// Remove a file's bytes (its thumbnail, a resumable upload's parts) and its row.
     pub async fn delete(&self, store: &dyn Store, file: &FileRecord) -> Result<(), FileError> {
-        match self.objects.delete(&self.path(&file.storage_key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(err) => return Err(err.into()),
+        for path in [
+            self.path(&file.storage_key),
+            self.thumbnail_path(&file.storage_key),
+        ] {
+            self.remove_object(&path).await?;
         }
+        self.remove_parts(&file.storage_key).await?;
         if let Some(root) = &self.local_root {
             remove_staged(&root.join(&file.storage_key));
         }
@@ -352,9 +586,27 @@ impl Files {
         }
     }
 
-    /// Purge the bytes of files whose message was deleted or erased (and not kept), then
-    /// their rows. Run after start and then every `files.purge_interval_secs`.
+    /// Purge the bytes of files whose message was deleted or erased (and not kept), that
+    /// a reviewer or their uploader deleted, or that stayed unattached longer than
+    /// `files.unattached_ttl_secs`; then their rows. Run after start and then every
+    /// `files.purge_interval_secs`.
     pub async fn purge_deleted(&self, store: &dyn Store) -> Result<usize, FileError> {
+        if self.unattached_ttl_secs > 0 {
+            let ttl =
+                i64::try_from(self.unattached_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+            let before = crate::store::now_millis().saturating_sub(ttl);
+            let abandoned = store.discard_unattached_files(before).await?;
+            if abandoned > 0 {
+                tracing::info!(files = abandoned, "deleting uploads no message took");
+            }
+        }
+        let expired = self.expire_resumable(store).await?;
+        if expired > 0 {
+            tracing::info!(
+                uploads = expired,
+                "removed resumable uploads nobody finished"
+            );
+        }
         let deleted = store.files_in_state("deleted").await?;
         for file in &deleted {
             self.delete(store, file).await?;
@@ -408,8 +660,14 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-/// Remove what a multipart upload to the local directory staged beside `dest` (`dest#1`, …)
-/// and never completed.
+/// A new file's storage key.
+fn new_key(room: RoomId) -> String {
+    format!("rooms/{room}/{}", crate::ids::random_token(16))
+}
+
+/// Remove what multipart uploads to the local directory staged beside `dest` and never
+/// completed: `dest#1`, and the same for its thumbnail and parts (`dest.thumb#1`,
+/// `dest.part-…#1`).
 fn remove_staged(dest: &std::path::Path) {
     let (Some(dir), Some(name)) = (dest.parent(), dest.file_name().and_then(|n| n.to_str())) else {
         return;
@@ -417,15 +675,26 @@ fn remove_staged(dest: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let staged = format!("{name}#");
+    let is_staged = |file_name: &str| {
+        let Some(rest) = file_name.strip_prefix(name) else {
+            return false;
+        };
+        let Some((object, n)) = rest.rsplit_once('#') else {
+            return false;
+        };
+        let ours = object.is_empty()
+            || object == ".thumb"
+            || object
+                .strip_prefix(".part-")
+                .is_some_and(|o| o.bytes().all(|b| b.is_ascii_digit()));
+        ours && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+    };
     for entry in entries.flatten() {
         let file_name = entry.file_name();
         let Some(file_name) = file_name.to_str() else {
             continue;
         };
-        if file_name
-            .strip_prefix(&staged)
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        if is_staged(file_name)
             && let Err(err) = std::fs::remove_file(entry.path())
         {
             tracing::warn!(error = %err, path = %entry.path().display(), "removing a staged upload failed");

@@ -193,9 +193,11 @@ pub async fn serve(
     let checkpointer =
         audit::spawn_checkpointer(store.clone(), audit_key, config.compliance.clone());
     let retention = retention::spawn_scheduler(store.clone(), config.compliance.clone());
+    let files = Arc::new(files::Files::open(&config).context("opening file storage")?);
     let exporter = match &config.compliance.export_dir {
         Some(dir) => Some(export::spawn_scheduler(
             store.clone(),
+            files.clone(),
             audit::load_or_create_key(&config.compliance, &config.data_dir)
                 .context("loading the audit key")?,
             dir.clone(),
@@ -211,7 +213,6 @@ pub async fn serve(
         router.hooks().clone(),
         config.auth.clone(),
     ));
-    let files = Arc::new(files::Files::open(&config).context("opening file storage")?);
     files
         .sweep_unfinished(store.as_ref())
         .await

@@ -361,8 +361,10 @@ async fn export_command(config: &Config, command: ExportCommand) -> anyhow::Resu
                 from_at: from,
                 until_at: until,
             };
+            let files = switchboard::files::Files::open(config)?;
             let (batch, manifest) = switchboard::export::export(
                 store.as_ref(),
+                &files,
                 &key,
                 &request,
                 &out,

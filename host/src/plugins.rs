@@ -28,6 +28,7 @@
 mod bindings_common;
 mod bindings_v0_1;
 mod bindings_v0_2;
+mod bindings_v0_3;
 mod breaker;
 mod call;
 mod capabilities;

@@ -759,7 +759,9 @@ impl RouterCore {
                 .file(id)
                 .await?
                 .filter(|f| {
-                    f.room_id == room_id && f.uploader_id == sender.id && f.state == "ready"
+                    f.room_id == room_id
+                        && f.uploader_id == sender.id
+                        && (f.state == "ready" || f.state == "quarantined")
                 })
                 .ok_or_else(|| {
                     ApiError::not_found(
@@ -767,6 +769,15 @@ impl RouterCore {
                         format!("no file {id} of yours in this room; upload it here first"),
                     )
                 })?;
+            if file.state == "quarantined" {
+                return Err(ApiError::conflict(
+                    "file_quarantined",
+                    format!(
+                        "file {id} is held for review; it can be attached once an administrator \
+                         releases it"
+                    ),
+                ));
+            }
             if file.message_id.is_some() {
                 return Err(ApiError::conflict(
                     "file_unavailable",

@@ -565,22 +565,45 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         storage_key: &str,
     ) -> StoreResult<FileRecord>;
-    /// Mark an upload complete with what its bytes turned out to be.
-    async fn finish_file(
+    /// Record a resumable upload of `size` bytes (`receiving`, nothing received yet).
+    async fn create_resumable_file(
         &self,
-        id: i64,
+        room: RoomId,
+        uploader: UserId,
+        name: &str,
+        storage_key: &str,
         size: i64,
-        sha256: &str,
-        content_type: &str,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<FileRecord>;
+    /// Move a resumable upload's `received` from `from` to `to`; false if it was not at
+    /// `from` (or is not receiving any more).
+    async fn advance_resumable_file(&self, id: i64, from: i64, to: i64) -> StoreResult<bool>;
+    /// A resumable upload that received all its bytes becomes `uploading` (assembled
+    /// next); false if it is not complete or not receiving.
+    async fn resumable_file_complete(&self, id: i64) -> StoreResult<bool>;
+    /// Mark an upload complete with what its bytes turned out to be: `ready`, or
+    /// `quarantined` when `finished.quarantine` says so.
+    async fn finish_file(&self, id: i64, finished: &FinishedFile) -> StoreResult<()>;
+    /// Make a quarantined file `ready`; false if it is not (any more) quarantined.
+    async fn release_file(&self, id: i64) -> StoreResult<bool>;
+    /// Mark a quarantined file `deleted` (its bytes are purged next); false if it is not
+    /// quarantined.
+    async fn discard_quarantined_file(&self, id: i64) -> StoreResult<bool>;
     async fn file(&self, id: i64) -> StoreResult<Option<FileRecord>>;
     async fn delete_file(&self, id: i64) -> StoreResult<()>;
     /// Files in one state: `uploading` (never finished: a crash or a stop mid-upload),
     /// `ready`, `kept` (its message was deleted; kept for compliance), `deleted` (its bytes
     /// are to be purged).
     async fn files_in_state(&self, state: &str) -> StoreResult<Vec<FileRecord>>;
-    /// Bytes of finished files, in all rooms.
-    async fn files_total_bytes(&self) -> StoreResult<i64>;
+    /// Mark `ready` files attached to no message and uploaded before `before` as `deleted`
+    /// (their bytes are purged next); how many.
+    async fn discard_unattached_files(&self, before: i64) -> StoreResult<u64>;
+    /// Mark one `ready` file attached to no message `deleted`; false if it is not such a
+    /// file (attached: delete its message instead).
+    async fn discard_unattached_file(&self, id: i64) -> StoreResult<bool>;
+    /// The files a message carries, in the order they were uploaded.
+    async fn files_of_message(&self, message: EventId) -> StoreResult<Vec<FileRecord>>;
+    /// Files and their bytes per state, in all rooms (storage usage).
+    async fn files_usage(&self) -> StoreResult<Vec<FileUsage>>;
 }
 
 /// A file uploaded to a room. Written as `uploading` before its bytes, `ready` once they are
@@ -601,6 +624,38 @@ pub struct FileRecord {
     pub created_at: Millis,
     /// The message it is attached to, once sent.
     pub message_id: Option<EventId>,
+    /// In `quarantined` state: the plugin that quarantined it, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantined_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_reason: Option<String>,
+    /// An image with a thumbnail (`GET /api/v1/files/{id}/thumbnail`).
+    pub has_thumbnail: bool,
+    /// In `receiving` state (a resumable upload): the bytes committed so far.
+    #[serde(skip)]
+    pub received: i64,
+}
+
+/// What an upload's bytes turned out to be, after the plugins' checks.
+#[derive(Debug, Clone)]
+pub struct FinishedFile {
+    pub size: i64,
+    pub sha256: String,
+    pub content_type: String,
+    /// A new name (a plugin replaced the content and renamed it).
+    pub name: Option<String>,
+    /// The plugin that quarantined it, and why.
+    pub quarantine: Option<(String, String)>,
+    /// A thumbnail was stored beside it.
+    pub thumbnail: bool,
+}
+
+/// Storage used by files in one state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileUsage {
+    pub state: String,
+    pub files: i64,
+    pub bytes: i64,
 }
 
 /// Open the store a database URL names: `sqlite://path` (or a bare path) or `postgres://…`.

@@ -25,10 +25,11 @@
 //!
 //! The host capabilities are wrapped in [`log`], [`config`], [`kv`], [`bot`], [`http`] and
 //! [`rooms`]. Each is granted by the operator in the plugin's manifest; a call to one that
-//! was not granted returns [`HostError::NotGranted`].
+//! was not granted returns [`HostError::NotGranted`]. [`upload`] reads the file a
+//! `file_pre_upload` call is about.
 //!
-//! This SDK builds against WIT `switchboard:plugin@0.2.0`. Plugins built with an older SDK
-//! (0.1) keep loading: the server speaks both.
+//! This SDK builds against WIT `switchboard:plugin@0.3.0`. Plugins built with an older SDK
+//! (0.1, 0.2) keep loading: the server speaks all three.
 
 pub mod bot;
 pub mod config;
@@ -37,6 +38,7 @@ pub mod kv;
 pub mod log;
 mod outcome;
 pub mod rooms;
+pub mod upload;
 
 pub use outcome::{meta_get, meta_set};
 
@@ -55,8 +57,9 @@ pub mod __wit {
 }
 
 pub use __wit::switchboard::plugin::types::{
-    AuthOutcome, CommandCall, CommandOutcome, Credentials, Decision, Event, EventKind, HookSet,
-    HostError, Message, Metadata, Modification, PreSendOutcome, Rejection, Room, RoomKind, User,
+    AuthOutcome, CommandCall, CommandOutcome, Credentials, Decision, Event, EventKind, FileInfo,
+    FileReplacement, FileUploadOutcome, HookSet, HostError, Message, Metadata, Modification,
+    PreSendOutcome, Rejection, Room, RoomKind, User,
 };
 
 /// A Switchboard plugin. Implement the hooks you need; the others keep their defaults, and
@@ -112,6 +115,20 @@ pub trait Plugin: 'static {
         let _ = credentials;
         AuthOutcome::Defer
     }
+
+    /// Since 0.3: an uploaded file, before anyone can download or attach it. Read its bytes
+    /// with [`upload`] (in chunks: never more than you need in memory), then allow, reject
+    /// (the uploader sees the reason), replace the content, or quarantine it for review.
+    fn file_pre_upload(&self, file: FileInfo) -> FileUploadOutcome {
+        let _ = file;
+        FileUploadOutcome::Allow
+    }
+
+    /// Since 0.3: before a room member downloads a file.
+    fn file_pre_download(&self, file: FileInfo, downloader: User) -> Decision {
+        let _ = (file, downloader);
+        Decision::Allow
+    }
 }
 
 /// Export a type implementing [`Plugin`] as the component's hooks. Call it exactly once, at
@@ -160,6 +177,15 @@ macro_rules! export_plugin {
                 }
                 fn authenticate(creds: $crate::Credentials) -> $crate::AuthOutcome {
                     __with(|p| p.authenticate(creds))
+                }
+                fn file_pre_upload(file: $crate::FileInfo) -> $crate::FileUploadOutcome {
+                    __with(|p| p.file_pre_upload(file))
+                }
+                fn file_pre_download(
+                    file: $crate::FileInfo,
+                    downloader: $crate::User,
+                ) -> $crate::Decision {
+                    __with(|p| p.file_pre_download(file, downloader))
                 }
             }
 

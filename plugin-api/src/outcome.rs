@@ -1,6 +1,8 @@
 //! Conveniences on the hook result types and message metadata.
 
-use crate::{Decision, Metadata, Modification, PreSendOutcome, Rejection};
+use crate::{
+    Decision, FileReplacement, FileUploadOutcome, Metadata, Modification, PreSendOutcome, Rejection,
+};
 
 impl PreSendOutcome {
     /// Replace the message's body and metadata.
@@ -18,6 +20,21 @@ impl PreSendOutcome {
             code: code.into(),
             reason: reason.into(),
         })
+    }
+}
+
+impl FileUploadOutcome {
+    /// Refuse the file; `reason` is shown to the uploader and nothing is kept.
+    pub fn reject(code: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Reject(Rejection {
+            code: code.into(),
+            reason: reason.into(),
+        })
+    }
+
+    /// Keep `content` instead of the upload (and rename it, if `name` is given).
+    pub fn replace(content: Vec<u8>, name: Option<String>) -> Self {
+        Self::Replace(FileReplacement { content, name })
     }
 }
 

@@ -534,10 +534,13 @@ async fn a_compliance_reviewer_places_and_releases_a_hold_in_the_console() {
 
 /// Files in the chat client: two dropped on the room upload with progress, the message shows
 /// their cards (the image previewed), a file downloads byte for byte, and a file the server
-/// refuses shows the server's reason.
+/// refuses shows the server's reason: too large, or blocked by the DLP plugin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_dropped_on_a_room_are_sent_previewed_and_downloaded() {
-    let server = TestServer::start_with(|c| c.files.max_upload_bytes = 1024 * 1024).await;
+    use crate::plugins_runtime::harness::{Spec, server_tweaked};
+    let dlp = Spec::new("dlp", "dlp").caps(&["log", "config", "kv"]);
+    let (server, _plugins) =
+        server_tweaked(vec![dlp], |c| c.files.max_upload_bytes = 32 * 1024 * 1024).await;
     let alice = server.user("alice").await;
     let room = alice.group("files", &[]).await;
     let server = &server;
@@ -607,7 +610,7 @@ async fn files_dropped_on_a_room_are_sent_previewed_and_downloaded() {
 
         // Refused by the server: the reason is shown where the file was.
         b.execute(
-            &drop("dt.items.add(new File([new Uint8Array(2 * 1024 * 1024)], 'huge.bin'));"),
+            &drop("dt.items.add(new File([new Uint8Array(40 * 1024 * 1024)], 'huge.bin'));"),
             vec![],
         )
         .await
@@ -620,11 +623,101 @@ async fn files_dropped_on_a_room_are_sent_previewed_and_downloaded() {
         )
         .await;
         assert!(
-            reason.as_str().unwrap_or_default().contains("at most 1048576 bytes"),
+            reason.as_str().unwrap_or_default().contains("at most 33554432 bytes"),
             "{reason}"
         );
+
+        // A large file goes in chunks (resumable), with the same outcome as any upload.
+        b.execute(
+            &drop("dt.items.add(new File([new Uint8Array(17 * 1024 * 1024)], 'big.bin'));"),
+            vec![],
+        )
+        .await
+        .expect("drop");
+        let shown = eventually(
+            b,
+            "the chunked upload to finish",
+            "const li = document.querySelector(\"#pending-files li[data-name='big.bin'][data-state=ready]\"); return li ? li.textContent : ''",
+            |v| v.as_str().is_some_and(|t| !t.is_empty()),
+        )
+        .await;
+        assert!(shown.as_str().unwrap_or_default().contains("17 MB"), "{shown}");
+
+        // Blocked by the DLP plugin: its reason, naming what it found, not the number.
+        b.execute(
+            &drop(&format!(
+                "dt.items.add(new File(['name,card\\nbob,{CARD}\\n'], 'cards.csv'));"
+            )),
+            vec![],
+        )
+        .await
+        .expect("drop");
+        let reason = eventually(
+            b,
+            "the DLP refusal",
+            "const li = [...document.querySelectorAll('#pending-files li[data-state=rejected]')].find((l) => l.dataset.name === 'cards.csv'); return li ? li.textContent : ''",
+            |v| v.as_str().is_some_and(|t| !t.is_empty()),
+        )
+        .await;
+        let reason = reason.as_str().unwrap_or_default();
+        assert!(reason.contains("payment card number"), "{reason}");
+        assert!(!reason.contains("1111"), "{reason}");
     })
     .await;
+}
+
+/// An admin reviews the quarantine in the console: the file the DLP plugin held shows with
+/// the plugin's reason, one is released to its room, another deleted, and the storage page
+/// counts what is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_releases_and_deletes_quarantined_files_in_the_console() {
+    use crate::plugins_runtime::harness::{Spec, server_with};
+    let dlp = Spec::new("dlp", "dlp").caps(&["log", "config", "kv"]);
+    let (server, _plugins) = server_with(vec![dlp]).await;
+    let alice = server.user("alice").await;
+    let room = alice.group("contacts", &[]).await;
+    let mut held = Vec::new();
+    for name in ["keep.csv", "drop.csv"] {
+        let (status, file) =
+            crate::files::upload(&alice, room, name, b"bob,bob@example.com\n".to_vec()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{file}");
+        held.push(file["id"].as_i64().expect("id"));
+    }
+    let server = &server;
+    let alice = &alice;
+    let held = &held;
+    with_browsers(1, |browsers| async move {
+        let b = &browsers[0];
+        login(b, server, "/admin#files", "admin", ADMIN_PASSWORD).await;
+        let row = |id: i64| format!("#quarantine tr[data-file-id='{id}']");
+        let reason = wait_css(b, &format!("{} .quarantine-reason", row(held[0])))
+            .await
+            .text()
+            .await
+            .expect("reason");
+        assert!(reason.contains("dlp: held for review"), "{reason}");
+        assert!(reason.contains("e-mail address"), "{reason}");
+        click(b, &format!("{} button.release-file", row(held[0]))).await;
+        click_and_confirm(b, &format!("{} button.discard-file", row(held[1]))).await;
+        eventually(
+            b,
+            "the quarantine to empty",
+            "return document.querySelectorAll('#quarantine tr[data-file-id]').length",
+            |v| v.as_u64() == Some(0),
+        )
+        .await;
+        let total = wait_css(b, "#storage-total")
+            .await
+            .text()
+            .await
+            .expect("total");
+        assert!(total.contains("local storage"), "{total}");
+    })
+    .await;
+    let (status, _) = alice.get(&format!("/api/v1/files/{}", held[0])).await;
+    assert_eq!(status, StatusCode::OK, "released to the room");
+    let (status, _) = alice.get(&format!("/api/v1/files/{}", held[1])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "deleted for good");
 }
 
 /// Click `css`, then accept the `confirm()` it opens.

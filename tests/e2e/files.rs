@@ -94,7 +94,7 @@ pub enum Storage {
 pub const STORAGES: [Storage; 2] = [Storage::Local, Storage::S3];
 
 /// How many objects the server's storage holds, counted through the same storage layer.
-async fn objects(config: &Config) -> usize {
+pub async fn objects(config: &Config) -> usize {
     switchboard::files::Files::open(config)
         .unwrap()
         .object_count()
@@ -428,7 +428,13 @@ async fn a_message_carries_files_its_sender_uploaded_once_and_only_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_message_takes_its_files_unless_a_hold_keeps_them() {
     for backend in BACKENDS {
-        let (server, _db) = start_on(backend, |c| c.files.purge_interval_secs = 1).await;
+        let exports = tempfile::tempdir().unwrap();
+        let export_dir = exports.path().to_path_buf();
+        let (server, _db) = start_on(backend, move |c| {
+            c.files.purge_interval_secs = 1;
+            c.compliance.export_dir = Some(export_dir);
+        })
+        .await;
         let mut config = Config::default();
         config.data_dir = server.dir.path().to_path_buf();
         let admin = server.admin().await;
@@ -494,6 +500,69 @@ async fn deleting_a_message_takes_its_files_unless_a_hold_keeps_them() {
         assert_eq!((in_room(held_room), in_room(room)), (1, 0), "{backend:?}");
         let (status, _) = alice.get(&format!("/api/v1/files/{kept_file}/info")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+
+        // The compliance export carries the held file's bytes with its deleted message.
+        let (status, made) = reviewer
+            .post(
+                "/api/v1/compliance/exports",
+                serde_json::json!({ "rooms": [held_room, room] }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{backend:?}: {made}");
+        let batch = made["batch"].as_str().unwrap().to_string();
+        let fetch = |file: String| {
+            let reviewer = &reviewer;
+            let batch = batch.clone();
+            async move {
+                let response = reviewer
+                    .http
+                    .get(format!(
+                        "{}/api/v1/compliance/exports/on-demand/{batch}/{file}",
+                        reviewer.base
+                    ))
+                    .bearer_auth(&reviewer.token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::OK, "{file}");
+                response.bytes().await.unwrap()
+            }
+        };
+        let events = fetch("events.jsonl".into()).await;
+        let lines: Vec<switchboard::export::ExportLine> = String::from_utf8_lossy(&events)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let kept = lines
+            .iter()
+            .find(|l| l.event.id == kept_message)
+            .expect("the held message");
+        assert_eq!(kept.attachments.len(), 1, "{backend:?}");
+        let attachment = &kept.attachments[0];
+        assert_eq!(
+            (
+                attachment.id,
+                attachment.state.as_str(),
+                attachment.name.as_str()
+            ),
+            (kept_file, "kept", "kept.txt"),
+            "{backend:?}"
+        );
+        let name = attachment.file.clone().expect("its bytes are in the batch");
+        assert_eq!(fetch(name.clone()).await.as_ref(), b"kept", "{backend:?}");
+        assert!(
+            made["manifest"]["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["name"] == name.as_str()),
+            "{backend:?}: the manifest lists it: {made}"
+        );
+        let gone = lines.iter().find(|l| l.event.id == gone_message).unwrap();
+        assert!(
+            gone.attachments.is_empty(),
+            "{backend:?}: purged with its row"
+        );
         server.stop().await;
     }
 }
@@ -704,4 +773,354 @@ fn a_scanner_limit_below_the_upload_limit_stops_the_start() {
     config.files.clamav.as_mut().unwrap().on_limit_mismatch =
         switchboard::config::LimitMismatch::Warn;
     assert!(switchboard::files::Files::open(&config).is_ok());
+}
+
+/// A PNG whose header declares `side` × `side` pixels: a few dozen bytes that would need
+/// `4 × side²` bytes decoded.
+fn png_declaring(side: u32) -> Vec<u8> {
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_pixel(1, 1, image::Rgb([1, 2, 3]))
+        .write_to(&mut png, image::ImageFormat::Png)
+        .unwrap();
+    let mut png = png.into_inner();
+    png[16..20].copy_from_slice(&side.to_be_bytes());
+    png[20..24].copy_from_slice(&side.to_be_bytes());
+    let mut crc = !0u32;
+    for &byte in &png[12..29] {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    png[29..33].copy_from_slice(&(!crc).to_be_bytes());
+    png
+}
+
+/// A JPEG photo as a phone writes it: EXIF with an orientation (turned 90°) and a GPS
+/// position (latitude 48° N).
+fn photo_with_location() -> Vec<u8> {
+    use img_parts::ImageEXIF as _;
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_pixel(400, 200, image::Rgb([0, 90, 200]))
+        .write_to(&mut jpeg, image::ImageFormat::Jpeg)
+        .unwrap();
+    let mut photo =
+        img_parts::jpeg::Jpeg::from_bytes(bytes::Bytes::from(jpeg.into_inner())).unwrap();
+    let mut tiff = Vec::new();
+    tiff.extend_from_slice(b"MM\0\x2a\0\0\0\x08");
+    tiff.extend_from_slice(&2u16.to_be_bytes());
+    tiff.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0]); // Orientation 6
+    tiff.extend_from_slice(&[0x88, 0x25, 0, 4, 0, 0, 0, 1, 0, 0, 0, 38]); // GPS IFD at 38
+    tiff.extend_from_slice(&0u32.to_be_bytes());
+    tiff.extend_from_slice(&1u16.to_be_bytes());
+    tiff.extend_from_slice(&[0x00, 0x01, 0, 2, 0, 0, 0, 2, b'N', 0, 0, 0]); // GPSLatitudeRef
+    tiff.extend_from_slice(&0u32.to_be_bytes());
+    photo.set_exif(Some(bytes::Bytes::from(tiff)));
+    photo.encoder().bytes().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_lose_their_location_get_a_thumbnail_and_bombs_are_refused() {
+    use img_parts::ImageEXIF as _;
+    for backend in BACKENDS {
+        for storage in STORAGES {
+            let case = format!("{backend:?}/{storage:?}");
+            let s3 = match storage {
+                Storage::S3 => Some(S3Server::start().await),
+                Storage::Local => None,
+            };
+            let s3_config = s3.as_ref().map(S3Server::config);
+            let (server, _db) = start_on(backend, move |c| c.files.s3 = s3_config).await;
+            let mut config = Config::default();
+            config.data_dir = server.dir.path().to_path_buf();
+            config.files.s3 = s3.as_ref().map(S3Server::config);
+            let alice = server.user("alice").await;
+            let room = alice.group("photos", &[]).await;
+            let before = objects(&config).await;
+
+            // A decompression bomb: refused from its header, nothing kept.
+            let (status, err) = upload(&alice, room, "bomb.png", png_declaring(100_000)).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{case}: {err}");
+            assert_eq!(err["code"], "image_too_large", "{case}: {err}");
+            assert!(
+                err["message"].as_str().unwrap().contains("100000×100000"),
+                "{case}: {err}"
+            );
+            // Not an image after all: refused with why.
+            let mut broken = png_declaring(10);
+            broken.truncate(40);
+            let (status, err) = upload(&alice, room, "broken.png", broken).await;
+            assert_eq!(
+                (status, err["code"].as_str()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some("image_unreadable")),
+                "{case}: {err}"
+            );
+            assert_eq!(objects(&config).await, before, "{case}: nothing kept");
+
+            // A phone photo: stored without its location, still turned the right way.
+            let photo = photo_with_location();
+            let (status, file) = upload(&alice, room, "IMG_0001.jpg", photo.clone()).await;
+            assert_eq!(status, StatusCode::CREATED, "{case}: {file}");
+            assert_eq!(file["content_type"], "image/jpeg", "{case}");
+            assert_eq!(file["has_thumbnail"], true, "{case}");
+            let id = file["id"].as_i64().unwrap();
+            let stored = download(&alice, id, None).await.bytes().await.unwrap();
+            assert_ne!(stored.as_ref(), photo.as_slice(), "{case}: rewritten");
+            assert_eq!(
+                file["sha256"],
+                hex::encode(Sha256::digest(&stored)),
+                "{case}"
+            );
+            let exif = img_parts::jpeg::Jpeg::from_bytes(stored)
+                .unwrap()
+                .exif()
+                .expect("the orientation stays");
+            assert!(
+                !exif.windows(2).any(|w| w == [0x88, 0x25]),
+                "{case}: no GPS IFD left"
+            );
+            assert_eq!(
+                image::metadata::Orientation::from_exif_chunk(&exif),
+                Some(image::metadata::Orientation::Rotate90),
+                "{case}"
+            );
+
+            // Its thumbnail: a PNG, turned, at most 320 px a side; a CSV has none.
+            let response = alice
+                .http
+                .get(format!("{}/api/v1/files/{id}/thumbnail", alice.base))
+                .bearer_auth(&alice.token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{case}");
+            assert_eq!(response.headers()["content-type"], "image/png");
+            let thumb = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
+            assert_eq!((thumb.width(), thumb.height()), (160, 320), "{case}");
+            let (_, csv) = upload(&alice, room, "a.csv", b"a,b\n".to_vec()).await;
+            let (status, err) = alice
+                .get(&format!("/api/v1/files/{}/thumbnail", csv["id"]))
+                .await;
+            assert_eq!(
+                (status, err["code"].as_str()),
+                (StatusCode::NOT_FOUND, Some("no_thumbnail")),
+                "{case}"
+            );
+            // Photo, its thumbnail and the CSV.
+            assert_eq!(objects(&config).await, before + 3, "{case}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unattached_uploads_are_taken_back_or_expire() {
+    for backend in BACKENDS {
+        let (server, _db) = start_on(backend, |c| {
+            c.files.purge_interval_secs = 1;
+            c.files.unattached_ttl_secs = 3;
+        })
+        .await;
+        let mut config = Config::default();
+        config.data_dir = server.dir.path().to_path_buf();
+        let alice = server.user("alice").await;
+        let bob = server.user("bob").await;
+        let room = alice.group("drafts", &[bob.id]).await;
+
+        // Sent at once: it stays whatever the time-to-live.
+        let (_, sent) = upload(&alice, room, "sent.txt", b"sent".to_vec()).await;
+        let sent = sent["id"].as_i64().unwrap();
+        let (status, ack) = send_with(&alice, room, "s1", serde_json::json!([sent])).await;
+        assert_eq!(status, StatusCode::CREATED, "{ack}");
+        let (status, err) = alice.delete(&format!("/api/v1/files/{sent}")).await;
+        assert_eq!(
+            (status, err["code"].as_str()),
+            (StatusCode::CONFLICT, Some("file_attached")),
+            "{backend:?}"
+        );
+
+        // Taken back by its uploader, not by another member.
+        let (_, draft) = upload(&alice, room, "draft.txt", b"draft".to_vec()).await;
+        let draft = draft["id"].as_i64().unwrap();
+        let (status, err) = bob.delete(&format!("/api/v1/files/{draft}")).await;
+        assert_eq!(
+            (status, err["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("not_uploader")),
+            "{backend:?}"
+        );
+        let (status, _) = alice.delete(&format!("/api/v1/files/{draft}")).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{backend:?}");
+        let (status, _) = alice.get(&format!("/api/v1/files/{draft}/info")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{backend:?}");
+
+        // Left unattached: gone after the time-to-live, bytes and all.
+        let (_, left) = upload(&alice, room, "left.txt", b"left".to_vec()).await;
+        let left = left["id"].as_i64().unwrap();
+        let mut remaining = objects(&config).await;
+        for _ in 0..300 {
+            if remaining == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            remaining = objects(&config).await;
+        }
+        assert_eq!(remaining, 1, "{backend:?}: only the sent file's bytes stay");
+        let (status, _) = alice.get(&format!("/api/v1/files/{left}/info")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{backend:?}");
+        let (status, _) = bob.get(&format!("/api/v1/files/{sent}/info")).await;
+        assert_eq!(status, StatusCode::OK, "{backend:?}");
+    }
+}
+
+async fn put_chunk(client: &Client, id: i64, offset: u64, bytes: &[u8]) -> (StatusCode, Value) {
+    let response = client
+        .http
+        .put(format!("{}/api/v1/uploads/{id}", client.base))
+        .query(&[("offset", offset)])
+        .bearer_auth(&client.token)
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumable_upload_survives_broken_chunks_and_a_restart() {
+    const CHUNK: u64 = 2 * 1024 * 1024;
+    for backend in BACKENDS {
+        for storage in STORAGES {
+            let case = format!("{backend:?}/{storage:?}");
+            let s3 = match storage {
+                Storage::S3 => Some(S3Server::start().await),
+                Storage::Local => None,
+            };
+            let s3_config = s3.as_ref().map(S3Server::config);
+            let db = match backend {
+                crate::hardening::Backend::Postgres => Some(crate::cluster::PgDb::create().await),
+                crate::hardening::Backend::Sqlite => None,
+            };
+            let db_url = db.as_ref().map(|db| db.url.clone());
+            let tweak = move |c: &mut Config| {
+                c.files.s3 = s3_config.clone();
+                c.files.resumable.max_chunk_bytes = CHUNK;
+                if let Some(url) = &db_url {
+                    c.database_url = Some(Secret(url.clone()));
+                }
+            };
+            let server = crate::support::TestServer::start_with(tweak.clone()).await;
+            let mut config = Config::default();
+            config.data_dir = server.dir.path().to_path_buf();
+            config.files.s3 = s3.as_ref().map(S3Server::config);
+            let alice = server.user("alice").await;
+            let bob = server.user("bob").await;
+            let room = alice.group("big", &[bob.id]).await;
+            let bytes = random_bytes(2 * CHUNK as usize + 1000);
+
+            let (status, opened) = alice
+                .post(
+                    &format!("/api/v1/rooms/{room}/uploads"),
+                    serde_json::json!({ "name": "../video.bin", "size": bytes.len() }),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{case}: {opened}");
+            assert_eq!(opened["offset"], 0, "{case}");
+            assert_eq!(opened["name"], "video.bin", "{case}");
+            let id = opened["file_id"].as_i64().unwrap();
+
+            // A chunk at the wrong offset; someone else's upload.
+            let (status, at) = put_chunk(&alice, id, 0, &bytes[..CHUNK as usize]).await;
+            assert_eq!(
+                (status, at["offset"].as_u64()),
+                (StatusCode::OK, Some(CHUNK)),
+                "{case}"
+            );
+            let (status, err) = put_chunk(&alice, id, 0, &bytes[..10]).await;
+            assert_eq!(
+                (status, err["code"].as_str()),
+                (StatusCode::CONFLICT, Some("offset_mismatch")),
+                "{case}: {err}"
+            );
+            let (status, _) = bob.get(&format!("/api/v1/uploads/{id}")).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{case}");
+
+            // A chunk cut off mid-way changes nothing.
+            let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+            let head = format!(
+                "PUT /api/v1/uploads/{id}?offset={CHUNK} HTTP/1.1\r\nHost: x\r\n\
+                 Authorization: Bearer {}\r\nContent-Length: {CHUNK}\r\n\r\n",
+                alice.token
+            );
+            socket.write_all(head.as_bytes()).await.unwrap();
+            socket
+                .write_all(&bytes[CHUNK as usize..CHUNK as usize + 700_000])
+                .await
+                .unwrap();
+            socket.shutdown().await.unwrap();
+            let mut answer = Vec::new();
+            let _ = socket.read_to_end(&mut answer).await;
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(answer.starts_with("HTTP/1.1 400"), "{case}: {answer}");
+            let (_, at) = alice.get(&format!("/api/v1/uploads/{id}")).await;
+            assert_eq!(at["offset"], CHUNK, "{case}: {at}");
+
+            // The server restarts; the upload goes on where it stood.
+            let server = server.restart(tweak).await;
+            let (_, at) = alice.get(&format!("/api/v1/uploads/{id}")).await;
+            assert_eq!(at["offset"], CHUNK, "{case}: {at}");
+            let (status, at) = put_chunk(
+                &alice,
+                id,
+                CHUNK,
+                &bytes[CHUNK as usize..2 * CHUNK as usize],
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{case}: {at}");
+            // More than the file has left.
+            let mut over = bytes[2 * CHUNK as usize..].to_vec();
+            over.push(0);
+            let (status, err) = put_chunk(&alice, id, 2 * CHUNK, &over).await;
+            assert_eq!(
+                (status, err["code"].as_str()),
+                (StatusCode::PAYLOAD_TOO_LARGE, Some("chunk_too_large")),
+                "{case}: {err}"
+            );
+            let (status, file) =
+                put_chunk(&alice, id, 2 * CHUNK, &bytes[2 * CHUNK as usize..]).await;
+            assert_eq!(status, StatusCode::CREATED, "{case}: {file}");
+            assert_eq!(file["id"], id, "{case}");
+            assert_eq!(file["size"], bytes.len() as u64, "{case}");
+            assert_eq!(
+                file["sha256"],
+                hex::encode(Sha256::digest(&bytes)),
+                "{case}"
+            );
+            let whole = download(&bob, id, None).await.bytes().await.unwrap();
+            assert!(whole.as_ref() == bytes.as_slice(), "{case}: byte-exact");
+            assert_eq!(objects(&config).await, 1, "{case}: the parts are gone");
+            let (status, _) = alice.get(&format!("/api/v1/uploads/{id}")).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{case}: finished");
+
+            // Given up: its chunks go.
+            let (_, opened) = alice
+                .post(
+                    &format!("/api/v1/rooms/{room}/uploads"),
+                    serde_json::json!({ "name": "later.bin", "size": 5000 }),
+                )
+                .await;
+            let later = opened["file_id"].as_i64().unwrap();
+            let (status, _) = put_chunk(&alice, later, 0, &bytes[..1000]).await;
+            assert_eq!(status, StatusCode::OK, "{case}");
+            assert_eq!(objects(&config).await, 2, "{case}");
+            let (status, _) = alice.delete(&format!("/api/v1/uploads/{later}")).await;
+            assert_eq!(status, StatusCode::NO_CONTENT, "{case}");
+            assert_eq!(objects(&config).await, 1, "{case}");
+            server.stop().await;
+            drop(db);
+        }
+    }
 }

@@ -15,6 +15,7 @@ mod chat;
 mod cluster;
 mod crash;
 mod export;
+mod file_plugins;
 mod files;
 mod hardening;
 mod holds;

@@ -85,7 +85,10 @@ async fn admin_manages_plugins_live_and_every_action_is_audited() {
     let dlp_view = plugin(&list, "dlp").expect("dlp listed");
     assert_eq!(dlp_view["loaded"], true);
     assert_eq!(dlp_view["settings"]["action.card"], "block");
-    assert_eq!(dlp_view["status"]["hooks"], json!(["message-pre-send"]));
+    assert_eq!(
+        dlp_view["status"]["hooks"],
+        json!(["message-pre-send", "file-pre-upload"])
+    );
 
     let (status, _) = alice.send_http(room, "c1", &format!("card {CARD}")).await;
     assert_eq!(
@@ -572,7 +575,7 @@ async fn a_reloaded_bot_keeps_its_user_and_commands() {
     assert_eq!(status, StatusCode::OK, "{view}");
     assert_eq!(view["grants"]["commands"], json!(["echo"]));
     assert_eq!(view["grants"]["bot"], "echo-bot");
-    assert_eq!(view["status"]["interface"], "switchboard:plugin@0.2.0");
+    assert_eq!(view["status"]["interface"], "switchboard:plugin@0.3.0");
     let bot_user = view["status"]["bot_user"].as_i64().expect("a bot user");
 
     let (status, report) = admin

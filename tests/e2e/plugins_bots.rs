@@ -67,15 +67,19 @@ fn bodies(history: &[Value]) -> Vec<(i64, String)> {
 }
 
 #[tokio::test]
-async fn a_v01_component_keeps_loading_next_to_v02_plugins() {
+async fn v01_and_v02_components_keep_loading_next_to_v03_plugins() {
     let legacy = Spec::new("legacy", "fixture-legacy-v01")
         .caps(&["config"])
         .priority(1)
         .settings("greeting = \"hello from 0.1\"\n");
+    let legacy2 = Spec::new("legacy2", "fixture-legacy-v02")
+        .caps(&["bot"])
+        .priority(2)
+        .top("commands = [\"legacy2\"]\n");
     let probe = Spec::new("probe", "fixture-probe")
         .caps(&["config", "kv", "log"])
-        .priority(2);
-    let (server, _plugins) = server_with(vec![legacy, probe]).await;
+        .priority(3);
+    let (server, _plugins) = server_with(vec![legacy, legacy2, probe]).await;
     let alice = server.user("alice").await;
     let room = alice.group("legacy", &[]).await;
 
@@ -86,12 +90,49 @@ async fn a_v01_component_keeps_loading_next_to_v02_plugins() {
     let meta = &history.last().unwrap()["metadata"];
     assert_eq!(meta["legacy.interface"], "0.1", "{meta}");
     assert_eq!(meta["legacy.greeting"], "hello from 0.1");
+    // The 0.2 plugin ran too, through 0.2's bindings and imports.
+    assert_eq!(meta["legacy2.interface"], "0.2", "{meta}");
+    assert_eq!(meta["legacy2.bot"], "granted", "{meta}");
     assert_eq!(
         meta["probe.kv"], "ok",
         "the 0.2 plugin ran after it: {meta}"
     );
     // Not granted `bot`: the 0.2 import answers with a clear error, not a trap.
     assert_eq!(meta["probe.bot"], "not-granted");
+
+    let admin = server.admin().await;
+    let (_, plugins) = admin.get("/api/v1/admin/plugins").await;
+    let interfaces: Vec<(String, String)> = plugins
+        .as_array()
+        .or_else(|| plugins["plugins"].as_array())
+        .expect("plugins")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or_default().to_string(),
+                p["status"]["interface"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    for (name, interface) in [
+        ("legacy", "switchboard:plugin@0.1.0"),
+        ("legacy2", "switchboard:plugin@0.2.0"),
+        ("probe", "switchboard:plugin@0.3.0"),
+    ] {
+        assert!(
+            interfaces.contains(&(name.to_string(), interface.to_string())),
+            "{name} on {interface}: {interfaces:?}"
+        );
+    }
+    let (status, err) = alice.send_http(room, "m3", "legacy2-reject this").await;
+    assert_eq!(
+        (status, err["rejection"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("legacy2_rejected")),
+        "{err}"
+    );
 
     // A 0.1 rejection and a 0.1 login denial reach the client like any other.
     let (status, err) = alice.send_http(room, "m2", "legacy-reject this").await;
@@ -100,7 +141,6 @@ async fn a_v01_component_keeps_loading_next_to_v02_plugins() {
         (StatusCode::FORBIDDEN, Some("legacy_rejected")),
         "{err}"
     );
-    let admin = server.admin().await;
     let (status, _) = admin
         .post(
             "/api/v1/users",

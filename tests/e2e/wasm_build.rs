@@ -19,6 +19,7 @@ const CRATES: &[&str] = &[
     "fixture-huge-output",
     "fixture-probe",
     "fixture-legacy-v01",
+    "fixture-legacy-v02",
     "fixture-hostile",
     "echo-bot",
     "webhook",

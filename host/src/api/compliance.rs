@@ -367,6 +367,7 @@ async fn run_export(
     };
     let (batch, manifest) = crate::export::export(
         state.store.as_ref(),
+        &state.files,
         &key,
         &request,
         &dir,

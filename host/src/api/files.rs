@@ -1,6 +1,8 @@
-//! Files over HTTP: upload into a room (the body is the file, streamed to storage), read a
-//! file's description, download it (whole or a byte range). Only a room's members reach its
+//! Files over HTTP: upload into a room (the body is the file, streamed to storage, then
+//! checked by the `file-pre-upload` plugins), read a file's description, download it (whole
+//! or a byte range, after the `file-pre-download` plugins). Only a room's members reach its
 //! files; anyone else gets `404 file_not_found`, the same as for a file that does not exist.
+//! Quarantined files are reviewed by admins (`file_review`).
 
 use axum::Router as HttpRouter;
 use axum::body::Body;
@@ -11,16 +13,24 @@ use axum::routing::{get, post};
 use futures_util::TryStreamExt as _;
 use serde::Deserialize;
 
+use std::sync::Arc;
+
 use super::{AppJson, AppPath, AppQuery, AppState, AuthUser};
+use crate::audit::Action;
 use crate::error::{ApiError, Result};
 use crate::files::{BodyError, FileError};
+use crate::router::hooks::{Decision, FileCheck, FileContent, FileUploadOutcome, HookKind};
 use crate::store::{FileRecord, RoomId};
 
 pub fn routes() -> HttpRouter<AppState> {
     HttpRouter::new()
         .route("/api/v1/rooms/{id}/files", post(upload))
-        .route("/api/v1/files/{id}", get(download))
+        .route(
+            "/api/v1/files/{id}",
+            get(download).delete(delete_unattached),
+        )
         .route("/api/v1/files/{id}/info", get(info))
+        .route("/api/v1/files/{id}/thumbnail", get(thumbnail))
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +74,29 @@ impl From<FileError> for ApiError {
                     "the virus scanner is unavailable, so uploads are refused; try again later",
                 )
             }
+            FileError::Image(err @ crate::files::images::ImageError::TooLarge { .. }) => {
+                ApiError::too_large("image_too_large", err.to_string())
+            }
+            FileError::Image(err @ crate::files::images::ImageError::TooManyPixels { .. }) => {
+                ApiError::unprocessable("image_too_large", err.to_string())
+            }
+            FileError::Image(err @ crate::files::images::ImageError::Unreadable(_)) => {
+                ApiError::unprocessable("image_unreadable", err.to_string())
+            }
+            FileError::OffsetMismatch { expected } => ApiError::conflict(
+                "offset_mismatch",
+                format!(
+                    "the upload stands at byte {expected}: send the chunk that starts there \
+                     (GET the upload to see where it stands)"
+                ),
+            ),
+            FileError::ChunkTooLarge { limit } => ApiError::too_large(
+                "chunk_too_large",
+                format!(
+                    "a chunk may have at most {limit} bytes here (files.resumable.max_chunk_bytes, \
+                     or what is left of the file)"
+                ),
+            ),
             FileError::Storage(err) => {
                 tracing::error!(error = %err, "file storage failed");
                 ApiError::unavailable(
@@ -77,7 +110,10 @@ impl From<FileError> for ApiError {
 }
 
 /// `POST /api/v1/rooms/{id}/files?name=…`: the request body is the file. Its type is sniffed
-/// from its bytes, whatever the client's `Content-Type` says.
+/// from its bytes, whatever the client's `Content-Type` says. Once the bytes are stored, the
+/// `file-pre-upload` plugins check them: a rejection answers `422 file_rejected` with the
+/// plugin's reason (nothing is kept); a quarantine answers `202` with the file in state
+/// `quarantined`; otherwise `201` with the file (as a plugin may have replaced it).
 async fn upload(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -86,22 +122,10 @@ async fn upload(
     request: Request,
 ) -> Result<(StatusCode, AppJson<FileRecord>)> {
     state.router.require_member(caller.user.id, room).await?;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let name = query.name.clone();
-    let body = request.into_body().into_data_stream().map_err(|err| {
-        if super::listener::is_body_timeout(&err) {
-            BodyError::TimedOut
-        } else {
-            BodyError::Broken(err.to_string())
-        }
-    });
-    let uploaded = match state
+    let (declared, body) = body_of(request);
+    let staged = state
         .files
-        .upload(
+        .receive(
             state.store.as_ref(),
             room,
             caller.user.id,
@@ -109,34 +133,245 @@ async fn upload(
             declared,
             body,
         )
-        .await
-    {
-        Ok(uploaded) => uploaded,
+        .await;
+    let staged = audit_infected(&state, &caller, room, &query.name, staged).await?;
+    check_and_finish(&state, &caller, room, staged).await
+}
+
+/// A request's body as the file pipeline takes it, with its announced length.
+pub(super) fn body_of(
+    request: Request,
+) -> (
+    Option<u64>,
+    impl futures_util::Stream<Item = std::result::Result<bytes::Bytes, BodyError>> + Send,
+) {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let body = request.into_body().into_data_stream().map_err(|err| {
+        if super::listener::is_body_timeout(&err) {
+            BodyError::TimedOut
+        } else {
+            BodyError::Broken(err.to_string())
+        }
+    });
+    (declared, body)
+}
+
+fn audit_upload<'a>(
+    state: &'a AppState,
+    caller: &'a crate::auth::Caller,
+    room: RoomId,
+    action: Action,
+    detail: serde_json::Value,
+) -> impl std::future::Future<Output = ()> + 'a {
+    crate::audit::record(
+        state.store.as_ref(),
+        crate::audit::Actor::User(caller.user.id),
+        action,
+        crate::audit::Subject::Room(room),
+        detail,
+    )
+}
+
+/// A virus scanner's finding is put on the record (who, where, which signature — never the
+/// content) before it is answered.
+pub(super) async fn audit_infected(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    room: RoomId,
+    name: &str,
+    staged: std::result::Result<crate::files::Staged, FileError>,
+) -> Result<crate::files::Staged> {
+    match staged {
+        Ok(staged) => Ok(staged),
         Err(FileError::Infected(signature)) => {
-            // On the record: who, where, which signature — never the content.
-            crate::audit::record(
-                state.store.as_ref(),
-                crate::audit::Actor::User(caller.user.id),
-                crate::audit::Action::FileRejected,
-                crate::audit::Subject::Room(room),
+            audit_upload(
+                state,
+                caller,
+                room,
+                Action::FileRejected,
                 serde_json::json!({
-                    "name": crate::files::safe_name(&name), "scanner": "clamav",
+                    "name": crate::files::safe_name(name), "scanner": "clamav",
                     "signature": signature,
                 }),
             )
             .await;
-            return Err(FileError::Infected(signature).into());
+            Err(FileError::Infected(signature).into())
         }
-        Err(err) => return Err(err.into()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The `file-pre-upload` plugins' checks of a received upload, then the file made
+/// available (`201`), quarantined (`202`) or refused (`422 file_rejected`, nothing kept);
+/// every decision on the record.
+pub(super) async fn check_and_finish(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    room: RoomId,
+    staged: crate::files::Staged,
+) -> Result<(StatusCode, AppJson<FileRecord>)> {
+    let audit = |action, detail| audit_upload(state, caller, room, action, detail);
+    let (mut replacement, mut quarantine) = (None, None);
+    let hooks = state.router.hooks();
+    if hooks.implements(HookKind::FilePreUpload) {
+        let check = FileCheck {
+            id: staged.record.id,
+            room_id: room,
+            uploader: caller.user.clone(),
+            name: staged.record.name.clone(),
+            content_type: staged.content_type.clone(),
+            size: staged.size,
+            sha256: staged.sha256.clone(),
+            max_bytes: state.files.max_upload_bytes,
+        };
+        let content = Arc::new(StoredContent {
+            files: state.files.clone(),
+            key: staged.record.storage_key.clone(),
+            size: staged.size,
+        });
+        match hooks.file_pre_upload(check, content).await {
+            FileUploadOutcome::Reject {
+                plugin,
+                code,
+                reason,
+            } => {
+                audit(
+                    Action::FileRejected,
+                    serde_json::json!({
+                        "name": staged.record.name, "sha256": staged.sha256,
+                        "plugin": plugin, "code": code,
+                    }),
+                )
+                .await;
+                state.files.discard(state.store.as_ref(), staged).await;
+                return Err(ApiError::FileRejected {
+                    plugin,
+                    code,
+                    reason,
+                });
+            }
+            FileUploadOutcome::Accept {
+                replacement: replaced,
+                quarantine: quarantined,
+            } => {
+                replacement = replaced;
+                quarantine = quarantined;
+            }
+        }
+    }
+    let original = (staged.record.name.clone(), staged.sha256.clone());
+    let replaced_by = replacement.as_ref().map(|r| r.plugins.clone());
+    let file = state
+        .files
+        .finish(
+            state.store.as_ref(),
+            staged,
+            replacement.map(|r| (r.content, r.name)),
+            quarantine.clone(),
+        )
+        .await?;
+    if let Some(plugins) = replaced_by {
+        // Which plugins changed it and the digests before and after: never the content.
+        audit(
+            Action::FileReplaced,
+            serde_json::json!({
+                "file": file.id, "name": original.0, "plugins": plugins,
+                "sha256_before": original.1, "sha256_after": file.sha256,
+            }),
+        )
+        .await;
+    }
+    let status = match &quarantine {
+        Some((plugin, reason)) => {
+            audit(
+                Action::FileQuarantined,
+                serde_json::json!({
+                    "file": file.id, "name": file.name, "sha256": file.sha256,
+                    "plugin": plugin, "reason": reason,
+                }),
+            )
+            .await;
+            StatusCode::ACCEPTED
+        }
+        None => StatusCode::CREATED,
     };
     tracing::info!(
-        file = uploaded.file.id,
+        file = file.id,
         room,
-        bytes = uploaded.file.size,
-        content_type = %uploaded.file.content_type,
+        bytes = file.size,
+        content_type = %file.content_type,
+        state = %file.state,
         "file uploaded"
     );
-    Ok((StatusCode::CREATED, AppJson(uploaded.file)))
+    Ok((status, AppJson(file)))
+}
+
+/// A staged upload's bytes, read back from storage for the plugins.
+struct StoredContent {
+    files: Arc<crate::files::Files>,
+    key: String,
+    size: u64,
+}
+
+#[async_trait::async_trait]
+impl FileContent for StoredContent {
+    async fn read(&self, offset: u64, len: u32) -> std::result::Result<bytes::Bytes, String> {
+        self.files
+            .read_range(&self.key, self.size, offset, len)
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "reading an upload back for a plugin failed");
+                "file storage failed".to_string()
+            })
+    }
+}
+
+/// `DELETE /api/v1/files/{id}`: the uploader (or an admin) takes back a file no message
+/// carries yet (`204`); its bytes are purged within `files.purge_interval_secs`. A file a
+/// message carries goes with its message (`409 file_attached`).
+async fn delete_unattached(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    AppPath(id): AppPath<i64>,
+) -> Result<StatusCode> {
+    let file = readable_file(&state, &caller, id).await?;
+    if file.uploader_id != caller.user.id && !caller.user.is_admin {
+        return Err(ApiError::forbidden(
+            "not_uploader",
+            "only its uploader (or an admin) may delete a file",
+        ));
+    }
+    if file.message_id.is_some() {
+        return Err(ApiError::conflict(
+            "file_attached",
+            "the file belongs to a message: delete the message instead",
+        ));
+    }
+    if !state.store.discard_unattached_file(id).await? {
+        return Err(ApiError::conflict(
+            "file_attached",
+            "the file was attached to a message meanwhile",
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The file as plugins see it.
+fn file_check(file: &FileRecord, uploader: crate::store::User, max_bytes: u64) -> FileCheck {
+    FileCheck {
+        id: file.id,
+        room_id: file.room_id,
+        uploader,
+        name: file.name.clone(),
+        content_type: file.content_type.clone(),
+        size: file.size as u64,
+        sha256: file.sha256.clone(),
+        max_bytes,
+    }
 }
 
 /// The file, if it is finished and the caller is a member of its room.
@@ -151,13 +386,19 @@ async fn readable_file(
         .store
         .file(id)
         .await?
-        .filter(|f| f.state == "ready")
+        .filter(|f| f.state == "ready" || f.state == "quarantined")
         .ok_or_else(missing)?;
     state
         .router
         .require_member(caller.user.id, file.room_id)
         .await
         .map_err(|_| missing())?;
+    if file.state == "quarantined" {
+        return Err(ApiError::forbidden(
+            "file_quarantined",
+            "this file is held for review by an administrator",
+        ));
+    }
     Ok(file)
 }
 
@@ -167,6 +408,37 @@ async fn info(
     AppPath(id): AppPath<i64>,
 ) -> Result<AppJson<FileRecord>> {
     Ok(AppJson(readable_file(&state, &caller, id).await?))
+}
+
+/// `GET /api/v1/files/{id}/thumbnail`: a PNG of at most `files.images.thumbnail_px` a side,
+/// for images (`has_thumbnail`); `404 no_thumbnail` for other files. The same checks as a
+/// download, the `file-pre-download` plugins included: a preview is the picture.
+async fn thumbnail(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    AppPath(id): AppPath<i64>,
+) -> Result<Response> {
+    let file = downloadable_file(&state, &caller, id).await?;
+    if !file.has_thumbnail {
+        return Err(ApiError::not_found(
+            "no_thumbnail",
+            "this file has no thumbnail",
+        ));
+    }
+    let bytes = state.files.thumbnail(&file).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "private, no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "sandbox; default-src 'none'",
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// The byte range a `Range` header asks for, against a file of `size` bytes: `None` for the
@@ -209,9 +481,51 @@ async fn download(
     AppPath(id): AppPath<i64>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let file = readable_file(&state, &caller, id).await?;
+    let file = downloadable_file(&state, &caller, id).await?;
+    serve(&state, &file, &headers).await
+}
+
+/// A file the caller may download: a member's, ready, and allowed by the
+/// `file-pre-download` plugins (a refusal is audited and answered with their reason).
+async fn downloadable_file(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    id: i64,
+) -> Result<FileRecord> {
+    let file = readable_file(state, caller, id).await?;
+    let hooks = state.router.hooks();
+    if hooks.implements(HookKind::FilePreDownload) {
+        let uploader = state
+            .store
+            .user_by_id(file.uploader_id)
+            .await?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("file without uploader")))?;
+        let check = file_check(&file, uploader, state.files.max_upload_bytes);
+        if let Decision::Deny { plugin, reason } =
+            hooks.file_pre_download(check, &caller.user).await
+        {
+            crate::audit::record(
+                state.store.as_ref(),
+                crate::audit::Actor::User(caller.user.id),
+                Action::FileDownloadDenied,
+                crate::audit::Subject::File(file.id),
+                serde_json::json!({ "room": file.room_id, "plugin": plugin }),
+            )
+            .await;
+            return Err(ApiError::DownloadDenied { plugin, reason });
+        }
+    }
+    Ok(file)
+}
+
+/// The bytes of `file`, whole or the range `headers` ask for, as an attachment.
+pub(super) async fn serve(
+    state: &AppState,
+    file: &FileRecord,
+    headers: &HeaderMap,
+) -> Result<Response> {
     let size = file.size as u64;
-    let (status, range) = match requested_range(&headers, size) {
+    let (status, range) = match requested_range(headers, size) {
         Ok(Some(range)) => (StatusCode::PARTIAL_CONTENT, range),
         Ok(None) => (StatusCode::OK, 0..size),
         Err(()) => {
@@ -222,7 +536,7 @@ async fn download(
                 .into_response());
         }
     };
-    let download = state.files.download(&file, range.clone()).await?;
+    let download = state.files.download(file, range.clone()).await?;
     let body = Body::from_stream(download.stream.map_err(|e| {
         tracing::error!(error = %e, "reading a file from storage failed mid-download");
         e

@@ -68,6 +68,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/admin/health.js", JS),
     asset!("js/admin/plugins.js", JS),
     asset!("js/admin/compliance.js", JS),
+    asset!("js/admin/files.js", JS),
 ];
 
 /// Strong validators, computed once: the files cannot change while the binary runs.

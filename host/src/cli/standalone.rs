@@ -709,6 +709,11 @@ impl Input {
         }
         let json = |e: serde_json::Error| bad(e.to_string());
         Ok(match hook {
+            // `parse_hook` does not offer them: a file hook needs a file's bytes served
+            // while it runs, which only a server does (tests/e2e/file_plugins.rs).
+            HookKind::FilePreUpload | HookKind::FilePreDownload => {
+                return Err(bad("file hooks are tested through a running server".into()));
+            }
             HookKind::Command => {
                 let c: CommandInput = serde_json::from_str(&text).map_err(json)?;
                 if !switchboard::names::is_identifier(&c.command, switchboard::names::MAX_COMMAND) {

@@ -2,6 +2,8 @@
 //! linking, the hook calls and answers of the 0.1 hooks, the conversions of the server's
 //! types into the interface's, and the `log`, `config` and `kv` imports.
 //!
+//! `since_v0_2` adds the calls and imports every version from 0.2 on shares.
+//!
 //! Each version's bindings (`bindings_v0_1`, `bindings_v0_2`, …) are distinct generated
 //! types of the same shape, so this is a macro expanded inside each bindings module after
 //! its `bindgen!`: a new interface version costs only its delta (new hooks as `extra_hooks`
@@ -213,3 +215,133 @@ macro_rules! interface_glue {
 }
 
 pub(super) use interface_glue;
+
+/// What 0.2 added and every version since shares: the `command` and `authenticate` calls
+/// and the `bot`, `http` and `rooms` imports.
+macro_rules! since_v0_2 {
+    () => {
+        async fn command(
+            hooks: &exports::switchboard::plugin::hooks::Guest,
+            store: &mut wasmtime::Store<HostState>,
+            c: &crate::router::hooks::CommandCall,
+        ) -> wasmtime::Result<Response> {
+            use super::call::CommandAnswer;
+            use switchboard::plugin::types::{CommandCall, CommandOutcome};
+            let input = CommandCall {
+                name: c.name.clone(),
+                args: c.args.clone(),
+                room_id: c.room_id,
+                sender: user(&c.sender),
+            };
+            Ok(Response::Command(
+                match hooks.call_command(store, &input).await? {
+                    CommandOutcome::Done => CommandAnswer::Done,
+                    CommandOutcome::Reply(text) => CommandAnswer::Reply(text),
+                    CommandOutcome::PrivateReply(text) => CommandAnswer::PrivateReply(text),
+                },
+            ))
+        }
+
+        async fn authenticate(
+            hooks: &exports::switchboard::plugin::hooks::Guest,
+            store: &mut wasmtime::Store<HostState>,
+            a: &crate::router::hooks::AuthRequest,
+        ) -> wasmtime::Result<Response> {
+            use super::call::AuthAnswer;
+            use switchboard::plugin::types::{AuthOutcome, Credentials};
+            let input = Credentials {
+                method: a.method.clone(),
+                username: a.username.clone(),
+                credential: a.credential.clone(),
+            };
+            Ok(Response::Auth(
+                match hooks.call_authenticate(store, &input).await? {
+                    AuthOutcome::Accept(name) => AuthAnswer::Accept(name),
+                    AuthOutcome::Reject(reason) => AuthAnswer::Reject(reason),
+                    AuthOutcome::Defer => AuthAnswer::Defer,
+                },
+            ))
+        }
+
+        impl switchboard::plugin::bot::Host for HostState {
+            async fn post(&mut self, room_id: i64, body: String) -> Result<(), HostError> {
+                Ok(self.bot_post(Some(room_id), body).await?)
+            }
+            async fn reply(&mut self, body: String) -> Result<(), HostError> {
+                let room = self.call.room;
+                Ok(self.bot_post(room, body).await?)
+            }
+            fn user_id(&mut self) -> Result<i64, HostError> {
+                Ok(self.bot_user_id()?)
+            }
+        }
+
+        impl switchboard::plugin::http::Host for HostState {
+            async fn send(
+                &mut self,
+                request: switchboard::plugin::http::Request,
+            ) -> Result<switchboard::plugin::http::Response, HostError> {
+                let response = self
+                    .http_send(super::capabilities::http::HttpRequest {
+                        method: request.method,
+                        url: request.url,
+                        headers: request.headers,
+                        body: request.body,
+                    })
+                    .await?;
+                Ok(switchboard::plugin::http::Response {
+                    status: response.status,
+                    headers: response.headers,
+                    body: response.body,
+                })
+            }
+        }
+
+        impl switchboard::plugin::rooms::Host for HostState {
+            async fn info(
+                &mut self,
+                room_id: i64,
+            ) -> Result<switchboard::plugin::rooms::RoomInfo, HostError> {
+                let (rooms, started) = self.rooms()?;
+                let result = rooms.info(room_id).await;
+                self.settle(started);
+                let (r, member_count) = result?;
+                Ok(switchboard::plugin::rooms::RoomInfo {
+                    room: room(&r),
+                    topic: r.topic.clone(),
+                    member_count,
+                })
+            }
+
+            async fn members(
+                &mut self,
+                room_id: i64,
+            ) -> Result<Vec<switchboard::plugin::rooms::Member>, HostError> {
+                use switchboard::plugin::rooms::{Member, Role};
+                let (rooms, started) = self.rooms()?;
+                let result = rooms.members(room_id).await;
+                self.settle(started);
+                Ok(result?
+                    .into_iter()
+                    .map(|(u, m)| Member {
+                        user: user(&u),
+                        role: match m.role {
+                            store::Role::Member => Role::Member,
+                            store::Role::Admin => Role::Admin,
+                            store::Role::Owner => Role::Owner,
+                        },
+                    })
+                    .collect())
+            }
+
+            async fn display_name(&mut self, user_id: i64) -> Result<String, HostError> {
+                let (rooms, started) = self.rooms()?;
+                let result = rooms.display_name(user_id).await;
+                self.settle(started);
+                Ok(result?)
+            }
+        }
+    };
+}
+
+pub(super) use since_v0_2;

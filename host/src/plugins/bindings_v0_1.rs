@@ -29,7 +29,10 @@ super::bindings_common::interface_glue!(
     extra_hooks: [],
     // The chain never routes a hook the plugin did not declare; a 0.1 plugin cannot.
     extra_calls: |hooks, store| {
-        Request::Command(_) | Request::Authenticate(_) => {
+        Request::Command(_)
+        | Request::Authenticate(_)
+        | Request::FileUpload { .. }
+        | Request::FileDownload(..) => {
             wasmtime::bail!("interface 0.1 has no such hook")
         }
     },

@@ -4,7 +4,7 @@
 //! outbox never see a versioned type.
 
 use crate::router::hooks::HookKind;
-use crate::router::hooks::{AuthRequest, CommandCall, PreSend};
+use crate::router::hooks::{AuthRequest, CommandCall, FileCheck, FileContent, PreSend};
 use crate::store::{Event, Metadata, Room, RoomId, User, UserId};
 
 use super::breaker::Scope;
@@ -23,6 +23,13 @@ pub(crate) enum Request<'a> {
     Connect(&'a User, &'a str),
     Command(&'a CommandCall),
     Authenticate(&'a AuthRequest),
+    /// The file as the chain has it so far; `content` serves its bytes (after an earlier
+    /// plugin's replacement, the replacement's).
+    FileUpload {
+        file: &'a FileCheck,
+        content: &'a std::sync::Arc<dyn FileContent>,
+    },
+    FileDownload(&'a FileCheck, &'a User),
 }
 
 impl Request<'_> {
@@ -34,6 +41,8 @@ impl Request<'_> {
             Self::Connect(..) => HookKind::OnConnect,
             Self::Command(_) => HookKind::Command,
             Self::Authenticate(_) => HookKind::Authenticate,
+            Self::FileUpload { .. } => HookKind::FilePreUpload,
+            Self::FileDownload(..) => HookKind::FilePreDownload,
         }
     }
 
@@ -43,7 +52,16 @@ impl Request<'_> {
             Self::PreSend { msg, .. } => Some(msg.room_id),
             Self::Delivered(room, _) => Some(room.id),
             Self::Command(call) => Some(call.room_id),
+            Self::FileUpload { file, .. } | Self::FileDownload(file, _) => Some(file.room_id),
             Self::Login(_) | Self::Connect(..) | Self::Authenticate(_) => None,
+        }
+    }
+
+    /// The file a `file-pre-upload` call may read.
+    pub(crate) fn upload_content(&self) -> Option<std::sync::Arc<dyn FileContent>> {
+        match self {
+            Self::FileUpload { content, .. } => Some(std::sync::Arc::clone(content)),
+            _ => None,
         }
     }
 
@@ -67,6 +85,8 @@ impl Request<'_> {
             Self::PreSend { msg, .. } => Some(msg.sender_id),
             Self::Delivered(_, event) => Some(event.sender_id),
             Self::Command(call) => Some(call.sender.id),
+            Self::FileUpload { file, .. } => Some(file.uploader.id),
+            Self::FileDownload(_, user) => Some(user.id),
             Self::Login(_) | Self::Connect(..) | Self::Authenticate(_) => None,
         }
     }
@@ -105,6 +125,20 @@ pub(crate) enum AuthAnswer {
     Defer,
 }
 
+/// What `file-pre-upload` answered.
+pub(crate) enum FileUploadAnswer {
+    Allow,
+    Reject {
+        code: String,
+        reason: String,
+    },
+    Replace {
+        content: Vec<u8>,
+        name: Option<String>,
+    },
+    Quarantine(String),
+}
+
 /// One hook call's answer.
 pub(crate) enum Response {
     PreSend(PreSendAnswer),
@@ -112,4 +146,5 @@ pub(crate) enum Response {
     Decision(DecisionAnswer),
     Command(CommandAnswer),
     Auth(AuthAnswer),
+    FileUpload(FileUploadAnswer),
 }

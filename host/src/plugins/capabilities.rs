@@ -219,9 +219,34 @@ pub(crate) struct CallScope {
     pub(crate) posts: Vec<(RoomId, String)>,
     /// This call's `kv` writes.
     pub(crate) kv: KvTxn,
+    /// During `file-pre-upload`: the file's bytes (`upload.read`).
+    pub(crate) upload: Option<Arc<dyn crate::router::hooks::FileContent>>,
 }
 
+/// The most bytes one `upload.read` returns.
+pub(crate) const MAX_UPLOAD_READ: u32 = 1024 * 1024;
+
 impl HostState {
+    /// `upload.read`: a range of the file the running `file-pre-upload` call is about. The
+    /// wait for storage is not guest CPU time (`settle`), but it counts against the call's
+    /// wall-clock budget like any wait.
+    pub(crate) async fn upload_read(&mut self, offset: u64, len: u32) -> Result<Vec<u8>, CapError> {
+        let Some(content) = self.call.upload.clone() else {
+            return Err(CapError::InvalidArgument(
+                "upload.read is only available during file-pre-upload".into(),
+            ));
+        };
+        if len > MAX_UPLOAD_READ {
+            return Err(CapError::TooLarge);
+        }
+        let started = std::time::Instant::now();
+        let result = content.read(offset, len).await;
+        self.settle(started);
+        result
+            .map(|bytes| bytes.to_vec())
+            .map_err(CapError::Unavailable)
+    }
+
     fn require(&self, capability: Capability) -> Result<(), CapError> {
         if self.ctx.granted(capability) {
             Ok(())

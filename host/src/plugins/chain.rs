@@ -10,15 +10,17 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use super::breaker::OpenCircuit;
-use super::call::{AuthAnswer, CommandAnswer, DecisionAnswer, PreSendAnswer as WitOutcome};
+use super::call::{
+    AuthAnswer, CommandAnswer, DecisionAnswer, FileUploadAnswer, PreSendAnswer as WitOutcome,
+};
 use super::instance::{CallError, LoadedPlugin, Request, Response};
 use super::manifest::{Capability, FailurePolicy};
 use super::metrics::{Counters, FailureKind};
 use super::{PluginError, PluginHost, read_lock};
 use crate::audit::{self, Action, Actor, Subject};
 use crate::router::hooks::{
-    AuthOutcome, AuthRequest, BotPost, CommandCall, CommandOutcome, Decision, HookKind, Hooks,
-    PreSend, PreSendOutcome,
+    AuthOutcome, AuthRequest, BotPost, CommandCall, CommandOutcome, Decision, FileCheck,
+    FileContent, FileReplacement, FileUploadOutcome, HookKind, Hooks, PreSend, PreSendOutcome,
 };
 use crate::router::rules;
 use crate::store::{Event, Metadata, User};
@@ -56,7 +58,7 @@ impl ChainCell {
 /// ones that implement it.
 pub(crate) struct Chain {
     plugins: Vec<Arc<LoadedPlugin>>,
-    by_hook: [Vec<Arc<LoadedPlugin>>; 6],
+    by_hook: [Vec<Arc<LoadedPlugin>>; 8],
     /// Command name (without the slash) → the one plugin that registered it.
     commands: BTreeMap<String, Arc<LoadedPlugin>>,
 }
@@ -69,6 +71,8 @@ fn hook_index(hook: HookKind) -> usize {
         HookKind::OnConnect => 3,
         HookKind::Command => 4,
         HookKind::Authenticate => 5,
+        HookKind::FilePreUpload => 6,
+        HookKind::FilePreDownload => 7,
     }
 }
 
@@ -356,6 +360,120 @@ impl PluginHost {
         .await;
     }
 
+    /// The `file-pre-upload` chain. A replacement is what later plugins see (and read); a
+    /// quarantine is remembered while later plugins still run (one of them may reject);
+    /// a rejection stops the chain. A failing plugin follows its failure policy: with the
+    /// default, fail-closed, the file is refused with a reason naming the plugin.
+    async fn file_upload_chain(
+        &self,
+        mut file: FileCheck,
+        mut content: Arc<dyn FileContent>,
+    ) -> FileUploadOutcome {
+        let chain = self.chain.snapshot();
+        let mut replacement: Option<FileReplacement> = None;
+        let mut quarantine: Option<(String, String)> = None;
+        for plugin in chain.hook(HookKind::FilePreUpload) {
+            let request = Request::FileUpload {
+                file: &file,
+                content: &content,
+            };
+            if plugin.is_own(&request) {
+                continue;
+            }
+            let scope = request.scope();
+            let result = match plugin.call(request, 0).await {
+                Ok(Response::FileUpload(answer)) => Ok(answer),
+                Ok(_) => Ok(FileUploadAnswer::Allow),
+                Err(e) => Err(e),
+            };
+            let failure = match result {
+                Ok(FileUploadAnswer::Allow) => continue,
+                Ok(FileUploadAnswer::Reject { code, reason }) => {
+                    match check_rejection(&code, &reason) {
+                        Ok(()) => {
+                            self.count(plugin, HookKind::FilePreUpload, true);
+                            tracing::info!(
+                                plugin = plugin.name(),
+                                room = file.room_id,
+                                uploader = file.uploader.id,
+                                code = %code,
+                                "file rejected by plugin"
+                            );
+                            return FileUploadOutcome::Reject {
+                                plugin: plugin.name().to_string(),
+                                code,
+                                reason,
+                            };
+                        }
+                        Err((kind, detail)) => {
+                            plugin.output_failed(HookKind::FilePreUpload, scope, kind, detail)
+                        }
+                    }
+                }
+                Ok(FileUploadAnswer::Replace {
+                    content: bytes,
+                    name,
+                }) if bytes.len() as u64 <= file.max_bytes => {
+                    self.count(plugin, HookKind::FilePreUpload, false);
+                    let bytes = bytes::Bytes::from(bytes);
+                    file.size = bytes.len() as u64;
+                    file.sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+                    file.content_type = crate::files::sniff(&bytes).to_string();
+                    if let Some(name) = &name {
+                        file.name = crate::files::safe_name(name);
+                    }
+                    let mut plugins = replacement.map(|r| r.plugins).unwrap_or_default();
+                    plugins.push(plugin.name().to_string());
+                    replacement = Some(FileReplacement {
+                        plugins,
+                        content: bytes.clone(),
+                        name: name.map(|_| file.name.clone()),
+                    });
+                    content = Arc::new(InMemoryContent(bytes));
+                    continue;
+                }
+                Ok(FileUploadAnswer::Replace { content: bytes, .. }) => plugin.output_failed(
+                    HookKind::FilePreUpload,
+                    scope,
+                    FailureKind::output_too_large,
+                    format!(
+                        "replacement of {} bytes exceeds the upload limit of {}",
+                        bytes.len(),
+                        file.max_bytes
+                    ),
+                ),
+                Ok(FileUploadAnswer::Quarantine(reason)) if reason.len() <= MAX_REASON => {
+                    self.count(plugin, HookKind::FilePreUpload, true);
+                    quarantine.get_or_insert((plugin.name().to_string(), reason));
+                    continue;
+                }
+                Ok(FileUploadAnswer::Quarantine(reason)) => plugin.output_failed(
+                    HookKind::FilePreUpload,
+                    scope,
+                    FailureKind::output_too_large,
+                    format!("quarantine reason of {} bytes", reason.len()),
+                ),
+                Err(e) => e,
+            };
+            if let Some(PreSendOutcome::Reject {
+                plugin,
+                code,
+                reason,
+            }) = policy_reject(plugin, &failure)
+            {
+                return FileUploadOutcome::Reject {
+                    plugin,
+                    code,
+                    reason,
+                };
+            }
+        }
+        FileUploadOutcome::Accept {
+            replacement,
+            quarantine,
+        }
+    }
+
     async fn decide(&self, request: Request<'_>) -> Decision {
         let hook = request.hook();
         let chain = self.chain.snapshot();
@@ -431,6 +549,19 @@ fn failure_reason(plugin: &LoadedPlugin, failure: &CallError) -> String {
 }
 
 type Invalid = (FailureKind, String);
+
+/// A plugin's replacement of an upload, served to the plugins after it.
+struct InMemoryContent(bytes::Bytes);
+
+#[async_trait]
+impl FileContent for InMemoryContent {
+    async fn read(&self, offset: u64, len: u32) -> Result<bytes::Bytes, String> {
+        let size = self.0.len() as u64;
+        let start = offset.min(size) as usize;
+        let end = offset.saturating_add(u64::from(len)).min(size) as usize;
+        Ok(self.0.slice(start..end))
+    }
+}
 
 /// A plugin's modification obeys the rules a user's message does (`router::rules`): a body
 /// that is not empty, within the server's size and without NUL; metadata entries it adds
@@ -545,6 +676,18 @@ impl Hooks for PluginHost {
 
     async fn authenticate(&self, request: AuthRequest) -> AuthOutcome {
         self.run_authenticate(request).await
+    }
+
+    async fn file_pre_upload(
+        &self,
+        file: FileCheck,
+        content: Arc<dyn FileContent>,
+    ) -> FileUploadOutcome {
+        self.file_upload_chain(file, content).await
+    }
+
+    async fn file_pre_download(&self, file: FileCheck, user: &User) -> Decision {
+        self.decide(Request::FileDownload(&file, user)).await
     }
 
     fn take_bot_outbox(&self) -> Option<tokio::sync::mpsc::Receiver<BotPost>> {

@@ -29,7 +29,7 @@ use super::metrics::{Counters, FailureKind, FailureLabels, HookMetrics, Metrics,
 use super::sender_time::SenderTime;
 use super::slots::Slots;
 use super::{PluginError, lock};
-use super::{bindings_v0_1 as v0_1, bindings_v0_2 as v0_2};
+use super::{bindings_v0_1 as v0_1, bindings_v0_2 as v0_2, bindings_v0_3 as v0_3};
 use crate::config::PluginsConfig;
 use crate::router::hooks::HookKind;
 use crate::store::UserId;
@@ -38,12 +38,14 @@ use crate::store::UserId;
 enum Pre {
     V0_1(v0_1::PluginPre<HostState>),
     V0_2(v0_2::PluginPre<HostState>),
+    V0_3(v0_3::PluginPre<HostState>),
 }
 
 /// An instance's generated bindings, of the component's WIT version.
 enum Bindings {
     V0_1(v0_1::Plugin),
     V0_2(v0_2::Plugin),
+    V0_3(v0_3::Plugin),
 }
 
 impl Bindings {
@@ -54,6 +56,7 @@ impl Bindings {
         match self {
             Self::V0_1(b) => v0_1::implemented_hooks(b, store).await,
             Self::V0_2(b) => v0_2::implemented_hooks(b, store).await,
+            Self::V0_3(b) => v0_3::implemented_hooks(b, store).await,
         }
     }
 
@@ -65,6 +68,7 @@ impl Bindings {
         match self {
             Self::V0_1(b) => v0_1::call(b, store, request).await,
             Self::V0_2(b) => v0_2::call(b, store, request).await,
+            Self::V0_3(b) => v0_3::call(b, store, request).await,
         }
     }
 }
@@ -84,7 +88,7 @@ pub(crate) struct LoadedPlugin {
     pub(crate) breaker: Breaker,
     engine: Engine,
     pre: Pre,
-    /// `switchboard:plugin@0.1.0` or `@0.2.0`, for logs and the admin API.
+    /// `switchboard:plugin@0.1.0`, `@0.2.0` or `@0.3.0`, for logs and the admin API.
     pub(crate) interface: &'static str,
     ctx: Arc<PluginCtx>,
     pool: std::sync::Mutex<Vec<Warm>>,
@@ -105,7 +109,7 @@ pub(crate) struct LoadedPlugin {
     stopped: Arc<std::sync::atomic::AtomicBool>,
     metrics: Arc<Metrics>,
     /// Per hook, in `HookKind::ALL` order.
-    hook_metrics: [HookMetrics; 6],
+    hook_metrics: [HookMetrics; 8],
 }
 
 /// The deadline for a plugin's first instance and its `implemented-hooks` call at load.
@@ -138,6 +142,17 @@ impl LoadedPlugin {
         let engine_err = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
         let mut linker = Linker::new(engine.engine());
         let (pre, interface) = if component
+            .get_export_index(None, v0_3::HOOKS_EXPORT)
+            .is_some()
+        {
+            v0_3::add_to_linker(&mut linker).map_err(engine_err)?;
+            let instance_pre = linker
+                .instantiate_pre(&component)
+                .map_err(|e| incompatible(format!("cannot link: {e:#}")))?;
+            let pre =
+                v0_3::PluginPre::new(instance_pre).map_err(|e| incompatible(format!("{e:#}")))?;
+            (Pre::V0_3(pre), "switchboard:plugin@0.3.0")
+        } else if component
             .get_export_index(None, v0_2::HOOKS_EXPORT)
             .is_some()
         {
@@ -161,8 +176,9 @@ impl LoadedPlugin {
             (Pre::V0_1(pre), "switchboard:plugin@0.1.0")
         } else {
             return Err(incompatible(format!(
-                "the component exports neither `{}` nor `{}`; this server supports WIT \
-                 switchboard:plugin@0.1.0 and @0.2.0",
+                "the component exports none of `{}`, `{}` or `{}`; this server supports WIT \
+                 switchboard:plugin@0.1.0, @0.2.0 and @0.3.0",
+                v0_3::HOOKS_EXPORT,
                 v0_2::HOOKS_EXPORT,
                 v0_1::HOOKS_EXPORT
             )));
@@ -298,6 +314,7 @@ impl LoadedPlugin {
         let bindings = match &self.pre {
             Pre::V0_1(pre) => Bindings::V0_1(pre.instantiate_async(&mut store).await?),
             Pre::V0_2(pre) => Bindings::V0_2(pre.instantiate_async(&mut store).await?),
+            Pre::V0_3(pre) => Bindings::V0_3(pre.instantiate_async(&mut store).await?),
         };
         Counters::bump(&self.counters.instances_created);
         Ok(Warm {
@@ -459,6 +476,7 @@ impl LoadedPlugin {
             // Whatever a failed call left here went with its instance; a reused instance's
             // scope was emptied when its last call succeeded.
             state.call.room = request.room();
+            state.call.upload = request.upload_content();
         }
         warm.store.set_epoch_deadline(1);
         let result = warm.bindings.call(&mut warm.store, request).await;
@@ -467,6 +485,8 @@ impl LoadedPlugin {
             .ticks
             .store(std::mem::take(&mut state.ticks), Ordering::Release);
         let call = &mut state.call;
+        // The file's reader must not outlive its call in a pooled instance.
+        call.upload = None;
         let (posts, kv) = (
             std::mem::take(&mut call.posts),
             std::mem::take(&mut call.kv),

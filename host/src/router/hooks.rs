@@ -23,16 +23,22 @@ pub enum HookKind {
     Command,
     /// Logins with a method other than `password`. Since interface 0.2.
     Authenticate,
+    /// Uploaded files, before they can be downloaded. Since interface 0.3.
+    FilePreUpload,
+    /// Downloads of files. Since interface 0.3.
+    FilePreDownload,
 }
 
 impl HookKind {
-    pub const ALL: [HookKind; 6] = [
+    pub const ALL: [HookKind; 8] = [
         Self::MessagePreSend,
         Self::MessageDelivered,
         Self::OnLogin,
         Self::OnConnect,
         Self::Command,
         Self::Authenticate,
+        Self::FilePreUpload,
+        Self::FilePreDownload,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +49,8 @@ impl HookKind {
             Self::OnConnect => "on-connect",
             Self::Command => "command",
             Self::Authenticate => "authenticate",
+            Self::FilePreUpload => "file-pre-upload",
+            Self::FilePreDownload => "file-pre-download",
         }
     }
 }
@@ -154,6 +162,64 @@ pub enum AuthOutcome {
     Unhandled,
 }
 
+/// A file that was uploaded, as plugins are told about it.
+#[derive(Debug, Clone)]
+pub struct FileCheck {
+    pub id: i64,
+    pub room_id: RoomId,
+    pub uploader: User,
+    /// Already made safe (`files::safe_name`).
+    pub name: String,
+    /// Sniffed from the bytes.
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+    /// The largest content a plugin may put in its place (`files.max_upload_bytes`).
+    pub max_bytes: u64,
+}
+
+/// The bytes of the file a `file-pre-upload` call is about, read in ranges (the plugin
+/// layer serves the plugin's `upload.read` from this).
+#[async_trait]
+pub trait FileContent: Send + Sync {
+    /// The bytes in `offset..offset + len`, fewer at the end of the file.
+    async fn read(&self, offset: u64, len: u32) -> Result<bytes::Bytes, String>;
+}
+
+/// Content a plugin put in place of an upload's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileReplacement {
+    /// The plugins that replaced it, in order.
+    pub plugins: Vec<String>,
+    pub content: bytes::Bytes,
+    /// A new name, already made safe.
+    pub name: Option<String>,
+}
+
+/// What the `file-pre-upload` chain decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileUploadOutcome {
+    /// Keep the file: as uploaded, or as replaced; and either available or in quarantine.
+    Accept {
+        replacement: Option<FileReplacement>,
+        /// The plugin that quarantined it, and why.
+        quarantine: Option<(String, String)>,
+    },
+    /// Refuse it; nothing is kept.
+    Reject {
+        plugin: String,
+        code: String,
+        reason: String,
+    },
+}
+
+impl FileUploadOutcome {
+    pub const ALLOW: Self = Self::Accept {
+        replacement: None,
+        quarantine: None,
+    };
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Allow,
@@ -188,6 +254,23 @@ pub trait Hooks: Send + Sync + 'static {
     async fn authenticate(&self, request: AuthRequest) -> AuthOutcome {
         let _ = request;
         AuthOutcome::Unhandled
+    }
+
+    /// An uploaded file's check: plugins read it from `content`, then allow, reject,
+    /// replace or quarantine it.
+    async fn file_pre_upload(
+        &self,
+        file: FileCheck,
+        content: std::sync::Arc<dyn FileContent>,
+    ) -> FileUploadOutcome {
+        let _ = (file, content);
+        FileUploadOutcome::ALLOW
+    }
+
+    /// Whether `user` may download `file`.
+    async fn file_pre_download(&self, file: FileCheck, user: &User) -> Decision {
+        let _ = (file, user);
+        Decision::Allow
     }
 
     /// The queue of bot posts, handed to the router once (it sends them).

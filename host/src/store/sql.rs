@@ -73,7 +73,7 @@ macro_rules! sql_store {
         };
         use $crate::store::{
             Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, EventVersion,
-            FileRecord, LegalHold, Member, Metadata, NewEvent, NewHold, NewRoom, NewUser, Page, Role, Room,
+            FileRecord, FileUsage, FinishedFile, LegalHold, Member, Metadata, NewEvent, NewHold, NewRoom, NewUser, Page, Role, Room,
             RoomId, RoomKind, RoomSummary, Session, Store, StoreError, StoreResult, User, UserId,
             now_millis,
         };
@@ -355,7 +355,8 @@ macro_rules! sql_store {
         }
 
         const FILE_COLS: &str = "id, room_id, uploader_id, name, content_type, size, sha256, \
-                                 storage_key, state, created_at, message_id";
+                                 storage_key, state, created_at, message_id, quarantined_by, \
+                                 quarantine_reason, has_thumbnail, received";
 
         const HOLD_COLS: &str = "id, name, users, rooms, from_at, until_at, created_by, \
                                  created_at, release_requested_by, release_requested_at, \
@@ -1450,24 +1451,104 @@ macro_rules! sql_store {
             }
 
             #[tracing::instrument(skip_all)]
-            async fn finish_file(
-                &self,
-                id: i64,
-                size: i64,
-                sha256: &str,
-                content_type: &str,
-            ) -> StoreResult<()> {
+            async fn finish_file(&self, id: i64, finished: &FinishedFile) -> StoreResult<()> {
+                let (state, by, reason) = match &finished.quarantine {
+                    Some((by, reason)) => ("quarantined", Some(by.as_str()), Some(reason.as_str())),
+                    None => ("ready", None, None),
+                };
                 sqlx::query(
-                    "UPDATE files SET size = $2, sha256 = $3, content_type = $4, state = 'ready'
+                    "UPDATE files SET size = $2, sha256 = $3, content_type = $4,
+                            name = COALESCE($5, name), state = $6, quarantined_by = $7,
+                            quarantine_reason = $8, has_thumbnail = $9
                      WHERE id = $1",
                 )
                 .bind(id)
-                .bind(size)
-                .bind(sha256)
-                .bind(content_type)
+                .bind(finished.size)
+                .bind(&finished.sha256)
+                .bind(&finished.content_type)
+                .bind(finished.name.as_deref())
+                .bind(state)
+                .bind(by)
+                .bind(reason)
+                .bind(finished.thumbnail)
                 .execute(self.writes())
                 .await?;
                 Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn create_resumable_file(
+                &self,
+                room: RoomId,
+                uploader: UserId,
+                name: &str,
+                storage_key: &str,
+                size: i64,
+            ) -> StoreResult<FileRecord> {
+                let row = sqlx::query(&format!(
+                    "INSERT INTO files (room_id, uploader_id, name, storage_key, state, size, created_at)
+                     VALUES ($1, $2, $3, $4, 'receiving', $5, $6) RETURNING {FILE_COLS}"
+                ))
+                .bind(room)
+                .bind(uploader)
+                .bind(name)
+                .bind(storage_key)
+                .bind(size)
+                .bind(now_millis())
+                .fetch_one(self.writes())
+                .await
+                .map_err(|e| map_write(e, "file_exists"))?;
+                from_row::<FileRecord>(&row)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn advance_resumable_file(&self, id: i64, from: i64, to: i64) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE files SET received = $3
+                     WHERE id = $1 AND state = 'receiving' AND received = $2 AND $3 <= size",
+                )
+                .bind(id)
+                .bind(from)
+                .bind(to)
+                .execute(self.writes())
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn resumable_file_complete(&self, id: i64) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE files SET state = 'uploading'
+                     WHERE id = $1 AND state = 'receiving' AND received = size",
+                )
+                .bind(id)
+                .execute(self.writes())
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn release_file(&self, id: i64) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE files SET state = 'ready', quarantined_by = NULL,
+                            quarantine_reason = NULL
+                     WHERE id = $1 AND state = 'quarantined'",
+                )
+                .bind(id)
+                .execute(self.writes())
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn discard_quarantined_file(&self, id: i64) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE files SET state = 'deleted' WHERE id = $1 AND state = 'quarantined'",
+                )
+                .bind(id)
+                .execute(self.writes())
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             #[tracing::instrument(skip_all)]
@@ -1504,13 +1585,60 @@ macro_rules! sql_store {
             }
 
             #[tracing::instrument(skip_all)]
-            async fn files_total_bytes(&self) -> StoreResult<i64> {
-                let row = sqlx::query(
-                    "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS total FROM files WHERE state = 'ready'",
+            async fn discard_unattached_files(&self, before: i64) -> StoreResult<u64> {
+                let done = sqlx::query(
+                    "UPDATE files SET state = 'deleted'
+                     WHERE state = 'ready' AND message_id IS NULL AND created_at < $1",
                 )
-                .fetch_one(self.reads())
+                .bind(before)
+                .execute(self.writes())
                 .await?;
-                col(&row, "total")
+                Ok(done.rows_affected())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn discard_unattached_file(&self, id: i64) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE files SET state = 'deleted'
+                     WHERE id = $1 AND state = 'ready' AND message_id IS NULL",
+                )
+                .bind(id)
+                .execute(self.writes())
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn files_of_message(&self, message: EventId) -> StoreResult<Vec<FileRecord>> {
+                sqlx::query(&format!(
+                    "SELECT {FILE_COLS} FROM files WHERE message_id = $1 ORDER BY id"
+                ))
+                .bind(message)
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(from_row::<FileRecord>)
+                .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn files_usage(&self) -> StoreResult<Vec<FileUsage>> {
+                sqlx::query(
+                    "SELECT state, CAST(COUNT(*) AS BIGINT) AS files,
+                            CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes
+                     FROM files GROUP BY state ORDER BY state",
+                )
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(FileUsage {
+                        state: col(row, "state")?,
+                        files: col(row, "files")?,
+                        bytes: col(row, "bytes")?,
+                    })
+                })
+                .collect()
             }
 
             #[tracing::instrument(skip_all)]

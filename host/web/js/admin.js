@@ -12,8 +12,9 @@ import audit from './admin/audit.js';
 import health from './admin/health.js';
 import plugins from './admin/plugins.js';
 import compliance from './admin/compliance.js';
+import files from './admin/files.js';
 
-const ADMIN_SECTIONS = [users, rooms, audit, health, plugins];
+const ADMIN_SECTIONS = [users, rooms, audit, health, plugins, files];
 /** The sections this user may open: admins run the server, the compliance role reviews it. */
 let SECTIONS = ADMIN_SECTIONS;
 

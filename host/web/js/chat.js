@@ -395,14 +395,26 @@ function attach(files) {
     remove.addEventListener('click', () => {
       pendingFiles = pendingFiles.filter((p) => p !== pending);
       renderPending();
+      // Uploaded already: take it back from the server too (it would expire unattached).
+      if (pending.id) api.delete(`/api/v1/files/${pending.id}`).catch(() => {});
     });
     pendingFiles.push(pending);
     uploadFile(api, room.id, file, (fraction) => { bar.value = fraction; })
       .then((uploaded) => {
-        pending.id = uploaded.id;
         bar.value = 1;
+        if (uploaded.state === 'quarantined') {
+          // Kept for an administrator's review: it cannot be attached until released.
+          pending.error = uploaded.quarantine_reason || 'held for review';
+          el.dataset.state = 'quarantined';
+          el.setAttribute('role', 'alert');
+          status.textContent = `Held for review: ${pending.error}`;
+          bar.remove();
+          return;
+        }
+        pending.id = uploaded.id;
         el.dataset.state = 'ready';
         status.textContent = `${formatSize(uploaded.size)} · ${uploaded.content_type}`;
+        if (uploaded.name !== file.name) name.textContent = uploaded.name;
       })
       .catch((err) => {
         // The server's reason, as it gave it (too large, a plugin's verdict, …).

@@ -23,22 +23,69 @@ export function formatSize(bytes) {
  * what the user should read).
  */
 export async function uploadFile(api, roomId, file, onProgress) {
+  if (file.size > RESUMABLE_ABOVE) return uploadResumable(api, roomId, file, onProgress);
+  return send(api, 'POST', `/api/v1/rooms/${roomId}/files?name=${encodeURIComponent(file.name)}`,
+    file, (loaded) => onProgress(loaded / file.size));
+}
+
+/** Files larger than this go in chunks, each committed on its own (a broken connection
+ * costs one chunk, and the upload goes on where it stood). */
+const RESUMABLE_ABOVE = 16 * 1024 * 1024;
+const CHUNK_BYTES = 8 * 1024 * 1024;
+/** Tries per chunk before giving up (with a growing pause between them). */
+const CHUNK_TRIES = 5;
+
+async function uploadResumable(api, roomId, file, onProgress) {
+  const opened = await api.post(`/api/v1/rooms/${roomId}/uploads`, { name: file.name, size: file.size })
+    .catch((err) => { throw new Error(err.message); });
+  const chunk = Math.min(CHUNK_BYTES, opened.max_chunk_bytes);
+  let offset = opened.offset;
+  for (;;) {
+    const end = Math.min(offset + chunk, file.size);
+    let answer;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        answer = await send(api, 'PUT', `/api/v1/uploads/${opened.file_id}?offset=${offset}`,
+          file.slice(offset, end), (loaded) => onProgress((offset + loaded) / file.size));
+        break;
+      } catch (err) {
+        // Refused by the server (too large, a plugin's verdict, …): that is the answer.
+        if (err.status && err.status !== 409 && err.status < 500) throw err;
+        if (attempt >= CHUNK_TRIES) throw err;
+        await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
+        // Where does it stand? The chunk may have been committed before the answer was lost.
+        const at = await api.get(`/api/v1/uploads/${opened.file_id}`).catch(() => null);
+        if (at) offset = at.offset;
+      }
+    }
+    if (answer.file_id === undefined) return answer; // the finished file
+    offset = answer.offset;
+  }
+}
+
+/** One request whose body is `body`, with upload progress; resolves with the JSON answer,
+ * rejects with an `Error` carrying the server's message (and `status`). */
+async function send(api, method, path, body, onLoaded) {
   const token = await api.accessToken();
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open('POST', `/api/v1/rooms/${roomId}/files?name=${encodeURIComponent(file.name)}`);
+    xhr.open(method, path);
     xhr.setRequestHeader('Authorization', `Bearer ${token}`);
     xhr.upload.onprogress = (ev) => {
-      if (ev.lengthComputable) onProgress(ev.loaded / ev.total);
+      if (ev.lengthComputable) onLoaded(ev.loaded);
     };
     xhr.onload = () => {
-      let body = null;
-      try { body = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
-      if (xhr.status >= 200 && xhr.status < 300 && body) resolve(body);
-      else reject(new Error(body?.message || `upload failed (${xhr.status})`));
+      let answer = null;
+      try { answer = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
+      if (xhr.status >= 200 && xhr.status < 300 && answer) resolve(answer);
+      else {
+        const err = new Error(answer?.message || `upload failed (${xhr.status})`);
+        err.status = xhr.status;
+        reject(err);
+      }
     };
     xhr.onerror = () => reject(new Error('the server cannot be reached'));
-    xhr.send(file);
+    xhr.send(body);
   });
 }
 
@@ -60,10 +107,11 @@ export class FileCache {
     return this.info.get(id);
   }
 
-  /** An object URL of the file's bytes (images only are asked for). */
+  /** An object URL of an image's thumbnail (made by the server: the original is never
+   * decoded here, however large). */
   preview(id) {
     if (!this.previews.has(id)) {
-      this.previews.set(id, this.api.blob(`/api/v1/files/${id}`).then((blob) => URL.createObjectURL(blob)));
+      this.previews.set(id, this.api.blob(`/api/v1/files/${id}/thumbnail`).then((blob) => URL.createObjectURL(blob)));
     }
     return this.previews.get(id);
   }
@@ -94,7 +142,7 @@ export function fileCards(cache, ids, toast) {
     const card = h('li', { class: 'file-card', dataset: { fileId: String(id) } }, h('span', { class: 'muted' }, 'File…'));
     list.append(card);
     cache.describe(id).then((file) => {
-      const image = file.content_type.startsWith('image/');
+      const image = file.has_thumbnail;
       card.replaceChildren(
         image ? h('img', { class: 'file-preview', alt: file.name }) : null,
         h('span', { class: 'file-name' }, file.name),

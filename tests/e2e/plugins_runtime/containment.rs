@@ -213,13 +213,14 @@ async fn hooks_a_plugin_does_not_implement_are_never_called() {
     let l = load(vec![super::dlp("")]).await;
     assert_eq!(
         status(&l.host.statuses(), "dlp").hooks,
-        [HookKind::MessagePreSend]
+        [HookKind::MessagePreSend, HookKind::FilePreUpload]
     );
     assert!(l.host.implements(HookKind::MessagePreSend));
     for hook in [
         HookKind::OnLogin,
         HookKind::OnConnect,
         HookKind::MessageDelivered,
+        HookKind::FilePreDownload,
     ] {
         assert!(!l.host.implements(hook), "{hook:?}");
     }

@@ -4,7 +4,7 @@
 // itself an audit record on the server.
 
 import { h, replace } from '../dom.js';
-import { report, table, when } from './util.js';
+import { report, saveFile, table, when } from './util.js';
 
 function chainStatus(r) {
   const findings = [
@@ -45,17 +45,10 @@ function holdRow(ctx, hold, reload) {
 
 const ids = (text) => String(text || '').split(/[\s,]+/).filter(Boolean).map(Number);
 
-/** Save one file of an export batch: fetched with the session's token, handed to the browser. */
-async function download(ctx, series, batch, file) {
-  try {
-    const blob = await ctx.api.blob(`/api/v1/compliance/exports/${series}/${batch}/${encodeURIComponent(file)}`);
-    const url = URL.createObjectURL(blob);
-    const a = h('a', { href: url, download: `${batch}-${file}` });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
-  } catch (err) { report(ctx, err); }
+/** Save one file of an export batch. */
+function download(ctx, series, batch, file) {
+  return saveFile(ctx, `/api/v1/compliance/exports/${series}/${batch}/${encodeURIComponent(file)}`,
+    `${batch}-${file}`);
 }
 
 function retentionSection(ctx, policies, preview, reload) {

@@ -19,6 +19,19 @@ export function report(ctx, err) {
   else ctx.toast(err.message);
 }
 
+/** Fetch `path` with the session's token and hand it to the browser as a download. */
+export async function saveFile(ctx, path, name) {
+  try {
+    const blob = await ctx.api.blob(path);
+    const url = URL.createObjectURL(blob);
+    const a = h('a', { href: url, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (err) { report(ctx, err); }
+}
+
 export function when(millis) {
   return millis ? new Date(millis).toLocaleString() : '—';
 }

@@ -11,6 +11,7 @@
 //! country's length, SSNs must be in assignable ranges. Operators add their own patterns
 //! as regular expressions.
 
+pub mod files;
 mod iban;
 mod numbers;
 mod text;
@@ -118,14 +119,18 @@ pub struct Verdict {
 impl Verdict {
     /// Names of the detectors whose findings got `action`, comma-separated.
     pub fn detectors(&self, action: Action) -> String {
-        let names: Vec<&str> = self
-            .findings
-            .iter()
-            .filter(|(_, (a, _))| *a == action)
-            .map(|(n, _)| n.as_str())
-            .collect();
-        names.join(",")
+        detectors(&self.findings, action)
     }
+}
+
+/// Names of the detectors in `findings` whose findings got `action`, comma-separated.
+pub fn detectors(findings: &BTreeMap<String, (Action, usize)>, action: Action) -> String {
+    let names: Vec<&str> = findings
+        .iter()
+        .filter(|(_, (a, _))| *a == action)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    names.join(",")
 }
 
 fn valid_name(name: &str) -> bool {
@@ -153,6 +158,8 @@ impl Policy {
                     format!("{key}: expected block, redact, flag or off, got {value:?}")
                 })?;
                 actions.insert(name.to_string(), action);
+            } else if key.starts_with("files.") {
+                // The file scan's settings (`files::FilePolicy`).
             } else if let Some(name) = key.strip_prefix("pattern.") {
                 if !valid_name(name) {
                     return Err(format!("{key}: pattern names use [a-z0-9_-]"));

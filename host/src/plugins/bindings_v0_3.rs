@@ -1,0 +1,96 @@
+//! Host side of WIT `switchboard:plugin@0.3.0` (`wit/`, not yet released: the next
+//! interface changes go here): the generated bindings, the host imports adapted to the
+//! version-neutral capability logic in `capabilities`, and conversions between the
+//! server's types and 0.3's.
+//!
+//! 0.3 is 0.2 plus: the `file-pre-upload` and `file-pre-download` hooks and the `upload`
+//! import that serves the file's bytes to the first.
+
+use super::call::{DecisionAnswer, FileUploadAnswer, PreSendAnswer, Request, Response};
+use super::capabilities::{CapError, HostState, LogLevel};
+use crate::router::hooks::HookKind;
+use crate::store;
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "plugin",
+    // Hooks are called with `call_async` so that WASI's host functions (which are async in
+    // wasmtime-wasi and would otherwise `block_on` inside a tokio worker) and epoch yields
+    // work inside the server's runtime. The host imports themselves are synchronous: they
+    // never do I/O (see `kv`).
+    exports: { default: async },
+    // `http.send` waits for the network: async, so the guest's fiber yields meanwhile.
+    imports: {
+        "switchboard:plugin/http.send": async,
+        "switchboard:plugin/bot.post": async,
+        "switchboard:plugin/bot.reply": async,
+        "switchboard:plugin/rooms.info": async,
+        "switchboard:plugin/rooms.members": async,
+        "switchboard:plugin/rooms.display-name": async,
+        "switchboard:plugin/upload.read": async,
+    },
+});
+
+use switchboard::plugin::types::{
+    Decision, Event, EventKind, FileInfo, FileUploadOutcome, HookSet, HostError, Message,
+    PreSendOutcome, Room, RoomKind, User,
+};
+
+/// The export every 0.3 component has; used to tell interface versions apart.
+pub(crate) const HOOKS_EXPORT: &str = "switchboard:plugin/hooks@0.3.0";
+
+super::bindings_common::interface_glue!(
+    extra_hooks: [
+        (COMMAND, Command),
+        (AUTHENTICATE, Authenticate),
+        (FILE_PRE_UPLOAD, FilePreUpload),
+        (FILE_PRE_DOWNLOAD, FilePreDownload),
+    ],
+    extra_calls: |hooks, store| {
+        Request::Command(c) => command(hooks, store, c).await?,
+        Request::Authenticate(a) => authenticate(hooks, store, a).await?,
+        Request::FileUpload { file, .. } => {
+            Response::FileUpload(match hooks.call_file_pre_upload(store, &file_info(file)).await? {
+                FileUploadOutcome::Allow => FileUploadAnswer::Allow,
+                FileUploadOutcome::Reject(r) => FileUploadAnswer::Reject {
+                    code: r.code,
+                    reason: r.reason,
+                },
+                FileUploadOutcome::Replace(r) => FileUploadAnswer::Replace {
+                    content: r.content,
+                    name: r.name,
+                },
+                FileUploadOutcome::Quarantine(reason) => FileUploadAnswer::Quarantine(reason),
+            })
+        }
+        Request::FileDownload(file, downloader) => decision(
+            hooks
+                .call_file_pre_download(store, &file_info(file), &user(downloader))
+                .await?,
+        ),
+    },
+    extra_errors: {
+        CapError::Unavailable(m) => Self::Unavailable(m),
+        CapError::Denied(m) => Self::Denied(m),
+    },
+);
+
+super::bindings_common::since_v0_2!();
+
+fn file_info(file: &crate::router::hooks::FileCheck) -> FileInfo {
+    FileInfo {
+        id: file.id,
+        room_id: file.room_id,
+        uploader: user(&file.uploader),
+        name: file.name.clone(),
+        content_type: file.content_type.clone(),
+        size: file.size,
+        sha256: file.sha256.clone(),
+    }
+}
+
+impl switchboard::plugin::upload::Host for HostState {
+    async fn read(&mut self, offset: u64, len: u32) -> Result<Vec<u8>, HostError> {
+        Ok(self.upload_read(offset, len).await?)
+    }
+}
