@@ -92,6 +92,13 @@ enum Scenario {
         /// File size in MiB.
         #[arg(long, default_value_t = 1024)]
         mib: u64,
+        /// Send printable CSV-like text (no DLP findings), which a DLP plugin scans whole,
+        /// instead of binary noise.
+        #[arg(long)]
+        text: bool,
+        /// Upload through the resumable API, in chunks of this many MiB.
+        #[arg(long)]
+        chunk_mib: Option<u64>,
     },
     /// Many clients resuming at once.
     Reconnect {
@@ -192,12 +199,20 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        Scenario::Files { mib } => {
+        Scenario::Files {
+            mib,
+            text,
+            chunk_mib,
+        } => {
             let before = sample();
-            let run = scenarios::files(&api, mib).await?;
+            let run = scenarios::files(&api, mib, text, chunk_mib).await?;
             let after = sample();
             let mbps = |secs: f64| (mib as f64) * 1.048_576 / secs;
-            println!("scenario        files ({mib} MiB)");
+            println!(
+                "scenario        files ({mib} MiB, {}, {})",
+                if text { "text" } else { "binary" },
+                chunk_mib.map_or("one request".to_string(), |c| format!("{c} MiB chunks"))
+            );
             println!(
                 "upload          {:.2} s, {:.0} MB/s",
                 run.upload_secs,

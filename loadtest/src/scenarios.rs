@@ -412,38 +412,107 @@ pub struct FilesRun {
     pub exact: bool,
 }
 
-/// Upload `mib` MiB generated on the fly (never whole in this process either), then
-/// download it and compare digests.
-pub async fn files(api: &Api, mib: u64) -> anyhow::Result<FilesRun> {
+/// Upload `mib` MiB generated on the fly (never whole in this process either) — binary
+/// noise, or with `text` printable CSV rows without anything a DLP filter acts on — as
+/// one request or, with `chunk_mib`, through the resumable API; then download it and
+/// compare digests.
+pub async fn files(
+    api: &Api,
+    mib: u64,
+    text: bool,
+    chunk_mib: Option<u64>,
+) -> anyhow::Result<FilesRun> {
     let owner = api.users("files", 1).await?.remove(0);
     let room = api.group(&owner, "files", &[]).await?;
-    // A deterministic, incompressible-looking pattern: chunk n is filled from n.
-    let chunk = |n: u64| -> Vec<u8> {
+    // A deterministic pattern: MiB n is generated from n.
+    let chunk = move |n: u64| -> Vec<u8> {
         let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..1024 * 1024)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        if text {
+            // Rows such as `row-12345,team-7,alpha beta gamma\n`: words and short numbers.
+            const WORDS: [&str; 8] = [
+                "alpha", "beta", "gamma", "delta", "north", "south", "review", "budget",
+            ];
+            let mut out = Vec::with_capacity(1024 * 1024 + 64);
+            while out.len() < 1024 * 1024 {
+                let r = next();
+                out.extend_from_slice(
+                    format!(
+                        "row-{},team-{},{} {} {}\n",
+                        r % 100_000,
+                        (r >> 20) % 10,
+                        WORDS[(r >> 8) as usize % 8],
+                        WORDS[(r >> 12) as usize % 8],
+                        WORDS[(r >> 16) as usize % 8]
+                    )
+                    .as_bytes(),
+                );
+            }
+            out.truncate(1024 * 1024);
+            out
+        } else {
+            (0..1024 * 1024).map(|_| next() as u8).collect()
+        }
     };
     let mut sent = Digest::default();
     for n in 0..mib {
         sent.add(&chunk(n));
     }
-    let body = futures_util::stream::iter((0..mib).map(move |n| Ok::<_, std::io::Error>(chunk(n))));
     let started = Instant::now();
-    let response = api
-        .http
-        .post(format!("{}/api/v1/rooms/{room}/files", api.base))
-        .query(&[("name", "large.bin")])
-        .bearer_auth(&owner.token)
-        .header("content-length", (mib * 1024 * 1024).to_string())
-        .body(reqwest::Body::wrap_stream(body))
-        .send()
-        .await?;
+    let response = match chunk_mib {
+        None => {
+            let body = futures_util::stream::iter(
+                (0..mib).map(move |n| Ok::<_, std::io::Error>(chunk(n))),
+            );
+            api.http
+                .post(format!("{}/api/v1/rooms/{room}/files", api.base))
+                .query(&[("name", if text { "large.csv" } else { "large.bin" })])
+                .bearer_auth(&owner.token)
+                .header("content-length", (mib * 1024 * 1024).to_string())
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await?
+        }
+        Some(per) => {
+            let per = per.max(1);
+            let opened: serde_json::Value = api
+                .http
+                .post(format!("{}/api/v1/rooms/{room}/uploads", api.base))
+                .bearer_auth(&owner.token)
+                .json(&serde_json::json!({ "name": "large.bin", "size": mib * 1024 * 1024 }))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let id = opened["file_id"].as_i64().unwrap_or_default();
+            let mut first = 0;
+            loop {
+                let last = (first + per).min(mib);
+                let body = futures_util::stream::iter(
+                    (first..last).map(move |n| Ok::<_, std::io::Error>(chunk(n))),
+                );
+                let response = api
+                    .http
+                    .put(format!("{}/api/v1/uploads/{id}", api.base))
+                    .query(&[("offset", first * 1024 * 1024)])
+                    .bearer_auth(&owner.token)
+                    .header("content-length", ((last - first) * 1024 * 1024).to_string())
+                    .body(reqwest::Body::wrap_stream(body))
+                    .send()
+                    .await?;
+                if last == mib || !response.status().is_success() {
+                    break response;
+                }
+                first = last;
+            }
+        }
+    };
     let upload_secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(
         response.status().is_success(),
