@@ -121,6 +121,13 @@ enum PluginCommand {
         key: PathBuf,
         component: PathBuf,
     },
+    /// Write the plugin interface this binary speaks, every supported version, as WIT
+    /// packages: OUT/switchboard-plugin-<version>/{types,hooks,host}.wit. Never overwrites.
+    Wit {
+        /// The directory to write into.
+        #[arg(long, default_value = "wit")]
+        out: PathBuf,
+    },
     /// Create a plugin crate NAME (builds as-is for wasm32-wasip2).
     New {
         /// 1-64 characters of [a-z0-9_-], starting with a letter.
@@ -494,6 +501,21 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<()> {
             let (signature, id) = signing::sign_file(&key, &component)?;
             println!("signed {} with key {id}", component.display());
             println!("signature: {}", signature.display());
+        }
+        PluginCommand::Wit { out } => {
+            let dirs = cli::wit::write_all(&out)?;
+            for (version, dir) in cli::wit::VERSIONS.iter().zip(&dirs) {
+                println!(
+                    "{}  switchboard:plugin@{}{}",
+                    dir.display(),
+                    version.version,
+                    if version.released {
+                        ""
+                    } else {
+                        "  (newest; not yet released: it may still change)"
+                    }
+                );
+            }
         }
         PluginCommand::New { name, dir, sdk } => {
             let made = scaffold::scaffold(&name, &dir, sdk.as_deref())?;

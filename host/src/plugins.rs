@@ -34,6 +34,7 @@ mod call;
 mod capabilities;
 mod chain;
 mod engine;
+mod guest_output;
 mod instance;
 mod manage;
 pub mod manifest;
@@ -54,6 +55,7 @@ use crate::store::{Event, Room, Store};
 
 pub use breaker::OpenCircuit;
 pub use chain::{PluginCounters, PluginStatus};
+pub use instance::LastFailure;
 pub use manage::{
     InstallRequest, ManageError, ManifestProblem, PluginChange, PluginList, PluginView,
     ReloadReport,

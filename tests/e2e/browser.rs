@@ -898,6 +898,13 @@ async fn admin_sees_a_circuit_opened_for_one_sender() {
             .await
             .expect("state");
         assert_eq!(state, "enabled, partly cut off");
+        // The newest failure, with the runtime's words, is on the card for the admin.
+        let failure = wait_css(admin, &format!("{card} .plugin-last-failure summary"))
+            .await
+            .text()
+            .await
+            .expect("failure");
+        assert!(failure.starts_with("trap in message-pre-send"), "{failure}");
     })
     .await;
 }

@@ -224,3 +224,33 @@ async fn a_runaway_plugin_is_stopped_on_time_and_its_policy_decides() {
     assert_eq!(status, StatusCode::CREATED, "{ack}");
     assert_eq!(alice.history(room, "").await.len(), 1);
 }
+
+/// A trapping plugin's own words (its panic message, written to stderr before the trap)
+/// reach the admin API with the failure, never the sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_failing_plugin_said_reaches_the_admin_not_the_sender() {
+    // Only messages: it would refuse every login too.
+    let trap = Spec::new("trap", "fixture-trap").hooks(&["message-pre-send"]);
+    let (server, _plugins) = server_with(vec![trap]).await;
+    let alice = server.user("alice").await;
+    let room = alice.group("traps", &[]).await;
+    let (status, err) = alice.send_http(room, "m1", "boom").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{err}");
+    assert_eq!(err["rejection"]["code"], "plugin_failed", "{err}");
+    assert!(
+        !err.to_string().contains("deliberate"),
+        "the guest's words stay with the admin: {err}"
+    );
+    let admin = server.admin().await;
+    let (status, view) = admin.get("/api/v1/admin/plugins/trap").await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let failure = &view["status"]["last_failure"];
+    assert_eq!(failure["hook"], "message-pre-send", "{view}");
+    assert_eq!(failure["kind"], "trap", "{view}");
+    let detail = failure["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("fixture-trap: deliberate trap"),
+        "the panic message is kept: {detail}"
+    );
+    assert!(failure["at"].as_i64().unwrap_or(0) > 0, "{view}");
+}

@@ -174,7 +174,7 @@ struct LogBudget {
 impl PluginCtx {
     /// Take `bytes` from the plugin's log budget; false when the line must be dropped. The
     /// first line of a new second reports how many were dropped in the one before.
-    fn take_log_budget(&self, bytes: usize) -> bool {
+    pub(crate) fn take_log_budget(&self, bytes: usize) -> bool {
         let now = std::time::Instant::now();
         let mut budget = super::lock(&self.log_budget);
         let fresh = budget
@@ -394,16 +394,22 @@ pub(crate) struct HostState {
     /// call's running time, in ticks.
     pub(crate) ticks: u32,
     pub(crate) call: CallScope,
+    /// What the guest wrote to stdout and stderr (taken after each call).
+    pub(crate) output: super::guest_output::GuestOutput,
 }
 
 impl HostState {
     pub(crate) fn new(ctx: Arc<PluginCtx>, memory_bytes: usize, max_random_bytes: u64) -> Self {
-        // Nothing is inherited from the server: no arguments, no environment, no stdio, no
+        // Nothing is inherited from the server: no arguments, no environment, no stdin, no
         // preopened directories; sockets and name lookups are switched off explicitly.
+        // stdout and stderr go to a bounded buffer the runtime logs after each call.
         // Clocks and randomness stay (Rust's std needs them for hash seeds and timing), but
         // one random request is bounded: the host generates it synchronously, outside the
         // guest's CPU deadline, so 64 MiB would hold a runtime thread for half a second.
+        let output = super::guest_output::GuestOutput::default();
         let wasi = WasiCtx::builder()
+            .stdout(output.clone())
+            .stderr(output.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -417,6 +423,7 @@ impl HostState {
             deadline: std::time::Instant::now(),
             ticks: 0,
             call: CallScope::default(),
+            output,
         }
     }
 }

@@ -155,6 +155,8 @@ pub struct PluginStatus {
     /// The largest linear memory of those instances, in bytes.
     pub instance_memory_bytes: usize,
     pub counters: PluginCounters,
+    /// The newest failed call, with what the guest wrote before it.
+    pub last_failure: Option<super::instance::LastFailure>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -220,6 +222,7 @@ impl PluginStatus {
             open_circuits: p.breaker.open_circuits(50),
             idle_instances,
             instance_memory_bytes,
+            last_failure: p.last_failure(),
             counters: PluginCounters {
                 calls: Counters::get(&c.calls),
                 rejects: Counters::get(&c.rejects),

@@ -110,6 +110,29 @@ pub(crate) struct LoadedPlugin {
     metrics: Arc<Metrics>,
     /// Per hook, in `HookKind::ALL` order.
     hook_metrics: [HookMetrics; 8],
+    /// The newest failed call, for the admin API and console.
+    last_failure: std::sync::Mutex<Option<LastFailure>>,
+}
+
+/// A failed call as admins see it: when, which hook, what kind, and the detail — the
+/// runtime's error and what the guest wrote before it (a panic message, a traceback).
+/// Never shown to the sender, who gets only the kind.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LastFailure {
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+    pub hook: HookKind,
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+/// The last `max` bytes of `text`, cut on a character boundary.
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
 }
 
 /// The deadline for a plugin's first instance and its `implemented-hooks` call at load.
@@ -225,6 +248,7 @@ impl LoadedPlugin {
             stopped: engine.stopped_flag(),
             metrics: metrics.clone(),
             hook_metrics: HookKind::ALL.map(|hook| metrics.for_hook(&manifest.name, hook.as_str())),
+            last_failure: std::sync::Mutex::new(None),
             manifest,
         };
         // Loading is off the hot path, and a busy machine at start-up must not make a plugin
@@ -481,6 +505,10 @@ impl LoadedPlugin {
         warm.store.set_epoch_deadline(1);
         let result = warm.bindings.call(&mut warm.store, request).await;
         let state = warm.store.data_mut();
+        let output = state.output.take();
+        if let Some(written) = &output {
+            self.log_guest_output(request.hook(), written);
+        }
         progress
             .ticks
             .store(std::mem::take(&mut state.ticks), Ordering::Release);
@@ -495,7 +523,12 @@ impl LoadedPlugin {
             Ok(value) => value,
             Err(e) => {
                 let kind = classify(&e, warm.store.data().limiter.refused);
-                return Err((kind, format!("{e:#}")));
+                // What the guest said before it failed (a panic message, a traceback) is
+                // the most useful part of the record.
+                let said = output
+                    .map(|w| format!("\nguest output (last lines):\n{}", tail(&w.text, 2048)))
+                    .unwrap_or_default();
+                return Err((kind, format!("{e:#}{said}")));
             }
         };
         if let Some(space) = &self.ctx.kv {
@@ -515,6 +548,35 @@ impl LoadedPlugin {
             }
         }
         Ok(value)
+    }
+
+    /// A call's stdout/stderr into the server's log, a line per line, tagged with the plugin
+    /// and hook, within the plugin's log budget (what is over it is counted as dropped).
+    fn log_guest_output(&self, hook: HookKind, written: &super::guest_output::Written) {
+        for line in written.text.lines().filter(|l| !l.trim().is_empty()) {
+            if !self.ctx.take_log_budget(line.len()) {
+                break;
+            }
+            tracing::info!(
+                plugin = %self.manifest.name,
+                hook = hook.as_str(),
+                "guest output: {line}"
+            );
+        }
+        if written.dropped > 0 {
+            tracing::warn!(
+                plugin = %self.manifest.name,
+                hook = hook.as_str(),
+                dropped_bytes = written.dropped,
+                "guest output over {} bytes in one call was dropped",
+                super::guest_output::MAX_PER_CALL
+            );
+        }
+    }
+
+    /// The newest failed call, if any.
+    pub(crate) fn last_failure(&self) -> Option<LastFailure> {
+        lock(&self.last_failure).clone()
     }
 
     /// Idle warm instances, and the largest linear memory among them.
@@ -597,6 +659,12 @@ impl LoadedPlugin {
                 detail = %detail,
                 "plugin call failed"
             );
+            *lock(&self.last_failure) = Some(LastFailure {
+                at: crate::store::now_millis(),
+                hook,
+                kind: kind.as_str(),
+                detail: tail(&detail, 4096).to_string(),
+            });
         }
         // Waiting for a slot, or for a pool slot the whole engine ran out of, is load, not
         // a fault of this call: it is counted, but never opens a circuit.

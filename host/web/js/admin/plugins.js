@@ -76,7 +76,17 @@ function facts(p) {
     h('dt', {}, 'Totals'), h('dd', { class: 'plugin-totals' }, c
       ? `${c.calls} calls, ${c.rejects} rejects, ${c.modifications} modifications, ${c.failures} failures ` +
         `(${c.timeouts} timeouts, ${c.overloaded} overloaded), ${c.observer_dropped} events dropped, ${c.log_dropped} log lines dropped`
-      : 'not loaded'));
+      : 'not loaded'),
+    lastFailure(p.status?.last_failure));
+}
+
+/** The newest failed call: when, where, what kind, and what the plugin said before it. */
+function lastFailure(failure) {
+  if (!failure) return null;
+  return [h('dt', {}, 'Last failure'), h('dd', { class: 'plugin-last-failure' },
+    h('details', {},
+      h('summary', {}, `${failure.kind} in ${failure.hook}, ${new Date(failure.at).toLocaleString()}`),
+      h('pre', {}, failure.detail)))];
 }
 
 /** What the capabilities reach: HTTP origins, room scope, the bot, its commands. */
