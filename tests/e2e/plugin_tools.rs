@@ -334,6 +334,8 @@ fn plugin_test_runs_every_hook_kind_and_reports_a_failed_call() {
     assert!(!out.status.success());
     let (text, err) = (stdout(&out), stderr(&out));
     assert!(text.contains("FAILED   trap"), "{text}");
+    // What the guest said before it trapped (its panic message) is in the report.
+    assert!(text.contains("fixture-trap: deliberate trap"), "{text}");
     assert!(text.contains("plugin_failed"), "{text}");
     assert!(err.contains("the plugin failed (trap)"), "{err}");
 }
@@ -403,4 +405,43 @@ fn plugin_test_runs_the_command_hook() {
     let input = write(dir.path(), "bad.json", r#"{"command": "/echo"}"#);
     let err = fails(&mut plugin_test(&echo, "command", &input));
     assert!(err.contains("without the slash"), "{err}");
+}
+
+/// `plugin wit` writes the interface the binary speaks, every version, byte for byte what
+/// the server was built from, and never overwrites.
+#[test]
+fn plugin_wit_writes_every_supported_interface_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("wit");
+    let text = ok(switchboard().args(["plugin", "wit", "--out"]).arg(&out));
+    assert!(text.contains("switchboard:plugin@0.3.0"), "{text}");
+    let root = workspace_root().join("wit");
+    for (version, source) in [
+        ("0.3.0", root.clone()),
+        ("0.2.0", root.join("v0.2")),
+        ("0.1.0", root.join("v0.1")),
+    ] {
+        for file in ["types.wit", "hooks.wit", "host.wit"] {
+            let written =
+                std::fs::read_to_string(out.join(format!("switchboard-plugin-{version}/{file}")))
+                    .unwrap();
+            let expected = std::fs::read_to_string(source.join(file)).unwrap();
+            assert_eq!(written, expected, "{version}/{file}");
+            assert!(
+                written.starts_with(&format!("package switchboard:plugin@{version};")),
+                "{version}/{file}"
+            );
+        }
+    }
+    let again = switchboard()
+        .args(["plugin", "wit", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
 }

@@ -139,8 +139,11 @@ pub struct Report {
     #[serde(flatten)]
     pub outcome: Outcome,
     /// The first call failed (`trap`, `timeout` or `limit`); the outcome is then what the
-    /// plugin's failure policy made of it (see the log for the guest's error).
+    /// plugin's failure policy made of it.
     pub failure: Option<String>,
+    /// The failed call's detail: the runtime's error and what the guest wrote before it
+    /// (a panic message, a traceback).
+    pub failure_detail: Option<String>,
     /// Compiling the component and creating its first instance.
     pub load_ms: f64,
     /// The first hook call, including the plugin's own set-up (`Plugin::new`).
@@ -352,6 +355,11 @@ async fn call_all(
     let outcome = call_once(host, input, command).await;
     let first_call = started.elapsed();
     let failure = failure_kind(&before, &counters());
+    let failure_detail = failure
+        .as_ref()
+        .and_then(|_| host.statuses().into_iter().next())
+        .and_then(|s| s.last_failure)
+        .map(|f| f.detail);
 
     let warm_calls = options.repeat - 1;
     let before = counters();
@@ -376,6 +384,7 @@ async fn call_all(
         hook: options.hook,
         outcome,
         failure,
+        failure_detail,
         load_ms: millis(load),
         first_call_ms: millis(first_call),
         warm_calls,
@@ -808,11 +817,11 @@ impl fmt::Display for Report {
         writeln!(f, "plugin   {}", self.plugin)?;
         writeln!(f, "hook     {}", self.hook)?;
         if let Some(kind) = &self.failure {
-            writeln!(
-                f,
-                "FAILED   {kind} (the log above has the plugin's error); under its failure \
-                 policy the server would do this:"
-            )?;
+            writeln!(f, "FAILED   {kind}")?;
+            for line in self.failure_detail.iter().flat_map(|d| d.lines()) {
+                writeln!(f, "  | {line}")?;
+            }
+            writeln!(f, "under its failure policy the server would do this:")?;
         }
         match &self.outcome {
             Outcome::Continue => writeln!(f, "outcome  continue (unchanged)")?,
