@@ -21,3 +21,25 @@ pub fn get_or(key: &str, default: &str) -> String {
 pub fn keys() -> Result<Vec<String>, HostError> {
     wit::keys()
 }
+
+/// Every setting as `(key, value)`, sorted by key: what a plugin parses its policy from.
+pub fn all() -> Result<Vec<(String, String)>, HostError> {
+    let mut settings = Vec::new();
+    for key in wit::keys()? {
+        if let Some(value) = wit::get(&key)? {
+            settings.push((key, value));
+        }
+    }
+    Ok(settings)
+}
+
+/// A list setting (a TOML array in the manifest): its entries, trimmed, empty ones left
+/// out; empty if it is not set (or `config` was not granted).
+pub fn list(key: &str) -> Vec<String> {
+    get_or(key, "")
+        .lines()
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(str::to_string)
+        .collect()
+}

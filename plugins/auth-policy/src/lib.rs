@@ -178,11 +178,7 @@ impl Plugin for AuthPolicy {
     const HOOKS: HookSet = HookSet::ON_LOGIN.union(HookSet::AUTHENTICATE);
 
     fn new() -> Self {
-        let settings: Vec<(String, String)> = config::keys()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|key| Some((key.clone(), config::get(&key).ok().flatten()?)))
-            .collect();
+        let settings = config::all().unwrap_or_default();
         AuthPolicy {
             policy: Policy::from_settings(&settings),
         }

@@ -214,14 +214,7 @@ impl Plugin for Dlp {
     const HOOKS: HookSet = HookSet::MESSAGE_PRE_SEND.union(HookSet::FILE_PRE_UPLOAD);
 
     fn new() -> Self {
-        let mut settings = Vec::new();
-        if let Ok(keys) = config::keys() {
-            for key in keys {
-                if let Ok(Some(value)) = config::get(&key) {
-                    settings.push((key, value));
-                }
-            }
-        }
+        let settings = config::all().unwrap_or_default();
         let dlp = Self::from_settings(&settings);
         if let Err(e) = &dlp.policy {
             let _ = log::error(&format!(

@@ -59,15 +59,7 @@ impl Plugin for EchoBot {
     const HOOKS: HookSet = HookSet::COMMAND.union(HookSet::MESSAGE_DELIVERED);
 
     fn new() -> Self {
-        let settings: Vec<(String, String)> = config::keys()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|key| {
-                let value = config::get(&key).ok().flatten()?;
-                Some((key, value))
-            })
-            .collect();
-        Self::from_settings(&settings)
+        Self::from_settings(&config::all().unwrap_or_default())
     }
 
     fn command(&self, call: CommandCall) -> CommandOutcome {

@@ -96,13 +96,7 @@ impl Plugin for KeywordGuard {
     const HOOKS: HookSet = HookSet::MESSAGE_PRE_SEND.union(HookSet::ON_LOGIN);
 
     fn new() -> Self {
-        let mut settings = Vec::new();
-        for key in config::keys().unwrap_or_default() {
-            if let Ok(Some(value)) = config::get(&key) {
-                settings.push((key, value));
-            }
-        }
-        Self::from_settings(&settings)
+        Self::from_settings(&config::all().unwrap_or_default())
     }
 
     fn message_pre_send(&self, msg: Message) -> PreSendOutcome {
