@@ -135,6 +135,25 @@ impl FromRequestParts<AppState> for ComplianceUser {
     }
 }
 
+/// The caller, who reviews held files: a server admin or a holder of the compliance role.
+#[derive(Debug, Clone)]
+pub struct FileReviewer(pub Caller);
+
+impl FromRequestParts<AppState> for FileReviewer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let AuthUser(caller) = AuthUser::from_request_parts(parts, state).await?;
+        if !caller.user.is_admin && !caller.user.is_compliance {
+            return Err(ApiError::forbidden(
+                "reviewers_only",
+                "this needs a server admin or the compliance role",
+            ));
+        }
+        Ok(Self(caller))
+    }
+}
+
 pub fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;

@@ -454,7 +454,11 @@ async fn a_compliance_reviewer_places_and_releases_a_hold_in_the_console() {
             )
             .await
             .expect("tabs");
-        assert_eq!(tabs, json!(["compliance"]), "a reviewer sees only the compliance page");
+        assert_eq!(
+            tabs,
+            json!(["compliance", "files"]),
+            "a reviewer sees only the compliance page and the file quarantine"
+        );
 
         type_into(b, "#create-hold input[name=name]", "Case 1").await;
         type_into(b, "#create-hold input[name=rooms]", &room.to_string()).await;

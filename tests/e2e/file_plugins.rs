@@ -181,7 +181,16 @@ async fn dlp_blocks_redacts_and_quarantines_files_on_every_store_and_storage() {
                     Value::Null,
                 )
                 .await;
-            assert_eq!(status, StatusCode::FORBIDDEN, "{case}: not an admin: {err}");
+            assert_eq!(
+                (status, err["code"].as_str()),
+                (StatusCode::FORBIDDEN, Some("reviewers_only")),
+                "{case}: not a reviewer: {err}"
+            );
+            // A compliance reviewer (not an admin) sees the queue too.
+            let rita = crate::holds::compliance_user(&admin, "rita").await;
+            let (status, queue) = rita.get("/api/v1/admin/files/quarantine").await;
+            assert_eq!(status, StatusCode::OK, "{case}: {queue}");
+            assert_eq!(queue["files"].as_array().map(Vec::len), Some(1), "{case}");
             let (_, queue) = admin.get("/api/v1/admin/files/quarantine").await;
             let queued: Vec<i64> = queue["files"]
                 .as_array()

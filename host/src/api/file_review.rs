@@ -1,6 +1,6 @@
-//! The review of quarantined files, for server admins: list what plugins put aside, look at
-//! a file, release it to the room or delete it (each on the audit record), and the storage
-//! the files use.
+//! The review of quarantined files, for server admins and compliance reviewers: list what
+//! plugins put aside, look at a file, release it to the room or delete it (each on the
+//! audit record), and the storage the files use.
 
 use axum::Router as HttpRouter;
 use axum::extract::State;
@@ -9,7 +9,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Serialize;
 
-use super::{AdminUser, AppJson, AppPath, AppState};
+use super::{AppJson, AppPath, AppState, FileReviewer};
 use crate::audit::{self, Action, Actor, Subject};
 use crate::error::{ApiError, Result};
 use crate::store::{FileRecord, FileUsage};
@@ -32,7 +32,7 @@ struct Quarantined {
 /// plugin that put it there and why.
 async fn quarantined(
     State(state): State<AppState>,
-    AdminUser(_): AdminUser,
+    FileReviewer(_): FileReviewer,
 ) -> Result<AppJson<Quarantined>> {
     Ok(AppJson(Quarantined {
         files: state.store.files_in_state("quarantined").await?,
@@ -51,7 +51,10 @@ struct Usage {
 }
 
 /// `GET /api/v1/admin/files/usage`: what the files take, per state.
-async fn usage(State(state): State<AppState>, AdminUser(_): AdminUser) -> Result<AppJson<Usage>> {
+async fn usage(
+    State(state): State<AppState>,
+    FileReviewer(_): FileReviewer,
+) -> Result<AppJson<Usage>> {
     let states = state.store.files_usage().await?;
     Ok(AppJson(Usage {
         backend: state.files.backend,
@@ -74,7 +77,7 @@ async fn quarantined_file(state: &AppState, id: i64) -> Result<FileRecord> {
 /// `GET /api/v1/admin/files/{id}/content`: a quarantined file's bytes, for its review.
 async fn content(
     State(state): State<AppState>,
-    AdminUser(admin): AdminUser,
+    FileReviewer(admin): FileReviewer,
     AppPath(id): AppPath<i64>,
     headers: HeaderMap,
 ) -> Result<Response> {
@@ -93,7 +96,7 @@ async fn content(
 /// `POST /api/v1/admin/files/{id}/release`: the file becomes available to its room.
 async fn release(
     State(state): State<AppState>,
-    AdminUser(admin): AdminUser,
+    FileReviewer(admin): FileReviewer,
     AppPath(id): AppPath<i64>,
 ) -> Result<AppJson<FileRecord>> {
     let file = quarantined_file(&state, id).await?;
@@ -126,7 +129,7 @@ async fn release(
 /// next purge run); the uploader's room never sees it.
 async fn discard(
     State(state): State<AppState>,
-    AdminUser(admin): AdminUser,
+    FileReviewer(admin): FileReviewer,
     AppPath(id): AppPath<i64>,
 ) -> Result<StatusCode> {
     let file = quarantined_file(&state, id).await?;

@@ -79,7 +79,9 @@ async function start() {
     if (api.loggedIn) toast(err.message);
     return;
   }
-  SECTIONS = [...(admin ? ADMIN_SECTIONS : []), ...(reviewer ? [compliance] : [])];
+  // Reviewers who are not admins also review held files.
+  SECTIONS = [...(admin ? ADMIN_SECTIONS : []), ...(reviewer ? [compliance] : []),
+    ...(reviewer && !admin ? [files] : [])];
   if (!SECTIONS.length) {
     denied(`Admins and compliance reviewers only: ${api.user?.name} is neither.`);
     return;
