@@ -300,6 +300,16 @@ pub async fn export(
             info.kind,
             request.from_at,
         );
+        // The room's attached files, by message, read once.
+        let mut attached: std::collections::HashMap<
+            crate::store::EventId,
+            Vec<crate::store::FileRecord>,
+        > = std::collections::HashMap::new();
+        for file in store.attached_files(room).await? {
+            if let Some(message) = file.message_id {
+                attached.entry(message).or_default().push(file);
+            }
+        }
         let mut part = 0;
         let mut after = 0;
         loop {
@@ -367,7 +377,7 @@ pub async fn export(
                             .as_bytes(),
                         )?;
                     }
-                    for file in store.files_of_message(event.id).await? {
+                    for file in attached.remove(&event.id).unwrap_or_default() {
                         let copied = attachment(files, &batch, &file).await?;
                         if let Some(name) = &copied {
                             attachment_files.push(name.clone());

@@ -600,8 +600,9 @@ pub trait Store: Send + Sync + 'static {
     /// Mark one `ready` file attached to no message `deleted`; false if it is not such a
     /// file (attached: delete its message instead).
     async fn discard_unattached_file(&self, id: i64) -> StoreResult<bool>;
-    /// The files a message carries, in the order they were uploaded.
-    async fn files_of_message(&self, message: EventId) -> StoreResult<Vec<FileRecord>>;
+    /// The files messages of `room` carry, in the order they were uploaded (one query for a
+    /// room's export, not one per message).
+    async fn attached_files(&self, room: RoomId) -> StoreResult<Vec<FileRecord>>;
     /// Files and their bytes per state, in all rooms (storage usage).
     async fn files_usage(&self) -> StoreResult<Vec<FileUsage>>;
 }

@@ -97,17 +97,14 @@ async fn chunk(
     AppQuery(query): AppQuery<ChunkQuery>,
     request: Request,
 ) -> Result<Response> {
-    let file = own_upload(&state, &caller, id).await?;
+    let mut file = own_upload(&state, &caller, id).await?;
     let (declared, body) = body_of(request);
     let offset = state
         .files
         .append_chunk(state.store.as_ref(), &file, query.offset, declared, body)
         .await?;
-    let file = state
-        .store
-        .file(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("upload_not_found", "no such upload of yours"))?;
+    // What the store now holds for the row (the compare-and-set succeeded): no re-read.
+    file.received = i64::try_from(offset).unwrap_or(i64::MAX);
     if offset < u64::try_from(file.size).unwrap_or(0) {
         return Ok(AppJson(state.files.status(&file)).into_response());
     }

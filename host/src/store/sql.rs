@@ -1609,11 +1609,12 @@ macro_rules! sql_store {
             }
 
             #[tracing::instrument(skip_all)]
-            async fn files_of_message(&self, message: EventId) -> StoreResult<Vec<FileRecord>> {
+            async fn attached_files(&self, room: RoomId) -> StoreResult<Vec<FileRecord>> {
                 sqlx::query(&format!(
-                    "SELECT {FILE_COLS} FROM files WHERE message_id = $1 ORDER BY id"
+                    "SELECT {FILE_COLS} FROM files
+                     WHERE room_id = $1 AND message_id IS NOT NULL ORDER BY id"
                 ))
-                .bind(message)
+                .bind(room)
                 .fetch_all(self.reads())
                 .await?
                 .iter()
