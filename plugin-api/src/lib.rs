@@ -65,8 +65,10 @@ pub use __wit::switchboard::plugin::types::{
 /// A Switchboard plugin. Implement the hooks you need; the others keep their defaults, and
 /// the host never calls a hook that is not in [`Plugin::HOOKS`].
 ///
-/// One value of the type is created (with [`Plugin::new`]) on the first hook call of each
-/// instance and reused for the following calls. The host may run several instances of a
+/// One value of the type is created (with [`Plugin::new`]) per instance and reused for the
+/// following calls: for the instance the server warms when it loads the plugin, at load time
+/// (under the load budget, so the first message after a load or a settings change does not
+/// pay for it); for instances added later, on their first hook call. The host may run several instances of a
 /// plugin, and may replace an instance at any time (after a trap, or after many calls), so
 /// keep durable state in [`kv`], not in `self`.
 pub trait Plugin: 'static {
@@ -158,7 +160,10 @@ macro_rules! export_plugin {
 
             impl __Guest for __SwitchboardExport {
                 fn implemented_hooks() -> $crate::HookSet {
-                    <$ty as __Plugin>::HOOKS
+                    // The server asks this once per load, under its generous load budget:
+                    // constructing the plugin here (parsing settings, compiling patterns)
+                    // keeps that cost out of the first hook call's deadline.
+                    __with(|_| <$ty as __Plugin>::HOOKS)
                 }
                 fn message_pre_send(msg: $crate::Message) -> $crate::PreSendOutcome {
                     __with(|p| p.message_pre_send(msg))

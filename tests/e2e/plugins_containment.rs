@@ -209,8 +209,12 @@ async fn compare(scene: &Scene, attack_body: &str, rounds: usize) -> (Duration, 
 
 fn assert_contained(what: &str, (base, attacked): (Duration, Duration)) {
     eprintln!("containment {what}: victim p99 {base:?} baseline, {attacked:?} under attack");
+    // What is proven is that the victim never waits for an attacker's budget (a victim
+    // call held up by a stuck call would take `WALL_MS` or more). CPU the attack spends
+    // legitimately, and other tests sharing a 2-core CI machine, slow the victim too;
+    // that is not what this test measures, so the margin sits well below `WALL_MS`.
     assert!(
-        attacked <= base * 2 + Duration::from_millis(15),
+        attacked <= base * 2 + Duration::from_millis(WALL_MS / 3),
         "{what}: victim p99 went from {base:?} to {attacked:?}"
     );
 }

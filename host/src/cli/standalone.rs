@@ -868,8 +868,7 @@ impl fmt::Display for Report {
         }
         write!(
             f,
-            "time     load {:.1} ms (compile + first instance); first call {:.3} ms \
-             (incl. the plugin's set-up)",
+            "time     load {:.1} ms (compile + first instance); first call {:.3} ms",
             self.load_ms, self.first_call_ms
         )?;
         if let Some(avg) = self.warm_average_ms {
