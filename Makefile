@@ -11,7 +11,15 @@ SHIPPED = dlp keyword-guard echo-bot webhook auth-policy
 FIXTURES = fixture-trap fixture-infinite-loop fixture-memory-hog fixture-stack-overflow \
 	fixture-huge-output fixture-probe fixture-legacy-v01 fixture-legacy-v02 fixture-hostile
 
-.PHONY: plugins fixtures test test-plugins bench lint fmt serve
+# The public tools the Python and JavaScript plugin templates build with, at the versions
+# `switchboard plugin new --lang python|js` pins (host/src/cli/scaffold.rs;
+# tests/e2e/plugin_langs.rs fails if the two disagree). From PyPI and the npm registry.
+LANG_TOOLS ?= target/lang-tools
+COMPONENTIZE_PY = 0.25.1
+COMPONENTIZE_JS = 0.23.0
+PYTHON ?= python3
+
+.PHONY: plugins fixtures test test-plugins bench lint fmt serve lang-tools
 
 ## Build the shipped plugins: $(WASM_OUT)/{dlp,keyword_guard,echo_bot,webhook,auth_policy}.wasm
 plugins:
@@ -25,8 +33,28 @@ fixtures:
 		$(addprefix -p ,$(SHIPPED) $(FIXTURES))
 
 ## The whole suite (the README's test command; .ci/run calls it).
-test:
+test: lang-tools
 	$(CARGO) test --workspace --all-targets
+
+## componentize-py and componentize-js for the plugin-template tests (once per version).
+lang-tools: $(LANG_TOOLS)/py/.componentize-py-$(COMPONENTIZE_PY) \
+	$(LANG_TOOLS)/js/.componentize-js-$(COMPONENTIZE_JS)
+
+$(LANG_TOOLS)/py/.componentize-py-$(COMPONENTIZE_PY):
+	rm -rf $(LANG_TOOLS)/py
+	$(PYTHON) -m venv $(LANG_TOOLS)/py
+	$(LANG_TOOLS)/py/bin/pip install --quiet --disable-pip-version-check \
+		componentize-py==$(COMPONENTIZE_PY)
+	touch $@
+
+$(LANG_TOOLS)/js/.componentize-js-$(COMPONENTIZE_JS):
+	rm -rf $(LANG_TOOLS)/js
+	mkdir -p $(LANG_TOOLS)/js
+	@# A package.json of its own, so npm installs here and not into a parent project.
+	echo '{"private": true}' > $(LANG_TOOLS)/js/package.json
+	cd $(LANG_TOOLS)/js && npm install --no-audit --no-fund --save-exact \
+		@bytecodealliance/componentize-js@$(COMPONENTIZE_JS)
+	touch $@
 
 ## The plugin runtime's end-to-end tests (builds the plugins it needs).
 test-plugins:

@@ -538,8 +538,12 @@ pub struct PluginsConfig {
     /// How long shutdown waits for observers to finish their queues before it abandons
     /// what is left (whatever the plugins do, shutdown ends within this).
     pub shutdown_timeout_ms: u64,
-    /// Cache compiled components under `<data_dir>/plugin-cache`.
+    /// Cache compiled components (a Python or JavaScript component takes seconds to compile;
+    /// a cached one loads in milliseconds). Artifacts of versions no longer installed are
+    /// removed at start and after every install, upgrade or uninstall.
     pub compile_cache: bool,
+    /// Where; default `<data_dir>/plugin-cache`.
+    pub compile_cache_dir: Option<PathBuf>,
     /// Largest component the admin API accepts for an install.
     pub max_component_bytes: usize,
     /// How long a reload, disable or uninstall waits for calls still running on the old
@@ -570,6 +574,7 @@ impl Default for PluginsConfig {
             max_wall_timeout_ms: 30_000,
             shutdown_timeout_ms: 5_000,
             compile_cache: true,
+            compile_cache_dir: None,
             max_component_bytes: 32 * 1024 * 1024,
             drain_timeout_ms: 10_000,
             trusted_keys: crate::signing::TrustedKeys::default(),

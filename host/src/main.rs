@@ -128,15 +128,19 @@ enum PluginCommand {
         #[arg(long, default_value = "wit")]
         out: PathBuf,
     },
-    /// Create a plugin crate NAME (builds as-is for wasm32-wasip2).
+    /// Create a plugin project NAME in Rust, Python or JavaScript (builds as-is with the
+    /// language's tools; its README says how).
     New {
         /// 1-64 characters of [a-z0-9_-], starting with a letter.
         name: String,
-        /// Where to create the crate's directory.
+        /// The language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: cli::scaffold::Lang,
+        /// Where to create the project's directory.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The guest SDK (`plugin-api` of a Switchboard checkout); default: the checkout
-        /// this binary was built from.
+        /// Rust only: depend on this guest SDK (`plugin-api` of a Switchboard checkout)
+        /// instead of the copy written into the crate.
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -181,6 +185,10 @@ enum PluginCommand {
         /// Call the hook N times and report the warm-call average too.
         #[arg(long, default_value_t = 1)]
         repeat: u32,
+        /// Compile from scratch instead of reusing the compiled component kept from an
+        /// earlier run (in ~/.cache/switchboard/plugin-test).
+        #[arg(long)]
+        no_cache: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -517,17 +525,24 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        PluginCommand::New { name, dir, sdk } => {
-            let made = scaffold::scaffold(&name, &dir, sdk.as_deref())?;
+        PluginCommand::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => {
+            let made = scaffold::scaffold(&name, &dir, lang, sdk.as_deref())?;
             println!("created {}", made.dir.display());
             for file in &made.files {
                 println!("  {}", file.display());
             }
             println!(
-                "build:  cd {} && cargo build --release --target wasm32-wasip2",
-                made.dir.display()
+                "build:  cd {} && {}",
+                made.dir.display(),
+                made.build.replace("NAME", &name)
             );
-            println!("output: target/{}", made.component);
+            println!("output: {}", made.component);
+            println!("more:   {}", made.dir.join("README.md").display());
         }
         PluginCommand::Test {
             component,
@@ -536,6 +551,7 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<()> {
             settings,
             manifest,
             repeat,
+            no_cache,
             json,
         } => {
             let options = standalone::TestOptions {
@@ -545,6 +561,11 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<()> {
                 settings,
                 manifest,
                 repeat,
+                cache_dir: if no_cache {
+                    None
+                } else {
+                    standalone::default_cache_dir()
+                },
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let report = runtime.block_on(standalone::run(&options))?;

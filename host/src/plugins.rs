@@ -55,6 +55,7 @@ use crate::store::{Event, Room, Store};
 
 pub use breaker::OpenCircuit;
 pub use chain::{PluginCounters, PluginStatus};
+pub use engine::prune_cache_to_recent;
 pub use instance::LastFailure;
 pub use manage::{
     InstallRequest, ManageError, ManifestProblem, PluginChange, PluginList, PluginView,
@@ -176,7 +177,12 @@ impl PluginHost {
         let host = Arc::new(PluginHost {
             config: config.clone(),
             engine,
-            cache_dir: config.compile_cache.then(|| data_dir.join("plugin-cache")),
+            cache_dir: config.compile_cache.then(|| {
+                config
+                    .compile_cache_dir
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("plugin-cache"))
+            }),
             memory_ceiling,
             store,
             chain,
@@ -195,6 +201,7 @@ impl PluginHost {
         }
         host.chain.replace(chain::Chain::new(plugins)?);
         host.warn_if_the_pool_is_oversubscribed();
+        host.prune_compile_cache().await;
         for status in host.chain.snapshot().statuses() {
             tracing::info!(
                 plugin = %status.name,
@@ -277,6 +284,37 @@ impl PluginHost {
         )
         .await?;
         Ok(Arc::new(plugin))
+    }
+
+    /// Remove the compiled artifacts of component versions no longer installed (enabled or
+    /// not) from the compile cache. Runs at start and after each install, upgrade or
+    /// uninstall, under the management lock, so no compile of an install races it.
+    pub(crate) async fn prune_compile_cache(&self) {
+        let (Some(cache_dir), Some(plugins_dir)) =
+            (self.cache_dir.clone(), self.config.dir.clone())
+        else {
+            return;
+        };
+        let engine = self.engine.engine().clone();
+        let limits = self.config.limits.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            let (found, _) = manage::scan(&plugins_dir, &limits)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let components: Vec<PathBuf> = found.into_iter().map(|(_, m)| m.component).collect();
+            engine::prune_cache(&engine, &cache_dir, &components)
+        })
+        .await;
+        match pruned {
+            Ok(Ok(0)) => {}
+            Ok(Ok(removed)) => {
+                tracing::info!(
+                    removed,
+                    "pruned compiled components of versions no longer installed"
+                )
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not prune the compile cache"),
+            Err(e) => tracing::warn!(error = %e, "compile-cache pruning task failed"),
+        }
     }
 
     /// Call every observing plugin's `message-delivered` with `event` now and wait for the

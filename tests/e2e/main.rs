@@ -19,6 +19,7 @@ mod file_plugins;
 mod files;
 mod hardening;
 mod holds;
+mod plugin_langs;
 mod plugin_signing;
 mod plugin_tools;
 mod plugins_admin;

@@ -11,14 +11,24 @@ use crate::wasm_build::{plugin_wasm, workspace_root};
 
 const CARD: &str = "4111 1111 1111 1111";
 
-fn switchboard() -> Command {
+pub(crate) fn switchboard() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     command.env_remove("RUST_LOG");
+    // `plugin test` keeps compiled components under $XDG_CACHE_HOME: the tests share one
+    // in the build directory rather than the user's home.
+    command.env("XDG_CACHE_HOME", test_cache_home());
     command
 }
 
+pub(crate) fn test_cache_home() -> PathBuf {
+    workspace_root()
+        .join("target")
+        .join("wasm")
+        .join("xdg-cache")
+}
+
 /// `switchboard plugin test COMPONENT --hook HOOK --input INPUT`, to add options to.
-fn plugin_test(component: &Path, hook: &str, input: &Path) -> Command {
+pub(crate) fn plugin_test(component: &Path, hook: &str, input: &Path) -> Command {
     let mut command = switchboard();
     command
         .args(["plugin", "test"])
@@ -28,16 +38,16 @@ fn plugin_test(component: &Path, hook: &str, input: &Path) -> Command {
     command
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The output of a command that must succeed.
-fn ok(command: &mut Command) -> String {
+pub(crate) fn ok(command: &mut Command) -> String {
     let out = command.output().expect("running switchboard");
     assert!(
         out.status.success(),
@@ -50,7 +60,7 @@ fn ok(command: &mut Command) -> String {
 }
 
 /// The error output of a command that must fail.
-fn fails(command: &mut Command) -> String {
+pub(crate) fn fails(command: &mut Command) -> String {
     let out = command.output().expect("running switchboard");
     assert!(
         !out.status.success(),
@@ -60,14 +70,46 @@ fn fails(command: &mut Command) -> String {
     stderr(&out)
 }
 
-fn json(text: &str) -> Value {
+pub(crate) fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
+}
+
+#[test]
+fn plugin_test_keeps_the_compiled_component_for_the_next_run() {
+    let dlp = plugin_wasm("dlp");
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.json", r#"{"body": "hello"}"#);
+    let cache_home = dir.path().join("cache");
+    let artifacts = || -> Vec<String> {
+        match std::fs::read_dir(cache_home.join("switchboard/plugin-test")) {
+            Ok(entries) => entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".cwasm"))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    };
+    let run = |extra: &[&str]| {
+        let report = json(&ok(plugin_test(&dlp, "message-pre-send", &input)
+            .env("XDG_CACHE_HOME", &cache_home)
+            .arg("--json")
+            .args(extra)));
+        assert_eq!(report["outcome"], "continue", "{report}");
+    };
+    run(&["--no-cache"]);
+    assert!(artifacts().is_empty(), "--no-cache writes nothing");
+    run(&[]);
+    let first = artifacts();
+    assert_eq!(first.len(), 1, "{first:?}");
+    // The second run loads that artifact: nothing new is written, and it still works.
+    run(&[]);
+    assert_eq!(artifacts(), first);
 }
 
 #[test]

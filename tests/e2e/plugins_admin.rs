@@ -224,10 +224,25 @@ async fn admin_manages_plugins_live_and_every_action_is_audited() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
 
-    // Uninstall removes it from the chain and the directory.
+    // Uninstall removes it from the chain and the directory, and its compiled artifact
+    // from the compile cache: what is left there is DLP's, the one plugin still installed.
+    let artifacts = || {
+        std::fs::read_dir(server.dir.path().join("plugin-cache"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".cwasm")
+            })
+            .count()
+    };
+    assert!(artifacts() >= 2, "DLP's and the guard's");
     let (status, _) = admin.delete("/api/v1/admin/plugins/guard").await;
     assert_eq!(status, StatusCode::OK);
     assert!(!plugins_dir.path().join("guard").exists());
+    assert_eq!(artifacts(), 1, "only DLP's artifact is kept");
     let (status, _) = alice.send_http(room, "g3", "forbidden no more").await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, err) = admin

@@ -126,7 +126,13 @@ pub async fn run(command: PluginAdminCommand) -> anyhow::Result<()> {
             let api = Api::connect(&server).await?;
             let query = if replace { "?replace=true" } else { "" };
             let url = api.url(&format!("/api/v1/admin/plugins{query}"));
-            let report = api.call(api.http.post(url).multipart(form)).await?;
+            // The server compiles the component before it answers (seconds for a Python or
+            // JavaScript one, the first time), while it keeps serving with what it had.
+            let report = with_progress(
+                "installing: uploading, compiling and loading",
+                api.call(api.http.post(url).multipart(form)),
+            )
+            .await?;
             print_report("installed", &report);
         }
         C::Enable { name, server } => post_action(&server, &name, "enable", "enabled").await?,
@@ -378,5 +384,37 @@ fn print_table(list: &Value) {
             problem["directory"].as_str().unwrap_or("?"),
             problem["error"].as_str().unwrap_or("?")
         );
+    }
+}
+
+/// Await `work`, showing `label` and the seconds elapsed on a terminal's stderr once it takes
+/// longer than a second (nothing is printed when stderr is not a terminal: scripts get only
+/// the result).
+async fn with_progress<T>(label: &str, work: impl std::future::Future<Output = T>) -> T {
+    use std::io::{IsTerminal as _, Write as _};
+    if !std::io::stderr().is_terminal() {
+        return work.await;
+    }
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(1),
+    );
+    let mut shown = false;
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            result = &mut work => {
+                if shown {
+                    eprintln!();
+                }
+                return result;
+            }
+            _ = tick.tick() => {
+                shown = true;
+                eprint!("\r{label}... {}s", started.elapsed().as_secs());
+                let _ = std::io::stderr().flush();
+            }
+        }
     }
 }

@@ -56,6 +56,22 @@ pub struct TestOptions {
     pub manifest: Option<PathBuf>,
     /// Calls to make; the outcome reported is the first one's.
     pub repeat: u32,
+    /// Where compiled components are kept between runs (the [`CACHE_ENTRIES`] most recently
+    /// used); `None` compiles from scratch every time.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Compiled components `plugin test` keeps in its cache.
+pub const CACHE_ENTRIES: usize = 16;
+
+/// `plugin test`'s default cache: `$XDG_CACHE_HOME/switchboard/plugin-test`, or
+/// `~/.cache/switchboard/plugin-test`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("switchboard").join("plugin-test"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -235,9 +251,11 @@ pub async fn run(options: &TestOptions) -> Result<Report, StandaloneError> {
         .map_err(|e| StandaloneError::Store(format!("{e:#}")))?;
     let config = PluginsConfig {
         dir: Some(temp.path().join("plugins")),
-        // One plugin, called from one task: a small pool, and nothing cached on disk.
+        // One plugin, called from one task: a small pool. The compiled component is kept
+        // between runs (a Python or JavaScript one takes seconds to compile).
         pool_instances: 4,
-        compile_cache: false,
+        compile_cache: options.cache_dir.is_some(),
+        compile_cache_dir: options.cache_dir.clone(),
         ..PluginsConfig::default()
     };
     let mut registry = prometheus_client::registry::Registry::default();
@@ -257,6 +275,9 @@ pub async fn run(options: &TestOptions) -> Result<Report, StandaloneError> {
     };
     let result = call_all(&host, options, &input, command.as_ref(), load).await;
     host.shutdown().await;
+    if let Some(dir) = &options.cache_dir {
+        let _ = switchboard::plugins::prune_cache_to_recent(dir, CACHE_ENTRIES);
+    }
     result
 }
 
@@ -960,6 +981,7 @@ mod tests {
             ],
             manifest,
             repeat: 1,
+            cache_dir: None,
         };
         let limits = switchboard::config::LimitsConfig::default();
         let component = Path::new("/x/My Filter.wasm");

@@ -113,11 +113,15 @@ fn engine_config(config: &PluginsConfig, pool_memory: Option<usize>) -> Config {
         let mut pool = PoolingAllocationConfig::default();
         let instances = config.pool_instances.max(1);
         // A Rust component has one linear memory and a handful of core instances and
-        // tables; bounding the counts bounds the address space the pool reserves.
+        // tables; a componentize-py one has 14 core instances (the interpreter, libc, the
+        // WASI adapter, shims), the most of the runtimes we test. The budget per
+        // component instance covers those, so every plugin gets its warm instances from
+        // the pool; bounding the counts bounds the address space the pool reserves.
+        const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
         pool.total_component_instances(instances)
-            .total_core_instances(instances.saturating_mul(8))
+            .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
             .total_memories(instances.saturating_mul(2))
-            .total_tables(instances.saturating_mul(8))
+            .total_tables(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
             .total_stacks(instances)
             .max_memory_size(max_memory)
             .max_unused_warm_slots(instances.min(16));
@@ -170,15 +174,13 @@ pub(crate) fn compile(
     let Some(cache_dir) = cache_dir else {
         return Component::new(engine, &bytes).map_err(compile_err);
     };
-    let mut compat = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut compat);
-    let key = format!(
-        "{}-{:016x}.cwasm",
-        hex::encode(Sha256::digest(&bytes)),
-        compat.finish()
-    );
-    let artifact = cache_dir.join(key);
+    let artifact = cache_dir.join(cache_key(engine, &bytes));
     if artifact.is_file() {
+        // Marks the entry as used, for pruning by age (`prune_cache_to_recent`).
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(&artifact)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
         // SAFETY: `deserialize_file` trusts the file to be an artifact this engine produced.
         // It is: the cache directory is private to the server (under its data dir), the name
         // binds the exact source bytes and engine compatibility, and wasmtime itself still
@@ -203,9 +205,163 @@ pub(crate) fn compile(
     component.map_err(compile_err)
 }
 
+/// The cache file name of a component: the SHA-256 of its bytes plus wasmtime's own
+/// compatibility hash of the engine (version, target, settings).
+fn cache_key(engine: &Engine, bytes: &[u8]) -> String {
+    let mut compat = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut compat);
+    format!(
+        "{}-{:016x}.{ARTIFACT_EXTENSION}",
+        hex::encode(Sha256::digest(bytes)),
+        compat.finish()
+    )
+}
+
+const ARTIFACT_EXTENSION: &str = "cwasm";
+/// A temporary file older than this is left over from an interrupted write.
+const STALE_TEMPORARY: Duration = Duration::from_secs(600);
+
+/// Remove the artifacts in `dir` that none of `components` compiles to with `engine`: the
+/// versions uninstalled or replaced, and everything an older wasmtime compiled. Also the
+/// temporary files of writes that never finished. Returns how many files went.
+pub(crate) fn prune_cache(
+    engine: &Engine,
+    dir: &Path,
+    components: &[std::path::PathBuf],
+) -> std::io::Result<usize> {
+    let keep: std::collections::HashSet<String> = components
+        .iter()
+        // An unreadable component has no artifact worth keeping either.
+        .filter_map(|path| std::fs::read(path).ok())
+        .map(|bytes| cache_key(engine, &bytes))
+        .collect();
+    remove_cache_files(dir, |name| !keep.contains(name))
+}
+
+/// Keep the `keep` most recently used artifacts in `dir` and remove the others (for a cache
+/// that is not tied to installed plugins, such as `plugin test`'s).
+pub fn prune_cache_to_recent(dir: &Path, keep: usize) -> std::io::Result<usize> {
+    let mut used: Vec<(std::time::SystemTime, String)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(&format!(".{ARTIFACT_EXTENSION}")) {
+            let modified = entry.metadata()?.modified()?;
+            used.push((modified, name));
+        }
+    }
+    used.sort_by(|a, b| b.cmp(a));
+    let recent: std::collections::HashSet<String> =
+        used.into_iter().take(keep).map(|(_, name)| name).collect();
+    remove_cache_files(dir, |name| !recent.contains(name))
+}
+
+/// Remove the artifacts `doomed(name)` picks, and stale temporary files.
+fn remove_cache_files(dir: &Path, doomed: impl Fn(&str) -> bool) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else {
+            continue;
+        };
+        let remove = if name.ends_with(&format!(".{ARTIFACT_EXTENSION}")) {
+            doomed(&name)
+        } else {
+            // `<key>.tmp<pid>` from `write_atomically`; a young one may be a write in flight.
+            name.contains(".tmp") && modified.elapsed().unwrap_or_default() > STALE_TEMPORARY
+        };
+        if remove && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 fn write_atomically(dir: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = target.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, target)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn touch(path: &Path, age: Duration) {
+        std::fs::write(path, b"x").unwrap();
+        let when = std::time::SystemTime::now() - age;
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn pruning_keeps_the_artifacts_of_installed_components_only() {
+        let engine = Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let installed = dir.path().join("installed.wasm");
+        std::fs::write(&installed, b"installed component").unwrap();
+        let cache = dir.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        let kept = cache_key(&engine, b"installed component");
+        let gone = cache_key(&engine, b"an older version");
+        touch(&cache.join(&kept), Duration::ZERO);
+        touch(&cache.join(&gone), Duration::ZERO);
+        // Another wasmtime's artifact of the installed bytes is useless to this one.
+        let other_engine = kept
+            .replace(".cwasm", "")
+            .rsplit_once('-')
+            .unwrap()
+            .0
+            .to_string()
+            + "-0000000000000000.cwasm";
+        touch(&cache.join(&other_engine), Duration::ZERO);
+        touch(&cache.join("x.tmp1"), Duration::from_secs(3600));
+        touch(&cache.join("y.tmp2"), Duration::ZERO);
+        touch(&cache.join("README"), Duration::from_secs(3600));
+
+        let removed = prune_cache(&engine, &cache, &[installed, dir.path().join("gone.wasm")]);
+        assert_eq!(removed.unwrap(), 3);
+        let mut expected = vec!["README".to_string(), kept, "y.tmp2".to_string()];
+        expected.sort();
+        assert_eq!(names(&cache), expected);
+        assert_eq!(
+            prune_cache(&engine, &dir.path().join("none"), &[]).unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn pruning_to_recent_keeps_the_most_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..5u64 {
+            touch(
+                &dir.path().join(format!("{i}.cwasm")),
+                Duration::from_secs(60 * i),
+            );
+        }
+        assert_eq!(prune_cache_to_recent(dir.path(), 2).unwrap(), 3);
+        assert_eq!(names(dir.path()), ["0.cwasm", "1.cwasm"]);
+    }
 }

@@ -258,11 +258,16 @@ impl LoadedPlugin {
             .instantiate(load_deadline)
             .await
             .map_err(|e| incompatible(format!("{e:#}")))?;
-        let implemented = warm
-            .bindings
-            .implemented_hooks(&mut warm.store)
-            .await
-            .map_err(|e| incompatible(format!("implemented-hooks failed: {e:#}")))?;
+        let implemented = warm.bindings.implemented_hooks(&mut warm.store).await;
+        // What the guest wrote while it set itself up: with a failure, its own words (an
+        // exception's traceback, a panic message) are the useful part of the error.
+        let said = warm.store.data().output.take();
+        let implemented = implemented.map_err(|e| {
+            let said = said
+                .map(|w| format!("\nguest output (last lines):\n{}", tail(&w.text, 2048)))
+                .unwrap_or_default();
+            incompatible(format!("implemented-hooks failed: {e:#}{said}"))
+        })?;
         plugin.hooks = effective_hooks(&plugin.manifest, &implemented);
         if !plugin.manifest.commands.is_empty() && !plugin.hooks.contains(&HookKind::Command) {
             return Err(incompatible(

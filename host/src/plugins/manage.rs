@@ -275,6 +275,9 @@ impl PluginHost {
         // about, even when the install fails later.
         let mut name = String::new();
         let result = self.install_locked(request, &mut name).await;
+        if result.is_ok() {
+            self.prune_compile_cache().await;
+        }
         let detail = serde_json::json!({ "sha256": digest });
         self.audit(actor, Action::PluginInstall, &name, &result, detail)
             .await;
@@ -290,6 +293,9 @@ impl PluginHost {
     ) -> Result<ReloadReport, ManageError> {
         let _guard = self.admin.lock().await;
         let result = self.uninstall_locked(name).await;
+        if result.is_ok() {
+            self.prune_compile_cache().await;
+        }
         self.audit_result(actor, Action::PluginUninstall, name, &result)
             .await;
         result

@@ -76,7 +76,7 @@ impl Plugin for EchoBot {
                 Ok(()) | Err(HostError::Denied(_)) => {}
                 // Anything else (say, `bot` not granted) has nowhere better to go than the log.
                 Err(err) => {
-                    let _ = switchboard_plugin_api::log::warn(&format!("reply failed: {err:?}"));
+                    switchboard_plugin_api::warn!("reply failed: {err:?}");
                 }
             }
         }
