@@ -7,8 +7,12 @@
 //! never called for its own bot's messages, and chains of bots answering bots are cut after
 //! the operator's `[bot] max_depth`.
 
+#[cfg(target_arch = "wasm32")]
 use crate::__wit::switchboard::plugin::bot as wit;
+// Natively, the fake host of `testing` answers (so hooks run in `cargo test`).
 use crate::HostError;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::fake::bot as wit;
 
 /// Post `body` in room `room_id` as the bot; [`HostError::Denied`] when the bot is not a
 /// member of the room.

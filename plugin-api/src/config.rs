@@ -1,8 +1,12 @@
 //! The plugin's operator-set settings (capability `config`): the `[settings]` table of its
 //! manifest, every value as a string (arrays of strings are joined with newlines).
 
+#[cfg(target_arch = "wasm32")]
 use crate::__wit::switchboard::plugin::config as wit;
+// Natively, the fake host of `testing` answers (so hooks run in `cargo test`).
 use crate::HostError;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::fake::config as wit;
 
 /// One setting, or `None` if the operator did not set it.
 pub fn get(key: &str) -> Result<Option<String>, HostError> {

@@ -4,10 +4,14 @@
 //! [`HostError::Unavailable`]; a response over the size cap is [`HostError::TooLarge`].
 //! Redirects are returned, not followed.
 
+#[cfg(target_arch = "wasm32")]
 use crate::__wit::switchboard::plugin::http as wit;
+// Natively, the fake host of `testing` answers (so hooks run in `cargo test`).
 use crate::HostError;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::fake::http as wit;
 
-pub use wit::{Request, Response};
+pub use crate::__wit::switchboard::plugin::http::{Request, Response};
 
 /// Send `request`.
 pub fn send(request: &Request) -> Result<Response, HostError> {

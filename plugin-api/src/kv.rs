@@ -5,8 +5,12 @@
 //! by the operator's limits: exceeding one returns [`HostError::TooLarge`] or
 //! [`HostError::QuotaExceeded`].
 
+#[cfg(target_arch = "wasm32")]
 use crate::__wit::switchboard::plugin::kv as wit;
+// Natively, the fake host of `testing` answers (so hooks run in `cargo test`).
 use crate::HostError;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::fake::kv as wit;
 
 /// The value stored under `key`.
 pub fn get(key: &str) -> Result<Option<Vec<u8>>, HostError> {

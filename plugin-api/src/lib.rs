@@ -38,6 +38,8 @@ pub mod kv;
 pub mod log;
 mod outcome;
 pub mod rooms;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 pub mod upload;
 
 pub use outcome::{meta_get, meta_set};

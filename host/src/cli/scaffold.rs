@@ -93,6 +93,10 @@ const SDK_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../plugin-api/src/rooms.rs"),
     ),
     (
+        "src/testing.rs",
+        include_str!("../../../plugin-api/src/testing.rs"),
+    ),
+    (
         "src/upload.rs",
         include_str!("../../../plugin-api/src/upload.rs"),
     ),
