@@ -42,7 +42,7 @@ pub mod rooms;
 pub mod testing;
 pub mod upload;
 
-pub use outcome::{meta_get, meta_set};
+pub use outcome::{MetadataExt, meta_get, meta_set};
 
 /// The generated bindings. Not part of the API: use the re-exports at the crate root. It is
 /// public only because [`export_plugin!`] expands in the plugin's crate and must name it.

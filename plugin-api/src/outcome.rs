@@ -62,3 +62,29 @@ pub fn meta_set(metadata: &mut Metadata, key: impl Into<String>, value: impl Int
         None => metadata.push((key, value)),
     }
 }
+
+/// Message metadata as a small map: `msg.metadata.get_value("dlp.flagged")`,
+/// `metadata.set_value("lang", "en")`. Keys stay unique and keep their first position.
+pub trait MetadataExt {
+    /// The value of `key`, if present.
+    fn get_value(&self, key: &str) -> Option<&str>;
+    /// Set `key` to `value`, replacing an existing entry in place.
+    fn set_value(&mut self, key: impl Into<String>, value: impl Into<String>);
+    /// Remove `key`; its value, if it was there.
+    fn remove_value(&mut self, key: &str) -> Option<String>;
+}
+
+impl MetadataExt for Metadata {
+    fn get_value(&self, key: &str) -> Option<&str> {
+        meta_get(self, key)
+    }
+
+    fn set_value(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        meta_set(self, key, value);
+    }
+
+    fn remove_value(&mut self, key: &str) -> Option<String> {
+        let index = self.iter().position(|(k, _)| k == key)?;
+        Some(self.remove(index).1)
+    }
+}

@@ -338,6 +338,22 @@ mod tests {
     }
 
     #[test]
+    fn metadata_reads_and_writes_like_a_map() {
+        use crate::MetadataExt as _;
+        let mut msg = message("hi");
+        msg.metadata.set_value("a", "1");
+        msg.metadata.set_value("b", "2");
+        msg.metadata.set_value("a", "3");
+        assert_eq!(
+            msg.metadata,
+            [("a".into(), "3".into()), ("b".into(), "2".into())]
+        );
+        assert_eq!(msg.metadata.get_value("b"), Some("2"));
+        assert_eq!(msg.metadata.remove_value("a").as_deref(), Some("3"));
+        assert_eq!(msg.metadata.get_value("a"), None);
+    }
+
+    #[test]
     fn a_denied_capability_answers_not_granted() {
         reset();
         deny("kv");

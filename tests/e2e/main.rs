@@ -13,6 +13,7 @@ mod bad_input;
 mod browser;
 mod chat;
 mod cluster;
+mod compat;
 mod crash;
 mod export;
 mod file_plugins;
