@@ -2,16 +2,17 @@
 //!
 //! A plugin is a WebAssembly component that implements some of Switchboard's hooks. With this
 //! crate a plugin author writes ordinary Rust: implement [`Plugin`] (every hook defaults to
-//! "continue" / "allow"), list the hooks you implement in [`Plugin::HOOKS`], and call
-//! [`export_plugin!`] once. Build with `cargo build --release --target wasm32-wasip2`.
+//! "continue" / "allow") in a block marked [`#[plugin]`](plugin), which derives
+//! [`Plugin::HOOKS`] from the hook methods you wrote and exports the type. Build with
+//! `cargo build --release --target wasm32-wasip2`.
 //!
 //! ```ignore
-//! use switchboard_plugin_api::{export_plugin, HookSet, Message, Plugin, PreSendOutcome};
+//! use switchboard_plugin_api::{plugin, Message, Plugin, PreSendOutcome};
 //!
 //! struct Shout;
 //!
+//! #[plugin]
 //! impl Plugin for Shout {
-//!     const HOOKS: HookSet = HookSet::MESSAGE_PRE_SEND;
 //!     fn new() -> Self {
 //!         Shout
 //!     }
@@ -19,9 +20,10 @@
 //!         PreSendOutcome::modify(msg.body.to_uppercase(), msg.metadata)
 //!     }
 //! }
-//!
-//! export_plugin!(Shout);
 //! ```
+//!
+//! Without the attribute, set `const HOOKS` yourself and call [`export_plugin!`] once.
+//! Natively (`cargo test`), the capabilities are served by the fake host of [`testing`].
 //!
 //! The host capabilities are wrapped in [`log`], [`config`], [`kv`], [`bot`], [`http`] and
 //! [`rooms`]. Each is granted by the operator in the plugin's manifest; a call to one that
@@ -43,6 +45,11 @@ pub mod testing;
 pub mod upload;
 
 pub use outcome::{MetadataExt, meta_get, meta_set};
+pub use switchboard_plugin_macros::plugin;
+
+// `#[plugin]` expands to paths through `::switchboard_plugin_api`, which this crate's own
+// tests must resolve too.
+extern crate self as switchboard_plugin_api;
 
 /// The generated bindings. Not part of the API: use the re-exports at the crate root. It is
 /// public only because [`export_plugin!`] expands in the plugin's crate and must name it.

@@ -337,6 +337,31 @@ mod tests {
         assert_eq!(file, "0123456789");
     }
 
+    struct Derived;
+
+    #[crate::plugin]
+    impl crate::Plugin for Derived {
+        fn new() -> Self {
+            Derived
+        }
+        fn message_pre_send(&self, _msg: Message) -> crate::PreSendOutcome {
+            crate::PreSendOutcome::Continue
+        }
+        fn on_login(&self, _user: User) -> crate::Decision {
+            crate::Decision::Allow
+        }
+    }
+
+    #[test]
+    fn the_plugin_attribute_derives_the_hooks_from_the_methods() {
+        use crate::{HookSet, Plugin as _};
+        assert_eq!(
+            Derived::HOOKS,
+            HookSet::MESSAGE_PRE_SEND | HookSet::ON_LOGIN
+        );
+        let _ = Derived::new().message_pre_send(message("x"));
+    }
+
     #[test]
     fn metadata_reads_and_writes_like_a_map() {
         use crate::MetadataExt as _;

@@ -100,6 +100,15 @@ const SDK_SOURCES: &[(&str, &str)] = &[
         "src/upload.rs",
         include_str!("../../../plugin-api/src/upload.rs"),
     ),
+    // The `#[plugin]` attribute's crate, standalone as it is in the checkout.
+    (
+        "macros/Cargo.toml",
+        include_str!("../../../plugin-api/macros/Cargo.toml"),
+    ),
+    (
+        "macros/src/lib.rs",
+        include_str!("../../../plugin-api/macros/src/lib.rs"),
+    ),
 ];
 /// The SDK's own manifest and the workspace's (where its dependency versions are set).
 const SDK_MANIFEST: &str = include_str!("../../../plugin-api/Cargo.toml");
@@ -265,32 +274,46 @@ fn sdk_copy() -> Vec<(String, String)> {
     files
 }
 
-/// The SDK's manifest for a copy outside the workspace: its own version and description,
-/// and the wit-bindgen requirement the workspace sets (so a copy builds what the checkout
-/// builds).
+/// The SDK's manifest for a copy outside the workspace: its own name, version and
+/// description, and its dependencies with what the workspace sets for them written out (so
+/// a copy builds what the checkout builds).
 fn sdk_manifest() -> String {
-    let field = |table: &toml::Table, key: &str| -> Option<toml::Value> {
-        table.get("package")?.get(key).cloned()
-    };
     let sdk: toml::Table = toml::from_str(SDK_MANIFEST).unwrap_or_default();
     let workspace: toml::Table = toml::from_str(WORKSPACE_MANIFEST).unwrap_or_default();
-    let wit_bindgen = workspace
-        .get("workspace")
-        .and_then(|w| w.get("dependencies"))
-        .and_then(|d| d.get("wit-bindgen"))
-        .cloned()
-        .unwrap_or_else(|| toml::Value::String("*".into()));
+    let workspace_dependency = |name: &str| {
+        workspace
+            .get("workspace")
+            .and_then(|w| w.get("dependencies"))
+            .and_then(|d| d.get(name))
+            .cloned()
+    };
     let mut package = toml::Table::new();
-    package.insert("name".into(), "switchboard-plugin-api".into());
-    for key in ["version", "description"] {
-        if let Some(value) = field(&sdk, key).filter(toml::Value::is_str) {
-            package.insert(key.into(), value);
+    for key in ["name", "version", "description"] {
+        if let Some(value) = sdk
+            .get("package")
+            .and_then(|p| p.get(key))
+            .filter(|v| v.is_str())
+        {
+            package.insert(key.into(), value.clone());
         }
     }
     package.insert("edition".into(), "2024".into());
     package.insert("publish".into(), false.into());
     let mut dependencies = toml::Table::new();
-    dependencies.insert("wit-bindgen".into(), wit_bindgen);
+    if let Some(declared) = sdk.get("dependencies").and_then(toml::Value::as_table) {
+        for (name, spec) in declared {
+            let inherited = spec
+                .get("workspace")
+                .and_then(toml::Value::as_bool)
+                .unwrap_or(false);
+            let spec = if inherited {
+                workspace_dependency(name).unwrap_or_else(|| "*".into())
+            } else {
+                spec.clone()
+            };
+            dependencies.insert(name.clone(), spec);
+        }
+    }
     let mut manifest = toml::Table::new();
     manifest.insert("package".into(), package.into());
     manifest.insert("dependencies".into(), dependencies.into());
@@ -504,6 +527,11 @@ mod tests {
             sdk["dependencies"]["wit-bindgen"]["version"].is_str(),
             "{sdk}"
         );
+        assert_eq!(
+            sdk["dependencies"]["switchboard-plugin-macros"]["path"].as_str(),
+            Some("macros")
+        );
+        assert!(copy.join("macros/src/lib.rs").is_file());
         let lib = std::fs::read_to_string(copy.join("src/lib.rs")).unwrap();
         assert!(lib.contains(SDK_WIT_IN_COPY) && !lib.contains(SDK_WIT_IN_CHECKOUT));
         assert_eq!(
@@ -515,9 +543,15 @@ mod tests {
     #[test]
     fn the_sdk_copy_lists_every_source_file_of_the_sdk() {
         let mut listed: Vec<&str> = SDK_SOURCES.iter().map(|(file, _)| *file).collect();
-        let mut present: Vec<String> = std::fs::read_dir(checkout_sdk().join("src"))
-            .unwrap()
-            .map(|e| format!("src/{}", e.unwrap().file_name().to_string_lossy()))
+        let sdk = checkout_sdk();
+        let mut present: Vec<String> = ["src", "macros/src"]
+            .iter()
+            .flat_map(|dir| {
+                std::fs::read_dir(sdk.join(dir))
+                    .unwrap()
+                    .map(move |e| format!("{dir}/{}", e.unwrap().file_name().to_string_lossy()))
+            })
+            .chain(["macros/Cargo.toml".to_string()])
             .collect();
         listed.sort_unstable();
         present.sort_unstable();
