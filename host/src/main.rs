@@ -536,11 +536,7 @@ fn plugin_command(command: PluginCommand) -> anyhow::Result<()> {
             for file in &made.files {
                 println!("  {}", file.display());
             }
-            println!(
-                "build:  cd {} && {}",
-                made.dir.display(),
-                made.build.replace("NAME", &name)
-            );
+            println!("build:  cd {} && {}", made.dir.display(), made.build);
             println!("output: {}", made.component);
             println!("more:   {}", made.dir.join("README.md").display());
         }

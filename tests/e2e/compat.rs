@@ -140,25 +140,6 @@ async fn frozen_components_of_every_released_interface_load_and_behave_as_before
     }
 
     // The 0.1 component's `on-login` still decides logins.
-    let (status, _) = admin
-        .post(
-            "/api/v1/users",
-            serde_json::json!({ "name": "legacy-denied", "password": crate::support::PASSWORD }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let response = server
-        .http
-        .post(format!("{}/api/v1/auth/login", server.base))
-        .json(&serde_json::json!({
-            "username": "legacy-denied",
-            "password": crate::support::PASSWORD,
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["rejection"]["plugin"], "legacy", "{body}");
+    crate::plugins_bots::the_legacy_plugin_denies_the_login_of_legacy_denied(&server, &admin).await;
     server.stop().await;
 }

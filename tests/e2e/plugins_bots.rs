@@ -141,6 +141,15 @@ async fn v01_and_v02_components_keep_loading_next_to_v03_plugins() {
         (StatusCode::FORBIDDEN, Some("legacy_rejected")),
         "{err}"
     );
+    the_legacy_plugin_denies_the_login_of_legacy_denied(&server, &admin).await;
+}
+
+/// The 0.1 legacy fixture (installed as `legacy`) still decides logins through its
+/// `on-login`: it refuses the user `legacy-denied`, whom this creates.
+pub(crate) async fn the_legacy_plugin_denies_the_login_of_legacy_denied(
+    server: &crate::support::TestServer,
+    admin: &crate::support::Client,
+) {
     let (status, _) = admin
         .post(
             "/api/v1/users",

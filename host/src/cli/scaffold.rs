@@ -154,7 +154,7 @@ pub struct Scaffolded {
     pub dir: PathBuf,
     pub files: Vec<PathBuf>,
     /// The command that builds the component, run in `dir`.
-    pub build: &'static str,
+    pub build: String,
     /// The `.wasm` the build produces, relative to `dir`.
     pub component: String,
 }
@@ -232,14 +232,17 @@ pub fn scaffold(
     }
     let (build, component) = match lang {
         Lang::Rust => (
-            "cargo build --release --target wasm32-wasip2",
+            "cargo build --release --target wasm32-wasip2".to_string(),
             format!("target/wasm32-wasip2/release/{}.wasm", vars.crate_name),
         ),
         Lang::Python => (
-            "componentize-py -d wit -w plugin componentize app -o NAME.wasm",
+            format!("componentize-py -d wit -w plugin componentize app -o {name}.wasm"),
             format!("{name}.wasm"),
         ),
-        Lang::Js => ("npm install && npm run build", format!("{name}.wasm")),
+        Lang::Js => (
+            "npm install && npm run build".to_string(),
+            format!("{name}.wasm"),
+        ),
     };
     Ok(Scaffolded {
         dir,
