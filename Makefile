@@ -11,12 +11,15 @@ SHIPPED = dlp keyword-guard echo-bot webhook auth-policy
 FIXTURES = fixture-trap fixture-infinite-loop fixture-memory-hog fixture-stack-overflow \
 	fixture-huge-output fixture-probe fixture-legacy-v01 fixture-legacy-v02 fixture-hostile
 
-# The public tools the Python and JavaScript plugin templates build with, at the versions
-# `switchboard plugin new --lang python|js` pins (host/src/cli/scaffold.rs;
-# tests/e2e/plugin_langs.rs fails if the two disagree). From PyPI and the npm registry.
+# The public tools the Python, JavaScript and C plugin templates build with, at the versions
+# `switchboard plugin new --lang python|js|c` pins (host/src/cli/scaffold.rs;
+# tests/e2e/plugin_langs.rs fails if the two disagree). From PyPI, the npm registry and
+# crates.io; the C template's compiler and wasi-libc are Debian's (.ci/run installs them).
 LANG_TOOLS ?= target/lang-tools
 COMPONENTIZE_PY = 0.25.1
 COMPONENTIZE_JS = 0.23.0
+WIT_BINDGEN = 0.46.0
+WASM_COMPONENT_LD = 0.5.31
 PYTHON ?= python3
 
 .PHONY: plugins fixtures test test-plugins bench lint fmt serve lang-tools
@@ -36,9 +39,20 @@ fixtures:
 test: lang-tools
 	$(CARGO) test --workspace --all-targets
 
-## componentize-py and componentize-js for the plugin-template tests (once per version).
+## componentize-py, componentize-js, wit-bindgen and wasm-component-ld for the
+## plugin-template tests (once per version).
 lang-tools: $(LANG_TOOLS)/py/.componentize-py-$(COMPONENTIZE_PY) \
-	$(LANG_TOOLS)/js/.componentize-js-$(COMPONENTIZE_JS)
+	$(LANG_TOOLS)/js/.componentize-js-$(COMPONENTIZE_JS) \
+	$(LANG_TOOLS)/c/.wit-bindgen-$(WIT_BINDGEN)-wasm-component-ld-$(WASM_COMPONENT_LD)
+
+$(LANG_TOOLS)/c/.wit-bindgen-$(WIT_BINDGEN)-wasm-component-ld-$(WASM_COMPONENT_LD):
+	rm -rf $(LANG_TOOLS)/c
+	@# Only the C generator of wit-bindgen: the others are not needed and take long to build.
+	$(CARGO) install --quiet --locked --root $(LANG_TOOLS)/c wit-bindgen-cli@$(WIT_BINDGEN) \
+		--no-default-features --features c
+	$(CARGO) install --quiet --locked --root $(LANG_TOOLS)/c \
+		wasm-component-ld@$(WASM_COMPONENT_LD)
+	touch $@
 
 $(LANG_TOOLS)/py/.componentize-py-$(COMPONENTIZE_PY):
 	rm -rf $(LANG_TOOLS)/py

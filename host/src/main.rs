@@ -128,7 +128,7 @@ enum PluginCommand {
         #[arg(long, default_value = "wit")]
         out: PathBuf,
     },
-    /// Create a plugin project NAME in Rust, Python or JavaScript (builds as-is with the
+    /// Create a plugin project NAME in Rust, Python, JavaScript or C (builds as-is with the
     /// language's tools; its README says how).
     New {
         /// 1-64 characters of [a-z0-9_-], starting with a letter.

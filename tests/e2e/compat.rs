@@ -47,6 +47,13 @@ const FROZEN: &[Frozen] = &[
         manifest: "priority = 4\ncapabilities = [\"config\", \"log\"]\n\
                    [settings]\nblock = [\"jsblock\"]\nmask = [\"heck\"]\n",
     },
+    Frozen {
+        name: "compat-c",
+        file: "c-0.2.0.wasm",
+        interface: "switchboard:plugin@0.2.0",
+        manifest: "priority = 5\ncapabilities = [\"config\", \"log\"]\n\
+                   [settings]\nblock = [\"cblock\"]\nmask = [\"gosh\"]\n",
+    },
 ];
 
 /// The component's bytes, decompressed if it is stored compressed.
@@ -110,13 +117,13 @@ async fn frozen_components_of_every_released_interface_load_and_behave_as_before
 
     let alice = server.user("alice").await;
     let room = alice.group("compat", &[]).await;
-    // Through all four, in priority order: two tag it, two mask a word each.
-    let (status, ack) = alice.send_http(room, "m1", "darn, heck, hello").await;
+    // Through all five, in priority order: two tag it, three mask a word each.
+    let (status, ack) = alice.send_http(room, "m1", "darn, heck, gosh, hello").await;
     assert_eq!(status, StatusCode::CREATED, "{ack}");
-    assert_eq!(ack["body"], "****, ****, hello", "{ack}");
+    assert_eq!(ack["body"], "****, ****, ****, hello", "{ack}");
     let history = alice.history(room, "").await;
     let stored: &Value = history.last().unwrap();
-    assert_eq!(stored["body"], "****, ****, hello", "{stored}");
+    assert_eq!(stored["body"], "****, ****, ****, hello", "{stored}");
     let meta = &stored["metadata"];
     assert_eq!(meta["legacy.interface"], "0.1", "{meta}");
     assert_eq!(meta["legacy.greeting"], "hello from 0.1", "{meta}");
@@ -129,6 +136,7 @@ async fn frozen_components_of_every_released_interface_load_and_behave_as_before
         ("legacy2-reject", "legacy2", "legacy2_rejected"),
         ("a pyblock here", "compat-py", "compat-py.blocked"),
         ("a JSBLOCK here", "compat-js", "compat-js.blocked"),
+        ("a CBlock here", "compat-c", "compat-c.blocked"),
     ]
     .into_iter()
     .enumerate()

@@ -1,7 +1,8 @@
-//! Plugins in Python and JavaScript, as their authors make them: `switchboard plugin new
-//! --lang python|js`, the project's own unit tests, a build with the public tools
-//! (componentize-py from PyPI, componentize-js from npm; `make lang-tools` installs the
-//! versions the templates pin into `target/lang-tools`, and `make test` runs it first), then
+//! Plugins in Python, JavaScript and C, as their authors make them: `switchboard plugin new
+//! --lang python|js|c`, the project's own unit tests, a build with the public tools
+//! (componentize-py from PyPI, componentize-js from npm, wit-bindgen and wasm-component-ld
+//! from crates.io with Debian's clang and wasi-libc; `make lang-tools` installs the versions
+//! the templates pin into `target/lang-tools`, and `make test` runs it first), then
 //! `plugin test` and a real server's message path: allow, reject, modify. A second build per
 //! language plays a careless author (an exception at load, an exception per call, a loop that
 //! never ends, memory beyond the limit) and shows each contained with a clear message.
@@ -76,6 +77,57 @@ export class Policy {
 "#,
 };
 
+const C: Lang = Lang {
+    flag: "c",
+    policy_file: "policy.c",
+    careless_policy: r#"
+#include "policy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int equals(const char *text, size_t len, const char *word) {
+    return len == strlen(word) && memcmp(text, word, len) == 0;
+}
+
+int policy_init(policy *p, const char *block, size_t block_len, const char *mask,
+                size_t mask_len) {
+    (void)mask;
+    (void)mask_len;
+    memset(p, 0, sizeof *p);
+    if (equals(block, block_len, "explode")) {
+        fprintf(stderr, "careless settings: explode\n");
+        abort();
+    }
+    return 0;
+}
+
+void policy_free(policy *p) { (void)p; }
+
+static char *kept;
+
+policy_decision policy_check(const policy *p, const char *body, size_t len) {
+    (void)p;
+    policy_decision allow = {POLICY_ALLOW, NULL, 0, NULL, 0};
+    if (equals(body, len, "raise")) {
+        fprintf(stderr, "careless call: boom\n");
+        abort();
+    }
+    if (equals(body, len, "spin")) {
+        for (volatile unsigned i = 0;; i++) {
+        }
+    }
+    if (equals(body, len, "hog")) {
+        /* malloc fails at the memory limit and the careless code writes anyway. */
+        kept = malloc(256u << 20);
+        memset(kept, 1, 256u << 20);
+    }
+    return allow;
+}
+"#,
+};
+
 /// Where `make lang-tools` installs the pinned tools.
 fn lang_tools() -> PathBuf {
     workspace_root().join("target").join("lang-tools")
@@ -146,6 +198,46 @@ fn test_and_build(lang: &Lang, dir: &Path, name: &str) -> PathBuf {
                 ],
             );
         }
+        "c" => {
+            // `make` with the tools `make lang-tools` installed first on the PATH, as an
+            // author's `cargo install` puts them on theirs.
+            let bin = require(tools.join("c/bin"));
+            let path = std::env::join_paths(std::iter::once(bin.clone()).chain(
+                std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+            ))
+            .unwrap();
+            let (wit_bindgen, wasm_component_ld) = c_pins();
+            for (tool, pin) in [
+                ("wit-bindgen", wit_bindgen),
+                ("wasm-component-ld", wasm_component_ld),
+            ] {
+                let version = run(dir, &bin.join(tool), &["--version"]);
+                assert!(
+                    version.contains(&pin),
+                    "{tool} is the version the README pins ({pin}): {version}"
+                );
+            }
+            let make = |args: &[&str]| {
+                let out = Command::new("make")
+                    .current_dir(dir)
+                    .env("PATH", &path)
+                    .args(args)
+                    .output()
+                    .expect("running make");
+                assert!(
+                    out.status.success(),
+                    "make {args:?} failed:\n{}\n{}",
+                    stdout(&out),
+                    stderr(&out)
+                );
+                stdout(&out)
+            };
+            if dir.join("test_policy.c").exists() {
+                let out = make(&["test"]);
+                assert!(out.contains("OK: "), "{out}");
+            }
+            make(&[]);
+        }
         _ => {
             let modules = require(tools.join("js/node_modules"));
             std::os::unix::fs::symlink(&modules, dir.join("node_modules")).unwrap();
@@ -197,6 +289,22 @@ fn switchboard_pin(tool: &str) -> &'static str {
         (py_pin, js_pin)
     });
     if tool == "componentize-py" { py } else { js }
+}
+
+/// The versions of wit-bindgen and wasm-component-ld a C project's README pins.
+fn c_pins() -> (String, String) {
+    let parent = tempfile::tempdir().unwrap();
+    let project = scaffold(&C, parent.path(), "pins-c");
+    let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
+    let pin = |crate_name: &str| {
+        readme
+            .split(&format!("{crate_name}@"))
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("the README pins {crate_name}"))
+            .to_string()
+    };
+    (pin("wit-bindgen-cli"), pin("wasm-component-ld"))
 }
 
 /// `plugin test` with the project's manifest and extra settings; the JSON report.
@@ -300,6 +408,7 @@ async fn careless_plugins_are_contained_with_a_clear_message(lang: Lang) {
     // The careless policy has no unit tests worth running; build it directly.
     std::fs::remove_file(project.join(match lang.flag {
         "python" => "test_policy.py",
+        "c" => "test_policy.c",
         _ => "policy.test.js",
     }))
     .unwrap();
@@ -359,6 +468,16 @@ async fn a_python_plugin_from_the_template_filters_messages_on_a_real_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_javascript_plugin_from_the_template_filters_messages_on_a_real_server() {
     the_template_filters_messages_on_a_real_server(JS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_c_plugin_from_the_template_filters_messages_on_a_real_server() {
+    the_template_filters_messages_on_a_real_server(C).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn careless_c_plugins_are_contained_with_a_clear_message() {
+    careless_plugins_are_contained_with_a_clear_message(C).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,10 @@
-//! `switchboard plugin new NAME [--lang rust|python|js]`: a new plugin project that builds
+//! `switchboard plugin new NAME [--lang rust|python|js|c]`: a new plugin project that builds
 //! as it is with the language's standard tools, with a working `message-pre-send` hook, a
 //! native unit test, a manifest and a README. The file templates live in `scaffold/<lang>/`
 //! next to this module, so they read (and diff) as the files they become.
 //!
 //! Everything a project needs from Switchboard comes from this binary, so it builds on a
-//! machine with only the release binary and public registries: Python and JavaScript
+//! machine with only the release binary and public registries: Python, JavaScript and C
 //! projects get the exact WIT the binary speaks in `wit/`; a Rust crate gets a copy of the
 //! guest SDK (with that WIT) in `switchboard-plugin-api/`, or depends on `--sdk PATH`.
 
@@ -21,11 +21,15 @@ pub enum Lang {
     Python,
     /// A componentize-js project (npm).
     Js,
+    /// A C project: wit-bindgen's C bindings, clang with wasi-libc, wasm-component-ld.
+    C,
 }
 
 /// The tool versions the templates pin: the ones the test suite builds the templates with.
 pub const COMPONENTIZE_PY: &str = "0.25.1";
 pub const COMPONENTIZE_JS: &str = "0.23.0";
+pub const WIT_BINDGEN: &str = "0.46.0";
+pub const WASM_COMPONENT_LD: &str = "0.5.31";
 
 /// The templates per language, with `{{placeholders}}` filled in by [`render`].
 const RUST: &[(&str, &str)] = &[
@@ -67,6 +71,20 @@ const JS: &[(&str, &str)] = &[
     ("plugin.toml", include_str!("scaffold/js/plugin.toml.tmpl")),
     ("README.md", include_str!("scaffold/js/README.md.tmpl")),
     (".gitignore", include_str!("scaffold/js/gitignore.tmpl")),
+];
+
+const C: &[(&str, &str)] = &[
+    ("app.c", include_str!("scaffold/c/app.c.tmpl")),
+    ("policy.c", include_str!("scaffold/c/policy.c.tmpl")),
+    ("policy.h", include_str!("scaffold/c/policy.h.tmpl")),
+    (
+        "test_policy.c",
+        include_str!("scaffold/c/test_policy.c.tmpl"),
+    ),
+    ("Makefile", include_str!("scaffold/c/Makefile.tmpl")),
+    ("plugin.toml", include_str!("scaffold/c/plugin.toml.tmpl")),
+    ("README.md", include_str!("scaffold/c/README.md.tmpl")),
+    (".gitignore", include_str!("scaffold/c/gitignore.tmpl")),
 ];
 
 /// The guest SDK's sources, copied into a Rust project as `switchboard-plugin-api/`
@@ -212,6 +230,7 @@ pub fn scaffold(
         Lang::Rust => RUST,
         Lang::Python => PYTHON,
         Lang::Js => JS,
+        Lang::C => C,
     }
     .iter()
     .map(|(relative, template)| (relative.to_string(), render(template, &vars)))
@@ -219,7 +238,7 @@ pub fn scaffold(
     match lang {
         Lang::Rust if sdk.is_none() => files.extend(sdk_copy()),
         Lang::Rust => {}
-        Lang::Python | Lang::Js => files.extend(current_wit("wit")),
+        Lang::Python | Lang::Js | Lang::C => files.extend(current_wit("wit")),
     }
     let mut written = Vec::new();
     for (relative, text) in files {
@@ -243,6 +262,7 @@ pub fn scaffold(
             "npm install && npm run build".to_string(),
             format!("{name}.wasm"),
         ),
+        Lang::C => ("make".to_string(), format!("{name}.wasm")),
     };
     Ok(Scaffolded {
         dir,
@@ -356,6 +376,8 @@ const FIXED: &[(&str, &str)] = &[
     ("{{wit_version}}", wit::VERSIONS[0].version),
     ("{{componentize_py}}", COMPONENTIZE_PY),
     ("{{componentize_js}}", COMPONENTIZE_JS),
+    ("{{wit_bindgen}}", WIT_BINDGEN),
+    ("{{wasm_component_ld}}", WASM_COMPONENT_LD),
     ("{{sdk_copy_dir}}", SDK_COPY_DIR),
 ];
 
@@ -562,9 +584,13 @@ mod tests {
     }
 
     #[test]
-    fn python_and_js_projects_carry_the_interface_and_a_loadable_manifest() {
+    fn python_js_and_c_projects_carry_the_interface_and_a_loadable_manifest() {
         let parent = tempfile::tempdir().unwrap();
-        for (lang, entry) in [(Lang::Python, "app.py"), (Lang::Js, "app.js")] {
+        for (lang, entry) in [
+            (Lang::Python, "app.py"),
+            (Lang::Js, "app.js"),
+            (Lang::C, "app.c"),
+        ] {
             let name = format!("{lang:?}-filter").to_lowercase();
             let made = scaffold(&name, parent.path(), lang, None).unwrap();
             no_placeholder_left(&made.dir);
