@@ -101,13 +101,15 @@ impl NatsBus {
                 let node = node.clone();
                 async move {
                     match event {
+                        // Log, then change the state readiness reports: whoever sees the
+                        // new state finds the reason already in the log.
                         async_nats::Event::Connected => {
-                            flag.store(true, Ordering::SeqCst);
                             tracing::info!(node = %node, "cluster bus connected to NATS");
+                            flag.store(true, Ordering::SeqCst);
                         }
                         async_nats::Event::Disconnected => {
-                            flag.store(false, Ordering::SeqCst);
                             tracing::warn!(node = %node, "cluster bus lost NATS: cross-node live delivery degraded (clients still catch up from the store)");
+                            flag.store(false, Ordering::SeqCst);
                         }
                         other => tracing::debug!(event = %other, "NATS event"),
                     }

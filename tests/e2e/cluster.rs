@@ -365,7 +365,22 @@ impl Node {
             .contains(needle)
     }
 
-    fn log_tail(&self) -> String {
+    /// Whether the node's log comes to contain `needle` within `within` (its output reaches
+    /// the file through a pipe, a moment after the node acted on it).
+    pub async fn log_shows(&self, needle: &str, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.log_contains(needle) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")

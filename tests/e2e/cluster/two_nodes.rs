@@ -343,8 +343,10 @@ async fn a_nats_outage_degrades_live_delivery_and_recovers_by_itself() {
         node.wait_ready_state("degraded", "disconnected", Duration::from_secs(20))
             .await;
         assert!(
-            node.log_contains("cluster bus lost NATS"),
-            "the log says so too"
+            node.log_shows("cluster bus lost NATS", Duration::from_secs(5))
+                .await,
+            "the log says so too:\n{}",
+            node.log_tail()
         );
     }
 
