@@ -83,17 +83,25 @@ impl SessionHandle {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if slot.is_none() {
             *slot = Some(reason);
-            self.closed.notify_one();
+            // Every waiter: the socket's writer (which sends the close frame) and the task
+            // that owns the connection both wait; waking only one could leave the writer
+            // asleep and the client without a close frame.
+            self.closed.notify_waiters();
         }
     }
 
     /// Resolves when `close` has been called.
     pub async fn closed(&self) -> CloseReason {
         loop {
+            // Register before checking, so a `close` between the check and the wait is not
+            // missed (`notify_waiters` keeps no permit for later waiters).
+            let notified = self.closed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             if let Some(reason) = self.reason() {
                 return reason;
             }
-            self.closed.notified().await;
+            notified.await;
         }
     }
 

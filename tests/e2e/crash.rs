@@ -123,23 +123,34 @@ async fn kill_9_under_load_loses_no_acknowledged_message() {
     let reader_id = 3; // admin = 1, writer = 2, reader = 3
     let room = group_room(&node.base, &writer, "crash", &[reader_id]).await;
 
-    // Four connections send as fast as acks come back; the node is killed mid-stream.
+    // Sixteen connections keep eight sends each in flight, so group-commit batches hold
+    // long runs of messages (the stores' multi-message fast paths, several commands per
+    // batch on SQLite); the node is killed mid-stream.
+    const CONNECTIONS: usize = 16;
+    const IN_FLIGHT: usize = 8;
     let url = format!("ws://{}/api/v1/ws?token={writer}", node.addr);
     let mut senders = Vec::new();
-    for conn in 0..4 {
+    for conn in 0..CONNECTIONS {
         let url = url.clone();
         senders.push(tokio::spawn(async move {
             let mut ws = Ws::connect(&url).await;
             let mut acked = Vec::new();
-            'sending: for i in 0.. {
-                let cmid = format!("k{conn}-{i}");
-                ws.send(json!({ "type": "send", "room": room, "client_msg_id": cmid, "body": format!("{conn}/{i}") })).await;
-                // Events from the other connections interleave; wait for our ack.
-                loop {
+            'sending: for round in 0.. {
+                let mut waiting = std::collections::HashMap::new();
+                for i in 0..IN_FLIGHT {
+                    let cmid = format!("k{conn}-{round}-{i}");
+                    let body = format!("{conn}/{round}/{i}");
+                    ws.send(json!({ "type": "send", "room": room, "client_msg_id": cmid, "body": body })).await;
+                    waiting.insert(cmid, body);
+                }
+                // Events from the other connections interleave; wait for our acks.
+                while !waiting.is_empty() {
                     match ws.recv_or_end(Duration::from_secs(5)).await {
-                        Some(frame) if frame["type"] == "ack" && frame["client_msg_id"] == cmid.as_str() => {
-                            acked.push((frame["seq"].as_i64().unwrap(), format!("{conn}/{i}")));
-                            break;
+                        Some(frame) if frame["type"] == "ack" => {
+                            let cmid = frame["client_msg_id"].as_str().unwrap_or_default();
+                            if let Some(body) = waiting.remove(cmid) {
+                                acked.push((frame["seq"].as_i64().unwrap(), body));
+                            }
                         }
                         Some(_) => {}
                         None => break 'sending,

@@ -32,7 +32,8 @@ use nodes::{nodes_append_concurrently_without_gaps, same_send_from_two_nodes_is_
 use plugin_data::{audit, plugin_kv};
 use room_log::{
     append_is_ordered_and_gap_free, deleted_text_is_erased_from_storage, edit_and_delete,
-    failed_items_burn_no_seq, idempotent_retry, paging, reopen_keeps_everything,
+    failed_items_burn_no_seq, idempotent_retry, long_runs_of_messages, paging,
+    reopen_keeps_everything,
 };
 use rooms::{direct_room_exactly_once, group_rooms, join_and_leave, read_cursors_and_unread};
 
@@ -234,6 +235,7 @@ contract!(
     edit_and_delete,
     deleted_text_is_erased_from_storage,
     failed_items_burn_no_seq,
+    long_runs_of_messages,
     join_and_leave,
     paging,
     read_cursors_and_unread,

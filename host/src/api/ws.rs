@@ -119,6 +119,7 @@ async fn run_session(state: AppState, caller: Caller, socket: WebSocket) {
         sink,
         sent: HashMap::new(),
         live: false,
+        unflushed: 0,
     };
     let mut writer_task = tokio::spawn(writer.run(outbound, control_rx));
     let reader = Reader {
@@ -338,7 +339,13 @@ struct Writer {
     sent: HashMap<RoomId, i64>,
     /// Whether live events flow yet (see `Control::Sync`).
     live: bool,
+    /// Steps since the socket was last flushed.
+    unflushed: usize,
 }
+
+/// At most this many queued frames share one flush, so a socket that is never idle still
+/// sees its frames leave promptly.
+const MAX_FRAMES_PER_WRITE: usize = 64;
 
 type SendResult = std::result::Result<(), ()>;
 
@@ -393,6 +400,17 @@ impl Writer {
             };
             if step.is_err() {
                 return;
+            }
+            // Frames are fed into the socket's buffer; write them out once nothing more is
+            // queued right now (or after a bounded run), so a burst of acks and events for
+            // this socket costs one write, not one each.
+            self.unflushed += 1;
+            let more_queued = !control.is_empty() || (self.live && !outbound.is_empty());
+            if !more_queued || self.unflushed >= MAX_FRAMES_PER_WRITE {
+                self.unflushed = 0;
+                if self.sink.flush().await.is_err() {
+                    return;
+                }
             }
         }
     }
@@ -535,9 +553,11 @@ impl Writer {
         Ok(sent)
     }
 
+    /// Queue a frame in the socket's write buffer; the loop in [`Self::run`] flushes it.
+    /// (A catch-up of many events writes whenever the buffer fills.)
     async fn text(&mut self, frame: String) -> SendResult {
         self.sink
-            .send(Message::Text(frame.into()))
+            .feed(Message::Text(frame.into()))
             .await
             .map_err(|_| ())
     }
@@ -545,7 +565,7 @@ impl Writer {
     async fn text_shared(&mut self, frame: &Arc<str>) -> SendResult {
         // One copy per recipient into the socket buffer is unavoidable with axum's API.
         self.sink
-            .send(Message::Text(Utf8Bytes::from(&**frame)))
+            .feed(Message::Text(Utf8Bytes::from(&**frame)))
             .await
             .map_err(|_| ())
     }

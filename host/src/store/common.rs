@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use super::{EventKind, Metadata, Role, StoreError, StoreResult, UserId};
+use super::{EventKind, Metadata, NewEvent, Role, RoomId, StoreError, StoreResult, UserId};
 
 /// Which constraint a database error broke, if any. Per-item failures in a batch are
 /// recognised through this, everything else aborts the batch.
@@ -189,5 +189,39 @@ mod tests {
         assert_eq!(direct_peer("3:7", 7).ok(), Some(3));
         assert_eq!(direct_peer("5:5", 5).ok(), Some(5));
         assert!(direct_peer("x", 5).is_err());
+    }
+}
+
+/// The fields of a new message, as both backends' batch fast paths store it.
+#[derive(Debug)]
+pub(crate) struct NewMessage<'a> {
+    pub room_id: RoomId,
+    pub sender_id: UserId,
+    pub client_msg_id: &'a str,
+    pub body: &'a str,
+    pub metadata: &'a Metadata,
+}
+
+impl<'a> NewMessage<'a> {
+    /// A new message without files (with files, the claim must roll back with the message:
+    /// the savepoint path).
+    pub fn plain(item: &'a NewEvent) -> Option<Self> {
+        match item {
+            NewEvent::Message {
+                room_id,
+                sender_id,
+                client_msg_id,
+                body,
+                metadata,
+                files,
+            } if files.is_empty() => Some(Self {
+                room_id: *room_id,
+                sender_id: *sender_id,
+                client_msg_id,
+                body,
+                metadata,
+            }),
+            _ => None,
+        }
     }
 }

@@ -8,7 +8,10 @@
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
+use std::collections::HashMap;
+
 use super::StoreOptions;
+use super::common::NewMessage;
 use super::sql::{Dialect, sql_store};
 
 /// Whole-batch attempts when PostgreSQL aborts the transaction to break a deadlock or a
@@ -43,7 +46,8 @@ impl PgStore {
     /// `FOR NO KEY UPDATE` (the same lock the `last_seq` bump takes, and one that does not
     /// block foreign-key checks from other writers): batches from different nodes then queue
     /// per room instead of deadlocking, and every check made after the lock sees what the
-    /// previous holder committed. Then every item runs in its own savepoint.
+    /// previous holder committed. Then each run of new messages is stored by one statement
+    /// ([`append_messages`]), and every other item runs in its own savepoint.
     async fn append_once(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>> {
         let now = now_millis();
         let mut rooms: Vec<RoomId> = batch.iter().map(NewEvent::room_id).collect();
@@ -55,8 +59,20 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         let mut results = Vec::with_capacity(batch.len());
-        for item in batch {
-            results.push(apply_in_savepoint(&mut tx, item, now, self.preserve).await?);
+        while results.len() < batch.len() {
+            let rest = &batch[results.len()..];
+            let run: Vec<NewMessage<'_>> = rest.iter().map_while(NewMessage::plain).collect();
+            if !run.is_empty()
+                && let Some(stored) = append_messages(&mut tx, &run, now).await?
+            {
+                results.extend(stored);
+                continue;
+            }
+            // Not a new message, or the run's statement failed (it changed nothing): item by
+            // item, each failure its own.
+            for item in &rest[..run.len().max(1)] {
+                results.push(apply_in_savepoint(&mut tx, item, now, self.preserve).await?);
+            }
         }
         tx.commit().await?;
         Ok(results)
@@ -122,4 +138,113 @@ fn is_retryable(err: &StoreError) -> bool {
         }
         _ => false,
     }
+}
+
+/// Store a run of new messages in one statement (one round trip instead of five per
+/// message): skip those already stored (a retry) or repeated earlier in the run, number the
+/// rest per room from `rooms.last_seq` (locked by the batch), advance `last_seq`, insert.
+/// `None` if the statement failed: it ran in a savepoint, so nothing of it remains and the
+/// caller stores the run item by item, where each failure is that item's own (a concurrent
+/// node storing the same send, an operator's trigger refusing a row).
+async fn append_messages(
+    conn: &mut DbConnection,
+    messages: &[NewMessage<'_>],
+    now: i64,
+) -> StoreResult<Option<Vec<StoreResult<Appended>>>> {
+    let column = |f: fn(&NewMessage<'_>) -> String| messages.iter().map(f).collect::<Vec<_>>();
+    let rooms: Vec<RoomId> = messages.iter().map(|m| m.room_id).collect();
+    let senders: Vec<UserId> = messages.iter().map(|m| m.sender_id).collect();
+    let bodies = column(|m| m.body.to_string());
+    let metadata = column(|m| encode_metadata(m.metadata));
+    let client_ids = column(|m| m.client_msg_id.to_string());
+    sqlx::query("SAVEPOINT run").execute(&mut *conn).await?;
+    let stored = sqlx::query(&format!(
+        "WITH input AS (
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[])
+                 WITH ORDINALITY AS i (room_id, sender_id, body, metadata, client_msg_id, ord)
+         ), fresh AS (
+             SELECT DISTINCT ON (i.sender_id, i.client_msg_id) i.*
+             FROM input i
+             WHERE NOT EXISTS (SELECT 1 FROM events e
+                               WHERE e.sender_id = i.sender_id
+                                 AND e.client_msg_id = i.client_msg_id)
+             ORDER BY i.sender_id, i.client_msg_id, i.ord
+         ), numbered AS (
+             SELECT f.*, r.last_seq + row_number() OVER (PARTITION BY f.room_id ORDER BY f.ord)
+                 AS seq
+             FROM fresh f JOIN rooms r ON r.id = f.room_id
+         ), bumped AS (
+             UPDATE rooms r SET last_seq = r.last_seq + n.added
+             FROM (SELECT room_id, count(*) AS added FROM numbered GROUP BY room_id) n
+             WHERE r.id = n.room_id
+         )
+         INSERT INTO events
+             (room_id, seq, kind, sender_id, target, body, metadata, client_msg_id, created_at)
+         SELECT room_id, seq, 'message', sender_id, NULL, body, metadata::jsonb, client_msg_id, $6
+         FROM numbered ORDER BY ord
+         RETURNING {}",
+        PgStore::EVENT_COLS
+    ))
+    .bind(&rooms)
+    .bind(&senders)
+    .bind(&bodies)
+    .bind(&metadata)
+    .bind(&client_ids)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await;
+    let rows = match stored {
+        Ok(rows) => rows,
+        Err(sqlx::Error::Database(err)) => {
+            tracing::debug!(error = %err, "a run of messages falls back to one by one");
+            sqlx::query("ROLLBACK TO SAVEPOINT run")
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("RELEASE SAVEPOINT run")
+                .execute(&mut *conn)
+                .await?;
+            return Ok(None);
+        }
+        Err(err) => return Err(err.into()),
+    };
+    sqlx::query("RELEASE SAVEPOINT run")
+        .execute(&mut *conn)
+        .await?;
+
+    // Each stored row answers the first message with its (sender, client_msg_id); a later
+    // one with the same key is a retry of it.
+    let mut fresh: HashMap<(UserId, &str), Option<Event>> = HashMap::with_capacity(rows.len());
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        events.push(event_from_row(row)?);
+    }
+    for event in &events {
+        if let Some(id) = event.client_msg_id.as_deref() {
+            fresh.insert((event.sender_id, id), Some(event.clone()));
+        }
+    }
+    let mut results = Vec::with_capacity(messages.len());
+    for message in messages {
+        let key = (message.sender_id, message.client_msg_id);
+        let result = match fresh.get_mut(&key) {
+            Some(first @ Some(_)) => first.take().map(|event| Appended {
+                event,
+                duplicate: false,
+            }),
+            _ => None,
+        };
+        results.push(match result {
+            Some(appended) => Ok(appended),
+            None => match event_by_client_msg_id(conn, message.sender_id, message.client_msg_id)
+                .await?
+            {
+                Some(original) => Ok(Appended {
+                    event: original,
+                    duplicate: true,
+                }),
+                None => Err(StoreError::NotFound),
+            },
+        });
+    }
+    Ok(Some(results))
 }

@@ -15,6 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::common::NewMessage;
 use super::sql::{Dialect, sql_store};
 use super::{SqliteSync, StoreOptions};
 
@@ -177,42 +178,22 @@ impl Dialect for SqliteStore {
         }
     }
 
-    /// One transaction on the single writer. New messages take the one-statement path; the
-    /// rest go through the shared savepoint loop. Any error other than an item's own fails
-    /// the batch: SQLite may already have rolled the transaction back (I/O, a full disk).
+    /// One transaction on the single writer. Runs of new messages take the one-statement
+    /// path, many statements per round trip to the SQLite thread; the rest go through the
+    /// shared savepoint loop. Any error other than an item's own fails the batch: SQLite may
+    /// already have rolled the transaction back (I/O, a full disk).
     async fn append_batch(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
         let mut results = Vec::with_capacity(batch.len());
-        for item in batch {
-            let done = match item {
-                // With files, the claim must roll back with the message: the savepoint path.
-                NewEvent::Message {
-                    room_id,
-                    sender_id,
-                    client_msg_id,
-                    body,
-                    metadata,
-                    files,
-                } if files.is_empty() => {
-                    let message = NewMessage {
-                        room_id: *room_id,
-                        sender_id: *sender_id,
-                        client_msg_id,
-                        body,
-                        metadata,
-                    };
-                    match append_message(&mut tx, &message, now)
-                        .await
-                        .map_err(refuse_row_errors)
-                    {
-                        Err(err) if !is_item_failure(&err) => return Err(err),
-                        done => done,
-                    }
-                }
-                other => apply_in_savepoint(&mut tx, other, now, self.preserve).await?,
-            };
-            results.push(done);
+        while results.len() < batch.len() {
+            let rest = &batch[results.len()..];
+            let run: Vec<NewMessage<'_>> = rest.iter().map_while(NewMessage::plain).collect();
+            if run.is_empty() {
+                results.push(apply_in_savepoint(&mut tx, &rest[0], now, self.preserve).await?);
+            } else {
+                results.extend(append_messages(&mut tx, &run, now).await?);
+            }
         }
         tx.commit().await?;
         if batch.iter().any(|e| matches!(e, NewEvent::Delete { .. })) {
@@ -222,48 +203,115 @@ impl Dialect for SqliteStore {
     }
 }
 
-/// The fields of a new message.
-struct NewMessage<'a> {
-    room_id: RoomId,
-    sender_id: UserId,
-    client_msg_id: &'a str,
-    body: &'a str,
-    metadata: &'a Metadata,
+/// How many new messages one command to the SQLite thread carries at most. Each distinct
+/// count is its own prepared statement in sqlx's cache (100 entries by default), so the
+/// number of shapes stays small; 32 already makes the round trip a small share.
+const MESSAGES_PER_COMMAND: usize = 32;
+
+/// The SQL that stores `count` new messages: one `INSERT … RETURNING` per message, message
+/// `i` bound to parameters `6i+1 … 6i+6`. sqlx runs a multi-statement string as one command
+/// on its SQLite thread and streams each statement's rows and result back, so a run of
+/// messages costs one round trip instead of one per message.
+fn messages_sql(count: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(count * 400);
+    for i in 0..count {
+        let p = i * 6;
+        let _ = write!(
+            sql,
+            "INSERT INTO events
+                (room_id, seq, kind, sender_id, target, body, metadata, client_msg_id, created_at)
+             SELECT id, last_seq + 1, 'message', ${}, NULL, ${}, ${}, ${}, ${} FROM rooms WHERE id = ${}
+             ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING
+             RETURNING {};\n",
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 1,
+            SqliteStore::EVENT_COLS
+        );
+    }
+    sql
 }
 
-/// Store a new message in one statement, without a savepoint: the seq comes from
-/// `rooms.last_seq + 1` in the same INSERT, the `events_advance_room_seq` trigger moves
-/// `last_seq`, and a known `(sender, client_msg_id)` inserts nothing. Only when nothing was
-/// inserted does a second query tell a retry (the original, `duplicate`) from an unknown
-/// room. A failing statement changes nothing, so the batch goes on.
-async fn append_message(
+/// Store a run of new messages, each as the one statement of [`append_message`] but up to
+/// [`MESSAGES_PER_COMMAND`] of them per round trip. A statement that fails changes nothing
+/// (SQLite rolls back that statement only) and ends its command: its item gets the error if
+/// it concerns that row alone, and the run goes on after it; any other error fails the batch.
+async fn append_messages(
     conn: &mut DbConnection,
-    message: &NewMessage<'_>,
+    messages: &[NewMessage<'_>],
     now: i64,
-) -> StoreResult<Appended> {
-    let stored = sqlx::query(&format!(
-        "INSERT INTO events
-            (room_id, seq, kind, sender_id, target, body, metadata, client_msg_id, created_at)
-         SELECT id, last_seq + 1, 'message', $2, NULL, $3, $4, $5, $6 FROM rooms WHERE id = $1
-         ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING
-         RETURNING {}",
-        SqliteStore::EVENT_COLS
-    ))
-    .bind(message.room_id)
-    .bind(message.sender_id)
-    .bind(message.body)
-    .bind(encode_metadata(message.metadata))
-    .bind(message.client_msg_id)
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(not_found_on_foreign_key)?;
-    if let Some(row) = stored {
-        return Ok(Appended {
-            event: event_from_row(&row)?,
-            duplicate: false,
-        });
+) -> StoreResult<Vec<StoreResult<Appended>>> {
+    use futures_util::StreamExt as _;
+    use sqlx::Either;
+
+    let mut results = Vec::with_capacity(messages.len());
+    while results.len() < messages.len() {
+        let rest = &messages[results.len()..];
+        let chunk = &rest[..rest.len().min(MESSAGES_PER_COMMAND)];
+        let sql = messages_sql(chunk.len());
+        let mut query = sqlx::query(&sql);
+        for message in chunk {
+            query = query
+                .bind(message.room_id)
+                .bind(message.sender_id)
+                .bind(message.body)
+                .bind(encode_metadata(message.metadata))
+                .bind(message.client_msg_id)
+                .bind(now);
+        }
+        // Per statement: its row (None: a retry, or no such room), until one fails.
+        let mut stored: Vec<Option<DbRow>> = Vec::with_capacity(chunk.len());
+        let mut failure = None;
+        {
+            // sqlx marks multi-statement queries deprecated (only its SQLite driver has them;
+            // sqlx#3108) but 0.8 supports them fully. Should a later sqlx drop them, the
+            // store contract tests fail, and the way on is a prepared statement reused on
+            // the writer's own thread (rusqlite on the same libsqlite3).
+            #[allow(deprecated)]
+            let mut stream = query.fetch_many(&mut *conn);
+            let mut row = None;
+            while let Some(step) = stream.next().await {
+                match step {
+                    Ok(Either::Right(returned)) => row = Some(returned),
+                    Ok(Either::Left(_)) => stored.push(row.take()),
+                    Err(err) => {
+                        failure = Some(err);
+                        break;
+                    }
+                }
+            }
+        }
+        // The statement that failed is the one after the last that finished.
+        let failed_item = failure.map(|err| (stored.len() < chunk.len(), err));
+        for (message, row) in chunk.iter().zip(stored) {
+            results.push(match row {
+                Some(row) => event_from_row(&row).map(|event| Appended {
+                    event,
+                    duplicate: false,
+                }),
+                None => not_inserted(conn, message).await,
+            });
+        }
+        match failed_item {
+            None => {}
+            // Every statement had finished: the error is not one item's.
+            Some((false, err)) => return Err(StoreError::Backend(err)),
+            Some((true, err)) => match refuse_row_errors(not_found_on_foreign_key(err)) {
+                err if is_item_failure(&err) => results.push(Err(err)),
+                err => return Err(err),
+            },
+        }
     }
+    Ok(results)
+}
+
+/// Why a new message's INSERT stored nothing: a retry (the original, `duplicate`) or an
+/// unknown room.
+async fn not_inserted(conn: &mut DbConnection, message: &NewMessage<'_>) -> StoreResult<Appended> {
     match event_by_client_msg_id(conn, message.sender_id, message.client_msg_id).await? {
         Some(original) => Ok(Appended {
             event: original,

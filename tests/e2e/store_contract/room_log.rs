@@ -381,6 +381,85 @@ pub(super) async fn failed_items_burn_no_seq(store: Arc<dyn Store>, _: Backend) 
     assert_eq!(store.room_members(room).await.expect("members").len(), 2);
 }
 
+/// A long run of new messages (the stores' fast paths: several commands per run on SQLite,
+/// one statement on PostgreSQL) with retries, unknown rooms and unknown senders mixed in:
+/// every item gets its own answer and the rooms stay gap-free.
+pub(super) async fn long_runs_of_messages(store: Arc<dyn Store>, _: Backend) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let rooms = [
+        group(&store, alice, &[bob]).await,
+        group(&store, alice, &[bob]).await,
+        group(&store, bob, &[alice]).await,
+    ];
+    // Stored before the batch, so its retry in the batch is a duplicate.
+    let earlier = append_ok(&store, vec![msg(rooms[0], alice, "m-early", "early")]).await;
+
+    let mut batch = Vec::new();
+    let mut expect = Vec::new(); // per item: Some(room index) if it must be stored
+    for i in 0..100usize {
+        let room = i % 3;
+        let sender = if i % 2 == 0 { alice } else { bob };
+        let (item, stored) = match i {
+            33 | 70 => (msg(rooms[room], 99_999, &format!("m{i}"), "nobody"), None),
+            64 => (msg(77_777, alice, &format!("m{i}"), "nowhere"), None),
+            40 => (
+                msg(rooms[0], alice, "m-early", "retry of an earlier send"),
+                None,
+            ),
+            // A retry of item 10 within the same batch.
+            80 => (msg(rooms[1], alice, "m10", "retry in the batch"), None),
+            _ => (
+                msg(rooms[room], sender, &format!("m{i}"), &format!("body {i}")),
+                Some(room),
+            ),
+        };
+        batch.push(item);
+        expect.push(stored);
+    }
+    let results = store.append_events(&batch).await.expect("batch");
+    assert_eq!(results.len(), 100);
+    let mut next_seq = [2, 1, 1]; // room 0 already holds "early"
+    for (i, (result, stored)) in results.iter().zip(&expect).enumerate() {
+        match (i, stored) {
+            (_, Some(room)) => {
+                let appended = result.as_ref().unwrap_or_else(|e| panic!("item {i}: {e}"));
+                assert!(!appended.duplicate, "item {i}");
+                assert_eq!(appended.event.room_id, rooms[*room], "item {i}");
+                assert_eq!(appended.event.seq, next_seq[*room], "item {i}");
+                assert_eq!(
+                    appended.event.body.as_deref(),
+                    Some(format!("body {i}").as_str())
+                );
+                next_seq[*room] += 1;
+            }
+            (40, None) => {
+                let appended = result.as_ref().expect("a retry is answered");
+                assert!(appended.duplicate);
+                assert_eq!(appended.event, earlier[0].event);
+            }
+            (80, None) => {
+                let appended = result.as_ref().expect("a retry is answered");
+                assert!(appended.duplicate);
+                assert_eq!(appended.event, results[10].as_ref().expect("item 10").event);
+            }
+            (_, None) => assert_not_found(result.clone_result()),
+        }
+    }
+    for (room, next) in rooms.iter().zip(next_seq) {
+        assert_eq!(seqs(&store, *room).await, one_to(next - 1));
+        assert_eq!(
+            store
+                .room(*room)
+                .await
+                .expect("room")
+                .expect("room")
+                .last_seq,
+            next - 1
+        );
+    }
+}
+
 pub(super) async fn paging(store: Arc<dyn Store>, _: Backend) {
     let alice = user(&store, "alice").await;
     let room = group(&store, alice, &[]).await;
