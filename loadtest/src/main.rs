@@ -6,9 +6,12 @@
 //! cargo build --release -p switchboard -p switchboard-bench
 //! target/release/switchboard-bench --spawn target/release/switchboard chat --rooms 50
 //! ```
-//! Every run is bounded (`--duration`, counts) and only ever targets loopback.
+//! Every run is bounded (`--duration`, counts) and only ever targets loopback. Every run ends
+//! with its report as one `json {…}` line and a one-line `summary`; `--save FILE` keeps the
+//! report and `--compare FILE` prints this run's ratios to a saved one.
 
 mod client;
+mod compare;
 mod scenarios;
 mod server;
 mod stats;
@@ -19,6 +22,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Parser, Subcommand};
+use serde_json::json;
 
 use crate::server::Server;
 use crate::stats::Report;
@@ -41,6 +45,13 @@ struct Cli {
     /// With --spawn: extra `KEY=VALUE` environment for the server (repeatable).
     #[arg(long = "server-env", value_parser = parse_env)]
     server_env: Vec<(String, String)>,
+    /// Write this run's report (the `json` line's object) to FILE, as a later baseline.
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
+    /// Print this run's figures beside a saved report's (`--save`, or a captured output's
+    /// `json` line), with the ratio this run ÷ baseline.
+    #[arg(long, value_name = "FILE")]
+    compare: Option<PathBuf>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -118,6 +129,8 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Read the baseline first: a typo in its path should not cost a whole run.
+    let baseline = cli.compare.as_deref().map(compare::load).transpose()?;
     let server = match (&cli.spawn, &cli.server) {
         (Some(binary), _) => Server::spawn(binary, cli.plugins.as_ref(), &cli.server_env).await?,
         (None, Some(url)) => Server::existing(url).await?,
@@ -129,7 +142,9 @@ async fn main() -> anyhow::Result<()> {
     let pid = server.pid();
     let sample = || pid.and_then(server::sample);
 
-    match cli.scenario {
+    // Each scenario prints its human-readable lines and yields its report, and a reason to
+    // fail the run once the report is out.
+    let (report, failed): (serde_json::Value, Option<&str>) = match cli.scenario {
         Scenario::Chat {
             rooms,
             room_size,
@@ -151,7 +166,9 @@ async fn main() -> anyhow::Result<()> {
                 },
             )
             .await?;
-            Report::new("chat", plugins, measured, &tally, proc).print();
+            let report = Report::new("chat", plugins, measured, &tally, proc);
+            report.print();
+            (report.json(), None)
         }
         Scenario::Fanout {
             members,
@@ -168,7 +185,9 @@ async fn main() -> anyhow::Result<()> {
                 Duration::from_secs(duration),
             )
             .await?;
-            Report::new("fanout", plugins, measured, &tally, proc).print();
+            let report = Report::new("fanout", plugins, measured, &tally, proc);
+            report.print();
+            (report.json(), None)
         }
         Scenario::Idle {
             connections,
@@ -187,6 +206,8 @@ async fn main() -> anyhow::Result<()> {
             let after = sample();
             println!("scenario        idle");
             println!("connections     {open} opened, {alive} still open after {hold} s");
+            let mut report =
+                json!({ "scenario": "idle", "connections": open, "still_open": alive });
             if let (Some(a), Some(b)) = (before, after) {
                 #[allow(clippy::cast_precision_loss)]
                 let per_conn =
@@ -194,10 +215,10 @@ async fn main() -> anyhow::Result<()> {
                 #[allow(clippy::cast_precision_loss)]
                 let mib = b.rss_bytes as f64 / 1_048_576.0;
                 println!("server          RSS {mib:.1} MiB, {per_conn:.1} KiB per connection");
-                println!(
-                    "json {{\"scenario\":\"idle\",\"connections\":{open},\"still_open\":{alive},\"kib_per_connection\":{per_conn:.2},\"rss_mib\":{mib:.1}}}"
-                );
+                report["kib_per_connection"] = json!(round(per_conn, 2));
+                report["rss_mib"] = json!(round(mib, 1));
             }
+            (report, None)
         }
         Scenario::Files {
             mib,
@@ -224,6 +245,12 @@ async fn main() -> anyhow::Result<()> {
                 mbps(run.download_secs),
                 run.exact
             );
+            let mut report = json!({
+                "scenario": "files",
+                "mib": mib,
+                "upload_mb_s": round(mbps(run.upload_secs), 1),
+                "download_mb_s": round(mbps(run.download_secs), 1),
+            });
             if let (Some(a), Some(b)) = (before, after) {
                 #[allow(clippy::cast_precision_loss)]
                 let (start, peak) = (
@@ -234,15 +261,13 @@ async fn main() -> anyhow::Result<()> {
                     "server          RSS {start:.1} MiB before, peak {peak:.1} MiB (+{:.1} MiB)",
                     peak - start
                 );
-                println!(
-                    "json {{\"scenario\":\"files\",\"mib\":{mib},\"upload_mb_s\":{:.1},\"download_mb_s\":{:.1},\"rss_before_mib\":{start:.1},\"peak_rss_mib\":{peak:.1}}}",
-                    mbps(run.upload_secs),
-                    mbps(run.download_secs)
-                );
+                report["rss_before_mib"] = json!(round(start, 1));
+                report["peak_rss_mib"] = json!(round(peak, 1));
             }
-            if !run.exact {
-                bail!("the download differed from the upload");
-            }
+            (
+                report,
+                (!run.exact).then_some("the download differed from the upload"),
+            )
         }
         Scenario::Reconnect { clients, missed } => {
             let (took, gaps, dups) =
@@ -254,14 +279,37 @@ async fn main() -> anyhow::Result<()> {
             );
             println!("gaps            {gaps}");
             println!("duplicates      {dups}");
-            println!(
-                "json {{\"scenario\":\"reconnect\",\"clients\":{clients},\"missed\":{missed},\"seconds\":{:.3},\"gaps\":{gaps},\"duplicates\":{dups}}}",
-                took.as_secs_f64()
-            );
-            if gaps + dups > 0 {
-                bail!("resume was not exact");
-            }
+            let report = json!({
+                "scenario": "reconnect",
+                "clients": clients,
+                "missed": missed,
+                "seconds": round(took.as_secs_f64(), 3),
+                "gaps": gaps,
+                "duplicates": dups,
+            });
+            (report, (gaps + dups > 0).then_some("resume was not exact"))
+        }
+    };
+
+    println!("json {report}");
+    println!("{}", compare::summary(&report));
+    if let Some(path) = &cli.save {
+        std::fs::write(path, format!("{report}\n"))
+            .map_err(|e| anyhow::anyhow!("saving the report to {}: {e}", path.display()))?;
+    }
+    if let Some(baseline) = &baseline {
+        for line in compare::compare(&report, baseline)? {
+            println!("{line}");
         }
     }
+    if let Some(reason) = failed {
+        bail!("{reason}");
+    }
     Ok(())
+}
+
+/// `x` to `places` decimals, as the report's figures are written.
+fn round(x: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    (x * scale).round() / scale
 }

@@ -191,8 +191,10 @@ impl Report {
         if let Some(note) = &self.note {
             println!("note            {note}");
         }
-        if let Ok(json) = serde_json::to_string(self) {
-            println!("json {json}");
-        }
+    }
+
+    /// The report as the run's JSON object (printed on the `json` line by `main`).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 }
