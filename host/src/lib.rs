@@ -20,6 +20,7 @@ pub mod ids;
 pub mod membership;
 pub mod metrics;
 pub mod names;
+pub mod os_limits;
 pub mod plugins;
 pub mod private_files;
 pub mod protocol;
@@ -105,6 +106,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    let open_files = os_limits::raise_open_file_limit();
+    if let Some(warning) =
+        os_limits::connection_cap_warning(open_files, config.http.max_connections)
+    {
+        tracing::warn!("{warning}");
+    }
     let store = open_store(&config).await?;
     if let Some(password) = bootstrap_admin(store.as_ref(), &config).await? {
         if config.initial_admin_password.is_none() {
