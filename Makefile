@@ -20,9 +20,14 @@ COMPONENTIZE_PY = 0.25.1
 COMPONENTIZE_JS = 0.23.0
 WIT_BINDGEN = 0.46.0
 WASM_COMPONENT_LD = 0.5.31
+# Encodes the interface as versioned WIT packages (`make wit-packages`), the binary format
+# `wkg wit build` produces for a package without registry dependencies.
+WASM_TOOLS = 1.263.0
+WIT_PACKAGES ?= target/wit-packages
+DIST ?= target/dist
 PYTHON ?= python3
 
-.PHONY: plugins fixtures test test-plugins bench lint fmt serve lang-tools
+.PHONY: plugins fixtures test test-plugins bench lint fmt serve lang-tools wit-packages release
 
 ## Build the shipped plugins: $(WASM_OUT)/{dlp,keyword_guard,echo_bot,webhook,auth_policy}.wasm
 plugins:
@@ -43,7 +48,38 @@ test: lang-tools
 ## plugin-template tests (once per version).
 lang-tools: $(LANG_TOOLS)/py/.componentize-py-$(COMPONENTIZE_PY) \
 	$(LANG_TOOLS)/js/.componentize-js-$(COMPONENTIZE_JS) \
-	$(LANG_TOOLS)/c/.wit-bindgen-$(WIT_BINDGEN)-wasm-component-ld-$(WASM_COMPONENT_LD)
+	$(LANG_TOOLS)/c/.wit-bindgen-$(WIT_BINDGEN)-wasm-component-ld-$(WASM_COMPONENT_LD) \
+	$(LANG_TOOLS)/wasm-tools/.wasm-tools-$(WASM_TOOLS)
+
+$(LANG_TOOLS)/wasm-tools/.wasm-tools-$(WASM_TOOLS):
+	rm -rf $(LANG_TOOLS)/wasm-tools
+	@# Only the component subcommands (`component wit`): the rest take long to build.
+	$(CARGO) install --quiet --locked --root $(LANG_TOOLS)/wasm-tools wasm-tools@$(WASM_TOOLS) \
+		--no-default-features --features component
+	touch $@
+
+## The plugin interface as versioned WIT packages, one per version the server loads:
+## $(WIT_PACKAGES)/switchboard-plugin-<version>.wasm (wit/ and wit/v*/; the version is the
+## `package` line's). Publish them beside the binary; `wkg`/`wasm-tools` read them.
+wit-packages: $(LANG_TOOLS)/wasm-tools/.wasm-tools-$(WASM_TOOLS)
+	mkdir -p $(WIT_PACKAGES)
+	@for dir in wit wit/v*; do \
+		version=$$(sed -n 's/^package switchboard:plugin@\(.*\);$$/\1/p' $$dir/types.wit | head -n 1); \
+		test -n "$$version" || { echo "$$dir/types.wit: no package line" >&2; exit 1; }; \
+		$(LANG_TOOLS)/wasm-tools/bin/wasm-tools component wit $$dir --wasm \
+			-o $(WIT_PACKAGES)/switchboard-plugin-$$version.wasm || exit 1; \
+		echo "$(WIT_PACKAGES)/switchboard-plugin-$$version.wasm"; \
+	done
+
+## What a release publishes, in $(DIST): the server binary, the shipped plugins and the WIT
+## packages.
+release: plugins wit-packages
+	$(CARGO) build --release -p switchboard
+	mkdir -p $(DIST)/plugins
+	cp target/release/switchboard $(DIST)/
+	cp $(WASM_OUT)/*.wasm $(DIST)/plugins/
+	cp $(WIT_PACKAGES)/*.wasm $(DIST)/
+	@ls -l $(DIST) $(DIST)/plugins
 
 $(LANG_TOOLS)/c/.wit-bindgen-$(WIT_BINDGEN)-wasm-component-ld-$(WASM_COMPONENT_LD):
 	rm -rf $(LANG_TOOLS)/c

@@ -485,3 +485,72 @@ fn plugin_wit_writes_every_supported_interface_version() {
         stderr(&again)
     );
 }
+
+/// `make wit-packages` (part of `make release`) encodes every interface version the binary
+/// speaks as a WIT package; each decodes, with the standard tool, to the same package,
+/// interfaces and functions as the binary's own `plugin wit` files.
+#[test]
+fn the_release_wit_packages_decode_to_the_interface_the_binary_speaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let packages = dir.path().join("packages");
+    let make = Command::new("make")
+        .current_dir(workspace_root())
+        .arg("wit-packages")
+        .arg(format!("WIT_PACKAGES={}", packages.display()))
+        .output()
+        .unwrap();
+    assert!(
+        make.status.success(),
+        "{}\n{}",
+        stdout(&make),
+        stderr(&make)
+    );
+    let wasm_tools = workspace_root().join("target/lang-tools/wasm-tools/bin/wasm-tools");
+
+    let spoken = dir.path().join("wit");
+    ok(switchboard().args(["plugin", "wit", "--out"]).arg(&spoken));
+    let mut versions = 0;
+    for entry in std::fs::read_dir(&spoken).unwrap() {
+        let source = entry.unwrap().path();
+        let name = source.file_name().unwrap().to_string_lossy().to_string();
+        let version = name.trim_start_matches("switchboard-plugin-");
+        let package = packages.join(format!("{name}.wasm"));
+        assert!(package.is_file(), "{} is built", package.display());
+        let decoded = Command::new(&wasm_tools)
+            .args(["component", "wit"])
+            .arg(&package)
+            .output()
+            .unwrap();
+        assert!(decoded.status.success(), "{}", stderr(&decoded));
+        let decoded = stdout(&decoded);
+        assert!(
+            decoded.starts_with(&format!("package switchboard:plugin@{version};")),
+            "{decoded}"
+        );
+        // Every interface, world and function the source declares is in the package.
+        let mut declared = 0;
+        for file in ["types.wit", "hooks.wit", "host.wit"] {
+            let text = std::fs::read_to_string(source.join(file)).unwrap();
+            for line in text.lines().map(str::trim) {
+                let item = if line.starts_with("interface ") || line.starts_with("world ") {
+                    line.trim_end_matches('{').trim()
+                } else if let Some((name, _)) = line.split_once(": func(") {
+                    name
+                } else {
+                    continue;
+                };
+                declared += 1;
+                assert!(
+                    decoded.contains(item),
+                    "{version}: {item:?} is in the package"
+                );
+            }
+        }
+        assert!(
+            declared > 10,
+            "{version}: the check saw the interface ({declared} items)"
+        );
+        versions += 1;
+    }
+    assert_eq!(versions, 3, "one package per version the binary speaks");
+}
