@@ -25,7 +25,7 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use crate::server::Server;
-use crate::stats::Report;
+use crate::stats::{Report, round};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -306,10 +306,4 @@ async fn main() -> anyhow::Result<()> {
         bail!("{reason}");
     }
     Ok(())
-}
-
-/// `x` to `places` decimals, as the report's figures are written.
-fn round(x: f64, places: i32) -> f64 {
-    let scale = 10f64.powi(places);
-    (x * scale).round() / scale
 }

@@ -119,6 +119,12 @@ pub struct Report {
     pub note: Option<String>,
 }
 
+/// `x` to `places` decimals, as the reports' figures are written.
+pub fn round(x: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    (x * scale).round() / scale
+}
+
 impl Report {
     pub fn new(
         scenario: &str,
@@ -129,13 +135,13 @@ impl Report {
     ) -> Self {
         let secs = elapsed.as_secs_f64().max(1e-9);
         #[allow(clippy::cast_precision_loss)]
-        let rate = |n: u64| (n as f64 / secs * 10.0).round() / 10.0;
+        let rate = |n: u64| round(n as f64 / secs, 1);
         #[allow(clippy::cast_precision_loss)]
-        let mib = |b: u64| (b as f64 / 1_048_576.0 * 10.0).round() / 10.0;
+        let mib = |b: u64| round(b as f64 / 1_048_576.0, 1);
         Self {
             scenario: scenario.into(),
             plugins,
-            seconds: (secs * 100.0).round() / 100.0,
+            seconds: round(secs, 2),
             sent: tally.sent,
             acked: tally.acked,
             delivered: tally.delivered,
@@ -150,7 +156,7 @@ impl Report {
             server_cpu_us_per_msg: proc.filter(|_| tally.acked > 0).map(|(a, b)| {
                 #[allow(clippy::cast_precision_loss)]
                 let per = (b.cpu_secs - a.cpu_secs) * 1e6 / tally.acked as f64;
-                (per * 10.0).round() / 10.0
+                round(per, 1)
             }),
             server_peak_rss_mib: proc.map(|(_, b)| mib(b.peak_rss_bytes)),
             server_rss_mib: proc.map(|(_, b)| mib(b.rss_bytes)),

@@ -119,7 +119,6 @@ async fn run_session(state: AppState, caller: Caller, socket: WebSocket) {
         sink,
         sent: HashMap::new(),
         live: false,
-        unflushed: 0,
     };
     let mut writer_task = tokio::spawn(writer.run(outbound, control_rx));
     let reader = Reader {
@@ -339,8 +338,6 @@ struct Writer {
     sent: HashMap<RoomId, i64>,
     /// Whether live events flow yet (see `Control::Sync`).
     live: bool,
-    /// Steps since the socket was last flushed.
-    unflushed: usize,
 }
 
 /// At most this many queued frames share one flush, so a socket that is never idle still
@@ -375,6 +372,8 @@ impl Writer {
         // message from another node that the bus lost.
         let recheck_every = Duration::from_secs(limits.ws_session_recheck_secs.max(1));
         let mut recheck = interval_at(Instant::now() + recheck_every, recheck_every);
+        // Steps since the socket was last flushed.
+        let mut unflushed = 0usize;
         loop {
             let step = tokio::select! {
                 biased;
@@ -404,10 +403,10 @@ impl Writer {
             // Frames are fed into the socket's buffer; write them out once nothing more is
             // queued right now (or after a bounded run), so a burst of acks and events for
             // this socket costs one write, not one each.
-            self.unflushed += 1;
+            unflushed += 1;
             let more_queued = !control.is_empty() || (self.live && !outbound.is_empty());
-            if !more_queued || self.unflushed >= MAX_FRAMES_PER_WRITE {
-                self.unflushed = 0;
+            if !more_queued || unflushed >= MAX_FRAMES_PER_WRITE {
+                unflushed = 0;
                 if self.sink.flush().await.is_err() {
                     return;
                 }

@@ -151,12 +151,14 @@ async fn append_messages(
     messages: &[NewMessage<'_>],
     now: i64,
 ) -> StoreResult<Option<Vec<StoreResult<Appended>>>> {
-    let column = |f: fn(&NewMessage<'_>) -> String| messages.iter().map(f).collect::<Vec<_>>();
     let rooms: Vec<RoomId> = messages.iter().map(|m| m.room_id).collect();
     let senders: Vec<UserId> = messages.iter().map(|m| m.sender_id).collect();
-    let bodies = column(|m| m.body.to_string());
-    let metadata = column(|m| encode_metadata(m.metadata));
-    let client_ids = column(|m| m.client_msg_id.to_string());
+    let bodies: Vec<&str> = messages.iter().map(|m| m.body).collect();
+    let metadata: Vec<String> = messages
+        .iter()
+        .map(|m| encode_metadata(m.metadata))
+        .collect();
+    let client_ids: Vec<&str> = messages.iter().map(|m| m.client_msg_id).collect();
     sqlx::query("SAVEPOINT run").execute(&mut *conn).await?;
     let stored = sqlx::query(&format!(
         "WITH input AS (
@@ -211,39 +213,25 @@ async fn append_messages(
         .execute(&mut *conn)
         .await?;
 
-    // Each stored row answers the first message with its (sender, client_msg_id); a later
-    // one with the same key is a retry of it.
-    let mut fresh: HashMap<(UserId, &str), Option<Event>> = HashMap::with_capacity(rows.len());
-    let mut events = Vec::with_capacity(rows.len());
+    // Each stored row answers the first message with its (sender, client_msg_id). A message
+    // without one is a retry (of a send stored earlier, or earlier in this run, whose row
+    // the transaction already sees) or names an unknown room.
+    let mut fresh: HashMap<(UserId, String), Event> = HashMap::with_capacity(rows.len());
     for row in &rows {
-        events.push(event_from_row(row)?);
-    }
-    for event in &events {
-        if let Some(id) = event.client_msg_id.as_deref() {
-            fresh.insert((event.sender_id, id), Some(event.clone()));
+        let event = event_from_row(row)?;
+        if let Some(id) = event.client_msg_id.clone() {
+            fresh.insert((event.sender_id, id), event);
         }
     }
     let mut results = Vec::with_capacity(messages.len());
     for message in messages {
-        let key = (message.sender_id, message.client_msg_id);
-        let result = match fresh.get_mut(&key) {
-            Some(first @ Some(_)) => first.take().map(|event| Appended {
+        let key = (message.sender_id, message.client_msg_id.to_string());
+        results.push(match fresh.remove(&key) {
+            Some(event) => Ok(Appended {
                 event,
                 duplicate: false,
             }),
-            _ => None,
-        };
-        results.push(match result {
-            Some(appended) => Ok(appended),
-            None => match event_by_client_msg_id(conn, message.sender_id, message.client_msg_id)
-                .await?
-            {
-                Some(original) => Ok(Appended {
-                    event: original,
-                    duplicate: true,
-                }),
-                None => Err(StoreError::NotFound),
-            },
+            None => retry_or_unknown_room(conn, message.sender_id, message.client_msg_id).await,
         });
     }
     Ok(Some(results))

@@ -711,6 +711,22 @@ macro_rules! sql_store {
             .transpose()
         }
 
+        /// Why a new message's fast-path insert stored nothing: a retry of a stored send
+        /// (its original, flagged `duplicate`) or an unknown room.
+        async fn retry_or_unknown_room(
+            conn: &mut DbConnection,
+            sender: UserId,
+            client_msg_id: &str,
+        ) -> StoreResult<Appended> {
+            match event_by_client_msg_id(conn, sender, client_msg_id).await? {
+                Some(original) => Ok(Appended {
+                    event: original,
+                    duplicate: true,
+                }),
+                None => Err(StoreError::NotFound),
+            }
+        }
+
         #[async_trait::async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {

@@ -208,11 +208,19 @@ impl Dialect for SqliteStore {
 /// number of shapes stays small; 32 already makes the round trip a small share.
 const MESSAGES_PER_COMMAND: usize = 32;
 
-/// The SQL that stores `count` new messages: one `INSERT … RETURNING` per message, message
-/// `i` bound to parameters `6i+1 … 6i+6`. sqlx runs a multi-statement string as one command
-/// on its SQLite thread and streams each statement's rows and result back, so a run of
-/// messages costs one round trip instead of one per message.
-fn messages_sql(count: usize) -> String {
+/// The SQL that stores `count` (1 to [`MESSAGES_PER_COMMAND`]) new messages: one `INSERT …
+/// RETURNING` per message, message `i` bound to parameters `6i+1 … 6i+6`. sqlx runs a
+/// multi-statement string as one command on its SQLite thread and streams each statement's
+/// rows and result back, so a run of messages costs one round trip instead of one per
+/// message. Built once per count, on first use.
+fn messages_sql(count: usize) -> &'static str {
+    static SHAPES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let shapes =
+        SHAPES.get_or_init(|| (1..=MESSAGES_PER_COMMAND).map(build_messages_sql).collect());
+    &shapes[count.clamp(1, MESSAGES_PER_COMMAND) - 1]
+}
+
+fn build_messages_sql(count: usize) -> String {
     use std::fmt::Write as _;
     let mut sql = String::with_capacity(count * 400);
     for i in 0..count {
@@ -236,8 +244,10 @@ fn messages_sql(count: usize) -> String {
     sql
 }
 
-/// Store a run of new messages, each as the one statement of [`append_message`] but up to
-/// [`MESSAGES_PER_COMMAND`] of them per round trip. A statement that fails changes nothing
+/// Store a run of new messages, each in one statement without a savepoint (its `seq` is
+/// `rooms.last_seq + 1` in the same INSERT, the `events_advance_room_seq` trigger moves
+/// `last_seq`, a known `(sender, client_msg_id)` inserts nothing), up to
+/// [`MESSAGES_PER_COMMAND`] statements per round trip. A statement that fails changes nothing
 /// (SQLite rolls back that statement only) and ends its command: its item gets the error if
 /// it concerns that row alone, and the run goes on after it; any other error fails the batch.
 async fn append_messages(
@@ -252,8 +262,7 @@ async fn append_messages(
     while results.len() < messages.len() {
         let rest = &messages[results.len()..];
         let chunk = &rest[..rest.len().min(MESSAGES_PER_COMMAND)];
-        let sql = messages_sql(chunk.len());
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(messages_sql(chunk.len()));
         for message in chunk {
             query = query
                 .bind(message.room_id)
@@ -293,7 +302,7 @@ async fn append_messages(
                     event,
                     duplicate: false,
                 }),
-                None => not_inserted(conn, message).await,
+                None => retry_or_unknown_room(conn, message.sender_id, message.client_msg_id).await,
             });
         }
         match failed_item {
@@ -307,16 +316,4 @@ async fn append_messages(
         }
     }
     Ok(results)
-}
-
-/// Why a new message's INSERT stored nothing: a retry (the original, `duplicate`) or an
-/// unknown room.
-async fn not_inserted(conn: &mut DbConnection, message: &NewMessage<'_>) -> StoreResult<Appended> {
-    match event_by_client_msg_id(conn, message.sender_id, message.client_msg_id).await? {
-        Some(original) => Ok(Appended {
-            event: original,
-            duplicate: true,
-        }),
-        None => Err(StoreError::NotFound),
-    }
 }
