@@ -144,15 +144,17 @@ fn require(path: PathBuf) -> PathBuf {
 
 /// Run a build or test command of a plugin project; its output on failure.
 fn run(dir: &Path, program: &Path, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .current_dir(dir)
-        .args(args)
+    run_command(Command::new(program).current_dir(dir).args(args))
+}
+
+/// Run `command`, which must succeed; its stdout and stderr.
+fn run_command(command: &mut Command) -> String {
+    let out = command
         .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
     assert!(
         out.status.success(),
-        "{} {args:?} failed:\n{}\n{}",
-        program.display(),
+        "{command:?} failed:\n{}\n{}",
         stdout(&out),
         stderr(&out)
     );
@@ -218,19 +220,12 @@ fn test_and_build(lang: &Lang, dir: &Path, name: &str) -> PathBuf {
                 );
             }
             let make = |args: &[&str]| {
-                let out = Command::new("make")
-                    .current_dir(dir)
-                    .env("PATH", &path)
-                    .args(args)
-                    .output()
-                    .expect("running make");
-                assert!(
-                    out.status.success(),
-                    "make {args:?} failed:\n{}\n{}",
-                    stdout(&out),
-                    stderr(&out)
-                );
-                stdout(&out)
+                run_command(
+                    Command::new("make")
+                        .current_dir(dir)
+                        .env("PATH", &path)
+                        .args(args),
+                )
             };
             if dir.join("test_policy.c").exists() {
                 let out = make(&["test"]);
