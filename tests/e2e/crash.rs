@@ -16,10 +16,6 @@ struct Node {
 }
 
 impl Node {
-    async fn start(dir: &std::path::Path) -> Self {
-        Self::start_with(dir, &[]).await
-    }
-
     async fn start_with(dir: &std::path::Path, env: &[(String, String)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -105,8 +101,19 @@ async fn group_room(base: &str, token: &str, name: &str, members: &[i64]) -> i64
 
 #[tokio::test]
 async fn kill_9_under_load_loses_no_acknowledged_message() {
+    kill_9_under_load(&[]).await;
+}
+
+/// The same on PostgreSQL, whose runs of messages take its one-statement path.
+#[tokio::test]
+async fn kill_9_under_load_loses_no_acknowledged_message_on_postgres() {
+    let db = crate::cluster::PgDb::create().await;
+    kill_9_under_load(&[("SWITCHBOARD_DATABASE_URL".to_string(), db.url.clone())]).await;
+}
+
+async fn kill_9_under_load(env: &[(String, String)]) {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path()).await;
+    let node = Node::start_with(dir.path(), env).await;
     let http = reqwest::Client::new();
     let admin = token(&node.base, "admin", ADMIN_PASSWORD).await;
     for name in ["writer", "reader"] {
@@ -177,8 +184,9 @@ async fn kill_9_under_load_loses_no_acknowledged_message() {
         acked.len()
     );
 
-    // Restart on the same data directory: every acked message is there, once, in seq order.
-    let node = Node::start(dir.path()).await;
+    // Restart on the same data directory (and database): every acked message is there,
+    // once, in seq order.
+    let node = Node::start_with(dir.path(), env).await;
     let reader = token(&node.base, "reader", PASSWORD).await;
     let mut ws = Ws::connect(&format!("ws://{}/api/v1/ws?token={reader}", node.addr)).await;
     ws.send(json!({ "type": "sync", "rooms": { room.to_string(): 0 } }))
