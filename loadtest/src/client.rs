@@ -68,6 +68,20 @@ impl Api {
         results.into_iter().collect()
     }
 
+    /// The database's size in bytes, as the admin health page reports it.
+    pub async fn store_size(&self) -> anyhow::Result<Option<u64>> {
+        let health: Value = self
+            .http
+            .get(format!("{}/api/v1/admin/health", self.base))
+            .bearer_auth(&self.admin)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(health["size_bytes"].as_u64())
+    }
+
     /// A group room owned by `owner` with `members`.
     pub async fn group(&self, owner: &User, name: &str, members: &[i64]) -> anyhow::Result<i64> {
         let mut added: Vec<i64> = members.iter().copied().filter(|&m| m != owner.id).collect();
@@ -129,10 +143,14 @@ async fn login(
 }
 
 /// Open a WebSocket and read past `hello`.
-pub async fn connect(server: &Server, token: &str) -> anyhow::Result<(WsSink, WsStream)> {
+pub async fn connect(server: &Server, user: &User) -> anyhow::Result<(WsSink, WsStream)> {
     // TCP_NODELAY on the client too, so measured latency is the server's, not Nagle's.
-    let (ws, _) =
-        tokio_tungstenite::connect_async_with_config(server.ws_url(token), None, true).await?;
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(
+        server.ws_url(user.id, &user.token),
+        None,
+        true,
+    )
+    .await?;
     let (mut sink, mut stream) = ws.split();
     // Start live delivery at once (the server waits briefly for a `sync` otherwise).
     sink.send(Message::Text(json!({ "type": "ping" }).to_string().into()))

@@ -16,6 +16,7 @@ const HEADLINE: &[(&str, &str)] = &[
     ("acked_per_sec", "msg/s"),
     ("delivered_per_sec", "deliveries/s"),
     ("server_cpu_us_per_msg", "server_µs/msg"),
+    ("server_cpu_us_per_delivery", "server_µs/delivery"),
     ("ack_latency.p99_ms", "ack_p99_ms"),
     ("deliver_latency.p99_ms", "deliver_p99_ms"),
     ("kib_per_connection", "KiB/conn"),
@@ -26,6 +27,14 @@ const HEADLINE: &[(&str, &str)] = &[
     ("errors", "errors"),
     ("gaps", "gaps"),
     ("duplicates", "duplicates"),
+    ("load_msg_per_sec", "load_msg/s"),
+    ("database_mib", "db_MiB"),
+    ("worst_p95_ms", "worst_search_p95_ms"),
+    ("resumes", "resumes"),
+    ("resume_gaps", "resume_gaps"),
+    ("resume_latency.p99_ms", "resume_p99_ms"),
+    ("history_pages_per_sec", "history_pages/s"),
+    ("history_latency.p99_ms", "history_p99_ms"),
 ];
 
 /// Every numeric field of a report, nested objects flattened into dotted names.

@@ -12,7 +12,9 @@
 
 mod client;
 mod compare;
+mod mixed;
 mod scenarios;
+mod search;
 mod server;
 mod stats;
 
@@ -45,6 +47,10 @@ struct Cli {
     /// With --spawn: extra `KEY=VALUE` environment for the server (repeatable).
     #[arg(long = "server-env", value_parser = parse_env)]
     server_env: Vec<(String, String)>,
+    /// With --spawn: start this many nodes as one cluster (needs a shared PostgreSQL
+    /// database and NATS through --server-env); clients are spread over the nodes.
+    #[arg(long, default_value_t = 1, requires = "spawn")]
+    nodes: usize,
     /// Write this run's report (the `json` line's object) to FILE, as a later baseline.
     #[arg(long, value_name = "FILE")]
     save: Option<PathBuf>,
@@ -87,6 +93,44 @@ enum Scenario {
         rate: u64,
         #[arg(long, default_value_t = 10)]
         duration: u64,
+    },
+    /// Everything at once: one-to-one chat, one large room fanning out, clients dropping
+    /// and resuming (every resume checked for gaps), and history reads over HTTP.
+    Mixed {
+        /// One-to-one chat rooms.
+        #[arg(long, default_value_t = 25)]
+        chat_rooms: usize,
+        /// Chat messages per second in total.
+        #[arg(long, default_value_t = 1000)]
+        chat_rate: u64,
+        /// Members of the large room, all online.
+        #[arg(long, default_value_t = 500)]
+        fanout_members: usize,
+        /// Messages per second into the large room.
+        #[arg(long, default_value_t = 20)]
+        fanout_rate: u64,
+        /// Members of the large room that drop and resume over and over.
+        #[arg(long, default_value_t = 20)]
+        reconnectors: usize,
+        /// Milliseconds a reconnecting client stays online between resumes.
+        #[arg(long, default_value_t = 500)]
+        reconnect_every_ms: u64,
+        /// Clients paging back through the large room's history over HTTP.
+        #[arg(long, default_value_t = 4)]
+        readers: usize,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+    },
+    /// Search at scale: load MESSAGES messages, then time searches of several kinds (common,
+    /// rare and partial words, phrases, filters, CJK, no match, two letters) over HTTP.
+    Search {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        /// Searches timed per kind.
+        #[arg(long, default_value_t = 50)]
+        queries: usize,
     },
     /// Idle connections held open.
     Idle {
@@ -132,19 +176,20 @@ async fn main() -> anyhow::Result<()> {
     // Read the baseline first: a typo in its path should not cost a whole run.
     let baseline = cli.compare.as_deref().map(compare::load).transpose()?;
     let server = match (&cli.spawn, &cli.server) {
-        (Some(binary), _) => Server::spawn(binary, cli.plugins.as_ref(), &cli.server_env).await?,
+        (Some(binary), _) => {
+            Server::spawn(binary, cli.plugins.as_ref(), &cli.server_env, cli.nodes).await?
+        }
         (None, Some(url)) => Server::existing(url).await?,
         (None, None) => bail!("give --spawn PATH_TO_SWITCHBOARD or --server http://127.0.0.1:PORT"),
     };
     let server = Arc::new(server);
     let api = client::Api::new(&server).await?;
     let plugins = cli.plugins.is_some();
-    let pid = server.pid();
-    let sample = || pid.and_then(server::sample);
+    let sample = || server.sample();
 
     // Each scenario prints its human-readable lines and yields its report, and a reason to
     // fail the run once the report is out.
-    let (report, failed): (serde_json::Value, Option<&str>) = match cli.scenario {
+    let (mut report, failed): (serde_json::Value, Option<&str>) = match cli.scenario {
         Scenario::Chat {
             rooms,
             room_size,
@@ -188,6 +233,102 @@ async fn main() -> anyhow::Result<()> {
             let report = Report::new("fanout", plugins, measured, &tally, proc);
             report.print();
             (report.json(), None)
+        }
+        Scenario::Mixed {
+            chat_rooms,
+            chat_rate,
+            fanout_members,
+            fanout_rate,
+            reconnectors,
+            reconnect_every_ms,
+            readers,
+            duration,
+        } => {
+            let ((tally, measured, proc), extras) = mixed::mixed(
+                server.clone(),
+                &api,
+                mixed::MixedPlan {
+                    chat_rooms,
+                    chat_rate,
+                    fanout_members,
+                    fanout_rate,
+                    reconnectors,
+                    reconnect_every: Duration::from_millis(reconnect_every_ms),
+                    readers,
+                    duration: Duration::from_secs(duration),
+                },
+            )
+            .await?;
+            let report = Report::new("mixed", plugins, measured, &tally, proc);
+            report.print();
+            let secs = measured.as_secs_f64().max(1e-9);
+            println!(
+                "resumes         {} ({} gaps, {} duplicates)",
+                extras.resumes, extras.gaps, extras.duplicates
+            );
+            #[allow(clippy::cast_precision_loss)]
+            let pages_per_sec = round(extras.history_pages as f64 / secs, 1);
+            println!(
+                "history         {} pages ({pages_per_sec}/s), {} failed",
+                extras.history_pages, extras.history_errors
+            );
+            for (name, p) in [
+                ("connect→synced", &extras.resume),
+                ("history page", &extras.history),
+            ] {
+                if let Some(p) = p {
+                    println!(
+                        "{name:<15} p50 {:.3} ms  p99 {:.3} ms  p999 {:.3} ms  max {:.3} ms",
+                        p.p50_ms, p.p99_ms, p.p999_ms, p.max_ms
+                    );
+                }
+            }
+            let mut json = report.json();
+            json["resumes"] = json!(extras.resumes);
+            json["resume_gaps"] = json!(extras.gaps);
+            json["resume_duplicates"] = json!(extras.duplicates);
+            json["resume_latency"] = json!(extras.resume);
+            json["history_pages_per_sec"] = json!(pages_per_sec);
+            json["history_errors"] = json!(extras.history_errors);
+            json["history_latency"] = json!(extras.history);
+            let exact = extras.gaps + extras.duplicates == 0;
+            (json, (!exact).then_some("a resume was not exact"))
+        }
+        Scenario::Search {
+            messages,
+            rooms,
+            queries,
+        } => {
+            let run = search::search(
+                server.clone(),
+                &api,
+                search::SearchPlan {
+                    messages,
+                    rooms,
+                    queries,
+                },
+            )
+            .await?;
+            #[allow(clippy::cast_precision_loss)]
+            let size_mib = run.size_bytes.map(|b| round(b as f64 / 1_048_576.0, 1));
+            if let Some(mib) = size_mib {
+                println!("database        {mib} MiB");
+            }
+            let worst = run.kinds.iter().map(|k| k.p95_ms).fold(0.0, f64::max);
+            #[allow(clippy::cast_precision_loss)]
+            let report = json!({
+                "scenario": "search",
+                "messages": run.loaded,
+                "load_msg_per_sec": round(run.loaded as f64 / run.load_secs.max(1e-9), 1),
+                "database_mib": size_mib,
+                "worst_p95_ms": round(worst, 2),
+                "kinds": run.kinds.iter().map(|k| (k.kind.replace(' ', "_"), json!({
+                    "p95_ms": round(k.p95_ms, 2),
+                    "latency": k.latency,
+                    "mean_results": round(k.mean_results, 1),
+                }))).collect::<serde_json::Map<_, _>>(),
+            });
+            (report, None)
         }
         Scenario::Idle {
             connections,
@@ -291,6 +432,13 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
+    if cli.nodes > 1 {
+        report["nodes"] = json!(cli.nodes);
+        println!(
+            "nodes           {} (a cluster: PostgreSQL + NATS)",
+            cli.nodes
+        );
+    }
     println!("json {report}");
     println!("{}", compare::summary(&report));
     if let Some(path) = &cli.save {

@@ -12,7 +12,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{Api, User, connect};
-use crate::server::{ProcSample, Server, sample};
+use crate::server::{ProcSample, Server};
 use crate::stats::{Clock, Tally};
 
 /// How one connection sends.
@@ -26,17 +26,20 @@ pub struct SendPlan {
     pub body_bytes: usize,
 }
 
-/// Drive one connection: send per `plan` until `stop_at`, count acks and deliveries, then
-/// drain (wait for outstanding acks and in-flight deliveries) for at most `drain`.
+/// Drive one connection: connect, wait for `window.0` (so every client is online and only
+/// the measured window's sends are counted), send per `plan` until `window.1`, count acks
+/// and deliveries, then drain (wait for outstanding acks and in-flight deliveries) for at
+/// most `drain`.
 pub async fn member(
     server: Arc<Server>,
     user: User,
     plan: Option<SendPlan>,
     clock: Arc<Clock>,
-    stop_at: Instant,
+    (start, stop_at): (Instant, Instant),
     drain: Duration,
 ) -> anyhow::Result<Tally> {
-    let (mut sink, mut stream) = connect(&server, &user.token).await?;
+    let (mut sink, mut stream) = connect(&server, &user).await?;
+    tokio::time::sleep_until(start).await;
     let mut tally = Tally::default();
     let mut in_flight: HashMap<u64, u64> = HashMap::new();
     let mut next_id = 0u64;
@@ -276,16 +279,23 @@ async fn run_members(
         let (server, clock) = (server.clone(), clock.clone());
         tasks.spawn(async move {
             tokio::time::sleep_until(start.checked_sub(connect_slack / 2).unwrap_or(start)).await;
-            member(server, user, plan, clock, stop_at, Duration::from_secs(10)).await
+            member(
+                server,
+                user,
+                plan,
+                clock,
+                (start, stop_at),
+                Duration::from_secs(10),
+            )
+            .await
         });
     }
     // Sample the server's CPU and memory over exactly the measured window.
-    let pid = server.pid();
     let sampler = tokio::spawn(async move {
         tokio::time::sleep_until(start).await;
-        let first = pid.and_then(sample);
+        let first = server.sample();
         tokio::time::sleep_until(stop_at).await;
-        first.zip(pid.and_then(sample))
+        first.zip(server.sample())
     });
     let tally = collect(tasks).await;
     let proc = sampler.await.ok().flatten();
@@ -307,9 +317,9 @@ pub async fn idle(
     let opened: Vec<bool> = futures_util::stream::iter(0..connections)
         .map(|i| {
             let (server, alive) = (server.clone(), alive.clone());
-            let token = accounts[i % accounts.len()].token.clone();
+            let user = accounts[i % accounts.len()].clone();
             async move {
-                let Ok((sink, mut stream)) = connect(&server, &token).await else {
+                let Ok((sink, mut stream)) = connect(&server, &user).await else {
                     return false;
                 };
                 alive.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -369,9 +379,10 @@ pub async fn reconnect_storm(
     let started = std::time::Instant::now();
     let mut tasks = JoinSet::new();
     for member in members {
-        let (server, token) = (server.clone(), member.token.clone());
+        let (server, member) = (server.clone(), member.clone());
         tasks.spawn(async move {
-            let (ws, _) = tokio_tungstenite::connect_async(server.ws_url(&token)).await?;
+            let (ws, _) =
+                tokio_tungstenite::connect_async(server.ws_url(member.id, &member.token)).await?;
             let (mut sink, mut stream) = ws.split();
             let sync = json!({ "type": "sync", "rooms": { room.to_string(): 0 } });
             sink.send(Message::Text(sync.to_string().into())).await?;

@@ -84,7 +84,7 @@ pub struct Percentiles {
     pub max_ms: f64,
 }
 
-fn percentiles(h: &Histogram<u64>) -> Option<Percentiles> {
+pub fn percentiles(h: &Histogram<u64>) -> Option<Percentiles> {
     #[allow(clippy::cast_precision_loss)] // microsecond counts far below 2^52
     let ms = |v: u64| v as f64 / 1000.0;
     (!h.is_empty()).then(|| Percentiles {
@@ -113,6 +113,10 @@ pub struct Report {
     /// Server CPU time per acknowledged message (all threads), in microseconds: the figure
     /// that does not depend on how much of the machine the load tool itself takes.
     pub server_cpu_us_per_msg: Option<f64>,
+    /// Server CPU time per delivered event (the fan-out figure), in microseconds.
+    pub server_cpu_us_per_delivery: Option<f64>,
+    /// The share of the server's CPU time spent in the kernel (sockets, disk, scheduling).
+    pub server_kernel_share: Option<f64>,
     pub server_peak_rss_mib: Option<f64>,
     pub server_rss_mib: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -158,6 +162,14 @@ impl Report {
                 let per = (b.cpu_secs - a.cpu_secs) * 1e6 / tally.acked as f64;
                 round(per, 1)
             }),
+            server_cpu_us_per_delivery: proc.filter(|_| tally.delivered > 0).map(|(a, b)| {
+                #[allow(clippy::cast_precision_loss)]
+                let per = (b.cpu_secs - a.cpu_secs) * 1e6 / tally.delivered as f64;
+                round(per, 2)
+            }),
+            server_kernel_share: proc
+                .filter(|(a, b)| b.cpu_secs > a.cpu_secs)
+                .map(|(a, b)| round((b.sys_secs - a.sys_secs) / (b.cpu_secs - a.cpu_secs), 2)),
             server_peak_rss_mib: proc.map(|(_, b)| mib(b.peak_rss_bytes)),
             server_rss_mib: proc.map(|(_, b)| mib(b.rss_bytes)),
             note: None,
@@ -192,6 +204,12 @@ impl Report {
             println!("server          {cpu}% CPU (of one core), peak RSS {peak} MiB");
             if let Some(us) = self.server_cpu_us_per_msg {
                 println!("server cost     {us} µs CPU per acknowledged message");
+            }
+            if let Some(us) = self.server_cpu_us_per_delivery {
+                println!("server cost     {us} µs CPU per delivered event");
+            }
+            if let Some(share) = self.server_kernel_share {
+                println!("server kernel   {:.0}% of its CPU time", share * 100.0);
             }
         }
         if let Some(note) = &self.note {
