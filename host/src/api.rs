@@ -12,6 +12,7 @@ pub mod listener;
 pub mod ops;
 pub mod plugins;
 pub mod rooms;
+pub mod search;
 pub mod uploads;
 pub mod web;
 pub mod ws;
@@ -63,6 +64,7 @@ pub fn app(state: AppState) -> HttpRouter {
     HttpRouter::new()
         .merge(account::routes())
         .merge(rooms::routes())
+        .merge(search::routes())
         .merge(ws::routes())
         .merge(ops::routes())
         .merge(admin::routes())

@@ -71,6 +71,8 @@ pub enum Subject<'a> {
     AuditLog,
     /// An uploaded file (`file:<id>`).
     File(i64),
+    /// Messages across rooms, searched by the compliance role (`messages`).
+    Messages,
 }
 
 impl fmt::Display for Subject<'_> {
@@ -86,6 +88,7 @@ impl fmt::Display for Subject<'_> {
             Self::Retention => f.write_str("retention"),
             Self::Export => f.write_str("export"),
             Self::File(id) => write!(f, "file:{id}"),
+            Self::Messages => f.write_str("messages"),
         }
     }
 }
@@ -130,6 +133,8 @@ pub enum Action {
     HoldRelease,
     /// Someone read a message's kept earlier texts.
     VersionsRead,
+    /// The compliance role searched messages across rooms (the query is in the detail).
+    ComplianceSearch,
     /// A room's retention was set or cleared.
     RetentionSet,
     /// Retention erased messages (with counts).
@@ -183,6 +188,7 @@ impl Action {
             Self::HoldReleaseRequest => "hold.release_request",
             Self::HoldRelease => "hold.release",
             Self::VersionsRead => "message.versions_read",
+            Self::ComplianceSearch => "compliance.search",
             Self::RetentionSet => "retention.set",
             Self::RetentionRun => "retention.run",
             Self::ExportRun => "export.run",

@@ -397,6 +397,15 @@ pub struct Limits {
     pub message_burst: u32,
     /// Largest history page; asking for more is clamped to this.
     pub history_page_max: u32,
+    /// Longest search query, in characters.
+    pub search_query_max_chars: usize,
+    /// Words, phrases and filters in one search query.
+    pub search_terms_max: usize,
+    /// Largest page of search results; asking for more is clamped to this.
+    pub search_page_max: u32,
+    /// A search whose words are all shorter than three characters (no index serves it) looks
+    /// only at the newest this many events, so it stays a bounded scan.
+    pub search_short_scan_events: u64,
     /// Events queued for one WebSocket session before it is disconnected as a slow consumer.
     pub ws_send_queue: usize,
     /// How often the server pings an idle WebSocket, in seconds.
@@ -431,6 +440,10 @@ impl Default for Limits {
             messages_per_second: 20,
             message_burst: 40,
             history_page_max: 200,
+            search_query_max_chars: 500,
+            search_terms_max: 16,
+            search_page_max: 100,
+            search_short_scan_events: 200_000,
             ws_send_queue: 1024,
             ws_heartbeat_secs: 15,
             ws_idle_timeout_secs: 45,

@@ -26,6 +26,7 @@ pub mod private_files;
 pub mod protocol;
 pub mod retention;
 pub mod router;
+pub mod search;
 pub mod signing;
 pub mod store;
 
@@ -200,6 +201,7 @@ pub async fn serve(
     let checkpointer =
         audit::spawn_checkpointer(store.clone(), audit_key, config.compliance.clone());
     let retention = retention::spawn_scheduler(store.clone(), config.compliance.clone());
+    let search_backfill = search::spawn_backfill(store.clone());
     let files = Arc::new(files::Files::open(&config).context("opening file storage")?);
     let exporter = match &config.compliance.export_dir {
         Some(dir) => Some(export::spawn_scheduler(
@@ -253,6 +255,7 @@ pub async fn serve(
     housekeeping.abort();
     checkpointer.abort();
     retention.abort();
+    search_backfill.abort();
     purger.abort();
     if let Some(exporter) = exporter {
         exporter.abort();

@@ -62,6 +62,21 @@ enum Command {
     /// The compliance export (docs/compliance.md).
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Message search's index.
+    #[command(subcommand)]
+    Search(SearchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SearchCommand {
+    /// Recompute every message's searchable text (after an upgrade whose notes ask for it,
+    /// or to repair the index), printing progress. Safe while the server runs: messages
+    /// sent meanwhile are indexed as they are stored.
+    Reindex {
+        /// Only messages not indexed yet (what the server also does by itself at start).
+        #[arg(long)]
+        missing_only: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +260,9 @@ fn main() -> anyhow::Result<()> {
             }
             Command::User(command) => user_command(&config, command).await,
             Command::Export(command) => export_command(&config, command).await,
+            Command::Search(SearchCommand::Reindex { missing_only }) => {
+                search_reindex(&config, missing_only).await
+            }
             Command::Audit(AuditCommand::Verify { checkpoints, json }) => {
                 audit_verify(&config, checkpoints, json).await
             }
@@ -262,6 +280,33 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+async fn search_reindex(config: &Config, missing_only: bool) -> anyhow::Result<()> {
+    let store = switchboard::open_store(config).await?;
+    let started = std::time::Instant::now();
+    let mut last_report = started;
+    let done = switchboard::search::reindex(store.as_ref(), missing_only, |visited, total| {
+        // A line per second at most, and the last one.
+        if visited == total || last_report.elapsed() >= std::time::Duration::from_secs(1) {
+            last_report = std::time::Instant::now();
+            #[allow(clippy::cast_precision_loss)]
+            let percent = if total == 0 {
+                100.0
+            } else {
+                visited as f64 * 100.0 / total as f64
+            };
+            println!("indexed {visited}/{total} messages ({percent:.0}%)");
+        }
+    })
+    .await?;
+    println!(
+        "done: {} messages looked at, {} updated, in {:.1} s",
+        done.visited,
+        done.written,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn user_command(config: &Config, command: UserCommand) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ pub mod chain;
 mod common;
 pub mod migrate;
 pub mod postgres;
+pub mod search_text;
 mod sql;
 pub mod sqlite;
 
@@ -293,6 +294,47 @@ pub enum Page {
     Before(i64),
 }
 
+/// A search over live messages' folded text (`store::search_text`), newest first. Every
+/// condition holds at once; an empty list does not restrict.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// Whose rooms: `Some(user)` searches only the rooms the user is a member of now (the
+    /// store checks it in the query itself, not on the results); `None` searches every
+    /// room (the compliance role).
+    pub reader: Option<UserId>,
+    /// Folded text each result contains.
+    pub required: Vec<String>,
+    /// Folded text no result contains.
+    pub excluded: Vec<String>,
+    /// Any of these senders.
+    pub senders: Vec<UserId>,
+    /// Any of these rooms.
+    pub rooms: Vec<RoomId>,
+    /// Created at or after.
+    pub since: Option<Millis>,
+    /// Created before.
+    pub until: Option<Millis>,
+    /// Only messages with an attached file still available.
+    pub has_file: bool,
+    /// Paging: only messages with a smaller id than this (the last result of the page before).
+    pub before_id: Option<EventId>,
+    /// Only among the newest this many events (by id): the bound on a search no index
+    /// serves (every word shorter than three characters), so it stays a bounded scan.
+    pub recent_events: Option<u64>,
+    pub limit: u32,
+}
+
+/// One step of (re)building the search text: where it got to and how much it wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReindexStep {
+    /// The last message id looked at; `None` when there was nothing after `after`.
+    pub last: Option<EventId>,
+    /// Messages looked at.
+    pub visited: u64,
+    /// Messages whose search text was written (it was missing or out of date).
+    pub written: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
@@ -536,6 +578,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// The kept earlier texts of a message (and of its edits), oldest first.
     async fn message_versions(&self, message: EventId) -> StoreResult<Vec<EventVersion>>;
+
+    // ---- search ----
+    /// Live messages matching `query`, newest (highest id) first, at most `query.limit`.
+    async fn search_messages(&self, query: &SearchQuery) -> StoreResult<Vec<Event>>;
+    /// (Re)compute the search text of up to `batch` live messages with `id > after`, in id
+    /// order: all of them, or with `missing_only` those stored before search existed.
+    async fn reindex_messages(
+        &self,
+        after: EventId,
+        batch: u32,
+        missing_only: bool,
+    ) -> StoreResult<ReindexStep>;
+    /// How many live messages a reindex would visit (for progress).
+    async fn messages_to_index(&self, missing_only: bool) -> StoreResult<u64>;
 
     // ---- retention ----
     /// Set a room's retention in days (`None`: follow the global setting).

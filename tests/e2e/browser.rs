@@ -913,6 +913,120 @@ async fn admin_sees_a_circuit_opened_for_one_sender() {
     .await;
 }
 
+/// Search in the web client: results with the match marked (a hostile body stays text),
+/// only the user's rooms, a click that opens the room at a message three pages back; and the
+/// compliance page's search across every room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_jumps_to_the_message_and_renders_snippets_as_text() {
+    let server = TestServer::start_with(|c| c.limits.message_burst = 1000).await;
+    let admin = server.admin().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let rita = server.user("rita").await;
+    let (status, _) = admin
+        .patch(
+            &format!("/api/v1/users/{}", rita.id),
+            json!({ "compliance": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let room = alice.group("archive", &[]).await;
+    let (status, ack) = alice
+        .send_http(
+            room,
+            "needle",
+            "<img src=x onerror=\"window.pwned=1\"> the needle is here",
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ack}");
+    let needle_seq = ack["seq"].as_i64().unwrap();
+    for i in 0..130 {
+        alice
+            .send_http(room, &format!("h{i}"), &format!("filler {i}"))
+            .await;
+    }
+    let elsewhere = bob.group("bobs", &[]).await;
+    bob.send_http(elsewhere, "b", "another needle, not alice's")
+        .await;
+    let server = &server;
+    with_browsers(1, |browsers| async move {
+        let b = &browsers[0];
+        login(b, server, "/", "alice", PASSWORD).await;
+        wait_online(b).await;
+        type_into(b, "#search-input", &format!("NEEDLE{ENTER}")).await;
+        let hits = eventually(
+            b,
+            "search results",
+            "return [...document.querySelectorAll('#search-list .search-hit')].map(e => \
+             [e.dataset.seq, e.querySelector('.search-snippet').textContent, \
+              [...e.querySelectorAll('mark')].map(m => m.textContent), \
+              e.querySelectorAll('img').length])",
+            |v| v.as_array().is_some_and(|a| !a.is_empty()),
+        )
+        .await;
+        assert_eq!(
+            hits,
+            json!([[
+                needle_seq.to_string(),
+                "<img src=x onerror=\"window.pwned=1\"> the needle is here",
+                ["needle"],
+                0
+            ]]),
+            "only alice's room, the match marked, the markup shown as text"
+        );
+        assert_eq!(
+            b.execute("return window.pwned ?? null", vec![])
+                .await
+                .unwrap(),
+            Value::Null
+        );
+        // A click opens the room and pages back to the message.
+        click(b, ".search-hit").await;
+        let found = eventually(
+            b,
+            "the found message to be highlighted",
+            "const el = document.querySelector('#timeline .found'); \
+             return el ? [el.dataset.seq, el.querySelector('.msg-body').textContent] : null",
+            |v| !v.is_null(),
+        )
+        .await;
+        assert_eq!(found[0], needle_seq.to_string());
+        // A bad query says what is wrong.
+        click(b, "#search-close").await;
+        type_into(b, "#search-input", &format!("before:someday{ENTER}")).await;
+        eventually(
+            b,
+            "the query's error",
+            "return document.querySelector('#search-status').textContent",
+            |v| v.as_str().is_some_and(|t| t.contains("YYYY-MM-DD")),
+        )
+        .await;
+
+        // The compliance page searches every room.
+        b.execute("localStorage.clear(); sessionStorage.clear()", vec![])
+            .await
+            .unwrap();
+        login(b, server, "/admin", "rita", PASSWORD).await;
+        click(b, "#sections-nav [data-section='compliance']").await;
+        type_into(
+            b,
+            "#compliance-search input[name=q]",
+            &format!("needle{ENTER}"),
+        )
+        .await;
+        let rooms = eventually(
+            b,
+            "compliance search results",
+            "return [...document.querySelectorAll('#compliance-search-results .search-hit \
+              .search-where strong')].map(e => e.textContent)",
+            |v| v.as_array().is_some_and(|a| a.len() == 2),
+        )
+        .await;
+        assert_eq!(rooms, json!(["bobs", "archive"]));
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_history_paging_edit_and_delete() {
     // Seeding history quickly would trip the per-user message rate limit.

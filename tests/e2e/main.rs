@@ -31,5 +31,6 @@ mod plugins_http;
 mod plugins_runtime;
 mod plugins_server;
 mod resume;
+mod search;
 mod store_contract;
 mod wasm_build;

@@ -25,6 +25,7 @@ mod nodes;
 mod plugin_data;
 mod room_log;
 mod rooms;
+mod search;
 
 use accounts::{sessions, users};
 use holds::holds_keep_what_they_cover;
@@ -36,6 +37,10 @@ use room_log::{
     reopen_keeps_everything,
 };
 use rooms::{direct_room_exactly_once, group_rooms, join_and_leave, read_cursors_and_unread};
+use search::{
+    reindex_fills_in_what_is_missing, search_filters_and_pages, search_finds_what_people_type,
+    search_reflects_edits_and_deletes_when_stored, search_sees_only_rooms_the_reader_is_in,
+};
 
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -245,6 +250,11 @@ contract!(
     nodes_append_concurrently_without_gaps,
     same_send_from_two_nodes_is_stored_once,
     holds_keep_what_they_cover,
+    search_finds_what_people_type,
+    search_reflects_edits_and_deletes_when_stored,
+    search_filters_and_pages,
+    search_sees_only_rooms_the_reader_is_in,
+    reindex_fills_in_what_is_missing,
 );
 
 // ---------------------------------------------------------------------------------------

@@ -133,6 +133,7 @@ const TABLES: &[Table] = &[
             ("created_at", Ty::Int),
             ("edited_at", Ty::OptInt),
             ("deleted", Ty::Bool),
+            ("search_text", Ty::OptText),
         ],
         order_by: "id",
         identity: true,
@@ -354,6 +355,9 @@ async fn check_known_tables(source: &mut SqliteConnection) -> anyhow::Result<()>
     let unknown: Vec<&String> = names
         .iter()
         .filter(|n| !TABLES.iter().any(|t| t.name == n.as_str()))
+        // SQLite's search index (FTS5 and its shadow tables) is derived from `events`;
+        // PostgreSQL builds its own from the copied `search_text`.
+        .filter(|n| *n != "events_fts" && !n.starts_with("events_fts_"))
         .collect();
     if !unknown.is_empty() {
         bail!(

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use super::StoreOptions;
 use super::common::NewMessage;
+use super::search_text::fold;
 use super::sql::{Dialect, sql_store};
 
 /// Whole-batch attempts when PostgreSQL aborts the transaction to break a deadlock or a
@@ -93,6 +94,25 @@ impl Dialect for PgStore {
     const LIVE_MESSAGE: &'static str = "e.kind = 'message' AND NOT e.deleted";
     const LOCK_HEAD: &'static str = " FOR UPDATE";
     const METADATA_TEXT: &'static str = "metadata::text";
+    const FTS5: bool = false;
+
+    // `LIKE`, not `strpos`: the trigram index serves `LIKE '%…%'`.
+    fn contains(param: &str) -> String {
+        format!("e.search_text LIKE {param}")
+    }
+
+    fn contains_value(term: &str) -> String {
+        let mut pattern = String::with_capacity(term.len() + 2);
+        pattern.push('%');
+        for c in term.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        pattern
+    }
     const READ_CURSOR_SQL: &'static str = "INSERT INTO read_cursors (user_id, room_id, seq)
          SELECT $1, id, GREATEST(0, LEAST($3, last_seq)) FROM rooms WHERE id = $2
          ON CONFLICT (user_id, room_id)
@@ -154,6 +174,7 @@ async fn append_messages(
     let rooms: Vec<RoomId> = messages.iter().map(|m| m.room_id).collect();
     let senders: Vec<UserId> = messages.iter().map(|m| m.sender_id).collect();
     let bodies: Vec<&str> = messages.iter().map(|m| m.body).collect();
+    let search_texts: Vec<String> = messages.iter().map(|m| fold(m.body)).collect();
     let metadata: Vec<String> = messages
         .iter()
         .map(|m| encode_metadata(m.metadata))
@@ -162,8 +183,10 @@ async fn append_messages(
     sqlx::query("SAVEPOINT run").execute(&mut *conn).await?;
     let stored = sqlx::query(&format!(
         "WITH input AS (
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[])
-                 WITH ORDINALITY AS i (room_id, sender_id, body, metadata, client_msg_id, ord)
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                                  $7::text[])
+                 WITH ORDINALITY AS i (room_id, sender_id, body, metadata, client_msg_id,
+                                       search_text, ord)
          ), fresh AS (
              SELECT DISTINCT ON (i.sender_id, i.client_msg_id) i.*
              FROM input i
@@ -181,8 +204,10 @@ async fn append_messages(
              WHERE r.id = n.room_id
          )
          INSERT INTO events
-             (room_id, seq, kind, sender_id, target, body, metadata, client_msg_id, created_at)
-         SELECT room_id, seq, 'message', sender_id, NULL, body, metadata::jsonb, client_msg_id, $6
+             (room_id, seq, kind, sender_id, target, body, metadata, client_msg_id, created_at,
+              search_text)
+         SELECT room_id, seq, 'message', sender_id, NULL, body, metadata::jsonb, client_msg_id, $6,
+                search_text
          FROM numbered ORDER BY ord
          RETURNING {}",
         PgStore::EVENT_COLS
@@ -193,6 +218,7 @@ async fn append_messages(
     .bind(&metadata)
     .bind(&client_ids)
     .bind(now)
+    .bind(&search_texts)
     .fetch_all(&mut *conn)
     .await;
     let rows = match stored {

@@ -32,6 +32,14 @@ pub(super) trait Dialect {
     /// An events row `e` that is a live (not deleted) message, written the way the backend's
     /// partial index `events_live_messages` is, so the planner uses it.
     const LIVE_MESSAGE: &'static str;
+    /// Whether search goes through SQLite's FTS5 table `events_fts` (joined for words of
+    /// three characters or more); otherwise PostgreSQL's trigram index serves `LIKE` on
+    /// `e.search_text` directly.
+    const FTS5: bool;
+    /// A condition that `e.search_text` contains the value bound to parameter `param`.
+    fn contains(param: &str) -> String;
+    /// The value to bind for [`Self::contains`] of a folded term.
+    fn contains_value(term: &str) -> String;
     /// The `metadata` column read as JSON text (`metadata::text` on PostgreSQL).
     const METADATA_TEXT: &'static str;
     /// Appended to the query that reads the audit chain's head inside an append, so that
@@ -59,6 +67,103 @@ pub(super) trait Dialect {
     ) -> impl Future<Output = StoreResult<Vec<StoreResult<Appended>>>> + Send;
 }
 
+/// A value bound to a search query's parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum SearchBind {
+    Int(i64),
+    Text(String),
+}
+
+/// The SQL of a search and its parameters, in order. The reader's membership is a
+/// condition of the query itself, so no row of a room the reader cannot read is ever
+/// produced (nor counted against the page's limit).
+///
+/// On SQLite, when the query has a word of three characters or more, the FTS5 trigram
+/// index `events_fts` drives the query (walked newest first, so a page of a common word
+/// stops early); shorter words are checked on the candidate rows. On PostgreSQL the
+/// trigram index serves each `LIKE '%…%'` and the planner combines them.
+pub(super) fn search_sql<D: Dialect>(query: &super::SearchQuery) -> (String, Vec<SearchBind>) {
+    use std::fmt::Write as _;
+
+    let mut binds = Vec::new();
+    let mut param = |bind: SearchBind| {
+        binds.push(bind);
+        format!("${}", binds.len())
+    };
+    let indexed: Vec<&String> = query
+        .required
+        .iter()
+        .filter(|term| term.chars().count() >= 3)
+        .collect();
+    let mut sql = format!("SELECT {} FROM ", D::EVENT_COLS);
+    let order = if D::FTS5 && !indexed.is_empty() {
+        // Each word a quoted FTS5 string (quotes doubled inside): all must occur.
+        let expression = indexed
+            .iter()
+            .map(|term| format!("\"{}\"", term.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let p = param(SearchBind::Text(expression));
+        let _ = write!(
+            sql,
+            "events_fts f JOIN events e ON e.id = f.rowid WHERE f.events_fts MATCH {p} AND "
+        );
+        "f.rowid"
+    } else {
+        sql.push_str("events e WHERE ");
+        "e.id"
+    };
+    let _ = write!(sql, "{} AND e.search_text IS NOT NULL", D::LIVE_MESSAGE);
+    if let Some(reader) = query.reader {
+        let p = param(SearchBind::Int(reader));
+        let _ = write!(
+            sql,
+            " AND EXISTS (SELECT 1 FROM members m WHERE m.room_id = e.room_id AND m.user_id = {p})"
+        );
+    }
+    for term in &query.required {
+        let p = param(SearchBind::Text(D::contains_value(term)));
+        let _ = write!(sql, " AND {}", D::contains(&p));
+    }
+    for term in &query.excluded {
+        let p = param(SearchBind::Text(D::contains_value(term)));
+        let _ = write!(sql, " AND NOT ({})", D::contains(&p));
+    }
+    for (column, ids) in [("e.sender_id", &query.senders), ("e.room_id", &query.rooms)] {
+        if !ids.is_empty() {
+            let list: Vec<String> = ids.iter().map(|&id| param(SearchBind::Int(id))).collect();
+            let _ = write!(sql, " AND {column} IN ({})", list.join(", "));
+        }
+    }
+    if let Some(since) = query.since {
+        let p = param(SearchBind::Int(since));
+        let _ = write!(sql, " AND e.created_at >= {p}");
+    }
+    if let Some(until) = query.until {
+        let p = param(SearchBind::Int(until));
+        let _ = write!(sql, " AND e.created_at < {p}");
+    }
+    if query.has_file {
+        sql.push_str(
+            " AND EXISTS (SELECT 1 FROM files x WHERE x.message_id = e.id AND x.state = 'ready')",
+        );
+    }
+    if let Some(before) = query.before_id {
+        let p = param(SearchBind::Int(before));
+        let _ = write!(sql, " AND {order} < {p}");
+    }
+    if let Some(recent) = query.recent_events {
+        let p = param(SearchBind::Int(i64::try_from(recent).unwrap_or(i64::MAX)));
+        let _ = write!(
+            sql,
+            " AND e.id > (SELECT COALESCE(MAX(id), 0) FROM events) - {p}"
+        );
+    }
+    let p = param(SearchBind::Int(i64::from(query.limit.max(1))));
+    let _ = write!(sql, " ORDER BY {order} DESC LIMIT {p}");
+    (sql, binds)
+}
+
 /// Expand the shared store body in a backend's module: `sql_store!(StoreType, sqlx_db)`,
 /// where `StoreType: Dialect<Db = sqlx::sqlx_db>`. Brings into that module `EventRow`,
 /// the row conversions, the room-log functions (`apply`, `events`, …) and
@@ -66,6 +171,7 @@ pub(super) trait Dialect {
 macro_rules! sql_store {
     ($store:ty, $db:ident) => {
         use $crate::store::chain;
+        use $crate::store::search_text;
         use $crate::store::common::{
             Violation, col, constraint_name, decode_json, decode_metadata, direct_key, direct_peer,
             encode_metadata, initial_members, is_item_failure, limit, map_write, parse_event_kind,
@@ -73,10 +179,11 @@ macro_rules! sql_store {
         };
         use $crate::store::{
             Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, EventVersion,
-            FileRecord, FileUsage, FinishedFile, LegalHold, Member, Metadata, NewEvent, NewHold, NewRoom, NewUser, Page, Role, Room,
-            RoomId, RoomKind, RoomSummary, Session, Store, StoreError, StoreResult, User, UserId,
+            FileRecord, FileUsage, FinishedFile, LegalHold, Member, Metadata, NewEvent, NewHold, NewRoom, NewUser, Page, ReindexStep, Role, Room,
+            RoomId, RoomKind, RoomSummary, SearchQuery, Session, Store, StoreError, StoreResult, User, UserId,
             now_millis,
         };
+        use $crate::store::sql::{SearchBind, search_sql};
 
         type DbRow = <sqlx::$db as sqlx::Database>::Row;
         type DbConnection = <sqlx::$db as sqlx::Database>::Connection;
@@ -494,7 +601,8 @@ macro_rules! sql_store {
                         keep_versions(conn, *target, "edit", now).await?;
                     }
                     sqlx::query(&format!(
-                        "UPDATE events SET body = $2, metadata = $3{}, edited_at = $4
+                        "UPDATE events SET body = $2, metadata = $3{}, edited_at = $4,
+                                           search_text = $5
                          WHERE id = $1",
                         <$store>::JSON_IN
                     ))
@@ -502,6 +610,7 @@ macro_rules! sql_store {
                     .bind(body)
                     .bind(encode_metadata(metadata))
                     .bind(now)
+                    .bind(search_text::fold(body))
                     .execute(&mut *conn)
                     .await?;
                     let row = NewRow {
@@ -536,7 +645,7 @@ macro_rules! sql_store {
                     // Erase, not hide: the text (and metadata, which plugins may derive from
                     // the text) of the message and of every edit of it leaves the database.
                     sqlx::query(
-                        "UPDATE events SET body = NULL, metadata = '{}', deleted = TRUE
+                        "UPDATE events SET body = NULL, metadata = '{}', deleted = TRUE, search_text = NULL
                          WHERE id = $1 OR (kind = 'edit' AND target = $1)",
                     )
                     .bind(target)
@@ -673,8 +782,8 @@ macro_rules! sql_store {
             let stored = sqlx::query(&format!(
                 "INSERT INTO events
                     (room_id, seq, kind, sender_id, target, body, metadata, client_msg_id,
-                     created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7{}, $8, $9) RETURNING {}",
+                     created_at, search_text)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7{}, $8, $9, $10) RETURNING {}",
                 <$store>::JSON_IN,
                 <$store>::EVENT_COLS
             ))
@@ -687,6 +796,8 @@ macro_rules! sql_store {
             .bind(encode_metadata(row.metadata))
             .bind(row.client_msg_id)
             .bind(now)
+            // Only a message is found by its text (an edit's text is the message's now).
+            .bind(row.body.filter(|_| row.kind == EventKind::Message).map(|body| search_text::fold(body)))
             .fetch_one(&mut *conn)
             .await
             .map_err(not_found_on_foreign_key)?;
@@ -1420,6 +1531,85 @@ macro_rules! sql_store {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn search_messages(&self, query: &SearchQuery) -> StoreResult<Vec<Event>> {
+                let (sql, binds) = search_sql::<$store>(query);
+                let mut statement = sqlx::query(&sql);
+                for bind in binds {
+                    statement = match bind {
+                        SearchBind::Int(value) => statement.bind(value),
+                        SearchBind::Text(value) => statement.bind(value),
+                    };
+                }
+                statement
+                    .fetch_all(self.reads())
+                    .await?
+                    .iter()
+                    .map(event_from_row)
+                    .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn reindex_messages(
+                &self,
+                after: EventId,
+                batch: u32,
+                missing_only: bool,
+            ) -> StoreResult<ReindexStep> {
+                let rows = sqlx::query(&format!(
+                    "SELECT e.id, e.body, e.search_text FROM events e
+                      WHERE e.id > $1 AND {} AND e.body IS NOT NULL{}
+                      ORDER BY e.id LIMIT $2",
+                    <$store>::LIVE_MESSAGE,
+                    if missing_only { " AND e.search_text IS NULL" } else { "" }
+                ))
+                .bind(after)
+                .bind(limit(batch))
+                .fetch_all(self.reads())
+                .await?;
+                let mut stale = Vec::new();
+                for row in &rows {
+                    let body: String = col(row, "body")?;
+                    let folded = search_text::fold(&body);
+                    if col::<_, Option<String>>(row, "search_text")?.as_deref() != Some(folded.as_str()) {
+                        stale.push((col::<_, i64>(row, "id")?, body, folded));
+                    }
+                }
+                if !stale.is_empty() {
+                    let mut tx = self.begin_write().await?;
+                    for (id, body, folded) in &stale {
+                        // Only if the text is still what was read: an edit meanwhile wrote
+                        // its own search text, and a delete cleared it.
+                        sqlx::query(
+                            "UPDATE events SET search_text = $2 WHERE id = $1 AND body = $3",
+                        )
+                        .bind(id)
+                        .bind(folded)
+                        .bind(body)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await?;
+                }
+                Ok(ReindexStep {
+                    last: rows.last().map(|row| col(row, "id")).transpose()?,
+                    visited: rows.len() as u64,
+                    written: stale.len() as u64,
+                })
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn messages_to_index(&self, missing_only: bool) -> StoreResult<u64> {
+                let count: i64 = sqlx::query_scalar(&format!(
+                    "SELECT count(*) FROM events e WHERE {} AND e.body IS NOT NULL{}",
+                    <$store>::LIVE_MESSAGE,
+                    if missing_only { " AND e.search_text IS NULL" } else { "" }
+                ))
+                .fetch_one(self.reads())
+                .await?;
+                Ok(u64::try_from(count).unwrap_or(0))
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn set_room_retention(&self, room: RoomId, days: Option<i64>) -> StoreResult<()> {
                 match days {
                     Some(days) => {
@@ -1719,7 +1909,7 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await?;
                     sqlx::query(
-                        "UPDATE events SET body = NULL, metadata = '{}', deleted = TRUE
+                        "UPDATE events SET body = NULL, metadata = '{}', deleted = TRUE, search_text = NULL
                          WHERE id = $1 OR (kind = 'edit' AND target = $1)",
                     )
                     .bind(id)

@@ -16,6 +16,7 @@ use sqlx::sqlite::{
 };
 
 use super::common::NewMessage;
+use super::search_text::fold;
 use super::sql::{Dialect, sql_store};
 use super::{SqliteSync, StoreOptions};
 
@@ -145,6 +146,15 @@ impl Dialect for SqliteStore {
     // The single writer connection and `BEGIN IMMEDIATE` already serialise appends.
     const LOCK_HEAD: &'static str = "";
     const METADATA_TEXT: &'static str = "metadata";
+    const FTS5: bool = true;
+
+    fn contains(param: &str) -> String {
+        format!("instr(e.search_text, {param}) > 0")
+    }
+
+    fn contains_value(term: &str) -> String {
+        term.to_string()
+    }
     const READ_CURSOR_SQL: &'static str = "INSERT INTO read_cursors (user_id, room_id, seq)
          SELECT $1, id, MAX(0, MIN($3, last_seq)) FROM rooms WHERE id = $2
          ON CONFLICT (user_id, room_id) DO UPDATE SET seq = MAX(seq, excluded.seq)
@@ -209,7 +219,7 @@ impl Dialect for SqliteStore {
 const MESSAGES_PER_COMMAND: usize = 32;
 
 /// The SQL that stores `count` (1 to [`MESSAGES_PER_COMMAND`]) new messages: one `INSERT …
-/// RETURNING` per message, message `i` bound to parameters `6i+1 … 6i+6`. sqlx runs a
+/// RETURNING` per message, message `i` bound to parameters `7i+1 … 7i+7`. sqlx runs a
 /// multi-statement string as one command on its SQLite thread and streams each statement's
 /// rows and result back, so a run of messages costs one round trip instead of one per
 /// message. Built once per count, on first use.
@@ -224,12 +234,13 @@ fn build_messages_sql(count: usize) -> String {
     use std::fmt::Write as _;
     let mut sql = String::with_capacity(count * 400);
     for i in 0..count {
-        let p = i * 6;
+        let p = i * 7;
         let _ = write!(
             sql,
             "INSERT INTO events
-                (room_id, seq, kind, sender_id, target, body, metadata, client_msg_id, created_at)
-             SELECT id, last_seq + 1, 'message', ${}, NULL, ${}, ${}, ${}, ${} FROM rooms WHERE id = ${}
+                (room_id, seq, kind, sender_id, target, body, metadata, client_msg_id, created_at,
+                 search_text)
+             SELECT id, last_seq + 1, 'message', ${}, NULL, ${}, ${}, ${}, ${}, ${} FROM rooms WHERE id = ${}
              ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING
              RETURNING {};\n",
             p + 2,
@@ -237,6 +248,7 @@ fn build_messages_sql(count: usize) -> String {
             p + 4,
             p + 5,
             p + 6,
+            p + 7,
             p + 1,
             SqliteStore::EVENT_COLS
         );
@@ -270,7 +282,8 @@ async fn append_messages(
                 .bind(message.body)
                 .bind(encode_metadata(message.metadata))
                 .bind(message.client_msg_id)
-                .bind(now);
+                .bind(now)
+                .bind(fold(message.body));
         }
         // Per statement: its row (None: a retry, or no such room), until one fails.
         let mut stored: Vec<Option<DbRow>> = Vec::with_capacity(chunk.len());

@@ -8,6 +8,7 @@ import { $, sleep } from './dom.js';
 import { renderRoomList, renderTyping, TimelineView } from './views.js';
 import { FileCache, formatSize, uploadFile } from './files.js';
 import { addMemberDialog, directDialog, newGroupDialog } from './dialogs.js';
+import { SearchView } from './search.js';
 
 const TYPING_SEND_EVERY_MS = 3_000;
 const TYPING_IDLE_MS = 4_000;
@@ -42,6 +43,27 @@ const els = {
   attachInput: $('#attach-input'),
   pending: $('#pending-files'),
 };
+
+new SearchView(
+  {
+    form: $('#search-form'),
+    input: $('#search-input'),
+    panel: $('#search-panel'),
+    list: $('#search-list'),
+    more: $('#search-more'),
+    status: $('#search-status'),
+    close: $('#search-close'),
+    rooms: $('#room-nav'),
+  },
+  {
+    api,
+    roomTitle: (result) => {
+      const room = state?.rooms.get(result.room.id);
+      return room ? state.roomTitle(room) : result.room.name || `Room #${result.room.id}`;
+    },
+    open: (roomId, seq) => jumpTo(roomId, seq),
+  },
+);
 
 /** Uploads for the next message: `{ file, roomId, progress, id?, error?, el }`. */
 let pendingFiles = [];
@@ -110,9 +132,13 @@ async function startChat() {
     onSessionEnded: () => api.end(),
   });
   socket.start();
-  const fromHash = Number(location.hash.match(/^#room-(\d+)$/)?.[1]);
-  if (fromHash && state.rooms.has(fromHash)) openRoom(fromHash);
-  else renderRooms();
+  // `#room-3` opens a room; `#room-3-seq-17` (a search result's link) opens it at a message.
+  const [, hashRoom, hashSeq] = location.hash.match(/^#room-(\d+)(?:-seq-(\d+))?$/) || [];
+  const fromHash = Number(hashRoom);
+  if (fromHash && state.rooms.has(fromHash)) {
+    if (hashSeq) jumpTo(fromHash, Number(hashSeq));
+    else openRoom(fromHash);
+  } else renderRooms();
 }
 
 async function refreshUsers() {
@@ -229,6 +255,31 @@ function openRoom(id) {
     loadLatest(room);
   }
   els.input.focus();
+}
+
+/** Open a room at a message: load older pages until it is in the timeline, then show it. */
+async function jumpTo(roomId, seq) {
+  const room = state?.rooms.get(roomId);
+  if (!room) {
+    toast('That room is no longer in your list.');
+    return;
+  }
+  openRoom(roomId);
+  for (let waited = 0; !room.loaded && waited < 10_000; waited += 50) await sleep(50);
+  // Bounded: a message far back in a long history is reached page by page.
+  for (let pages = 0; pages < 200 && room.hasMore && room.oldest !== null && room.oldest > seq; pages++) {
+    if (room.loading) await sleep(50);
+    else await loadOlder(room);
+    if (currentId !== roomId) return;
+  }
+  const el = els.timeline.querySelector(`[data-seq="${seq}"]`);
+  if (!el) {
+    toast('That message is no longer there (deleted, or past the retention period).');
+    return;
+  }
+  el.scrollIntoView({ block: 'center' });
+  el.classList.add('found');
+  setTimeout(() => el.classList.remove('found'), 3_000);
 }
 
 function closeRoom() {

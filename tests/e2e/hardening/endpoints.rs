@@ -46,6 +46,8 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/api/v1/compliance/holds"),
     ("POST", "/api/v1/compliance/holds/{user}/release"),
     ("GET", "/api/v1/compliance/messages/{msg}/versions"),
+    ("GET", "/api/v1/search"),
+    ("GET", "/api/v1/compliance/search"),
     ("GET", "/api/v1/compliance/retention"),
     ("PUT", "/api/v1/compliance/retention/rooms/{room}"),
     ("GET", "/api/v1/compliance/retention/preview"),
@@ -188,8 +190,28 @@ fn path_param(rng: &mut StdRng, real: i64) -> String {
 }
 
 fn query(rng: &mut StdRng) -> String {
-    match rng.random_range(0..6) {
+    match rng.random_range(0..8) {
         0 => String::new(),
+        // A search query: hostile text, percent-encoded, with or without filters.
+        6 | 7 => {
+            let text = hostile_string(rng);
+            let encoded: String = text.bytes().map(|b| format!("%{b:02X}")).collect();
+            let filter = [
+                "",
+                "from:",
+                "in:",
+                "before:",
+                "has:",
+                "-",
+                "\"",
+                "on:2026-02-30 ",
+            ][rng.random_range(0..8)];
+            format!(
+                "?q={}{encoded}&limit={}",
+                filter.replace('"', "%22").replace(':', "%3A"),
+                rng.random::<i16>()
+            )
+        }
         1 => format!("?before={}", rng.random::<i64>()),
         2 => format!(
             "?after={}&limit={}",

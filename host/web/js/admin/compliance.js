@@ -1,10 +1,11 @@
-// The compliance role's page: the audit chain's status, legal holds (create, release),
-// retention (room policies, an exact preview, a run) and exports (run one, download its
-// files). Shown to users with the compliance role, admins or not; every read here is
+// The compliance role's page: search across every room, the audit chain's status, legal
+// holds (create, release), retention (room policies, an exact preview, a run) and exports
+// (run one, download its files). Shown to users with the compliance role, admins or not; every read here is
 // itself an audit record on the server.
 
 import { h, replace } from '../dom.js';
 import { report, saveFile, table, when } from './util.js';
+import { snippetNodes } from '../search.js';
 
 function chainStatus(r) {
   const findings = [
@@ -151,6 +152,50 @@ function exportsSection(ctx, exports, reload) {
   ];
 }
 
+/** Search across every room (each search is an audit record with its query). */
+function searchSection(ctx) {
+  const results = h('div', { id: 'compliance-search-results' });
+  let query = '';
+  let cursor = null;
+  const more = h('button', { type: 'button', id: 'compliance-search-more', hidden: true }, 'More results');
+  const list = h('ol', { class: 'search-list' });
+  const status = h('p', { class: 'muted', role: 'status' });
+  async function page() {
+    const params = new URLSearchParams({ q: query, limit: '50' });
+    if (cursor !== null) params.set('cursor', String(cursor));
+    more.hidden = true;
+    try {
+      const found = await ctx.api.get(`/api/v1/compliance/search?${params}`);
+      for (const r of found.results) {
+        list.append(h('li', { class: 'search-hit', dataset: { id: r.message.id } },
+          h('span', { class: 'search-where' },
+            h('strong', {}, r.room.name || `${r.room.kind} room #${r.room.id}`),
+            ` · user ${r.message.sender_id} · ${when(r.message.created_at)} · message ${r.message.id}`),
+          h('span', { class: 'search-snippet' }, snippetNodes(r.snippet))));
+      }
+      cursor = found.next_cursor ?? null;
+      more.hidden = cursor === null;
+      status.textContent = list.children.length === 0 ? 'No messages match.' : `${list.children.length}${cursor === null ? '' : '+'} found`;
+    } catch (err) {
+      status.textContent = err.message;
+    }
+  }
+  more.addEventListener('click', page);
+  const form = h('form', { id: 'compliance-search', class: 'row', role: 'search' },
+    h('label', { class: 'grow' }, 'Search all rooms ',
+      h('input', { name: 'q', type: 'search', required: true, maxlength: 500, placeholder: 'words, "phrase", from:name, in:room, after:2026-01-31' })),
+    h('button', { type: 'submit', class: 'primary' }, 'Search'));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    query = String(new FormData(form).get('q')).trim();
+    cursor = null;
+    replace(list);
+    page();
+  });
+  replace(results, status, list, more);
+  return [h('h2', {}, 'Search messages'), form, results];
+}
+
 async function load(ctx, body) {
   const reload = () => load(ctx, body);
   try {
@@ -178,6 +223,7 @@ async function load(ctx, body) {
       } catch (err) { report(ctx, err); }
     });
     replace(body,
+      ...searchSection(ctx),
       chainStatus(report_),
       h('h2', {}, 'Legal holds'),
       form,

@@ -1,0 +1,78 @@
+//! Message search over HTTP: `GET /api/v1/search` for members (the rooms they are in) and
+//! `GET /api/v1/compliance/search` for the compliance role (every room, audited). The query
+//! language and what a result holds are in [`crate::search`].
+
+use axum::Router as HttpRouter;
+use axum::extract::State;
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::{AppJson, AppQuery, AppState, AuthUser, ComplianceUser};
+use crate::error::Result;
+use crate::search::{self, SearchPage, SearchRequest, Searcher};
+use crate::store::{EventId, Millis, RoomId, UserId};
+
+pub fn routes() -> HttpRouter<AppState> {
+    HttpRouter::new()
+        .route("/api/v1/search", get(member_search))
+        .route("/api/v1/compliance/search", get(compliance_search))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchParams {
+    /// What the user typed (see `docs/protocol.md` for the syntax).
+    q: String,
+    room: Option<RoomId>,
+    sender: Option<UserId>,
+    /// Created at or after, in milliseconds since the epoch.
+    after: Option<Millis>,
+    /// Created before.
+    before: Option<Millis>,
+    cursor: Option<EventId>,
+    limit: Option<u32>,
+}
+
+impl From<SearchParams> for SearchRequest {
+    fn from(p: SearchParams) -> Self {
+        Self {
+            q: p.q,
+            room: p.room,
+            sender: p.sender,
+            after: p.after,
+            before: p.before,
+            cursor: p.cursor,
+            limit: p.limit,
+        }
+    }
+}
+
+async fn member_search(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    AppQuery(params): AppQuery<SearchParams>,
+) -> Result<AppJson<SearchPage>> {
+    let page = search::search(
+        state.store.as_ref(),
+        &state.config.limits,
+        Searcher::Member(&caller.user),
+        params.into(),
+    )
+    .await?;
+    Ok(AppJson(page))
+}
+
+async fn compliance_search(
+    State(state): State<AppState>,
+    ComplianceUser(caller): ComplianceUser,
+    AppQuery(params): AppQuery<SearchParams>,
+) -> Result<AppJson<SearchPage>> {
+    let page = search::search(
+        state.store.as_ref(),
+        &state.config.limits,
+        Searcher::Compliance(&caller.user),
+        params.into(),
+    )
+    .await?;
+    Ok(AppJson(page))
+}
