@@ -335,3 +335,60 @@ async fn text_the_dlp_plugin_redacted_is_not_findable() {
         assert!(bodies(&alice, fragment).await.is_empty(), "{fragment}");
     }
 }
+
+/// `switchboard search reindex` gives messages stored before search existed their search
+/// text, with progress, while the server runs; a search finds them afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reindex_command_indexes_older_messages_while_the_server_runs() {
+    use sqlx::Connection as _;
+    for backend in BACKENDS {
+        let (server, db) = start_on(backend, |c| c.limits.message_burst = 1000).await;
+        let alice = server.user("alice").await;
+        let room = alice.group("old", &[]).await;
+        for i in 0..30 {
+            alice
+                .send_http(room, &format!("o{i}"), &format!("legacy note {i}"))
+                .await;
+        }
+        // As after upgrading from a version without search.
+        let clear = "UPDATE events SET search_text = NULL";
+        match &db {
+            None => {
+                let path = server.dir.path().join("switchboard.db");
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                sqlx::query(clear).execute(&mut conn).await.unwrap();
+            }
+            Some(db) => {
+                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::query(clear).execute(&mut conn).await.unwrap();
+            }
+        }
+        assert!(bodies(&alice, "legacy").await.is_empty());
+
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command
+            .env_clear()
+            .env("SWITCHBOARD_DATA_DIR", server.dir.path())
+            .args(["search", "reindex"]);
+        if let Some(db) = &db {
+            command.env("SWITCHBOARD_DATABASE_URL", &db.url);
+        }
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{backend:?}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains("indexed 30/30 messages (100%)"), "{stdout}");
+        assert!(stdout.contains("30 updated"), "{stdout}");
+        assert_eq!(
+            bodies(&alice, "legacy").await.len(),
+            20,
+            "a full first page"
+        );
+    }
+}
