@@ -478,6 +478,11 @@ pub struct StoreConfig {
     pub commit_batch_max: usize,
     /// Writes waiting for the group-commit writer before senders are told to retry.
     pub commit_queue: usize,
+    /// Keep every message's search text and index it (default). Off, messages cost less
+    /// to store (on SQLite the trigram index is most of a message's write cost) and
+    /// search answers `503 search_disabled`; turned on again, the server indexes what it
+    /// missed in the background.
+    pub search_index: bool,
 }
 
 impl Default for StoreConfig {
@@ -487,6 +492,7 @@ impl Default for StoreConfig {
             sqlite_synchronous: SqliteSync::Full,
             commit_batch_max: 512,
             commit_queue: 16_384,
+            search_index: true,
         }
     }
 }

@@ -65,6 +65,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         max_connections: config.store.max_connections,
         sqlite_synchronous: config.store.sqlite_synchronous,
         preserve_versions: config.compliance.preserve_deleted,
+        index_search: config.store.search_index,
     };
     let url = config.database_url();
     store::open(&url, &options)
@@ -201,7 +202,10 @@ pub async fn serve(
     let checkpointer =
         audit::spawn_checkpointer(store.clone(), audit_key, config.compliance.clone());
     let retention = retention::spawn_scheduler(store.clone(), config.compliance.clone());
-    let search_backfill = search::spawn_backfill(store.clone());
+    let search_backfill = config
+        .store
+        .search_index
+        .then(|| search::spawn_backfill(store.clone()));
     let files = Arc::new(files::Files::open(&config).context("opening file storage")?);
     let exporter = match &config.compliance.export_dir {
         Some(dir) => Some(export::spawn_scheduler(
@@ -255,7 +259,9 @@ pub async fn serve(
     housekeeping.abort();
     checkpointer.abort();
     retention.abort();
-    search_backfill.abort();
+    if let Some(backfill) = search_backfill {
+        backfill.abort();
+    }
     purger.abort();
     if let Some(exporter) = exporter {
         exporter.abort();

@@ -283,6 +283,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn search_reindex(config: &Config, missing_only: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.store.search_index,
+        "search is turned off in the configuration (store.search_index = false): nothing to index"
+    );
     let store = switchboard::open_store(config).await?;
     let started = std::time::Instant::now();
     let mut last_report = started;

@@ -741,6 +741,31 @@ pub struct StoreOptions {
     /// Keep every message's earlier text on edit and delete (`compliance.preserve_deleted`),
     /// not only under a legal hold.
     pub preserve_versions: bool,
+    /// Write each message's search text (and so index it); `store.search_index`.
+    pub index_search: bool,
+}
+
+/// What a write does beside storing the event, from [`StoreOptions`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WritePolicy {
+    /// Keep earlier texts on every edit and delete (`StoreOptions::preserve_versions`).
+    pub preserve: bool,
+    /// Write messages' search text (`StoreOptions::index_search`).
+    pub index_search: bool,
+}
+
+impl WritePolicy {
+    fn from_options(options: &StoreOptions) -> Self {
+        Self {
+            preserve: options.preserve_versions,
+            index_search: options.index_search,
+        }
+    }
+
+    /// A message body's search text, when search is on.
+    pub(crate) fn search_text(self, body: &str) -> Option<String> {
+        self.index_search.then(|| search_text::fold(body))
+    }
 }
 
 impl Default for StoreOptions {
@@ -749,6 +774,7 @@ impl Default for StoreOptions {
             max_connections: 8,
             sqlite_synchronous: SqliteSync::Full,
             preserve_versions: false,
+            index_search: true,
         }
     }
 }

@@ -70,16 +70,18 @@ impl Api {
 
     /// The database's size in bytes, as the admin health page reports it.
     pub async fn store_size(&self) -> anyhow::Result<Option<u64>> {
+        // A fresh login: a long run outlives the first access token.
+        let admin = login(&self.http, &self.base, "admin", ADMIN_PASSWORD).await?;
         let health: Value = self
             .http
             .get(format!("{}/api/v1/admin/health", self.base))
-            .bearer_auth(&self.admin)
+            .bearer_auth(&admin.token)
             .send()
             .await?
             .error_for_status()?
             .json()
             .await?;
-        Ok(health["size_bytes"].as_u64())
+        Ok(health["store"]["size_bytes"].as_u64())
     }
 
     /// A group room owned by `owner` with `members`.

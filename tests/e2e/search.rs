@@ -392,3 +392,37 @@ async fn the_reindex_command_indexes_older_messages_while_the_server_runs() {
         );
     }
 }
+
+/// With `store.search_index = false` nothing is indexed and search says it is off; turned on
+/// again, the server indexes what it missed by itself, in the background.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_can_be_turned_off_and_catches_up_when_turned_on() {
+    let server = crate::support::TestServer::start_with(|c| c.store.search_index = false).await;
+    let alice = server.user("alice").await;
+    let room = alice.group("quiet", &[]).await;
+    for i in 0..5 {
+        alice
+            .send_http(room, &format!("q{i}"), &format!("unindexed memo {i}"))
+            .await;
+    }
+    let (status, page) = search(&alice, "memo", "").await;
+    assert_eq!(
+        (status, error_code(&page)),
+        (StatusCode::SERVICE_UNAVAILABLE, "search_disabled")
+    );
+
+    let server = server.restart(|c| c.store.search_index = true).await;
+    let alice = server.login("alice", crate::support::PASSWORD).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let found = bodies(&alice, "memo").await.len();
+        if found == 5 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the background indexing found {found} of 5"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -8,7 +8,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::{AppJson, AppQuery, AppState, AuthUser, ComplianceUser};
-use crate::error::Result;
+use crate::error::{ApiError, Result};
 use crate::search::{self, SearchPage, SearchRequest, Searcher};
 use crate::store::{EventId, Millis, RoomId, UserId};
 
@@ -47,11 +47,24 @@ impl From<SearchParams> for SearchRequest {
     }
 }
 
+/// `store.search_index = false`: nothing is indexed, so nothing is searched.
+fn require_index(state: &AppState) -> Result<()> {
+    if state.config.store.search_index {
+        Ok(())
+    } else {
+        Err(ApiError::unavailable(
+            "search_disabled",
+            "search is turned off on this server (store.search_index = false)",
+        ))
+    }
+}
+
 async fn member_search(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     AppQuery(params): AppQuery<SearchParams>,
 ) -> Result<AppJson<SearchPage>> {
+    require_index(&state)?;
     let page = search::search(
         state.store.as_ref(),
         &state.config.limits,
@@ -67,6 +80,7 @@ async fn compliance_search(
     ComplianceUser(caller): ComplianceUser,
     AppQuery(params): AppQuery<SearchParams>,
 ) -> Result<AppJson<SearchPage>> {
+    require_index(&state)?;
     let page = search::search(
         state.store.as_ref(),
         &state.config.limits,

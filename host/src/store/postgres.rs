@@ -10,10 +10,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use std::collections::HashMap;
 
-use super::StoreOptions;
 use super::common::NewMessage;
-use super::search_text::fold;
 use super::sql::{Dialect, sql_store};
+use super::StoreOptions;
 
 /// Whole-batch attempts when PostgreSQL aborts the transaction to break a deadlock or a
 /// serialization conflict; nothing was committed, so running it again is safe.
@@ -22,8 +21,8 @@ const ATTEMPTS: usize = 3;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// Keep earlier texts on every edit and delete (`StoreOptions::preserve_versions`).
-    preserve: bool,
+    /// Earlier texts kept, search text written.
+    policy: WritePolicy,
 }
 
 impl PgStore {
@@ -37,7 +36,7 @@ impl PgStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let store = Self {
             pool,
-            preserve: options.preserve_versions,
+            policy: WritePolicy::from_options(options),
         };
         store.chain_unsealed().await?;
         Ok(store)
@@ -64,7 +63,7 @@ impl PgStore {
             let rest = &batch[results.len()..];
             let run: Vec<NewMessage<'_>> = rest.iter().map_while(NewMessage::plain).collect();
             if !run.is_empty()
-                && let Some(stored) = append_messages(&mut tx, &run, now).await?
+                && let Some(stored) = append_messages(&mut tx, &run, now, self.policy).await?
             {
                 results.extend(stored);
                 continue;
@@ -72,7 +71,7 @@ impl PgStore {
             // Not a new message, or the run's statement failed (it changed nothing): item by
             // item, each failure its own.
             for item in &rest[..run.len().max(1)] {
-                results.push(apply_in_savepoint(&mut tx, item, now, self.preserve).await?);
+                results.push(apply_in_savepoint(&mut tx, item, now, self.policy).await?);
             }
         }
         tx.commit().await?;
@@ -170,11 +169,15 @@ async fn append_messages(
     conn: &mut DbConnection,
     messages: &[NewMessage<'_>],
     now: i64,
+    policy: WritePolicy,
 ) -> StoreResult<Option<Vec<StoreResult<Appended>>>> {
     let rooms: Vec<RoomId> = messages.iter().map(|m| m.room_id).collect();
     let senders: Vec<UserId> = messages.iter().map(|m| m.sender_id).collect();
     let bodies: Vec<&str> = messages.iter().map(|m| m.body).collect();
-    let search_texts: Vec<String> = messages.iter().map(|m| fold(m.body)).collect();
+    let search_texts: Vec<Option<String>> = messages
+        .iter()
+        .map(|m| policy.search_text(m.body))
+        .collect();
     let metadata: Vec<String> = messages
         .iter()
         .map(|m| encode_metadata(m.metadata))

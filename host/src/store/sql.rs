@@ -181,7 +181,7 @@ macro_rules! sql_store {
             Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, EventVersion,
             FileRecord, FileUsage, FinishedFile, LegalHold, Member, Metadata, NewEvent, NewHold, NewRoom, NewUser, Page, ReindexStep, Role, Room,
             RoomId, RoomKind, RoomSummary, SearchQuery, Session, Store, StoreError, StoreResult, User, UserId,
-            now_millis,
+            WritePolicy, now_millis,
         };
         use $crate::store::sql::{SearchBind, search_sql};
 
@@ -377,10 +377,10 @@ macro_rules! sql_store {
             tx: &mut DbConnection,
             item: &NewEvent,
             now: i64,
-            preserve: bool,
+            policy: WritePolicy,
         ) -> StoreResult<StoreResult<Appended>> {
             sqlx::query("SAVEPOINT item").execute(&mut *tx).await?;
-            match apply(tx, item, now, preserve)
+            match apply(tx, item, now, policy)
                 .await
                 .map_err(refuse_row_errors)
             {
@@ -516,13 +516,14 @@ macro_rules! sql_store {
             Ok(())
         }
 
-        /// Apply one item inside `SAVEPOINT item`. `preserve`: keep earlier texts on every
-        /// edit and delete, not only under a hold.
+        /// Apply one item inside `SAVEPOINT item`. `policy.preserve`: keep earlier texts on
+        /// every edit and delete, not only under a hold; `policy.index_search`: write the
+        /// search text.
         async fn apply(
             conn: &mut DbConnection,
             item: &NewEvent,
             now: i64,
-            preserve: bool,
+            policy: WritePolicy,
         ) -> StoreResult<Appended> {
             let fresh = |event| Appended {
                 event,
@@ -557,7 +558,7 @@ macro_rules! sql_store {
                         metadata,
                         client_msg_id: Some(client_msg_id),
                     };
-                    match insert_at(conn, seq, row, now).await {
+                    match insert_at(conn, seq, row, now, policy).await {
                         Ok(event) => {
                             attach_files(conn, &event, files).await?;
                             Ok(fresh(event))
@@ -597,7 +598,7 @@ macro_rules! sql_store {
                     if author != *sender_id {
                         return Err(StoreError::Conflict("not_author"));
                     }
-                    if preserve || held(conn, *target, now).await? {
+                    if policy.preserve || held(conn, *target, now).await? {
                         keep_versions(conn, *target, "edit", now).await?;
                     }
                     sqlx::query(&format!(
@@ -610,7 +611,7 @@ macro_rules! sql_store {
                     .bind(body)
                     .bind(encode_metadata(metadata))
                     .bind(now)
-                    .bind(search_text::fold(body))
+                    .bind(policy.search_text(body))
                     .execute(&mut *conn)
                     .await?;
                     let row = NewRow {
@@ -622,7 +623,7 @@ macro_rules! sql_store {
                         metadata,
                         client_msg_id: None,
                     };
-                    Ok(fresh(insert_at(conn, seq, row, now).await?))
+                    Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
                 NewEvent::Delete {
                     room_id,
@@ -631,7 +632,7 @@ macro_rules! sql_store {
                 } => {
                     let seq = next_seq(conn, *room_id).await?;
                     live_message_author(conn, *room_id, *target).await?;
-                    let kept = preserve || held(conn, *target, now).await?;
+                    let kept = policy.preserve || held(conn, *target, now).await?;
                     if kept {
                         keep_versions(conn, *target, "delete", now).await?;
                     }
@@ -660,7 +661,7 @@ macro_rules! sql_store {
                         metadata: &Metadata::new(),
                         client_msg_id: None,
                     };
-                    Ok(fresh(insert_at(conn, seq, row, now).await?))
+                    Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
                 NewEvent::Join {
                     room_id,
@@ -695,7 +696,7 @@ macro_rules! sql_store {
                         metadata: &metadata,
                         client_msg_id: None,
                     };
-                    Ok(fresh(insert_at(conn, seq, row, now).await?))
+                    Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
                 NewEvent::Leave {
                     room_id,
@@ -721,7 +722,7 @@ macro_rules! sql_store {
                         metadata: &Metadata::new(),
                         client_msg_id: None,
                     };
-                    Ok(fresh(insert_at(conn, seq, row, now).await?))
+                    Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
             }
         }
@@ -778,6 +779,7 @@ macro_rules! sql_store {
             seq: i64,
             row: NewRow<'_>,
             now: i64,
+            policy: WritePolicy,
         ) -> StoreResult<Event> {
             let stored = sqlx::query(&format!(
                 "INSERT INTO events
@@ -797,7 +799,11 @@ macro_rules! sql_store {
             .bind(row.client_msg_id)
             .bind(now)
             // Only a message is found by its text (an edit's text is the message's now).
-            .bind(row.body.filter(|_| row.kind == EventKind::Message).map(|body| search_text::fold(body)))
+            .bind(
+                row.body
+                    .filter(|_| row.kind == EventKind::Message)
+                    .and_then(|body| policy.search_text(body)),
+            )
             .fetch_one(&mut *conn)
             .await
             .map_err(not_found_on_foreign_key)?;

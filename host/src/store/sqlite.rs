@@ -16,7 +16,6 @@ use sqlx::sqlite::{
 };
 
 use super::common::NewMessage;
-use super::search_text::fold;
 use super::sql::{Dialect, sql_store};
 use super::{SqliteSync, StoreOptions};
 
@@ -30,8 +29,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Reads only (`max_connections` of them); WAL lets them run beside the writer.
     reader: SqlitePool,
-    /// Keep earlier texts on every edit and delete (`StoreOptions::preserve_versions`).
-    preserve: bool,
+    /// Earlier texts kept, search text written.
+    policy: WritePolicy,
 }
 
 impl SqliteStore {
@@ -88,7 +87,7 @@ impl SqliteStore {
         let store = Self {
             writer,
             reader,
-            preserve: options.preserve_versions,
+            policy: WritePolicy::from_options(options),
         };
         store.chain_unsealed().await?;
         Ok(store)
@@ -200,9 +199,9 @@ impl Dialect for SqliteStore {
             let rest = &batch[results.len()..];
             let run: Vec<NewMessage<'_>> = rest.iter().map_while(NewMessage::plain).collect();
             if run.is_empty() {
-                results.push(apply_in_savepoint(&mut tx, &rest[0], now, self.preserve).await?);
+                results.push(apply_in_savepoint(&mut tx, &rest[0], now, self.policy).await?);
             } else {
-                results.extend(append_messages(&mut tx, &run, now).await?);
+                results.extend(append_messages(&mut tx, &run, now, self.policy).await?);
             }
         }
         tx.commit().await?;
@@ -266,6 +265,7 @@ async fn append_messages(
     conn: &mut DbConnection,
     messages: &[NewMessage<'_>],
     now: i64,
+    policy: WritePolicy,
 ) -> StoreResult<Vec<StoreResult<Appended>>> {
     use futures_util::StreamExt as _;
     use sqlx::Either;
@@ -283,7 +283,7 @@ async fn append_messages(
                 .bind(encode_metadata(message.metadata))
                 .bind(message.client_msg_id)
                 .bind(now)
-                .bind(fold(message.body));
+                .bind(policy.search_text(message.body));
         }
         // Per statement: its row (None: a retry, or no such room), until one fails.
         let mut stored: Vec<Option<DbRow>> = Vec::with_capacity(chunk.len());
