@@ -68,6 +68,11 @@ impl Api {
         results.into_iter().collect()
     }
 
+    /// Log `name` in again (a long run outlives an access token).
+    pub async fn login(&self, name: &str) -> anyhow::Result<User> {
+        login(&self.http, &self.base, name, PASSWORD).await
+    }
+
     /// The database's size in bytes, as the admin health page reports it.
     pub async fn store_size(&self) -> anyhow::Result<Option<u64>> {
         // A fresh login: a long run outlives the first access token.

@@ -10,9 +10,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use std::collections::HashMap;
 
+use super::StoreOptions;
 use super::common::NewMessage;
 use super::sql::{Dialect, sql_store};
-use super::StoreOptions;
 
 /// Whole-batch attempts when PostgreSQL aborts the transaction to break a deadlock or a
 /// serialization conflict; nothing was committed, so running it again is safe.
