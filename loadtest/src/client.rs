@@ -149,8 +149,8 @@ async fn login(
     })
 }
 
-/// Open a WebSocket and read past `hello`.
-pub async fn connect(server: &Server, user: &User) -> anyhow::Result<(WsSink, WsStream)> {
+/// Open a WebSocket for `user` on their node, split, nothing read yet.
+pub async fn open(server: &Server, user: &User) -> anyhow::Result<(WsSink, WsStream)> {
     // TCP_NODELAY on the client too, so measured latency is the server's, not Nagle's.
     let (ws, _) = tokio_tungstenite::connect_async_with_config(
         server.ws_url(user.id, &user.token),
@@ -158,7 +158,12 @@ pub async fn connect(server: &Server, user: &User) -> anyhow::Result<(WsSink, Ws
         true,
     )
     .await?;
-    let (mut sink, mut stream) = ws.split();
+    Ok(ws.split())
+}
+
+/// Open a WebSocket and read past `hello`.
+pub async fn connect(server: &Server, user: &User) -> anyhow::Result<(WsSink, WsStream)> {
+    let (mut sink, mut stream) = open(server, user).await?;
     // Start live delivery at once (the server waits briefly for a `sync` otherwise).
     sink.send(Message::Text(json!({ "type": "ping" }).to_string().into()))
         .await?;

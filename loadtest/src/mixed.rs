@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{Api, User};
+use crate::client::{Api, User, open};
 use crate::scenarios::{Measured, SendPlan, collect, member};
 use crate::server::Server;
 use crate::stats::{Clock, Percentiles, percentiles};
@@ -268,13 +268,7 @@ async fn resume_loop(
     let mut last = 0i64;
     while Instant::now() < stop_at {
         let began = Instant::now();
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(
-            server.ws_url(user.id, &user.token),
-            None,
-            true,
-        )
-        .await?;
-        let (mut sink, mut stream) = ws.split();
+        let (mut sink, mut stream) = open(server, user).await?;
         let sync = json!({ "type": "sync", "rooms": { room.to_string(): last } });
         sink.send(Message::Text(sync.to_string().into())).await?;
         let leave_at = (Instant::now() + online).min(stop_at);

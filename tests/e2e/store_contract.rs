@@ -90,6 +90,31 @@ impl Backend {
         })
     }
 
+    /// Run one raw statement on the database: a state the store's API cannot make (such as
+    /// rows from before a migration).
+    async fn execute(&self, sql: &str) {
+        match self.kind {
+            Kind::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("raw");
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .expect("raw statement");
+                conn.close().await.expect("close");
+            }
+            Kind::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.expect("raw");
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .expect("raw statement");
+                conn.close().await.expect("close");
+            }
+        }
+    }
+
     /// Events whose stored body or metadata contains `needle`, counted with raw SQL.
     async fn events_mentioning(&self, needle: &str) -> i64 {
         let pattern = format!("%{needle}%");

@@ -64,15 +64,7 @@ async fn member_search(
     AuthUser(caller): AuthUser,
     AppQuery(params): AppQuery<SearchParams>,
 ) -> Result<AppJson<SearchPage>> {
-    require_index(&state)?;
-    let page = search::search(
-        state.store.as_ref(),
-        &state.config.limits,
-        Searcher::Member(&caller.user),
-        params.into(),
-    )
-    .await?;
-    Ok(AppJson(page))
+    run(&state, Searcher::Member(&caller.user), params).await
 }
 
 async fn compliance_search(
@@ -80,11 +72,19 @@ async fn compliance_search(
     ComplianceUser(caller): ComplianceUser,
     AppQuery(params): AppQuery<SearchParams>,
 ) -> Result<AppJson<SearchPage>> {
-    require_index(&state)?;
+    run(&state, Searcher::Compliance(&caller.user), params).await
+}
+
+async fn run(
+    state: &AppState,
+    searcher: Searcher<'_>,
+    params: SearchParams,
+) -> Result<AppJson<SearchPage>> {
+    require_index(state)?;
     let page = search::search(
         state.store.as_ref(),
         &state.config.limits,
-        Searcher::Compliance(&caller.user),
+        searcher,
         params.into(),
     )
     .await?;

@@ -8,11 +8,10 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree as _;
-use sqlx::Connection as _;
 use switchboard::store::search_text::fold;
 use switchboard::store::{Metadata, NewEvent, Role, SearchQuery, Store, UserId};
 
-use super::{Backend, Kind, append_ok, group, send, user};
+use super::{Backend, append_ok, group, send, user};
 
 fn words(query: &str) -> SearchQuery {
     SearchQuery {
@@ -472,22 +471,7 @@ pub(super) async fn reindex_fills_in_what_is_missing(store: Arc<dyn Store>, back
     // As after the upgrade: no search text (and a wrong one for one message).
     let clear = "UPDATE events SET search_text = NULL WHERE kind = 'message'";
     let wrong = "UPDATE events SET search_text = 'garbage' WHERE id = (SELECT min(id) FROM events WHERE kind = 'message')";
-    match backend.kind {
-        Kind::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&backend.url)
-                .await
-                .expect("raw");
-            sqlx::query(clear).execute(&mut conn).await.expect("clear");
-            conn.close().await.expect("close");
-        }
-        Kind::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&backend.url)
-                .await
-                .expect("raw");
-            sqlx::query(clear).execute(&mut conn).await.expect("clear");
-            conn.close().await.expect("close");
-        }
-    }
+    backend.execute(clear).await;
     assert!(found(&store, &words("older")).await.is_empty());
     assert_eq!(store.messages_to_index(true).await.expect("count"), 7);
     let mut after = 0;
@@ -504,22 +488,7 @@ pub(super) async fn reindex_fills_in_what_is_missing(store: Arc<dyn Store>, back
     assert_eq!(store.messages_to_index(true).await.expect("count"), 0);
     assert_eq!(found(&store, &words("older")).await.len(), 7);
 
-    match backend.kind {
-        Kind::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&backend.url)
-                .await
-                .expect("raw");
-            sqlx::query(wrong).execute(&mut conn).await.expect("wrong");
-            conn.close().await.expect("close");
-        }
-        Kind::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&backend.url)
-                .await
-                .expect("raw");
-            sqlx::query(wrong).execute(&mut conn).await.expect("wrong");
-            conn.close().await.expect("close");
-        }
-    }
+    backend.execute(wrong).await;
     assert_eq!(found(&store, &words("older")).await.len(), 6);
     let step = store.reindex_messages(0, 100, false).await.expect("full");
     assert_eq!((step.visited, step.written), (7, 1));
