@@ -338,6 +338,13 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<Migratio
     }
     let report = verify(&mut source, &mut tx, copied).await?;
     tx.commit().await.context("committing the copy")?;
+    // Planner statistics for the tables just filled: until autovacuum gets to them the
+    // planner takes them for empty, and a search over a copied history then walks rooms
+    // row by row (measured: ~500 ms a query at a million messages, 2–10 ms after).
+    sqlx::query("ANALYZE")
+        .execute(&mut target)
+        .await
+        .context("analyzing the copy")?;
     sqlx::query("COMMIT").execute(&mut source).await?;
     source.close().await?;
     target.close().await?;
