@@ -20,6 +20,7 @@ use crate::config::Limits;
 use crate::error::{ApiError, Result};
 use crate::store::{
     Event, EventId, Millis, RoomId, RoomKind, SearchQuery, Store, StoreResult, User, UserId,
+    search_text,
 };
 
 pub use snippet::{Snippet, SnippetPart};
@@ -192,6 +193,9 @@ pub async fn search(
         .limit
         .unwrap_or(20)
         .clamp(1, limits.search_page_max.max(1));
+    // No word an index can serve: look at the newest events only (said in the answer).
+    let unindexed =
+        !parsed.required.is_empty() && !parsed.required.iter().any(|t| search_text::is_indexed(t));
     let store_query = SearchQuery {
         reader,
         required: parsed.required.clone(),
@@ -202,15 +206,8 @@ pub async fn search(
         until,
         has_file: parsed.has_file,
         before_id: request.cursor,
-        recent_events: None,
-        limit: limit + 1,
-    };
-    // No word an index can serve: look at the newest events only (said in the answer).
-    let unindexed =
-        !parsed.required.is_empty() && parsed.required.iter().all(|t| t.chars().count() < 3);
-    let store_query = SearchQuery {
         recent_events: unindexed.then_some(limits.search_short_scan_events),
-        ..store_query
+        limit: limit + 1,
     };
     let mut found = store.search_messages(&store_query).await?;
     let more = found.len() > limit as usize;

@@ -14,6 +14,12 @@
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
+/// Whether the trigram indexes can find a folded term: it has a trigram, so three
+/// characters or more. Shorter terms are checked on the rows themselves.
+pub fn is_indexed(term: &str) -> bool {
+    term.chars().nth(2).is_some()
+}
+
 /// The folded form of `text` (see the module header).
 pub fn fold(text: &str) -> String {
     if text.is_ascii() {

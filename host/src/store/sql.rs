@@ -13,7 +13,7 @@
 //! than the code it shares; the macro keeps each method readable as plain SQL, and the store
 //! contract suite (`tests/e2e/store_contract`) runs the one body on both databases.
 
-use super::{Appended, NewEvent, StoreResult};
+use super::{Appended, NewEvent, StoreResult, search_text};
 
 /// What differs between the backends. Implemented by each store type; the shared body in
 /// [`sql_store!`] reads these.
@@ -93,7 +93,7 @@ pub(super) fn search_sql<D: Dialect>(query: &super::SearchQuery) -> (String, Vec
     let indexed: Vec<&String> = query
         .required
         .iter()
-        .filter(|term| term.chars().count() >= 3)
+        .filter(|term| search_text::is_indexed(term))
         .collect();
     let mut sql = format!("SELECT {} FROM ", D::EVENT_COLS);
     let order = if D::FTS5 && !indexed.is_empty() {
