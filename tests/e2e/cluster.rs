@@ -51,6 +51,30 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A free loopback port *below* the kernel's ephemeral range, for a server the test stops
+/// and starts again on the same port. A port from the ephemeral range (what `free_port`
+/// returns) can be taken while the server is down by any outgoing connection on the machine
+/// — the kernel picks their local ports from that range, and the parallel tests make
+/// thousands — and the restart then fails to bind (seen in CI). A port below the range is
+/// only ever taken by an explicit bind.
+fn restartable_port() -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = ephemeral_low.saturating_sub(12_000).max(1024);
+    if ephemeral_low <= low + 100 {
+        return free_port();
+    }
+    for _ in 0..500 {
+        let port = low + rand::random::<u16>() % (ephemeral_low - low);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    free_port()
+}
+
 async fn port_open(port: u16) -> bool {
     tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -135,7 +159,7 @@ pub struct Nats {
 impl Nats {
     pub async fn start() -> Self {
         let mut nats = Self {
-            port: free_port(),
+            port: restartable_port(),
             child: None,
         };
         nats.restart().await;
@@ -145,7 +169,7 @@ impl Nats {
     /// A port reserved for a NATS that is not running yet.
     pub fn not_started() -> Self {
         Self {
-            port: free_port(),
+            port: restartable_port(),
             child: None,
         }
     }
@@ -166,7 +190,26 @@ impl Nats {
             .expect("spawn nats-server");
         self.child = Some(child);
         for _ in 0..100 {
+            // A nats-server that could not bind exits: say so instead of waiting, and never
+            // mistake another process on the port for it.
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "nats-server exited ({status}) instead of listening on {}",
+                    self.port
+                );
+            }
             if port_open(self.port).await {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Some(child) = self.child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    panic!(
+                        "port {} is open but nats-server exited ({status})",
+                        self.port
+                    );
+                }
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
