@@ -72,12 +72,24 @@ pub struct SearchHit {
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchPage {
     pub results: Vec<SearchHit>,
-    /// Every word was shorter than three characters, so only recent messages were searched
+    /// No word had three characters or more (only short words, or only filters other than
+    /// `has:file`), so only recent messages were searched
     /// (`limits.search_short_scan_events`); a longer word searches everything.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub recent_only: bool,
     /// Give as `cursor` for the next (older) page; absent on the last page.
     pub next_cursor: Option<EventId>,
+}
+
+impl SearchPage {
+    /// No results, because the filters contradict each other.
+    fn empty() -> Self {
+        Self {
+            results: Vec::new(),
+            recent_only: false,
+            next_cursor: None,
+        }
+    }
 }
 
 const DAY_MS: i64 = 86_400_000;
@@ -116,7 +128,11 @@ pub async fn search(
         }
     }
     if let Some(sender) = request.sender {
-        senders.push(sender);
+        if !senders.is_empty() && !senders.contains(&sender) {
+            // `from:` and `sender=` name different people: nothing can match both.
+            return Ok(SearchPage::empty());
+        }
+        senders = vec![sender];
     }
     let mut rooms = Vec::new();
     if !parsed.rooms.is_empty() {
@@ -162,11 +178,7 @@ pub async fn search(
         }
         if !rooms.is_empty() && !rooms.contains(&room) {
             // `in:` and `room=` name different rooms: nothing can match both.
-            return Ok(SearchPage {
-                results: Vec::new(),
-                recent_only: false,
-                next_cursor: None,
-            });
+            return Ok(SearchPage::empty());
         }
         rooms = vec![room];
     }
@@ -193,9 +205,10 @@ pub async fn search(
         .limit
         .unwrap_or(20)
         .clamp(1, limits.search_page_max.max(1));
-    // No word an index can serve: look at the newest events only (said in the answer).
-    let unindexed =
-        !parsed.required.is_empty() && !parsed.required.iter().any(|t| search_text::is_indexed(t));
+    // Nothing an index serves — no word of three characters or more, and no `has:file`
+    // (the files table is small and indexed by message) — would be a scan of every message:
+    // look at the newest events only, and say so in the answer.
+    let unindexed = !parsed.has_file && !parsed.required.iter().any(|t| search_text::is_indexed(t));
     let store_query = SearchQuery {
         reader,
         required: parsed.required.clone(),

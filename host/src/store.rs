@@ -319,7 +319,8 @@ pub struct SearchQuery {
     /// Paging: only messages with a smaller id than this (the last result of the page before).
     pub before_id: Option<EventId>,
     /// Only among the newest this many events (by id): the bound on a search no index
-    /// serves (every word shorter than three characters), so it stays a bounded scan.
+    /// serves (no word of three characters or more, no `has:file`), so it stays a bounded
+    /// scan.
     pub recent_events: Option<u64>,
     pub limit: u32,
 }

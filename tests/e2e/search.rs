@@ -103,6 +103,11 @@ async fn members_find_their_rooms_messages_and_nothing_else() {
         assert_eq!(bodies(&alice, "budget after:2000-01-01").await.len(), 2);
         let (_, page) = search(&alice, "budget", &format!("&sender={}", bob.id)).await;
         assert_eq!(page["results"].as_array().unwrap().len(), 1);
+        // `from:` and `sender=` both apply: naming two people finds nothing.
+        let (_, page) = search(&alice, "budget from:alice", &format!("&sender={}", bob.id)).await;
+        assert_eq!(page["results"], json!([]), "{backend:?}");
+        let (_, page) = search(&alice, "budget from:bob", &format!("&sender={}", bob.id)).await;
+        assert_eq!(page["results"].as_array().unwrap().len(), 1);
 
         // Someone who leaves no longer finds the room's messages.
         let (s, _) = alice
@@ -302,7 +307,50 @@ async fn has_file_finds_messages_with_an_attachment() {
             ["notes attached"],
             "{backend:?}"
         );
-        assert_eq!(bodies(&alice, "has:file").await, ["notes attached"]);
+        let (_, page) = search(&alice, "has:file", "").await;
+        assert_eq!(page["results"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            page.get("recent_only"),
+            None,
+            "the files index serves has:file"
+        );
+    }
+}
+
+/// What no index serves — only words shorter than three characters, or only filters —
+/// looks at the newest `limits.search_short_scan_events` events and says so; a longer word
+/// searches everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_no_index_serves_look_only_at_recent_events_and_say_so() {
+    for backend in BACKENDS {
+        let (server, _db) = start_on(backend, |c| c.limits.search_short_scan_events = 4).await;
+        let alice = server.user("alice").await;
+        let room = alice.group("log", &[]).await;
+        for i in 0..8 {
+            alice
+                .send_http(room, &format!("m{i}"), &format!("ok deploy {i}"))
+                .await;
+        }
+        let (s, page) = search(&alice, "deploy", "").await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        assert_eq!(page["results"].as_array().map(Vec::len), Some(8));
+        assert_eq!(page.get("recent_only"), None);
+        for q in ["ok", "from:alice", "in:log", "from:alice after:2000-01-01"] {
+            let (s, page) = search(&alice, q, "").await;
+            assert_eq!(s, StatusCode::OK, "{q}: {page}");
+            assert_eq!(page["recent_only"], true, "{backend:?} {q}: {page}");
+            let found: Vec<&str> = page["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|hit| hit["message"]["body"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                found,
+                ["ok deploy 7", "ok deploy 6", "ok deploy 5", "ok deploy 4"],
+                "{backend:?} {q}: the newest four events are these messages"
+            );
+        }
     }
 }
 

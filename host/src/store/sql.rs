@@ -144,8 +144,9 @@ pub(super) fn search_sql<D: Dialect>(query: &super::SearchQuery) -> (String, Vec
         let _ = write!(sql, " AND e.created_at < {p}");
     }
     if query.has_file {
+        // As a set the planner can start from (files are few, indexed by message).
         sql.push_str(
-            " AND EXISTS (SELECT 1 FROM files x WHERE x.message_id = e.id AND x.state = 'ready')",
+            " AND e.id IN (SELECT x.message_id FROM files x WHERE x.state = 'ready' AND x.message_id IS NOT NULL)",
         );
     }
     if let Some(before) = query.before_id {

@@ -66,7 +66,7 @@ export class SearchView {
     const shown = this.els.list.children.length;
     this.els.status.textContent =
       (shown === 0 ? `No messages match “${this.query}”.` : `${shown}${this.cursor === null ? '' : '+'} found`)
-      + (page.recent_only ? ' Short words search recent messages only; add a longer word to search all.' : '');
+      + (page.recent_only ? ' Only recent messages were searched; add a word of three or more letters to search all.' : '');
   }
 
   item(result) {
