@@ -26,6 +26,12 @@ pub enum ClientFrame {
         /// Files uploaded to this room by the sender, to attach.
         #[serde(default)]
         files: Vec<i64>,
+        /// A reply in the thread of this top-level message of the room.
+        #[serde(default)]
+        thread_root: Option<EventId>,
+        /// A reply that clients should show in the room's timeline too.
+        #[serde(default)]
+        also_to_room: bool,
     },
     Edit {
         #[serde(default)]

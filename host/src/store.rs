@@ -156,7 +156,8 @@ pub struct RoomSummary {
     pub role: Role,
     /// The user's read cursor in this room (0 if never read).
     pub read_seq: i64,
-    /// Message events after the read cursor (not counting the user's own).
+    /// Message events after the read cursor (not counting the user's own, nor thread
+    /// replies not also sent to the room).
     pub unread: i64,
     /// The other member of a direct room, for naming it.
     pub peer: Option<UserId>,
@@ -218,6 +219,33 @@ pub struct Event {
     pub edited_at: Option<Millis>,
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub deleted: bool,
+    /// A reply: the top-level message of the same room it answers.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub thread_root: Option<EventId>,
+    /// A reply its sender also wants shown in the room's timeline.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub also_to_room: bool,
+    /// A message with replies, as history shows it (not stored: filled in when read).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub thread: Option<ThreadSummary>,
+}
+
+/// The replies a top-level message has, as history shows them under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadSummary {
+    /// Replies not deleted.
+    pub replies: u64,
+    /// When the latest of them was sent.
+    pub last_reply_at: Millis,
+}
+
+/// Where a new message goes in a thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadReply {
+    /// The top-level message replied to.
+    pub root: EventId,
+    /// Show it in the room's timeline too.
+    pub also_to_room: bool,
 }
 
 /// A write to a room's log. Every variant gets the room's next `seq`.
@@ -233,6 +261,9 @@ pub enum NewEvent {
         /// of this sender in this room not attached yet, or nothing is stored
         /// (`file_unavailable`).
         files: Vec<i64>,
+        /// A reply in a thread: the store checks that the root is a live top-level message
+        /// of the same room (`NotFound`, `Conflict("nested_thread")`).
+        thread: Option<ThreadReply>,
     },
     /// Replace a message's body. The store checks that `target` is a live message in the room
     /// written by `sender_id`.
@@ -537,6 +568,35 @@ pub trait Store: Send + Sync + 'static {
     // ---- read cursors ----
     /// Move the user's cursor forward to `seq` (never backwards); returns the cursor now held.
     async fn set_read_cursor(&self, user: UserId, room: RoomId, seq: i64) -> StoreResult<i64>;
+
+    // ---- threads ----
+    /// One page of a thread's replies (messages of `room` whose `thread_root` is `root`), in
+    /// ascending `seq`; deleted replies included, as in the room's history.
+    async fn thread_replies(
+        &self,
+        room: RoomId,
+        root: EventId,
+        page: Page,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>>;
+    /// The live-reply counts of those of `roots` (messages of `room`) that have replies.
+    async fn thread_summaries(
+        &self,
+        room: RoomId,
+        roots: &[EventId],
+    ) -> StoreResult<Vec<(EventId, ThreadSummary)>>;
+    /// The user's read cursor in the thread (`0` before the first read) and how many live
+    /// replies from others come after it.
+    async fn thread_unread(&self, user: UserId, root: EventId) -> StoreResult<(i64, u64)>;
+    /// Move the user's thread cursor forward to `seq` (clamped to the thread's last reply,
+    /// never backwards); returns the cursor now held.
+    async fn set_thread_read(
+        &self,
+        user: UserId,
+        room: RoomId,
+        root: EventId,
+        seq: i64,
+    ) -> StoreResult<i64>;
 
     // ---- plugin key/value (one namespace per plugin) ----
     async fn kv_get(&self, plugin: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;

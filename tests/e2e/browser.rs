@@ -1345,3 +1345,212 @@ async fn pages_assets_and_admin_endpoints() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["code"], "invalid_query");
 }
+
+/// Reply in the thread of message `root` over HTTP; returns the ack.
+async fn reply_in_thread(
+    client: &crate::support::Client,
+    room: i64,
+    root: i64,
+    client_msg_id: &str,
+    body: &str,
+) -> Value {
+    let (status, ack) = client
+        .post(
+            &format!("/api/v1/rooms/{room}/messages"),
+            json!({ "client_msg_id": client_msg_id, "body": body, "thread_root": root }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ack}");
+    ack
+}
+
+/// Threads in the web client: a reply shows as a count under its root and not in the room's
+/// timeline; the thread panel shows the replies (a hostile one as text), marks the thread
+/// read, and sends a reply that is also sent to the room, stored as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_reply_count_and_also_send_to_room() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let room = alice.group("threads", &[bob.id]).await;
+    let (server, alice, bob) = (&server, &alice, &bob);
+    with_browsers_in(Engine::Chromium, 1, |browsers| async move {
+        let b = &browsers[0];
+        login(b, server, "/", "alice", PASSWORD).await;
+        wait_online(b).await;
+        click(b, &format!(".room-item[data-room-id='{room}']")).await;
+        send(b, "where do we meet?").await;
+        let events = bob.history(room, "").await;
+        let root = events
+            .iter()
+            .find(|e| e["body"] == "where do we meet?")
+            .unwrap_or_else(|| panic!("the root message: {events:?}"))["id"]
+            .as_i64()
+            .expect("root id");
+
+        // The root message, and the reply count under it, in the room's timeline.
+        const COUNTS: &str = "return [...document.querySelectorAll('#timeline .msg')]
+            .filter((m) => m.querySelector('.thread-replies-link'))
+            .map((m) => [m.querySelector('.msg-body').textContent,
+                         m.querySelector('.thread-replies-link').textContent])";
+        // The replies in the thread panel, as stored (not the optimistic copies).
+        const REPLIES: &str = "return [...document.querySelectorAll(\
+             '#thread-replies .message:not(.local) .msg-body')].map((e) => e.textContent)";
+
+        // Bob answers in the thread, then says something in the room: once that is shown,
+        // the reply would have been too, had it been for the room's timeline.
+        reply_in_thread(bob, room, root, "r1", "the usual place").await;
+        let (status, _) = bob.send_http(room, "s1", "see you there").await;
+        assert_eq!(status, StatusCode::CREATED);
+        wait_for_body(b, "see you there").await;
+        eventually(b, "the reply count under the root", COUNTS, |v| {
+            *v == json!([["where do we meet?", "1 reply"]])
+        })
+        .await;
+        let bodies = b.execute(BODIES, vec![]).await.expect("bodies");
+        assert_eq!(
+            bodies,
+            json!(["where do we meet?", "see you there"]),
+            "a reply stays in its thread"
+        );
+
+        // A second reply, hostile: counted live.
+        let hostile = "<img src=x onerror=\"window.pwned=1\"> mind the step";
+        let hostile_ack = reply_in_thread(bob, room, root, "r2", hostile).await;
+        eventually(b, "the count to go up", COUNTS, |v| {
+            *v == json!([["where do we meet?", "2 replies"]])
+        })
+        .await;
+
+        // The panel opens from the count: the root, then the replies, markup as text.
+        click(b, "#timeline .thread-replies-link").await;
+        wait_css(b, "#thread-panel").await;
+        eventually(b, "the replies in the panel", REPLIES, |v| {
+            *v == json!(["the usual place", hostile])
+        })
+        .await;
+        assert_eq!(
+            b.execute(
+                "return document.querySelector('#thread-root .msg-body')?.textContent",
+                vec![]
+            )
+            .await
+            .expect("root"),
+            json!("where do we meet?")
+        );
+        assert_eq!(
+            b.execute(
+                "return [document.querySelectorAll('#thread-panel img').length, \
+                 window.pwned ?? null]",
+                vec![]
+            )
+            .await
+            .expect("no markup"),
+            json!([0, null]),
+            "the hostile reply is text"
+        );
+        // Opening it marked the thread read up to its last reply.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (status, view) = alice
+                .get(&format!("/api/v1/rooms/{room}/threads/{root}"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{view}");
+            if view["read_seq"] == hostile_ack["seq"] && view["unread"] == 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "opening the thread did not mark it read: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // Alice replies, also to the room: in the panel, and in the timeline marked as a reply.
+        click(b, "#thread-also-to-room").await;
+        type_into(b, "#thread-input", "at noon").await;
+        click(b, "#thread-send").await;
+        eventually(b, "alice's reply in the panel", REPLIES, |v| {
+            *v == json!(["the usual place", hostile, "at noon"])
+        })
+        .await;
+        eventually(
+            b,
+            "alice's reply in the room's timeline",
+            "return [...document.querySelectorAll('#timeline .msg.reply:not(.local)')]
+               .map((m) => [m.querySelector('.msg-body').textContent,
+                            m.querySelector('.thread-marker')?.textContent ?? null])",
+            |v| *v == json!([["at noon", "replied in thread"]]),
+        )
+        .await;
+        eventually(b, "the whole room's timeline", BODIES, |v| {
+            *v == json!(["where do we meet?", "see you there", "at noon"])
+        })
+        .await;
+        eventually(b, "the count to include alice's reply", COUNTS, |v| {
+            *v == json!([["where do we meet?", "3 replies"]])
+        })
+        .await;
+        assert_eq!(
+            b.execute(
+                "return document.querySelector('#thread-also-to-room').checked",
+                vec![]
+            )
+            .await
+            .expect("checkbox"),
+            json!(false),
+            "the box is cleared for the next reply"
+        );
+        let events = bob.history(room, "").await;
+        let sent = events
+            .iter()
+            .find(|e| e["body"] == "at noon")
+            .unwrap_or_else(|| panic!("alice's reply is stored: {events:?}"));
+        assert_eq!(sent["thread_root"], root, "{sent}");
+        assert_eq!(sent["also_to_room"], true, "{sent}");
+        assert_eq!(sent["sender_id"], alice.id, "{sent}");
+        let stored_root = events
+            .iter()
+            .find(|e| e["id"] == root)
+            .expect("the root in history");
+        assert_eq!(stored_root["thread"]["replies"], 3, "{stored_root}");
+
+        // Close; "Reply in thread" on another message opens its (empty) thread, and the
+        // marker on alice's reply opens the first thread again.
+        click(b, "#thread-close").await;
+        eventually(
+            b,
+            "the panel to close",
+            "return document.querySelector('#thread-panel').hidden",
+            |v| *v == json!(true),
+        )
+        .await;
+        b.execute(
+            "[...document.querySelectorAll('#timeline .msg')]
+               .find((m) => m.querySelector('.msg-body')?.textContent === 'see you there')
+               .querySelector('.reply-in-thread').click()",
+            vec![],
+        )
+        .await
+        .expect("reply in thread");
+        eventually(
+            b,
+            "the empty thread of the other message",
+            "return [document.querySelector('#thread-panel').hidden,
+                     document.querySelector('#thread-root .msg-body')?.textContent,
+                     document.querySelectorAll('#thread-replies .message').length]",
+            |v| *v == json!([false, "see you there", 0]),
+        )
+        .await;
+        click(b, "#timeline .thread-marker").await;
+        eventually(
+            b,
+            "the marker to open the first thread",
+            "return [document.querySelector('#thread-root .msg-body')?.textContent,
+                     document.querySelectorAll('#thread-replies .message').length]",
+            |v| *v == json!(["where do we meet?", 3]),
+        )
+        .await;
+    })
+    .await;
+}

@@ -33,4 +33,5 @@ mod plugins_server;
 mod resume;
 mod search;
 mod store_contract;
+mod threads;
 mod wasm_build;

@@ -203,8 +203,8 @@ pub(crate) struct NewMessage<'a> {
 }
 
 impl<'a> NewMessage<'a> {
-    /// A new message without files (with files, the claim must roll back with the message:
-    /// the savepoint path).
+    /// A new message without files and outside threads (a file claim must roll back with
+    /// the message, a reply's root is checked first: the savepoint path).
     pub fn plain(item: &'a NewEvent) -> Option<Self> {
         match item {
             NewEvent::Message {
@@ -214,6 +214,7 @@ impl<'a> NewMessage<'a> {
                 body,
                 metadata,
                 files,
+                thread: None,
             } if files.is_empty() => Some(Self {
                 room_id: *room_id,
                 sender_id: *sender_id,

@@ -134,9 +134,17 @@ const TABLES: &[Table] = &[
             ("edited_at", Ty::OptInt),
             ("deleted", Ty::Bool),
             ("search_text", Ty::OptText),
+            ("thread_root", Ty::OptInt),
+            ("also_to_room", Ty::Bool),
         ],
         order_by: "id",
         identity: true,
+    },
+    Table {
+        name: "thread_reads",
+        columns: &[("user_id", Ty::Int), ("root_id", Ty::Int), ("seq", Ty::Int)],
+        order_by: "user_id, root_id",
+        identity: false,
     },
     Table {
         name: "event_versions",

@@ -178,10 +178,10 @@ macro_rules! sql_store {
             parse_role, prefix_upper_bound, refuse_row_errors, violation,
         };
         use $crate::store::{
-            Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, EventVersion,
+            ThreadReply, Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, EventVersion,
             FileRecord, FileUsage, FinishedFile, LegalHold, Member, Metadata, NewEvent, NewHold, NewRoom, NewUser, Page, ReindexStep, Role, Room,
-            RoomId, RoomKind, RoomSummary, SearchQuery, Session, Store, StoreError, StoreResult, User, UserId,
-            WritePolicy, now_millis,
+            RoomId, RoomKind, RoomSummary, SearchQuery, Session, Store, StoreError, StoreResult,
+            ThreadSummary, User, UserId, WritePolicy, now_millis,
         };
         use $crate::store::sql::{SearchBind, search_sql};
 
@@ -219,6 +219,9 @@ macro_rules! sql_store {
                 created_at: col(row, "created_at")?,
                 edited_at: col(row, "edited_at")?,
                 deleted: col(row, "deleted")?,
+                thread_root: col(row, "thread_root")?,
+                also_to_room: col(row, "also_to_room")?,
+                thread: None,
             })
         }
 
@@ -537,6 +540,7 @@ macro_rules! sql_store {
                     body,
                     metadata,
                     files,
+                    thread,
                 } => {
                     // A retry (by any node, or earlier in this batch) returns the stored
                     // original before any seq is taken.
@@ -548,6 +552,9 @@ macro_rules! sql_store {
                             duplicate: true,
                         });
                     }
+                    if let Some(thread) = thread {
+                        check_thread_root(conn, *room_id, thread.root).await?;
+                    }
                     let seq = next_seq(conn, *room_id).await?;
                     let row = NewRow {
                         room_id: *room_id,
@@ -557,6 +564,7 @@ macro_rules! sql_store {
                         body: Some(body),
                         metadata,
                         client_msg_id: Some(client_msg_id),
+                        thread: *thread,
                     };
                     match insert_at(conn, seq, row, now, policy).await {
                         Ok(event) => {
@@ -622,6 +630,7 @@ macro_rules! sql_store {
                         body: Some(body),
                         metadata,
                         client_msg_id: None,
+                        thread: None,
                     };
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
@@ -660,6 +669,7 @@ macro_rules! sql_store {
                         body: None,
                         metadata: &Metadata::new(),
                         client_msg_id: None,
+                        thread: None,
                     };
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
@@ -695,6 +705,7 @@ macro_rules! sql_store {
                         body: None,
                         metadata: &metadata,
                         client_msg_id: None,
+                        thread: None,
                     };
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
@@ -721,6 +732,7 @@ macro_rules! sql_store {
                         body: None,
                         metadata: &Metadata::new(),
                         client_msg_id: None,
+                        thread: None,
                     };
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
@@ -736,6 +748,7 @@ macro_rules! sql_store {
             body: Option<&'a String>,
             metadata: &'a Metadata,
             client_msg_id: Option<&'a String>,
+            thread: Option<ThreadReply>,
         }
 
         /// Take the room's next seq; `NotFound` if there is no such room. On PostgreSQL the
@@ -774,6 +787,25 @@ macro_rules! sql_store {
             col(&row, "sender_id")
         }
 
+        /// A reply's root must be a live top-level message of the room: one level of
+        /// threads, as people use them (a reply to a reply is refused, not re-rooted).
+        async fn check_thread_root(
+            conn: &mut DbConnection,
+            room: RoomId,
+            root: EventId,
+        ) -> StoreResult<()> {
+            live_message_author(conn, room, root).await?;
+            let nested: Option<i64> =
+                sqlx::query_scalar("SELECT thread_root FROM events WHERE id = $1")
+                    .bind(root)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if nested.is_some() {
+                return Err(StoreError::Conflict("nested_thread"));
+            }
+            Ok(())
+        }
+
         async fn insert_at(
             conn: &mut DbConnection,
             seq: i64,
@@ -784,8 +816,8 @@ macro_rules! sql_store {
             let stored = sqlx::query(&format!(
                 "INSERT INTO events
                     (room_id, seq, kind, sender_id, target, body, metadata, client_msg_id,
-                     created_at, search_text)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7{}, $8, $9, $10) RETURNING {}",
+                     created_at, search_text, thread_root, also_to_room)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7{}, $8, $9, $10, $11, $12) RETURNING {}",
                 <$store>::JSON_IN,
                 <$store>::EVENT_COLS
             ))
@@ -804,6 +836,8 @@ macro_rules! sql_store {
                     .filter(|_| row.kind == EventKind::Message)
                     .and_then(|body| policy.search_text(body)),
             )
+            .bind(row.thread.map(|t| t.root))
+            .bind(row.thread.is_some_and(|t| t.also_to_room))
             .fetch_one(&mut *conn)
             .await
             .map_err(not_found_on_foreign_key)?;
@@ -1154,7 +1188,8 @@ macro_rules! sql_store {
                             (SELECT COUNT(*) FROM events e
                               WHERE e.room_id = r.id AND {}
                                 AND e.seq > COALESCE(c.seq, 0)
-                                AND e.sender_id <> m.user_id) AS unread
+                                AND e.sender_id <> m.user_id
+                                AND (e.thread_root IS NULL OR e.also_to_room)) AS unread
                        FROM members m
                        JOIN rooms r ON r.id = m.room_id
                        LEFT JOIN read_cursors c
@@ -1308,6 +1343,136 @@ macro_rules! sql_store {
                     .await
                     .map_err(not_found_on_foreign_key)?
                     .ok_or(StoreError::NotFound)?;
+                col(&row, "seq")
+            }
+
+            // ---- threads ----
+
+            #[tracing::instrument(skip_all)]
+            async fn thread_replies(
+                &self,
+                room: RoomId,
+                root: EventId,
+                page: Page,
+                max: u32,
+            ) -> StoreResult<Vec<Event>> {
+                let cols = <$store>::EVENT_COLS;
+                let (condition, order, bound) = match page {
+                    Page::After(after) => ("seq > $3", "ASC", after),
+                    Page::Before(before) => ("seq < $3", "DESC", before),
+                };
+                let mut events = sqlx::query(&format!(
+                    "SELECT {cols} FROM events
+                      WHERE thread_root = $1 AND room_id = $2 AND {condition}
+                      ORDER BY seq {order} LIMIT $4"
+                ))
+                .bind(root)
+                .bind(room)
+                .bind(bound)
+                .bind(limit(max))
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(event_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+                if matches!(page, Page::Before(_)) {
+                    events.reverse();
+                }
+                Ok(events)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn thread_summaries(
+                &self,
+                room: RoomId,
+                roots: &[EventId],
+            ) -> StoreResult<Vec<(EventId, ThreadSummary)>> {
+                if roots.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let list: Vec<String> = (0..roots.len()).map(|i| format!("${}", i + 2)).collect();
+                let mut query = sqlx::query(&format!(
+                    "SELECT thread_root, count(*) AS replies, max(created_at) AS last_reply_at
+                       FROM events e
+                      WHERE e.room_id = $1 AND e.thread_root IN ({}) AND {}
+                      GROUP BY thread_root",
+                    list.join(", "),
+                    <$store>::LIVE_MESSAGE
+                ))
+                .bind(room);
+                for root in roots {
+                    query = query.bind(root);
+                }
+                query
+                    .fetch_all(self.reads())
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        Ok((
+                            col(row, "thread_root")?,
+                            ThreadSummary {
+                                replies: u64::try_from(col::<_, i64>(row, "replies")?).unwrap_or(0),
+                                last_reply_at: col(row, "last_reply_at")?,
+                            },
+                        ))
+                    })
+                    .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn thread_unread(&self, user: UserId, root: EventId) -> StoreResult<(i64, u64)> {
+                let read: i64 = sqlx::query_scalar(
+                    "SELECT seq FROM thread_reads WHERE user_id = $1 AND root_id = $2",
+                )
+                .bind(user)
+                .bind(root)
+                .fetch_optional(self.reads())
+                .await?
+                .unwrap_or(0);
+                let unread: i64 = sqlx::query_scalar(&format!(
+                    "SELECT count(*) FROM events e
+                      WHERE e.thread_root = $1 AND e.seq > $2 AND e.sender_id <> $3 AND {}",
+                    <$store>::LIVE_MESSAGE
+                ))
+                .bind(root)
+                .bind(read)
+                .bind(user)
+                .fetch_one(self.reads())
+                .await?;
+                Ok((read, u64::try_from(unread).unwrap_or(0)))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_thread_read(
+                &self,
+                user: UserId,
+                room: RoomId,
+                root: EventId,
+                seq: i64,
+            ) -> StoreResult<i64> {
+                // Clamped to the thread's last reply (a bogus value cannot hide future
+                // replies) and never moved back (a late update from another tab or node).
+                let last: Option<i64> = sqlx::query_scalar(
+                    "SELECT max(seq) FROM events WHERE thread_root = $1 AND room_id = $2",
+                )
+                .bind(root)
+                .bind(room)
+                .fetch_one(self.reads())
+                .await?;
+                let seq = seq.clamp(0, last.unwrap_or(0));
+                let row = sqlx::query(
+                    "INSERT INTO thread_reads (user_id, root_id, seq) VALUES ($1, $2, $3)
+                     ON CONFLICT (user_id, root_id) DO UPDATE
+                        SET seq = CASE WHEN excluded.seq > thread_reads.seq
+                                       THEN excluded.seq ELSE thread_reads.seq END
+                     RETURNING seq",
+                )
+                .bind(user)
+                .bind(root)
+                .bind(seq)
+                .fetch_one(self.writes())
+                .await
+                .map_err(not_found_on_foreign_key)?;
                 col(&row, "seq")
             }
 

@@ -9,6 +9,7 @@ import { renderRoomList, renderTyping, TimelineView } from './views.js';
 import { FileCache, formatSize, uploadFile } from './files.js';
 import { addMemberDialog, directDialog, newGroupDialog } from './dialogs.js';
 import { SearchView } from './search.js';
+import { ThreadView } from './thread.js';
 
 const TYPING_SEND_EVERY_MS = 3_000;
 const TYPING_IDLE_MS = 4_000;
@@ -43,6 +44,32 @@ const els = {
   attachInput: $('#attach-input'),
   pending: $('#pending-files'),
 };
+
+const thread = new ThreadView(
+  {
+    panel: $('#thread-panel'),
+    root: $('#thread-root'),
+    body: $('#thread-body'),
+    replies: $('#thread-replies'),
+    form: $('#thread-composer'),
+    input: $('#thread-input'),
+    alsoToRoom: $('#thread-also-to-room'),
+    send: $('#thread-send'),
+    close: $('#thread-close'),
+  },
+  {
+    api,
+    toast,
+    onToggle: (open) => els.chat.classList.toggle('thread-open', open),
+    // A reply also sent to the room shows in the timeline too.
+    onSent: (room, alsoToRoom) => {
+      if (room.id === currentId) timeline.render(room, alsoToRoom ? 'bottom' : 'auto');
+    },
+    onClosed: () => {
+      if (currentId !== null) els.input.focus();
+    },
+  },
+);
 
 new SearchView(
   {
@@ -98,6 +125,7 @@ $('#logout').addEventListener('click', async () => {
 function endChat(message) {
   socket?.stop();
   socket = null;
+  thread.close();
   state = null;
   currentId = null;
   history.replaceState(null, '', location.pathname);
@@ -112,7 +140,15 @@ async function startChat() {
   els.me.textContent = api.user.display_name || api.user.name;
   state = new ChatState(api.user);
   outbox = new Outbox({ api, state, socket: () => socket, rerender, toast, focusComposer: () => els.input.focus() });
-  timeline = new TimelineView(els.timeline, state, outbox, new FileCache(api), toast);
+  const files = new FileCache(api);
+  timeline = new TimelineView(els.timeline, state, {
+    edit: (item, body) => outbox.edit(item, body),
+    remove: (item) => outbox.remove(item),
+    retry: (item) => outbox.retry(item),
+    dismiss: (item) => outbox.dismiss(item),
+    openThread: (roomId, rootId) => thread.open(roomId, rootId),
+  }, files, toast);
+  thread.start(state, outbox, files);
   // The socket needs the rooms' cursors before its first `sync`, so load them first.
   for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
     try {
@@ -183,6 +219,7 @@ function onEvent(event) {
   }
   const { room, fresh } = result;
   if (!fresh) return;
+  thread.onEvent(room, event);
   if (event.kind === 'member_joined' && !state.users.has(event.target)) refreshUsers().catch(() => {});
   if (event.kind === 'member_left' && event.target === state.me.id) {
     refreshRooms().catch(() => {});
@@ -203,6 +240,7 @@ function onSynced(frame) {
     const room = state.rooms.get(Number(id));
     if (room) room.loaded = false;
     if (room && room.id === currentId) loadLatest(room);
+    if (room && room.id === thread.roomId) thread.reload();
   }
   // Rooms we were added to while offline, and authoritative unread counts.
   refreshRooms().catch(() => {});
@@ -236,6 +274,7 @@ setInterval(() => {
 function openRoom(id) {
   const room = state.rooms.get(id);
   if (!room) return;
+  if (thread.roomId !== id) thread.close();
   currentId = id;
   history.replaceState(null, '', `#room-${id}`);
   els.chat.classList.add('room-open');
@@ -274,6 +313,12 @@ async function jumpTo(roomId, seq) {
   }
   const el = els.timeline.querySelector(`[data-seq="${seq}"]`);
   if (!el) {
+    // A reply kept in its thread: open the thread instead.
+    const reply = [...room.items.values()].find((item) => item.seq === seq && item.thread_root);
+    if (reply) {
+      thread.open(roomId, reply.thread_root);
+      return;
+    }
     toast('That message is no longer there (deleted, or past the retention period).');
     return;
   }
@@ -283,6 +328,7 @@ async function jumpTo(roomId, seq) {
 }
 
 function closeRoom() {
+  thread.close();
   currentId = null;
   els.chat.classList.remove('room-open');
   els.room.hidden = true;
@@ -361,6 +407,7 @@ function markRead(room) {
 document.addEventListener('visibilitychange', () => {
   const room = state?.rooms.get(currentId);
   if (room) markRead(room);
+  thread.markRead();
 });
 window.addEventListener('online', () => socket?.kick());
 
@@ -500,6 +547,7 @@ els.room.addEventListener('drop', (ev) => {
 
 function rerender(room) {
   if (room.id === currentId) timeline.render(room);
+  thread.rerender(room);
 }
 
 // ---- creating rooms ----

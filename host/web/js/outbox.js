@@ -1,8 +1,10 @@
 // Writes from the chat client: send (with retries), edit, delete, and what to show when the
-// server or a plugin says no.
+// server or a plugin says no. A thread reply goes the same way, with `thread_root` (and
+// `also_to_room`) added to the send.
 
 import { ApiError } from './api.js';
 import { randomId, sleep } from './dom.js';
+import { threadFields } from './state.js';
 
 export class Outbox {
   /**
@@ -14,26 +16,30 @@ export class Outbox {
     this.ctx = ctx;
   }
 
-  /** Show the message at once and deliver it in the background. */
-  send(room, body, files = []) {
+  /**
+   * Show the message at once and deliver it in the background. `thread`: `{ thread_root,
+   * also_to_room }` for a reply in a thread, `{}` for a message to the room.
+   */
+  send(room, body, files = [], thread = {}) {
     const clientMsgId = randomId('c-');
-    this.ctx.state.addLocal(room, clientMsgId, body, files);
-    this.deliver(room, clientMsgId, body, files);
+    const fields = threadFields(thread);
+    this.ctx.state.addLocal(room, clientMsgId, body, files, fields);
+    this.deliver(room, clientMsgId, body, files, fields);
   }
 
   /**
    * Send until the server gives a definite answer. Every attempt reuses the same
    * `client_msg_id`, so a retry after a lost ack can never post the message twice.
    */
-  async deliver(room, clientMsgId, body, files = []) {
+  async deliver(room, clientMsgId, body, files = [], thread = {}) {
     const { api, state, rerender } = this.ctx;
     for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
       try {
         const socket = this.ctx.socket();
         const ack = socket?.online
-          ? await socket.request({ type: 'send', room: room.id, client_msg_id: clientMsgId, body, files })
+          ? await socket.request({ type: 'send', room: room.id, client_msg_id: clientMsgId, body, files, ...thread })
             .catch((frame) => { throw ApiError.fromFrame(frame); })
-          : await api.post(`/api/v1/rooms/${room.id}/messages`, { client_msg_id: clientMsgId, body, files });
+          : await api.post(`/api/v1/rooms/${room.id}/messages`, { client_msg_id: clientMsgId, body, files, ...thread });
         state.acked(room, clientMsgId, ack);
         rerender(room);
         return;
@@ -62,7 +68,7 @@ export class Outbox {
     if (!room) return;
     this.ctx.state.updateLocal(room, item.client_msg_id, { status: 'sending', error: null });
     this.ctx.rerender(room);
-    this.deliver(room, item.client_msg_id, item.body, item.files || []);
+    this.deliver(room, item.client_msg_id, item.body, item.files || [], threadFields(item));
   }
 
   dismiss(item) {
@@ -73,35 +79,40 @@ export class Outbox {
     this.ctx.focusComposer();
   }
 
-  async edit(item, body) {
+  /** `onPatch(patch)` also gets the change (the thread panel keeps replies of its own). */
+  async edit(item, body, onPatch = () => {}) {
     const { api, state } = this.ctx;
     const room = state.rooms.get(item.room_id);
     if (!room) return;
+    let patch;
     try {
       const ack = await api.patch(`/api/v1/rooms/${room.id}/messages/${item.id}`, { body });
       if (ack.modified) state.modified.add(item.id);
-      state.patchTarget(room, item.id, {
+      patch = {
         body: ack.modified ? ack.body : body,
         editError: null,
         modified: Boolean(ack.modified || item.modified),
-      });
+      };
     } catch (err) {
       const reason = err.rejection
         ? `Edit rejected by ${err.rejection.plugin}: ${err.message}`
         : `Edit failed: ${err.message}`;
-      state.patchTarget(room, item.id, { editError: reason });
+      patch = { editError: reason };
     }
+    state.patchTarget(room, item.id, patch);
+    onPatch(patch);
     this.ctx.rerender(room);
   }
 
-  async remove(item) {
+  async remove(item, onPatch = () => {}) {
     if (!window.confirm('Delete this message for everyone?')) return;
     const { api, state } = this.ctx;
     const room = state.rooms.get(item.room_id);
     if (!room) return;
     try {
       await api.delete(`/api/v1/rooms/${room.id}/messages/${item.id}`);
-      state.patchTarget(room, item.id, { deleted: true, body: undefined });
+      state.deleted(room, item.id);
+      onPatch({ deleted: true, body: undefined });
       this.ctx.rerender(room);
     } catch (err) {
       this.ctx.toast(err.message);

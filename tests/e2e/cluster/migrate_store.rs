@@ -53,6 +53,7 @@ fn message(room: i64, sender: i64, cmid: &str, body: &str) -> NewEvent {
         body: body.into(),
         metadata,
         files: Vec::new(),
+        thread: None,
     }
 }
 

@@ -259,6 +259,7 @@ pub(super) async fn deleted_text_is_erased_from_storage(store: Arc<dyn Store>, b
             body: "password is hunter2".into(),
             metadata: Metadata::from([("preview".to_string(), "hunter2".to_string())]),
             files: Vec::new(),
+            thread: None,
         }])
         .await
         .expect("batch")
