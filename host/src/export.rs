@@ -685,6 +685,7 @@ mod tests {
                 metadata: Default::default(),
                 files: Vec::new(),
                 thread: None,
+                mentions: Default::default(),
             })
             .collect();
         for appended in store.append_events(&batch).await.unwrap() {

@@ -131,6 +131,10 @@ pub struct Ack {
     /// `notice` frame.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub command: Option<String>,
+    /// Names the message mentions of people who are not members of the room: they were
+    /// not mentioned (add them to the room, or leave it).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mentions_not_in_room: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

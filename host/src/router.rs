@@ -29,6 +29,7 @@ use crate::config::Limits;
 use crate::error::{ApiError, Result};
 use crate::hub::Hub;
 use crate::membership::Membership;
+use crate::mentions;
 use crate::protocol::{Ack, ServerFrame};
 use crate::store::{
     Event, EventId, EventKind, Member, Metadata, NewEvent, NewRoom, Page, Role, Room, RoomId,
@@ -266,6 +267,8 @@ impl RouterCore {
                 depth,
             )
             .await?;
+        // Read from what is stored: a plugin's rewrite is held to the same rules.
+        let mentioned = self.mentions(sender.id, room_id, &body).await?;
         let appended = self
             .committer
             .commit(NewEvent::Message {
@@ -276,6 +279,7 @@ impl RouterCore {
                 metadata,
                 files,
                 thread,
+                mentions: mentioned.mentions(),
             })
             .await?;
         if appended.duplicate {
@@ -295,7 +299,33 @@ impl RouterCore {
             modified,
             duplicate: false,
             command: None,
+            mentions_not_in_room: mentioned.not_in_room,
         })
+    }
+
+    /// Whom `body` mentions in the room (see [`mentions`]).
+    async fn mentions(
+        &self,
+        sender: UserId,
+        room_id: RoomId,
+        body: &str,
+    ) -> Result<mentions::Resolved> {
+        if !body.contains('@') {
+            return Ok(mentions::Resolved::default());
+        }
+        let members = self.membership.members(room_id).await?;
+        mentions::resolve(
+            self.store.as_ref(),
+            room_id,
+            sender,
+            &members,
+            body,
+            mentions::MentionLimits {
+                names_max: self.limits.mentions_per_message_max,
+                room_mention_members_max: self.limits.room_mention_members_max,
+            },
+        )
+        .await
     }
 
     /// Replace the body of one's own message. Edits pass through the same plugin chain as
@@ -330,6 +360,7 @@ impl RouterCore {
                 0,
             )
             .await?;
+        let mentioned = self.mentions(sender.id, room_id, &body).await?;
         let appended = self
             .committer
             .commit(NewEvent::Edit {
@@ -338,6 +369,7 @@ impl RouterCore {
                 target: message,
                 body,
                 metadata,
+                mentions: mentioned.mentions(),
             })
             .await?;
         if modified {
@@ -352,6 +384,7 @@ impl RouterCore {
             modified,
             duplicate: false,
             command: None,
+            mentions_not_in_room: mentioned.not_in_room,
         })
     }
 
@@ -388,6 +421,7 @@ impl RouterCore {
             modified: false,
             duplicate: false,
             command: None,
+            mentions_not_in_room: Vec::new(),
         })
     }
 
@@ -501,6 +535,26 @@ impl RouterCore {
             .store
             .set_thread_read(caller.id, room_id, root, seq)
             .await?)
+    }
+
+    /// One page of the messages that mention the caller, newest first, and whether there
+    /// are older ones.
+    pub async fn mentions_of(
+        &self,
+        caller: &User,
+        before: Option<EventId>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<Event>, bool)> {
+        let limit = limit
+            .unwrap_or(50)
+            .clamp(1, self.limits.history_page_max.max(1));
+        let mut found = self
+            .store
+            .mentions_of(caller.id, before, limit + 1)
+            .await?;
+        let more = found.len() > limit as usize;
+        found.truncate(limit as usize);
+        Ok((found, more))
     }
 
     /// Under each top-level message of a history page, how many replies it has.
@@ -891,6 +945,7 @@ fn duplicate_ack(original: Event, room_id: RoomId) -> Result<Ack> {
         modified: false,
         duplicate: true,
         command: None,
+        mentions_not_in_room: Vec::new(),
     })
 }
 

@@ -159,6 +159,9 @@ pub struct RoomSummary {
     /// Message events after the read cursor (not counting the user's own, nor thread
     /// replies not also sent to the room).
     pub unread: i64,
+    /// Of the messages after the read cursor, those that mention the user (by name or
+    /// `@room`; thread replies included).
+    pub mentions: i64,
     /// The other member of a direct room, for naming it.
     pub peer: Option<UserId>,
 }
@@ -225,6 +228,12 @@ pub struct Event {
     /// A reply its sender also wants shown in the room's timeline.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub also_to_room: bool,
+    /// Members the message mentions by `@name`.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mentions: Vec<UserId>,
+    /// The message says `@room`: it mentions every member.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub mentions_room: bool,
     /// A message with replies, as history shows it (not stored: filled in when read).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub thread: Option<ThreadSummary>,
@@ -237,6 +246,20 @@ pub struct ThreadSummary {
     pub replies: u64,
     /// When the latest of them was sent.
     pub last_reply_at: Millis,
+}
+
+/// Whom a message mentions (resolved to the room's members by the router).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mentions {
+    pub users: Vec<UserId>,
+    /// `@room`.
+    pub room: bool,
+}
+
+impl Mentions {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && !self.room
+    }
 }
 
 /// Where a new message goes in a thread.
@@ -264,6 +287,8 @@ pub enum NewEvent {
         /// A reply in a thread: the store checks that the root is a live top-level message
         /// of the same room (`NotFound`, `Conflict("nested_thread")`).
         thread: Option<ThreadReply>,
+        /// Whom it mentions.
+        mentions: Mentions,
     },
     /// Replace a message's body. The store checks that `target` is a live message in the room
     /// written by `sender_id`.
@@ -273,6 +298,8 @@ pub enum NewEvent {
         target: EventId,
         body: String,
         metadata: Metadata,
+        /// Whom the new text mentions (replaces the message's mentions).
+        mentions: Mentions,
     },
     /// Erase a message. `sender_id` may be the author or a moderator: the router decides who
     /// may, the store only checks that the message exists in the room and is not deleted.
@@ -597,6 +624,17 @@ pub trait Store: Send + Sync + 'static {
         root: EventId,
         seq: i64,
     ) -> StoreResult<i64>;
+
+    // ---- mentions ----
+    /// Live messages that mention `user` (by name, or `@room` in a room the user is a member
+    /// of now), sent by others, in rooms the user is a member of now; newest first, ids
+    /// below `before` (paging), at most `limit`.
+    async fn mentions_of(
+        &self,
+        user: UserId,
+        before: Option<EventId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>>;
 
     // ---- plugin key/value (one namespace per plugin) ----
     async fn kv_get(&self, plugin: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;

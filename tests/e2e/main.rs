@@ -20,6 +20,7 @@ mod file_plugins;
 mod files;
 mod hardening;
 mod holds;
+mod mentions;
 mod plugin_langs;
 mod plugin_signing;
 mod plugin_tools;

@@ -298,6 +298,8 @@ async fn message_delivered_is_observed_off_the_message_path() {
         deleted: false,
         thread_root: None,
         also_to_room: false,
+        mentions: Vec::new(),
+        mentions_room: false,
         thread: None,
     };
     let started = Instant::now();

@@ -326,6 +326,7 @@ fn msg(room: i64, sender: UserId, cmid: &str, body: &str) -> NewEvent {
         metadata: Metadata::new(),
         files: Vec::new(),
         thread: None,
+        mentions: Default::default(),
     }
 }
 

@@ -809,6 +809,8 @@ impl Input {
                     deleted: false,
                     thread_root: None,
                     also_to_room: false,
+                    mentions: Vec::new(),
+                    mentions_room: false,
                     thread: None,
                 };
                 Input::Delivered(room, event)

@@ -590,6 +590,8 @@ mod tests {
             deleted: false,
             thread_root: None,
             also_to_room: false,
+            mentions: Vec::new(),
+            mentions_room: false,
             thread: None,
         }
     }

@@ -136,9 +136,22 @@ const TABLES: &[Table] = &[
             ("search_text", Ty::OptText),
             ("thread_root", Ty::OptInt),
             ("also_to_room", Ty::Bool),
+            ("mentions", Ty::OptText),
+            ("mentions_room", Ty::Bool),
         ],
         order_by: "id",
         identity: true,
+    },
+    Table {
+        name: "mentions",
+        columns: &[
+            ("user_id", Ty::Int),
+            ("event_id", Ty::Int),
+            ("room_id", Ty::Int),
+            ("seq", Ty::Int),
+        ],
+        order_by: "user_id, event_id",
+        identity: false,
     },
     Table {
         name: "thread_reads",

@@ -181,7 +181,7 @@ macro_rules! sql_store {
             ThreadReply, Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, EventVersion,
             FileRecord, FileUsage, FinishedFile, LegalHold, Member, Metadata, NewEvent, NewHold, NewRoom, NewUser, Page, ReindexStep, Role, Room,
             RoomId, RoomKind, RoomSummary, SearchQuery, Session, Store, StoreError, StoreResult,
-            ThreadSummary, User, UserId, WritePolicy, now_millis,
+            Mentions, ThreadSummary, User, UserId, WritePolicy, now_millis,
         };
         use $crate::store::sql::{SearchBind, search_sql};
 
@@ -221,8 +221,59 @@ macro_rules! sql_store {
                 deleted: col(row, "deleted")?,
                 thread_root: col(row, "thread_root")?,
                 also_to_room: col(row, "also_to_room")?,
+                mentions: decode_mentions(col(row, "mentions")?)?,
+                mentions_room: col(row, "mentions_room")?,
                 thread: None,
             })
+        }
+
+        /// `events.mentions`: member ids, comma-separated.
+        fn decode_mentions(text: Option<String>) -> StoreResult<Vec<UserId>> {
+            text.as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .filter(|id| !id.is_empty())
+                .map(|id| {
+                    id.parse()
+                        .map_err(|_| StoreError::Corrupt(format!("mention list {id:?}")))
+                })
+                .collect()
+        }
+
+        fn encode_mentions(mentions: &Mentions) -> Option<String> {
+            (!mentions.users.is_empty()).then(|| {
+                mentions
+                    .users
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+        }
+
+        /// Index whom message `event` mentions by name (replacing what it mentioned).
+        async fn index_mentions(
+            conn: &mut DbConnection,
+            event: &Event,
+            mentions: &Mentions,
+        ) -> StoreResult<()> {
+            sqlx::query("DELETE FROM mentions WHERE event_id = $1")
+                .bind(event.id)
+                .execute(&mut *conn)
+                .await?;
+            for user in &mentions.users {
+                sqlx::query(
+                    "INSERT INTO mentions (user_id, event_id, room_id, seq) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (user_id, event_id) DO NOTHING",
+                )
+                .bind(user)
+                .bind(event.id)
+                .bind(event.room_id)
+                .bind(event.seq)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
         }
 
         fn audit_from_row(row: &DbRow) -> StoreResult<AuditRecord> {
@@ -541,6 +592,7 @@ macro_rules! sql_store {
                     metadata,
                     files,
                     thread,
+                    mentions,
                 } => {
                     // A retry (by any node, or earlier in this batch) returns the stored
                     // original before any seq is taken.
@@ -565,6 +617,7 @@ macro_rules! sql_store {
                         metadata,
                         client_msg_id: Some(client_msg_id),
                         thread: *thread,
+                        mentions: Some(mentions),
                     };
                     match insert_at(conn, seq, row, now, policy).await {
                         Ok(event) => {
@@ -600,6 +653,7 @@ macro_rules! sql_store {
                     target,
                     body,
                     metadata,
+                    mentions,
                 } => {
                     let seq = next_seq(conn, *room_id).await?;
                     let author = live_message_author(conn, *room_id, *target).await?;
@@ -609,19 +663,23 @@ macro_rules! sql_store {
                     if policy.preserve || held(conn, *target, now).await? {
                         keep_versions(conn, *target, "edit", now).await?;
                     }
-                    sqlx::query(&format!(
+                    let edited = sqlx::query(&format!(
                         "UPDATE events SET body = $2, metadata = $3{}, edited_at = $4,
-                                           search_text = $5
-                         WHERE id = $1",
-                        <$store>::JSON_IN
+                                           search_text = $5, mentions = $6, mentions_room = $7
+                         WHERE id = $1 RETURNING {}",
+                        <$store>::JSON_IN,
+                        <$store>::EVENT_COLS
                     ))
                     .bind(target)
                     .bind(body)
                     .bind(encode_metadata(metadata))
                     .bind(now)
                     .bind(policy.search_text(body))
-                    .execute(&mut *conn)
+                    .bind(encode_mentions(mentions))
+                    .bind(mentions.room)
+                    .fetch_one(&mut *conn)
                     .await?;
+                    index_mentions(conn, &event_from_row(&edited)?, mentions).await?;
                     let row = NewRow {
                         room_id: *room_id,
                         kind: EventKind::Edit,
@@ -631,6 +689,7 @@ macro_rules! sql_store {
                         metadata,
                         client_msg_id: None,
                         thread: None,
+                        mentions: None,
                     };
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
@@ -661,6 +720,10 @@ macro_rules! sql_store {
                     .bind(target)
                     .execute(&mut *conn)
                     .await?;
+                    sqlx::query("DELETE FROM mentions WHERE event_id = $1")
+                        .bind(target)
+                        .execute(&mut *conn)
+                        .await?;
                     let row = NewRow {
                         room_id: *room_id,
                         kind: EventKind::Delete,
@@ -670,6 +733,7 @@ macro_rules! sql_store {
                         metadata: &Metadata::new(),
                         client_msg_id: None,
                         thread: None,
+                        mentions: None,
                     };
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
@@ -706,6 +770,7 @@ macro_rules! sql_store {
                         metadata: &metadata,
                         client_msg_id: None,
                         thread: None,
+                        mentions: None,
                     };
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
@@ -733,6 +798,7 @@ macro_rules! sql_store {
                         metadata: &Metadata::new(),
                         client_msg_id: None,
                         thread: None,
+                        mentions: None,
                     };
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
@@ -749,6 +815,7 @@ macro_rules! sql_store {
             metadata: &'a Metadata,
             client_msg_id: Option<&'a String>,
             thread: Option<ThreadReply>,
+            mentions: Option<&'a Mentions>,
         }
 
         /// Take the room's next seq; `NotFound` if there is no such room. On PostgreSQL the
@@ -816,8 +883,9 @@ macro_rules! sql_store {
             let stored = sqlx::query(&format!(
                 "INSERT INTO events
                     (room_id, seq, kind, sender_id, target, body, metadata, client_msg_id,
-                     created_at, search_text, thread_root, also_to_room)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7{}, $8, $9, $10, $11, $12) RETURNING {}",
+                     created_at, search_text, thread_root, also_to_room, mentions, mentions_room)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7{}, $8, $9, $10, $11, $12, $13, $14)
+                 RETURNING {}",
                 <$store>::JSON_IN,
                 <$store>::EVENT_COLS
             ))
@@ -838,10 +906,18 @@ macro_rules! sql_store {
             )
             .bind(row.thread.map(|t| t.root))
             .bind(row.thread.is_some_and(|t| t.also_to_room))
+            .bind(row.mentions.and_then(encode_mentions))
+            .bind(row.mentions.is_some_and(|m| m.room))
             .fetch_one(&mut *conn)
             .await
             .map_err(not_found_on_foreign_key)?;
-            event_from_row(&stored)
+            let event = event_from_row(&stored)?;
+            if let Some(mentions) = row.mentions
+                && !mentions.users.is_empty()
+            {
+                index_mentions(conn, &event, mentions).await?;
+            }
+            Ok(event)
         }
 
         async fn event_by_client_msg_id(
@@ -1186,10 +1262,18 @@ macro_rules! sql_store {
                     "SELECT r.id, r.kind, r.name, r.topic, r.created_by, r.created_at,
                             r.last_seq, r.direct_key, m.role, COALESCE(c.seq, 0) AS read_seq,
                             (SELECT COUNT(*) FROM events e
-                              WHERE e.room_id = r.id AND {}
+                              WHERE e.room_id = r.id AND {0}
                                 AND e.seq > COALESCE(c.seq, 0)
                                 AND e.sender_id <> m.user_id
-                                AND (e.thread_root IS NULL OR e.also_to_room)) AS unread
+                                AND (e.thread_root IS NULL OR e.also_to_room)) AS unread,
+                            (SELECT COUNT(*) FROM events e
+                              WHERE e.room_id = r.id AND {0}
+                                AND e.seq > COALESCE(c.seq, 0)
+                                AND e.sender_id <> m.user_id
+                                AND (e.mentions_room
+                                     OR EXISTS (SELECT 1 FROM mentions x
+                                                 WHERE x.user_id = m.user_id
+                                                   AND x.event_id = e.id))) AS mentions
                        FROM members m
                        JOIN rooms r ON r.id = m.room_id
                        LEFT JOIN read_cursors c
@@ -1209,6 +1293,7 @@ macro_rules! sql_store {
                             role: parse_role(&col::<_, String>(row, "role")?)?,
                             read_seq: col(row, "read_seq")?,
                             unread: col(row, "unread")?,
+                            mentions: col(row, "mentions")?,
                             peer: key.map(|k| direct_peer(&k, user)).transpose()?,
                         })
                     })
@@ -1474,6 +1559,43 @@ macro_rules! sql_store {
                 .await
                 .map_err(not_found_on_foreign_key)?;
                 col(&row, "seq")
+            }
+
+            // ---- mentions ----
+
+            #[tracing::instrument(skip_all)]
+            async fn mentions_of(
+                &self,
+                user: UserId,
+                before: Option<EventId>,
+                max: u32,
+            ) -> StoreResult<Vec<Event>> {
+                // By name through the user's `mentions` rows, `@room` through the rooms the
+                // user is in; either way only in rooms the user is a member of now.
+                let cols = <$store>::EVENT_COLS;
+                let live = <$store>::LIVE_MESSAGE;
+                sqlx::query(&format!(
+                    "SELECT {cols} FROM events e
+                      WHERE e.id IN (
+                             SELECT x.event_id FROM mentions x
+                              WHERE x.user_id = $1 AND x.event_id < $2
+                                AND EXISTS (SELECT 1 FROM members m
+                                             WHERE m.room_id = x.room_id AND m.user_id = $1)
+                             UNION
+                             SELECT r.id FROM members m
+                               JOIN events r ON r.room_id = m.room_id AND r.mentions_room
+                              WHERE m.user_id = $1 AND r.id < $2)
+                        AND {live} AND e.sender_id <> $1
+                      ORDER BY e.id DESC LIMIT $3"
+                ))
+                .bind(user)
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(limit(max))
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(event_from_row)
+                .collect()
             }
 
             // ---- plugin key/value ----

@@ -54,6 +54,7 @@ fn message(room: i64, sender: i64, cmid: &str, body: &str) -> NewEvent {
         metadata,
         files: Vec::new(),
         thread: None,
+        mentions: Default::default(),
     }
 }
 
