@@ -33,8 +33,14 @@ fn name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
+/// Whether `c` before an `@` makes it part of a word (an address), in any script.
+fn word_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
 /// The `@name`s and `@room` of `text`. A mention starts at an `@` that does not follow a
-/// name character or another `@` (so `jane@example.com` is not one) and takes the longest
+/// letter or digit of any script, `.`, `_`, `-` or another `@` (so `jane@example.com` and
+/// `josé@example.com` are not ones) and takes the longest
 /// run of name characters after it, less trailing dots (the end of a sentence); outside
 /// backticks only.
 pub fn parse(text: &str) -> Parsed {
@@ -48,7 +54,7 @@ pub fn parse(text: &str) -> Parsed {
             in_code = !in_code;
         } else if c == '@'
             && !in_code
-            && !previous.is_some_and(|p| name_char(p) || p == '@')
+            && !previous.is_some_and(|p| word_char(p) || p == '@')
         {
             let start = at + 1;
             let mut end = start;

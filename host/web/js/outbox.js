@@ -1,10 +1,16 @@
 // Writes from the chat client: send (with retries), edit, delete, and what to show when the
 // server or a plugin says no. A thread reply goes the same way, with `thread_root` (and
-// `also_to_room`) added to the send.
+// `also_to_room`) added to the send. An ack naming people outside the room
+// (`mentions_not_in_room`) is said in a toast: they were not mentioned.
 
 import { ApiError } from './api.js';
 import { randomId, sleep } from './dom.js';
 import { threadFields } from './state.js';
+import { editedMentions, notInRoomHint } from './mentions.js';
+
+/** Refusals of what the text says (too many names, `@room` in a large room): sending the
+ * same text again cannot work, so they are shown like a plugin's rejection, not retried. */
+const REFUSED_TEXT = new Set(['too_many_mentions', 'room_mention_not_allowed']);
 
 export class Outbox {
   /**
@@ -42,9 +48,10 @@ export class Outbox {
           : await api.post(`/api/v1/rooms/${room.id}/messages`, { client_msg_id: clientMsgId, body, files, ...thread });
         state.acked(room, clientMsgId, ack);
         rerender(room);
+        this.hint(ack);
         return;
       } catch (err) {
-        if (err.code === 'message_rejected') {
+        if (err.code === 'message_rejected' || REFUSED_TEXT.has(err.code)) {
           state.updateLocal(room, clientMsgId, { status: 'rejected', error: err.message, rejection: err.rejection });
           rerender(room);
           return;
@@ -61,6 +68,12 @@ export class Outbox {
         await sleep(err.retryAfterMs || delay);
       }
     }
+  }
+
+  /** Names the message mentions of people outside the room: say they were not notified. */
+  hint(ack) {
+    const names = ack?.mentions_not_in_room;
+    if (Array.isArray(names) && names.length) this.ctx.toast(notInRoomHint(names));
   }
 
   retry(item) {
@@ -88,11 +101,14 @@ export class Outbox {
     try {
       const ack = await api.patch(`/api/v1/rooms/${room.id}/messages/${item.id}`, { body });
       if (ack.modified) state.modified.add(item.id);
+      const stored = ack.modified ? ack.body : body;
       patch = {
-        body: ack.modified ? ack.body : body,
+        body: stored,
         editError: null,
         modified: Boolean(ack.modified || item.modified),
+        ...editedMentions(state, room, item, stored),
       };
+      this.hint(ack);
     } catch (err) {
       const reason = err.rejection
         ? `Edit rejected by ${err.rejection.plugin}: ${err.message}`

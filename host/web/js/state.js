@@ -10,6 +10,13 @@
 // in the room's items like any event (the cursor, sync and dedup need nothing new), but the
 // room's timeline leaves it out unless its sender also sent it to the room (`inRoomTimeline`).
 // A root's `thread.replies` comes from history and is counted on from live events here.
+//
+// Mentions: an event says whom it mentions (`mentions`, `mentions_room`); a room's
+// `mentions` (messages after the read cursor that mention us) comes from `GET /rooms` and is
+// counted on here from live events, like `unread`. A room's `members` (a Set of user ids,
+// for the `@` autocomplete) is loaded by the controller when the room is opened.
+
+import { editedMentions, mentionsMe } from './mentions.js';
 
 export class ChatState {
   constructor(me) {
@@ -66,6 +73,7 @@ export class ChatState {
         peer: summary.peer,
         read_seq: Math.max(room.read_seq, summary.read_seq),
         unread: summary.unread,
+        mentions: summary.mentions ?? 0,
         last_seq: Math.max(room.last_seq, summary.last_seq),
       });
       // An unloaded room has nothing to replay into; a loaded one only advances by events.
@@ -117,12 +125,20 @@ export class ChatState {
     if (event.kind === 'message' && event.sender_id !== this.me.id && !room.visible && inRoomTimeline(event)) {
       room.unread += 1;
     }
+    // The server counts thread replies that mention us too.
+    if (event.kind === 'message' && event.sender_id !== this.me.id && !room.visible && mentionsMe(event, this.me.id)) {
+      room.mentions = (room.mentions || 0) + 1;
+    }
     if (event.kind === 'message' && event.sender_id === this.me.id) {
       room.read_seq = Math.max(room.read_seq, event.seq);
     }
     if (room.loaded) {
-      if (event.kind === 'edit') this.patchTarget(room, event.target, { body: event.body, edited_at: event.created_at, metadata: event.metadata });
-      else if (event.kind === 'delete') this.deleted(room, event.target);
+      if (event.kind === 'edit') {
+        this.patchTarget(room, event.target, {
+          body: event.body, edited_at: event.created_at, metadata: event.metadata,
+          ...editedMentions(this, room, room.items.get(`e${event.target}`), event.body),
+        });
+      } else if (event.kind === 'delete') this.deleted(room, event.target);
       else {
         this.absorb(room, event);
         // Each live event passes here once (the cursor), so each reply is counted once; a
@@ -163,6 +179,9 @@ export class ChatState {
     const old = room.items.get(key);
     const item = { ...old, ...event, key, rev: (old?.rev || 0) + 1 };
     if (!event.body) delete item.body;
+    // A page's copy after an edit has the message's mentions as they are now.
+    if (!event.mentions) delete item.mentions;
+    if (!event.mentions_room) delete item.mentions_room;
     if (this.modified.has(event.id)) item.modified = true;
     room.items.set(key, item);
     // Our own message came back: the optimistic local copy has done its job.

@@ -13,6 +13,7 @@
 import { h, replace } from './dom.js';
 import { TimelineView } from './views.js';
 import { bySeq } from './state.js';
+import { editedMentions } from './mentions.js';
 
 const PAGE = 50;
 
@@ -212,7 +213,11 @@ export class ThreadView {
       this.render();
       this.markRead();
     } else if (event.kind === 'edit') {
-      this.patch(event.target, { body: event.body, edited_at: event.created_at, metadata: event.metadata });
+      const old = event.target === this.rootId ? this.root : this.replies.get(`e${event.target}`);
+      this.patch(event.target, {
+        body: event.body, edited_at: event.created_at, metadata: event.metadata,
+        ...editedMentions(this.state, room, old, event.body),
+      });
     } else if (event.kind === 'delete') {
       this.patch(event.target, { deleted: true, body: undefined });
     }

@@ -9,6 +9,7 @@
 import { h, replace, formatTime } from './dom.js';
 import { looksModified } from './state.js';
 import { attachedIds, fileCards } from './files.js';
+import { mentionNodes, mentionsMe } from './mentions.js';
 
 export function renderRoomList(list, state, currentId, onOpen) {
   const rooms = [...state.rooms.values()].sort((a, b) =>
@@ -21,18 +22,27 @@ export function renderRoomList(list, state, currentId, onOpen) {
   const focused = list.contains(document.activeElement) ? document.activeElement.dataset.roomId : null;
   replace(list, rooms.map((room) => {
     const unread = room.unread > 0 && room.id !== currentId;
+    const mentions = room.mentions > 0 && room.id !== currentId;
     const title = state.roomTitle(room);
+    let label = unread ? `${title}, ${room.unread} unread` : title;
+    if (mentions) label += `, ${room.mentions} ${room.mentions === 1 ? 'mention' : 'mentions'}`;
     return h('li', {},
       h('button', {
-        class: `room-item${unread ? ' has-unread' : ''}`,
+        class: `room-item${unread ? ' has-unread' : ''}${mentions ? ' has-mentions' : ''}`,
         type: 'button',
         dataset: { roomId: room.id },
         'aria-current': room.id === currentId ? 'true' : false,
-        'aria-label': unread ? `${title}, ${room.unread} unread` : title,
+        'aria-label': label,
         onclick: () => onOpen(room.id),
       },
       h('span', { class: 'room-kind', 'aria-hidden': 'true' }, room.kind === 'direct' ? '@' : '#'),
       h('span', { class: 'room-name' }, title),
+      // The count only; the "@" before it is the stylesheet's.
+      mentions ? h('span', {
+        class: 'mention-badge',
+        title: `Mentioned ${room.mentions === 1 ? 'once' : `${room.mentions} times`}`,
+        'aria-hidden': 'true',
+      }, String(room.mentions)) : null,
       unread ? h('span', { class: 'badge', 'aria-hidden': 'true' }, String(room.unread)) : null));
   }));
   if (focused) list.querySelector(`[data-room-id="${focused}"]`)?.focus();
@@ -126,6 +136,7 @@ export class TimelineView {
     if (item.thread_root) classes.push('reply');
     if (item.local) classes.push('local', item.status);
     if (item.deleted) classes.push('deleted');
+    if (!own && !item.deleted && mentionsMe(item, this.state.me.id)) classes.push('mentions-me');
     const modified = !item.deleted && looksModified(item);
     const header = h('header', {},
       h('span', { class: 'msg-sender' }, this.state.userName(item.sender_id)),
@@ -143,7 +154,7 @@ export class TimelineView {
         : null);
     const body = item.deleted
       ? h('p', { class: 'msg-body' }, h('em', {}, 'Message deleted'))
-      : h('p', { class: 'msg-body' }, item.body ?? '');
+      : h('p', { class: 'msg-body' }, mentionNodes(item.body ?? '', item, this.state));
     const el = h('article', {
       class: classes.join(' '),
       dataset: { key: item.key, seq: Number.isFinite(item.seq) ? item.seq : '', id: item.id ?? '' },
