@@ -9,6 +9,7 @@ pub mod compliance;
 pub mod file_review;
 pub mod files;
 pub mod listener;
+pub mod mentions;
 pub mod ops;
 pub mod plugins;
 pub mod rooms;
@@ -65,6 +66,7 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(account::routes())
         .merge(rooms::routes())
         .merge(search::routes())
+        .merge(mentions::routes())
         .merge(ws::routes())
         .merge(ops::routes())
         .merge(admin::routes())

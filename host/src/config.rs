@@ -406,6 +406,10 @@ pub struct Limits {
     /// A search whose words are all shorter than three characters (no index serves it) looks
     /// only at the newest this many events, so it stays a bounded scan.
     pub search_short_scan_events: u64,
+    /// Distinct `@name`s one message may mention (`too_many_mentions` beyond).
+    pub mentions_per_message_max: usize,
+    /// In rooms with more members than this, only owners and admins may say `@room`.
+    pub room_mention_members_max: usize,
     /// Events queued for one WebSocket session before it is disconnected as a slow consumer.
     pub ws_send_queue: usize,
     /// How often the server pings an idle WebSocket, in seconds.
@@ -444,6 +448,8 @@ impl Default for Limits {
             search_terms_max: 16,
             search_page_max: 100,
             search_short_scan_events: 200_000,
+            mentions_per_message_max: 20,
+            room_mention_members_max: 100,
             ws_send_queue: 1024,
             ws_heartbeat_secs: 15,
             ws_idle_timeout_secs: 45,

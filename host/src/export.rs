@@ -684,6 +684,8 @@ mod tests {
                 body: format!("message number {n:02} {}", "x".repeat(100)),
                 metadata: Default::default(),
                 files: Vec::new(),
+                thread: None,
+                mentions: Default::default(),
             })
             .collect();
         for appended in store.append_events(&batch).await.unwrap() {

@@ -18,6 +18,7 @@ pub mod holds;
 pub mod hub;
 pub mod ids;
 pub mod membership;
+pub mod mentions;
 pub mod metrics;
 pub mod names;
 pub mod os_limits;

@@ -26,6 +26,12 @@ pub enum ClientFrame {
         /// Files uploaded to this room by the sender, to attach.
         #[serde(default)]
         files: Vec<i64>,
+        /// A reply in the thread of this top-level message of the room.
+        #[serde(default)]
+        thread_root: Option<EventId>,
+        /// A reply that clients should show in the room's timeline too.
+        #[serde(default)]
+        also_to_room: bool,
     },
     Edit {
         #[serde(default)]
@@ -125,6 +131,10 @@ pub struct Ack {
     /// `notice` frame.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub command: Option<String>,
+    /// Names the message mentions of people who are not members of the room: they were
+    /// not mentioned (add them to the room, or leave it).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mentions_not_in_room: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -29,11 +29,40 @@ use crate::config::Limits;
 use crate::error::{ApiError, Result};
 use crate::hub::Hub;
 use crate::membership::Membership;
+use crate::mentions;
 use crate::protocol::{Ack, ServerFrame};
 use crate::store::{
     Event, EventId, EventKind, Member, Metadata, NewEvent, NewRoom, Page, Role, Room, RoomId,
-    RoomKind, Store, User, UserId,
+    RoomKind, Store, ThreadReply, ThreadSummary, User, UserId,
 };
+
+/// The thread fields of a send (HTTP or WebSocket) as the message path takes them:
+/// `also_to_room` only means something for a reply.
+pub fn thread_reply(root: Option<EventId>, also_to_room: bool) -> Result<Option<ThreadReply>> {
+    match (root, also_to_room) {
+        (Some(root), also_to_room) => Ok(Some(ThreadReply { root, also_to_room })),
+        (None, false) => Ok(None),
+        (None, true) => Err(ApiError::bad_request(
+            "invalid_request",
+            "`also_to_room` is for a reply: give `thread_root` too",
+        )),
+    }
+}
+
+/// One page of a thread, as `GET /api/v1/rooms/{id}/threads/{root}` answers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ThreadView {
+    /// The top-level message, with its reply count.
+    pub root: Event,
+    /// Replies, oldest first.
+    pub replies: Vec<Event>,
+    /// More replies beyond this page in the direction asked.
+    pub has_more: bool,
+    /// Replies from others after the caller's thread read cursor.
+    pub unread: u64,
+    /// The caller's thread read cursor (`0` before the first read).
+    pub read_seq: i64,
+}
 
 /// The message path. A cheap handle on [`RouterCore`] (where the methods are), so that the
 /// task sending plugins' bot posts can hold a weak reference to the same router.
@@ -148,6 +177,7 @@ impl RouterCore {
             body,
             metadata,
             Vec::new(),
+            None,
             depth,
         )
         .await
@@ -156,7 +186,8 @@ impl RouterCore {
     /// [`send_message`](Self::send_message) with files the sender uploaded to the room
     /// attached: they are claimed in the message's own transaction, and listed in its
     /// metadata under the server's `files` key (ids, comma-separated) for clients and
-    /// plugins.
+    /// plugins. With `thread`, the message is a reply in the thread of a top-level message
+    /// of the same room; it passes the plugin chain like any message.
     #[allow(clippy::too_many_arguments)]
     pub async fn send_message_with_files(
         &self,
@@ -166,6 +197,7 @@ impl RouterCore {
         body: String,
         mut metadata: Metadata,
         files: Vec<i64>,
+        thread: Option<ThreadReply>,
         depth: u32,
     ) -> Result<Ack> {
         self.check_client_msg_id(&client_msg_id)?;
@@ -177,6 +209,11 @@ impl RouterCore {
             refuse_reserved_metadata(&metadata)?;
         }
         self.ensure_member(sender.id, room_id).await?;
+        if let Some(thread) = thread {
+            // Before the plugins run, for a clear answer; the store checks again in the
+            // transaction (the root may be deleted meanwhile).
+            self.thread_root(room_id, thread.root).await?;
+        }
         if !files.is_empty() {
             // A retry's files are already attached (to its original): answer with that.
             if let Some(original) = self
@@ -219,8 +256,19 @@ impl RouterCore {
         }
         self.rate_limit(sender.id)?;
         let (body, metadata, modified, authors) = self
-            .pre_send(sender, room_id, &client_msg_id, None, body, metadata, depth)
+            .pre_send(
+                sender,
+                room_id,
+                &client_msg_id,
+                None,
+                thread.map(|t| t.root),
+                body,
+                metadata,
+                depth,
+            )
             .await?;
+        // Read from what is stored: a plugin's rewrite is held to the same rules.
+        let mentioned = self.mentions(sender.id, room_id, &body).await?;
         let appended = self
             .committer
             .commit(NewEvent::Message {
@@ -230,6 +278,8 @@ impl RouterCore {
                 body,
                 metadata,
                 files,
+                thread,
+                mentions: mentioned.mentions(),
             })
             .await?;
         if appended.duplicate {
@@ -249,7 +299,33 @@ impl RouterCore {
             modified,
             duplicate: false,
             command: None,
+            mentions_not_in_room: mentioned.not_in_room,
         })
+    }
+
+    /// Whom `body` mentions in the room (see [`mentions`]).
+    async fn mentions(
+        &self,
+        sender: UserId,
+        room_id: RoomId,
+        body: &str,
+    ) -> Result<mentions::Resolved> {
+        if !body.contains('@') {
+            return Ok(mentions::Resolved::default());
+        }
+        let members = self.membership.members(room_id).await?;
+        mentions::resolve(
+            self.store.as_ref(),
+            room_id,
+            sender,
+            &members,
+            body,
+            mentions::MentionLimits {
+                names_max: self.limits.mentions_per_message_max,
+                room_mention_members_max: self.limits.room_mention_members_max,
+            },
+        )
+        .await
     }
 
     /// Replace the body of one's own message. Edits pass through the same plugin chain as
@@ -278,11 +354,13 @@ impl RouterCore {
                 room_id,
                 &client_msg_id,
                 Some(message),
+                original.thread_root,
                 body,
                 original.metadata.clone(),
                 0,
             )
             .await?;
+        let mentioned = self.mentions(sender.id, room_id, &body).await?;
         let appended = self
             .committer
             .commit(NewEvent::Edit {
@@ -291,6 +369,7 @@ impl RouterCore {
                 target: message,
                 body,
                 metadata,
+                mentions: mentioned.mentions(),
             })
             .await?;
         if modified {
@@ -305,6 +384,7 @@ impl RouterCore {
             modified,
             duplicate: false,
             command: None,
+            mentions_not_in_room: mentioned.not_in_room,
         })
     }
 
@@ -341,6 +421,7 @@ impl RouterCore {
             modified: false,
             duplicate: false,
             command: None,
+            mentions_not_in_room: Vec::new(),
         })
     }
 
@@ -369,7 +450,142 @@ impl RouterCore {
                 }
             }
         }
+        self.add_thread_summaries(room_id, &mut events).await?;
         Ok((events, more))
+    }
+
+    /// One page of a thread: its root, replies oldest first, whether there are more in the
+    /// direction asked, and the caller's place in it. Members only.
+    pub async fn thread(
+        &self,
+        caller: &User,
+        room_id: RoomId,
+        root: EventId,
+        page: Page,
+        limit: Option<u32>,
+    ) -> Result<ThreadView> {
+        self.require_member(caller.id, room_id).await?;
+        let mut root_event = match self.store.event(root).await? {
+            Some(event) if event.room_id == room_id && event.kind == EventKind::Message => event,
+            _ => {
+                return Err(ApiError::not_found(
+                    "message_not_found",
+                    "no such message in this room",
+                ));
+            }
+        };
+        if root_event.thread_root.is_some() {
+            return Err(ApiError::conflict(
+                "nested_thread",
+                "that message is itself a reply: open the thread of its root",
+            ));
+        }
+        let limit = limit
+            .unwrap_or(50)
+            .clamp(1, self.limits.history_page_max.max(1));
+        let mut replies = self
+            .store
+            .thread_replies(room_id, root, page, limit + 1)
+            .await?;
+        let has_more = replies.len() > limit as usize;
+        if has_more {
+            match page {
+                Page::After(_) => replies.truncate(limit as usize),
+                Page::Before(_) => {
+                    replies.remove(0);
+                }
+            }
+        }
+        root_event.thread = self
+            .store
+            .thread_summaries(room_id, &[root])
+            .await?
+            .into_iter()
+            .next()
+            .map(|(_, summary)| summary);
+        let (read_seq, unread) = self.store.thread_unread(caller.id, root).await?;
+        Ok(ThreadView {
+            root: root_event,
+            replies,
+            has_more,
+            unread,
+            read_seq,
+        })
+    }
+
+    /// Move the caller's read cursor in a thread forward; returns it.
+    pub async fn mark_thread_read(
+        &self,
+        caller: &User,
+        room_id: RoomId,
+        root: EventId,
+        seq: i64,
+    ) -> Result<i64> {
+        self.require_member(caller.id, room_id).await?;
+        match self.store.event(root).await? {
+            Some(event) if event.room_id == room_id && event.kind == EventKind::Message => {}
+            _ => {
+                return Err(ApiError::not_found(
+                    "message_not_found",
+                    "no such message in this room",
+                ));
+            }
+        }
+        Ok(self
+            .store
+            .set_thread_read(caller.id, room_id, root, seq)
+            .await?)
+    }
+
+    /// One page of the messages that mention the caller, newest first, and whether there
+    /// are older ones.
+    pub async fn mentions_of(
+        &self,
+        caller: &User,
+        before: Option<EventId>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<Event>, bool)> {
+        let limit = limit
+            .unwrap_or(50)
+            .clamp(1, self.limits.history_page_max.max(1));
+        let mut found = self
+            .store
+            .mentions_of(caller.id, before, limit + 1)
+            .await?;
+        let more = found.len() > limit as usize;
+        found.truncate(limit as usize);
+        Ok((found, more))
+    }
+
+    /// Under each top-level message of a history page, how many replies it has.
+    async fn add_thread_summaries(&self, room_id: RoomId, events: &mut [Event]) -> Result<()> {
+        let roots: Vec<EventId> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Message && e.thread_root.is_none() && !e.deleted)
+            .map(|e| e.id)
+            .collect();
+        let summaries: std::collections::HashMap<EventId, ThreadSummary> = self
+            .store
+            .thread_summaries(room_id, &roots)
+            .await?
+            .into_iter()
+            .collect();
+        for event in events.iter_mut() {
+            event.thread = summaries.get(&event.id).copied();
+        }
+        Ok(())
+    }
+
+    /// A reply's root: a live top-level message of the room.
+    async fn thread_root(&self, room_id: RoomId, root: EventId) -> Result<Event> {
+        let event = self.live_message_in_room(room_id, root).await?;
+        if event.thread_root.is_some() {
+            return Err(ApiError::conflict(
+                "nested_thread",
+                "that message is itself a reply: reply in its thread (to the thread's root) instead",
+            ));
+        }
+        Ok(event)
     }
 
     /// Events after `after` for a resuming session, at most `limit`.
@@ -729,6 +945,7 @@ fn duplicate_ack(original: Event, room_id: RoomId) -> Result<Ack> {
         modified: false,
         duplicate: true,
         command: None,
+        mentions_not_in_room: Vec::new(),
     })
 }
 

@@ -156,8 +156,12 @@ pub struct RoomSummary {
     pub role: Role,
     /// The user's read cursor in this room (0 if never read).
     pub read_seq: i64,
-    /// Message events after the read cursor (not counting the user's own).
+    /// Message events after the read cursor (not counting the user's own, nor thread
+    /// replies not also sent to the room).
     pub unread: i64,
+    /// Of the messages after the read cursor, those that mention the user (by name or
+    /// `@room`; thread replies included).
+    pub mentions: i64,
     /// The other member of a direct room, for naming it.
     pub peer: Option<UserId>,
 }
@@ -218,6 +222,53 @@ pub struct Event {
     pub edited_at: Option<Millis>,
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub deleted: bool,
+    /// A reply: the top-level message of the same room it answers.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub thread_root: Option<EventId>,
+    /// A reply its sender also wants shown in the room's timeline.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub also_to_room: bool,
+    /// Members the message mentions by `@name`.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mentions: Vec<UserId>,
+    /// The message says `@room`: it mentions every member.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub mentions_room: bool,
+    /// A message with replies, as history shows it (not stored: filled in when read).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub thread: Option<ThreadSummary>,
+}
+
+/// The replies a top-level message has, as history shows them under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadSummary {
+    /// Replies not deleted.
+    pub replies: u64,
+    /// When the latest of them was sent.
+    pub last_reply_at: Millis,
+}
+
+/// Whom a message mentions (resolved to the room's members by the router).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mentions {
+    pub users: Vec<UserId>,
+    /// `@room`.
+    pub room: bool,
+}
+
+impl Mentions {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && !self.room
+    }
+}
+
+/// Where a new message goes in a thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadReply {
+    /// The top-level message replied to.
+    pub root: EventId,
+    /// Show it in the room's timeline too.
+    pub also_to_room: bool,
 }
 
 /// A write to a room's log. Every variant gets the room's next `seq`.
@@ -233,6 +284,11 @@ pub enum NewEvent {
         /// of this sender in this room not attached yet, or nothing is stored
         /// (`file_unavailable`).
         files: Vec<i64>,
+        /// A reply in a thread: the store checks that the root is a live top-level message
+        /// of the same room (`NotFound`, `Conflict("nested_thread")`).
+        thread: Option<ThreadReply>,
+        /// Whom it mentions.
+        mentions: Mentions,
     },
     /// Replace a message's body. The store checks that `target` is a live message in the room
     /// written by `sender_id`.
@@ -242,6 +298,8 @@ pub enum NewEvent {
         target: EventId,
         body: String,
         metadata: Metadata,
+        /// Whom the new text mentions (replaces the message's mentions).
+        mentions: Mentions,
     },
     /// Erase a message. `sender_id` may be the author or a moderator: the router decides who
     /// may, the store only checks that the message exists in the room and is not deleted.
@@ -538,6 +596,46 @@ pub trait Store: Send + Sync + 'static {
     // ---- read cursors ----
     /// Move the user's cursor forward to `seq` (never backwards); returns the cursor now held.
     async fn set_read_cursor(&self, user: UserId, room: RoomId, seq: i64) -> StoreResult<i64>;
+
+    // ---- threads ----
+    /// One page of a thread's replies (messages of `room` whose `thread_root` is `root`), in
+    /// ascending `seq`; deleted replies included, as in the room's history.
+    async fn thread_replies(
+        &self,
+        room: RoomId,
+        root: EventId,
+        page: Page,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>>;
+    /// The live-reply counts of those of `roots` (messages of `room`) that have replies.
+    async fn thread_summaries(
+        &self,
+        room: RoomId,
+        roots: &[EventId],
+    ) -> StoreResult<Vec<(EventId, ThreadSummary)>>;
+    /// The user's read cursor in the thread (`0` before the first read) and how many live
+    /// replies from others come after it.
+    async fn thread_unread(&self, user: UserId, root: EventId) -> StoreResult<(i64, u64)>;
+    /// Move the user's thread cursor forward to `seq` (clamped to the thread's last reply,
+    /// never backwards); returns the cursor now held.
+    async fn set_thread_read(
+        &self,
+        user: UserId,
+        room: RoomId,
+        root: EventId,
+        seq: i64,
+    ) -> StoreResult<i64>;
+
+    // ---- mentions ----
+    /// Live messages that mention `user` (by name, or `@room` in a room the user is a member
+    /// of now), sent by others, in rooms the user is a member of now; newest first, ids
+    /// below `before` (paging), at most `limit`.
+    async fn mentions_of(
+        &self,
+        user: UserId,
+        before: Option<EventId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>>;
 
     // ---- plugin key/value (one namespace per plugin) ----
     async fn kv_get(&self, plugin: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;

@@ -25,6 +25,13 @@ pub fn reply(body: &str) -> Result<(), HostError> {
     wit::reply(body)
 }
 
+/// Post `body` as the bot in the thread of `root_id`, a top-level message of `room_id`
+/// (same membership rule; the server refuses — and logs — a reply to a reply, a deleted
+/// root or one in another room).
+pub fn reply_in_thread(room_id: i64, root_id: i64, body: &str) -> Result<(), HostError> {
+    wit::reply_in_thread(room_id, root_id, body)
+}
+
 /// The bot's user id.
 pub fn user_id() -> Result<i64, HostError> {
     wit::user_id()

@@ -44,6 +44,8 @@ pub struct FakeHost {
     pub logs: Vec<(Level, String)>,
     /// Every bot post: the room (`None` for `bot::reply`) and the body.
     pub posts: Vec<(Option<i64>, String)>,
+    /// `(room, root, body)` of each `bot::reply_in_thread` (also listed in `posts`).
+    pub thread_replies: Vec<(i64, i64, String)>,
     /// The bot's user id (`bot::user_id`).
     pub bot_user_id: i64,
     /// Every HTTP request sent, in order.
@@ -95,6 +97,11 @@ pub fn posts() -> Vec<(Option<i64>, String)> {
     with_host(|host| host.posts.clone())
 }
 
+/// The bot's replies in threads so far: `(room, root, body)`.
+pub fn thread_replies() -> Vec<(i64, i64, String)> {
+    with_host(|host| host.thread_replies.clone())
+}
+
 /// Answer every HTTP request with `respond`.
 pub fn on_http(respond: impl FnMut(&Request) -> Result<Response, HostError> + 'static) {
     with_host(|host| host.http = Some(Box::new(respond)));
@@ -111,6 +118,7 @@ pub fn message(body: &str) -> Message {
         editing: None,
         body: body.into(),
         metadata: Vec::new(),
+        thread_root: None,
     }
 }
 
@@ -223,6 +231,18 @@ pub(crate) mod fake {
         pub(crate) fn reply(body: &str) -> Result<(), HostError> {
             granted("bot")?;
             with_host(|host| host.posts.push((None, body.to_string())));
+            Ok(())
+        }
+        pub(crate) fn reply_in_thread(
+            room_id: i64,
+            root_id: i64,
+            body: &str,
+        ) -> Result<(), HostError> {
+            granted("bot")?;
+            with_host(|host| {
+                host.posts.push((Some(room_id), body.to_string()));
+                host.thread_replies.push((room_id, root_id, body.to_string()));
+            });
             Ok(())
         }
         pub(crate) fn user_id() -> Result<i64, HostError> {

@@ -1345,3 +1345,437 @@ async fn pages_assets_and_admin_endpoints() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["code"], "invalid_query");
 }
+
+/// Reply in the thread of message `root` over HTTP; returns the ack.
+async fn reply_in_thread(
+    client: &crate::support::Client,
+    room: i64,
+    root: i64,
+    client_msg_id: &str,
+    body: &str,
+) -> Value {
+    let (status, ack) = client
+        .post(
+            &format!("/api/v1/rooms/{room}/messages"),
+            json!({ "client_msg_id": client_msg_id, "body": body, "thread_root": root }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ack}");
+    ack
+}
+
+/// Threads in the web client: a reply shows as a count under its root and not in the room's
+/// timeline; the thread panel shows the replies (a hostile one as text), marks the thread
+/// read, and sends a reply that is also sent to the room, stored as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_reply_count_and_also_send_to_room() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let room = alice.group("threads", &[bob.id]).await;
+    let (server, alice, bob) = (&server, &alice, &bob);
+    with_browsers_in(Engine::Chromium, 1, |browsers| async move {
+        let b = &browsers[0];
+        login(b, server, "/", "alice", PASSWORD).await;
+        wait_online(b).await;
+        click(b, &format!(".room-item[data-room-id='{room}']")).await;
+        send(b, "where do we meet?").await;
+        let events = bob.history(room, "").await;
+        let root = events
+            .iter()
+            .find(|e| e["body"] == "where do we meet?")
+            .unwrap_or_else(|| panic!("the root message: {events:?}"))["id"]
+            .as_i64()
+            .expect("root id");
+
+        // The root message, and the reply count under it, in the room's timeline.
+        const COUNTS: &str = "return [...document.querySelectorAll('#timeline .msg')]
+            .filter((m) => m.querySelector('.thread-replies-link'))
+            .map((m) => [m.querySelector('.msg-body').textContent,
+                         m.querySelector('.thread-replies-link').textContent])";
+        // The replies in the thread panel, as stored (not the optimistic copies).
+        const REPLIES: &str = "return [...document.querySelectorAll(\
+             '#thread-replies .message:not(.local) .msg-body')].map((e) => e.textContent)";
+
+        // Bob answers in the thread, then says something in the room: once that is shown,
+        // the reply would have been too, had it been for the room's timeline.
+        reply_in_thread(bob, room, root, "r1", "the usual place").await;
+        let (status, _) = bob.send_http(room, "s1", "see you there").await;
+        assert_eq!(status, StatusCode::CREATED);
+        wait_for_body(b, "see you there").await;
+        eventually(b, "the reply count under the root", COUNTS, |v| {
+            *v == json!([["where do we meet?", "1 reply"]])
+        })
+        .await;
+        let bodies = b.execute(BODIES, vec![]).await.expect("bodies");
+        assert_eq!(
+            bodies,
+            json!(["where do we meet?", "see you there"]),
+            "a reply stays in its thread"
+        );
+
+        // A second reply, hostile: counted live.
+        let hostile = "<img src=x onerror=\"window.pwned=1\"> mind the step";
+        let hostile_ack = reply_in_thread(bob, room, root, "r2", hostile).await;
+        eventually(b, "the count to go up", COUNTS, |v| {
+            *v == json!([["where do we meet?", "2 replies"]])
+        })
+        .await;
+
+        // The panel opens from the count: the root, then the replies, markup as text.
+        click(b, "#timeline .thread-replies-link").await;
+        wait_css(b, "#thread-panel").await;
+        eventually(b, "the replies in the panel", REPLIES, |v| {
+            *v == json!(["the usual place", hostile])
+        })
+        .await;
+        assert_eq!(
+            b.execute(
+                "return document.querySelector('#thread-root .msg-body')?.textContent",
+                vec![]
+            )
+            .await
+            .expect("root"),
+            json!("where do we meet?")
+        );
+        assert_eq!(
+            b.execute(
+                "return [document.querySelectorAll('#thread-panel img').length, \
+                 window.pwned ?? null]",
+                vec![]
+            )
+            .await
+            .expect("no markup"),
+            json!([0, null]),
+            "the hostile reply is text"
+        );
+        // Opening it marked the thread read up to its last reply.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (status, view) = alice
+                .get(&format!("/api/v1/rooms/{room}/threads/{root}"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{view}");
+            if view["read_seq"] == hostile_ack["seq"] && view["unread"] == 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "opening the thread did not mark it read: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // Alice replies, also to the room: in the panel, and in the timeline marked as a reply.
+        click(b, "#thread-also-to-room").await;
+        type_into(b, "#thread-input", "at noon").await;
+        click(b, "#thread-send").await;
+        eventually(b, "alice's reply in the panel", REPLIES, |v| {
+            *v == json!(["the usual place", hostile, "at noon"])
+        })
+        .await;
+        eventually(
+            b,
+            "alice's reply in the room's timeline",
+            "return [...document.querySelectorAll('#timeline .msg.reply:not(.local)')]
+               .map((m) => [m.querySelector('.msg-body').textContent,
+                            m.querySelector('.thread-marker')?.textContent ?? null])",
+            |v| *v == json!([["at noon", "replied in thread"]]),
+        )
+        .await;
+        eventually(b, "the whole room's timeline", BODIES, |v| {
+            *v == json!(["where do we meet?", "see you there", "at noon"])
+        })
+        .await;
+        eventually(b, "the count to include alice's reply", COUNTS, |v| {
+            *v == json!([["where do we meet?", "3 replies"]])
+        })
+        .await;
+        assert_eq!(
+            b.execute(
+                "return document.querySelector('#thread-also-to-room').checked",
+                vec![]
+            )
+            .await
+            .expect("checkbox"),
+            json!(false),
+            "the box is cleared for the next reply"
+        );
+        let events = bob.history(room, "").await;
+        let sent = events
+            .iter()
+            .find(|e| e["body"] == "at noon")
+            .unwrap_or_else(|| panic!("alice's reply is stored: {events:?}"));
+        assert_eq!(sent["thread_root"], root, "{sent}");
+        assert_eq!(sent["also_to_room"], true, "{sent}");
+        assert_eq!(sent["sender_id"], alice.id, "{sent}");
+        let stored_root = events
+            .iter()
+            .find(|e| e["id"] == root)
+            .expect("the root in history");
+        assert_eq!(stored_root["thread"]["replies"], 3, "{stored_root}");
+
+        // Close; "Reply in thread" on another message opens its (empty) thread, and the
+        // marker on alice's reply opens the first thread again.
+        click(b, "#thread-close").await;
+        eventually(
+            b,
+            "the panel to close",
+            "return document.querySelector('#thread-panel').hidden",
+            |v| *v == json!(true),
+        )
+        .await;
+        b.execute(
+            "[...document.querySelectorAll('#timeline .msg')]
+               .find((m) => m.querySelector('.msg-body')?.textContent === 'see you there')
+               .querySelector('.reply-in-thread').click()",
+            vec![],
+        )
+        .await
+        .expect("reply in thread");
+        eventually(
+            b,
+            "the empty thread of the other message",
+            "return [document.querySelector('#thread-panel').hidden,
+                     document.querySelector('#thread-root .msg-body')?.textContent,
+                     document.querySelectorAll('#thread-replies .message').length]",
+            |v| *v == json!([false, "see you there", 0]),
+        )
+        .await;
+        click(b, "#timeline .thread-marker").await;
+        eventually(
+            b,
+            "the marker to open the first thread",
+            "return [document.querySelector('#thread-root .msg-body')?.textContent,
+                     document.querySelectorAll('#thread-replies .message').length]",
+            |v| *v == json!(["where do we meet?", 3]),
+        )
+        .await;
+    })
+    .await;
+}
+
+/// Mentions in the web client: the `@` autocomplete in the composer (keys, completion), the
+/// mention the server stores, the hint for a name outside the room, the room list's mention
+/// count while another room is open, one's own name highlighted (a hostile message's markup
+/// shown as text), and the mentions list opening the message in its room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mentions_autocomplete_highlight_badge_and_list() {
+    const ARROW_DOWN: &str = "\u{E015}";
+    const ESCAPE: &str = "\u{E00C}";
+    /// The suggestions shown (null while the list is hidden), and the chosen one.
+    const SUGGESTIONS: &str = "const list = document.querySelector('#mention-suggestions');
+        if (!list || list.hidden) return null;
+        const items = [...list.querySelectorAll('.mention-suggestion')];
+        return [items.map((e) => e.dataset.name),
+                items.filter((e) => e.getAttribute('aria-selected') === 'true')
+                  .map((e) => e.dataset.name)]";
+    /// Per room in the list: its id and its mention badge's text.
+    const BADGES: &str = "return [...document.querySelectorAll('#room-list .room-item')]
+        .map((e) => [Number(e.dataset.roomId), e.querySelector('.mention-badge')?.textContent ?? null])";
+
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    server.user("dave").await;
+    let team = alice.group("team", &[bob.id, carol.id]).await;
+    let other = alice.group("other", &[bob.id]).await;
+    let (server, alice, bob, carol) = (&server, &alice, &bob, &carol);
+    with_browsers_in(Engine::Chromium, 1, |browsers| async move {
+        let b = &browsers[0];
+        login(b, server, "/", "alice", PASSWORD).await;
+        wait_online(b).await;
+        click(b, &format!(".room-item[data-room-id='{team}']")).await;
+        wait_css(b, "#room:not([hidden])").await;
+
+        // `@` alone offers the room's other members and @room; the arrows move the choice,
+        // Escape closes the list and leaves the text.
+        type_into(b, "#composer-input", "@").await;
+        eventually(b, "every suggestion", SUGGESTIONS, |v| {
+            *v == json!([["bob", "carol", "room"], ["bob"]])
+        })
+        .await;
+        type_into(b, "#composer-input", ARROW_DOWN).await;
+        eventually(b, "the second suggestion chosen", SUGGESTIONS, |v| {
+            *v == json!([["bob", "carol", "room"], ["carol"]])
+        })
+        .await;
+        type_into(b, "#composer-input", ESCAPE).await;
+        eventually(
+            b,
+            "the list to close",
+            "return [document.querySelector('#mention-suggestions').hidden, \
+             document.querySelector('#composer-input').value, \
+             document.querySelector('#room').hidden]",
+            |v| *v == json!([true, "@", false]),
+        )
+        .await;
+
+        // `@ca` narrows it to carol; Enter completes the name instead of sending.
+        type_into(b, "#composer-input", "ca").await;
+        eventually(b, "the suggestions for @ca", SUGGESTIONS, |v| {
+            *v == json!([["carol"], ["carol"]])
+        })
+        .await;
+        type_into(b, "#composer-input", ENTER).await;
+        eventually(
+            b,
+            "the completed mention",
+            "return [document.querySelector('#composer-input').value, \
+             document.querySelector('#mention-suggestions').hidden]",
+            |v| *v == json!(["@carol ", true]),
+        )
+        .await;
+        type_into(b, "#composer-input", &format!("are you there?{ENTER}")).await;
+        let sent = "@carol are you there?";
+        eventually(
+            b,
+            "the mention to be acknowledged",
+            "return [...document.querySelectorAll('#timeline .msg:not(.local) .msg-body')]\
+             .map((e) => e.textContent)",
+            |v| {
+                v.as_array()
+                    .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(sent)))
+            },
+        )
+        .await;
+        let events = bob.history(team, "").await;
+        let stored = events
+            .iter()
+            .find(|e| e["body"] == sent)
+            .unwrap_or_else(|| panic!("the message is stored: {events:?}"));
+        assert_eq!(stored["mentions"], json!([carol.id]), "{stored}");
+        assert_eq!(stored["sender_id"], alice.id, "{stored}");
+        // Shown highlighted, but not as alice's own mention.
+        eventually(
+            b,
+            "carol's name highlighted",
+            "return [...document.querySelectorAll('#timeline .msg .mention')]
+               .map((e) => [e.textContent, e.className])",
+            |v| *v == json!([["@carol", "mention"]]),
+        )
+        .await;
+
+        // A name of someone outside the room: they are not mentioned, and alice is told.
+        send(b, "hello @dave").await;
+        eventually(
+            b,
+            "the hint that dave is not in the room",
+            "const t = document.querySelector('#toast'); return [t.hidden, t.textContent]",
+            |v| *v == json!([false, "Not in this room, so not notified: @dave"]),
+        )
+        .await;
+
+        // Bob mentions alice in the other room: its mention count shows while team is open.
+        let (status, look) = bob.send_http(other, "look", "@alice look here").await;
+        assert_eq!(status, StatusCode::CREATED, "{look}");
+        let look_seq = look["seq"].as_i64().expect("seq");
+        eventually(b, "a mention badge on the other room", BADGES, |v| {
+            *v == json!([[other, "1"], [team, null]])
+        })
+        .await;
+
+        // Opening it: alice's name is marked as hers, and the count goes (here and on the
+        // server, which the read cursor told).
+        click(b, &format!(".room-item[data-room-id='{other}']")).await;
+        wait_for_body(b, "@alice look here").await;
+        eventually(
+            b,
+            "alice's own mention highlighted",
+            "return [...document.querySelectorAll('#timeline .msg.mentions-me')]
+               .map((m) => [m.querySelector('.msg-body').textContent,
+                            [...m.querySelectorAll('.mention')].map((s) => [s.textContent, s.className])])",
+            |v| *v == json!([["@alice look here", [["@alice", "mention mention-me"]]]]),
+        )
+        .await;
+        eventually(b, "the badge to go", BADGES, |v| {
+            *v == json!([[other, null], [team, null]])
+        })
+        .await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (status, rooms) = alice.get("/api/v1/rooms").await;
+            assert_eq!(status, StatusCode::OK, "{rooms}");
+            let count = rooms
+                .as_array()
+                .and_then(|a| a.iter().find(|r| r["id"] == other))
+                .map(|r| r["mentions"].clone());
+            if count == Some(json!(0)) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "opening the room did not clear its mentions on the server: {rooms}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // A hostile message that mentions alice: its markup is text.
+        let hostile = "@alice <img src=x onerror=\"window.pwned=1\">";
+        let (status, ack) = bob.send_http(other, "hostile", hostile).await;
+        assert_eq!(status, StatusCode::CREATED, "{ack}");
+        wait_for_body(b, hostile).await;
+        assert_eq!(
+            b.execute(
+                "return [document.querySelectorAll('#timeline img').length, \
+                 window.pwned ?? null, \
+                 [...document.querySelectorAll('#timeline .mention-me')].map((e) => e.textContent)]",
+                vec![]
+            )
+            .await
+            .expect("timeline"),
+            json!([0, null, ["@alice", "@alice"]]),
+            "the hostile body is text, its mention highlighted"
+        );
+
+        // The mentions list, from another room: both of bob's messages, newest first; a
+        // click opens the message in its room.
+        click(b, &format!(".room-item[data-room-id='{team}']")).await;
+        wait_for_body(b, "hello @dave").await;
+        click(b, "#mentions-button").await;
+        let listed = eventually(
+            b,
+            "the mentions list",
+            "return [...document.querySelectorAll('#mentions-list .mention-item')]
+               .map((e) => [e.querySelector('.mention-room').textContent,
+                            e.querySelector('.mention-sender').textContent,
+                            e.querySelector('.mention-text').textContent,
+                            e.querySelectorAll('img').length])",
+            |v| v.as_array().is_some_and(|a| a.len() == 2),
+        )
+        .await;
+        assert_eq!(
+            listed,
+            json!([
+                ["other", "bob", hostile, 0],
+                ["other", "bob", "@alice look here", 0]
+            ])
+        );
+        assert_eq!(
+            b.execute("return window.pwned ?? null", vec![])
+                .await
+                .unwrap(),
+            Value::Null
+        );
+        click(
+            b,
+            &format!("#mentions-list .mention-item[data-seq='{look_seq}']"),
+        )
+        .await;
+        let found = eventually(
+            b,
+            "the message shown in its room",
+            "const el = document.querySelector('#timeline .found');
+             return el ? [document.querySelector('#room-title').textContent, el.dataset.seq,
+                          el.querySelector('.msg-body').textContent] : null",
+            |v| !v.is_null(),
+        )
+        .await;
+        assert_eq!(
+            found,
+            json!(["other", look_seq.to_string(), "@alice look here"])
+        );
+    })
+    .await;
+}

@@ -223,6 +223,30 @@ async fn echo_bot_answers_commands_in_the_room_and_privately() {
         (answer["sender_id"].as_i64(), answer["body"].as_str()),
         (Some(bot), Some("pong"))
     );
+    assert_eq!(answer.get("thread_root"), None, "a room message gets a room answer");
+
+    // A keyword in a thread: the plugin sees the thread (`thread-root`, interface 0.3) and
+    // answers in it through `bot.reply-in-thread`.
+    let root = first["id"].as_i64().unwrap();
+    let (status, ack) = alice
+        .post(
+            &format!("/api/v1/rooms/{room}/messages"),
+            serde_json::json!({ "client_msg_id": "k2", "body": "ping again", "thread_root": root }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ack}");
+    let reply = bob_ws.recv_type("event").await;
+    assert_eq!((reply["body"].as_str(), reply["thread_root"].as_i64()), (Some("ping again"), Some(root)));
+    let answer = bob_ws.recv_type("event").await;
+    assert_eq!(
+        (
+            answer["sender_id"].as_i64(),
+            answer["body"].as_str(),
+            answer["thread_root"].as_i64()
+        ),
+        (Some(bot), Some("pong"), Some(root)),
+        "{answer}"
+    );
 
     // The commands themselves were not stored; the bot's posts were.
     let history = bodies(&alice.history(room, "").await);
@@ -231,6 +255,8 @@ async fn echo_bot_answers_commands_in_the_room_and_privately() {
         vec![
             (bot, "hello there".to_string()),
             (alice.id, "ping?".to_string()),
+            (bot, "pong".to_string()),
+            (alice.id, "ping again".to_string()),
             (bot, "pong".to_string()),
         ]
     );

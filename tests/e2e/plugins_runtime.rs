@@ -296,6 +296,11 @@ async fn message_delivered_is_observed_off_the_message_path() {
         created_at: 0,
         edited_at: None,
         deleted: false,
+        thread_root: None,
+        also_to_room: false,
+        mentions: Vec::new(),
+        mentions_room: false,
+        thread: None,
     };
     let started = Instant::now();
     l.host.message_delivered(&event, 0);

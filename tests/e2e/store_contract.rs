@@ -325,6 +325,8 @@ fn msg(room: i64, sender: UserId, cmid: &str, body: &str) -> NewEvent {
         body: body.into(),
         metadata: Metadata::new(),
         files: Vec::new(),
+        thread: None,
+        mentions: Default::default(),
     }
 }
 

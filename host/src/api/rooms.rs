@@ -29,6 +29,8 @@ pub fn routes() -> HttpRouter<AppState> {
             patch(edit_message).delete(delete_message),
         )
         .route("/api/v1/rooms/{id}/read", post(mark_read))
+        .route("/api/v1/rooms/{id}/threads/{root}", get(get_thread))
+        .route("/api/v1/rooms/{id}/threads/{root}/read", post(mark_thread_read))
 }
 
 async fn list_rooms(
@@ -149,15 +151,8 @@ struct HistoryPage {
     has_more: bool,
 }
 
-/// `?after=SEQ` pages forward; `?before=SEQ` (default: the latest) pages backward. Either
-/// way the events come oldest first.
-async fn list_messages(
-    State(state): State<AppState>,
-    AuthUser(caller): AuthUser,
-    AppPath(id): AppPath<RoomId>,
-    AppQuery(query): AppQuery<HistoryQuery>,
-) -> Result<AppJson<HistoryPage>> {
-    let page = match (query.before, query.after) {
+fn history_page(query: &HistoryQuery) -> Result<Page> {
+    Ok(match (query.before, query.after) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "invalid_query",
@@ -167,7 +162,18 @@ async fn list_messages(
         (Some(before), None) => Page::Before(before),
         (None, Some(after)) => Page::After(after),
         (None, None) => Page::Before(i64::MAX),
-    };
+    })
+}
+
+/// `?after=SEQ` pages forward; `?before=SEQ` (default: the latest) pages backward. Either
+/// way the events come oldest first.
+async fn list_messages(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    AppPath(id): AppPath<RoomId>,
+    AppQuery(query): AppQuery<HistoryQuery>,
+) -> Result<AppJson<HistoryPage>> {
+    let page = history_page(&query)?;
     let (events, has_more) = state
         .router
         .history(&caller.user, id, page, query.limit)
@@ -185,6 +191,12 @@ struct SendRequest {
     /// Files uploaded to this room by the sender, to attach.
     #[serde(default)]
     files: Vec<i64>,
+    /// A reply in the thread of this top-level message of the room.
+    #[serde(default)]
+    thread_root: Option<EventId>,
+    /// A reply that clients should show in the room's timeline too.
+    #[serde(default)]
+    also_to_room: bool,
 }
 
 /// `201` with the ack once committed; a retried `client_msg_id` gets `200` and the original.
@@ -194,6 +206,7 @@ async fn send_message(
     AppPath(id): AppPath<RoomId>,
     AppJson(req): AppJson<SendRequest>,
 ) -> Result<(StatusCode, AppJson<Ack>)> {
+    let thread = crate::router::thread_reply(req.thread_root, req.also_to_room)?;
     let ack = state
         .router
         .send_message_with_files(
@@ -203,6 +216,7 @@ async fn send_message(
             req.body,
             req.metadata,
             req.files,
+            thread,
             0,
         )
         .await?;
@@ -264,4 +278,45 @@ async fn mark_read(
 ) -> Result<AppJson<ReadCursor>> {
     let seq = state.router.mark_read(&caller.user, id, req.seq).await?;
     Ok(AppJson(ReadCursor { room: id, seq }))
+}
+
+/// `?before=SEQ` (default: the newest) or `?after=SEQ` pages through a thread's replies;
+/// either way they come oldest first.
+async fn get_thread(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    AppPath((id, root)): AppPath<(RoomId, EventId)>,
+    AppQuery(query): AppQuery<HistoryQuery>,
+) -> Result<AppJson<crate::router::ThreadView>> {
+    let page = history_page(&query)?;
+    Ok(AppJson(
+        state
+            .router
+            .thread(&caller.user, id, root, page, query.limit)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Serialize)]
+struct ThreadReadCursor {
+    room: RoomId,
+    root: EventId,
+    seq: i64,
+}
+
+async fn mark_thread_read(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    AppPath((id, root)): AppPath<(RoomId, EventId)>,
+    AppJson(req): AppJson<ReadRequest>,
+) -> Result<AppJson<ThreadReadCursor>> {
+    let seq = state
+        .router
+        .mark_thread_read(&caller.user, id, root, req.seq)
+        .await?;
+    Ok(AppJson(ThreadReadCursor {
+        room: id,
+        root,
+        seq,
+    }))
 }

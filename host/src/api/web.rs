@@ -60,6 +60,8 @@ static ASSETS: &[Asset] = &[
     asset!("js/outbox.js", JS),
     asset!("js/files.js", JS),
     asset!("js/search.js", JS),
+    asset!("js/mentions.js", JS),
+    asset!("js/thread.js", JS),
     asset!("js/chat.js", JS),
     asset!("js/admin.js", JS),
     asset!("js/admin/util.js", JS),

@@ -249,11 +249,25 @@ impl Reader {
                 body,
                 metadata,
                 files,
+                thread_root,
+                also_to_room,
                 ..
-            } => router
-                .send_message_with_files(user, room, client_msg_id, body, metadata, files, 0)
-                .await
-                .map(ack_frame),
+            } => match crate::router::thread_reply(thread_root, also_to_room) {
+                Ok(thread) => router
+                    .send_message_with_files(
+                        user,
+                        room,
+                        client_msg_id,
+                        body,
+                        metadata,
+                        files,
+                        thread,
+                        0,
+                    )
+                    .await
+                    .map(ack_frame),
+                Err(err) => Err(err),
+            },
             ClientFrame::Edit {
                 room,
                 message,

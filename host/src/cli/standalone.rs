@@ -625,6 +625,8 @@ struct PreSendInput {
     #[serde(default)]
     editing: Option<i64>,
     #[serde(default)]
+    thread_root: Option<i64>,
+    #[serde(default)]
     metadata: Metadata,
 }
 
@@ -772,6 +774,7 @@ impl Input {
                     sender_name: m.sender_name,
                     client_msg_id: m.client_msg_id,
                     editing: m.editing,
+                    thread_root: m.thread_root,
                     body: m.body,
                     metadata: m.metadata,
                     // What a server with the default configuration stores.
@@ -804,6 +807,11 @@ impl Input {
                     created_at: e.created_at,
                     edited_at: None,
                     deleted: false,
+                    thread_root: None,
+                    also_to_room: false,
+                    mentions: Vec::new(),
+                    mentions_room: false,
+                    thread: None,
                 };
                 Input::Delivered(room, event)
             }

@@ -588,6 +588,11 @@ mod tests {
             created_at: at,
             edited_at: None,
             deleted: false,
+            thread_root: None,
+            also_to_room: false,
+            mentions: Vec::new(),
+            mentions_room: false,
+            thread: None,
         }
     }
 

@@ -2,7 +2,10 @@
 //! linking, the hook calls and answers of the 0.1 hooks, the conversions of the server's
 //! types into the interface's, and the `log`, `config` and `kv` imports.
 //!
-//! `since_v0_2` adds the calls and imports every version from 0.2 on shares.
+//! `since_v0_2` adds the calls and imports every version from 0.2 on shares. What a later
+//! version adds to shared records and interfaces comes in as `extra_message_fields`,
+//! `extra_event_fields` (named after the value they read, `|msg|`, `|event|`) and
+//! `extra_bot_imports`.
 //!
 //! Each version's bindings (`bindings_v0_1`, `bindings_v0_2`, …) are distinct generated
 //! types of the same shape, so this is a macro expanded inside each bindings module after
@@ -14,7 +17,9 @@ macro_rules! interface_glue {
     (
         extra_hooks: [$(($flag:ident, $hook:ident)),* $(,)?],
         extra_calls: |$hooks:ident, $store:ident| { $($extra_call:tt)* },
-        extra_errors: { $($extra_error:tt)* } $(,)?
+        extra_errors: { $($extra_error:tt)* },
+        extra_message_fields: |$msg:ident| { $($extra_message_field:tt)* },
+        extra_event_fields: |$event:ident| { $($extra_event_field:tt)* } $(,)?
     ) => {
         /// Add WASI (locked down by the store's context) and this version's host imports.
         pub(crate) fn add_to_linker(
@@ -58,18 +63,19 @@ macro_rules! interface_glue {
             let $hooks = bindings.switchboard_plugin_hooks();
             Ok(match request {
                 Request::PreSend {
-                    msg,
+                    msg: $msg,
                     body,
                     metadata,
                 } => {
                     let input = Message {
-                        room_id: msg.room_id,
-                        sender_id: msg.sender_id,
-                        sender_name: msg.sender_name.clone(),
-                        client_msg_id: msg.client_msg_id.clone(),
-                        editing: msg.editing,
+                        room_id: $msg.room_id,
+                        sender_id: $msg.sender_id,
+                        sender_name: $msg.sender_name.clone(),
+                        client_msg_id: $msg.client_msg_id.clone(),
+                        editing: $msg.editing,
                         body: body.to_string(),
                         metadata: pairs(metadata),
+                        $($extra_message_field)*
                     };
                     Response::PreSend(match $hooks.call_message_pre_send($store, &input).await? {
                         PreSendOutcome::Continue => PreSendAnswer::Continue,
@@ -192,23 +198,24 @@ macro_rules! interface_glue {
             }
         }
 
-        fn event(event: &store::Event) -> Event {
+        fn event($event: &store::Event) -> Event {
             Event {
-                id: event.id,
-                room_id: event.room_id,
-                seq: event.seq,
-                kind: match event.kind {
+                id: $event.id,
+                room_id: $event.room_id,
+                seq: $event.seq,
+                kind: match $event.kind {
                     store::EventKind::Message => EventKind::Message,
                     store::EventKind::Edit => EventKind::Edit,
                     store::EventKind::Delete => EventKind::Delete,
                     store::EventKind::MemberJoined => EventKind::MemberJoined,
                     store::EventKind::MemberLeft => EventKind::MemberLeft,
                 },
-                sender_id: event.sender_id,
-                target: event.target,
-                body: event.body.clone(),
-                metadata: pairs(&event.metadata),
-                created_at: event.created_at,
+                sender_id: $event.sender_id,
+                target: $event.target,
+                body: $event.body.clone(),
+                metadata: pairs(&$event.metadata),
+                created_at: $event.created_at,
+                $($extra_event_field)*
             }
         }
     };
@@ -219,7 +226,7 @@ pub(super) use interface_glue;
 /// What 0.2 added and every version since shares: the `command` and `authenticate` calls
 /// and the `bot`, `http` and `rooms` imports.
 macro_rules! since_v0_2 {
-    () => {
+    (extra_bot_imports: { $($extra_bot_import:tt)* }) => {
         async fn command(
             hooks: &exports::switchboard::plugin::hooks::Guest,
             store: &mut wasmtime::Store<HostState>,
@@ -265,15 +272,16 @@ macro_rules! since_v0_2 {
 
         impl switchboard::plugin::bot::Host for HostState {
             async fn post(&mut self, room_id: i64, body: String) -> Result<(), HostError> {
-                Ok(self.bot_post(Some(room_id), body).await?)
+                Ok(self.bot_post(Some(room_id), None, body).await?)
             }
             async fn reply(&mut self, body: String) -> Result<(), HostError> {
                 let room = self.call.room;
-                Ok(self.bot_post(room, body).await?)
+                Ok(self.bot_post(room, None, body).await?)
             }
             fn user_id(&mut self) -> Result<i64, HostError> {
                 Ok(self.bot_user_id()?)
             }
+            $($extra_bot_import)*
         }
 
         impl switchboard::plugin::http::Host for HostState {

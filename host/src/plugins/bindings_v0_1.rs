@@ -40,4 +40,6 @@ super::bindings_common::interface_glue!(
     extra_errors: {
         CapError::Unavailable(m) | CapError::Denied(m) => Self::Unavailable(m),
     },
+    extra_message_fields: |msg| {},
+    extra_event_fields: |event| {},
 );

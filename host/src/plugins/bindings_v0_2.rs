@@ -51,6 +51,8 @@ super::bindings_common::interface_glue!(
         CapError::Unavailable(m) => Self::Unavailable(m),
         CapError::Denied(m) => Self::Denied(m),
     },
+    extra_message_fields: |msg| {},
+    extra_event_fields: |event| {},
 );
 
-super::bindings_common::since_v0_2!();
+super::bindings_common::since_v0_2!(extra_bot_imports: {});

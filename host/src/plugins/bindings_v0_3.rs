@@ -4,7 +4,8 @@
 //! server's types and 0.3's.
 //!
 //! 0.3 is 0.2 plus: the `file-pre-upload` and `file-pre-download` hooks and the `upload`
-//! import that serves the file's bytes to the first.
+//! import that serves the file's bytes to the first; threads (`thread-root` on the
+//! `message` and `event` records, the `bot.reply-in-thread` import).
 
 use super::call::{DecisionAnswer, FileUploadAnswer, PreSendAnswer, Request, Response};
 use super::capabilities::{CapError, HostState, LogLevel};
@@ -24,6 +25,7 @@ wasmtime::component::bindgen!({
         "switchboard:plugin/http.send": async,
         "switchboard:plugin/bot.post": async,
         "switchboard:plugin/bot.reply": async,
+        "switchboard:plugin/bot.reply-in-thread": async,
         "switchboard:plugin/rooms.info": async,
         "switchboard:plugin/rooms.members": async,
         "switchboard:plugin/rooms.display-name": async,
@@ -73,9 +75,20 @@ super::bindings_common::interface_glue!(
         CapError::Unavailable(m) => Self::Unavailable(m),
         CapError::Denied(m) => Self::Denied(m),
     },
+    extra_message_fields: |msg| { thread_root: msg.thread_root, },
+    extra_event_fields: |event| { thread_root: event.thread_root, },
 );
 
-super::bindings_common::since_v0_2!();
+super::bindings_common::since_v0_2!(extra_bot_imports: {
+    async fn reply_in_thread(
+        &mut self,
+        room_id: i64,
+        root_id: i64,
+        body: String,
+    ) -> Result<(), HostError> {
+        Ok(self.bot_post(Some(room_id), Some(root_id), body).await?)
+    }
+});
 
 fn file_info(file: &crate::router::hooks::FileCheck) -> FileInfo {
     FileInfo {

@@ -209,14 +209,24 @@ impl PluginCtx {
     }
 }
 
+/// A bot post queued during a hook call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct QueuedPost {
+    pub(crate) room_id: RoomId,
+    /// A reply in the thread of this message (`bot.reply-in-thread`).
+    pub(crate) thread_root: Option<crate::store::EventId>,
+    pub(crate) body: String,
+}
+
 /// What the running hook call has going: where it fired, the posts it queued and the `kv`
 /// writes it made (both applied only if the call succeeds).
 #[derive(Default)]
 pub(crate) struct CallScope {
     /// The room the hook fired in (`bot.reply` posts there).
     pub(crate) room: Option<RoomId>,
-    /// Posts queued by `bot.post` / `bot.reply`, sent after the call returns.
-    pub(crate) posts: Vec<(RoomId, String)>,
+    /// Posts queued by `bot.post` / `bot.reply` / `bot.reply-in-thread`, sent after the
+    /// call returns.
+    pub(crate) posts: Vec<QueuedPost>,
     /// This call's `kv` writes.
     pub(crate) kv: KvTxn,
     /// During `file-pre-upload`: the file's bytes (`upload.read`).
@@ -321,6 +331,7 @@ impl HostState {
     pub(crate) async fn bot_post(
         &mut self,
         room: Option<RoomId>,
+        thread_root: Option<crate::store::EventId>,
         body: String,
     ) -> Result<(), CapError> {
         let bot = self.ctx.bot.clone().ok_or(CapError::NotGranted)?;
@@ -344,7 +355,11 @@ impl HostState {
                 "the bot is not a member of room {room}"
             )));
         }
-        self.call.posts.push((room, body));
+        self.call.posts.push(QueuedPost {
+            room_id: room,
+            thread_root,
+            body,
+        });
         Ok(())
     }
 

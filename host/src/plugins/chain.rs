@@ -781,7 +781,14 @@ impl PluginHost {
                         private: Some(text),
                     };
                 } else {
-                    plugin.dispatch_posts(vec![(call.room_id, text)], call.depth);
+                    plugin.dispatch_posts(
+                        vec![super::capabilities::QueuedPost {
+                            room_id: call.room_id,
+                            thread_root: None,
+                            body: text,
+                        }],
+                        call.depth,
+                    );
                     return CommandOutcome::Handled {
                         plugin: plugin.name().to_string(),
                         private: None,

@@ -300,7 +300,7 @@ impl LoadedPlugin {
     }
 
     /// Hand bot posts to the router (a no-op without `bot`, where nothing can be queued).
-    pub(crate) fn dispatch_posts(&self, posts: Vec<(crate::store::RoomId, String)>, depth: u32) {
+    pub(crate) fn dispatch_posts(&self, posts: Vec<super::capabilities::QueuedPost>, depth: u32) {
         if let Some(bot) = &self.ctx.bot
             && !posts.is_empty()
         {

@@ -13,7 +13,7 @@ use super::hooks::BotPost;
 use crate::error::{ApiError, Result};
 use crate::ids::random_token;
 use crate::protocol::Ack;
-use crate::store::Metadata;
+use crate::store::{Metadata, ThreadReply};
 
 /// Metadata key naming the plugin whose bot posted a message.
 pub const BOT_PLUGIN_KEY: &str = "bot.plugin";
@@ -58,12 +58,18 @@ impl RouterCore {
         };
         let mut metadata = Metadata::new();
         metadata.insert(BOT_PLUGIN_KEY.to_string(), post.plugin.clone());
-        self.send_message(
+        let thread = post.thread_root.map(|root| ThreadReply {
+            root,
+            also_to_room: false,
+        });
+        self.send_message_with_files(
             &bot,
             post.room_id,
             format!("bot-{}", random_token(16)),
             post.body.clone(),
             metadata,
+            Vec::new(),
+            thread,
             post.depth,
         )
         .await

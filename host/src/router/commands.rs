@@ -69,6 +69,7 @@ impl RouterCore {
                     body: None,
                     duplicate: false,
                     command: Some(name.to_string()),
+                    mentions_not_in_room: Vec::new(),
                 }))
             }
             CommandOutcome::Failed { plugin, reason } => Err(ApiError::Rejected {

@@ -70,6 +70,8 @@ pub struct PreSend {
     pub client_msg_id: String,
     /// For an edit: the message being edited (the hook sees the new body in `body`).
     pub editing: Option<EventId>,
+    /// For a reply in a thread (or an edit of one): the thread's root message.
+    pub thread_root: Option<EventId>,
     pub body: String,
     pub metadata: Metadata,
     /// The largest body the server stores (`limits.max_message_bytes`): what a plugin
@@ -133,6 +135,8 @@ pub struct BotPost {
     pub plugin: String,
     pub bot: User,
     pub room_id: RoomId,
+    /// A reply in the thread of this message.
+    pub thread_root: Option<EventId>,
     pub body: String,
     /// 1 + the depth of the event whose hook produced the post.
     pub depth: u32,

@@ -203,8 +203,9 @@ pub(crate) struct NewMessage<'a> {
 }
 
 impl<'a> NewMessage<'a> {
-    /// A new message without files (with files, the claim must roll back with the message:
-    /// the savepoint path).
+    /// A new message without files, outside threads and mentioning nobody (a file claim
+    /// must roll back with the message, a reply's root is checked first, mentions are
+    /// indexed with it: the savepoint path).
     pub fn plain(item: &'a NewEvent) -> Option<Self> {
         match item {
             NewEvent::Message {
@@ -214,7 +215,9 @@ impl<'a> NewMessage<'a> {
                 body,
                 metadata,
                 files,
-            } if files.is_empty() => Some(Self {
+                thread: None,
+                mentions,
+            } if files.is_empty() && mentions.is_empty() => Some(Self {
                 room_id: *room_id,
                 sender_id: *sender_id,
                 client_msg_id,

@@ -88,7 +88,8 @@ impl Dialect for PgStore {
     const JSON_IN: &'static str = "::jsonb";
     const EVENT_COLS: &'static str = "id, room_id, seq, kind, sender_id, target, body, \
                                       metadata::text AS metadata, client_msg_id, created_at, \
-                                      edited_at, deleted";
+                                      edited_at, deleted, thread_root, also_to_room, \
+                                      mentions, mentions_room";
     const DETAIL_OUT: &'static str = "detail::text AS detail";
     const LIVE_MESSAGE: &'static str = "e.kind = 'message' AND NOT e.deleted";
     const LOCK_HEAD: &'static str = " FOR UPDATE";

@@ -179,10 +179,10 @@ macro_rules! sql_store {
             parse_role, prefix_upper_bound, refuse_row_errors, violation,
         };
         use $crate::store::{
-            Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, EventVersion,
+            ThreadReply, Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, EventVersion,
             FileRecord, FileUsage, FinishedFile, LegalHold, Member, Metadata, NewEvent, NewHold, NewRoom, NewUser, Page, ReindexStep, Role, Room,
-            RoomId, RoomKind, RoomSummary, SearchQuery, Session, Store, StoreError, StoreResult, User, UserId,
-            WritePolicy, now_millis,
+            RoomId, RoomKind, RoomSummary, SearchQuery, Session, Store, StoreError, StoreResult,
+            Mentions, ThreadSummary, User, UserId, WritePolicy, now_millis,
         };
         use $crate::store::sql::{SearchBind, search_sql};
 
@@ -220,7 +220,61 @@ macro_rules! sql_store {
                 created_at: col(row, "created_at")?,
                 edited_at: col(row, "edited_at")?,
                 deleted: col(row, "deleted")?,
+                thread_root: col(row, "thread_root")?,
+                also_to_room: col(row, "also_to_room")?,
+                mentions: decode_mentions(col(row, "mentions")?)?,
+                mentions_room: col(row, "mentions_room")?,
+                thread: None,
             })
+        }
+
+        /// `events.mentions`: member ids, comma-separated.
+        fn decode_mentions(text: Option<String>) -> StoreResult<Vec<UserId>> {
+            text.as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .filter(|id| !id.is_empty())
+                .map(|id| {
+                    id.parse()
+                        .map_err(|_| StoreError::Corrupt(format!("mention list {id:?}")))
+                })
+                .collect()
+        }
+
+        fn encode_mentions(mentions: &Mentions) -> Option<String> {
+            (!mentions.users.is_empty()).then(|| {
+                mentions
+                    .users
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+        }
+
+        /// Index whom message `event` mentions by name (replacing what it mentioned).
+        async fn index_mentions(
+            conn: &mut DbConnection,
+            event: &Event,
+            mentions: &Mentions,
+        ) -> StoreResult<()> {
+            sqlx::query("DELETE FROM mentions WHERE event_id = $1")
+                .bind(event.id)
+                .execute(&mut *conn)
+                .await?;
+            for user in &mentions.users {
+                sqlx::query(
+                    "INSERT INTO mentions (user_id, event_id, room_id, seq) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (user_id, event_id) DO NOTHING",
+                )
+                .bind(user)
+                .bind(event.id)
+                .bind(event.room_id)
+                .bind(event.seq)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
         }
 
         fn audit_from_row(row: &DbRow) -> StoreResult<AuditRecord> {
@@ -538,6 +592,8 @@ macro_rules! sql_store {
                     body,
                     metadata,
                     files,
+                    thread,
+                    mentions,
                 } => {
                     // A retry (by any node, or earlier in this batch) returns the stored
                     // original before any seq is taken.
@@ -549,6 +605,9 @@ macro_rules! sql_store {
                             duplicate: true,
                         });
                     }
+                    if let Some(thread) = thread {
+                        check_thread_root(conn, *room_id, thread.root).await?;
+                    }
                     let seq = next_seq(conn, *room_id).await?;
                     let row = NewRow {
                         room_id: *room_id,
@@ -558,6 +617,8 @@ macro_rules! sql_store {
                         body: Some(body),
                         metadata,
                         client_msg_id: Some(client_msg_id),
+                        thread: *thread,
+                        mentions: Some(mentions),
                     };
                     match insert_at(conn, seq, row, now, policy).await {
                         Ok(event) => {
@@ -593,6 +654,7 @@ macro_rules! sql_store {
                     target,
                     body,
                     metadata,
+                    mentions,
                 } => {
                     let seq = next_seq(conn, *room_id).await?;
                     let author = live_message_author(conn, *room_id, *target).await?;
@@ -602,19 +664,23 @@ macro_rules! sql_store {
                     if policy.preserve || held(conn, *target, now).await? {
                         keep_versions(conn, *target, "edit", now).await?;
                     }
-                    sqlx::query(&format!(
+                    let edited = sqlx::query(&format!(
                         "UPDATE events SET body = $2, metadata = $3{}, edited_at = $4,
-                                           search_text = $5
-                         WHERE id = $1",
-                        <$store>::JSON_IN
+                                           search_text = $5, mentions = $6, mentions_room = $7
+                         WHERE id = $1 RETURNING {}",
+                        <$store>::JSON_IN,
+                        <$store>::EVENT_COLS
                     ))
                     .bind(target)
                     .bind(body)
                     .bind(encode_metadata(metadata))
                     .bind(now)
                     .bind(policy.search_text(body))
-                    .execute(&mut *conn)
+                    .bind(encode_mentions(mentions))
+                    .bind(mentions.room)
+                    .fetch_one(&mut *conn)
                     .await?;
+                    index_mentions(conn, &event_from_row(&edited)?, mentions).await?;
                     let row = NewRow {
                         room_id: *room_id,
                         kind: EventKind::Edit,
@@ -623,6 +689,8 @@ macro_rules! sql_store {
                         body: Some(body),
                         metadata,
                         client_msg_id: None,
+                        thread: None,
+                        mentions: None,
                     };
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
@@ -653,6 +721,10 @@ macro_rules! sql_store {
                     .bind(target)
                     .execute(&mut *conn)
                     .await?;
+                    sqlx::query("DELETE FROM mentions WHERE event_id = $1")
+                        .bind(target)
+                        .execute(&mut *conn)
+                        .await?;
                     let row = NewRow {
                         room_id: *room_id,
                         kind: EventKind::Delete,
@@ -661,6 +733,8 @@ macro_rules! sql_store {
                         body: None,
                         metadata: &Metadata::new(),
                         client_msg_id: None,
+                        thread: None,
+                        mentions: None,
                     };
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
@@ -696,6 +770,8 @@ macro_rules! sql_store {
                         body: None,
                         metadata: &metadata,
                         client_msg_id: None,
+                        thread: None,
+                        mentions: None,
                     };
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
@@ -722,6 +798,8 @@ macro_rules! sql_store {
                         body: None,
                         metadata: &Metadata::new(),
                         client_msg_id: None,
+                        thread: None,
+                        mentions: None,
                     };
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
@@ -737,6 +815,8 @@ macro_rules! sql_store {
             body: Option<&'a String>,
             metadata: &'a Metadata,
             client_msg_id: Option<&'a String>,
+            thread: Option<ThreadReply>,
+            mentions: Option<&'a Mentions>,
         }
 
         /// Take the room's next seq; `NotFound` if there is no such room. On PostgreSQL the
@@ -775,6 +855,25 @@ macro_rules! sql_store {
             col(&row, "sender_id")
         }
 
+        /// A reply's root must be a live top-level message of the room: one level of
+        /// threads, as people use them (a reply to a reply is refused, not re-rooted).
+        async fn check_thread_root(
+            conn: &mut DbConnection,
+            room: RoomId,
+            root: EventId,
+        ) -> StoreResult<()> {
+            live_message_author(conn, room, root).await?;
+            let nested: Option<i64> =
+                sqlx::query_scalar("SELECT thread_root FROM events WHERE id = $1")
+                    .bind(root)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if nested.is_some() {
+                return Err(StoreError::Conflict("nested_thread"));
+            }
+            Ok(())
+        }
+
         async fn insert_at(
             conn: &mut DbConnection,
             seq: i64,
@@ -785,8 +884,9 @@ macro_rules! sql_store {
             let stored = sqlx::query(&format!(
                 "INSERT INTO events
                     (room_id, seq, kind, sender_id, target, body, metadata, client_msg_id,
-                     created_at, search_text)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7{}, $8, $9, $10) RETURNING {}",
+                     created_at, search_text, thread_root, also_to_room, mentions, mentions_room)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7{}, $8, $9, $10, $11, $12, $13, $14)
+                 RETURNING {}",
                 <$store>::JSON_IN,
                 <$store>::EVENT_COLS
             ))
@@ -805,10 +905,20 @@ macro_rules! sql_store {
                     .filter(|_| row.kind == EventKind::Message)
                     .and_then(|body| policy.search_text(body)),
             )
+            .bind(row.thread.map(|t| t.root))
+            .bind(row.thread.is_some_and(|t| t.also_to_room))
+            .bind(row.mentions.and_then(encode_mentions))
+            .bind(row.mentions.is_some_and(|m| m.room))
             .fetch_one(&mut *conn)
             .await
             .map_err(not_found_on_foreign_key)?;
-            event_from_row(&stored)
+            let event = event_from_row(&stored)?;
+            if let Some(mentions) = row.mentions
+                && !mentions.users.is_empty()
+            {
+                index_mentions(conn, &event, mentions).await?;
+            }
+            Ok(event)
         }
 
         async fn event_by_client_msg_id(
@@ -1153,9 +1263,18 @@ macro_rules! sql_store {
                     "SELECT r.id, r.kind, r.name, r.topic, r.created_by, r.created_at,
                             r.last_seq, r.direct_key, m.role, COALESCE(c.seq, 0) AS read_seq,
                             (SELECT COUNT(*) FROM events e
-                              WHERE e.room_id = r.id AND {}
+                              WHERE e.room_id = r.id AND {0}
                                 AND e.seq > COALESCE(c.seq, 0)
-                                AND e.sender_id <> m.user_id) AS unread
+                                AND e.sender_id <> m.user_id
+                                AND (e.thread_root IS NULL OR e.also_to_room)) AS unread,
+                            (SELECT COUNT(*) FROM events e
+                              WHERE e.room_id = r.id AND {0}
+                                AND e.seq > COALESCE(c.seq, 0)
+                                AND e.sender_id <> m.user_id
+                                AND (e.mentions_room
+                                     OR EXISTS (SELECT 1 FROM mentions x
+                                                 WHERE x.user_id = m.user_id
+                                                   AND x.event_id = e.id))) AS mentions
                        FROM members m
                        JOIN rooms r ON r.id = m.room_id
                        LEFT JOIN read_cursors c
@@ -1175,6 +1294,7 @@ macro_rules! sql_store {
                             role: parse_role(&col::<_, String>(row, "role")?)?,
                             read_seq: col(row, "read_seq")?,
                             unread: col(row, "unread")?,
+                            mentions: col(row, "mentions")?,
                             peer: key.map(|k| direct_peer(&k, user)).transpose()?,
                         })
                     })
@@ -1310,6 +1430,173 @@ macro_rules! sql_store {
                     .map_err(not_found_on_foreign_key)?
                     .ok_or(StoreError::NotFound)?;
                 col(&row, "seq")
+            }
+
+            // ---- threads ----
+
+            #[tracing::instrument(skip_all)]
+            async fn thread_replies(
+                &self,
+                room: RoomId,
+                root: EventId,
+                page: Page,
+                max: u32,
+            ) -> StoreResult<Vec<Event>> {
+                let cols = <$store>::EVENT_COLS;
+                let (condition, order, bound) = match page {
+                    Page::After(after) => ("seq > $3", "ASC", after),
+                    Page::Before(before) => ("seq < $3", "DESC", before),
+                };
+                let mut events = sqlx::query(&format!(
+                    "SELECT {cols} FROM events
+                      WHERE thread_root = $1 AND room_id = $2 AND {condition}
+                      ORDER BY seq {order} LIMIT $4"
+                ))
+                .bind(root)
+                .bind(room)
+                .bind(bound)
+                .bind(limit(max))
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(event_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+                if matches!(page, Page::Before(_)) {
+                    events.reverse();
+                }
+                Ok(events)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn thread_summaries(
+                &self,
+                room: RoomId,
+                roots: &[EventId],
+            ) -> StoreResult<Vec<(EventId, ThreadSummary)>> {
+                if roots.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let list: Vec<String> = (0..roots.len()).map(|i| format!("${}", i + 2)).collect();
+                let mut query = sqlx::query(&format!(
+                    "SELECT thread_root, count(*) AS replies, max(created_at) AS last_reply_at
+                       FROM events e
+                      WHERE e.room_id = $1 AND e.thread_root IN ({}) AND {}
+                      GROUP BY thread_root",
+                    list.join(", "),
+                    <$store>::LIVE_MESSAGE
+                ))
+                .bind(room);
+                for root in roots {
+                    query = query.bind(root);
+                }
+                query
+                    .fetch_all(self.reads())
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        Ok((
+                            col(row, "thread_root")?,
+                            ThreadSummary {
+                                replies: u64::try_from(col::<_, i64>(row, "replies")?).unwrap_or(0),
+                                last_reply_at: col(row, "last_reply_at")?,
+                            },
+                        ))
+                    })
+                    .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn thread_unread(&self, user: UserId, root: EventId) -> StoreResult<(i64, u64)> {
+                let read: i64 = sqlx::query_scalar(
+                    "SELECT seq FROM thread_reads WHERE user_id = $1 AND root_id = $2",
+                )
+                .bind(user)
+                .bind(root)
+                .fetch_optional(self.reads())
+                .await?
+                .unwrap_or(0);
+                let unread: i64 = sqlx::query_scalar(&format!(
+                    "SELECT count(*) FROM events e
+                      WHERE e.thread_root = $1 AND e.seq > $2 AND e.sender_id <> $3 AND {}",
+                    <$store>::LIVE_MESSAGE
+                ))
+                .bind(root)
+                .bind(read)
+                .bind(user)
+                .fetch_one(self.reads())
+                .await?;
+                Ok((read, u64::try_from(unread).unwrap_or(0)))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_thread_read(
+                &self,
+                user: UserId,
+                room: RoomId,
+                root: EventId,
+                seq: i64,
+            ) -> StoreResult<i64> {
+                // Clamped to the thread's last reply (a bogus value cannot hide future
+                // replies) and never moved back (a late update from another tab or node).
+                let last: Option<i64> = sqlx::query_scalar(
+                    "SELECT max(seq) FROM events WHERE thread_root = $1 AND room_id = $2",
+                )
+                .bind(root)
+                .bind(room)
+                .fetch_one(self.reads())
+                .await?;
+                let seq = seq.clamp(0, last.unwrap_or(0));
+                let row = sqlx::query(
+                    "INSERT INTO thread_reads (user_id, root_id, seq) VALUES ($1, $2, $3)
+                     ON CONFLICT (user_id, root_id) DO UPDATE
+                        SET seq = CASE WHEN excluded.seq > thread_reads.seq
+                                       THEN excluded.seq ELSE thread_reads.seq END
+                     RETURNING seq",
+                )
+                .bind(user)
+                .bind(root)
+                .bind(seq)
+                .fetch_one(self.writes())
+                .await
+                .map_err(not_found_on_foreign_key)?;
+                col(&row, "seq")
+            }
+
+            // ---- mentions ----
+
+            #[tracing::instrument(skip_all)]
+            async fn mentions_of(
+                &self,
+                user: UserId,
+                before: Option<EventId>,
+                max: u32,
+            ) -> StoreResult<Vec<Event>> {
+                // By name through the user's `mentions` rows, `@room` through the rooms the
+                // user is in; either way only in rooms the user is a member of now.
+                let cols = <$store>::EVENT_COLS;
+                let live = <$store>::LIVE_MESSAGE;
+                sqlx::query(&format!(
+                    "SELECT {cols} FROM events e
+                      WHERE e.id IN (
+                             SELECT x.event_id FROM mentions x
+                              WHERE x.user_id = $1 AND x.event_id < $2
+                                AND EXISTS (SELECT 1 FROM members m
+                                             WHERE m.room_id = x.room_id AND m.user_id = $1)
+                             UNION
+                             SELECT r.id FROM members m
+                               JOIN events r ON r.room_id = m.room_id AND r.mentions_room
+                              WHERE m.user_id = $1 AND r.id < $2)
+                        AND {live} AND e.sender_id <> $1
+                      ORDER BY e.id DESC LIMIT $3"
+                ))
+                .bind(user)
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(limit(max))
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(event_from_row)
+                .collect()
             }
 
             // ---- plugin key/value ----

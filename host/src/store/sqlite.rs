@@ -138,7 +138,8 @@ impl Dialect for SqliteStore {
         "SELECT page_count * page_size AS size FROM pragma_page_count(), pragma_page_size()";
     const JSON_IN: &'static str = "";
     const EVENT_COLS: &'static str = "id, room_id, seq, kind, sender_id, target, body, metadata, \
-                                      client_msg_id, created_at, edited_at, deleted";
+                                      client_msg_id, created_at, edited_at, deleted, \
+                                      thread_root, also_to_room, mentions, mentions_room";
     const DETAIL_OUT: &'static str = "detail";
     // `deleted = 0` (not `= FALSE`) so SQLite matches the partial index word for word.
     const LIVE_MESSAGE: &'static str = "e.kind = 'message' AND e.deleted = 0";

@@ -9,6 +9,10 @@ import { renderRoomList, renderTyping, TimelineView } from './views.js';
 import { FileCache, formatSize, uploadFile } from './files.js';
 import { addMemberDialog, directDialog, newGroupDialog } from './dialogs.js';
 import { SearchView } from './search.js';
+import { ThreadView } from './thread.js';
+import {
+  MentionAutocomplete, MentionsView, Notifier, mentionCandidates, mentionNodes, mentionsMe,
+} from './mentions.js';
 
 const TYPING_SEND_EVERY_MS = 3_000;
 const TYPING_IDLE_MS = 4_000;
@@ -44,7 +48,33 @@ const els = {
   pending: $('#pending-files'),
 };
 
-new SearchView(
+const thread = new ThreadView(
+  {
+    panel: $('#thread-panel'),
+    root: $('#thread-root'),
+    body: $('#thread-body'),
+    replies: $('#thread-replies'),
+    form: $('#thread-composer'),
+    input: $('#thread-input'),
+    alsoToRoom: $('#thread-also-to-room'),
+    send: $('#thread-send'),
+    close: $('#thread-close'),
+  },
+  {
+    api,
+    toast,
+    onToggle: (open) => els.chat.classList.toggle('thread-open', open),
+    // A reply also sent to the room shows in the timeline too.
+    onSent: (room, alsoToRoom) => {
+      if (room.id === currentId) timeline.render(room, alsoToRoom ? 'bottom' : 'auto');
+    },
+    onClosed: () => {
+      if (currentId !== null) els.input.focus();
+    },
+  },
+);
+
+const search = new SearchView(
   {
     form: $('#search-form'),
     input: $('#search-input'),
@@ -64,6 +94,81 @@ new SearchView(
     open: (roomId, seq) => jumpTo(roomId, seq),
   },
 );
+
+// ---- mentions: the list, the autocomplete in both composers, notifications ----
+
+const mentions = new MentionsView(
+  {
+    button: $('#mentions-button'),
+    panel: $('#mentions-panel'),
+    list: $('#mentions-list'),
+    more: $('#mentions-more'),
+    status: $('#mentions-status'),
+    close: $('#mentions-close'),
+    rooms: $('#room-nav'),
+  },
+  {
+    api,
+    roomTitle: (roomId) => {
+      const room = state?.rooms.get(roomId);
+      return room ? state.roomTitle(room) : `Room #${roomId}`;
+    },
+    userName: (id) => state?.userName(id) ?? `user #${id}`,
+    body: (message) => (state ? mentionNodes(message.body ?? '', message, state) : message.body ?? ''),
+    open: (roomId, seq) => jumpTo(roomId, seq),
+    // One sidebar panel at a time.
+    onOpen: () => {
+      if (!$('#search-panel').hidden) search.close();
+    },
+  },
+);
+// A search takes the mentions list's place (the search shows its own panel).
+$('#search-form').addEventListener('submit', () => mentions.close(false));
+
+const composerMentions = new MentionAutocomplete(els.input,
+  (prefix) => mentionCandidates(state, state?.rooms.get(currentId), prefix));
+const threadMentions = new MentionAutocomplete($('#thread-input'),
+  (prefix) => mentionCandidates(state, thread.room(), prefix));
+
+const notifier = new Notifier($('#enable-notifications'));
+
+/** Load the room's members (for the autocomplete) unless known; kept up to date by the
+ * membership events. */
+async function ensureMembers(room) {
+  if (room.members || room.membersLoading || !state) return;
+  if (room.kind === 'direct' && room.peer) {
+    room.members = new Set([state.me.id, room.peer]);
+    return;
+  }
+  room.membersLoading = true;
+  const current = state;
+  try {
+    const detail = await api.get(`/api/v1/rooms/${room.id}`);
+    if (current !== state) return;
+    room.members = new Set(detail.members.map((m) => m.user_id));
+    if ([...room.members].some((id) => id !== state.me.id && !state.users.has(id))) {
+      await refreshUsers().catch(() => {});
+    }
+  } catch {
+    // Tried again when the room is next opened.
+  } finally {
+    room.membersLoading = false;
+  }
+  // Someone may be typing `@` already.
+  composerMentions.refresh();
+  threadMentions.refresh();
+}
+
+/** A live message that mentions us, from someone else: the list, and a notification unless
+ * we are looking at the room. Not for the replay of a resume (the badges say it). */
+function onMention(room, event) {
+  mentions.add(event);
+  if (!socket?.online) return;
+  if (room.visible && document.hasFocus()) return;
+  const sender = state.userName(event.sender_id);
+  const title = room.kind === 'direct' ? sender : `${sender} in ${state.roomTitle(room)}`;
+  notifier.show(title, event.body ?? '', `switchboard-room-${room.id}`, () => jumpTo(room.id, event.seq));
+}
 
 /** Uploads for the next message: `{ file, roomId, progress, id?, error?, el }`. */
 let pendingFiles = [];
@@ -98,6 +203,8 @@ $('#logout').addEventListener('click', async () => {
 function endChat(message) {
   socket?.stop();
   socket = null;
+  thread.close();
+  mentions.close();
   state = null;
   currentId = null;
   history.replaceState(null, '', location.pathname);
@@ -110,9 +217,18 @@ async function startChat() {
   els.login.hidden = true;
   els.chat.hidden = false;
   els.me.textContent = api.user.display_name || api.user.name;
+  notifier.update();
   state = new ChatState(api.user);
   outbox = new Outbox({ api, state, socket: () => socket, rerender, toast, focusComposer: () => els.input.focus() });
-  timeline = new TimelineView(els.timeline, state, outbox, new FileCache(api), toast);
+  const files = new FileCache(api);
+  timeline = new TimelineView(els.timeline, state, {
+    edit: (item, body) => outbox.edit(item, body),
+    remove: (item) => outbox.remove(item),
+    retry: (item) => outbox.retry(item),
+    dismiss: (item) => outbox.dismiss(item),
+    openThread: (roomId, rootId) => thread.open(roomId, rootId),
+  }, files, toast);
+  thread.start(state, outbox, files);
   // The socket needs the rooms' cursors before its first `sync`, so load them first.
   for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
     try {
@@ -183,6 +299,12 @@ function onEvent(event) {
   }
   const { room, fresh } = result;
   if (!fresh) return;
+  thread.onEvent(room, event);
+  if (event.kind === 'message' && event.sender_id !== state.me.id && mentionsMe(event, state.me.id)) {
+    onMention(room, event);
+  }
+  if (event.kind === 'member_joined') room.members?.add(event.target);
+  if (event.kind === 'member_left') room.members?.delete(event.target);
   if (event.kind === 'member_joined' && !state.users.has(event.target)) refreshUsers().catch(() => {});
   if (event.kind === 'member_left' && event.target === state.me.id) {
     refreshRooms().catch(() => {});
@@ -203,6 +325,7 @@ function onSynced(frame) {
     const room = state.rooms.get(Number(id));
     if (room) room.loaded = false;
     if (room && room.id === currentId) loadLatest(room);
+    if (room && room.id === thread.roomId) thread.reload();
   }
   // Rooms we were added to while offline, and authoritative unread counts.
   refreshRooms().catch(() => {});
@@ -222,7 +345,10 @@ function onRead(frame) {
   if (!room || frame.user !== state.me.id) return;
   // Another of our sessions read this room.
   room.read_seq = Math.max(room.read_seq, frame.seq);
-  if (room.read_seq >= room.last_seq) room.unread = 0;
+  if (room.read_seq >= room.last_seq) {
+    room.unread = 0;
+    room.mentions = 0;
+  }
   renderRooms();
 }
 
@@ -236,6 +362,7 @@ setInterval(() => {
 function openRoom(id) {
   const room = state.rooms.get(id);
   if (!room) return;
+  if (thread.roomId !== id) thread.close();
   currentId = id;
   history.replaceState(null, '', `#room-${id}`);
   els.chat.classList.add('room-open');
@@ -244,6 +371,7 @@ function openRoom(id) {
   els.roomTopic.textContent = room.topic || (room.kind === 'direct' ? 'Direct chat' : '');
   els.addMember.hidden = room.kind !== 'group' || room.role === 'member';
   timeline.show(room);
+  ensureMembers(room);
   renderPending();
   renderTyping(els.typing, state, room);
   updateVisibility();
@@ -274,6 +402,12 @@ async function jumpTo(roomId, seq) {
   }
   const el = els.timeline.querySelector(`[data-seq="${seq}"]`);
   if (!el) {
+    // A reply kept in its thread: open the thread instead.
+    const reply = [...room.items.values()].find((item) => item.seq === seq && item.thread_root);
+    if (reply) {
+      thread.open(roomId, reply.thread_root);
+      return;
+    }
     toast('That message is no longer there (deleted, or past the retention period).');
     return;
   }
@@ -283,6 +417,7 @@ async function jumpTo(roomId, seq) {
 }
 
 function closeRoom() {
+  thread.close();
   currentId = null;
   els.chat.classList.remove('room-open');
   els.room.hidden = true;
@@ -347,7 +482,13 @@ function updateVisibility() {
 /** Tell the server we have seen everything up to the room's cursor (only when we have). */
 function markRead(room) {
   updateVisibility();
-  if (!room.visible || room.cursor <= room.sentRead) return;
+  if (!room.visible) return;
+  // Seen: its mentions too (the server's count is of messages after the read cursor).
+  if (room.mentions) {
+    room.mentions = 0;
+    renderRooms();
+  }
+  if (room.cursor <= room.sentRead) return;
   const seq = room.cursor;
   room.sentRead = seq;
   room.read_seq = Math.max(room.read_seq, seq);
@@ -361,6 +502,7 @@ function markRead(room) {
 document.addEventListener('visibilitychange', () => {
   const room = state?.rooms.get(currentId);
   if (room) markRead(room);
+  thread.markRead();
 });
 window.addEventListener('online', () => socket?.kick());
 
@@ -500,6 +642,7 @@ els.room.addEventListener('drop', (ev) => {
 
 function rerender(room) {
   if (room.id === currentId) timeline.render(room);
+  thread.rerender(room);
 }
 
 // ---- creating rooms ----

@@ -5,6 +5,18 @@
 // latest history page, which reflects every event up to its last `seq`). Live events at or
 // below it are already applied and are dropped; the cursor is what `sync` sends on reconnect.
 // Timeline items are keyed by event id, so applying the same message twice is harmless too.
+//
+// Threads: a reply is an ordinary message of the room's log with `thread_root`, so it is kept
+// in the room's items like any event (the cursor, sync and dedup need nothing new), but the
+// room's timeline leaves it out unless its sender also sent it to the room (`inRoomTimeline`).
+// A root's `thread.replies` comes from history and is counted on from live events here.
+//
+// Mentions: an event says whom it mentions (`mentions`, `mentions_room`); a room's
+// `mentions` (messages after the read cursor that mention us) comes from `GET /rooms` and is
+// counted on here from live events, like `unread`. A room's `members` (a Set of user ids,
+// for the `@` autocomplete) is loaded by the controller when the room is opened.
+
+import { editedMentions, mentionsMe } from './mentions.js';
 
 export class ChatState {
   constructor(me) {
@@ -61,6 +73,7 @@ export class ChatState {
         peer: summary.peer,
         read_seq: Math.max(room.read_seq, summary.read_seq),
         unread: summary.unread,
+        mentions: summary.mentions ?? 0,
         last_seq: Math.max(room.last_seq, summary.last_seq),
       });
       // An unloaded room has nothing to replay into; a loaded one only advances by events.
@@ -108,18 +121,54 @@ export class ChatState {
     if (event.seq <= room.cursor) return { room, fresh: false };
     room.cursor = event.seq;
     room.last_seq = Math.max(room.last_seq, event.seq);
-    if (event.kind === 'message' && event.sender_id !== this.me.id && !room.visible) {
+    // A reply only in its thread is not news in the room's timeline.
+    if (event.kind === 'message' && event.sender_id !== this.me.id && !room.visible && inRoomTimeline(event)) {
       room.unread += 1;
+    }
+    // The server counts thread replies that mention us too.
+    if (event.kind === 'message' && event.sender_id !== this.me.id && !room.visible && mentionsMe(event, this.me.id)) {
+      room.mentions = (room.mentions || 0) + 1;
     }
     if (event.kind === 'message' && event.sender_id === this.me.id) {
       room.read_seq = Math.max(room.read_seq, event.seq);
     }
     if (room.loaded) {
-      if (event.kind === 'edit') this.patchTarget(room, event.target, { body: event.body, edited_at: event.created_at, metadata: event.metadata });
-      else if (event.kind === 'delete') this.patchTarget(room, event.target, { deleted: true, body: undefined });
-      else this.absorb(room, event);
+      if (event.kind === 'edit') {
+        this.patchTarget(room, event.target, {
+          body: event.body, edited_at: event.created_at, metadata: event.metadata,
+          ...editedMentions(this, room, room.items.get(`e${event.target}`), event.body),
+        });
+      } else if (event.kind === 'delete') this.deleted(room, event.target);
+      else {
+        this.absorb(room, event);
+        // Each live event passes here once (the cursor), so each reply is counted once; a
+        // history page's count is the server's and already includes what it returned.
+        if (event.kind === 'message' && event.thread_root) {
+          this.countReply(room, event.thread_root, 1, event.created_at);
+        }
+      }
     }
     return { room, fresh: true };
+  }
+
+  /** A message was deleted: a deleted reply no longer counts in its root's replies (the
+   * server counts live replies only). */
+  deleted(room, target) {
+    const item = room.items.get(`e${target}`);
+    if (item?.thread_root && !item.deleted) this.countReply(room, item.thread_root, -1);
+    this.patchTarget(room, target, { deleted: true, body: undefined });
+  }
+
+  /** Count a reply in (or out of) its root's `thread` summary, when the root is loaded. If
+   * the root is loaded, so is every reply after it: a loaded room is contiguous up to its
+   * cursor, and replies come after their root. */
+  countReply(room, rootId, delta, at) {
+    const key = `e${rootId}`;
+    const root = room.items.get(key);
+    if (!root) return;
+    const replies = Math.max(0, (root.thread?.replies || 0) + delta);
+    const thread = { replies, last_reply_at: at ?? root.thread?.last_reply_at ?? 0 };
+    room.items.set(key, { ...root, thread, rev: root.rev + 1 });
   }
 
   /** Put a message or membership event into the timeline (edits/deletes are already folded
@@ -130,6 +179,9 @@ export class ChatState {
     const old = room.items.get(key);
     const item = { ...old, ...event, key, rev: (old?.rev || 0) + 1 };
     if (!event.body) delete item.body;
+    // A page's copy after an edit has the message's mentions as they are now.
+    if (!event.mentions) delete item.mentions;
+    if (!event.mentions_room) delete item.mentions_room;
     if (this.modified.has(event.id)) item.modified = true;
     room.items.set(key, item);
     // Our own message came back: the optimistic local copy has done its job.
@@ -145,13 +197,14 @@ export class ChatState {
     room.items.set(key, { ...item, ...patch, rev: item.rev + 1 });
   }
 
-  /** An optimistic copy of a message we are sending. */
-  addLocal(room, clientMsgId, body, files = []) {
+  /** An optimistic copy of a message we are sending; `thread` is `{ thread_root,
+   * also_to_room }` for a reply, `{}` otherwise. */
+  addLocal(room, clientMsgId, body, files = [], thread = {}) {
     const key = `l${clientMsgId}`;
     const item = {
       key, local: true, client_msg_id: clientMsgId, room_id: room.id, sender_id: this.me.id,
       body, files, metadata: files.length ? { files: files.join(',') } : {},
-      created_at: Date.now(), status: 'sending', rev: 1, seq: Infinity,
+      created_at: Date.now(), status: 'sending', rev: 1, seq: Infinity, ...thread,
     };
     room.items.set(key, item);
     return item;
@@ -180,13 +233,36 @@ export class ChatState {
       key, id: ack.id, seq: ack.seq, kind: 'message', room_id: room.id, sender_id: this.me.id,
       client_msg_id: clientMsgId, body: ack.modified ? ack.body : local.body,
       metadata: local.metadata, created_at: local.created_at, modified: Boolean(ack.modified), rev: 1,
+      ...threadFields(local),
     });
   }
 
   /** Timeline items in display order: by `seq`, unsent local messages last. */
   ordered(room) {
-    return [...room.items.values()].sort((a, b) => a.seq - b.seq || a.created_at - b.created_at);
+    return [...room.items.values()].sort(bySeq);
   }
+
+  /** What the room's timeline shows: `ordered` without the replies kept in their threads. */
+  timeline(room) {
+    return this.ordered(room).filter(inRoomTimeline);
+  }
+}
+
+/** Display order: by `seq`, unsent local messages (seq Infinity) last. */
+export function bySeq(a, b) {
+  return a.seq - b.seq || a.created_at - b.created_at;
+}
+
+/** Is this item shown in its room's timeline? A thread reply is not, unless its sender also
+ * sent it to the room. */
+export function inRoomTimeline(item) {
+  return !item.thread_root || Boolean(item.also_to_room);
+}
+
+/** The thread fields of an item or event (`{}` for a top-level message). */
+export function threadFields(item) {
+  if (!item.thread_root) return {};
+  return item.also_to_room ? { thread_root: item.thread_root, also_to_room: true } : { thread_root: item.thread_root };
 }
 
 /** Does this event look plugin-modified to someone who did not send it? Plugins that change

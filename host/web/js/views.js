@@ -3,11 +3,13 @@
 // themselves (a message's file cards ask the controller's `FileCache`).
 //
 // The timeline is reconciled by key rather than rebuilt, so live events do not steal focus
-// from a message's buttons or reset an edit in progress.
+// from a message's buttons or reset an edit in progress. The thread panel (thread.js) uses
+// the same view for a thread's replies, with its own items.
 
 import { h, replace, formatTime } from './dom.js';
 import { looksModified } from './state.js';
 import { attachedIds, fileCards } from './files.js';
+import { mentionNodes, mentionsMe } from './mentions.js';
 
 export function renderRoomList(list, state, currentId, onOpen) {
   const rooms = [...state.rooms.values()].sort((a, b) =>
@@ -20,18 +22,27 @@ export function renderRoomList(list, state, currentId, onOpen) {
   const focused = list.contains(document.activeElement) ? document.activeElement.dataset.roomId : null;
   replace(list, rooms.map((room) => {
     const unread = room.unread > 0 && room.id !== currentId;
+    const mentions = room.mentions > 0 && room.id !== currentId;
     const title = state.roomTitle(room);
+    let label = unread ? `${title}, ${room.unread} unread` : title;
+    if (mentions) label += `, ${room.mentions} ${room.mentions === 1 ? 'mention' : 'mentions'}`;
     return h('li', {},
       h('button', {
-        class: `room-item${unread ? ' has-unread' : ''}`,
+        class: `room-item${unread ? ' has-unread' : ''}${mentions ? ' has-mentions' : ''}`,
         type: 'button',
         dataset: { roomId: room.id },
         'aria-current': room.id === currentId ? 'true' : false,
-        'aria-label': unread ? `${title}, ${room.unread} unread` : title,
+        'aria-label': label,
         onclick: () => onOpen(room.id),
       },
       h('span', { class: 'room-kind', 'aria-hidden': 'true' }, room.kind === 'direct' ? '@' : '#'),
       h('span', { class: 'room-name' }, title),
+      // The count only; the "@" before it is the stylesheet's.
+      mentions ? h('span', {
+        class: 'mention-badge',
+        title: `Mentioned ${room.mentions === 1 ? 'once' : `${room.mentions} times`}`,
+        'aria-hidden': 'true',
+      }, String(room.mentions)) : null,
       unread ? h('span', { class: 'badge', 'aria-hidden': 'true' }, String(room.unread)) : null));
   }));
   if (focused) list.querySelector(`[data-room-id="${focused}"]`)?.focus();
@@ -39,16 +50,23 @@ export function renderRoomList(list, state, currentId, onOpen) {
 
 /**
  * Keeps one room's timeline in the DOM. `handlers`: { edit(item, body), remove(item),
- * retry(item), dismiss(item) }.
+ * retry(item), dismiss(item), openThread(room, rootId) }.
+ *
+ * `options` (all optional) make it a thread's view instead of the room's: `scroller` (the
+ * element that scrolls, if not `container`), `items(room)` (what to show, in order),
+ * `top(room)` (what goes above the items), `find(key)` (an item as it is now) and `inThread`
+ * (no thread links or "Reply in thread" on its messages).
  */
 export class TimelineView {
-  constructor(container, state, handlers, files, toast) {
+  constructor(container, state, handlers, files, toast, options = {}) {
     this.container = container;
+    this.scroller = options.scroller || container;
     this.state = state;
     this.handlers = handlers;
     /** A `FileCache` for the cards of attached files. */
     this.files = files;
     this.toast = toast;
+    this.options = options;
     this.roomId = null;
     this.nodes = new Map();
     this.editing = null;
@@ -66,20 +84,20 @@ export class TimelineView {
   }
 
   atBottom() {
-    const c = this.container;
+    const c = this.scroller;
     return c.scrollHeight - c.scrollTop - c.clientHeight < 40;
   }
 
   /** Re-render; `mode` is 'bottom' (scroll to newest), 'keep' (older page prepended) or 'auto'. */
   render(room, mode = 'auto') {
-    const c = this.container;
+    const c = this.scroller;
     const stick = mode === 'bottom' || (mode === 'auto' && this.atBottom());
     const anchorHeight = c.scrollHeight - c.scrollTop;
-    replace(this.top, room.hasMore
+    replace(this.top, this.options.top ? this.options.top(room) : room.hasMore
       ? h('span', { class: 'loading' }, room.loading ? 'Loading older messages…' : 'Scroll up for older messages')
       : h('span', {}, 'This is the beginning of the conversation.'));
 
-    const items = this.state.ordered(room);
+    const items = this.options.items ? this.options.items(room) : this.state.timeline(room);
     const live = new Set(items.map((i) => i.key));
     for (const [key, entry] of this.nodes) {
       if (!live.has(key)) {
@@ -103,7 +121,9 @@ export class TimelineView {
     else if (mode === 'keep') c.scrollTop = c.scrollHeight - anchorHeight;
   }
 
-  build(item) {
+  /** One timeline entry; `withActions` false for a message shown read-only (a thread's
+   * root above its replies). */
+  build(item, withActions = true) {
     if (item.kind === 'member_joined' || item.kind === 'member_left') {
       const who = this.state.userName(item.target);
       const verb = item.kind === 'member_joined' ? 'joined' : 'left';
@@ -111,27 +131,52 @@ export class TimelineView {
         `${who} ${verb} · ${formatTime(item.created_at)}`);
     }
     const own = item.sender_id === this.state.me.id;
-    const classes = ['msg'];
+    const classes = ['msg', 'message'];
     if (own) classes.push('own');
+    if (item.thread_root) classes.push('reply');
     if (item.local) classes.push('local', item.status);
     if (item.deleted) classes.push('deleted');
+    if (!own && !item.deleted && mentionsMe(item, this.state.me.id)) classes.push('mentions-me');
     const modified = !item.deleted && looksModified(item);
     const header = h('header', {},
       h('span', { class: 'msg-sender' }, this.state.userName(item.sender_id)),
       h('time', { datetime: new Date(item.created_at).toISOString() }, formatTime(item.created_at)),
       item.edited_at && !item.deleted ? h('span', { class: 'msg-edited' }, '(edited)') : null,
-      modified ? h('span', { class: 'msg-mark', title: 'A server plugin changed this message (e.g. redacted sensitive data)' }, 'redacted/modified') : null);
+      modified ? h('span', { class: 'msg-mark', title: 'A server plugin changed this message (e.g. redacted sensitive data)' }, 'redacted/modified') : null,
+      // A reply also sent to the room: says so, and opens its thread.
+      item.thread_root && !this.options.inThread
+        ? h('button', {
+          type: 'button',
+          class: 'link thread-marker',
+          title: 'Open the thread',
+          onclick: () => this.handlers.openThread(item.room_id, item.thread_root),
+        }, 'replied in thread')
+        : null);
     const body = item.deleted
       ? h('p', { class: 'msg-body' }, h('em', {}, 'Message deleted'))
-      : h('p', { class: 'msg-body' }, item.body ?? '');
+      : h('p', { class: 'msg-body' }, mentionNodes(item.body ?? '', item, this.state));
     const el = h('article', {
       class: classes.join(' '),
       dataset: { key: item.key, seq: Number.isFinite(item.seq) ? item.seq : '', id: item.id ?? '' },
       tabindex: '-1',
     }, header, body,
     item.deleted ? null : fileCards(this.files, attachedIds(item), this.toast),
-    this.note(item), this.actions(item, own));
+    this.note(item), this.threadLink(item), withActions ? this.actions(item, own) : null);
     return el;
+  }
+
+  /** "3 replies" under a root message in the room's timeline; opens the thread. */
+  threadLink(item) {
+    const count = item.thread?.replies || 0;
+    if (this.options.inThread || item.thread_root || count <= 0) return null;
+    const last = item.thread.last_reply_at;
+    return h('p', { class: 'msg-thread' },
+      h('button', {
+        type: 'button',
+        class: 'link thread-replies-link',
+        onclick: () => this.handlers.openThread(item.room_id, item.id),
+      }, `${count} ${count === 1 ? 'reply' : 'replies'}`),
+      last ? h('span', { class: 'muted' }, `last ${formatTime(last)}`) : null);
   }
 
   note(item) {
@@ -156,10 +201,21 @@ export class TimelineView {
           ? h('button', { type: 'button', onclick: () => this.handlers.retry(item) }, 'Retry') : null,
         h('button', { type: 'button', onclick: () => this.handlers.dismiss(item) }, 'Dismiss'));
     }
-    if (!own || item.local || item.deleted) return null;
+    if (item.local || item.deleted) return null;
+    // Any stored top-level message can start a thread (a reply cannot: threads are one deep).
+    const threadable = !this.options.inThread && !item.thread_root && item.id;
+    if (!own && !threadable) return null;
+    // Edit and Delete stay first, where they always were.
     return h('div', { class: 'msg-actions' },
-      h('button', { type: 'button', 'aria-label': 'Edit message', onclick: () => this.startEdit(item) }, 'Edit'),
-      h('button', { type: 'button', 'aria-label': 'Delete message', onclick: () => this.handlers.remove(item) }, 'Delete'));
+      own ? h('button', { type: 'button', 'aria-label': 'Edit message', onclick: () => this.startEdit(item) }, 'Edit') : null,
+      own ? h('button', { type: 'button', 'aria-label': 'Delete message', onclick: () => this.handlers.remove(item) }, 'Delete') : null,
+      threadable
+        ? h('button', {
+          type: 'button',
+          class: 'reply-in-thread',
+          onclick: () => this.handlers.openThread(item.room_id, item.id),
+        }, 'Reply in thread')
+        : null);
   }
 
   startEdit(item) {
@@ -172,7 +228,9 @@ export class TimelineView {
       this.editing = null;
       const body = input.value.trim();
       if (save && body && body !== item.body) this.handlers.edit(item, body);
-      const fresh = this.state.rooms.get(item.room_id)?.items.get(item.key) || item;
+      const fresh = (this.options.find
+        ? this.options.find(item.key)
+        : this.state.rooms.get(item.room_id)?.items.get(item.key)) || item;
       const el = this.build(fresh);
       entry.el.replaceWith(el);
       entry.el = el;

@@ -264,6 +264,7 @@ mod tests {
             editing: None,
             body: body.into(),
             metadata: Vec::new(),
+            thread_root: None,
         }
     }
 

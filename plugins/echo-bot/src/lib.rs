@@ -3,7 +3,8 @@
 //! - `/echo <text>` posts `<text>` in the room, as the bot;
 //! - `/whisper <text>` shows `<text>` to the sender only;
 //! - settings `"answer.<keyword>" = "<text>"`: a delivered message containing `<keyword>`
-//!   (a whole word, any case) gets `<text>` as a reply in its room.
+//!   (a whole word, any case) gets `<text>` as a reply in its room (in its thread, when
+//!   the message is a reply in a thread).
 //!
 //! Grant it `bot` and `config`, and register the commands in its manifest:
 //! `commands = ["echo", "whisper"]`.
@@ -71,7 +72,12 @@ impl Plugin for EchoBot {
             return;
         }
         if let Some(answer) = event.body.as_deref().and_then(|body| self.answer(body)) {
-            match bot::reply(answer) {
+            // A keyword in a thread is answered in that thread.
+            let sent = match event.thread_root {
+                Some(root) => bot::reply_in_thread(event.room_id, root, answer),
+                None => bot::reply(answer),
+            };
+            match sent {
                 // Observers see every room; the bot answers only in those it was added to.
                 Ok(()) | Err(HostError::Denied(_)) => {}
                 // Anything else (say, `bot` not granted) has nowhere better to go than the log.

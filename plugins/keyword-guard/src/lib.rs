@@ -133,6 +133,7 @@ mod tests {
             editing: None,
             body: body.into(),
             metadata: Vec::new(),
+            thread_root: None,
         }
     }
 

@@ -53,6 +53,8 @@ fn message(room: i64, sender: i64, cmid: &str, body: &str) -> NewEvent {
         body: body.into(),
         metadata,
         files: Vec::new(),
+        thread: None,
+        mentions: Default::default(),
     }
 }
 

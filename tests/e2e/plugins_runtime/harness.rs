@@ -174,6 +174,7 @@ pub fn msg(body: &str) -> PreSend {
         sender_name: "alice".into(),
         client_msg_id: "c1".into(),
         editing: None,
+        thread_root: None,
         body: body.into(),
         metadata: Metadata::new(),
         max_body_bytes: 64 * 1024,

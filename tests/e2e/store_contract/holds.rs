@@ -94,6 +94,7 @@ pub(super) async fn holds_keep_what_they_cover(store: Arc<dyn Store>, _: Backend
                             target: m.id,
                             body: body.clone(),
                             metadata: Metadata::new(),
+                            mentions: Default::default(),
                         }],
                     )
                     .await;

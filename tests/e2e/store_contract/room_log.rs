@@ -142,6 +142,7 @@ pub(super) async fn edit_and_delete(store: Arc<dyn Store>, _: Backend) {
             target: m,
             body: "final text".into(),
             metadata: meta.clone(),
+            mentions: Default::default(),
         }],
     )
     .await;
@@ -165,6 +166,7 @@ pub(super) async fn edit_and_delete(store: Arc<dyn Store>, _: Backend) {
         target,
         body: "nope".into(),
         metadata: Metadata::new(),
+        mentions: Default::default(),
     };
     let results = store
         .append_events(&[
@@ -259,6 +261,8 @@ pub(super) async fn deleted_text_is_erased_from_storage(store: Arc<dyn Store>, b
             body: "password is hunter2".into(),
             metadata: Metadata::from([("preview".to_string(), "hunter2".to_string())]),
             files: Vec::new(),
+            thread: None,
+            mentions: Default::default(),
         }])
         .await
         .expect("batch")
@@ -275,6 +279,7 @@ pub(super) async fn deleted_text_is_erased_from_storage(store: Arc<dyn Store>, b
             // Long enough to spill into overflow pages, which a delete frees whole.
             body: format!("password is hunter3 {}", "padding ".repeat(2_000)),
             metadata: Metadata::new(),
+            mentions: Default::default(),
         }],
     )
     .await;
@@ -328,6 +333,7 @@ pub(super) async fn failed_items_burn_no_seq(store: Arc<dyn Store>, _: Backend) 
                 target: 77_777,
                 body: "x".into(),
                 metadata: Metadata::new(),
+                mentions: Default::default(),
             },
             msg(room, alice, "b", "two"),
             NewEvent::Join {

@@ -288,6 +288,7 @@ pub(super) async fn read_cursors_and_unread(store: Arc<dyn Store>, _: Backend) {
                 target: alice_msgs[3],
                 body: "edited".into(),
                 metadata: Metadata::new(),
+                mentions: Default::default(),
             },
         ],
     )

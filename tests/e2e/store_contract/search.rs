@@ -159,6 +159,7 @@ pub(super) async fn search_reflects_edits_and_deletes_when_stored(
             target: m,
             body: "budget final for sales".into(),
             metadata: Metadata::new(),
+            mentions: Default::default(),
         }],
     )
     .await;
@@ -391,6 +392,7 @@ pub(super) async fn search_sees_only_rooms_the_reader_is_in(store: Arc<dyn Store
                             target: id,
                             body: text.clone(),
                             metadata: Metadata::new(),
+                            mentions: Default::default(),
                         }],
                     )
                     .await;

@@ -151,9 +151,14 @@ impl BotCtx {
 
     /// Hand the posts a finished hook call queued to the router. `trigger_depth` is the bot
     /// depth of the event the hook was called for.
-    pub(crate) fn dispatch(&self, posts: Vec<(RoomId, String)>, trigger_depth: u32) {
+    pub(crate) fn dispatch(&self, posts: Vec<super::QueuedPost>, trigger_depth: u32) {
         let depth = trigger_depth.saturating_add(1);
-        for (room_id, body) in posts {
+        for super::QueuedPost {
+            room_id,
+            thread_root,
+            body,
+        } in posts
+        {
             if depth > self.max_depth {
                 self.outbox.count(&self.plugin, "too_deep");
                 tracing::warn!(
@@ -169,6 +174,7 @@ impl BotCtx {
                 plugin: self.plugin.clone(),
                 bot: self.user.clone(),
                 room_id,
+                thread_root,
                 body,
                 depth,
             };
