@@ -67,6 +67,8 @@ fn message(f: &Fixture, n: u64) -> NewEvent {
         body: BODY.into(),
         metadata: BTreeMap::new(),
         files: Vec::new(),
+        thread: None,
+        mentions: Default::default(),
     }
 }
 
@@ -125,6 +127,11 @@ fn frames(c: &mut Criterion) {
         created_at: 1_764_385_200_000,
         edited_at: None,
         deleted: false,
+        thread_root: None,
+        also_to_room: false,
+        mentions: Vec::new(),
+        mentions_room: false,
+        thread: None,
     };
     group.bench_function("encode_event", |b| {
         b.iter(|| {

@@ -59,6 +59,7 @@ fn msg(body: &str) -> PreSend {
         sender_name: "alice".into(),
         client_msg_id: "c".into(),
         editing: None,
+        thread_root: None,
         body: body.into(),
         metadata: Metadata::new(),
         max_body_bytes: 64 * 1024,

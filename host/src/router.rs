@@ -548,10 +548,7 @@ impl RouterCore {
         let limit = limit
             .unwrap_or(50)
             .clamp(1, self.limits.history_page_max.max(1));
-        let mut found = self
-            .store
-            .mentions_of(caller.id, before, limit + 1)
-            .await?;
+        let mut found = self.store.mentions_of(caller.id, before, limit + 1).await?;
         let more = found.len() > limit as usize;
         found.truncate(limit as usize);
         Ok((found, more))

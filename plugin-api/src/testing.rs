@@ -241,7 +241,8 @@ pub(crate) mod fake {
             granted("bot")?;
             with_host(|host| {
                 host.posts.push((Some(room_id), body.to_string()));
-                host.thread_replies.push((room_id, root_id, body.to_string()));
+                host.thread_replies
+                    .push((room_id, root_id, body.to_string()));
             });
             Ok(())
         }

@@ -98,7 +98,10 @@ async fn mentions_are_delivered_counted_listed_and_follow_edits() {
         // Reading the room clears its count.
         let last = alice.history(room, "").await.last().unwrap()["seq"].clone();
         carol
-            .post(&format!("/api/v1/rooms/{room}/read"), json!({ "seq": last }))
+            .post(
+                &format!("/api/v1/rooms/{room}/read"),
+                json!({ "seq": last }),
+            )
             .await;
         assert_eq!(mention_count(&carol, room).await, 0);
 

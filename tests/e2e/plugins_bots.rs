@@ -223,7 +223,11 @@ async fn echo_bot_answers_commands_in_the_room_and_privately() {
         (answer["sender_id"].as_i64(), answer["body"].as_str()),
         (Some(bot), Some("pong"))
     );
-    assert_eq!(answer.get("thread_root"), None, "a room message gets a room answer");
+    assert_eq!(
+        answer.get("thread_root"),
+        None,
+        "a room message gets a room answer"
+    );
 
     // A keyword in a thread: the plugin sees the thread (`thread-root`, interface 0.3) and
     // answers in it through `bot.reply-in-thread`.
@@ -236,7 +240,10 @@ async fn echo_bot_answers_commands_in_the_room_and_privately() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{ack}");
     let reply = bob_ws.recv_type("event").await;
-    assert_eq!((reply["body"].as_str(), reply["thread_root"].as_i64()), (Some("ping again"), Some(root)));
+    assert_eq!(
+        (reply["body"].as_str(), reply["thread_root"].as_i64()),
+        (Some("ping again"), Some(root))
+    );
     let answer = bob_ws.recv_type("event").await;
     assert_eq!(
         (

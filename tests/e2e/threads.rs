@@ -64,7 +64,15 @@ async fn replies_form_a_thread_seen_live_in_history_and_in_the_thread_view() {
         let ack = bob_ws.recv_type("ack").await;
         assert_eq!(ack["client_msg_id"], "r2", "{ack}");
         for i in 3..=7 {
-            reply(&alice, room, root, &format!("r{i}"), &format!("note {i}"), false).await;
+            reply(
+                &alice,
+                room,
+                root,
+                &format!("r{i}"),
+                &format!("note {i}"),
+                false,
+            )
+            .await;
         }
 
         // The room's unread counts what the timeline shows: replies that stay in their
@@ -83,11 +91,11 @@ async fn replies_form_a_thread_seen_live_in_history_and_in_the_thread_view() {
         // History has every event; the root carries its count.
         let history = alice.history(room, "").await;
         let root_event = history.iter().find(|e| e["id"] == root).unwrap();
-        assert_eq!(root_event["thread"]["replies"], 7, "{backend:?}: {root_event}");
-        let also = history
-            .iter()
-            .find(|e| e["client_msg_id"] == "r2")
-            .unwrap();
+        assert_eq!(
+            root_event["thread"]["replies"], 7,
+            "{backend:?}: {root_event}"
+        );
+        let also = history.iter().find(|e| e["client_msg_id"] == "r2").unwrap();
         assert_eq!(also["also_to_room"], true);
         assert_eq!(also["thread_root"], root);
 
@@ -164,7 +172,11 @@ async fn replies_form_a_thread_seen_live_in_history_and_in_the_thread_view() {
             .get(&format!("/api/v1/rooms/{room}/threads/{root}?limit=100"))
             .await;
         assert_eq!(page["root"]["thread"]["replies"], 6);
-        assert_eq!(page["replies"].as_array().unwrap().len(), 7, "shown as deleted");
+        assert_eq!(
+            page["replies"].as_array().unwrap().len(),
+            7,
+            "shown as deleted"
+        );
 
         // Resume after a reconnect carries the thread fields too.
         let mut resumed = bob.ws(&server).await;
@@ -214,7 +226,11 @@ async fn bad_thread_roots_get_a_clear_error_and_store_nothing() {
             (999_999, StatusCode::NOT_FOUND, "message_not_found"),
         ] {
             let (s, body) = reply(&alice, room, root, "bad", "bad reply", false).await;
-            assert_eq!((s, body["code"].as_str()), (status, Some(code)), "{backend:?}: {body}");
+            assert_eq!(
+                (s, body["code"].as_str()),
+                (status, Some(code)),
+                "{backend:?}: {body}"
+            );
             assert!(!body["message"].as_str().unwrap_or_default().is_empty());
         }
         // `also_to_room` alone is not a reply.
@@ -224,12 +240,18 @@ async fn bad_thread_roots_get_a_clear_error_and_store_nothing() {
                 json!({ "client_msg_id": "bad", "body": "x", "also_to_room": true }),
             )
             .await;
-        assert_eq!((s, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
+        assert_eq!(
+            (s, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request"))
+        );
         // The thread view of a reply, another room's message, or as a non-member.
         let (s, body) = alice
             .get(&format!("/api/v1/rooms/{room}/threads/{first}"))
             .await;
-        assert_eq!((s, body["code"].as_str()), (StatusCode::CONFLICT, Some("nested_thread")));
+        assert_eq!(
+            (s, body["code"].as_str()),
+            (StatusCode::CONFLICT, Some("nested_thread"))
+        );
         let (s, _) = alice
             .get(&format!("/api/v1/rooms/{room}/threads/{elsewhere}"))
             .await;
@@ -255,7 +277,11 @@ async fn bad_thread_roots_get_a_clear_error_and_store_nothing() {
             .iter()
             .map(|e| e["seq"].as_i64().unwrap())
             .collect();
-        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "gap-free");
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as i64).collect::<Vec<_>>(),
+            "gap-free"
+        );
     }
 }
 
@@ -270,9 +296,19 @@ async fn replies_pass_the_dlp_plugin_like_any_message() {
     let (server, _dir) = server_with(vec![spec]).await;
     let alice = server.user("alice").await;
     let room = alice.group("payments", &[]).await;
-    let (_, root) = alice.send_http(room, "root", "refund for the customer").await;
+    let (_, root) = alice
+        .send_http(room, "root", "refund for the customer")
+        .await;
     let root = root["id"].as_i64().unwrap();
-    let (s, ack) = reply(&alice, room, root, "r1", "card 4111 1111 1111 1111 please", false).await;
+    let (s, ack) = reply(
+        &alice,
+        room,
+        root,
+        "r1",
+        "card 4111 1111 1111 1111 please",
+        false,
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{ack}");
     assert_eq!(ack["modified"], true, "{ack}");
     let (_, page) = alice

@@ -30,7 +30,10 @@ pub fn routes() -> HttpRouter<AppState> {
         )
         .route("/api/v1/rooms/{id}/read", post(mark_read))
         .route("/api/v1/rooms/{id}/threads/{root}", get(get_thread))
-        .route("/api/v1/rooms/{id}/threads/{root}/read", post(mark_thread_read))
+        .route(
+            "/api/v1/rooms/{id}/threads/{root}/read",
+            post(mark_thread_read),
+        )
 }
 
 async fn list_rooms(

@@ -1477,15 +1477,15 @@ macro_rules! sql_store {
                     return Ok(Vec::new());
                 }
                 let list: Vec<String> = (0..roots.len()).map(|i| format!("${}", i + 2)).collect();
-                let mut query = sqlx::query(&format!(
+                let sql = format!(
                     "SELECT thread_root, count(*) AS replies, max(created_at) AS last_reply_at
                        FROM events e
                       WHERE e.room_id = $1 AND e.thread_root IN ({}) AND {}
                       GROUP BY thread_root",
                     list.join(", "),
                     <$store>::LIVE_MESSAGE
-                ))
-                .bind(room);
+                );
+                let mut query = sqlx::query(&sql).bind(room);
                 for root in roots {
                     query = query.bind(root);
                 }

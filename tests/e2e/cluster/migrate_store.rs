@@ -5,8 +5,8 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use switchboard::store::{
-    self, Metadata, NewEvent, NewRoom, NewUser, Page, Role, RoomKind, Session, Store, StoreOptions,
-    now_millis,
+    self, Mentions, Metadata, NewEvent, NewRoom, NewUser, Page, Role, RoomKind, Session, Store,
+    StoreOptions, ThreadReply, now_millis,
 };
 
 use super::PgDb;
@@ -162,6 +162,7 @@ async fn populate(store: &Arc<dyn Store>) -> (Vec<i64>, Vec<i64>) {
                 target,
                 body: "text 1, edited".into(),
                 metadata: Metadata::new(),
+                mentions: Default::default(),
             },
             NewEvent::Delete {
                 room_id: group,
@@ -182,6 +183,32 @@ async fn populate(store: &Arc<dyn Store>) -> (Vec<i64>, Vec<i64>) {
         ],
     )
     .await;
+    // A reply in a thread that mentions bob and the room, and bob's place in the thread.
+    let root = ids[4];
+    append(
+        store,
+        vec![NewEvent::Message {
+            room_id: group,
+            sender_id: alice,
+            client_msg_id: "reply".into(),
+            body: "@bob @room see the thread".into(),
+            metadata: Metadata::new(),
+            files: Vec::new(),
+            thread: Some(ThreadReply {
+                root,
+                also_to_room: true,
+            }),
+            mentions: Mentions {
+                users: vec![bob],
+                room: true,
+            },
+        }],
+    )
+    .await;
+    store
+        .set_thread_read(bob, group, root, 1_000)
+        .await
+        .unwrap();
     store.set_read_cursor(bob, group, 7).await.unwrap();
     store.set_read_cursor(alice, direct.id, 3).await.unwrap();
     store
@@ -216,9 +243,12 @@ async fn snapshot(store: &Arc<dyn Store>, users: &[i64], rooms: &[i64]) -> serde
     for user in &list {
         hashes.push(store.user_by_name(&user.name).await.unwrap().unwrap().1);
     }
+    let mut mentions = Vec::new();
     for user in users {
         summaries.push(format!("{:?}", store.rooms_for_user(*user).await.unwrap()));
+        mentions.push(store.mentions_of(*user, None, 100).await.unwrap());
     }
+    out.insert("mentions".into(), serde_json::to_value(&mentions).unwrap());
     out.insert("users".into(), serde_json::to_value(&list).unwrap());
     out.insert("hashes".into(), serde_json::to_value(&hashes).unwrap());
     out.insert(
@@ -235,6 +265,22 @@ async fn snapshot(store: &Arc<dyn Store>, users: &[i64], rooms: &[i64]) -> serde
         serde_json::Value::String(format!("{:?}", store.list_rooms().await.unwrap())),
     );
     for room in rooms {
+        for event in store.events(*room, Page::After(0), 10_000).await.unwrap() {
+            if let Some(root) = event.thread_root {
+                let mut threads = Vec::new();
+                for user in users {
+                    threads.push(store.thread_unread(*user, root).await.unwrap());
+                }
+                out.insert(
+                    format!("thread-{root}"),
+                    serde_json::json!({
+                        "replies": store.thread_replies(*room, root, Page::After(0), 100).await.unwrap(),
+                        "summaries": format!("{:?}", store.thread_summaries(*room, &[root]).await.unwrap()),
+                        "unread": threads,
+                    }),
+                );
+            }
+        }
         out.insert(
             format!("members-{room}"),
             serde_json::Value::String(format!("{:?}", store.room_members(*room).await.unwrap())),
