@@ -1779,3 +1779,188 @@ async fn mentions_autocomplete_highlight_badge_and_list() {
     })
     .await;
 }
+
+/// Rich text in the web client (js/markdown.js): a message with every construct of the
+/// documented Markdown subset becomes the right elements (a mention inside bold highlighted,
+/// none inside code); hostile bodies — a `javascript:` link, raw HTML, a `data:` link, a
+/// 20,000-character `**` flood, markup in a code span — stay text and run nothing, the page
+/// keeps up, the edit box shows the raw text, and the server stores every body as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markdown_renders_the_subset_and_hostile_input_stays_text() {
+    // The flood is over the default 16 KiB body limit.
+    let server = TestServer::start_with(|c| c.limits.max_message_bytes = 32 * 1024).await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let room = alice.group("rich", &[bob.id]).await;
+    let (server, alice, bob) = (&server, &alice, &bob);
+    with_browsers_in(Engine::Chromium, 1, |browsers| async move {
+        let b = &browsers[0];
+        login(b, server, "/", "alice", PASSWORD).await;
+        wait_online(b).await;
+        click(b, &format!(".room-item[data-room-id='{room}']")).await;
+        wait_css(b, "#room:not([hidden])").await;
+
+        // Every construct of the subset, from bob over HTTP.
+        let rich = concat!(
+            "**bold** and __strong__, *italic* and _em_, `inline code` for **@alice** (not `@alice`)\n",
+            "```rust\n",
+            "fn main() { println!(\"<not html>\"); }\n",
+            "```\n",
+            "- first item\n",
+            "- second item\n",
+            "> quoted **text**\n",
+            "see [docs](https://example.com/docs) or https://example.org/page.",
+        );
+        let (status, ack) = bob.send_http(room, "rich", rich).await;
+        assert_eq!(status, StatusCode::CREATED, "{ack}");
+        let rich_seq = ack["seq"].as_i64().expect("seq");
+        const SHAPE: &str = "const m = document.querySelector(`#timeline .msg[data-seq='${arguments[0]}'] .msg-body`);
+            if (!m) return null;
+            const texts = (css) => [...m.querySelectorAll(css)].map((e) => e.textContent);
+            return [
+              texts('strong'),
+              texts('em'),
+              texts(':not(pre) > code'),
+              [...m.querySelectorAll('pre')].map((e) => [e.dataset.lang ?? null, e.textContent]),
+              texts('ul > li'),
+              texts('blockquote'),
+              texts('blockquote > strong'),
+              [...m.querySelectorAll('a')].map((a) => [a.textContent, a.getAttribute('href'),
+                a.getAttribute('target'), (a.getAttribute('rel') || '').split(' ').includes('noopener'),
+                a.title]),
+              [...m.querySelectorAll('.mention')].map((e) => [e.textContent, e.className, e.parentElement.tagName]),
+            ]";
+        let shape = json!([
+            ["bold", "strong", "@alice", "text"],
+            ["italic", "em"],
+            ["inline code", "@alice"],
+            [["rust", "fn main() { println!(\"<not html>\"); }"]],
+            ["first item", "second item"],
+            ["quoted text"],
+            ["text"],
+            [
+                ["docs", "https://example.com/docs", "_blank", true, "https://example.com/docs"],
+                ["https://example.org/page", "https://example.org/page", "_blank", true, "https://example.org/page"]
+            ],
+            [["@alice", "mention mention-me", "STRONG"]],
+        ]);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let seen = b
+                .execute(SHAPE, vec![json!(rich_seq)])
+                .await
+                .expect("rich message");
+            if seen == shape {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the rich message rendered as {seen}, not {shape}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // Hostile bodies, then a sentinel: once it shows, the page has rendered them all.
+        let flood = "**".repeat(10_000);
+        let hostile = [
+            "[click](javascript:window.pwned=1)",
+            "<img src=x onerror=\"window.pwned=1\">",
+            "<script>window.pwned=1</script>",
+            "[x](data:text/html,<script>window.pwned=1</script>)",
+            flood.as_str(),
+            "`<b>not bold</b>`",
+        ];
+        let mut seqs = Vec::new();
+        for (i, body) in hostile.iter().enumerate() {
+            let (status, ack) = bob.send_http(room, &format!("h{i}"), body).await;
+            assert_eq!(status, StatusCode::CREATED, "{ack}");
+            seqs.push(ack["seq"].as_i64().expect("seq"));
+        }
+        let (status, _) = bob.send_http(room, "sentinel", "sentinel: still here").await;
+        assert_eq!(status, StatusCode::CREATED);
+        wait_for_body(b, "sentinel: still here").await;
+
+        // Clicking the would-be link does nothing: it is text.
+        click(
+            b,
+            &format!("#timeline .msg[data-seq='{}'] .msg-body", seqs[0]),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let seen = b
+            .execute(
+                "const bodies = arguments[0].map((s) =>
+                   document.querySelector(`#timeline .msg[data-seq='${s}'] .msg-body`));
+                 if (bodies.some((e) => !e)) return null;
+                 const t = document.querySelector('#timeline');
+                 return [
+                   bodies.map((e) => e.textContent),
+                   bodies.map((e) => e.querySelectorAll('*').length),
+                   t.querySelectorAll('img, script, iframe, object, embed, b').length,
+                   [...t.querySelectorAll('a')].map((a) => a.getAttribute('href'))
+                     .filter((href) => !/^(https?:|mailto:)/i.test(href ?? '')),
+                   [...bodies[5].querySelectorAll('code')].map((e) => e.textContent),
+                   window.pwned ?? null,
+                 ]",
+                vec![json!(seqs)],
+            )
+            .await
+            .expect("hostile messages");
+        assert_eq!(
+            seen,
+            json!([
+                [hostile[0], hostile[1], hostile[2], hostile[3], flood, "<b>not bold</b>"],
+                [0, 0, 0, 0, 0, 1],
+                0,
+                [],
+                ["<b>not bold</b>"],
+                null
+            ]),
+            "hostile bodies are text"
+        );
+
+        // Through the composer: rendered, and the edit box shows what was typed.
+        let mine = "**mine** and `code`";
+        type_into(b, "#composer-input", &format!("{mine}{ENTER}")).await;
+        eventually(
+            b,
+            "alice's message rendered",
+            "const m = [...document.querySelectorAll('#timeline .msg.own:not(.local) .msg-body')]
+               .find((e) => e.querySelector('strong')?.textContent === 'mine');
+             return m ? [m.textContent, m.querySelector('code')?.textContent] : null",
+            |v| *v == json!(["mine and code", "code"]),
+        )
+        .await;
+        let edit_box = b
+            .execute(
+                "const m = [...document.querySelectorAll('#timeline .msg.own:not(.local)')]
+                   .find((e) => e.querySelector('.msg-body strong')?.textContent === 'mine');
+                 m.querySelector('button[aria-label=\"Edit message\"]').click();
+                 return document.querySelector('#timeline .edit-input')?.value",
+                vec![],
+            )
+            .await
+            .expect("edit");
+        assert_eq!(edit_box, json!(mine), "the edit box holds the raw text");
+        type_into(b, "#timeline .edit-input", "\u{E00C}").await;
+
+        // Stored exactly as written.
+        let events = bob.history(room, "").await;
+        let stored = |seq: i64| {
+            events
+                .iter()
+                .find(|e| e["seq"] == seq)
+                .unwrap_or_else(|| panic!("seq {seq} in history: {events:?}"))["body"]
+                .clone()
+        };
+        assert_eq!(stored(rich_seq), json!(rich));
+        for (seq, body) in seqs.iter().zip(hostile) {
+            assert_eq!(stored(*seq), json!(body));
+        }
+        assert!(
+            events.iter().any(|e| e["body"] == mine),
+            "alice's message is stored as typed: {events:?}"
+        );
+    })
+    .await;
+}

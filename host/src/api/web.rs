@@ -61,6 +61,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/files.js", JS),
     asset!("js/search.js", JS),
     asset!("js/mentions.js", JS),
+    asset!("js/markdown.js", JS),
     asset!("js/thread.js", JS),
     asset!("js/chat.js", JS),
     asset!("js/admin.js", JS),

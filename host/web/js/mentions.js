@@ -71,28 +71,41 @@ function userByName(state, name) {
 }
 
 /**
- * A message body as nodes: the tokens that are mentions of the message (its `mentions` and
- * `mentions_room`) become `<span class="mention">` (plus `mention-me` for the current user
- * and `@room`); everything else stays text.
+ * The tokens of `text` that are mentions of the message (its `mentions` and
+ * `mentions_room`), as `[{ start, end, className }]`: `mention`, plus `mention-me` for the
+ * current user and `@room`. The timeline wraps them in spans where they are plain text
+ * (markdown.js: not in code, not in a URL).
  */
-export function mentionNodes(text, item, state) {
+export function mentionRanges(text, item, state) {
   const byName = new Map();
   for (const id of item.mentions || []) {
     const user = userById(state, id);
     if (user) byName.set(user.name.toLowerCase(), id);
   }
-  if (!byName.size && !item.mentions_room) return [text];
-  const nodes = [];
-  let at = 0;
+  if (!byName.size && !item.mentions_room) return [];
+  const ranges = [];
   for (const token of parseMentions(text)) {
     const room = token.name === 'room';
     if (room ? !item.mentions_room : !byName.has(token.name)) continue;
-    if (token.start > at) nodes.push(text.slice(at, token.start));
     const me = room || byName.get(token.name) === state.me.id;
-    nodes.push(h('span', { class: me ? 'mention mention-me' : 'mention' }, text.slice(token.start, token.end)));
-    at = token.end;
+    ranges.push({ start: token.start, end: token.end, className: me ? 'mention mention-me' : 'mention' });
   }
-  if (at < text.length) nodes.push(text.slice(at));
+  return ranges;
+}
+
+/**
+ * A message body as plain nodes (the mentions list): the mentions of the message (see
+ * `mentionRanges`) become `<span class="mention">`; everything else stays text.
+ */
+export function mentionNodes(text, item, state) {
+  const nodes = [];
+  let at = 0;
+  for (const range of mentionRanges(text, item, state)) {
+    if (range.start > at) nodes.push(text.slice(at, range.start));
+    nodes.push(h('span', { class: range.className }, text.slice(range.start, range.end)));
+    at = range.end;
+  }
+  if (at < text.length || !nodes.length) nodes.push(text.slice(at));
   return nodes;
 }
 

@@ -9,7 +9,8 @@
 import { h, replace, formatTime } from './dom.js';
 import { looksModified } from './state.js';
 import { attachedIds, fileCards } from './files.js';
-import { mentionNodes, mentionsMe } from './mentions.js';
+import { mentionRanges, mentionsMe } from './mentions.js';
+import { renderMarkdown } from './markdown.js';
 
 export function renderRoomList(list, state, currentId, onOpen) {
   const rooms = [...state.rooms.values()].sort((a, b) =>
@@ -152,9 +153,14 @@ export class TimelineView {
           onclick: () => this.handlers.openThread(item.room_id, item.thread_root),
         }, 'replied in thread')
         : null);
+    // The body as rich text (markdown.js: DOM nodes only, a documented Markdown subset),
+    // with the mentions the server recorded highlighted where they are not code. A div: it
+    // may hold lists, quotes and code blocks.
+    const text = item.body ?? '';
     const body = item.deleted
-      ? h('p', { class: 'msg-body' }, h('em', {}, 'Message deleted'))
-      : h('p', { class: 'msg-body' }, mentionNodes(item.body ?? '', item, this.state));
+      ? h('div', { class: 'msg-body' }, h('em', {}, 'Message deleted'))
+      : h('div', { class: 'msg-body' },
+        renderMarkdown(text, { marks: mentionRanges(text, item, this.state) }));
     const el = h('article', {
       class: classes.join(' '),
       dataset: { key: item.key, seq: Number.isFinite(item.seq) ? item.seq : '', id: item.id ?? '' },
