@@ -1792,7 +1792,7 @@ async fn markdown_renders_the_subset_and_hostile_input_stays_text() {
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
     let room = alice.group("rich", &[bob.id]).await;
-    let (server, alice, bob) = (&server, &alice, &bob);
+    let (server, bob) = (&server, &bob);
     with_browsers_in(Engine::Chromium, 1, |browsers| async move {
         let b = &browsers[0];
         login(b, server, "/", "alice", PASSWORD).await;
