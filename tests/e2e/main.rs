@@ -1,7 +1,8 @@
 //! End-to-end tests: the real server on `127.0.0.1:0` with a temporary database, driven by
 //! real HTTP and WebSocket clients. One test binary, a module per feature.
 //!
-//! Set `TEST_LOG=1` to see the server's tracing output.
+//! Set `TEST_LOG=1` to see the server's tracing output (`TEST_LOG_FILTER` replaces its
+//! filter, e.g. `warn,sqlx=debug` for every statement).
 
 #![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
 

@@ -23,7 +23,8 @@ fn init_logging() {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "debug,sqlx=warn,hyper=info",
+                std::env::var("TEST_LOG_FILTER")
+                    .unwrap_or_else(|_| "debug,sqlx=warn,hyper=info".into()),
             ))
             .with_test_writer()
             .try_init();

@@ -143,7 +143,7 @@ const TABLES: &[Table] = &[
         identity: true,
     },
     Table {
-        name: "mentions",
+        name: "user_mentions",
         columns: &[
             ("user_id", Ty::Int),
             ("event_id", Ty::Int),

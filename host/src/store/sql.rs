@@ -258,13 +258,13 @@ macro_rules! sql_store {
             event: &Event,
             mentions: &Mentions,
         ) -> StoreResult<()> {
-            sqlx::query("DELETE FROM mentions WHERE event_id = $1")
+            sqlx::query("DELETE FROM user_mentions WHERE event_id = $1")
                 .bind(event.id)
                 .execute(&mut *conn)
                 .await?;
             for user in &mentions.users {
                 sqlx::query(
-                    "INSERT INTO mentions (user_id, event_id, room_id, seq) VALUES ($1, $2, $3, $4)
+                    "INSERT INTO user_mentions (user_id, event_id, room_id, seq) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (user_id, event_id) DO NOTHING",
                 )
                 .bind(user)
@@ -721,7 +721,7 @@ macro_rules! sql_store {
                     .bind(target)
                     .execute(&mut *conn)
                     .await?;
-                    sqlx::query("DELETE FROM mentions WHERE event_id = $1")
+                    sqlx::query("DELETE FROM user_mentions WHERE event_id = $1")
                         .bind(target)
                         .execute(&mut *conn)
                         .await?;
@@ -1272,7 +1272,7 @@ macro_rules! sql_store {
                                 AND e.seq > COALESCE(c.seq, 0)
                                 AND e.sender_id <> m.user_id
                                 AND (e.mentions_room
-                                     OR EXISTS (SELECT 1 FROM mentions x
+                                     OR EXISTS (SELECT 1 FROM user_mentions x
                                                  WHERE x.user_id = m.user_id
                                                    AND x.event_id = e.id))) AS mentions
                        FROM members m
@@ -1578,7 +1578,7 @@ macro_rules! sql_store {
                 sqlx::query(&format!(
                     "SELECT {cols} FROM events e
                       WHERE e.id IN (
-                             SELECT x.event_id FROM mentions x
+                             SELECT x.event_id FROM user_mentions x
                               WHERE x.user_id = $1 AND x.event_id < $2
                                 AND EXISTS (SELECT 1 FROM members m
                                              WHERE m.room_id = x.room_id AND m.user_id = $1)

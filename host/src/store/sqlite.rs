@@ -193,6 +193,33 @@ impl Dialect for SqliteStore {
     /// shared savepoint loop. Any error other than an item's own fails the batch: SQLite may
     /// already have rolled the transaction back (I/O, a full disk).
     async fn append_batch(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>> {
+        match self.append_once(batch).await {
+            // Another connection changed the schema (an operator's trigger, say) and a
+            // statement prepared before it failed to prepare again; the transaction rolled
+            // back whole, so running the batch again stores it exactly once.
+            Err(err) if schema_changed(&err) => {
+                tracing::warn!(error = %err, "the database schema changed under a batch; retrying it");
+                self.append_once(batch).await
+            }
+            result => result,
+        }
+    }
+}
+
+/// The error SQLite gives a statement prepared before another connection changed the
+/// schema, when preparing it again fails (`SQLITE_SCHEMA`, or the `no such table` the
+/// re-preparation of a multi-statement command reports).
+fn schema_changed(err: &StoreError) -> bool {
+    match err {
+        StoreError::Backend(sqlx::Error::Database(db)) => {
+            db.code().as_deref() == Some("17") || db.message().starts_with("no such table")
+        }
+        _ => false,
+    }
+}
+
+impl SqliteStore {
+    async fn append_once(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
         let mut results = Vec::with_capacity(batch.len());
