@@ -49,6 +49,22 @@ pub fn thread_reply(root: Option<EventId>, also_to_room: bool) -> Result<Option<
     }
 }
 
+/// Of up to `limit + 1` events read for a page (oldest first), keep the `limit` the page
+/// shows — the oldest after the bound, or the newest before it — and say whether there was
+/// one more.
+fn trim_page(events: &mut Vec<Event>, page: Page, limit: u32) -> bool {
+    let more = events.len() > limit as usize;
+    if more {
+        match page {
+            Page::After(_) => events.truncate(limit as usize),
+            Page::Before(_) => {
+                events.drain(..events.len() - limit as usize);
+            }
+        }
+    }
+    more
+}
+
 /// One page of a thread, as `GET /api/v1/rooms/{id}/threads/{root}` answers.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ThreadView {
@@ -434,22 +450,10 @@ impl RouterCore {
         limit: Option<u32>,
     ) -> Result<(Vec<Event>, bool)> {
         self.require_member(caller.id, room_id).await?;
-        let limit = limit
-            .unwrap_or(50)
-            .clamp(1, self.limits.history_page_max.max(1));
+        let limit = self.page_limit(limit);
         // Ask for one more than the page to learn whether there is more.
         let mut events = self.store.events(room_id, page, limit + 1).await?;
-        let more = events.len() > limit as usize;
-        if more {
-            match page {
-                Page::After(_) => {
-                    events.truncate(limit as usize);
-                }
-                Page::Before(_) => {
-                    events.remove(0);
-                }
-            }
-        }
+        let more = trim_page(&mut events, page, limit);
         self.add_thread_summaries(room_id, &mut events).await?;
         Ok((events, more))
     }
@@ -480,22 +484,12 @@ impl RouterCore {
                 "that message is itself a reply: open the thread of its root",
             ));
         }
-        let limit = limit
-            .unwrap_or(50)
-            .clamp(1, self.limits.history_page_max.max(1));
+        let limit = self.page_limit(limit);
         let mut replies = self
             .store
             .thread_replies(room_id, root, page, limit + 1)
             .await?;
-        let has_more = replies.len() > limit as usize;
-        if has_more {
-            match page {
-                Page::After(_) => replies.truncate(limit as usize),
-                Page::Before(_) => {
-                    replies.remove(0);
-                }
-            }
-        }
+        let has_more = trim_page(&mut replies, page, limit);
         root_event.thread = self
             .store
             .thread_summaries(room_id, &[root])
@@ -545,13 +539,18 @@ impl RouterCore {
         before: Option<EventId>,
         limit: Option<u32>,
     ) -> Result<(Vec<Event>, bool)> {
-        let limit = limit
-            .unwrap_or(50)
-            .clamp(1, self.limits.history_page_max.max(1));
+        let limit = self.page_limit(limit);
         let mut found = self.store.mentions_of(caller.id, before, limit + 1).await?;
         let more = found.len() > limit as usize;
         found.truncate(limit as usize);
         Ok((found, more))
+    }
+
+    /// A page size a client asked for: 50 by default, at most `limits.history_page_max`.
+    fn page_limit(&self, asked: Option<u32>) -> u32 {
+        asked
+            .unwrap_or(50)
+            .clamp(1, self.limits.history_page_max.max(1))
     }
 
     /// Under each top-level message of a history page, how many replies it has.

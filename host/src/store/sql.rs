@@ -252,6 +252,45 @@ macro_rules! sql_store {
             })
         }
 
+        /// One page of a log read by `seq` — the events matching `filter` (a condition on
+        /// the parameters `$1…` bound to `filter_binds`) after or before the page's bound —
+        /// at most `max`, oldest first. `Page::Before` reads the newest `max` before the
+        /// bound, newest first, and turns them around.
+        async fn log_page(
+            pool: &sqlx::Pool<sqlx::$db>,
+            filter: &str,
+            filter_binds: &[i64],
+            page: Page,
+            max: u32,
+        ) -> StoreResult<Vec<Event>> {
+            let (op, order, bound) = match page {
+                Page::After(after) => (">", "ASC", after),
+                Page::Before(before) => ("<", "DESC", before),
+            };
+            let sql = format!(
+                "SELECT {} FROM events WHERE {filter} AND seq {op} ${} ORDER BY seq {order} LIMIT ${}",
+                <$store>::EVENT_COLS,
+                filter_binds.len() + 1,
+                filter_binds.len() + 2
+            );
+            let mut query = sqlx::query(&sql);
+            for value in filter_binds {
+                query = query.bind(*value);
+            }
+            let mut events = query
+                .bind(bound)
+                .bind(limit(max))
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(event_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+            if matches!(page, Page::Before(_)) {
+                events.reverse();
+            }
+            Ok(events)
+        }
+
         /// Index whom message `event` mentions by name (replacing what it mentioned).
         async fn index_mentions(
             conn: &mut DbConnection,
@@ -1377,38 +1416,7 @@ macro_rules! sql_store {
 
             #[tracing::instrument(skip_all)]
             async fn events(&self, room: RoomId, page: Page, max: u32) -> StoreResult<Vec<Event>> {
-                let cols = <$store>::EVENT_COLS;
-                let (sql, bound) = match page {
-                    Page::After(after) => (
-                        format!(
-                            "SELECT {cols} FROM events WHERE room_id = $1 AND seq > $2
-                             ORDER BY seq ASC LIMIT $3"
-                        ),
-                        after,
-                    ),
-                    // The newest `max` before the bound, fetched newest first and turned
-                    // around below.
-                    Page::Before(before) => (
-                        format!(
-                            "SELECT {cols} FROM events WHERE room_id = $1 AND seq < $2
-                             ORDER BY seq DESC LIMIT $3"
-                        ),
-                        before,
-                    ),
-                };
-                let mut events = sqlx::query(&sql)
-                    .bind(room)
-                    .bind(bound)
-                    .bind(limit(max))
-                    .fetch_all(self.reads())
-                    .await?
-                    .iter()
-                    .map(event_from_row)
-                    .collect::<StoreResult<Vec<_>>>()?;
-                if matches!(page, Page::Before(_)) {
-                    events.reverse();
-                }
-                Ok(events)
+                log_page(self.reads(), "room_id = $1", &[room], page, max).await
             }
 
             #[tracing::instrument(skip_all)]
@@ -1442,29 +1450,14 @@ macro_rules! sql_store {
                 page: Page,
                 max: u32,
             ) -> StoreResult<Vec<Event>> {
-                let cols = <$store>::EVENT_COLS;
-                let (condition, order, bound) = match page {
-                    Page::After(after) => ("seq > $3", "ASC", after),
-                    Page::Before(before) => ("seq < $3", "DESC", before),
-                };
-                let mut events = sqlx::query(&format!(
-                    "SELECT {cols} FROM events
-                      WHERE thread_root = $1 AND room_id = $2 AND {condition}
-                      ORDER BY seq {order} LIMIT $4"
-                ))
-                .bind(root)
-                .bind(room)
-                .bind(bound)
-                .bind(limit(max))
-                .fetch_all(self.reads())
-                .await?
-                .iter()
-                .map(event_from_row)
-                .collect::<StoreResult<Vec<_>>>()?;
-                if matches!(page, Page::Before(_)) {
-                    events.reverse();
-                }
-                Ok(events)
+                log_page(
+                    self.reads(),
+                    "thread_root = $1 AND room_id = $2",
+                    &[root, room],
+                    page,
+                    max,
+                )
+                .await
             }
 
             #[tracing::instrument(skip_all)]
