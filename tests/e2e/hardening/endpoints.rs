@@ -34,6 +34,9 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("PATCH", "/api/v1/rooms/{room}/messages/{msg}"),
     ("DELETE", "/api/v1/rooms/{room}/messages/{msg}"),
     ("POST", "/api/v1/rooms/{room}/read"),
+    ("GET", "/api/v1/rooms/{room}/threads/{msg}"),
+    ("POST", "/api/v1/rooms/{room}/threads/{msg}/read"),
+    ("GET", "/api/v1/mentions"),
     ("POST", "/api/v1/rooms/{room}/files"),
     ("GET", "/api/v1/files/{msg}"),
     ("GET", "/api/v1/files/{msg}/info"),
@@ -190,8 +193,14 @@ fn path_param(rng: &mut StdRng, real: i64) -> String {
 }
 
 fn query(rng: &mut StdRng) -> String {
-    match rng.random_range(0..8) {
+    match rng.random_range(0..9) {
         0 => String::new(),
+        // Paging by cursor (search, mentions).
+        8 => format!(
+            "?cursor={}&limit={}",
+            rng.random::<i64>(),
+            rng.random::<i32>()
+        ),
         // A search query: hostile text, percent-encoded, with or without filters.
         6 | 7 => {
             let text = hostile_string(rng);
