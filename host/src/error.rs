@@ -260,9 +260,7 @@ fn conflict_message(code: &str) -> &'static str {
         "message_deleted" => "the message has been deleted",
         "not_author" => "only the author may edit a message",
         "not_a_message" => "the target is not a message",
-        "nested_thread" => {
-            "that message is itself a reply: reply in its thread (to the thread's root) instead"
-        }
+        "nested_thread" => "that message is itself a reply: use its thread's root instead",
         "file_unavailable" => {
             "a file is not available to attach (already attached, or not yours in this room)"
         }

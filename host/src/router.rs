@@ -65,6 +65,15 @@ fn trim_page(events: &mut Vec<Event>, page: Page, limit: u32) -> bool {
     more
 }
 
+/// `message` if it is a top-level message (a thread's root), `409 nested_thread` if it is
+/// itself a reply — the same answer the store gives when it checks in the transaction.
+fn top_level(message: Event) -> Result<Event> {
+    match message.thread_root {
+        Some(_) => Err(crate::store::StoreError::Conflict("nested_thread").into()),
+        None => Ok(message),
+    }
+}
+
 /// One page of a thread, as `GET /api/v1/rooms/{id}/threads/{root}` answers.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ThreadView {
@@ -469,21 +478,8 @@ impl RouterCore {
         limit: Option<u32>,
     ) -> Result<ThreadView> {
         self.require_member(caller.id, room_id).await?;
-        let mut root_event = match self.store.event(root).await? {
-            Some(event) if event.room_id == room_id && event.kind == EventKind::Message => event,
-            _ => {
-                return Err(ApiError::not_found(
-                    "message_not_found",
-                    "no such message in this room",
-                ));
-            }
-        };
-        if root_event.thread_root.is_some() {
-            return Err(ApiError::conflict(
-                "nested_thread",
-                "that message is itself a reply: open the thread of its root",
-            ));
-        }
+        // A deleted root still has its thread: the replies outlive it.
+        let mut root_event = top_level(self.message_in_room(room_id, root).await?)?;
         let limit = self.page_limit(limit);
         let mut replies = self
             .store
@@ -516,15 +512,7 @@ impl RouterCore {
         seq: i64,
     ) -> Result<i64> {
         self.require_member(caller.id, room_id).await?;
-        match self.store.event(root).await? {
-            Some(event) if event.room_id == room_id && event.kind == EventKind::Message => {}
-            _ => {
-                return Err(ApiError::not_found(
-                    "message_not_found",
-                    "no such message in this room",
-                ));
-            }
-        }
+        self.message_in_room(room_id, root).await?;
         Ok(self
             .store
             .set_thread_read(caller.id, room_id, root, seq)
@@ -574,14 +562,7 @@ impl RouterCore {
 
     /// A reply's root: a live top-level message of the room.
     async fn thread_root(&self, room_id: RoomId, root: EventId) -> Result<Event> {
-        let event = self.live_message_in_room(room_id, root).await?;
-        if event.thread_root.is_some() {
-            return Err(ApiError::conflict(
-                "nested_thread",
-                "that message is itself a reply: reply in its thread (to the thread's root) instead",
-            ));
-        }
-        Ok(event)
+        top_level(self.live_message_in_room(room_id, root).await?)
     }
 
     /// Events after `after` for a resuming session, at most `limit`.
@@ -844,14 +825,20 @@ impl RouterCore {
 
     /// A message of this room that is not deleted.
     async fn live_message_in_room(&self, room_id: RoomId, message: EventId) -> Result<Event> {
+        let event = self.message_in_room(room_id, message).await?;
+        if event.deleted {
+            return Err(ApiError::conflict(
+                "message_deleted",
+                "the message has been deleted",
+            ));
+        }
+        Ok(event)
+    }
+
+    /// A message of `room_id`, deleted or not.
+    async fn message_in_room(&self, room_id: RoomId, message: EventId) -> Result<Event> {
         match self.store.event(message).await? {
             Some(event) if event.room_id == room_id && event.kind == EventKind::Message => {
-                if event.deleted {
-                    return Err(ApiError::conflict(
-                        "message_deleted",
-                        "the message has been deleted",
-                    ));
-                }
                 Ok(event)
             }
             _ => Err(ApiError::not_found(

@@ -252,8 +252,9 @@ impl Reader {
                 thread_root,
                 also_to_room,
                 ..
-            } => match crate::router::thread_reply(thread_root, also_to_room) {
-                Ok(thread) => router
+            } => async {
+                let thread = crate::router::thread_reply(thread_root, also_to_room)?;
+                router
                     .send_message_with_files(
                         user,
                         room,
@@ -265,9 +266,9 @@ impl Reader {
                         0,
                     )
                     .await
-                    .map(ack_frame),
-                Err(err) => Err(err),
-            },
+            }
+            .await
+            .map(ack_frame),
             ClientFrame::Edit {
                 room,
                 message,

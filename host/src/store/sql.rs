@@ -291,25 +291,34 @@ macro_rules! sql_store {
             Ok(events)
         }
 
-        /// Index whom message `event` mentions by name (replacing what it mentioned).
-        async fn index_mentions(
-            conn: &mut DbConnection,
-            event: &Event,
-            mentions: &Mentions,
-        ) -> StoreResult<()> {
+        /// Forget whom `message` mentions by name.
+        async fn unindex_mentions(conn: &mut DbConnection, message: EventId) -> StoreResult<()> {
             sqlx::query("DELETE FROM user_mentions WHERE event_id = $1")
-                .bind(event.id)
+                .bind(message)
                 .execute(&mut *conn)
                 .await?;
+            Ok(())
+        }
+
+        /// Index whom `message` (at `seq` in `room`) mentions by name, replacing what it
+        /// mentioned.
+        async fn index_mentions(
+            conn: &mut DbConnection,
+            message: EventId,
+            room: RoomId,
+            seq: i64,
+            mentions: &Mentions,
+        ) -> StoreResult<()> {
+            unindex_mentions(conn, message).await?;
             for user in &mentions.users {
                 sqlx::query(
                     "INSERT INTO user_mentions (user_id, event_id, room_id, seq) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (user_id, event_id) DO NOTHING",
                 )
                 .bind(user)
-                .bind(event.id)
-                .bind(event.room_id)
-                .bind(event.seq)
+                .bind(message)
+                .bind(room)
+                .bind(seq)
                 .execute(&mut *conn)
                 .await?;
             }
@@ -696,19 +705,18 @@ macro_rules! sql_store {
                     mentions,
                 } => {
                     let seq = next_seq(conn, *room_id).await?;
-                    let author = live_message_author(conn, *room_id, *target).await?;
+                    let (author, _) = live_message(conn, *room_id, *target).await?;
                     if author != *sender_id {
                         return Err(StoreError::Conflict("not_author"));
                     }
                     if policy.preserve || held(conn, *target, now).await? {
                         keep_versions(conn, *target, "edit", now).await?;
                     }
-                    let edited = sqlx::query(&format!(
+                    let message_seq: i64 = sqlx::query_scalar(&format!(
                         "UPDATE events SET body = $2, metadata = $3{}, edited_at = $4,
                                            search_text = $5, mentions = $6, mentions_room = $7
-                         WHERE id = $1 RETURNING {}",
-                        <$store>::JSON_IN,
-                        <$store>::EVENT_COLS
+                         WHERE id = $1 RETURNING seq",
+                        <$store>::JSON_IN
                     ))
                     .bind(target)
                     .bind(body)
@@ -719,7 +727,7 @@ macro_rules! sql_store {
                     .bind(mentions.room)
                     .fetch_one(&mut *conn)
                     .await?;
-                    index_mentions(conn, &event_from_row(&edited)?, mentions).await?;
+                    index_mentions(conn, *target, *room_id, message_seq, mentions).await?;
                     let row = NewRow {
                         room_id: *room_id,
                         kind: EventKind::Edit,
@@ -739,7 +747,7 @@ macro_rules! sql_store {
                     target,
                 } => {
                     let seq = next_seq(conn, *room_id).await?;
-                    live_message_author(conn, *room_id, *target).await?;
+                    live_message(conn, *room_id, *target).await?;
                     let kept = policy.preserve || held(conn, *target, now).await?;
                     if kept {
                         keep_versions(conn, *target, "delete", now).await?;
@@ -760,10 +768,7 @@ macro_rules! sql_store {
                     .bind(target)
                     .execute(&mut *conn)
                     .await?;
-                    sqlx::query("DELETE FROM user_mentions WHERE event_id = $1")
-                        .bind(target)
-                        .execute(&mut *conn)
-                        .await?;
+                    unindex_mentions(conn, *target).await?;
                     let row = NewRow {
                         room_id: *room_id,
                         kind: EventKind::Delete,
@@ -871,14 +876,16 @@ macro_rules! sql_store {
             col(&row, "last_seq")
         }
 
-        /// Check that `target` is a live message in `room`; return its author.
-        async fn live_message_author(
+        /// Check that `target` is a live message in `room`; return its author and, for a
+        /// reply, its thread's root.
+        async fn live_message(
             conn: &mut DbConnection,
             room: RoomId,
             target: EventId,
-        ) -> StoreResult<UserId> {
+        ) -> StoreResult<(UserId, Option<EventId>)> {
             let row = sqlx::query(
-                "SELECT kind, sender_id, deleted FROM events WHERE id = $1 AND room_id = $2",
+                "SELECT kind, sender_id, deleted, thread_root FROM events
+                  WHERE id = $1 AND room_id = $2",
             )
             .bind(target)
             .bind(room)
@@ -891,7 +898,7 @@ macro_rules! sql_store {
             if col::<_, bool>(&row, "deleted")? {
                 return Err(StoreError::Conflict("message_deleted"));
             }
-            col(&row, "sender_id")
+            Ok((col(&row, "sender_id")?, col(&row, "thread_root")?))
         }
 
         /// A reply's root must be a live top-level message of the room: one level of
@@ -901,16 +908,10 @@ macro_rules! sql_store {
             room: RoomId,
             root: EventId,
         ) -> StoreResult<()> {
-            live_message_author(conn, room, root).await?;
-            let nested: Option<i64> =
-                sqlx::query_scalar("SELECT thread_root FROM events WHERE id = $1")
-                    .bind(root)
-                    .fetch_one(&mut *conn)
-                    .await?;
-            if nested.is_some() {
-                return Err(StoreError::Conflict("nested_thread"));
+            match live_message(conn, room, root).await? {
+                (_, Some(_)) => Err(StoreError::Conflict("nested_thread")),
+                (_, None) => Ok(()),
             }
-            Ok(())
         }
 
         async fn insert_at(
@@ -955,7 +956,7 @@ macro_rules! sql_store {
             if let Some(mentions) = row.mentions
                 && !mentions.users.is_empty()
             {
-                index_mentions(conn, &event, mentions).await?;
+                index_mentions(conn, event.id, event.room_id, event.seq, mentions).await?;
             }
             Ok(event)
         }
