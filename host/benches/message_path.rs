@@ -132,6 +132,7 @@ fn frames(c: &mut Criterion) {
         mentions: Vec::new(),
         mentions_room: false,
         thread: None,
+        reactions: Vec::new(),
     };
     group.bench_function("encode_event", |b| {
         b.iter(|| {

@@ -12,6 +12,8 @@ pub mod listener;
 pub mod mentions;
 pub mod ops;
 pub mod plugins;
+pub mod presence;
+pub mod reactions;
 pub mod rooms;
 pub mod search;
 pub mod uploads;
@@ -67,6 +69,8 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(rooms::routes())
         .merge(search::routes())
         .merge(mentions::routes())
+        .merge(reactions::routes())
+        .merge(presence::routes())
         .merge(ws::routes())
         .merge(ops::routes())
         .merge(admin::routes())

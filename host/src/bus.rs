@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::config::ClusterConfig;
+use crate::protocol::PresenceStatus;
 use crate::store::{Event, RoomId, StoreResult, UserId};
 
 /// What a node tells the others.
@@ -24,7 +25,7 @@ use crate::store::{Event, RoomId, StoreResult, UserId};
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum BusMessage {
     /// A committed room event.
-    Event { origin: String, event: Event },
+    Event { origin: String, event: Box<Event> },
     /// A typing indicator or read receipt, already serialized for clients.
     Ephemeral {
         origin: String,
@@ -36,6 +37,20 @@ pub enum BusMessage {
         origin: String,
         user: UserId,
         sessions: Vec<String>,
+    },
+    /// Users' presence as the origin node sees it from its own sockets: a change as it
+    /// happens (`offline`: the node has no socket of the user left), and every present user
+    /// again at each heartbeat. What a node said expires after three heartbeats without
+    /// news, so a node that dies takes its users' presence with it.
+    Presence {
+        origin: String,
+        users: Vec<(UserId, PresenceStatus)>,
+    },
+    /// A user hid their presence (or showed it again).
+    PresenceHidden {
+        origin: String,
+        user: UserId,
+        hidden: bool,
     },
 }
 
@@ -49,6 +64,10 @@ pub trait Inbound: Send + Sync + 'static {
     async fn remote_ephemeral(&self, room: RoomId, frame: Arc<str>) -> StoreResult<()>;
     /// Sessions another node ended: close their connections here.
     fn remote_end_sessions(&self, user: UserId, sessions: &[String]);
+    /// Presence as another node sees it (see [`BusMessage::Presence`]).
+    async fn remote_presence(&self, origin: &str, users: &[(UserId, PresenceStatus)]);
+    /// A user hid or showed their presence through another node.
+    async fn remote_presence_hidden(&self, user: UserId, hidden: bool);
 }
 
 /// The publishing side, as the hub sees it.
@@ -180,6 +199,18 @@ impl NatsBus {
                     } if origin != me => {
                         received.inc();
                         inbound.remote_end_sessions(user, &sessions);
+                    }
+                    BusMessage::Presence { origin, users } if origin != me => {
+                        received.inc();
+                        inbound.remote_presence(&origin, &users).await;
+                    }
+                    BusMessage::PresenceHidden {
+                        origin,
+                        user,
+                        hidden,
+                    } if origin != me => {
+                        received.inc();
+                        inbound.remote_presence_hidden(user, hidden).await;
                     }
                     _ => {} // our own message, echoed back
                 }

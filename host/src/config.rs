@@ -37,6 +37,38 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub compliance: ComplianceConfig,
     pub files: FilesConfig,
+    pub presence: PresenceConfig,
+}
+
+/// Presence (online / away / offline), derived from live sockets and activity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// Off: nobody's presence is tracked or shown (everyone reads as offline).
+    pub enabled: bool,
+    /// A user whose sockets sent nothing for this long (or whose clients all said they are
+    /// away: a hidden tab) is `away`.
+    pub away_after_secs: u64,
+    /// How long a user with no socket left stays as they were before turning `offline`, so
+    /// a page reload or a reconnect does not flicker.
+    pub offline_grace_ms: u64,
+    /// How often each node re-announces its users to the cluster; another node forgets what
+    /// a node said after three of these without news (a node that died).
+    pub heartbeat_secs: u64,
+    /// How often idle users are checked (away, grace over, a silent node forgotten).
+    pub tick_ms: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            away_after_secs: 300,
+            offline_grace_ms: 5_000,
+            heartbeat_secs: 30,
+            tick_ms: 1_000,
+        }
+    }
 }
 
 /// Files uploaded to rooms: how large, and where they are kept.
@@ -285,6 +317,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             compliance: ComplianceConfig::default(),
             files: FilesConfig::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }
@@ -410,6 +443,11 @@ pub struct Limits {
     pub mentions_per_message_max: usize,
     /// In rooms with more members than this, only owners and admins may say `@room`.
     pub room_mention_members_max: usize,
+    /// Different emoji one message may carry as reactions (`too_many_reactions` beyond;
+    /// adding to an emoji already there is always possible).
+    pub reactions_per_message_max: u32,
+    /// Messages one room may have pinned at once (`too_many_pins` beyond).
+    pub pins_per_room_max: u32,
     /// Events queued for one WebSocket session before it is disconnected as a slow consumer.
     pub ws_send_queue: usize,
     /// How often the server pings an idle WebSocket, in seconds.
@@ -450,6 +488,8 @@ impl Default for Limits {
             search_short_scan_events: 200_000,
             mentions_per_message_max: 20,
             room_mention_members_max: 100,
+            reactions_per_message_max: 20,
+            pins_per_room_max: 50,
             ws_send_queue: 1024,
             ws_heartbeat_secs: 15,
             ws_idle_timeout_secs: 45,

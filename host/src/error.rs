@@ -261,6 +261,10 @@ fn conflict_message(code: &str) -> &'static str {
         "not_author" => "only the author may edit a message",
         "not_a_message" => "the target is not a message",
         "nested_thread" => "that message is itself a reply: use its thread's root instead",
+        "too_many_reactions" => {
+            "the message has as many different reactions as a message may have: use one of them"
+        }
+        "too_many_pins" => "the room has as many pins as it may have: unpin one first",
         "file_unavailable" => {
             "a file is not available to attach (already attached, or not yours in this room)"
         }

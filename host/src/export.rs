@@ -1,10 +1,11 @@
 //! Compliance export: a room's (or every room's) complete record, as archives take it.
 //!
 //! One run writes a **batch** directory: `events.jsonl` (every event in room and `seq`
-//! order — messages with their kept earlier texts and the DLP decisions plugins marked on
-//! them, edits, deletes, joins and leaves), `posts.csv` (the messages and their earlier
-//! texts in the column set archive vendors import from other chat systems, see
-//! [`CSV_HEADER`]) and `manifest.json` (what was asked, counts,
+//! order — messages with their kept earlier texts, whom they mention and the DLP decisions
+//! plugins marked on them, edits, deletes, joins and leaves, reactions and pins),
+//! `posts.csv` (the messages and their earlier texts, reactions and pins — a thread reply,
+//! reaction or pin names its message as "Replied to Post Id" — in the column set archive
+//! vendors import from other chat systems, see [`CSV_HEADER`]) and `manifest.json` (what was asked, counts,
 //! the SHA-256 of every file, and the SHA-256 of the previous batch's manifest), signed
 //! with the audit key (`manifest.sig`). Batches in one directory form a chain:
 //! `switchboard export verify DIR` checks every signature, every file hash and every link.
@@ -323,37 +324,66 @@ pub async fn export(
                     Vec::new()
                 };
                 let mut attachments = Vec::new();
+                let sender = users.get(&event.sender_id);
+                // A thread reply names its root, a reaction or pin the message it is about.
+                let replied_to = match event.kind {
+                    EventKind::Message => event.thread_root,
+                    EventKind::Reaction
+                    | EventKind::ReactionRemoved
+                    | EventKind::Pinned
+                    | EventKind::Unpinned => event.target,
+                    _ => None,
+                }
+                .map(|id| id.to_string())
+                .unwrap_or_default();
+                let row = |post: i64, edited_by: String, message: &str, kind: &str, at: i64| {
+                    csv_row(&[
+                        at.to_string(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        room.to_string(),
+                        channel_name.clone(),
+                        channel_name.clone(),
+                        channel_type.to_string(),
+                        event.sender_id.to_string(),
+                        sender
+                            .map(|u| format!("{}@{}", u.name, settings.email_domain))
+                            .unwrap_or_default(),
+                        sender.map(|u| u.name.clone()).unwrap_or_default(),
+                        post.to_string(),
+                        edited_by,
+                        replied_to.clone(),
+                        message.to_string(),
+                        kind.to_string(),
+                        if sender.is_some_and(|u| u.is_bot) {
+                            "bot"
+                        } else {
+                            "user"
+                        }
+                        .to_string(),
+                        String::new(),
+                    ])
+                };
+                if matches!(
+                    event.kind,
+                    EventKind::Reaction
+                        | EventKind::ReactionRemoved
+                        | EventKind::Pinned
+                        | EventKind::Unpinned
+                ) {
+                    csv.write_all(
+                        row(
+                            event.id,
+                            String::new(),
+                            event.body.as_deref().unwrap_or(""),
+                            event.kind.as_str(),
+                            event.created_at,
+                        )
+                        .as_bytes(),
+                    )?;
+                }
                 if event.kind == EventKind::Message {
-                    let sender = users.get(&event.sender_id);
-                    let row = |post: i64, edited_by: String, message: &str, kind: &str, at: i64| {
-                        csv_row(&[
-                            at.to_string(),
-                            String::new(),
-                            String::new(),
-                            String::new(),
-                            room.to_string(),
-                            channel_name.clone(),
-                            channel_name.clone(),
-                            channel_type.to_string(),
-                            event.sender_id.to_string(),
-                            sender
-                                .map(|u| format!("{}@{}", u.name, settings.email_domain))
-                                .unwrap_or_default(),
-                            sender.map(|u| u.name.clone()).unwrap_or_default(),
-                            post.to_string(),
-                            edited_by,
-                            String::new(),
-                            message.to_string(),
-                            kind.to_string(),
-                            if sender.is_some_and(|u| u.is_bot) {
-                                "bot"
-                            } else {
-                                "user"
-                            }
-                            .to_string(),
-                            String::new(),
-                        ])
-                    };
                     let kind = if event.deleted { "deleted" } else { "message" };
                     csv.write_all(
                         row(

@@ -8,6 +8,10 @@
 //! the hub in commit order (the group-commit writer publishes them), so each session sees a
 //! room's events in `seq` order; the session itself still checks for gaps (see `api::ws`),
 //! which is what makes delivery across nodes safe too.
+//!
+//! The hub also keeps who is online (`presence`): it is derived from the same sessions.
+
+mod presence;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +22,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::bus::{Bus, BusMessage};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
+use crate::protocol::PresenceStatus;
 use crate::protocol::ServerFrame;
 use crate::store::{Event, EventKind, RoomId, StoreResult, UserId};
 
@@ -72,6 +77,8 @@ pub struct SessionHandle {
     tx: mpsc::Sender<Outbound>,
     close_reason: Mutex<Option<CloseReason>>,
     closed: Notify,
+    /// When it last did something, and whether its client said `away`.
+    presence: presence::SessionPresence,
 }
 
 impl SessionHandle {
@@ -134,6 +141,13 @@ pub struct Hub {
     next_conn: AtomicU64,
     /// Other nodes, when clustered.
     bus: OnceLock<Arc<dyn Bus>>,
+    /// Presence settings, once enabled (`enable_presence`).
+    presence_config: OnceLock<crate::config::PresenceConfig>,
+    presence: Mutex<presence::Book>,
+    /// Held while a presence change is decided and announced, so they go out in order.
+    presence_turn: tokio::sync::Mutex<()>,
+    /// Sessions' activity is kept as milliseconds since this instant.
+    epoch: std::time::Instant,
 }
 
 impl std::fmt::Debug for Hub {
@@ -152,6 +166,10 @@ impl Hub {
             sessions: RwLock::default(),
             next_conn: AtomicU64::new(1),
             bus: OnceLock::new(),
+            presence_config: OnceLock::new(),
+            presence: Mutex::default(),
+            presence_turn: tokio::sync::Mutex::new(()),
+            epoch: std::time::Instant::now(),
         }
     }
 
@@ -170,7 +188,12 @@ impl Hub {
             tx,
             close_reason: Mutex::new(None),
             closed: Notify::new(),
+            presence: presence::SessionPresence::default(),
         });
+        handle.presence.last_active_ms.store(
+            self.since_epoch_ms(std::time::Instant::now()),
+            Ordering::Relaxed,
+        );
         write(&self.sessions)
             .entry(user_id)
             .or_default()
@@ -179,18 +202,24 @@ impl Hub {
         (handle, rx)
     }
 
+    /// Drop a closed session. Call `refresh_presence` for its user afterwards.
     pub fn unregister(&self, handle: &SessionHandle) {
-        let mut sessions = write(&self.sessions);
-        if let Some(list) = sessions.get_mut(&handle.user_id) {
-            let before = list.len();
-            list.retain(|h| h.conn_id != handle.conn_id);
-            if list.len() < before {
-                self.metrics.ws_connections.dec();
-            }
-            if list.is_empty() {
-                sessions.remove(&handle.user_id);
+        let mut was_last = false;
+        {
+            let mut sessions = write(&self.sessions);
+            if let Some(list) = sessions.get_mut(&handle.user_id) {
+                let before = list.len();
+                list.retain(|h| h.conn_id != handle.conn_id);
+                if list.len() < before {
+                    self.metrics.ws_connections.dec();
+                }
+                if list.is_empty() {
+                    sessions.remove(&handle.user_id);
+                    was_last = true;
+                }
             }
         }
+        self.presence_session_gone(handle.user_id, was_last);
     }
 
     pub fn connection_count(&self) -> usize {
@@ -244,7 +273,7 @@ impl Hub {
         if let Some(bus) = self.bus.get() {
             bus.publish(BusMessage::Event {
                 origin: bus.node_id().to_string(),
-                event: event.clone(),
+                event: Box::new(event.clone()),
             });
         }
         self.deliver_event(event).await
@@ -339,6 +368,12 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[async_trait::async_trait]
 impl crate::bus::Inbound for Hub {
     async fn remote_event(&self, event: &Event) -> StoreResult<()> {
@@ -351,5 +386,13 @@ impl crate::bus::Inbound for Hub {
 
     fn remote_end_sessions(&self, user: UserId, sessions: &[String]) {
         self.close_sessions(user, sessions);
+    }
+
+    async fn remote_presence(&self, origin: &str, users: &[(UserId, PresenceStatus)]) {
+        self.apply_remote_presence(origin, users).await;
+    }
+
+    async fn remote_presence_hidden(&self, user: UserId, hidden: bool) {
+        self.set_presence_hidden(user, hidden, false).await;
     }
 }

@@ -25,6 +25,7 @@ pub mod os_limits;
 pub mod plugins;
 pub mod private_files;
 pub mod protocol;
+pub mod reactions;
 pub mod retention;
 pub mod router;
 pub mod search;
@@ -133,6 +134,27 @@ pub async fn serve(
     let metrics = metrics::Metrics::register(&mut registry);
     let membership = Arc::new(membership::Membership::new(store.clone()));
     let hub = Arc::new(Hub::new(membership.clone(), metrics.clone()));
+    let presence_ticker = if config.presence.enabled {
+        hub.enable_presence(
+            config.presence.clone(),
+            store
+                .presence_hidden_users()
+                .await
+                .context("reading who hides their presence")?,
+        );
+        let hub = hub.clone();
+        let every = std::time::Duration::from_millis(config.presence.tick_ms.max(50));
+        Some(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                hub.presence_tick().await;
+            }
+        }))
+    } else {
+        None
+    };
     if let Some(url) = &config.cluster.nats_url {
         let bus = bus::NatsBus::start(&config.cluster, url.expose(), hub.clone(), &mut registry)
             .await
@@ -258,6 +280,9 @@ pub async fn serve(
     })
     .await;
     housekeeping.abort();
+    if let Some(ticker) = presence_ticker {
+        ticker.abort();
+    }
     checkpointer.abort();
     retention.abort();
     if let Some(backfill) = search_backfill {

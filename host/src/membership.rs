@@ -40,6 +40,12 @@ impl Membership {
     }
 
     /// Member ids of a room.
+    /// The rooms `user` is in (from the store: not cached, for the rarer questions such as
+    /// whom a presence change concerns).
+    pub async fn rooms_of(&self, user: UserId) -> StoreResult<Vec<RoomId>> {
+        self.store.room_ids_of(user).await
+    }
+
     pub async fn members(&self, room: RoomId) -> StoreResult<Arc<[UserId]>> {
         if let Some((read_at, members)) = self.read().get(&room)
             && read_at.elapsed() < TTL

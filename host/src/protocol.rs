@@ -46,6 +46,35 @@ pub enum ClientFrame {
         room: RoomId,
         message: EventId,
     },
+    /// React to a message with one emoji (or `:shortcode:`).
+    React {
+        #[serde(default)]
+        req: Option<String>,
+        room: RoomId,
+        message: EventId,
+        emoji: String,
+    },
+    /// Take back one's own reaction.
+    Unreact {
+        #[serde(default)]
+        req: Option<String>,
+        room: RoomId,
+        message: EventId,
+        emoji: String,
+    },
+    /// Pin a message to the room.
+    Pin {
+        #[serde(default)]
+        req: Option<String>,
+        room: RoomId,
+        message: EventId,
+    },
+    Unpin {
+        #[serde(default)]
+        req: Option<String>,
+        room: RoomId,
+        message: EventId,
+    },
     /// Move the read cursor.
     Read {
         #[serde(default)]
@@ -60,6 +89,14 @@ pub enum ClientFrame {
         room: RoomId,
         #[serde(default = "yes")]
         active: bool,
+    },
+    /// The client says whether its user is looking at it: `away` when its window is hidden
+    /// or idle, `online` when they are back (any frame that does something counts as
+    /// activity too).
+    Presence {
+        #[serde(default)]
+        req: Option<String>,
+        status: ClientPresence,
     },
     /// Catch up after a reconnect: for each room, the last `seq` the client has seen.
     /// The server sends every event after it, then `synced`, then live events, with no gap
@@ -99,12 +136,37 @@ impl ClientFrame {
             Self::Send { req, .. }
             | Self::Edit { req, .. }
             | Self::Delete { req, .. }
+            | Self::React { req, .. }
+            | Self::Unreact { req, .. }
+            | Self::Pin { req, .. }
+            | Self::Unpin { req, .. }
             | Self::Read { req, .. }
+            | Self::Presence { req, .. }
             | Self::Typing { req, .. }
             | Self::Sync { req, .. }
             | Self::Ping { req } => req.as_deref(),
         }
     }
+}
+
+/// Whether a user is around, as people who share a room with them see it. Ordered: a user
+/// with sessions on several nodes is the most present of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceStatus {
+    /// No live socket (or hidden by the user).
+    Offline,
+    /// Sockets, but nothing sent for a while, or every client said its window is hidden.
+    Away,
+    Online,
+}
+
+/// What a client says about its user in a `presence` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientPresence {
+    Online,
+    Away,
 }
 
 /// What the server acknowledges after a committed write.
@@ -158,7 +220,8 @@ pub enum ServerFrame<'a> {
         #[serde(flatten)]
         error: &'a ErrorBody,
     },
-    /// A room event (message, edit, delete, membership change), in `seq` order per room.
+    /// A room event (message, edit, delete, membership change, reaction, pin), in `seq`
+    /// order per room.
     Event {
         #[serde(flatten)]
         event: &'a Event,
@@ -185,6 +248,11 @@ pub enum ServerFrame<'a> {
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
         req: Option<&'a str>,
+    },
+    /// Someone who shares a room with the receiver (or the receiver) changed presence.
+    Presence {
+        user: UserId,
+        status: PresenceStatus,
     },
     /// Text for this user only, not stored: a plugin's private reply to a command.
     Notice {

@@ -5,7 +5,8 @@
 //! `message-pre-send` chain → group commit (per-room `seq` assigned in the transaction) →
 //! fan-out (done by the writer, in commit order) → ack → `message-delivered` observers.
 //! A `/name args` message whose name a plugin registered goes to that plugin instead
-//! (`commands`); plugins' bots post through this same path (`bots`).
+//! (`commands`); plugins' bots post through this same path (`bots`). Reactions and pins are
+//! smaller writes about a message (`reactions`).
 //! No HTTP or wasmtime type appears here.
 
 mod bots;
@@ -13,6 +14,7 @@ mod commands;
 pub mod commit;
 pub mod hooks;
 mod plugin_calls;
+mod reactions;
 pub mod rules;
 #[cfg(test)]
 mod tests;
@@ -464,6 +466,7 @@ impl RouterCore {
         let mut events = self.store.events(room_id, page, limit + 1).await?;
         let more = trim_page(&mut events, page, limit);
         self.add_thread_summaries(room_id, &mut events).await?;
+        self.add_reactions(caller, &mut events).await?;
         Ok((events, more))
     }
 
@@ -493,6 +496,9 @@ impl RouterCore {
             .into_iter()
             .next()
             .map(|(_, summary)| summary);
+        self.add_reactions(caller, std::slice::from_mut(&mut root_event))
+            .await?;
+        self.add_reactions(caller, &mut replies).await?;
         let (read_seq, unread) = self.store.thread_unread(caller.id, root).await?;
         Ok(ThreadView {
             root: root_event,

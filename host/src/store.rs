@@ -102,6 +102,9 @@ pub struct Room {
     pub created_at: Millis,
     /// The highest `seq` assigned in this room (0 before the first event).
     pub last_seq: i64,
+    /// Every member may pin messages (owners and admins always may).
+    #[serde(default)]
+    pub members_may_pin: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -174,6 +177,14 @@ pub enum EventKind {
     Delete,
     MemberJoined,
     MemberLeft,
+    /// A member reacted to a message (`target`) with an emoji (`body`).
+    Reaction,
+    /// A member took back their reaction (`body`) to a message (`target`).
+    ReactionRemoved,
+    /// A message (`target`) was pinned to the room.
+    Pinned,
+    /// A message (`target`) was unpinned.
+    Unpinned,
 }
 
 impl EventKind {
@@ -184,6 +195,10 @@ impl EventKind {
             Self::Delete => "delete",
             Self::MemberJoined => "member_joined",
             Self::MemberLeft => "member_left",
+            Self::Reaction => "reaction",
+            Self::ReactionRemoved => "reaction_removed",
+            Self::Pinned => "pinned",
+            Self::Unpinned => "unpinned",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -193,6 +208,10 @@ impl EventKind {
             "delete" => Some(Self::Delete),
             "member_joined" => Some(Self::MemberJoined),
             "member_left" => Some(Self::MemberLeft),
+            "reaction" => Some(Self::Reaction),
+            "reaction_removed" => Some(Self::ReactionRemoved),
+            "pinned" => Some(Self::Pinned),
+            "unpinned" => Some(Self::Unpinned),
             _ => None,
         }
     }
@@ -207,10 +226,12 @@ pub struct Event {
     pub seq: i64,
     pub kind: EventKind,
     pub sender_id: UserId,
-    /// For `Edit`/`Delete`: the message event; for `MemberJoined`/`MemberLeft`: the user id.
+    /// For `Edit`/`Delete`, reactions and pins: the message event; for
+    /// `MemberJoined`/`MemberLeft`: the user id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<i64>,
-    /// Current text (a `Message` shows its latest edit); `None` once deleted.
+    /// Current text (a `Message` shows its latest edit); `None` once deleted. For a
+    /// reaction event: the emoji.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     #[serde(skip_serializing_if = "Metadata::is_empty", default)]
@@ -237,6 +258,34 @@ pub struct Event {
     /// A message with replies, as history shows it (not stored: filled in when read).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub thread: Option<ThreadSummary>,
+    /// A message's reactions, as history shows them under it, in the order they were first
+    /// given (not stored with the event: filled in when read).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub reactions: Vec<ReactionCount>,
+}
+
+/// How many members reacted to a message with one emoji, and whether the reader did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionCount {
+    pub emoji: String,
+    pub count: u64,
+    /// The member reading history is one of them.
+    pub me: bool,
+}
+
+/// Who reacted to a message with one emoji, earliest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reactors {
+    pub emoji: String,
+    pub users: Vec<UserId>,
+}
+
+/// A message pinned to its room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    pub message: Event,
+    pub pinned_by: UserId,
+    pub pinned_at: Millis,
 }
 
 /// The replies a top-level message has, as history shows them under it.
@@ -321,6 +370,39 @@ pub enum NewEvent {
         actor_id: UserId,
         user_id: UserId,
     },
+    /// `sender_id` reacts to `target`, a live message of the room, with `emoji`. Reacting
+    /// again with the same emoji stores nothing and answers with the first reaction's event
+    /// (`duplicate`); a message that already has `distinct_max` different emoji takes no new
+    /// one (`Conflict("too_many_reactions")`).
+    React {
+        room_id: RoomId,
+        sender_id: UserId,
+        target: EventId,
+        emoji: String,
+        distinct_max: u32,
+    },
+    /// Take back `sender_id`'s `emoji` reaction to `target` (`NotFound` if there is none).
+    Unreact {
+        room_id: RoomId,
+        sender_id: UserId,
+        target: EventId,
+        emoji: String,
+    },
+    /// Pin `target`, a live message of the room. The router decides who may. Pinning a
+    /// pinned message answers with its `pinned` event (`duplicate`); a room with `pins_max`
+    /// pins takes no more (`Conflict("too_many_pins")`).
+    Pin {
+        room_id: RoomId,
+        actor_id: UserId,
+        target: EventId,
+        pins_max: u32,
+    },
+    /// Unpin `target` (`NotFound` if it is not pinned).
+    Unpin {
+        room_id: RoomId,
+        actor_id: UserId,
+        target: EventId,
+    },
 }
 
 impl NewEvent {
@@ -330,7 +412,11 @@ impl NewEvent {
             | Self::Edit { room_id, .. }
             | Self::Delete { room_id, .. }
             | Self::Join { room_id, .. }
-            | Self::Leave { room_id, .. } => *room_id,
+            | Self::Leave { room_id, .. }
+            | Self::React { room_id, .. }
+            | Self::Unreact { room_id, .. }
+            | Self::Pin { room_id, .. }
+            | Self::Unpin { room_id, .. } => *room_id,
         }
     }
 }
@@ -551,6 +637,10 @@ pub trait Store: Send + Sync + 'static {
     /// Grant or take away the compliance role.
     async fn set_user_compliance(&self, id: UserId, compliance: bool) -> StoreResult<()>;
     async fn set_password_hash(&self, id: UserId, hash: &str) -> StoreResult<()>;
+    /// Hide the user's presence from others (or show it again); `NotFound` for no such user.
+    async fn set_presence_hidden(&self, id: UserId, hidden: bool) -> StoreResult<()>;
+    /// The users who hid their presence.
+    async fn presence_hidden_users(&self) -> StoreResult<Vec<UserId>>;
 
     // ---- sessions ----
     async fn create_session(&self, session: &Session) -> StoreResult<()>;
@@ -578,6 +668,8 @@ pub trait Store: Send + Sync + 'static {
     async fn rooms_for_user(&self, user: UserId) -> StoreResult<Vec<RoomSummary>>;
     async fn list_rooms(&self) -> StoreResult<Vec<Room>>;
     async fn room_members(&self, room: RoomId) -> StoreResult<Vec<Member>>;
+    /// The ids of the rooms `user` is a member of.
+    async fn room_ids_of(&self, user: UserId) -> StoreResult<Vec<RoomId>>;
     async fn member(&self, room: RoomId, user: UserId) -> StoreResult<Option<Member>>;
 
     // ---- the room log ----
@@ -625,6 +717,22 @@ pub trait Store: Send + Sync + 'static {
         root: EventId,
         seq: i64,
     ) -> StoreResult<i64>;
+
+    // ---- reactions and pins ----
+    /// The reactions to those of `messages` that have any, per message in the order each
+    /// emoji was first given; `me` says whether `viewer` gave it.
+    async fn reaction_counts(
+        &self,
+        viewer: UserId,
+        messages: &[EventId],
+    ) -> StoreResult<Vec<(EventId, ReactionCount)>>;
+    /// Who reacted to `message` with what: per emoji (in the order first given), the users
+    /// earliest first.
+    async fn reactors(&self, message: EventId) -> StoreResult<Vec<Reactors>>;
+    /// The room's pinned messages, the latest pinned first.
+    async fn pins(&self, room: RoomId) -> StoreResult<Vec<Pin>>;
+    /// Let every member pin (or only owners and admins); `NotFound` for no such room.
+    async fn set_members_may_pin(&self, room: RoomId, allowed: bool) -> StoreResult<()>;
 
     // ---- mentions ----
     /// Live messages that mention `user` (by name, or `@room` in a room the user is a member

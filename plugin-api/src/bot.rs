@@ -32,6 +32,13 @@ pub fn reply_in_thread(room_id: i64, root_id: i64, body: &str) -> Result<(), Hos
     wit::reply_in_thread(room_id, root_id, body)
 }
 
+/// React as the bot to `message_id`, a message of `room_id`, with one emoji (`"👍"`) or a
+/// `:shortcode:` ([`HostError::InvalidArgument`] for anything else; same membership rule as
+/// posts). Sent when the hook returns; reacting twice with one emoji is one reaction.
+pub fn react(room_id: i64, message_id: i64, emoji: &str) -> Result<(), HostError> {
+    wit::react(room_id, message_id, emoji)
+}
+
 /// The bot's user id.
 pub fn user_id() -> Result<i64, HostError> {
     wit::user_id()

@@ -46,6 +46,8 @@ pub struct FakeHost {
     pub posts: Vec<(Option<i64>, String)>,
     /// `(room, root, body)` of each `bot::reply_in_thread` (also listed in `posts`).
     pub thread_replies: Vec<(i64, i64, String)>,
+    /// `(room, message, emoji)` of each `bot::react`.
+    pub reactions: Vec<(i64, i64, String)>,
     /// The bot's user id (`bot::user_id`).
     pub bot_user_id: i64,
     /// Every HTTP request sent, in order.
@@ -100,6 +102,11 @@ pub fn posts() -> Vec<(Option<i64>, String)> {
 /// The bot's replies in threads so far: `(room, root, body)`.
 pub fn thread_replies() -> Vec<(i64, i64, String)> {
     with_host(|host| host.thread_replies.clone())
+}
+
+/// `(room, message, emoji)` of each `bot::react` so far.
+pub fn reactions() -> Vec<(i64, i64, String)> {
+    with_host(|host| host.reactions.clone())
 }
 
 /// Answer every HTTP request with `respond`.
@@ -243,6 +250,14 @@ pub(crate) mod fake {
                 host.posts.push((Some(room_id), body.to_string()));
                 host.thread_replies
                     .push((room_id, root_id, body.to_string()));
+            });
+            Ok(())
+        }
+        pub(crate) fn react(room_id: i64, message_id: i64, emoji: &str) -> Result<(), HostError> {
+            granted("bot")?;
+            with_host(|host| {
+                host.reactions
+                    .push((room_id, message_id, emoji.to_string()));
             });
             Ok(())
         }

@@ -296,6 +296,10 @@ impl Node {
             .env("SWITCHBOARD_LIMITS__MESSAGES_PER_SECOND", "10000")
             .env("SWITCHBOARD_LIMITS__MESSAGE_BURST", "10000")
             .env("SWITCHBOARD_LIMITS__WS_FRAMES_PER_SECOND", "100000")
+            // Presence heartbeats every second, so a dead node's users go offline in ~3 s.
+            .env("SWITCHBOARD_PRESENCE__HEARTBEAT_SECS", "1")
+            .env("SWITCHBOARD_PRESENCE__OFFLINE_GRACE_MS", "300")
+            .env("SWITCHBOARD_PRESENCE__TICK_MS", "100")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

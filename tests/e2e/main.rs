@@ -32,6 +32,8 @@ mod plugins_containment;
 mod plugins_http;
 mod plugins_runtime;
 mod plugins_server;
+mod presence;
+mod reactions;
 mod resume;
 mod search;
 mod store_contract;

@@ -274,6 +274,79 @@ async fn echo_bot_answers_commands_in_the_room_and_privately() {
     assert!(ack["command"].is_null());
 }
 
+/// Interface 0.3's `bot.react`: the echo bot reacts to keywords with the emoji its settings
+/// name; a setting that is not an emoji is refused to the plugin (`invalid-argument`) and
+/// nothing is stored.
+#[tokio::test]
+async fn a_bot_reacts_through_bot_react() {
+    let bot = echo_bot(
+        "echo-bot",
+        "\"react.ship\" = \"🚀\"\n\"react.bad\" = \"not an emoji\"\n",
+    );
+    let (server, _plugins) = server_with(vec![bot]).await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let bot = bot_id(&alice, "echo-bot").await;
+    let room = alice.group("bots", &[bob.id, bot]).await;
+    let mut bob_ws = bob.ws(&server).await;
+
+    let (status, first) = alice.send_http(room, "k1", "Ship it!").await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let message = bob_ws.recv_type("event").await;
+    assert_eq!(message["body"], "Ship it!");
+    let reaction = bob_ws.recv_type("event").await;
+    assert_eq!(
+        (
+            reaction["kind"].as_str(),
+            reaction["sender_id"].as_i64(),
+            reaction["target"].as_i64(),
+            reaction["body"].as_str()
+        ),
+        (
+            Some("reaction"),
+            Some(bot),
+            first["id"].as_i64(),
+            Some("🚀")
+        ),
+        "{reaction}"
+    );
+
+    // The bad setting: the plugin's `react` call fails, so the next thing bob sees after
+    // that message is the next message (the sentinel), then the bot's reaction to it.
+    alice.send_http(room, "k2", "a bad idea").await;
+    let (_, sentinel) = alice.send_http(room, "k3", "ship again").await;
+    let mut seen = Vec::new();
+    loop {
+        let event = bob_ws.recv_type("event").await;
+        let done = event["kind"] == "reaction";
+        seen.push((
+            event["kind"].as_str().unwrap().to_string(),
+            event["target"].as_i64(),
+        ));
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            ("message".to_string(), None),
+            ("message".to_string(), None),
+            ("reaction".to_string(), sentinel["id"].as_i64()),
+        ]
+    );
+    let (_, reactors) = alice
+        .get(&format!(
+            "/api/v1/rooms/{room}/messages/{}/reactions",
+            first["id"]
+        ))
+        .await;
+    assert_eq!(
+        reactors,
+        serde_json::json!([{ "emoji": "🚀", "users": [bot] }])
+    );
+}
+
 #[tokio::test]
 async fn bot_posts_pass_the_pre_send_chain() {
     let bot = echo_bot("echo-bot", "").top("commands = [\"echo\"]\n");

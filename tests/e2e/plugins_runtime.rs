@@ -301,6 +301,7 @@ async fn message_delivered_is_observed_off_the_message_path() {
         mentions: Vec::new(),
         mentions_room: false,
         thread: None,
+        reactions: Vec::new(),
     };
     let started = Instant::now();
     l.host.message_delivered(&event, 0);

@@ -240,6 +240,15 @@ impl Client {
             .body(body);
         self.send(request).await
     }
+    pub async fn put_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(&body))
+            .await
+    }
+    /// PUT without a body (the path says it all: a reaction, a pin).
+    pub async fn put(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.http.put(format!("{}{path}", self.base)))
+            .await
+    }
     pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.send(self.http.patch(format!("{}{path}", self.base)).json(&body))
             .await

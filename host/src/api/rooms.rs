@@ -17,7 +17,7 @@ use crate::store::{
 pub fn routes() -> HttpRouter<AppState> {
     HttpRouter::new()
         .route("/api/v1/rooms", get(list_rooms).post(create_room))
-        .route("/api/v1/rooms/{id}", get(get_room))
+        .route("/api/v1/rooms/{id}", get(get_room).patch(update_room))
         .route("/api/v1/rooms/{id}/members", post(add_member))
         .route("/api/v1/rooms/{id}/members/{user}", delete(remove_member))
         .route(
@@ -100,6 +100,32 @@ async fn get_room(
     AuthUser(caller): AuthUser,
     AppPath(id): AppPath<RoomId>,
 ) -> Result<AppJson<RoomDetail>> {
+    let (room, members) = state.router.room_detail(&caller.user, id).await?;
+    Ok(AppJson(RoomDetail { room, members }))
+}
+
+/// Room settings an owner or admin changes; fields left out stay as they are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateRoomRequest {
+    /// Every member may pin messages (owners and admins always may).
+    #[serde(default)]
+    members_may_pin: Option<bool>,
+}
+
+/// Change a group room's settings; answers with the room as it is now.
+async fn update_room(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    AppPath(id): AppPath<RoomId>,
+    AppJson(req): AppJson<UpdateRoomRequest>,
+) -> Result<AppJson<RoomDetail>> {
+    if let Some(allowed) = req.members_may_pin {
+        state
+            .router
+            .set_members_may_pin(&caller.user, id, allowed)
+            .await?;
+    }
     let (room, members) = state.router.room_detail(&caller.user, id).await?;
     Ok(AppJson(RoomDetail { room, members }))
 }

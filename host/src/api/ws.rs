@@ -30,7 +30,7 @@ use super::{AppQuery, AppState, bearer_token, parse_json};
 use crate::auth::Caller;
 use crate::error::{ApiError, Result};
 use crate::hub::{CloseReason, Outbound, SessionHandle};
-use crate::protocol::{ClientFrame, ServerFrame};
+use crate::protocol::{ClientFrame, ClientPresence, ServerFrame};
 use crate::store::{Event, RoomId};
 
 pub fn routes() -> HttpRouter<AppState> {
@@ -105,6 +105,7 @@ async fn run_session(state: AppState, caller: Caller, socket: WebSocket) {
         caller.session_id.clone(),
         limits.ws_send_queue,
     );
+    state.hub.refresh_presence(caller.user.id).await;
     let (sink, stream) = socket.split();
     let (control_tx, control_rx) = mpsc::channel::<Control>(64);
     tracing::debug!(
@@ -144,6 +145,7 @@ async fn run_session(state: AppState, caller: Caller, socket: WebSocket) {
     let reason = handle.reason().map_or("client", CloseReason::code);
     crate::metrics::Metrics::count(&state.metrics.ws_closed, reason);
     state.hub.unregister(&handle);
+    state.hub.refresh_presence(handle.user_id).await;
     tracing::debug!(conn = handle.conn_id, reason, "websocket closed");
 }
 
@@ -233,6 +235,19 @@ impl Reader {
         let req = frame.req().map(str::to_string);
         let user = &self.caller.user;
         let router = &self.state.router;
+        let hub = &self.state.hub;
+        // Anything but a ping or a catch-up is the user doing something: present again.
+        let active = match &frame {
+            ClientFrame::Ping { .. } | ClientFrame::Sync { .. } => false,
+            ClientFrame::Presence { status, .. } => {
+                hub.presence_client_away(&self.handle, *status == ClientPresence::Away);
+                true
+            }
+            _ => hub.presence_activity(&self.handle),
+        };
+        if active {
+            hub.refresh_presence(user.id).await;
+        }
         let ack_frame = |ack: crate::protocol::Ack| {
             Some(
                 ServerFrame::Ack {
@@ -282,9 +297,34 @@ impl Reader {
                 .delete_message(user, room, message)
                 .await
                 .map(ack_frame),
+            ClientFrame::React {
+                room,
+                message,
+                emoji,
+                ..
+            } => router
+                .react(user, room, message, emoji)
+                .await
+                .map(ack_frame),
+            ClientFrame::Unreact {
+                room,
+                message,
+                emoji,
+                ..
+            } => router
+                .unreact(user, room, message, emoji)
+                .await
+                .map(ack_frame),
+            ClientFrame::Pin { room, message, .. } => {
+                router.pin(user, room, message).await.map(ack_frame)
+            }
+            ClientFrame::Unpin { room, message, .. } => {
+                router.unpin(user, room, message).await.map(ack_frame)
+            }
             ClientFrame::Read { room, seq, .. } => {
                 router.mark_read(user, room, seq).await.map(|_| None)
             }
+            ClientFrame::Presence { .. } => Ok(None),
             ClientFrame::Typing { room, active, .. } => router
                 .typing(user, room, active, self.handle.conn_id)
                 .await

@@ -435,7 +435,12 @@ async fn call_once(
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             while let Ok(post) = queue.try_recv() {
-                posts.push(post.body);
+                posts.push(match post.write {
+                    switchboard::router::hooks::BotWrite::Message { body, .. } => body,
+                    switchboard::router::hooks::BotWrite::Reaction { message, emoji } => {
+                        format!("[reacts {emoji} to message {message}]")
+                    }
+                });
             }
             match outcome {
                 CommandOutcome::Handled { private, .. } => Outcome::Command { posts, private },
@@ -792,6 +797,7 @@ impl Input {
                     created_by: d.event.sender_id,
                     created_at: d.event.created_at,
                     last_seq: d.event.seq,
+                    members_may_pin: false,
                 };
                 let e = d.event;
                 let event = Event {
@@ -812,6 +818,7 @@ impl Input {
                     mentions: Vec::new(),
                     mentions_room: false,
                     thread: None,
+                    reactions: Vec::new(),
                 };
                 Input::Delivered(room, event)
             }

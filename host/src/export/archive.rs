@@ -208,8 +208,14 @@ impl Conversation {
                     Entry::Left(who, event.created_at)
                 });
             }
-            // Edits and deletes are already in their message's records.
-            EventKind::Edit | EventKind::Delete => {}
+            // Edits and deletes are already in their message's records. Reactions and pins
+            // have no element in these formats: `events.jsonl` and `posts.csv` hold them.
+            EventKind::Edit
+            | EventKind::Delete
+            | EventKind::Reaction
+            | EventKind::ReactionRemoved
+            | EventKind::Pinned
+            | EventKind::Unpinned => {}
         }
     }
 
@@ -593,6 +599,7 @@ mod tests {
             mentions: Vec::new(),
             mentions_room: false,
             thread: None,
+            reactions: Vec::new(),
         }
     }
 

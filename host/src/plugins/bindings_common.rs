@@ -90,9 +90,12 @@ macro_rules! interface_glue {
                     })
                 }
                 Request::Delivered(room_, event_) => {
-                    $hooks
-                        .call_message_delivered($store, &room(room_), &event(event_))
-                        .await?;
+                    // An event this interface version has no kind for is not shown to it.
+                    if let Some(event_) = event(event_) {
+                        $hooks
+                            .call_message_delivered($store, &room(room_), &event_)
+                            .await?;
+                    }
                     Response::Delivered
                 }
                 Request::Login(u) => decision($hooks.call_on_login($store, &user(u)).await?),
@@ -198,8 +201,10 @@ macro_rules! interface_glue {
             }
         }
 
-        fn event($event: &store::Event) -> Event {
-            Event {
+        /// The event as this version sees it; `None` for kinds it does not have (reactions
+        /// and pins: no released version has them, and only messages are delivered).
+        fn event($event: &store::Event) -> Option<Event> {
+            Some(Event {
                 id: $event.id,
                 room_id: $event.room_id,
                 seq: $event.seq,
@@ -209,6 +214,10 @@ macro_rules! interface_glue {
                     store::EventKind::Delete => EventKind::Delete,
                     store::EventKind::MemberJoined => EventKind::MemberJoined,
                     store::EventKind::MemberLeft => EventKind::MemberLeft,
+                    store::EventKind::Reaction
+                    | store::EventKind::ReactionRemoved
+                    | store::EventKind::Pinned
+                    | store::EventKind::Unpinned => return None,
                 },
                 sender_id: $event.sender_id,
                 target: $event.target,
@@ -216,7 +225,7 @@ macro_rules! interface_glue {
                 metadata: pairs(&$event.metadata),
                 created_at: $event.created_at,
                 $($extra_event_field)*
-            }
+            })
         }
     };
 }

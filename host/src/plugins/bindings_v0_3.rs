@@ -5,7 +5,7 @@
 //!
 //! 0.3 is 0.2 plus: the `file-pre-upload` and `file-pre-download` hooks and the `upload`
 //! import that serves the file's bytes to the first; threads (`thread-root` on the
-//! `message` and `event` records, the `bot.reply-in-thread` import).
+//! `message` and `event` records, the `bot.reply-in-thread` import); `bot.react`.
 
 use super::call::{DecisionAnswer, FileUploadAnswer, PreSendAnswer, Request, Response};
 use super::capabilities::{CapError, HostState, LogLevel};
@@ -26,6 +26,7 @@ wasmtime::component::bindgen!({
         "switchboard:plugin/bot.post": async,
         "switchboard:plugin/bot.reply": async,
         "switchboard:plugin/bot.reply-in-thread": async,
+        "switchboard:plugin/bot.react": async,
         "switchboard:plugin/rooms.info": async,
         "switchboard:plugin/rooms.members": async,
         "switchboard:plugin/rooms.display-name": async,
@@ -87,6 +88,9 @@ super::bindings_common::since_v0_2!(extra_bot_imports: {
         body: String,
     ) -> Result<(), HostError> {
         Ok(self.bot_post(Some(room_id), Some(root_id), body).await?)
+    }
+    async fn react(&mut self, room_id: i64, message_id: i64, emoji: String) -> Result<(), HostError> {
+        Ok(self.bot_react(room_id, message_id, emoji).await?)
     }
 });
 

@@ -209,13 +209,11 @@ impl PluginCtx {
     }
 }
 
-/// A bot post queued during a hook call.
+/// A bot post (or reaction) queued during a hook call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct QueuedPost {
     pub(crate) room_id: RoomId,
-    /// A reply in the thread of this message (`bot.reply-in-thread`).
-    pub(crate) thread_root: Option<crate::store::EventId>,
-    pub(crate) body: String,
+    pub(crate) write: crate::router::hooks::BotWrite,
 }
 
 /// What the running hook call has going: where it fired, the posts it queued and the `kv`
@@ -224,8 +222,8 @@ pub(crate) struct QueuedPost {
 pub(crate) struct CallScope {
     /// The room the hook fired in (`bot.reply` posts there).
     pub(crate) room: Option<RoomId>,
-    /// Posts queued by `bot.post` / `bot.reply` / `bot.reply-in-thread`, sent after the
-    /// call returns.
+    /// Posts queued by `bot.post` / `bot.reply` / `bot.reply-in-thread` and reactions by
+    /// `bot.react`, sent after the call returns.
     pub(crate) posts: Vec<QueuedPost>,
     /// This call's `kv` writes.
     pub(crate) kv: KvTxn,
@@ -344,6 +342,40 @@ impl HostState {
         if body.len() > MAX_POST_BYTES {
             return Err(CapError::TooLarge);
         }
+        self.queue_bot_write(
+            &bot,
+            room,
+            crate::router::hooks::BotWrite::Message { thread_root, body },
+        )
+        .await
+    }
+
+    /// Queue a reaction of the bot to `message` in `room` (`bot.react`); sent, like posts,
+    /// when the hook returns. The emoji is checked here so the plugin learns of a bad one.
+    pub(crate) async fn bot_react(
+        &mut self,
+        room: RoomId,
+        message: crate::store::EventId,
+        emoji: String,
+    ) -> Result<(), CapError> {
+        let bot = self.ctx.bot.clone().ok_or(CapError::NotGranted)?;
+        crate::reactions::check(&emoji)
+            .map_err(|why| CapError::InvalidArgument(why.to_string()))?;
+        self.queue_bot_write(
+            &bot,
+            room,
+            crate::router::hooks::BotWrite::Reaction { message, emoji },
+        )
+        .await
+    }
+
+    /// The per-call quota and the membership check every bot write passes.
+    async fn queue_bot_write(
+        &mut self,
+        bot: &BotCtx,
+        room: RoomId,
+        write: crate::router::hooks::BotWrite,
+    ) -> Result<(), CapError> {
         if self.call.posts.len() >= MAX_POSTS_PER_CALL {
             return Err(CapError::QuotaExceeded);
         }
@@ -357,8 +389,7 @@ impl HostState {
         }
         self.call.posts.push(QueuedPost {
             room_id: room,
-            thread_root,
-            body,
+            write,
         });
         Ok(())
     }

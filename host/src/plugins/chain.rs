@@ -784,8 +784,10 @@ impl PluginHost {
                     plugin.dispatch_posts(
                         vec![super::capabilities::QueuedPost {
                             room_id: call.room_id,
-                            thread_root: None,
-                            body: text,
+                            write: crate::router::hooks::BotWrite::Message {
+                                thread_root: None,
+                                body: text,
+                            },
                         }],
                         call.depth,
                     );

@@ -9,7 +9,7 @@ use std::sync::Weak;
 use tokio::sync::mpsc::Receiver;
 
 use super::RouterCore;
-use super::hooks::BotPost;
+use super::hooks::{BotPost, BotWrite};
 use crate::error::{ApiError, Result};
 use crate::ids::random_token;
 use crate::protocol::Ack;
@@ -56,9 +56,17 @@ impl RouterCore {
                 ));
             }
         };
+        let (thread_root, body) = match &post.write {
+            BotWrite::Message { thread_root, body } => (*thread_root, body),
+            BotWrite::Reaction { message, emoji } => {
+                return self
+                    .react(&bot, post.room_id, *message, emoji.clone())
+                    .await;
+            }
+        };
         let mut metadata = Metadata::new();
         metadata.insert(BOT_PLUGIN_KEY.to_string(), post.plugin.clone());
-        let thread = post.thread_root.map(|root| ThreadReply {
+        let thread = thread_root.map(|root| ThreadReply {
             root,
             also_to_room: false,
         });
@@ -66,7 +74,7 @@ impl RouterCore {
             &bot,
             post.room_id,
             format!("bot-{}", random_token(16)),
-            post.body.clone(),
+            body.clone(),
             metadata,
             Vec::new(),
             thread,

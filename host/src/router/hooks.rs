@@ -128,16 +128,26 @@ pub enum CommandOutcome {
     Failed { plugin: String, reason: String },
 }
 
-/// A message a plugin's bot posts: queued by the plugin layer while the hook runs, sent by
-/// the router after it returned, through the same path as any user's message.
+/// What a plugin's bot writes in a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BotWrite {
+    /// A message; a reply in the thread of `thread_root` when set.
+    Message {
+        thread_root: Option<EventId>,
+        body: String,
+    },
+    /// A reaction to `message`.
+    Reaction { message: EventId, emoji: String },
+}
+
+/// A message (or reaction) a plugin's bot posts: queued by the plugin layer while the hook
+/// runs, sent by the router after it returned, through the same path as any user's.
 #[derive(Debug, Clone)]
 pub struct BotPost {
     pub plugin: String,
     pub bot: User,
     pub room_id: RoomId,
-    /// A reply in the thread of this message.
-    pub thread_root: Option<EventId>,
-    pub body: String,
+    pub write: BotWrite,
     /// 1 + the depth of the event whose hook produced the post.
     pub depth: u32,
 }

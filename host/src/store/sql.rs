@@ -182,7 +182,8 @@ macro_rules! sql_store {
             ThreadReply, Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, EventVersion,
             FileRecord, FileUsage, FinishedFile, LegalHold, Member, Metadata, NewEvent, NewHold, NewRoom, NewUser, Page, ReindexStep, Role, Room,
             RoomId, RoomKind, RoomSummary, SearchQuery, Session, Store, StoreError, StoreResult,
-            Mentions, ThreadSummary, User, UserId, WritePolicy, now_millis,
+            Mentions, Pin, ReactionCount, Reactors, ThreadSummary, User, UserId, WritePolicy,
+            now_millis,
         };
         use $crate::store::sql::{SearchBind, search_sql};
 
@@ -191,7 +192,8 @@ macro_rules! sql_store {
 
         const USER_COLS: &str =
             "id, name, display_name, is_admin, is_compliance, is_bot, active, created_at";
-        const ROOM_COLS: &str = "id, kind, name, topic, created_by, created_at, last_seq";
+        const ROOM_COLS: &str =
+            "id, kind, name, topic, created_by, created_at, last_seq, members_may_pin";
         const SESSION_COLS: &str = "id, user_id, refresh_hash, created_at, expires_at, revoked";
         const MEMBER_COLS: &str = "room_id, user_id, role, joined_at";
         /// The unique index that makes `(sender, client_msg_id)` idempotent.
@@ -225,6 +227,7 @@ macro_rules! sql_store {
                 mentions: decode_mentions(col(row, "mentions")?)?,
                 mentions_room: col(row, "mentions_room")?,
                 thread: None,
+                reactions: Vec::new(),
             })
         }
 
@@ -769,6 +772,7 @@ macro_rules! sql_store {
                     .execute(&mut *conn)
                     .await?;
                     unindex_mentions(conn, *target).await?;
+                    forget_reactions_and_pins(conn, *target).await?;
                     let row = NewRow {
                         room_id: *room_id,
                         kind: EventKind::Delete,
@@ -847,6 +851,183 @@ macro_rules! sql_store {
                     };
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
+                NewEvent::React {
+                    room_id,
+                    sender_id,
+                    target,
+                    emoji,
+                    distinct_max,
+                } => {
+                    live_message(conn, *room_id, *target).await?;
+                    let given: Option<i64> = sqlx::query_scalar(
+                        "SELECT event_id FROM reactions
+                          WHERE message_id = $1 AND emoji = $2 AND user_id = $3",
+                    )
+                    .bind(target)
+                    .bind(emoji)
+                    .bind(sender_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if let Some(given) = given {
+                        return Ok(Appended {
+                            event: event_by_id(conn, given).await?,
+                            duplicate: true,
+                        });
+                    }
+                    let (distinct, known): (i64, bool) = {
+                        let row = sqlx::query(
+                            "SELECT count(DISTINCT emoji) AS distinct_emoji,
+                                    count(CASE WHEN emoji = $2 THEN 1 END) > 0 AS known
+                               FROM reactions WHERE message_id = $1",
+                        )
+                        .bind(target)
+                        .bind(emoji)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                        (col(&row, "distinct_emoji")?, col(&row, "known")?)
+                    };
+                    if !known && distinct >= i64::from(*distinct_max) {
+                        return Err(StoreError::Conflict("too_many_reactions"));
+                    }
+                    let seq = next_seq(conn, *room_id).await?;
+                    let row = NewRow {
+                        room_id: *room_id,
+                        kind: EventKind::Reaction,
+                        sender_id: *sender_id,
+                        target: Some(*target),
+                        body: Some(emoji),
+                        metadata: &Metadata::new(),
+                        client_msg_id: None,
+                        thread: None,
+                        mentions: None,
+                    };
+                    let event = insert_at(conn, seq, row, now, policy).await?;
+                    sqlx::query(
+                        "INSERT INTO reactions (message_id, emoji, user_id, event_id, created_at)
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(target)
+                    .bind(emoji)
+                    .bind(sender_id)
+                    .bind(event.id)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(fresh(event))
+                }
+                NewEvent::Unreact {
+                    room_id,
+                    sender_id,
+                    target,
+                    emoji,
+                } => {
+                    live_message(conn, *room_id, *target).await?;
+                    let removed = sqlx::query(
+                        "DELETE FROM reactions WHERE message_id = $1 AND emoji = $2 AND user_id = $3",
+                    )
+                    .bind(target)
+                    .bind(emoji)
+                    .bind(sender_id)
+                    .execute(&mut *conn)
+                    .await?;
+                    if removed.rows_affected() == 0 {
+                        return Err(StoreError::NotFound);
+                    }
+                    let seq = next_seq(conn, *room_id).await?;
+                    let row = NewRow {
+                        room_id: *room_id,
+                        kind: EventKind::ReactionRemoved,
+                        sender_id: *sender_id,
+                        target: Some(*target),
+                        body: Some(emoji),
+                        metadata: &Metadata::new(),
+                        client_msg_id: None,
+                        thread: None,
+                        mentions: None,
+                    };
+                    Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
+                }
+                NewEvent::Pin {
+                    room_id,
+                    actor_id,
+                    target,
+                    pins_max,
+                } => {
+                    live_message(conn, *room_id, *target).await?;
+                    let pinned: Option<i64> = sqlx::query_scalar(
+                        "SELECT event_id FROM pins WHERE room_id = $1 AND message_id = $2",
+                    )
+                    .bind(room_id)
+                    .bind(target)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if let Some(pinned) = pinned {
+                        return Ok(Appended {
+                            event: event_by_id(conn, pinned).await?,
+                            duplicate: true,
+                        });
+                    }
+                    let pins: i64 = sqlx::query_scalar("SELECT count(*) FROM pins WHERE room_id = $1")
+                        .bind(room_id)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    if pins >= i64::from(*pins_max) {
+                        return Err(StoreError::Conflict("too_many_pins"));
+                    }
+                    let seq = next_seq(conn, *room_id).await?;
+                    let row = NewRow {
+                        room_id: *room_id,
+                        kind: EventKind::Pinned,
+                        sender_id: *actor_id,
+                        target: Some(*target),
+                        body: None,
+                        metadata: &Metadata::new(),
+                        client_msg_id: None,
+                        thread: None,
+                        mentions: None,
+                    };
+                    let event = insert_at(conn, seq, row, now, policy).await?;
+                    sqlx::query(
+                        "INSERT INTO pins (room_id, message_id, pinned_by, event_id, pinned_at)
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(room_id)
+                    .bind(target)
+                    .bind(actor_id)
+                    .bind(event.id)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(fresh(event))
+                }
+                NewEvent::Unpin {
+                    room_id,
+                    actor_id,
+                    target,
+                } => {
+                    let removed =
+                        sqlx::query("DELETE FROM pins WHERE room_id = $1 AND message_id = $2")
+                            .bind(room_id)
+                            .bind(target)
+                            .execute(&mut *conn)
+                            .await?;
+                    if removed.rows_affected() == 0 {
+                        return Err(StoreError::NotFound);
+                    }
+                    let seq = next_seq(conn, *room_id).await?;
+                    let row = NewRow {
+                        room_id: *room_id,
+                        kind: EventKind::Unpinned,
+                        sender_id: *actor_id,
+                        target: Some(*target),
+                        body: None,
+                        metadata: &Metadata::new(),
+                        client_msg_id: None,
+                        thread: None,
+                        mentions: None,
+                    };
+                    Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
+                }
             }
         }
 
@@ -912,6 +1093,34 @@ macro_rules! sql_store {
                 (_, Some(_)) => Err(StoreError::Conflict("nested_thread")),
                 (_, None) => Ok(()),
             }
+        }
+
+        /// A deleted or erased message keeps no reactions and is no longer pinned.
+        async fn forget_reactions_and_pins(
+            conn: &mut DbConnection,
+            message: EventId,
+        ) -> StoreResult<()> {
+            sqlx::query("DELETE FROM reactions WHERE message_id = $1")
+                .bind(message)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("DELETE FROM pins WHERE message_id = $1")
+                .bind(message)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+
+        /// An event that must exist (a reaction's or pin's own event).
+        async fn event_by_id(conn: &mut DbConnection, id: EventId) -> StoreResult<Event> {
+            sqlx::query(&format!("SELECT {} FROM events WHERE id = $1", <$store>::EVENT_COLS))
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .as_ref()
+                .map(event_from_row)
+                .transpose()?
+                .ok_or_else(|| StoreError::Corrupt(format!("event {id} is missing")))
         }
 
         async fn insert_at(
@@ -1301,7 +1510,7 @@ macro_rules! sql_store {
             async fn rooms_for_user(&self, user: UserId) -> StoreResult<Vec<RoomSummary>> {
                 let rows = sqlx::query(&format!(
                     "SELECT r.id, r.kind, r.name, r.topic, r.created_by, r.created_at,
-                            r.last_seq, r.direct_key, m.role, COALESCE(c.seq, 0) AS read_seq,
+                            r.last_seq, r.members_may_pin, r.direct_key, m.role, COALESCE(c.seq, 0) AS read_seq,
                             (SELECT COUNT(*) FROM events e
                               WHERE e.room_id = r.id AND {0}
                                 AND e.seq > COALESCE(c.seq, 0)
@@ -1362,6 +1571,34 @@ macro_rules! sql_store {
                 .iter()
                 .map(from_row::<Member>)
                 .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn room_ids_of(&self, user: UserId) -> StoreResult<Vec<RoomId>> {
+                Ok(sqlx::query_scalar("SELECT room_id FROM members WHERE user_id = $1")
+                    .bind(user)
+                    .fetch_all(self.reads())
+                    .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_presence_hidden(&self, id: UserId, hidden: bool) -> StoreResult<()> {
+                let done = sqlx::query("UPDATE users SET presence_hidden = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(hidden)
+                    .execute(self.writes())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn presence_hidden_users(&self) -> StoreResult<Vec<UserId>> {
+                Ok(sqlx::query_scalar("SELECT id FROM users WHERE presence_hidden")
+                    .fetch_all(self.reads())
+                    .await?)
             }
 
             #[tracing::instrument(skip_all)]
@@ -1554,6 +1791,116 @@ macro_rules! sql_store {
                 .await
                 .map_err(not_found_on_foreign_key)?;
                 col(&row, "seq")
+            }
+
+            // ---- reactions and pins ----
+
+            #[tracing::instrument(skip_all)]
+            async fn reaction_counts(
+                &self,
+                viewer: UserId,
+                messages: &[EventId],
+            ) -> StoreResult<Vec<(EventId, ReactionCount)>> {
+                if messages.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let list: Vec<String> =
+                    (0..messages.len()).map(|i| format!("${}", i + 2)).collect();
+                let sql = format!(
+                    "SELECT message_id, emoji, count(*) AS n,
+                            count(CASE WHEN user_id = $1 THEN 1 END) AS mine,
+                            min(created_at) AS first_at
+                       FROM reactions WHERE message_id IN ({})
+                      GROUP BY message_id, emoji
+                      ORDER BY message_id, first_at, emoji",
+                    list.join(", ")
+                );
+                let mut query = sqlx::query(&sql).bind(viewer);
+                for message in messages {
+                    query = query.bind(message);
+                }
+                query
+                    .fetch_all(self.reads())
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        Ok((
+                            col(row, "message_id")?,
+                            ReactionCount {
+                                emoji: col(row, "emoji")?,
+                                count: u64::try_from(col::<_, i64>(row, "n")?).unwrap_or(0),
+                                me: col::<_, i64>(row, "mine")? > 0,
+                            },
+                        ))
+                    })
+                    .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn reactors(&self, message: EventId) -> StoreResult<Vec<Reactors>> {
+                let rows = sqlx::query(
+                    "SELECT r.emoji, r.user_id FROM reactions r
+                       JOIN (SELECT emoji, min(created_at) AS first_at FROM reactions
+                              WHERE message_id = $1 GROUP BY emoji) f ON f.emoji = r.emoji
+                      WHERE r.message_id = $1
+                      ORDER BY f.first_at, r.emoji, r.created_at, r.user_id",
+                )
+                .bind(message)
+                .fetch_all(self.reads())
+                .await?;
+                let mut out: Vec<Reactors> = Vec::new();
+                for row in &rows {
+                    let emoji: String = col(row, "emoji")?;
+                    let user: UserId = col(row, "user_id")?;
+                    match out.last_mut() {
+                        Some(last) if last.emoji == emoji => last.users.push(user),
+                        _ => out.push(Reactors {
+                            emoji,
+                            users: vec![user],
+                        }),
+                    }
+                }
+                Ok(out)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn pins(&self, room: RoomId) -> StoreResult<Vec<Pin>> {
+                let cols = <$store>::EVENT_COLS
+                    .split(", ")
+                    .map(|c| format!("e.{}", c.trim()))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                sqlx::query(&format!(
+                    "SELECT {cols}, p.pinned_by, p.pinned_at FROM pins p
+                       JOIN events e ON e.id = p.message_id
+                      WHERE p.room_id = $1
+                      ORDER BY p.pinned_at DESC, p.message_id DESC"
+                ))
+                .bind(room)
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(Pin {
+                        message: event_from_row(row)?,
+                        pinned_by: col(row, "pinned_by")?,
+                        pinned_at: col(row, "pinned_at")?,
+                    })
+                })
+                .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_members_may_pin(&self, room: RoomId, allowed: bool) -> StoreResult<()> {
+                let done = sqlx::query("UPDATE rooms SET members_may_pin = $2 WHERE id = $1")
+                    .bind(room)
+                    .bind(allowed)
+                    .execute(self.writes())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
             }
 
             // ---- mentions ----
@@ -2207,6 +2554,7 @@ macro_rules! sql_store {
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
+                    forget_reactions_and_pins(&mut tx, *id).await?;
                 }
                 tx.commit().await?;
                 self.after_erase().await;

@@ -5,6 +5,8 @@
 //! - settings `"answer.<keyword>" = "<text>"`: a delivered message containing `<keyword>`
 //!   (a whole word, any case) gets `<text>` as a reply in its room (in its thread, when
 //!   the message is a reply in a thread).
+//! - settings `"react.<keyword>" = "<emoji>"`: such a message gets the bot's `<emoji>`
+//!   reaction.
 //!
 //! Grant it `bot` and `config`, and register the commands in its manifest:
 //! `commands = ["echo", "whisper"]`.
@@ -17,32 +19,51 @@ use switchboard_plugin_api::{
 pub struct EchoBot {
     /// `(keyword, answer)`, keywords lower-cased.
     answers: Vec<(String, String)>,
+    /// `(keyword, emoji)`, keywords lower-cased.
+    reactions: Vec<(String, String)>,
+}
+
+/// The `(keyword, value)` pairs of settings named `<prefix><keyword>`.
+fn keyed(settings: &[(String, String)], prefix: &str) -> Vec<(String, String)> {
+    settings
+        .iter()
+        .filter_map(|(key, value)| {
+            let word = key.strip_prefix(prefix)?.trim().to_lowercase();
+            (!word.is_empty()).then(|| (word, value.clone()))
+        })
+        .collect()
+}
+
+/// The value of the first keyword `body` contains as a whole word, in any case.
+fn first_match<'a>(keyed: &'a [(String, String)], body: &str) -> Option<&'a str> {
+    let words: Vec<String> = body
+        .split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    keyed
+        .iter()
+        .find(|(keyword, _)| words.iter().any(|w| w == keyword))
+        .map(|(_, value)| value.as_str())
 }
 
 impl EchoBot {
     /// Build from `(key, value)` settings.
     pub fn from_settings(settings: &[(String, String)]) -> Self {
-        let answers = settings
-            .iter()
-            .filter_map(|(key, value)| {
-                let word = key.strip_prefix("answer.")?.trim().to_lowercase();
-                (!word.is_empty()).then(|| (word, value.clone()))
-            })
-            .collect();
-        Self { answers }
+        Self {
+            answers: keyed(settings, "answer."),
+            reactions: keyed(settings, "react."),
+        }
     }
 
     /// What to say to a message, if anything: the answer of the first keyword it contains.
     pub fn answer(&self, body: &str) -> Option<&str> {
-        let words: Vec<String> = body
-            .split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-')
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect();
-        self.answers
-            .iter()
-            .find(|(keyword, _)| words.iter().any(|w| w == keyword))
-            .map(|(_, answer)| answer.as_str())
+        first_match(&self.answers, body)
+    }
+
+    /// How to react to a message, if at all: the emoji of the first keyword it contains.
+    pub fn reaction(&self, body: &str) -> Option<&str> {
+        first_match(&self.reactions, body)
     }
 
     /// The answer to a command.
@@ -70,6 +91,14 @@ impl Plugin for EchoBot {
     fn message_delivered(&self, _room: Room, event: Event) {
         if event.kind != EventKind::Message {
             return;
+        }
+        if let Some(emoji) = event.body.as_deref().and_then(|body| self.reaction(body)) {
+            match bot::react(event.room_id, event.id, emoji) {
+                Ok(()) | Err(HostError::Denied(_)) => {}
+                Err(err) => {
+                    switchboard_plugin_api::warn!("reaction failed: {err:?}");
+                }
+            }
         }
         if let Some(answer) = event.body.as_deref().and_then(|body| self.answer(body)) {
             // A keyword in a thread is answered in that thread.
@@ -99,6 +128,7 @@ mod tests {
         EchoBot::from_settings(&[
             ("answer.ping".into(), "pong".into()),
             ("answer.Help".into(), "try /echo".into()),
+            ("react.ship".into(), "🚀".into()),
             ("other".into(), "x".into()),
         ])
     }
@@ -110,6 +140,9 @@ mod tests {
         assert_eq!(b.answer("I need help"), Some("try /echo"));
         assert_eq!(b.answer("pinging"), None);
         assert_eq!(b.answer("nothing here"), None);
+        assert_eq!(b.reaction("Ship it!"), Some("🚀"));
+        assert_eq!(b.reaction("shipping"), None);
+        assert_eq!(b.answer("ship it"), None);
     }
 
     #[test]

@@ -445,3 +445,54 @@ async fn nodes_start_before_nats_and_join_the_bus_when_it_comes_up() {
     alice.send_http(room, "first", "over the late bus").await;
     expect_event_with_body(&mut bob_ws, "over the late bus").await;
 }
+
+/// The next `presence` status of `user` that `ws` gets within 15 s.
+async fn next_presence(ws: &mut Ws, user: i64) -> String {
+    let frame = next_matching(ws, "presence", Duration::from_secs(15), |f| {
+        f["user"] == user
+    })
+    .await
+    .unwrap_or_else(|| panic!("no presence of user {user} within 15 s"));
+    frame["status"].as_str().unwrap().to_string()
+}
+
+/// Presence crosses nodes through the bus: a user online on one node is online for a room
+/// peer on the other; hiding it through either node hides it everywhere; and when the
+/// user's node dies, the other node stops vouching for them after three heartbeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_crosses_nodes_and_a_dead_node_takes_its_users_offline() {
+    let db = PgDb::create().await;
+    let config = NodeConfig::new(&db, system_nats_url());
+    let (mut a, b) = two_nodes(&config).await;
+    let alice = a.user("alice").await;
+    let bob = b.user("bob").await;
+    alice.group("across", &[bob.id]).await;
+    let mut bob_ws = b.ws(&bob).await;
+    let _alice_ws = a.ws(&alice).await;
+    assert_eq!(next_presence(&mut bob_ws, alice.id).await, "online");
+    let (_, list) = on(&b, &bob).get("/api/v1/presence").await;
+    assert!(
+        list["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["user"] == alice.id && u["status"] == "online"),
+        "{list}"
+    );
+
+    // Hidden through node B (alice's sockets are on A): B's sessions see her offline.
+    let (status, _) = on(&b, &alice)
+        .put_json("/api/v1/me/presence", json!({ "hidden": true }))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(next_presence(&mut bob_ws, alice.id).await, "offline");
+    let (status, _) = on(&b, &alice)
+        .put_json("/api/v1/me/presence", json!({ "hidden": false }))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(next_presence(&mut bob_ws, alice.id).await, "online");
+
+    // Node A dies without a word: B forgets what A said about alice.
+    a.kill9();
+    assert_eq!(next_presence(&mut bob_ws, alice.id).await, "offline");
+}

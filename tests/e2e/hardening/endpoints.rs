@@ -37,6 +37,21 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/api/v1/rooms/{room}/threads/{msg}"),
     ("POST", "/api/v1/rooms/{room}/threads/{msg}/read"),
     ("GET", "/api/v1/mentions"),
+    ("PATCH", "/api/v1/rooms/{room}"),
+    ("GET", "/api/v1/rooms/{room}/messages/{msg}/reactions"),
+    (
+        "PUT",
+        "/api/v1/rooms/{room}/messages/{msg}/reactions/{name}",
+    ),
+    (
+        "DELETE",
+        "/api/v1/rooms/{room}/messages/{msg}/reactions/{name}",
+    ),
+    ("GET", "/api/v1/rooms/{room}/pins"),
+    ("PUT", "/api/v1/rooms/{room}/pins/{msg}"),
+    ("DELETE", "/api/v1/rooms/{room}/pins/{msg}"),
+    ("GET", "/api/v1/presence"),
+    ("PUT", "/api/v1/me/presence"),
     ("POST", "/api/v1/rooms/{room}/files"),
     ("GET", "/api/v1/files/{msg}"),
     ("GET", "/api/v1/files/{msg}/info"),
@@ -77,6 +92,9 @@ const ENDPOINTS: &[(&str, &str)] = &[
 
 /// Field names the API knows, so generated objects often look almost right.
 const FIELDS: &[&str] = &[
+    "members_may_pin",
+    "hidden",
+    "emoji",
     "username",
     "password",
     "method",

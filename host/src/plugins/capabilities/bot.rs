@@ -153,12 +153,7 @@ impl BotCtx {
     /// depth of the event the hook was called for.
     pub(crate) fn dispatch(&self, posts: Vec<super::QueuedPost>, trigger_depth: u32) {
         let depth = trigger_depth.saturating_add(1);
-        for super::QueuedPost {
-            room_id,
-            thread_root,
-            body,
-        } in posts
-        {
+        for super::QueuedPost { room_id, write } in posts {
             if depth > self.max_depth {
                 self.outbox.count(&self.plugin, "too_deep");
                 tracing::warn!(
@@ -174,8 +169,7 @@ impl BotCtx {
                 plugin: self.plugin.clone(),
                 bot: self.user.clone(),
                 room_id,
-                thread_root,
-                body,
+                write,
                 depth,
             };
             match self.outbox.tx.try_send(post) {

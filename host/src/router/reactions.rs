@@ -1,0 +1,224 @@
+//! Reactions and pins: small writes about a message, each an event of the room's log
+//! (`reaction`, `reaction_removed`, `pinned`, `unpinned`) committed, fanned out and synced
+//! like any other, with the current state (counts per emoji, the pins list) kept beside the
+//! log by the store.
+//!
+//! Who may: any member reacts (one reaction per emoji, at most
+//! `limits.reactions_per_message_max` different emoji per message); owners and admins pin,
+//! and every member does when the room allows it (`members_may_pin`), as do both people of
+//! a direct room. Reactions and pins take the sender's message rate limit: they are cheap
+//! writes, but writes. A reaction's value is checked by [`crate::reactions::check`], so
+//! no text rides along that the message plugins did not see.
+
+use std::collections::HashMap;
+
+use super::RouterCore;
+use crate::error::{ApiError, Result};
+use crate::protocol::Ack;
+use crate::store::{
+    Appended, Event, EventId, EventKind, NewEvent, Pin, ReactionCount, Reactors, Role, RoomId,
+    RoomKind, User,
+};
+
+impl RouterCore {
+    /// React to a message with `emoji`. Reacting again with the same emoji changes nothing
+    /// and is answered with the first reaction (`duplicate`).
+    pub async fn react(
+        &self,
+        sender: &User,
+        room_id: RoomId,
+        message: EventId,
+        emoji: String,
+    ) -> Result<Ack> {
+        check_emoji(&emoji)?;
+        self.require_member(sender.id, room_id).await?;
+        self.live_message_in_room(room_id, message).await?;
+        self.rate_limit(sender.id)?;
+        let appended = self
+            .committer
+            .commit(NewEvent::React {
+                room_id,
+                sender_id: sender.id,
+                target: message,
+                emoji,
+                distinct_max: self.limits.reactions_per_message_max,
+            })
+            .await?;
+        Ok(write_ack(room_id, message, &appended))
+    }
+
+    /// Take back one's own `emoji` reaction to a message.
+    pub async fn unreact(
+        &self,
+        sender: &User,
+        room_id: RoomId,
+        message: EventId,
+        emoji: String,
+    ) -> Result<Ack> {
+        check_emoji(&emoji)?;
+        self.require_member(sender.id, room_id).await?;
+        self.live_message_in_room(room_id, message).await?;
+        self.rate_limit(sender.id)?;
+        let appended = self
+            .committer
+            .commit(NewEvent::Unreact {
+                room_id,
+                sender_id: sender.id,
+                target: message,
+                emoji,
+            })
+            .await
+            .map_err(|err| {
+                not_found_as(
+                    err,
+                    "reaction_not_found",
+                    "you have not reacted with that emoji",
+                )
+            })?;
+        Ok(write_ack(room_id, message, &appended))
+    }
+
+    /// Who reacted to a message with what (members only).
+    pub async fn reactors(
+        &self,
+        caller: &User,
+        room_id: RoomId,
+        message: EventId,
+    ) -> Result<Vec<Reactors>> {
+        self.require_member(caller.id, room_id).await?;
+        self.live_message_in_room(room_id, message).await?;
+        Ok(self.store.reactors(message).await?)
+    }
+
+    /// Pin a message to its room. Pinning it again is answered with the first pin
+    /// (`duplicate`).
+    pub async fn pin(&self, actor: &User, room_id: RoomId, message: EventId) -> Result<Ack> {
+        self.require_pinner(actor, room_id).await?;
+        self.live_message_in_room(room_id, message).await?;
+        self.rate_limit(actor.id)?;
+        let appended = self
+            .committer
+            .commit(NewEvent::Pin {
+                room_id,
+                actor_id: actor.id,
+                target: message,
+                pins_max: self.limits.pins_per_room_max,
+            })
+            .await?;
+        Ok(write_ack(room_id, message, &appended))
+    }
+
+    /// Unpin a message (whoever pinned it; the same people may unpin as may pin).
+    pub async fn unpin(&self, actor: &User, room_id: RoomId, message: EventId) -> Result<Ack> {
+        self.require_pinner(actor, room_id).await?;
+        self.rate_limit(actor.id)?;
+        let appended = self
+            .committer
+            .commit(NewEvent::Unpin {
+                room_id,
+                actor_id: actor.id,
+                target: message,
+            })
+            .await
+            .map_err(|err| {
+                not_found_as(err, "not_pinned", "that message is not pinned in this room")
+            })?;
+        Ok(write_ack(room_id, message, &appended))
+    }
+
+    /// The room's pinned messages, the latest pinned first, each with its reactions as the
+    /// caller sees them (members only).
+    pub async fn pins(&self, caller: &User, room_id: RoomId) -> Result<Vec<Pin>> {
+        self.require_member(caller.id, room_id).await?;
+        let mut pins = self.store.pins(room_id).await?;
+        let mut messages: Vec<Event> = pins.iter().map(|p| p.message.clone()).collect();
+        self.add_reactions(caller, &mut messages).await?;
+        for (pin, message) in pins.iter_mut().zip(messages) {
+            pin.message = message;
+        }
+        Ok(pins)
+    }
+
+    /// Let every member pin, or only owners and admins (owners and admins of group rooms
+    /// decide).
+    pub async fn set_members_may_pin(
+        &self,
+        actor: &User,
+        room_id: RoomId,
+        allowed: bool,
+    ) -> Result<()> {
+        let member = self.group_member(actor.id, room_id).await?;
+        if member.role < Role::Admin {
+            return Err(ApiError::forbidden(
+                "not_allowed",
+                "only a room's owners and admins change its settings",
+            ));
+        }
+        Ok(self.store.set_members_may_pin(room_id, allowed).await?)
+    }
+
+    /// Under each message of a page, its reactions as `viewer` sees them (`me`).
+    pub(super) async fn add_reactions(&self, viewer: &User, events: &mut [Event]) -> Result<()> {
+        let messages: Vec<EventId> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Message && !e.deleted)
+            .map(|e| e.id)
+            .collect();
+        let mut counts: HashMap<EventId, Vec<ReactionCount>> = HashMap::new();
+        for (message, count) in self.store.reaction_counts(viewer.id, &messages).await? {
+            counts.entry(message).or_default().push(count);
+        }
+        for event in events.iter_mut() {
+            if let Some(reactions) = counts.remove(&event.id) {
+                event.reactions = reactions;
+            }
+        }
+        Ok(())
+    }
+
+    /// Owners and admins may pin; every member may in a direct room or a room that allows it.
+    async fn require_pinner(&self, actor: &User, room_id: RoomId) -> Result<()> {
+        let member = self.require_member(actor.id, room_id).await?;
+        if member.role >= Role::Admin {
+            return Ok(());
+        }
+        let room = self.room(room_id).await?;
+        if room.kind == RoomKind::Direct || room.members_may_pin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "not_allowed",
+                "only the room's owners and admins may pin here",
+            ))
+        }
+    }
+}
+
+fn check_emoji(emoji: &str) -> Result<()> {
+    crate::reactions::check(emoji)
+        .map_err(|why| ApiError::bad_request("invalid_reaction", why.to_string()))
+}
+
+/// The store's `NotFound` for a missing reaction or pin, named for the client.
+fn not_found_as(err: ApiError, code: &'static str, message: &'static str) -> ApiError {
+    if err.code() == "not_found" {
+        ApiError::not_found(code, message)
+    } else {
+        err
+    }
+}
+
+/// The ack of a reaction or pin write: the message it is about and the event's `seq`.
+fn write_ack(room: RoomId, message: EventId, appended: &Appended) -> Ack {
+    Ack {
+        room,
+        id: message,
+        seq: appended.event.seq,
+        client_msg_id: None,
+        body: None,
+        modified: false,
+        duplicate: appended.duplicate,
+        command: None,
+        mentions_not_in_room: Vec::new(),
+    }
+}
