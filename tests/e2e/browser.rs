@@ -1964,3 +1964,710 @@ async fn markdown_renders_the_subset_and_hostile_input_stays_text() {
     })
     .await;
 }
+
+/// Every entry of the open room's timeline (messages and membership lines), and whether its
+/// text speaks of reactions at all (a reaction event drawn as an item would).
+const TIMELINE_ENTRIES: &str = "const t = document.querySelector('#timeline');
+    return [t.querySelectorAll(':scope > .msg, :scope > .system').length,
+            /reaction/i.test(t.textContent)]";
+
+/// The path segment for `emoji`, percent-encoded as the client's `encodeURIComponent` does
+/// for emoji (every byte that is not a letter, digit, `_` or `-`).
+fn emoji_segment(emoji: &str) -> String {
+    emoji
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A script returning the reaction chips under message `id` in the room's timeline, each as
+/// `[text, aria-pressed]` (null while the message is not shown).
+fn chips_script(id: i64) -> String {
+    format!(
+        "const m = document.querySelector(\"#timeline .msg[data-id='{id}']\");
+         return m ? [...m.querySelectorAll('.reaction-chip')]
+           .map((c) => [c.textContent, c.getAttribute('aria-pressed')]) : null"
+    )
+}
+
+/// Wait until the chips under message `id` on `who`'s page are `want`.
+async fn wait_chips(b: &Browser, who: &str, id: i64, want: Value) {
+    let script = chips_script(id);
+    eventually(b, &format!("{who}'s chips to be {want}"), &script, |v| {
+        *v == want
+    })
+    .await;
+}
+
+/// Reactions in the web client: bob reacts through the picker, alice sees the chip live (not
+/// pressed: it is bob's), joins it with a click (pressed for her, counted on both pages), bob
+/// takes his back; a third user's reactions over HTTP (an emoji and a shortcode) arrive live
+/// too, also while alice looks at another room; the chips name who reacted; the server's
+/// history agrees with the chips (and a reloaded page shows them from history); and a
+/// reaction is never a timeline item or an unread message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_chips_picker_toggle_and_live_updates() {
+    const ESCAPE: &str = "\u{E00C}";
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    let room = alice.group("launch", &[bob.id, carol.id]).await;
+    let other = alice.group("elsewhere", &[bob.id]).await;
+    let (server, alice, carol) = (&server, &alice, &carol);
+    with_browsers(2, |browsers| async move {
+        let (a, b) = (&browsers[0], &browsers[1]);
+        login(a, server, "/", "alice", PASSWORD).await;
+        login(b, server, "/", "bob", PASSWORD).await;
+        for page in [a, b] {
+            wait_online(page).await;
+            click(page, &format!(".room-item[data-room-id='{room}']")).await;
+            wait_css(page, "#room:not([hidden])").await;
+        }
+        send(a, "we shipped!").await;
+        wait_for_body(b, "we shipped!").await;
+        let events = alice.history(room, "").await;
+        let message = events
+            .iter()
+            .find(|e| e["body"] == "we shipped!")
+            .unwrap_or_else(|| panic!("the message: {events:?}"))["id"]
+            .as_i64()
+            .expect("message id");
+        let before = a.execute(TIMELINE_ENTRIES, vec![]).await.expect("entries");
+        let entries = before[0].as_u64().expect("entry count");
+        assert_eq!(before[1], json!(false), "{before}");
+        wait_chips(a, "alice", message, json!([])).await;
+
+        // Bob opens the picker from the message's add button (shown on hover or focus) and
+        // picks 🎉: the picker closes and his chip is pressed.
+        let open_picker = format!(
+            "document.querySelector(\"#timeline .msg[data-id='{message}'] .reaction-add\").click()"
+        );
+        b.execute(&open_picker, vec![])
+            .await
+            .expect("open bob's picker");
+        click(b, "#reaction-picker .reaction-option[data-emoji='🎉']").await;
+        eventually(
+            b,
+            "the picker to close",
+            "return document.querySelector('#reaction-picker') === null",
+            |v| *v == json!(true),
+        )
+        .await;
+        wait_chips(b, "bob", message, json!([["🎉 1", "true"]])).await;
+
+        // Alice sees it live, not pressed.
+        wait_chips(a, "alice", message, json!([["🎉 1", "false"]])).await;
+        // Her picker opens and Escape closes it, the focus back on the add button.
+        a.execute(&open_picker, vec![])
+            .await
+            .expect("open alice's picker");
+        type_into(a, "#reaction-picker .reaction-option", ESCAPE).await;
+        eventually(
+            a,
+            "Escape to close the picker",
+            "return [document.querySelector('#reaction-picker') === null,
+                     document.activeElement?.classList.contains('reaction-add') ?? false]",
+            |v| *v == json!([true, true]),
+        )
+        .await;
+
+        // Alice joins bob's reaction with a click on the chip: pressed for her, 2 on both.
+        let chip = |emoji: &str| {
+            format!("#timeline .msg[data-id='{message}'] .reaction-chip[data-emoji='{emoji}']")
+        };
+        click(a, &chip("🎉")).await;
+        wait_chips(a, "alice", message, json!([["🎉 2", "true"]])).await;
+        wait_chips(b, "bob", message, json!([["🎉 2", "true"]])).await;
+
+        // Bob takes his back: 1 on both, alice's.
+        click(b, &chip("🎉")).await;
+        wait_chips(b, "bob", message, json!([["🎉 1", "false"]])).await;
+        wait_chips(a, "alice", message, json!([["🎉 1", "true"]])).await;
+
+        // The chip's title names who reacted (fetched when it is first hovered).
+        b.execute(
+            &format!(
+                "document.querySelector(\"{}\").dispatchEvent(new MouseEvent('mouseenter'))",
+                chip("🎉")
+            ),
+            vec![],
+        )
+        .await
+        .expect("hover the chip");
+        eventually(
+            b,
+            "the chip's title to name alice",
+            &format!(
+                "return document.querySelector(\"{}\")?.title ?? null",
+                chip("🎉")
+            ),
+            |v| *v == json!("alice reacted with 🎉"),
+        )
+        .await;
+
+        // Carol reacts over HTTP, with an emoji and a shortcode: live on both pages, in the
+        // order first given.
+        let path = |emoji: &str| {
+            format!(
+                "/api/v1/rooms/{room}/messages/{message}/reactions/{}",
+                emoji_segment(emoji)
+            )
+        };
+        for emoji in ["👍", ":rocket:"] {
+            let (status, ack) = carol.put(&path(emoji)).await;
+            assert_eq!(status, StatusCode::CREATED, "{emoji}: {ack}");
+        }
+        wait_chips(
+            a,
+            "alice",
+            message,
+            json!([["🎉 1", "true"], ["👍 1", "false"], [":rocket: 1", "false"]]),
+        )
+        .await;
+        wait_chips(
+            b,
+            "bob",
+            message,
+            json!([
+                ["🎉 1", "false"],
+                ["👍 1", "false"],
+                [":rocket: 1", "false"]
+            ]),
+        )
+        .await;
+
+        // While alice looks at another room, carol reacts, then mentions her (a sentinel:
+        // once its mention is counted, the reaction before it was handled): one unread
+        // message, not two.
+        click(a, &format!(".room-item[data-room-id='{other}']")).await;
+        eventually(
+            a,
+            "the other room to open",
+            "return document.querySelector('#room-title').textContent",
+            |v| *v == json!("elsewhere"),
+        )
+        .await;
+        let (status, ack) = carol.put(&path("😄")).await;
+        assert_eq!(status, StatusCode::CREATED, "{ack}");
+        let (status, ack) = carol.send_http(room, "sentinel", "@alice all done").await;
+        assert_eq!(status, StatusCode::CREATED, "{ack}");
+        let badges = eventually(
+            a,
+            "the mention to be counted",
+            &format!(
+                "const e = document.querySelector(\".room-item[data-room-id='{room}']\");
+                 return [e?.querySelector('.mention-badge')?.textContent ?? null,
+                         e?.querySelector('.badge')?.textContent ?? null]"
+            ),
+            |v| v[0] == json!("1"),
+        )
+        .await;
+        assert_eq!(
+            badges,
+            json!(["1", "1"]),
+            "a reaction is not an unread message"
+        );
+
+        // Back in the room: the reaction given meanwhile is there, and no reaction became a
+        // timeline entry (the one new entry is carol's message).
+        click(a, &format!(".room-item[data-room-id='{room}']")).await;
+        wait_for_body(a, "@alice all done").await;
+        wait_chips(
+            a,
+            "alice",
+            message,
+            json!([
+                ["🎉 1", "true"],
+                ["👍 1", "false"],
+                [":rocket: 1", "false"],
+                ["😄 1", "false"]
+            ]),
+        )
+        .await;
+        assert_eq!(
+            a.execute(TIMELINE_ENTRIES, vec![]).await.expect("entries"),
+            json!([entries + 1, false]),
+            "reaction events are not timeline entries"
+        );
+        assert_eq!(
+            a.execute(BODIES, vec![]).await.expect("bodies"),
+            json!(["we shipped!", "@alice all done"])
+        );
+
+        // The server agrees with what alice sees.
+        let events = alice.history(room, "").await;
+        let stored = events
+            .iter()
+            .find(|e| e["id"] == message && e["kind"] == "message")
+            .unwrap_or_else(|| panic!("the message in history: {events:?}"));
+        assert_eq!(
+            stored["reactions"],
+            json!([
+                { "emoji": "🎉", "count": 1, "me": true },
+                { "emoji": "👍", "count": 1, "me": false },
+                { "emoji": ":rocket:", "count": 1, "me": false },
+                { "emoji": "😄", "count": 1, "me": false }
+            ]),
+            "{stored}"
+        );
+
+        // Bob's page, reloaded, shows the same from history (none of them his).
+        b.execute(
+            "window.__beforeReload = true; setTimeout(() => location.reload(), 50); return true",
+            vec![],
+        )
+        .await
+        .expect("reload");
+        eventually(
+            b,
+            "bob's page to reload into the room",
+            &format!(
+                "return window.__beforeReload === undefined
+                   && document.querySelector(\"#timeline .msg[data-id='{message}']\") !== null"
+            ),
+            |v| *v == json!(true),
+        )
+        .await;
+        wait_chips(
+            b,
+            "bob after a reload",
+            message,
+            json!([
+                ["🎉 1", "false"],
+                ["👍 1", "false"],
+                [":rocket: 1", "false"],
+                ["😄 1", "false"]
+            ]),
+        )
+        .await;
+        assert_eq!(
+            b.execute(TIMELINE_ENTRIES, vec![]).await.expect("entries"),
+            json!([entries + 1, false]),
+            "history's reaction events are not timeline entries either"
+        );
+    })
+    .await;
+}
+
+/// Pins in the web client: a member sees no Pin action while only owners and admins may
+/// pin; the owner pins from a message's actions and both pages' pins panels list it live
+/// (Markdown rendered, "Pinned by alice") with a marker on the message; the owner ticks
+/// "Members may pin" (a setting only she sees) and the member pins another message; the
+/// server's list agrees; Jump finds a message in the timeline; Unpin in the panel removes the
+/// pin on both pages; and pin events are never timeline entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pins_panel_permissions_and_live_updates() {
+    /// The pins panel's list, latest pinned first: `[message id, body, "Pinned by …"]` each
+    /// (null while the panel is closed).
+    const PINS: &str = "const panel = document.querySelector('#pins-panel');
+        if (panel.hidden) return null;
+        return [...panel.querySelectorAll('#pins-list .pin-item')]
+          .map((e) => [Number(e.dataset.id), e.querySelector('.pin-body').textContent,
+                       e.querySelector('.pin-by').textContent])";
+    /// The Pin / Unpin actions in the timeline: `[message id, label]` each.
+    const PIN_ACTIONS: &str = "return [...document.querySelectorAll('#timeline .msg .pin-toggle')]
+        .map((e) => [Number(e.closest('.msg').dataset.id), e.textContent])";
+
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let room = alice.group("plans", &[bob.id]).await;
+    let (status, ack) = alice
+        .send_http(room, "plan", "the plan: **ship** on friday")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ack}");
+    let plan = ack["id"].as_i64().expect("plan id");
+    let (status, ack) = bob
+        .send_http(room, "venue", "the venue is 12 Main St")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ack}");
+    let venue = ack["id"].as_i64().expect("venue id");
+    let plan_text = "the plan: ship on friday";
+    let venue_text = "the venue is 12 Main St";
+    let (server, alice, bob) = (&server, &alice, &bob);
+    with_browsers(2, |browsers| async move {
+        let (a, b) = (&browsers[0], &browsers[1]);
+        login(a, server, "/", "alice", PASSWORD).await;
+        login(b, server, "/", "bob", PASSWORD).await;
+        for page in [a, b] {
+            wait_online(page).await;
+            click(page, &format!(".room-item[data-room-id='{room}']")).await;
+            wait_for_body(page, venue_text).await;
+        }
+        let before = a.execute(TIMELINE_ENTRIES, vec![]).await.expect("entries");
+        let entries = before[0].as_u64().expect("entry count");
+
+        // The owner may pin any message; bob, a member, may not (yet).
+        eventually(a, "alice's Pin actions", PIN_ACTIONS, |v| {
+            *v == json!([[plan, "Pin"], [venue, "Pin"]])
+        })
+        .await;
+        assert_eq!(
+            b.execute(PIN_ACTIONS, vec![]).await.expect("bob's actions"),
+            json!([]),
+            "a member may not pin here"
+        );
+
+        // Both open the pins panel: empty; only the owner has the setting.
+        for page in [a, b] {
+            click(page, "#pins-button").await;
+            eventually(
+                page,
+                "an empty pins panel",
+                "return [document.querySelector('#pins-panel').hidden,
+                         document.querySelector('#pins-status').textContent]",
+                |v| *v == json!([false, "No pinned messages yet."]),
+            )
+            .await;
+        }
+        let setting = "return document.querySelector('#pins-setting').hidden";
+        assert_eq!(
+            a.execute(setting, vec![]).await.expect("setting"),
+            json!(false)
+        );
+        assert_eq!(
+            b.execute(setting, vec![]).await.expect("setting"),
+            json!(true)
+        );
+
+        // Alice pins her plan from its actions: both panels list it live, rendered, and the
+        // message is marked on both pages.
+        a.execute(
+            &format!(
+                "document.querySelector(\"#timeline .msg[data-id='{plan}'] .pin-toggle\").click()"
+            ),
+            vec![],
+        )
+        .await
+        .expect("pin");
+        let marker = |id: i64| {
+            format!(
+                "return document.querySelector(\"#timeline .msg[data-id='{id}'] .msg-pin\")\
+                 ?.textContent ?? null"
+            )
+        };
+        for (page, who) in [(a, "alice"), (b, "bob")] {
+            eventually(page, &format!("{who}'s panel to list the pin"), PINS, |v| {
+                *v == json!([[plan, plan_text, "Pinned by alice"]])
+            })
+            .await;
+            eventually(page, &format!("{who}'s marker"), &marker(plan), |v| {
+                *v == json!("📌 Pinned by alice")
+            })
+            .await;
+        }
+        assert_eq!(
+            b.execute(
+                "return [document.querySelector('#pins-list .pin-body strong')?.textContent ?? null,
+                         document.querySelector('#pins-count').textContent]",
+                vec![]
+            )
+            .await
+            .expect("panel"),
+            json!(["ship", "1"]),
+            "the pinned message is Markdown, the header counts it"
+        );
+        eventually(a, "alice's action to say Unpin", PIN_ACTIONS, |v| {
+            *v == json!([[plan, "Unpin"], [venue, "Pin"]])
+        })
+        .await;
+
+        // Alice lets members pin (checked on the server).
+        click(a, "#pins-members-may-pin").await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (status, detail) = alice.get(&format!("/api/v1/rooms/{room}")).await;
+            assert_eq!(status, StatusCode::OK, "{detail}");
+            if detail["members_may_pin"] == true {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "ticking the box did not change the setting: {detail}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // No event says so: bob's page learns it when he opens the panel again (or the
+        // room, or comes back to the window); then he may pin, and does.
+        click(b, "#pins-close").await;
+        click(b, "#pins-button").await;
+        eventually(b, "bob's Pin actions", PIN_ACTIONS, |v| {
+            *v == json!([[plan, "Unpin"], [venue, "Pin"]])
+        })
+        .await;
+        b.execute(
+            &format!(
+                "document.querySelector(\"#timeline .msg[data-id='{venue}'] .pin-toggle\").click()"
+            ),
+            vec![],
+        )
+        .await
+        .expect("bob pins");
+        let both = json!([
+            [venue, venue_text, "Pinned by bob"],
+            [plan, plan_text, "Pinned by alice"]
+        ]);
+        for (page, who) in [(a, "alice"), (b, "bob")] {
+            eventually(page, &format!("{who}'s panel to list both"), PINS, |v| {
+                *v == both
+            })
+            .await;
+            eventually(
+                page,
+                &format!("{who}'s marker on the venue"),
+                &marker(venue),
+                |v| *v == json!("📌 Pinned by bob"),
+            )
+            .await;
+        }
+        let (status, listed) = alice.get(&format!("/api/v1/rooms/{room}/pins")).await;
+        assert_eq!(status, StatusCode::OK, "{listed}");
+        let pinned: Vec<(i64, i64)> = listed
+            .as_array()
+            .expect("pins")
+            .iter()
+            .map(|p| {
+                (
+                    p["message"]["id"].as_i64().expect("message id"),
+                    p["pinned_by"].as_i64().expect("pinned by"),
+                )
+            })
+            .collect();
+        assert_eq!(pinned, vec![(venue, bob.id), (plan, alice.id)], "{listed}");
+
+        // Jump shows the message in the timeline.
+        click(
+            b,
+            &format!("#pins-list .pin-item[data-id='{plan}'] .pin-jump"),
+        )
+        .await;
+        eventually(
+            b,
+            "the pinned message found in the timeline",
+            "const el = document.querySelector('#timeline .found');
+             return el ? Number(el.dataset.id) : null",
+            |v| *v == json!(plan),
+        )
+        .await;
+
+        // Alice unpins her plan from the panel: gone from both panels, unmarked on both pages.
+        click(
+            a,
+            &format!("#pins-list .pin-item[data-id='{plan}'] .pin-unpin"),
+        )
+        .await;
+        for (page, who) in [(a, "alice"), (b, "bob")] {
+            eventually(
+                page,
+                &format!("{who}'s panel without the plan"),
+                PINS,
+                |v| *v == json!([[venue, venue_text, "Pinned by bob"]]),
+            )
+            .await;
+            eventually(
+                page,
+                &format!("{who}'s plan unmarked"),
+                &marker(plan),
+                |v| v.is_null(),
+            )
+            .await;
+        }
+        let (status, listed) = bob.get(&format!("/api/v1/rooms/{room}/pins")).await;
+        assert_eq!(status, StatusCode::OK, "{listed}");
+        let ids: Vec<i64> = listed
+            .as_array()
+            .expect("pins")
+            .iter()
+            .map(|p| p["message"]["id"].as_i64().expect("message id"))
+            .collect();
+        assert_eq!(ids, vec![venue], "{listed}");
+
+        // Three pin events later, the timelines hold the same two messages.
+        for page in [a, b] {
+            assert_eq!(
+                page.execute(BODIES, vec![]).await.expect("bodies"),
+                json!([plan_text, venue_text])
+            );
+            assert_eq!(
+                page.execute(TIMELINE_ENTRIES, vec![])
+                    .await
+                    .expect("entries")[0],
+                json!(entries),
+                "pin events are not timeline entries"
+            );
+        }
+    })
+    .await;
+}
+
+/// A script returning every presence dot for user `id` on the page (the room list, a direct
+/// room's header, message senders), each as `[aria-label, class]`.
+fn dots_script(id: i64) -> String {
+    format!(
+        "return [...document.querySelectorAll(\".presence-dot[data-user='{id}']\")]
+           .map((d) => [d.getAttribute('aria-label'), d.className])"
+    )
+}
+
+/// Wait until `count` dots for user `id` on `who`'s page all say `status`.
+async fn wait_dots(b: &Browser, who: &str, id: i64, status: &str, count: usize) {
+    let one = json!([status, format!("presence-dot presence-{status}")]);
+    let want = Value::Array(vec![one; count]);
+    eventually(
+        b,
+        &format!("{who}'s {count} dots for user {id} to say {status}"),
+        &dots_script(id),
+        |v| *v == want,
+    )
+    .await;
+}
+
+/// `user`'s status in `client`'s `GET /api/v1/presence` (`None`: not listed, so offline or
+/// not sharing a room).
+async fn presence_listed(client: &crate::support::Client, user: i64) -> Option<String> {
+    let (status, list) = client.get("/api/v1/presence").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    list["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["user"] == user)
+        .map(|u| u["status"].as_str().expect("status").to_string())
+}
+
+/// Presence in the web client: bob's page shows alice's dot (in the room list, the direct
+/// room's header and beside her message) offline until her page opens, then online; her tab
+/// hidden makes it away and shown again online; "Hide my presence" makes it offline for bob
+/// (and the server no longer lists her for him) while her own dot says hidden; showing it
+/// again makes it online; her page going away makes it offline. Carol, who shares a room
+/// with bob but none with alice, is never told about alice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_dots_follow_peers_hiding_and_leaving() {
+    /// A script making the page look hidden (`true`) or shown (`false`) to its scripts.
+    fn visibility(hidden: bool) -> String {
+        let state = if hidden { "hidden" } else { "visible" };
+        format!(
+            "Object.defineProperty(document, 'visibilityState', {{ value: '{state}', configurable: true }});
+             document.dispatchEvent(new Event('visibilitychange'));
+             return true"
+        )
+    }
+    /// Alice's own dot, whether her switch is ticked, and the "hidden" mark.
+    const OWN: &str = "const d = document.querySelector('#me-presence .presence-dot');
+        return [d?.getAttribute('aria-label') ?? null,
+                document.querySelector('#presence-hidden').checked,
+                document.querySelector('#me-presence .presence-hidden-mark')?.textContent ?? null]";
+
+    let server = TestServer::start_with(|c| {
+        c.presence.offline_grace_ms = 300;
+        c.presence.tick_ms = 100;
+    })
+    .await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    let direct = alice.direct(bob.id).await;
+    bob.group("bob and carol", &[carol.id]).await;
+    let (status, ack) = alice.send_http(direct, "hi", "hi bob").await;
+    assert_eq!(status, StatusCode::CREATED, "{ack}");
+    let (server, alice, bob, carol) = (&server, &alice, &bob, &carol);
+    with_browsers(2, |browsers| async move {
+        let (a, b) = (&browsers[0], &browsers[1]);
+        let me = alice.id;
+
+        // Bob first: alice has no page open, so her dot in his room list is hollow.
+        login(b, server, "/", "bob", PASSWORD).await;
+        wait_online(b).await;
+        wait_dots(b, "bob", me, "offline", 1).await;
+        click(b, &format!(".room-item[data-room-id='{direct}']")).await;
+        wait_for_body(b, "hi bob").await;
+        // The direct room's header and her message have one too.
+        wait_dots(b, "bob", me, "offline", 3).await;
+
+        // Alice's page opens: online everywhere on bob's page, and in words in the room
+        // list's label; her own dot says so too.
+        login(a, server, "/", "alice", PASSWORD).await;
+        wait_online(a).await;
+        wait_dots(b, "bob", me, "online", 3).await;
+        eventually(
+            b,
+            "the room list's label to say alice is online",
+            &format!(
+                "return document.querySelector(\".room-item[data-room-id='{direct}']\")\
+                 ?.getAttribute('aria-label') ?? null"
+            ),
+            |v| *v == json!("alice, online"),
+        )
+        .await;
+        eventually(a, "alice's own dot", OWN, |v| {
+            *v == json!(["online", false, null])
+        })
+        .await;
+        assert_eq!(presence_listed(bob, me).await.as_deref(), Some("online"));
+        // Carol shares a room with bob (and sees him), none with alice.
+        assert_eq!(
+            presence_listed(carol, bob.id).await.as_deref(),
+            Some("online")
+        );
+        assert_eq!(
+            presence_listed(carol, me).await,
+            None,
+            "carol shares no room with alice"
+        );
+
+        // Alice's tab is hidden: away; shown again: online.
+        a.execute(&visibility(true), vec![])
+            .await
+            .expect("hide the tab");
+        wait_dots(b, "bob", me, "away", 3).await;
+        assert_eq!(presence_listed(bob, me).await.as_deref(), Some("away"));
+        a.execute(&visibility(false), vec![])
+            .await
+            .expect("show the tab");
+        wait_dots(b, "bob", me, "online", 3).await;
+
+        // Alice hides her presence: offline for bob, and not listed by the server; her own
+        // dot still says online, marked hidden.
+        click(a, "#presence-hidden").await;
+        wait_dots(b, "bob", me, "offline", 3).await;
+        assert_eq!(
+            presence_listed(bob, me).await,
+            None,
+            "hidden: the server lists alice for nobody"
+        );
+        eventually(a, "alice's own dot to say hidden", OWN, |v| {
+            *v == json!(["online, hidden", true, "hidden"])
+        })
+        .await;
+
+        // Shown again: online.
+        click(a, "#presence-hidden").await;
+        wait_dots(b, "bob", me, "online", 3).await;
+        assert_eq!(presence_listed(bob, me).await.as_deref(), Some("online"));
+        eventually(a, "alice's own dot without the mark", OWN, |v| {
+            *v == json!(["online", false, null])
+        })
+        .await;
+        assert_eq!(
+            presence_listed(carol, me).await,
+            None,
+            "carol shares no room with alice"
+        );
+
+        // Alice logs out (her socket closes): offline once the grace is over. (Navigating
+        // away is not used: Chromium may keep the page, and its socket, in its back-forward
+        // cache.)
+        click(a, "#logout").await;
+        wait_dots(b, "bob", me, "offline", 3).await;
+        assert_eq!(presence_listed(bob, me).await, None);
+    })
+    .await;
+}

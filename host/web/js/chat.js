@@ -4,15 +4,19 @@ import { Api } from './api.js';
 import { Outbox } from './outbox.js';
 import { Socket } from './socket.js';
 import { ChatState } from './state.js';
-import { $, sleep } from './dom.js';
+import { $, replace, sleep } from './dom.js';
 import { renderRoomList, renderTyping, TimelineView } from './views.js';
 import { FileCache, formatSize, uploadFile } from './files.js';
 import { addMemberDialog, directDialog, newGroupDialog } from './dialogs.js';
 import { SearchView } from './search.js';
 import { ThreadView } from './thread.js';
 import {
-  MentionAutocomplete, MentionsView, Notifier, mentionCandidates, mentionNodes, mentionsMe,
+  MentionAutocomplete, MentionsView, Notifier, mentionCandidates, mentionNodes, mentionRanges, mentionsMe,
 } from './mentions.js';
+import { renderMarkdown } from './markdown.js';
+import { Reactions, closePicker } from './reactions.js';
+import { PinsView } from './pins.js';
+import { PresenceControl, presenceDot } from './presence.js';
 
 const TYPING_SEND_EVERY_MS = 3_000;
 const TYPING_IDLE_MS = 4_000;
@@ -63,7 +67,11 @@ const thread = new ThreadView(
   {
     api,
     toast,
-    onToggle: (open) => els.chat.classList.toggle('thread-open', open),
+    onToggle: (open) => {
+      els.chat.classList.toggle('thread-open', open);
+      // One panel beside the timeline at a time.
+      if (open) pins.close();
+    },
     // A reply also sent to the room shows in the timeline too.
     onSent: (room, alsoToRoom) => {
       if (room.id === currentId) timeline.render(room, alsoToRoom ? 'bottom' : 'auto');
@@ -92,6 +100,42 @@ const search = new SearchView(
       return room ? state.roomTitle(room) : result.room.name || `Room #${result.room.id}`;
     },
     open: (roomId, seq) => jumpTo(roomId, seq),
+  },
+);
+
+// ---- pins: the header's button, the panel, the markers ----
+
+const pins = new PinsView(
+  {
+    button: $('#pins-button'),
+    count: $('#pins-count'),
+    panel: $('#pins-panel'),
+    list: $('#pins-list'),
+    status: $('#pins-status'),
+    setting: $('#pins-setting'),
+    membersMayPin: $('#pins-members-may-pin'),
+    close: $('#pins-close'),
+  },
+  {
+    api,
+    toast,
+    userName: (id) => state?.userName(id) ?? `user #${id}`,
+    // Like the timeline: Markdown, with the mentions the server recorded highlighted.
+    body: (message) => {
+      const text = message.body ?? '';
+      return renderMarkdown(text, { marks: state ? mentionRanges(text, message, state) : [] });
+    },
+    jump: (roomId, seq) => {
+      // Below 700 px the panel covers the timeline: make way for the message.
+      if (window.matchMedia('(max-width: 700px)').matches) pins.close();
+      jumpTo(roomId, seq);
+    },
+    onToggle: (open) => {
+      els.chat.classList.toggle('pins-open', open);
+      if (open) thread.close();
+    },
+    onChange: (room) => rerender(room),
+    refreshRoom: (room) => loadRoomDetail(room),
   },
 );
 
@@ -126,33 +170,68 @@ const mentions = new MentionsView(
 $('#search-form').addEventListener('submit', () => mentions.close(false));
 
 const composerMentions = new MentionAutocomplete(els.input,
-  (prefix) => mentionCandidates(state, state?.rooms.get(currentId), prefix));
+  (prefix) => mentionCandidates(state, state?.rooms.get(currentId), prefix),
+  (id) => presenceDot(state?.presence, id));
 const threadMentions = new MentionAutocomplete($('#thread-input'),
-  (prefix) => mentionCandidates(state, thread.room(), prefix));
+  (prefix) => mentionCandidates(state, thread.room(), prefix),
+  (id) => presenceDot(state?.presence, id));
 
 const notifier = new Notifier($('#enable-notifications'));
 
-/** Load the room's members (for the autocomplete) unless known; kept up to date by the
- * membership events. */
-async function ensureMembers(room) {
-  if (room.members || room.membersLoading || !state) return;
+// ---- presence: the dots, our own dot and "Hide my presence", saying away / online ----
+
+const presence = new PresenceControl(
+  { me: $('#me-presence'), toggle: $('#presence-toggle'), hidden: $('#presence-hidden') },
+  {
+    api,
+    toast,
+    socket: () => socket,
+    // Dots repaint themselves; the room list's labels say the peers' presence in words.
+    onChange: ({ all }) => {
+      if (!state) return;
+      renderRooms();
+      // Turned on or off: the timeline's and the header's dots come or go.
+      const room = state.rooms.get(currentId);
+      if (all && room) {
+        renderRoomTitle(room);
+        rerender(room);
+      }
+    },
+  },
+);
+
+/** Load the room's detail: its members (for the autocomplete; kept up to date by the
+ * membership events), our role and whether members may pin. Done each time the room is
+ * opened (and the pins panel, and the window focused): no event says the setting changed. */
+async function loadRoomDetail(room) {
+  if (room.detailLoading || !state) return;
   if (room.kind === 'direct' && room.peer) {
+    // Both people of a direct room may pin; there is nothing else to learn.
     room.members = new Set([state.me.id, room.peer]);
     return;
   }
-  room.membersLoading = true;
+  room.detailLoading = true;
   const current = state;
   try {
     const detail = await api.get(`/api/v1/rooms/${room.id}`);
     if (current !== state) return;
     room.members = new Set(detail.members.map((m) => m.user_id));
+    const role = detail.members.find((m) => m.user_id === state.me.id)?.role ?? room.role;
+    const maySay = Boolean(detail.members_may_pin);
+    if (role !== room.role || maySay !== Boolean(room.members_may_pin)) {
+      room.role = role;
+      room.members_may_pin = maySay;
+      // The Pin actions, the panel's Unpin buttons and its setting follow.
+      rerender(room);
+      pins.render();
+    }
     if ([...room.members].some((id) => id !== state.me.id && !state.users.has(id))) {
       await refreshUsers().catch(() => {});
     }
   } catch {
     // Tried again when the room is next opened.
   } finally {
-    room.membersLoading = false;
+    room.detailLoading = false;
   }
   // Someone may be typing `@` already.
   composerMentions.refresh();
@@ -204,7 +283,10 @@ function endChat(message) {
   socket?.stop();
   socket = null;
   thread.close();
+  pins.close();
+  closePicker();
   mentions.close();
+  presence.stop();
   state = null;
   currentId = null;
   history.replaceState(null, '', location.pathname);
@@ -219,16 +301,24 @@ async function startChat() {
   els.me.textContent = api.user.display_name || api.user.name;
   notifier.update();
   state = new ChatState(api.user);
+  presence.start(state);
   outbox = new Outbox({ api, state, socket: () => socket, rerender, toast, focusComposer: () => els.input.focus() });
   const files = new FileCache(api);
+  // What a message offers besides edit and delete, the same in the timeline and a thread.
+  const messageActions = {
+    reactions: new Reactions(api, state, toast),
+    togglePin: (item) => pins.toggle(item),
+  };
   timeline = new TimelineView(els.timeline, state, {
+    ...messageActions,
     edit: (item, body) => outbox.edit(item, body),
     remove: (item) => outbox.remove(item),
     retry: (item) => outbox.retry(item),
     dismiss: (item) => outbox.dismiss(item),
     openThread: (roomId, rootId) => thread.open(roomId, rootId),
   }, files, toast);
-  thread.start(state, outbox, files);
+  thread.start(state, outbox, files, messageActions);
+  pins.start(state);
   // The socket needs the rooms' cursors before its first `sync`, so load them first.
   for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
     try {
@@ -265,6 +355,12 @@ async function refreshRooms() {
   const gone = state.setRooms(await api.get('/api/v1/rooms'));
   if (gone.includes(currentId)) closeRoom();
   renderRooms();
+  // Our role or the room's pin setting may have changed: only what changed is redrawn.
+  const room = state.rooms.get(currentId);
+  if (room) {
+    rerender(room);
+    pins.render();
+  }
 }
 
 function setStatus(status, detail) {
@@ -288,23 +384,28 @@ function onFrame(frame) {
   if (frame.type === 'event') onEvent(frame);
   else if (frame.type === 'typing') onTyping(frame);
   else if (frame.type === 'read') onRead(frame);
+  else if (frame.type === 'presence') presence.onFrame(frame);
 }
 
 function onEvent(event) {
   const result = state.applyLive(event);
   if (!result) {
-    // A room we do not know yet: we were just added to it.
+    // A room we do not know yet: we were just added to it (its people's presence too).
     refreshRooms().catch(() => {});
+    presence.loadSoon();
     return;
   }
   const { room, fresh } = result;
   if (!fresh) return;
   thread.onEvent(room, event);
+  pins.onEvent(room, event);
   if (event.kind === 'message' && event.sender_id !== state.me.id && mentionsMe(event, state.me.id)) {
     onMention(room, event);
   }
   if (event.kind === 'member_joined') room.members?.add(event.target);
   if (event.kind === 'member_left') room.members?.delete(event.target);
+  // Who shares a room with us changed: no presence frame says so.
+  if (event.kind === 'member_joined' || event.kind === 'member_left') presence.loadSoon();
   if (event.kind === 'member_joined' && !state.users.has(event.target)) refreshUsers().catch(() => {});
   if (event.kind === 'member_left' && event.target === state.me.id) {
     refreshRooms().catch(() => {});
@@ -329,6 +430,8 @@ function onSynced(frame) {
   }
   // Rooms we were added to while offline, and authoritative unread counts.
   refreshRooms().catch(() => {});
+  // Presence frames sent while we were away are lost: ask again, and say how we are.
+  presence.connected();
 }
 
 function onTyping(frame) {
@@ -367,11 +470,13 @@ function openRoom(id) {
   history.replaceState(null, '', `#room-${id}`);
   els.chat.classList.add('room-open');
   els.room.hidden = false;
-  els.roomTitle.textContent = state.roomTitle(room);
+  renderRoomTitle(room);
   els.roomTopic.textContent = room.topic || (room.kind === 'direct' ? 'Direct chat' : '');
   els.addMember.hidden = room.kind !== 'group' || room.role === 'member';
+  closePicker();
   timeline.show(room);
-  ensureMembers(room);
+  pins.showRoom(room);
+  loadRoomDetail(room);
   renderPending();
   renderTyping(els.typing, state, room);
   updateVisibility();
@@ -383,6 +488,12 @@ function openRoom(id) {
     loadLatest(room);
   }
   els.input.focus();
+}
+
+/** The room's title, with the peer's presence dot in a direct room. */
+function renderRoomTitle(room) {
+  const dot = room.kind === 'direct' && room.peer ? presenceDot(state.presence, room.peer) : null;
+  replace(els.roomTitle, dot, state.roomTitle(room));
 }
 
 /** Open a room at a message: load older pages until it is in the timeline, then show it. */
@@ -418,7 +529,9 @@ async function jumpTo(roomId, seq) {
 
 function closeRoom() {
   thread.close();
+  closePicker();
   currentId = null;
+  pins.showRoom(null);
   els.chat.classList.remove('room-open');
   els.room.hidden = true;
   timeline.show(null);
@@ -505,6 +618,11 @@ document.addEventListener('visibilitychange', () => {
   thread.markRead();
 });
 window.addEventListener('online', () => socket?.kick());
+// Back to the window: the room's pin setting may have changed meanwhile (no event says so).
+window.addEventListener('focus', () => {
+  const room = state?.rooms.get(currentId);
+  if (room) loadRoomDetail(room);
+});
 
 // ---- sending ----
 

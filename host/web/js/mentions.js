@@ -152,6 +152,7 @@ export function mentionCandidates(state, room, prefix) {
   const out = users.slice(0, SUGGESTIONS_MAX).map((user) => ({
     name: user.name,
     label: user.display_name && user.display_name !== user.name ? user.display_name : '',
+    user: user.id,
   }));
   if (room.kind !== 'direct' && 'room'.startsWith(prefix)) {
     out.push({ name: 'room', label: 'Everyone in this room' });
@@ -182,13 +183,15 @@ function suggestionList() {
 
 /**
  * `@` autocomplete for a composer's input. `candidates(prefix)` gives the suggestions for
- * the typed prefix (lower case): `[{ name, label }]`. ArrowUp/ArrowDown move, Enter or Tab
- * pick, Escape closes, a click picks; picking puts `@name ` in place of what was typed.
+ * the typed prefix (lower case): `[{ name, label, user? }]`. ArrowUp/ArrowDown move, Enter or
+ * Tab pick, Escape closes, a click picks; picking puts `@name ` in place of what was typed.
+ * `badge(userId)`, if given, is put before a person's name (their presence dot, or null).
  */
 export class MentionAutocomplete {
-  constructor(input, candidates) {
+  constructor(input, candidates, badge = () => null) {
     this.input = input;
     this.candidates = candidates;
+    this.badge = badge;
     this.options = [];
     this.index = 0;
     this.token = null;
@@ -273,6 +276,7 @@ export class MentionAutocomplete {
       dataset: { name: option.name },
       onclick: () => this.pick(option),
     },
+    option.user === undefined ? null : this.badge(option.user),
     h('span', { class: 'mention-suggestion-name' }, `@${option.name}`),
     option.label ? h('span', { class: 'muted' }, option.label) : null)));
     this.input.setAttribute('aria-activedescendant', `mention-suggestion-${this.index}`);

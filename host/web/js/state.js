@@ -15,8 +15,26 @@
 // `mentions` (messages after the read cursor that mention us) comes from `GET /rooms` and is
 // counted on here from live events, like `unread`. A room's `members` (a Set of user ids,
 // for the `@` autocomplete) is loaded by the controller when the room is opened.
+//
+// Only messages and membership changes are timeline items (`TIMELINE_KINDS`). Every other
+// kind is about a message (`target`) and only changes it: edits and deletes, reactions
+// (`reaction`, `reaction_removed`: a message's `reactions`, `[{ emoji, count, me }]`, comes
+// from history and is counted on here from live events) and pins (`pinned`, `unpinned`).
+// None of them is shown, counted as unread or notified. A room's pins are kept beside its
+// items, in `pins` (message id -> `{ pinned_by, pinned_at }`, what the markers show) and
+// `pinList` (`GET /pins` as it came, what the pins panel lists), loaded by the controller
+// when the room is opened and again after each pin event: a pin is about a message that
+// may not be loaded, so the list cannot be worked out from events alone.
+//
+// Presence: who is online, away or offline is kept in `presence` (a `PresenceBook`,
+// presence.js), which the presence controller loads and updates from `presence` frames; it
+// is not about rooms or events, so nothing here changes it.
 
 import { editedMentions, mentionsMe } from './mentions.js';
+import { PresenceBook } from './presence.js';
+
+/** The event kinds shown in a timeline; every other kind only changes the message it targets. */
+const TIMELINE_KINDS = new Set(['message', 'member_joined', 'member_left']);
 
 export class ChatState {
   constructor(me) {
@@ -25,6 +43,8 @@ export class ChatState {
     this.rooms = new Map();
     /** Event ids a plugin modified (known from our own acks). */
     this.modified = new Set();
+    /** Who is online, away or offline (presence.js). */
+    this.presence = new PresenceBook(me.id);
   }
 
   setUsers(list) {
@@ -71,6 +91,7 @@ export class ChatState {
         topic: summary.topic,
         role: summary.role,
         peer: summary.peer,
+        members_may_pin: Boolean(summary.members_may_pin),
         read_seq: Math.max(room.read_seq, summary.read_seq),
         unread: summary.unread,
         mentions: summary.mentions ?? 0,
@@ -139,6 +160,8 @@ export class ChatState {
           ...editedMentions(this, room, room.items.get(`e${event.target}`), event.body),
         });
       } else if (event.kind === 'delete') this.deleted(room, event.target);
+      else if (event.kind === 'reaction' || event.kind === 'reaction_removed') this.reacted(room, event);
+      else if (event.kind === 'pinned' || event.kind === 'unpinned') this.pinChanged(room, event);
       else {
         this.absorb(room, event);
         // Each live event passes here once (the cursor), so each reply is counted once; a
@@ -156,7 +179,38 @@ export class ChatState {
   deleted(room, target) {
     const item = room.items.get(`e${target}`);
     if (item?.thread_root && !item.deleted) this.countReply(room, item.thread_root, -1);
-    this.patchTarget(room, target, { deleted: true, body: undefined });
+    // The server drops a deleted message's reactions and pin.
+    room.pins?.delete(target);
+    this.patchTarget(room, target, { deleted: true, body: undefined, reactions: undefined });
+  }
+
+  /** A live `reaction` or `reaction_removed`: the target's counts, if it is loaded. */
+  reacted(room, event) {
+    const item = room.items.get(`e${event.target}`);
+    if (!item || item.deleted || !event.body) return;
+    this.patchTarget(room, event.target, { reactions: reactionPatch(item, event, this.me.id) });
+  }
+
+  /** A live `pinned` or `unpinned`: the marker changes at once (the controller reloads the
+   * room's pins list for the panel). Views re-render a message when its pin changes. */
+  pinChanged(room, event) {
+    room.pins ??= new Map();
+    if (event.kind === 'pinned') {
+      room.pins.set(event.target, { pinned_by: event.sender_id, pinned_at: event.created_at });
+    } else {
+      room.pins.delete(event.target);
+    }
+  }
+
+  /** `GET /rooms/{id}/pins`, the latest pinned first. */
+  setPins(room, list) {
+    room.pinList = list;
+    room.pins = new Map(list.map((pin) => [pin.message.id, { pinned_by: pin.pinned_by, pinned_at: pin.pinned_at }]));
+  }
+
+  /** Who pinned message `id` of `room`, and when, or null. */
+  pinOf(room, id) {
+    return room?.pins?.get(id) ?? null;
   }
 
   /** Count a reply in (or out of) its root's `thread` summary, when the root is loaded. If
@@ -171,14 +225,17 @@ export class ChatState {
     room.items.set(key, { ...root, thread, rev: root.rev + 1 });
   }
 
-  /** Put a message or membership event into the timeline (edits/deletes are already folded
-   * into the message a history page returns). */
+  /** Put a message or membership event into the timeline. Events about a message (edits,
+   * deletes, reactions, pins) are already folded into the message a history page returns,
+   * and are never items themselves. */
   absorb(room, event) {
-    if (event.kind === 'edit' || event.kind === 'delete') return;
+    if (!TIMELINE_KINDS.has(event.kind)) return;
     const key = `e${event.id}`;
     const old = room.items.get(key);
     const item = { ...old, ...event, key, rev: (old?.rev || 0) + 1 };
     if (!event.body) delete item.body;
+    // A page's copy has the message's reactions as they are now (none: no field).
+    if (!event.reactions) delete item.reactions;
     // A page's copy after an edit has the message's mentions as they are now.
     if (!event.mentions) delete item.mentions;
     if (!event.mentions_room) delete item.mentions_room;
@@ -244,8 +301,50 @@ export class ChatState {
 
   /** What the room's timeline shows: `ordered` without the replies kept in their threads. */
   timeline(room) {
-    return this.ordered(room).filter(inRoomTimeline);
+    return this.ordered(room).filter((item) => isTimelineItem(item) && inRoomTimeline(item));
   }
+}
+
+/** Is this item something a timeline shows (a message, ours being sent, a membership
+ * change), rather than an event about a message? */
+export function isTimelineItem(item) {
+  return Boolean(item.local) || TIMELINE_KINDS.has(item.kind);
+}
+
+/**
+ * `reactions` (`[{ emoji, count, me }]`, in the order each emoji was first given) after one
+ * more (`delta` 1) or one fewer (-1) `emoji` reaction, `mine` when it is the reader's own.
+ * An emoji nobody reacts with any more goes; a new one goes last. Returns a new list.
+ */
+export function withReaction(reactions, emoji, delta, mine) {
+  const list = (reactions || []).map((r) => ({ ...r }));
+  const found = list.find((r) => r.emoji === emoji);
+  if (!found) {
+    if (delta > 0) list.push({ emoji, count: delta, me: mine });
+    return list;
+  }
+  found.count += delta;
+  if (mine) found.me = delta > 0;
+  return list.filter((r) => r.count > 0);
+}
+
+/** A message's `reactions` after a live `reaction` / `reaction_removed` event. */
+export function reactionPatch(item, event, meId) {
+  const delta = event.kind === 'reaction' ? 1 : -1;
+  const reactions = withReaction(item?.reactions, event.body, delta, event.sender_id === meId);
+  return reactions.length ? reactions : undefined;
+}
+
+/** May the reader pin in `room`? Owners and admins may; every member may in a direct room
+ * or a room that allows it (`members_may_pin`). The server checks again. */
+export function mayPin(room) {
+  if (!room) return false;
+  return room.kind === 'direct' || room.role === 'owner' || room.role === 'admin' || Boolean(room.members_may_pin);
+}
+
+/** May the reader change who pins (`members_may_pin`)? Owners and admins of a group room. */
+export function mayManagePins(room) {
+  return Boolean(room) && room.kind === 'group' && (room.role === 'owner' || room.role === 'admin');
 }
 
 /** Display order: by `seq`, unsent local messages (seq Infinity) last. */

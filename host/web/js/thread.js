@@ -9,10 +9,15 @@
 // before the room's loaded history, and the room's timeline does not show them anyway. The
 // room's items add what only they have: our own replies being sent (local copies) or just
 // acknowledged. Everything is rendered by the timeline's view (views.js), as text.
+//
+// Reactions to the root and the replies are counted on here from live events like edits are
+// (the room's model does the same for its own copies); a pin changes how a message looks
+// without changing the message, so a pin event only has it drawn again. Neither is ever a
+// reply.
 
 import { h, replace } from './dom.js';
 import { TimelineView } from './views.js';
-import { bySeq } from './state.js';
+import { bySeq, reactionPatch } from './state.js';
 import { editedMentions } from './mentions.js';
 
 const PAGE = 50;
@@ -52,12 +57,14 @@ export class ThreadView {
     });
   }
 
-  /** A new session: its model, outbox and file cache. */
-  start(state, outbox, files) {
+  /** A new session: its model, outbox, file cache, and what messages do besides (`{
+   * reactions, togglePin }`, as the room's timeline has them). */
+  start(state, outbox, files, messageActions = {}) {
     this.close();
     this.state = state;
     this.outbox = outbox;
     this.view = new TimelineView(this.els.replies, state, {
+      ...messageActions,
       edit: (item, body) => outbox.edit(item, body, (patch) => this.patch(item.id, patch)),
       remove: (item) => outbox.remove(item, (patch) => this.patch(item.id, patch)),
       retry: (item) => outbox.retry(item),
@@ -81,6 +88,7 @@ export class ThreadView {
     /** The root message, as an item (`key`, `rev`). */
     this.root = null;
     this.shownRoot = null;
+    this.shownRootLook = null;
     /** Replies by key (`e<id>`), as the timeline's items. */
     this.replies = new Map();
     this.loaded = false;
@@ -219,7 +227,14 @@ export class ThreadView {
         ...editedMentions(this.state, room, old, event.body),
       });
     } else if (event.kind === 'delete') {
-      this.patch(event.target, { deleted: true, body: undefined });
+      this.patch(event.target, { deleted: true, body: undefined, reactions: undefined });
+    } else if (event.kind === 'reaction' || event.kind === 'reaction_removed') {
+      const old = event.target === this.rootId ? this.root : this.replies.get(`e${event.target}`);
+      if (old && !old.deleted && event.body) {
+        this.patch(event.target, { reactions: reactionPatch(old, event, this.state.me.id) });
+      }
+    } else if (event.kind === 'pinned' || event.kind === 'unpinned') {
+      this.patch(event.target, {});
     }
   }
 
@@ -236,6 +251,7 @@ export class ThreadView {
     const rev = Math.max(old?.rev || 0, inRoom?.rev || 0) + 1;
     const item = { ...old, ...event, key, rev };
     if (!event.body) delete item.body;
+    if (!event.reactions) delete item.reactions;
     if (this.state.modified.has(event.id)) item.modified = true;
     return item;
   }
@@ -296,8 +312,11 @@ export class ThreadView {
   render(mode = 'auto') {
     const room = this.room();
     if (!room || !this.view) return;
-    if (this.shownRoot !== this.root) {
+    // Drawn again when it changes, or its pin does (the pins list may load after it).
+    const rootLook = this.root ? this.view.look(this.root) : null;
+    if (this.shownRoot !== this.root || this.shownRootLook !== rootLook) {
       this.shownRoot = this.root;
+      this.shownRootLook = rootLook;
       replace(this.els.root, this.root
         ? this.view.build(this.root, false)
         : h('p', { class: 'muted' }, 'Loading…'));

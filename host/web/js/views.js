@@ -5,12 +5,22 @@
 // The timeline is reconciled by key rather than rebuilt, so live events do not steal focus
 // from a message's buttons or reset an edit in progress. The thread panel (thread.js) uses
 // the same view for a thread's replies, with its own items.
+//
+// A message shows its reactions (reactions.js) and, when pinned, who pinned it; both come
+// from the model. A pin is kept beside the message rather than in it (state.js), so what an
+// entry looks like is its `rev` plus its pin and whether we may pin (`look`).
+//
+// Presence dots (presence.js) sit beside a direct room's name in the list and beside a
+// message's sender (not ours). A dot repaints itself when its user's status changes, so only
+// presence being turned on or off changes how an entry looks.
 
 import { h, replace, formatTime } from './dom.js';
-import { looksModified } from './state.js';
+import { looksModified, mayPin } from './state.js';
+import { reactionsRow } from './reactions.js';
 import { attachedIds, fileCards } from './files.js';
 import { mentionRanges, mentionsMe } from './mentions.js';
 import { renderMarkdown } from './markdown.js';
+import { presenceDot, presenceWords } from './presence.js';
 
 export function renderRoomList(list, state, currentId, onOpen) {
   const rooms = [...state.rooms.values()].sort((a, b) =>
@@ -25,7 +35,11 @@ export function renderRoomList(list, state, currentId, onOpen) {
     const unread = room.unread > 0 && room.id !== currentId;
     const mentions = room.mentions > 0 && room.id !== currentId;
     const title = state.roomTitle(room);
-    let label = unread ? `${title}, ${room.unread} unread` : title;
+    // The button's label is what is read out, so it says the peer's presence too.
+    const peer = room.kind === 'direct' && room.peer ? room.peer : null;
+    const status = peer ? presenceWords(state.presence, peer) : null;
+    let label = status ? `${title}, ${status}` : title;
+    if (unread) label += `, ${room.unread} unread`;
     if (mentions) label += `, ${room.mentions} ${room.mentions === 1 ? 'mention' : 'mentions'}`;
     return h('li', {},
       h('button', {
@@ -37,6 +51,7 @@ export function renderRoomList(list, state, currentId, onOpen) {
         onclick: () => onOpen(room.id),
       },
       h('span', { class: 'room-kind', 'aria-hidden': 'true' }, room.kind === 'direct' ? '@' : '#'),
+      peer ? presenceDot(state.presence, peer) : null,
       h('span', { class: 'room-name' }, title),
       // The count only; the "@" before it is the stylesheet's.
       mentions ? h('span', {
@@ -51,7 +66,8 @@ export function renderRoomList(list, state, currentId, onOpen) {
 
 /**
  * Keeps one room's timeline in the DOM. `handlers`: { edit(item, body), remove(item),
- * retry(item), dismiss(item), openThread(room, rootId) }.
+ * retry(item), dismiss(item), openThread(room, rootId), togglePin(item), reactions (a
+ * `Reactions`) }.
  *
  * `options` (all optional) make it a thread's view instead of the room's: `scroller` (the
  * element that scrolls, if not `container`), `items(room)` (what to show, in order),
@@ -109,10 +125,11 @@ export class TimelineView {
     let prev = this.top;
     for (const item of items) {
       let entry = this.nodes.get(item.key);
-      if (!entry || (entry.rev !== item.rev && this.editing !== item.key)) {
+      const look = this.look(item);
+      if (!entry || (entry.look !== look && this.editing !== item.key)) {
         const el = this.build(item);
         if (entry) entry.el.replaceWith(el);
-        entry = { el, rev: item.rev };
+        entry = { el, look };
         this.nodes.set(item.key, entry);
       }
       if (prev.nextSibling !== entry.el) prev.after(entry.el);
@@ -120,6 +137,16 @@ export class TimelineView {
     }
     if (stick) c.scrollTop = c.scrollHeight;
     else if (mode === 'keep') c.scrollTop = c.scrollHeight - anchorHeight;
+  }
+
+  /** What decides how an entry looks: the item (its `rev`), its pin, whether we may pin
+   * (which adds the action) and whether presence is on (the sender's dot). An entry is
+   * rebuilt when this changes. */
+  look(item) {
+    const room = this.state.rooms.get(item.room_id);
+    const pin = this.state.pinOf(room, item.id);
+    const dots = this.state.presence?.enabled ? 'd' : '';
+    return `${item.rev}|${pin ? `${pin.pinned_by}@${pin.pinned_at}` : ''}|${mayPin(room) ? 'p' : ''}|${dots}`;
   }
 
   /** One timeline entry; `withActions` false for a message shown read-only (a thread's
@@ -132,14 +159,18 @@ export class TimelineView {
         `${who} ${verb} · ${formatTime(item.created_at)}`);
     }
     const own = item.sender_id === this.state.me.id;
+    const pin = item.deleted ? null : this.state.pinOf(this.state.rooms.get(item.room_id), item.id);
     const classes = ['msg', 'message'];
     if (own) classes.push('own');
+    if (pin) classes.push('pinned');
     if (item.thread_root) classes.push('reply');
     if (item.local) classes.push('local', item.status);
     if (item.deleted) classes.push('deleted');
     if (!own && !item.deleted && mentionsMe(item, this.state.me.id)) classes.push('mentions-me');
     const modified = !item.deleted && looksModified(item);
     const header = h('header', {},
+      // A bot's message (its plugin named in the metadata) has no person behind it to be away.
+      own || item.metadata?.['bot.plugin'] ? null : presenceDot(this.state.presence, item.sender_id),
       h('span', { class: 'msg-sender' }, this.state.userName(item.sender_id)),
       h('time', { datetime: new Date(item.created_at).toISOString() }, formatTime(item.created_at)),
       item.edited_at && !item.deleted ? h('span', { class: 'msg-edited' }, '(edited)') : null,
@@ -165,10 +196,25 @@ export class TimelineView {
       class: classes.join(' '),
       dataset: { key: item.key, seq: Number.isFinite(item.seq) ? item.seq : '', id: item.id ?? '' },
       tabindex: '-1',
-    }, header, body,
+    }, pin ? this.pinMarker(pin) : null, header, body,
     item.deleted ? null : fileCards(this.files, attachedIds(item), this.toast),
+    this.reactions(item),
     this.note(item), this.threadLink(item), withActions ? this.actions(item, own) : null);
     return el;
+  }
+
+  /** "📌 Pinned by alice" above a pinned message. */
+  pinMarker(pin) {
+    return h('p', { class: 'msg-pin', title: `Pinned ${formatTime(pin.pinned_at)}` },
+      h('span', { class: 'msg-pin-icon', 'aria-hidden': 'true' }, '📌 '),
+      `Pinned by ${this.state.userName(pin.pinned_by)}`);
+  }
+
+  /** The chips and the add button under a stored message (none under a deleted one, or one
+   * still being sent: it has no id to react to yet). */
+  reactions(item) {
+    if (item.deleted || item.local || item.kind !== 'message' || !item.id || !this.handlers.reactions) return null;
+    return reactionsRow(item, this.handlers.reactions);
   }
 
   /** "3 replies" under a root message in the room's timeline; opens the thread. */
@@ -210,7 +256,10 @@ export class TimelineView {
     if (item.local || item.deleted) return null;
     // Any stored top-level message can start a thread (a reply cannot: threads are one deep).
     const threadable = !this.options.inThread && !item.thread_root && item.id;
-    if (!own && !threadable) return null;
+    const room = this.state.rooms.get(item.room_id);
+    const pinnable = Boolean(item.id) && this.handlers.togglePin && mayPin(room);
+    if (!own && !threadable && !pinnable) return null;
+    const pinned = Boolean(this.state.pinOf(room, item.id));
     // Edit and Delete stay first, where they always were.
     return h('div', { class: 'msg-actions' },
       own ? h('button', { type: 'button', 'aria-label': 'Edit message', onclick: () => this.startEdit(item) }, 'Edit') : null,
@@ -221,6 +270,14 @@ export class TimelineView {
           class: 'reply-in-thread',
           onclick: () => this.handlers.openThread(item.room_id, item.id),
         }, 'Reply in thread')
+        : null,
+      pinnable
+        ? h('button', {
+          type: 'button',
+          class: 'pin-toggle',
+          'aria-label': pinned ? 'Unpin message' : 'Pin message',
+          onclick: () => this.handlers.togglePin(item),
+        }, pinned ? 'Unpin' : 'Pin')
         : null);
   }
 
@@ -240,7 +297,7 @@ export class TimelineView {
       const el = this.build(fresh);
       entry.el.replaceWith(el);
       entry.el = el;
-      entry.rev = fresh.rev;
+      entry.look = this.look(fresh);
       el.querySelector('.msg-actions button')?.focus();
     };
     input.addEventListener('keydown', (ev) => {
@@ -256,6 +313,7 @@ export class TimelineView {
     entry.el.querySelector('.msg-body').replaceWith(h('div', { class: 'msg-edit' }, input,
       h('span', { class: 'hint' }, 'Enter to save · Escape to cancel')));
     entry.el.querySelector('.msg-actions')?.remove();
+    entry.el.querySelector('.msg-reactions')?.remove();
     input.focus();
   }
 }
