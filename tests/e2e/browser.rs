@@ -2567,6 +2567,7 @@ async fn presence_dots_follow_peers_hiding_and_leaving() {
                 document.querySelector('#me-presence .presence-hidden-mark')?.textContent ?? null]";
 
     let server = TestServer::start_with(|c| {
+        c.presence.enabled = true;
         c.presence.offline_grace_ms = 300;
         c.presence.tick_ms = 100;
     })

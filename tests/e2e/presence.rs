@@ -46,6 +46,7 @@ async fn frames_before(ws: &mut Ws, sentinel: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_follows_sockets_and_activity_and_only_room_peers_see_it() {
     let server = TestServer::start_with(|c| {
+        c.presence.enabled = true;
         c.presence.away_after_secs = 1;
         c.presence.offline_grace_ms = 400;
         c.presence.tick_ms = 100;
@@ -134,7 +135,7 @@ async fn presence_follows_sockets_and_activity_and_only_room_peers_see_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hiding_presence_outlives_a_restart_and_presence_can_be_turned_off() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| c.presence.enabled = true).await;
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
     alice.group("team", &[bob.id]).await;
@@ -142,7 +143,7 @@ async fn hiding_presence_outlives_a_restart_and_presence_can_be_turned_off() {
         .put_json("/api/v1/me/presence", json!({ "hidden": true }))
         .await;
     assert_eq!(s, StatusCode::OK);
-    let server = server.restart(|_| {}).await;
+    let server = server.restart(|c| c.presence.enabled = true).await;
     let alice = server.login("alice", crate::support::PASSWORD).await;
     let bob = server.login("bob", crate::support::PASSWORD).await;
     let _alice_ws = alice.ws(&server).await;

@@ -67,6 +67,9 @@ impl TestServer {
         config.initial_admin_password = Some(Secret(ADMIN_PASSWORD.into()));
         // Fast argon2 is not configurable; keep login counts low in tests instead.
         config.limits.ws_sync_grace_ms = 300;
+        // Presence frames would interleave with what the other tests read off sockets;
+        // the presence tests turn it on.
+        config.presence.enabled = false;
         tweak(&mut config);
         let listener = bind(addr).await;
         let addr = listener.local_addr().expect("addr");

@@ -129,16 +129,19 @@ async fn run_session(state: AppState, caller: Caller, socket: WebSocket) {
         control: control_tx,
     };
 
-    tokio::select! {
-        () = reader.run(stream) => {}
-        _ = &mut writer_task => {}
-        _ = handle.closed() => {}
-    }
-    // Whoever ended it, let the writer send its close frame (briefly), then stop it.
+    let writer_done = tokio::select! {
+        () = reader.run(stream) => false,
+        _ = &mut writer_task => true,
+        _ = handle.closed() => false,
+    };
+    // Whoever ended it, let the writer send its close frame (briefly), then stop it. (A
+    // finished task's handle must not be polled again: tokio panics, and the session would
+    // never be unregistered.)
     handle.close(CloseReason::Closed);
-    if timeout(Duration::from_secs(2), &mut writer_task)
-        .await
-        .is_err()
+    if !writer_done
+        && timeout(Duration::from_secs(2), &mut writer_task)
+            .await
+            .is_err()
     {
         writer_task.abort();
     }
