@@ -79,6 +79,21 @@ async fn click(b: &Browser, css: &str) {
     }
 }
 
+/// Move the pointer over the first element matching `css` (its `:hover` styles apply).
+async fn hover(b: &Browser, css: &str) {
+    use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+    let element = wait_css(b, css).await;
+    let mouse = MouseActions::new("mouse".into()).then(PointerAction::MoveToElement {
+        element,
+        duration: None,
+        x: 0.0,
+        y: 0.0,
+    });
+    b.perform_actions(mouse)
+        .await
+        .unwrap_or_else(|e| panic!("hovering `{css}`: {e}"));
+}
+
 async fn login(b: &Browser, server: &TestServer, page: &str, name: &str, password: &str) {
     b.goto(&format!("{}{page}", server.base))
         .await
@@ -1421,6 +1436,24 @@ async fn threads_reply_count_and_also_send_to_room() {
             *v == json!([["where do we meet?", "2 replies"]])
         })
         .await;
+
+        // Hovering the message (on the way to its count) moves nothing the pointer is heading
+        // for: what opens on hover (the add-reaction button, the actions) opens below it.
+        const LINK_TOP: &str = "return document.querySelector('#timeline .thread-replies-link')
+            .getBoundingClientRect().top";
+        let before = b.execute(LINK_TOP, vec![]).await.expect("link top");
+        hover(b, "#timeline .msg .msg-body").await;
+        let actions_shown = "return [...document.querySelectorAll('#timeline .msg')]
+            .some((m) => m.matches(':hover') && m.querySelector('.reaction-add')?.offsetHeight > 0)";
+        eventually(b, "the hovered message's add button", actions_shown, |v| {
+            *v == json!(true)
+        })
+        .await;
+        assert_eq!(
+            b.execute(LINK_TOP, vec![]).await.expect("link top"),
+            before,
+            "the reply count stays where it was when the message is hovered"
+        );
 
         // The panel opens from the count: the root, then the replies, markup as text.
         click(b, "#timeline .thread-replies-link").await;

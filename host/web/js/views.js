@@ -192,14 +192,19 @@ export class TimelineView {
       ? h('div', { class: 'msg-body' }, h('em', {}, 'Message deleted'))
       : h('div', { class: 'msg-body' },
         renderMarkdown(text, { marks: mentionRanges(text, item, this.state) }));
+    // Chips sit under the body. A row without chips is only the add button, and opens when
+    // the message is hovered: it goes below the thread link, with the actions, so nothing a
+    // pointer is heading for (the "3 replies" link) moves down when it arrives.
+    const reactions = this.reactions(item);
+    const chips = reactions && !reactions.classList.contains('empty') ? reactions : null;
     const el = h('article', {
       class: classes.join(' '),
       dataset: { key: item.key, seq: Number.isFinite(item.seq) ? item.seq : '', id: item.id ?? '' },
       tabindex: '-1',
     }, pin ? this.pinMarker(pin) : null, header, body,
     item.deleted ? null : fileCards(this.files, attachedIds(item), this.toast),
-    this.reactions(item),
-    this.note(item), this.threadLink(item), withActions ? this.actions(item, own) : null);
+    chips, this.note(item), this.threadLink(item), chips ? null : reactions,
+    withActions ? this.actions(item, own) : null);
     return el;
   }
 
