@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use self::driver::{Engine, with_browsers, with_browsers_in};
-use crate::support::{ADMIN_PASSWORD, PASSWORD, TestServer};
+use crate::support::{ADMIN_PASSWORD, PASSWORD, TestServer, reaction_path};
 
 const WAIT: Duration = Duration::from_secs(20);
 const ENTER: &str = "\u{E007}";
@@ -2004,21 +2004,6 @@ const TIMELINE_ENTRIES: &str = "const t = document.querySelector('#timeline');
     return [t.querySelectorAll(':scope > .msg, :scope > .system').length,
             /reaction/i.test(t.textContent)]";
 
-/// The path segment for `emoji`, percent-encoded as the client's `encodeURIComponent` does
-/// for emoji (every byte that is not a letter, digit, `_` or `-`).
-fn emoji_segment(emoji: &str) -> String {
-    emoji
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// A script returning the reaction chips under message `id` in the room's timeline, each as
 /// `[text, aria-pressed]` (null while the message is not shown).
 fn chips_script(id: i64) -> String {
@@ -2147,12 +2132,7 @@ async fn reactions_chips_picker_toggle_and_live_updates() {
 
         // Carol reacts over HTTP, with an emoji and a shortcode: live on both pages, in the
         // order first given.
-        let path = |emoji: &str| {
-            format!(
-                "/api/v1/rooms/{room}/messages/{message}/reactions/{}",
-                emoji_segment(emoji)
-            )
-        };
+        let path = |emoji: &str| reaction_path(room, message, emoji);
         for emoji in ["👍", ":rocket:"] {
             let (status, ack) = carol.put(&path(emoji)).await;
             assert_eq!(status, StatusCode::CREATED, "{emoji}: {ack}");

@@ -8,28 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::hardening::{BACKENDS, start_on};
-use crate::support::Client;
-
-/// The path segment for `emoji`, percent-encoded as a browser would.
-fn segment(emoji: &str) -> String {
-    emoji
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn reaction_path(room: i64, message: i64, emoji: &str) -> String {
-    format!(
-        "/api/v1/rooms/{room}/messages/{message}/reactions/{}",
-        segment(emoji)
-    )
-}
+use crate::support::{Client, reaction_path};
 
 /// `(emoji, count, me)` of a message as `client` reads it in history.
 async fn reactions_seen_by(client: &Client, room: i64, message: i64) -> Vec<(String, u64, bool)> {
@@ -429,5 +408,100 @@ async fn pins_are_for_owners_and_admins_unless_the_room_allows_everyone() {
             .await;
         assert_eq!(s, StatusCode::CREATED, "{ack}");
         server.stop().await;
+    }
+}
+
+/// Many identical reactions or pins at once (a double click, two tabs, a retrying client)
+/// are one event and duplicates, and different emoji racing for the last places stop exactly
+/// at the limit: the checks hold the room's lock, so on PostgreSQL no request reads what
+/// another is about to change (an unchecked race there would end in a unique violation, a
+/// 503, or one emoji over the limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_reactions_and_pins_are_one_event_each_and_the_limit_is_exact() {
+    use futures_util::future::join_all;
+
+    for backend in BACKENDS {
+        let (server, _db) = start_on(backend, |c| {
+            c.limits.message_burst = 1000;
+            c.limits.reactions_per_message_max = 3;
+        })
+        .await;
+        let admin = server.admin().await;
+        let alice = admin.create_user("alice").await;
+        let bob = admin.create_user("bob").await;
+        let room = alice.group("race", &[bob.id]).await;
+        let (_, sent) = alice.send_http(room, "m1", "Race me").await;
+        let message = sent["id"].as_i64().unwrap();
+
+        let path = reaction_path(room, message, "👍");
+        let answers = join_all((0..12).map(|_| bob.put(&path))).await;
+        let statuses: Vec<StatusCode> = answers.iter().map(|(s, _)| *s).collect();
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|s| **s == StatusCode::CREATED)
+                .count(),
+            1,
+            "{backend:?}: one reaction is made: {answers:?}"
+        );
+        assert!(
+            answers.iter().all(|(s, a)| *s == StatusCode::CREATED
+                || (*s == StatusCode::OK && a["duplicate"] == true)),
+            "{backend:?}: the rest are duplicates: {answers:?}"
+        );
+
+        // Two places left (👍 holds one of three): five new emoji race for them.
+        let emoji = ["🎉", "🚀", "👀", "❤️", "✅"];
+        let answers = join_all(emoji.iter().map(|e| {
+            let path = reaction_path(room, message, e);
+            async move { alice.put(&path).await }
+        }))
+        .await;
+        let made = answers
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::CREATED)
+            .count();
+        assert_eq!(made, 2, "{backend:?}: {answers:?}");
+        assert!(
+            answers.iter().all(|(s, a)| *s == StatusCode::CREATED
+                || (*s == StatusCode::CONFLICT && a["code"] == "too_many_reactions")),
+            "{backend:?}: the rest meet the limit: {answers:?}"
+        );
+        let seen = reactions_seen_by(&alice, room, message).await;
+        assert_eq!(seen.len(), 3, "{backend:?}: {seen:?}");
+        assert_eq!(seen[0], r("👍", 1, false), "{backend:?}");
+
+        // One pin, however many ask at once.
+        let pin = format!("/api/v1/rooms/{room}/pins/{message}");
+        let answers = join_all((0..8).map(|_| alice.put(&pin))).await;
+        assert_eq!(
+            answers
+                .iter()
+                .filter(|(s, _)| *s == StatusCode::CREATED)
+                .count(),
+            1,
+            "{backend:?}: {answers:?}"
+        );
+        assert!(
+            answers
+                .iter()
+                .all(|(s, _)| *s == StatusCode::CREATED || *s == StatusCode::OK),
+            "{backend:?}: {answers:?}"
+        );
+        let (s, pins) = alice.get(&format!("/api/v1/rooms/{room}/pins")).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            pins.as_array().map(Vec::len),
+            Some(1),
+            "{backend:?}: {pins}"
+        );
+
+        // Every event of the race is in the log once, with gap-free seqs.
+        let history = alice.history(room, "").await;
+        let seqs: Vec<i64> = history.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+        let expected: Vec<i64> = (seqs[0]..seqs[0] + seqs.len() as i64).collect();
+        assert_eq!(seqs, expected, "{backend:?}: seqs without gaps");
+        let count = |kind: &str| history.iter().filter(|e| e["kind"] == kind).count();
+        assert_eq!((count("reaction"), count("pinned")), (3, 1), "{backend:?}");
     }
 }

@@ -19,6 +19,22 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 pub const PASSWORD: &str = "correct horse battery";
 
+/// The path of `emoji`'s reaction to `message`, the emoji percent-encoded as the web client's
+/// `encodeURIComponent` does for emoji (every byte that is not a letter, digit, `_` or `-`).
+pub fn reaction_path(room: i64, message: i64, emoji: &str) -> String {
+    let segment: String = emoji
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("/api/v1/rooms/{room}/messages/{message}/reactions/{segment}")
+}
+
 fn init_logging() {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()

@@ -147,6 +147,15 @@ pub(super) struct SessionPresence {
     pub(super) client_away: std::sync::atomic::AtomicBool,
 }
 
+impl SessionPresence {
+    /// Whether the session did something within `away_after_ms` of `now_ms` and its client
+    /// has not said `away`.
+    fn active(&self, now_ms: u64, away_after_ms: u64) -> bool {
+        !self.client_away.load(Ordering::Relaxed)
+            && now_ms.saturating_sub(self.last_active_ms.load(Ordering::Relaxed)) < away_after_ms
+    }
+}
+
 impl Hub {
     fn presence_config(&self) -> Option<&PresenceConfig> {
         self.presence_config.get().filter(|c| c.enabled)
@@ -194,13 +203,9 @@ impl Hub {
         let away_after = config.away_after_secs.saturating_mul(1000);
         let now_ms = self.since_epoch_ms(now);
         // (The sessions' lock is let go before the book's is taken: never both at once.)
-        let active = read(&self.sessions).get(&user).map(|list| {
-            list.iter().any(|h| {
-                !h.presence.client_away.load(Ordering::Relaxed)
-                    && now_ms.saturating_sub(h.presence.last_active_ms.load(Ordering::Relaxed))
-                        < away_after
-            })
-        });
+        let active = read(&self.sessions)
+            .get(&user)
+            .map(|list| list.iter().any(|h| h.presence.active(now_ms, away_after)));
         match active {
             Some(true) => Some(PresenceStatus::Online),
             Some(false) => Some(PresenceStatus::Away),
@@ -260,14 +265,9 @@ impl Hub {
             return;
         };
         let now = Instant::now();
-        let (mut users, expired, heartbeat) = {
+        let suspects = self.presence_suspects(&config, now);
+        let (expired, heartbeat) = {
             let mut book = super::lock(&self.presence);
-            let users: HashSet<UserId> = book
-                .local
-                .keys()
-                .chain(book.gone_since.keys())
-                .copied()
-                .collect();
             let expired = book.expire_remote(now);
             let every = Duration::from_secs(config.heartbeat_secs.max(1));
             let due = book
@@ -282,9 +282,9 @@ impl Hub {
                     .map(|(user, status)| (*user, *status))
                     .collect::<Vec<_>>()
             });
-            (users, expired, heartbeat)
+            (expired, heartbeat)
         };
-        for user in users.drain() {
+        for user in suspects {
             self.refresh_presence(user).await;
         }
         for user in expired {
@@ -302,6 +302,46 @@ impl Hub {
                 });
             }
         }
+    }
+
+    /// The users whose status on this node may have changed since it was last decided: a
+    /// socket gone idle (or active again), a grace over, or a status kept for a user with
+    /// neither a socket nor a grace. One pass over the sessions, outside the announcements'
+    /// lock, so a tick costs each quiet user a few atomic loads; `refresh_presence` decides
+    /// for the few suspects.
+    fn presence_suspects(&self, config: &PresenceConfig, now: Instant) -> Vec<UserId> {
+        let away_after = config.away_after_secs.saturating_mul(1000);
+        let now_ms = self.since_epoch_ms(now);
+        // (The sessions' lock is let go before the book's is taken: never both at once.)
+        let derived: HashMap<UserId, PresenceStatus> = read(&self.sessions)
+            .iter()
+            .map(|(user, list)| {
+                let active = list.iter().any(|h| h.presence.active(now_ms, away_after));
+                let status = if active {
+                    PresenceStatus::Online
+                } else {
+                    PresenceStatus::Away
+                };
+                (*user, status)
+            })
+            .collect();
+        let book = super::lock(&self.presence);
+        let grace = Duration::from_millis(config.offline_grace_ms);
+        let changed = derived
+            .iter()
+            .filter(|(user, status)| book.local.get(user) != Some(status))
+            .map(|(user, _)| *user);
+        let graces_over = book
+            .gone_since
+            .iter()
+            .filter(|(_, since)| now.saturating_duration_since(**since) >= grace)
+            .map(|(user, _)| *user);
+        let stale = book
+            .local
+            .keys()
+            .filter(|user| !derived.contains_key(user) && !book.gone_since.contains_key(user))
+            .copied();
+        changed.chain(graces_over).chain(stale).collect()
     }
 
     /// What another node says about its users' presence.

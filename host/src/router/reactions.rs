@@ -16,8 +16,7 @@ use super::RouterCore;
 use crate::error::{ApiError, Result};
 use crate::protocol::Ack;
 use crate::store::{
-    Appended, Event, EventId, EventKind, NewEvent, Pin, ReactionCount, Reactors, Role, RoomId,
-    RoomKind, User,
+    Event, EventId, EventKind, NewEvent, Pin, ReactionCount, Reactors, Role, RoomId, RoomKind, User,
 };
 
 impl RouterCore {
@@ -33,18 +32,15 @@ impl RouterCore {
         check_emoji(&emoji)?;
         self.require_member(sender.id, room_id).await?;
         self.live_message_in_room(room_id, message).await?;
-        self.rate_limit(sender.id)?;
-        let appended = self
-            .committer
-            .commit(NewEvent::React {
-                room_id,
-                sender_id: sender.id,
-                target: message,
-                emoji,
-                distinct_max: self.limits.reactions_per_message_max,
-            })
-            .await?;
-        Ok(write_ack(room_id, message, &appended))
+        let event = NewEvent::React {
+            room_id,
+            sender_id: sender.id,
+            target: message,
+            emoji,
+            distinct_max: self.limits.reactions_per_message_max,
+        };
+        self.write_about(sender, room_id, message, event, None)
+            .await
     }
 
     /// Take back one's own `emoji` reaction to a message.
@@ -58,24 +54,15 @@ impl RouterCore {
         check_emoji(&emoji)?;
         self.require_member(sender.id, room_id).await?;
         self.live_message_in_room(room_id, message).await?;
-        self.rate_limit(sender.id)?;
-        let appended = self
-            .committer
-            .commit(NewEvent::Unreact {
-                room_id,
-                sender_id: sender.id,
-                target: message,
-                emoji,
-            })
+        let event = NewEvent::Unreact {
+            room_id,
+            sender_id: sender.id,
+            target: message,
+            emoji,
+        };
+        let missing = ("reaction_not_found", "you have not reacted with that emoji");
+        self.write_about(sender, room_id, message, event, Some(missing))
             .await
-            .map_err(|err| {
-                not_found_as(
-                    err,
-                    "reaction_not_found",
-                    "you have not reacted with that emoji",
-                )
-            })?;
-        Ok(write_ack(room_id, message, &appended))
     }
 
     /// Who reacted to a message with what (members only).
@@ -95,35 +82,26 @@ impl RouterCore {
     pub async fn pin(&self, actor: &User, room_id: RoomId, message: EventId) -> Result<Ack> {
         self.require_pinner(actor, room_id).await?;
         self.live_message_in_room(room_id, message).await?;
-        self.rate_limit(actor.id)?;
-        let appended = self
-            .committer
-            .commit(NewEvent::Pin {
-                room_id,
-                actor_id: actor.id,
-                target: message,
-                pins_max: self.limits.pins_per_room_max,
-            })
-            .await?;
-        Ok(write_ack(room_id, message, &appended))
+        let event = NewEvent::Pin {
+            room_id,
+            actor_id: actor.id,
+            target: message,
+            pins_max: self.limits.pins_per_room_max,
+        };
+        self.write_about(actor, room_id, message, event, None).await
     }
 
     /// Unpin a message (whoever pinned it; the same people may unpin as may pin).
     pub async fn unpin(&self, actor: &User, room_id: RoomId, message: EventId) -> Result<Ack> {
         self.require_pinner(actor, room_id).await?;
-        self.rate_limit(actor.id)?;
-        let appended = self
-            .committer
-            .commit(NewEvent::Unpin {
-                room_id,
-                actor_id: actor.id,
-                target: message,
-            })
+        let event = NewEvent::Unpin {
+            room_id,
+            actor_id: actor.id,
+            target: message,
+        };
+        let missing = ("not_pinned", "that message is not pinned in this room");
+        self.write_about(actor, room_id, message, event, Some(missing))
             .await
-            .map_err(|err| {
-                not_found_as(err, "not_pinned", "that message is not pinned in this room")
-            })?;
-        Ok(write_ack(room_id, message, &appended))
     }
 
     /// The room's pinned messages, the latest pinned first, each with its reactions as the
@@ -176,6 +154,41 @@ impl RouterCore {
         Ok(())
     }
 
+    /// Commit a reaction or pin write about `message`, its checks done, under the actor's
+    /// message rate limit, and ack it. `missing`: the code and words for the store's
+    /// `NotFound` (the reaction or pin to take back is not there).
+    async fn write_about(
+        &self,
+        actor: &User,
+        room_id: RoomId,
+        message: EventId,
+        event: NewEvent,
+        missing: Option<(&'static str, &'static str)>,
+    ) -> Result<Ack> {
+        self.rate_limit(actor.id)?;
+        let appended = self
+            .committer
+            .commit(event)
+            .await
+            .map_err(|err| match missing {
+                Some((code, words)) if err.code() == "not_found" => {
+                    ApiError::not_found(code, words)
+                }
+                _ => err,
+            })?;
+        Ok(Ack {
+            room: room_id,
+            id: message,
+            seq: appended.event.seq,
+            client_msg_id: None,
+            body: None,
+            modified: false,
+            duplicate: appended.duplicate,
+            command: None,
+            mentions_not_in_room: Vec::new(),
+        })
+    }
+
     /// Owners and admins may pin; every member may in a direct room or a room that allows it.
     async fn require_pinner(&self, actor: &User, room_id: RoomId) -> Result<()> {
         let member = self.require_member(actor.id, room_id).await?;
@@ -197,28 +210,4 @@ impl RouterCore {
 fn check_emoji(emoji: &str) -> Result<()> {
     crate::reactions::check(emoji)
         .map_err(|why| ApiError::bad_request("invalid_reaction", why.to_string()))
-}
-
-/// The store's `NotFound` for a missing reaction or pin, named for the client.
-fn not_found_as(err: ApiError, code: &'static str, message: &'static str) -> ApiError {
-    if err.code() == "not_found" {
-        ApiError::not_found(code, message)
-    } else {
-        err
-    }
-}
-
-/// The ack of a reaction or pin write: the message it is about and the event's `seq`.
-fn write_ack(room: RoomId, message: EventId, appended: &Appended) -> Ack {
-    Ack {
-        room,
-        id: message,
-        seq: appended.event.seq,
-        client_msg_id: None,
-        body: None,
-        modified: false,
-        duplicate: appended.duplicate,
-        command: None,
-        mentions_not_in_room: Vec::new(),
-    }
 }

@@ -92,7 +92,7 @@ impl Dialect for PgStore {
                                       mentions, mentions_room";
     const DETAIL_OUT: &'static str = "detail::text AS detail";
     const LIVE_MESSAGE: &'static str = "e.kind = 'message' AND NOT e.deleted";
-    const LOCK_HEAD: &'static str = " FOR UPDATE";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
     const METADATA_TEXT: &'static str = "metadata::text";
     const FTS5: bool = false;
 

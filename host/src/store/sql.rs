@@ -42,9 +42,11 @@ pub(super) trait Dialect {
     fn contains_value(term: &str) -> String;
     /// The `metadata` column read as JSON text (`metadata::text` on PostgreSQL).
     const METADATA_TEXT: &'static str;
-    /// Appended to the query that reads the audit chain's head inside an append, so that
-    /// appends from several writers queue instead of forking the chain (` FOR UPDATE`).
-    const LOCK_HEAD: &'static str;
+    /// Appended to a SELECT whose rows the transaction must hold until it commits (the audit
+    /// chain's head, a room whose reactions or pins are being checked), so that writers on
+    /// other connections queue instead of acting on what they read before: ` FOR UPDATE` on
+    /// PostgreSQL. SQLite needs none: its write transaction already excludes other writers.
+    const FOR_UPDATE: &'static str;
     /// Upsert of a read cursor ($1 user, $2 room, $3 seq), clamped to `[0, last_seq]` and
     /// never moving back; returns `seq`.
     const READ_CURSOR_SQL: &'static str;
@@ -352,7 +354,7 @@ macro_rules! sql_store {
             .await?;
             let row = sqlx::query(&format!(
                 "SELECT seq, hash FROM audit_head WHERE id = 1{}",
-                <$store>::LOCK_HEAD
+                <$store>::FOR_UPDATE
             ))
             .fetch_one(&mut *conn)
             .await?;
@@ -732,15 +734,8 @@ macro_rules! sql_store {
                     .await?;
                     index_mentions(conn, *target, *room_id, message_seq, mentions).await?;
                     let row = NewRow {
-                        room_id: *room_id,
-                        kind: EventKind::Edit,
-                        sender_id: *sender_id,
-                        target: Some(*target),
-                        body: Some(body),
                         metadata,
-                        client_msg_id: None,
-                        thread: None,
-                        mentions: None,
+                        ..NewRow::about(*room_id, EventKind::Edit, *sender_id, *target, Some(body))
                     };
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
@@ -773,17 +768,7 @@ macro_rules! sql_store {
                     .await?;
                     unindex_mentions(conn, *target).await?;
                     forget_reactions_and_pins(conn, *target).await?;
-                    let row = NewRow {
-                        room_id: *room_id,
-                        kind: EventKind::Delete,
-                        sender_id: *sender_id,
-                        target: Some(*target),
-                        body: None,
-                        metadata: &Metadata::new(),
-                        client_msg_id: None,
-                        thread: None,
-                        mentions: None,
-                    };
+                    let row = NewRow::about(*room_id, EventKind::Delete, *sender_id, *target, None);
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
                 NewEvent::Join {
@@ -811,15 +796,8 @@ macro_rules! sql_store {
                     let metadata =
                         Metadata::from([("role".to_string(), role.as_str().to_string())]);
                     let row = NewRow {
-                        room_id: *room_id,
-                        kind: EventKind::MemberJoined,
-                        sender_id: *actor_id,
-                        target: Some(*user_id),
-                        body: None,
                         metadata: &metadata,
-                        client_msg_id: None,
-                        thread: None,
-                        mentions: None,
+                        ..NewRow::about(*room_id, EventKind::MemberJoined, *actor_id, *user_id, None)
                     };
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
@@ -838,17 +816,7 @@ macro_rules! sql_store {
                     if done.rows_affected() == 0 {
                         return Err(StoreError::NotFound);
                     }
-                    let row = NewRow {
-                        room_id: *room_id,
-                        kind: EventKind::MemberLeft,
-                        sender_id: *actor_id,
-                        target: Some(*user_id),
-                        body: None,
-                        metadata: &Metadata::new(),
-                        client_msg_id: None,
-                        thread: None,
-                        mentions: None,
-                    };
+                    let row = NewRow::about(*room_id, EventKind::MemberLeft, *actor_id, *user_id, None);
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
                 NewEvent::React {
@@ -858,6 +826,10 @@ macro_rules! sql_store {
                     emoji,
                     distinct_max,
                 } => {
+                    // Checked under the room's lock: two identical reactions at once are one
+                    // reaction and a duplicate, two new emoji at the limit are one refusal,
+                    // and a delete cannot slip in between the check and the insert.
+                    lock_room(conn, *room_id).await?;
                     live_message(conn, *room_id, *target).await?;
                     let given: Option<i64> = sqlx::query_scalar(
                         "SELECT event_id FROM reactions
@@ -890,17 +862,7 @@ macro_rules! sql_store {
                         return Err(StoreError::Conflict("too_many_reactions"));
                     }
                     let seq = next_seq(conn, *room_id).await?;
-                    let row = NewRow {
-                        room_id: *room_id,
-                        kind: EventKind::Reaction,
-                        sender_id: *sender_id,
-                        target: Some(*target),
-                        body: Some(emoji),
-                        metadata: &Metadata::new(),
-                        client_msg_id: None,
-                        thread: None,
-                        mentions: None,
-                    };
+                    let row = NewRow::about(*room_id, EventKind::Reaction, *sender_id, *target, Some(emoji));
                     let event = insert_at(conn, seq, row, now, policy).await?;
                     sqlx::query(
                         "INSERT INTO reactions (message_id, emoji, user_id, event_id, created_at)
@@ -934,17 +896,7 @@ macro_rules! sql_store {
                         return Err(StoreError::NotFound);
                     }
                     let seq = next_seq(conn, *room_id).await?;
-                    let row = NewRow {
-                        room_id: *room_id,
-                        kind: EventKind::ReactionRemoved,
-                        sender_id: *sender_id,
-                        target: Some(*target),
-                        body: Some(emoji),
-                        metadata: &Metadata::new(),
-                        client_msg_id: None,
-                        thread: None,
-                        mentions: None,
-                    };
+                    let row = NewRow::about(*room_id, EventKind::ReactionRemoved, *sender_id, *target, Some(emoji));
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
                 NewEvent::Pin {
@@ -953,6 +905,9 @@ macro_rules! sql_store {
                     target,
                     pins_max,
                 } => {
+                    // Under the room's lock, like a reaction: one pin per message, the limit
+                    // exact, no delete in between.
+                    lock_room(conn, *room_id).await?;
                     live_message(conn, *room_id, *target).await?;
                     let pinned: Option<i64> = sqlx::query_scalar(
                         "SELECT event_id FROM pins WHERE room_id = $1 AND message_id = $2",
@@ -975,17 +930,7 @@ macro_rules! sql_store {
                         return Err(StoreError::Conflict("too_many_pins"));
                     }
                     let seq = next_seq(conn, *room_id).await?;
-                    let row = NewRow {
-                        room_id: *room_id,
-                        kind: EventKind::Pinned,
-                        sender_id: *actor_id,
-                        target: Some(*target),
-                        body: None,
-                        metadata: &Metadata::new(),
-                        client_msg_id: None,
-                        thread: None,
-                        mentions: None,
-                    };
+                    let row = NewRow::about(*room_id, EventKind::Pinned, *actor_id, *target, None);
                     let event = insert_at(conn, seq, row, now, policy).await?;
                     sqlx::query(
                         "INSERT INTO pins (room_id, message_id, pinned_by, event_id, pinned_at)
@@ -1015,17 +960,7 @@ macro_rules! sql_store {
                         return Err(StoreError::NotFound);
                     }
                     let seq = next_seq(conn, *room_id).await?;
-                    let row = NewRow {
-                        room_id: *room_id,
-                        kind: EventKind::Unpinned,
-                        sender_id: *actor_id,
-                        target: Some(*target),
-                        body: None,
-                        metadata: &Metadata::new(),
-                        client_msg_id: None,
-                        thread: None,
-                        mentions: None,
-                    };
+                    let row = NewRow::about(*room_id, EventKind::Unpinned, *actor_id, *target, None);
                     Ok(fresh(insert_at(conn, seq, row, now, policy).await?))
                 }
             }
@@ -1044,6 +979,31 @@ macro_rules! sql_store {
             mentions: Option<&'a Mentions>,
         }
 
+        impl<'a> NewRow<'a> {
+            /// An event about another row (a delete, a membership change, a reaction, a
+            /// pin): no metadata, client id, thread or mentions of its own.
+            fn about(
+                room_id: RoomId,
+                kind: EventKind,
+                sender_id: UserId,
+                target: i64,
+                body: Option<&'a String>,
+            ) -> Self {
+                static NONE: Metadata = Metadata::new();
+                NewRow {
+                    room_id,
+                    kind,
+                    sender_id,
+                    target: Some(target),
+                    body,
+                    metadata: &NONE,
+                    client_msg_id: None,
+                    thread: None,
+                    mentions: None,
+                }
+            }
+        }
+
         /// Take the room's next seq; `NotFound` if there is no such room. On PostgreSQL the
         /// row lock this UPDATE holds until commit keeps seqs gap-free across nodes.
         async fn next_seq(conn: &mut DbConnection, room: RoomId) -> StoreResult<i64> {
@@ -1055,6 +1015,20 @@ macro_rules! sql_store {
             .await?
             .ok_or(StoreError::NotFound)?;
             col(&row, "last_seq")
+        }
+
+        /// Hold the room's row until commit without taking a seq (`NotFound` if there is no
+        /// such room): every append to the room takes the same lock in [`next_seq`].
+        async fn lock_room(conn: &mut DbConnection, room: RoomId) -> StoreResult<()> {
+            sqlx::query(&format!(
+                "SELECT id FROM rooms WHERE id = $1{}",
+                <$store>::FOR_UPDATE
+            ))
+            .bind(room)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            Ok(())
         }
 
         /// Check that `target` is a live message in `room`; return its author and, for a

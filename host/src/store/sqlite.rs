@@ -144,7 +144,7 @@ impl Dialect for SqliteStore {
     // `deleted = 0` (not `= FALSE`) so SQLite matches the partial index word for word.
     const LIVE_MESSAGE: &'static str = "e.kind = 'message' AND e.deleted = 0";
     // The single writer connection and `BEGIN IMMEDIATE` already serialise appends.
-    const LOCK_HEAD: &'static str = "";
+    const FOR_UPDATE: &'static str = "";
     const METADATA_TEXT: &'static str = "metadata";
     const FTS5: bool = true;
 
