@@ -413,9 +413,8 @@ async fn pins_are_for_owners_and_admins_unless_the_room_allows_everyone() {
 
 /// Many identical reactions or pins at once (a double click, two tabs, a retrying client)
 /// are one event and duplicates, and different emoji racing for the last places stop exactly
-/// at the limit: the checks hold the room's lock, so on PostgreSQL no request reads what
-/// another is about to change (an unchecked race there would end in a unique violation, a
-/// 503, or one emoji over the limit).
+/// at the limit, on both stores. (One node commits through its batching writer; the same
+/// race through two nodes is `cluster::concurrent_writers`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_reactions_and_pins_are_one_event_each_and_the_limit_is_exact() {
     use futures_util::future::join_all;
@@ -452,11 +451,11 @@ async fn racing_reactions_and_pins_are_one_event_each_and_the_limit_is_exact() {
 
         // Two places left (👍 holds one of three): five new emoji race for them.
         let emoji = ["🎉", "🚀", "👀", "❤️", "✅"];
-        let answers = join_all(emoji.iter().map(|e| {
-            let path = reaction_path(room, message, e);
-            async move { alice.put(&path).await }
-        }))
-        .await;
+        let paths: Vec<String> = emoji
+            .iter()
+            .map(|e| reaction_path(room, message, e))
+            .collect();
+        let answers = join_all(paths.iter().map(|path| alice.put(path))).await;
         let made = answers
             .iter()
             .filter(|(s, _)| *s == StatusCode::CREATED)

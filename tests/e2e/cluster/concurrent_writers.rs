@@ -49,3 +49,92 @@ async fn concurrent_senders_on_two_nodes_get_unique_gap_free_seqs() {
     assert_eq!(stored, acked, "the log holds exactly the acknowledged seqs");
     assert_eq!(history.len(), USERS * 2 * PER_SENDER);
 }
+
+/// Reactions and pins raced through two nodes on one PostgreSQL: identical ones are one event
+/// and duplicates (not a unique violation's 503), new emoji racing for the last place get one
+/// place, and the log stays gap-free. Each node commits on its own connections, so only the
+/// room's lock that the check holds keeps the two from acting on what they read before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_and_pins_raced_through_two_nodes_are_one_each_and_the_limit_is_exact() {
+    const ROUNDS: usize = 5;
+    let db = PgDb::create().await;
+    let config = NodeConfig::new(&db, system_nats_url());
+    let (a, b) = two_nodes(&config).await;
+    let alice = a.user("alice").await;
+    let bob = a.user("bob").await;
+    let room = alice.group("race", &[bob.id]).await;
+    let path = |message: i64, emoji: &str| crate::support::reaction_path(room, message, emoji);
+
+    for round in 0..ROUNDS {
+        let (_, sent) = alice.send_http(room, &format!("m{round}"), "race me").await;
+        let message = sent["id"].as_i64().unwrap();
+
+        // Bob's 👍 through both nodes at once, three times each.
+        let thumbs = path(message, "👍");
+        let clients: Vec<_> = (0..6)
+            .map(|i| on(if i % 2 == 0 { &a } else { &b }, &bob))
+            .collect();
+        let answers = join_all(clients.iter().map(|c| c.put(&thumbs))).await;
+        let created = answers.iter().filter(|(s, _)| s.as_u16() == 201).count();
+        assert_eq!(created, 1, "round {round}: one reaction: {answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|(s, a)| s.as_u16() == 201 || (s.as_u16() == 200 && a["duplicate"] == true)),
+            "round {round}: the rest are duplicates: {answers:?}"
+        );
+
+        // 18 more emoji by alice leave one place of the 20; six new ones race for it.
+        for (i, emoji) in EMOJI[..18].iter().enumerate() {
+            let (status, body) = alice.put(&path(message, emoji)).await;
+            assert_eq!(status.as_u16(), 201, "emoji {i}: {body}");
+        }
+        let clients: Vec<_> = (0..6)
+            .map(|i| on(if i % 2 == 0 { &a } else { &b }, &alice))
+            .collect();
+        let racing: Vec<String> = EMOJI[18..24].iter().map(|e| path(message, e)).collect();
+        let answers = join_all(clients.iter().zip(&racing).map(|(c, p)| c.put(p))).await;
+        let created = answers.iter().filter(|(s, _)| s.as_u16() == 201).count();
+        assert_eq!(created, 1, "round {round}: one place left: {answers:?}");
+        assert!(
+            answers.iter().all(|(s, a)| s.as_u16() == 201
+                || (s.as_u16() == 409 && a["code"] == "too_many_reactions")),
+            "round {round}: {answers:?}"
+        );
+
+        // One pin, asked for through both nodes at once.
+        let pin = format!("/api/v1/rooms/{room}/pins/{message}");
+        let answers = join_all(clients.iter().map(|c| c.put(&pin))).await;
+        let created = answers.iter().filter(|(s, _)| s.as_u16() == 201).count();
+        assert_eq!(created, 1, "round {round}: one pin: {answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|(s, _)| s.as_u16() == 201 || s.as_u16() == 200),
+            "round {round}: {answers:?}"
+        );
+    }
+
+    let history = full_history(&alice, room).await;
+    let seqs: Vec<i64> = history.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_one_to_n(&seqs, "the room's log");
+    let count = |kind: &str| history.iter().filter(|e| e["kind"] == kind).count();
+    assert_eq!(
+        (count("reaction"), count("pinned")),
+        (ROUNDS * 20, ROUNDS),
+        "every round: 20 reactions and one pin in the log"
+    );
+    let (_, reactors) = alice
+        .get(&format!(
+            "/api/v1/rooms/{room}/messages/{}/reactions",
+            history.iter().find(|e| e["kind"] == "message").unwrap()["id"]
+        ))
+        .await;
+    assert_eq!(reactors.as_array().map(Vec::len), Some(20), "{reactors}");
+}
+
+/// 24 different emoji.
+const EMOJI: [&str; 24] = [
+    "😀", "😁", "😂", "🤣", "😃", "😄", "😅", "😆", "😉", "😊", "😋", "😎", "😍", "😘", "🥰", "😗",
+    "😙", "🥲", "😚", "🙂", "🤗", "🤩", "🤔", "🫡",
+];
