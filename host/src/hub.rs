@@ -146,6 +146,8 @@ pub struct Hub {
     presence: Mutex<presence::Book>,
     /// Held while a presence change is decided and announced, so they go out in order.
     presence_turn: tokio::sync::Mutex<()>,
+    /// Wakes the presence task when users are queued for it.
+    presence_wake: Notify,
     /// Sessions' activity is kept as milliseconds since this instant.
     epoch: std::time::Instant,
 }
@@ -169,6 +171,7 @@ impl Hub {
             presence_config: OnceLock::new(),
             presence: Mutex::default(),
             presence_turn: tokio::sync::Mutex::new(()),
+            presence_wake: Notify::new(),
             epoch: std::time::Instant::now(),
         }
     }
@@ -202,7 +205,7 @@ impl Hub {
         (handle, rx)
     }
 
-    /// Drop a closed session. Call `refresh_presence` for its user afterwards.
+    /// Drop a closed session. Call `presence_changed` for its user afterwards.
     pub fn unregister(&self, handle: &SessionHandle) {
         let mut was_last = false;
         {

@@ -142,16 +142,8 @@ pub async fn serve(
                 .await
                 .context("reading who hides their presence")?,
         );
-        let hub = hub.clone();
         let every = std::time::Duration::from_millis(config.presence.tick_ms.max(50));
-        Some(tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                hub.presence_tick().await;
-            }
-        }))
+        Some(tokio::spawn(hub.clone().run_presence(every)))
     } else {
         None
     };

@@ -19,6 +19,7 @@ pub mod rules;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -34,8 +35,8 @@ use crate::membership::Membership;
 use crate::mentions;
 use crate::protocol::{Ack, ServerFrame};
 use crate::store::{
-    Event, EventId, EventKind, Member, Metadata, NewEvent, NewRoom, Page, Role, Room, RoomId,
-    RoomKind, Store, ThreadReply, ThreadSummary, User, UserId,
+    Event, EventId, EventKind, Member, Metadata, NewEvent, NewRoom, Page, ReactionCount, Role,
+    Room, RoomId, RoomKind, Store, ThreadReply, ThreadSummary, User, UserId,
 };
 
 /// The thread fields of a send (HTTP or WebSocket) as the message path takes them:
@@ -465,8 +466,7 @@ impl RouterCore {
         // Ask for one more than the page to learn whether there is more.
         let mut events = self.store.events(room_id, page, limit + 1).await?;
         let more = trim_page(&mut events, page, limit);
-        self.add_thread_summaries(room_id, &mut events).await?;
-        self.add_reactions(caller, &mut events).await?;
+        self.annotate(caller, room_id, &mut events).await?;
         Ok((events, more))
     }
 
@@ -489,16 +489,16 @@ impl RouterCore {
             .thread_replies(room_id, root, page, limit + 1)
             .await?;
         let has_more = trim_page(&mut replies, page, limit);
-        root_event.thread = self
-            .store
-            .thread_summaries(room_id, &[root])
-            .await?
-            .into_iter()
-            .next()
-            .map(|(_, summary)| summary);
-        self.add_reactions(caller, std::slice::from_mut(&mut root_event))
-            .await?;
-        self.add_reactions(caller, &mut replies).await?;
+        // The root with its replies, annotated in one read; a deleted root keeps its count.
+        let was_deleted = root_event.deleted;
+        root_event.deleted = false;
+        replies.insert(0, root_event);
+        self.annotate(caller, room_id, &mut replies).await?;
+        let mut root_event = replies.remove(0);
+        root_event.deleted = was_deleted;
+        if was_deleted {
+            root_event.reactions.clear();
+        }
         let (read_seq, unread) = self.store.thread_unread(caller.id, root).await?;
         Ok(ThreadView {
             root: root_event,
@@ -547,21 +547,37 @@ impl RouterCore {
             .clamp(1, self.limits.history_page_max.max(1))
     }
 
-    /// Under each top-level message of a history page, how many replies it has.
-    async fn add_thread_summaries(&self, room_id: RoomId, events: &mut [Event]) -> Result<()> {
+    /// Under each message of a page, what history shows with it: a live top-level message's
+    /// reply count, and every live message's reactions as `viewer` sees them (`me`). One
+    /// store read for both.
+    pub(super) async fn annotate(
+        &self,
+        viewer: &User,
+        room_id: RoomId,
+        events: &mut [Event],
+    ) -> Result<()> {
+        let live = |e: &&Event| e.kind == EventKind::Message && !e.deleted;
         let roots: Vec<EventId> = events
             .iter()
-            .filter(|e| e.kind == EventKind::Message && e.thread_root.is_none() && !e.deleted)
+            .filter(live)
+            .filter(|e| e.thread_root.is_none())
             .map(|e| e.id)
             .collect();
-        let summaries: std::collections::HashMap<EventId, ThreadSummary> = self
+        let messages: Vec<EventId> = events.iter().filter(live).map(|e| e.id).collect();
+        let found = self
             .store
-            .thread_summaries(room_id, &roots)
-            .await?
-            .into_iter()
-            .collect();
+            .annotations(viewer.id, room_id, &roots, &messages)
+            .await?;
+        let threads: HashMap<EventId, ThreadSummary> = found.threads.into_iter().collect();
+        let mut reactions: HashMap<EventId, Vec<ReactionCount>> = HashMap::new();
+        for (message, count) in found.reactions {
+            reactions.entry(message).or_default().push(count);
+        }
         for event in events.iter_mut() {
-            event.thread = summaries.get(&event.id).copied();
+            event.thread = threads.get(&event.id).copied();
+            if let Some(counts) = reactions.remove(&event.id) {
+                event.reactions = counts;
+            }
         }
         Ok(())
     }

@@ -264,6 +264,13 @@ pub struct Event {
     pub reactions: Vec<ReactionCount>,
 }
 
+/// What history shows under a page's messages (see [`Store::annotations`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Annotations {
+    pub threads: Vec<(EventId, ThreadSummary)>,
+    pub reactions: Vec<(EventId, ReactionCount)>,
+}
+
 /// How many members reacted to a message with one emoji, and whether the reader did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReactionCount {
@@ -704,7 +711,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         room: RoomId,
         roots: &[EventId],
-    ) -> StoreResult<Vec<(EventId, ThreadSummary)>>;
+    ) -> StoreResult<Vec<(EventId, ThreadSummary)>> {
+        Ok(self.annotations(0, room, roots, &[]).await?.threads)
+    }
     /// The user's read cursor in the thread (`0` before the first read) and how many live
     /// replies from others come after it.
     async fn thread_unread(&self, user: UserId, root: EventId) -> StoreResult<(i64, u64)>;
@@ -719,13 +728,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<i64>;
 
     // ---- reactions and pins ----
-    /// The reactions to those of `messages` that have any, per message in the order each
-    /// emoji was first given; `me` says whether `viewer` gave it.
-    async fn reaction_counts(
+    /// What history shows under a page's messages, in one read: the live-reply counts of
+    /// those of `roots` (messages of `room`) that have replies, and the reactions to those of
+    /// `messages` that have any, per message in the order each emoji was first given (`me`:
+    /// `viewer` gave it).
+    async fn annotations(
         &self,
         viewer: UserId,
+        room: RoomId,
+        roots: &[EventId],
         messages: &[EventId],
-    ) -> StoreResult<Vec<(EventId, ReactionCount)>>;
+    ) -> StoreResult<Annotations>;
     /// Who reacted to `message` with what: per emoji (in the order first given), the users
     /// earliest first.
     async fn reactors(&self, message: EventId) -> StoreResult<Vec<Reactors>>;

@@ -105,7 +105,7 @@ async fn run_session(state: AppState, caller: Caller, socket: WebSocket) {
         caller.session_id.clone(),
         limits.ws_send_queue,
     );
-    state.hub.refresh_presence(caller.user.id).await;
+    state.hub.presence_changed(caller.user.id);
     let (sink, stream) = socket.split();
     let (control_tx, control_rx) = mpsc::channel::<Control>(64);
     tracing::debug!(
@@ -148,7 +148,7 @@ async fn run_session(state: AppState, caller: Caller, socket: WebSocket) {
     let reason = handle.reason().map_or("client", CloseReason::code);
     crate::metrics::Metrics::count(&state.metrics.ws_closed, reason);
     state.hub.unregister(&handle);
-    state.hub.refresh_presence(handle.user_id).await;
+    state.hub.presence_changed(handle.user_id);
     tracing::debug!(conn = handle.conn_id, reason, "websocket closed");
 }
 
@@ -249,7 +249,7 @@ impl Reader {
             _ => hub.presence_activity(&self.handle),
         };
         if active {
-            hub.refresh_presence(user.id).await;
+            hub.presence_changed(user.id);
         }
         let ack_frame = |ack: crate::protocol::Ack| {
             Some(

@@ -16,8 +16,11 @@
 //! - Each node tells its own sockets: a change of a user's status goes as a `presence` frame
 //!   to every local session of everyone who shares a room with them (and to the user's own).
 //!
-//! Announcements are made one at a time (an async lock around "decide, then fan out"), so
-//! clients receive a user's changes in the order they were decided.
+//! Sockets only queue their user for a decision (`presence_changed`); one task per node
+//! decides and announces, one user at a time (an async lock around "decide, then fan out",
+//! which the bus's and the API's changes take too), so clients receive a user's changes in
+//! the order they were decided, and a socket never waits for someone else's announcement
+//! to be fanned out.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -46,6 +49,9 @@ pub(super) struct Book {
     /// Each user's status as this node's sockets were last told (absent: offline).
     shown: HashMap<UserId, PresenceStatus>,
     last_heartbeat: Option<Instant>,
+    /// Users to re-decide, in the order asked, each once (`Hub::presence_changed`).
+    queued: Vec<UserId>,
+    queued_set: HashSet<UserId>,
 }
 
 impl Book {
@@ -220,9 +226,52 @@ impl Hub {
         }
     }
 
+    /// `user`'s presence on this node may have changed (a socket came, went, or did
+    /// something after an idle spell): have the presence task re-decide it. Returns at once,
+    /// so a socket never waits for announcements to be fanned out; in a reconnect storm each
+    /// user is queued once however many of their sockets come and go.
+    pub fn presence_changed(&self, user: UserId) {
+        if self.presence_config().is_none() {
+            return;
+        }
+        let mut book = super::lock(&self.presence);
+        if book.queued_set.insert(user) {
+            book.queued.push(user);
+            drop(book);
+            self.presence_wake.notify_one();
+        }
+    }
+
+    /// The presence task (run once per node while presence is on): re-decides the users
+    /// [`Self::presence_changed`] queued, as they come, and runs [`Self::presence_tick`]
+    /// every `tick`.
+    pub async fn run_presence(self: Arc<Self>, tick: Duration) {
+        let mut ticks = tokio::time::interval(tick);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => self.presence_tick().await,
+                () = self.presence_wake.notified() => {}
+            }
+            loop {
+                let queued = {
+                    let mut book = super::lock(&self.presence);
+                    book.queued_set.clear();
+                    std::mem::take(&mut book.queued)
+                };
+                if queued.is_empty() {
+                    break;
+                }
+                for user in queued {
+                    self.refresh_presence(user).await;
+                }
+            }
+        }
+    }
+
     /// Re-derive `user`'s presence on this node: tell the cluster if it changed, and this
     /// node's sockets if what others see changed.
-    pub async fn refresh_presence(&self, user: UserId) {
+    async fn refresh_presence(&self, user: UserId) {
         if self.presence_config().is_none() {
             return;
         }
@@ -260,7 +309,7 @@ impl Hub {
 
     /// The periodic check: sockets gone idle, graces over, nodes gone silent, and the
     /// heartbeat to the cluster.
-    pub async fn presence_tick(&self) {
+    async fn presence_tick(&self) {
         let Some(config) = self.presence_config().cloned() else {
             return;
         };

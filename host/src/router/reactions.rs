@@ -10,14 +10,10 @@
 //! writes, but writes. A reaction's value is checked by [`crate::reactions::check`], so
 //! no text rides along that the message plugins did not see.
 
-use std::collections::HashMap;
-
 use super::RouterCore;
 use crate::error::{ApiError, Result};
 use crate::protocol::Ack;
-use crate::store::{
-    Event, EventId, EventKind, NewEvent, Pin, ReactionCount, Reactors, Role, RoomId, RoomKind, User,
-};
+use crate::store::{Event, EventId, NewEvent, Pin, Reactors, Role, RoomId, RoomKind, User};
 
 impl RouterCore {
     /// React to a message with `emoji`. Reacting again with the same emoji changes nothing
@@ -110,7 +106,7 @@ impl RouterCore {
         self.require_member(caller.id, room_id).await?;
         let mut pins = self.store.pins(room_id).await?;
         let mut messages: Vec<Event> = pins.iter().map(|p| p.message.clone()).collect();
-        self.add_reactions(caller, &mut messages).await?;
+        self.annotate(caller, room_id, &mut messages).await?;
         for (pin, message) in pins.iter_mut().zip(messages) {
             pin.message = message;
         }
@@ -133,25 +129,6 @@ impl RouterCore {
             ));
         }
         Ok(self.store.set_members_may_pin(room_id, allowed).await?)
-    }
-
-    /// Under each message of a page, its reactions as `viewer` sees them (`me`).
-    pub(super) async fn add_reactions(&self, viewer: &User, events: &mut [Event]) -> Result<()> {
-        let messages: Vec<EventId> = events
-            .iter()
-            .filter(|e| e.kind == EventKind::Message && !e.deleted)
-            .map(|e| e.id)
-            .collect();
-        let mut counts: HashMap<EventId, Vec<ReactionCount>> = HashMap::new();
-        for (message, count) in self.store.reaction_counts(viewer.id, &messages).await? {
-            counts.entry(message).or_default().push(count);
-        }
-        for event in events.iter_mut() {
-            if let Some(reactions) = counts.remove(&event.id) {
-                event.reactions = reactions;
-            }
-        }
-        Ok(())
     }
 
     /// Commit a reaction or pin write about `message`, its checks done, under the actor's

@@ -184,7 +184,7 @@ macro_rules! sql_store {
             ThreadReply, Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, EventVersion,
             FileRecord, FileUsage, FinishedFile, LegalHold, Member, Metadata, NewEvent, NewHold, NewRoom, NewUser, Page, ReindexStep, Role, Room,
             RoomId, RoomKind, RoomSummary, SearchQuery, Session, Store, StoreError, StoreResult,
-            Mentions, Pin, ReactionCount, Reactors, ThreadSummary, User, UserId, WritePolicy,
+            Annotations, Mentions, Pin, ReactionCount, Reactors, ThreadSummary, User, UserId, WritePolicy,
             now_millis,
         };
         use $crate::store::sql::{SearchBind, search_sql};
@@ -1673,44 +1673,6 @@ macro_rules! sql_store {
             }
 
             #[tracing::instrument(skip_all)]
-            async fn thread_summaries(
-                &self,
-                room: RoomId,
-                roots: &[EventId],
-            ) -> StoreResult<Vec<(EventId, ThreadSummary)>> {
-                if roots.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let list: Vec<String> = (0..roots.len()).map(|i| format!("${}", i + 2)).collect();
-                let sql = format!(
-                    "SELECT thread_root, count(*) AS replies, max(created_at) AS last_reply_at
-                       FROM events e
-                      WHERE e.room_id = $1 AND e.thread_root IN ({}) AND {}
-                      GROUP BY thread_root",
-                    list.join(", "),
-                    <$store>::LIVE_MESSAGE
-                );
-                let mut query = sqlx::query(&sql).bind(room);
-                for root in roots {
-                    query = query.bind(root);
-                }
-                query
-                    .fetch_all(self.reads())
-                    .await?
-                    .iter()
-                    .map(|row| {
-                        Ok((
-                            col(row, "thread_root")?,
-                            ThreadSummary {
-                                replies: u64::try_from(col::<_, i64>(row, "replies")?).unwrap_or(0),
-                                last_reply_at: col(row, "last_reply_at")?,
-                            },
-                        ))
-                    })
-                    .collect()
-            }
-
-            #[tracing::instrument(skip_all)]
             async fn thread_unread(&self, user: UserId, root: EventId) -> StoreResult<(i64, u64)> {
                 let read: i64 = sqlx::query_scalar(
                     "SELECT seq FROM thread_reads WHERE user_id = $1 AND root_id = $2",
@@ -1770,44 +1732,75 @@ macro_rules! sql_store {
             // ---- reactions and pins ----
 
             #[tracing::instrument(skip_all)]
-            async fn reaction_counts(
+            async fn annotations(
                 &self,
                 viewer: UserId,
+                room: RoomId,
+                roots: &[EventId],
                 messages: &[EventId],
-            ) -> StoreResult<Vec<(EventId, ReactionCount)>> {
-                if messages.is_empty() {
-                    return Ok(Vec::new());
+            ) -> StoreResult<Annotations> {
+                // One statement (one trip to the database) for both, as history asks for both
+                // on every page. $1 viewer, $2 room, then the roots, then the messages.
+                let mut parts = Vec::new();
+                let params = |from: usize, n: usize| -> String {
+                    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+                };
+                if !roots.is_empty() {
+                    parts.push(format!(
+                        "SELECT 't' AS part, e.thread_root AS message_id, '' AS emoji,
+                                count(*) AS n, CAST(0 AS BIGINT) AS mine, max(e.created_at) AS at
+                           FROM events e
+                          WHERE e.room_id = $2 AND e.thread_root IN ({}) AND {}
+                          GROUP BY e.thread_root",
+                        params(3, roots.len()),
+                        <$store>::LIVE_MESSAGE
+                    ));
                 }
-                let list: Vec<String> =
-                    (0..messages.len()).map(|i| format!("${}", i + 2)).collect();
+                if !messages.is_empty() {
+                    parts.push(format!(
+                        "SELECT 'r' AS part, message_id, emoji, count(*) AS n,
+                                count(CASE WHEN user_id = $1 THEN 1 END) AS mine,
+                                min(created_at) AS at
+                           FROM reactions WHERE message_id IN ({})
+                          GROUP BY message_id, emoji",
+                        params(3 + roots.len(), messages.len())
+                    ));
+                }
+                if parts.is_empty() {
+                    return Ok(Annotations::default());
+                }
+                // Both placeholders are bound whichever part is asked for: PostgreSQL wants
+                // every parameter used, so each is mentioned once in a tautology.
                 let sql = format!(
-                    "SELECT message_id, emoji, count(*) AS n,
-                            count(CASE WHEN user_id = $1 THEN 1 END) AS mine,
-                            min(created_at) AS first_at
-                       FROM reactions WHERE message_id IN ({})
-                      GROUP BY message_id, emoji
-                      ORDER BY message_id, first_at, emoji",
-                    list.join(", ")
+                    "SELECT part, message_id, emoji, n, mine, at FROM ({}) a
+                      WHERE $1 = $1 AND $2 = $2
+                      ORDER BY part, message_id, at, emoji",
+                    parts.join(" UNION ALL ")
                 );
-                let mut query = sqlx::query(&sql).bind(viewer);
-                for message in messages {
-                    query = query.bind(message);
+                let mut query = sqlx::query(&sql).bind(viewer).bind(room);
+                for id in roots.iter().chain(messages) {
+                    query = query.bind(id);
                 }
-                query
-                    .fetch_all(self.reads())
-                    .await?
-                    .iter()
-                    .map(|row| {
-                        Ok((
-                            col(row, "message_id")?,
-                            ReactionCount {
-                                emoji: col(row, "emoji")?,
-                                count: u64::try_from(col::<_, i64>(row, "n")?).unwrap_or(0),
-                                me: col::<_, i64>(row, "mine")? > 0,
-                            },
-                        ))
-                    })
-                    .collect()
+                let mut found = Annotations::default();
+                for row in query.fetch_all(self.reads()).await? {
+                    let message: EventId = col(&row, "message_id")?;
+                    let n = u64::try_from(col::<_, i64>(&row, "n")?).unwrap_or(0);
+                    if col::<_, String>(&row, "part")? == "t" {
+                        let summary = ThreadSummary {
+                            replies: n,
+                            last_reply_at: col(&row, "at")?,
+                        };
+                        found.threads.push((message, summary));
+                    } else {
+                        let count = ReactionCount {
+                            emoji: col(&row, "emoji")?,
+                            count: n,
+                            me: col::<_, i64>(&row, "mine")? > 0,
+                        };
+                        found.reactions.push((message, count));
+                    }
+                }
+                Ok(found)
             }
 
             #[tracing::instrument(skip_all)]
