@@ -199,6 +199,24 @@ pub struct Ack {
     pub mentions_not_in_room: Vec<String>,
 }
 
+impl Ack {
+    /// The ack of a write about message `id` (an edit, a delete, a reaction, a pin): the
+    /// new event's `seq`, nothing else said.
+    pub fn about(room: RoomId, id: EventId, seq: i64) -> Self {
+        Self {
+            room,
+            id,
+            seq,
+            client_msg_id: None,
+            modified: false,
+            body: None,
+            duplicate: false,
+            command: None,
+            mentions_not_in_room: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame<'a> {

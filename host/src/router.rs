@@ -39,6 +39,15 @@ use crate::store::{
     Room, RoomId, RoomKind, Store, ThreadReply, ThreadSummary, User, UserId,
 };
 
+/// Which top-level messages [`RouterCore::annotate`] counts the replies of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Roots {
+    /// Live ones (history: a deleted message shows no thread link).
+    Live,
+    /// Deleted ones too (a thread view: its replies outlive the root).
+    EvenDeleted,
+}
+
 /// The thread fields of a send (HTTP or WebSocket) as the message path takes them:
 /// `also_to_room` only means something for a reply.
 pub fn thread_reply(root: Option<EventId>, also_to_room: bool) -> Result<Option<ThreadReply>> {
@@ -404,15 +413,10 @@ impl RouterCore {
             self.audit_marks(sender, &appended.event, &authors).await;
         }
         Ok(Ack {
-            room: room_id,
-            id: message,
-            seq: appended.event.seq,
-            client_msg_id: None,
             body: modified.then(|| appended.event.body.clone()).flatten(),
             modified,
-            duplicate: false,
-            command: None,
             mentions_not_in_room: mentioned.not_in_room,
+            ..Ack::about(room_id, message, appended.event.seq)
         })
     }
 
@@ -440,17 +444,7 @@ impl RouterCore {
                 target: message,
             })
             .await?;
-        Ok(Ack {
-            room: room_id,
-            id: message,
-            seq: appended.event.seq,
-            client_msg_id: None,
-            body: None,
-            modified: false,
-            duplicate: false,
-            command: None,
-            mentions_not_in_room: Vec::new(),
-        })
+        Ok(Ack::about(room_id, message, appended.event.seq))
     }
 
     /// A page of a room's log, oldest first, and whether more exist beyond it.
@@ -466,7 +460,8 @@ impl RouterCore {
         // Ask for one more than the page to learn whether there is more.
         let mut events = self.store.events(room_id, page, limit + 1).await?;
         let more = trim_page(&mut events, page, limit);
-        self.annotate(caller, room_id, &mut events).await?;
+        self.annotate(caller, room_id, &mut events, Roots::Live)
+            .await?;
         Ok((events, more))
     }
 
@@ -482,7 +477,7 @@ impl RouterCore {
     ) -> Result<ThreadView> {
         self.require_member(caller.id, room_id).await?;
         // A deleted root still has its thread: the replies outlive it.
-        let mut root_event = top_level(self.message_in_room(room_id, root).await?)?;
+        let root_event = top_level(self.message_in_room(room_id, root).await?)?;
         let limit = self.page_limit(limit);
         let mut replies = self
             .store
@@ -490,15 +485,10 @@ impl RouterCore {
             .await?;
         let has_more = trim_page(&mut replies, page, limit);
         // The root with its replies, annotated in one read; a deleted root keeps its count.
-        let was_deleted = root_event.deleted;
-        root_event.deleted = false;
         replies.insert(0, root_event);
-        self.annotate(caller, room_id, &mut replies).await?;
-        let mut root_event = replies.remove(0);
-        root_event.deleted = was_deleted;
-        if was_deleted {
-            root_event.reactions.clear();
-        }
+        self.annotate(caller, room_id, &mut replies, Roots::EvenDeleted)
+            .await?;
+        let root_event = replies.remove(0);
         let (read_seq, unread) = self.store.thread_unread(caller.id, root).await?;
         Ok(ThreadView {
             root: root_event,
@@ -547,23 +537,29 @@ impl RouterCore {
             .clamp(1, self.limits.history_page_max.max(1))
     }
 
-    /// Under each message of a page, what history shows with it: a live top-level message's
-    /// reply count, and every live message's reactions as `viewer` sees them (`me`). One
-    /// store read for both.
+    /// Under each message of a page, what history shows with it: a top-level message's
+    /// reply count (`roots` says whether a deleted one's too), and every live message's
+    /// reactions as `viewer` sees them (`me`). One store read for both.
     pub(super) async fn annotate(
         &self,
         viewer: &User,
         room_id: RoomId,
         events: &mut [Event],
+        roots: Roots,
     ) -> Result<()> {
-        let live = |e: &&Event| e.kind == EventKind::Message && !e.deleted;
+        let message = |e: &&Event| e.kind == EventKind::Message;
         let roots: Vec<EventId> = events
             .iter()
-            .filter(live)
-            .filter(|e| e.thread_root.is_none())
+            .filter(message)
+            .filter(|e| e.thread_root.is_none() && (roots == Roots::EvenDeleted || !e.deleted))
             .map(|e| e.id)
             .collect();
-        let messages: Vec<EventId> = events.iter().filter(live).map(|e| e.id).collect();
+        let messages: Vec<EventId> = events
+            .iter()
+            .filter(message)
+            .filter(|e| !e.deleted)
+            .map(|e| e.id)
+            .collect();
         let found = self
             .store
             .annotations(viewer.id, room_id, &roots, &messages)

@@ -706,14 +706,6 @@ pub trait Store: Send + Sync + 'static {
         page: Page,
         limit: u32,
     ) -> StoreResult<Vec<Event>>;
-    /// The live-reply counts of those of `roots` (messages of `room`) that have replies.
-    async fn thread_summaries(
-        &self,
-        room: RoomId,
-        roots: &[EventId],
-    ) -> StoreResult<Vec<(EventId, ThreadSummary)>> {
-        Ok(self.annotations(0, room, roots, &[]).await?.threads)
-    }
     /// The user's read cursor in the thread (`0` before the first read) and how many live
     /// replies from others come after it.
     async fn thread_unread(&self, user: UserId, root: EventId) -> StoreResult<(i64, u64)>;

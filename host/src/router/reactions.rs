@@ -106,7 +106,8 @@ impl RouterCore {
         self.require_member(caller.id, room_id).await?;
         let mut pins = self.store.pins(room_id).await?;
         let mut messages: Vec<Event> = pins.iter().map(|p| p.message.clone()).collect();
-        self.annotate(caller, room_id, &mut messages).await?;
+        self.annotate(caller, room_id, &mut messages, super::Roots::Live)
+            .await?;
         for (pin, message) in pins.iter_mut().zip(messages) {
             pin.message = message;
         }
@@ -154,15 +155,8 @@ impl RouterCore {
                 _ => err,
             })?;
         Ok(Ack {
-            room: room_id,
-            id: message,
-            seq: appended.event.seq,
-            client_msg_id: None,
-            body: None,
-            modified: false,
             duplicate: appended.duplicate,
-            command: None,
-            mentions_not_in_room: Vec::new(),
+            ..Ack::about(room_id, message, appended.event.seq)
         })
     }
 

@@ -1740,46 +1740,57 @@ macro_rules! sql_store {
                 messages: &[EventId],
             ) -> StoreResult<Annotations> {
                 // One statement (one trip to the database) for both, as history asks for both
-                // on every page. $1 viewer, $2 room, then the roots, then the messages.
+                // on every page. Only the parameters a part uses are numbered and bound.
                 let mut parts = Vec::new();
-                let params = |from: usize, n: usize| -> String {
-                    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+                let mut next = 0;
+                let mut params = |n: usize| -> String {
+                    let list: Vec<String> = (next + 1..=next + n).map(|i| format!("${i}")).collect();
+                    next += n;
+                    list.join(", ")
                 };
                 if !roots.is_empty() {
+                    let room_param = params(1);
                     parts.push(format!(
                         "SELECT 't' AS part, e.thread_root AS message_id, '' AS emoji,
                                 count(*) AS n, CAST(0 AS BIGINT) AS mine, max(e.created_at) AS at
                            FROM events e
-                          WHERE e.room_id = $2 AND e.thread_root IN ({}) AND {}
+                          WHERE e.room_id = {room_param} AND e.thread_root IN ({}) AND {}
                           GROUP BY e.thread_root",
-                        params(3, roots.len()),
+                        params(roots.len()),
                         <$store>::LIVE_MESSAGE
                     ));
                 }
                 if !messages.is_empty() {
+                    let viewer_param = params(1);
                     parts.push(format!(
                         "SELECT 'r' AS part, message_id, emoji, count(*) AS n,
-                                count(CASE WHEN user_id = $1 THEN 1 END) AS mine,
+                                count(CASE WHEN user_id = {viewer_param} THEN 1 END) AS mine,
                                 min(created_at) AS at
                            FROM reactions WHERE message_id IN ({})
                           GROUP BY message_id, emoji",
-                        params(3 + roots.len(), messages.len())
+                        params(messages.len())
                     ));
                 }
                 if parts.is_empty() {
                     return Ok(Annotations::default());
                 }
-                // Both placeholders are bound whichever part is asked for: PostgreSQL wants
-                // every parameter used, so each is mentioned once in a tautology.
                 let sql = format!(
                     "SELECT part, message_id, emoji, n, mine, at FROM ({}) a
-                      WHERE $1 = $1 AND $2 = $2
                       ORDER BY part, message_id, at, emoji",
                     parts.join(" UNION ALL ")
                 );
-                let mut query = sqlx::query(&sql).bind(viewer).bind(room);
-                for id in roots.iter().chain(messages) {
-                    query = query.bind(id);
+                let mut query = sqlx::query(&sql);
+                if !roots.is_empty() {
+                    query = query.bind(room);
+                    for root in roots {
+                        query = query.bind(root);
+                    }
+                }
+                if !messages.is_empty() {
+                    query = query.bind(viewer);
+                    for message in messages {
+                        query = query.bind(message);
+                    }
                 }
                 let mut found = Annotations::default();
                 for row in query.fetch_all(self.reads()).await? {

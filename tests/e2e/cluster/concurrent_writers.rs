@@ -64,6 +64,12 @@ async fn reactions_and_pins_raced_through_two_nodes_are_one_each_and_the_limit_i
     let bob = a.user("bob").await;
     let room = alice.group("race", &[bob.id]).await;
     let path = |message: i64, emoji: &str| crate::support::reaction_path(room, message, emoji);
+    // Six clients of one user, every other one through the other node.
+    let through_both = |user: &crate::support::Client| -> Vec<crate::support::Client> {
+        (0..6)
+            .map(|i| on(if i % 2 == 0 { &a } else { &b }, user))
+            .collect()
+    };
 
     for round in 0..ROUNDS {
         let (_, sent) = alice.send_http(room, &format!("m{round}"), "race me").await;
@@ -71,9 +77,7 @@ async fn reactions_and_pins_raced_through_two_nodes_are_one_each_and_the_limit_i
 
         // Bob's 👍 through both nodes at once, three times each.
         let thumbs = path(message, "👍");
-        let clients: Vec<_> = (0..6)
-            .map(|i| on(if i % 2 == 0 { &a } else { &b }, &bob))
-            .collect();
+        let clients = through_both(&bob);
         let answers = join_all(clients.iter().map(|c| c.put(&thumbs))).await;
         let created = answers.iter().filter(|(s, _)| s.as_u16() == 201).count();
         assert_eq!(created, 1, "round {round}: one reaction: {answers:?}");
@@ -89,9 +93,7 @@ async fn reactions_and_pins_raced_through_two_nodes_are_one_each_and_the_limit_i
             let (status, body) = alice.put(&path(message, emoji)).await;
             assert_eq!(status.as_u16(), 201, "emoji {i}: {body}");
         }
-        let clients: Vec<_> = (0..6)
-            .map(|i| on(if i % 2 == 0 { &a } else { &b }, &alice))
-            .collect();
+        let clients = through_both(&alice);
         let racing: Vec<String> = EMOJI[18..24].iter().map(|e| path(message, e)).collect();
         let answers = join_all(clients.iter().zip(&racing).map(|(c, p)| c.put(p))).await;
         let created = answers.iter().filter(|(s, _)| s.as_u16() == 201).count();

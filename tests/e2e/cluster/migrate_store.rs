@@ -275,7 +275,7 @@ async fn snapshot(store: &Arc<dyn Store>, users: &[i64], rooms: &[i64]) -> serde
                     format!("thread-{root}"),
                     serde_json::json!({
                         "replies": store.thread_replies(*room, root, Page::After(0), 100).await.unwrap(),
-                        "summaries": format!("{:?}", store.thread_summaries(*room, &[root]).await.unwrap()),
+                        "summaries": format!("{:?}", store.annotations(0, *room, &[root], &[]).await.unwrap().threads),
                         "unread": threads,
                     }),
                 );
