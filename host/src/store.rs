@@ -56,6 +56,24 @@ pub struct NewUser {
     pub is_bot: bool,
 }
 
+/// An account's identity at an identity provider (a `source`: `scim`, …).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExternalIdentity {
+    /// The provider's own id for the account (SCIM `externalId`).
+    pub external_id: Option<String>,
+    pub email: Option<String>,
+}
+
+/// A group an identity provider manages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct DirectoryGroup {
+    pub id: i64,
+    pub source: String,
+    pub name: String,
+    pub external_id: Option<String>,
+    pub created_at: Millis,
+}
+
 /// A login session: the refresh token's hash and the lifetime of every access token issued
 /// under it. Revoking the session invalidates both.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -648,6 +666,85 @@ pub trait Store: Send + Sync + 'static {
     async fn set_presence_hidden(&self, id: UserId, hidden: bool) -> StoreResult<()>;
     /// The users who hid their presence.
     async fn presence_hidden_users(&self) -> StoreResult<Vec<UserId>>;
+    async fn set_display_name(&self, id: UserId, display_name: &str) -> StoreResult<()>;
+    async fn set_user_admin(&self, id: UserId, admin: bool) -> StoreResult<()>;
+
+    // ---- directory: accounts and groups an identity provider manages ----
+    /// A page of the accounts that are people (not bots), by id, and how many there are.
+    async fn people_page(&self, offset: i64, limit: i64) -> StoreResult<(i64, Vec<User>)>;
+    /// Set (insert or replace) the account's identity at `source`;
+    /// `Conflict("identity_taken")` if another account holds that external id there.
+    async fn set_external_identity(
+        &self,
+        user: UserId,
+        source: &str,
+        identity: &ExternalIdentity,
+    ) -> StoreResult<()>;
+    async fn external_identity(
+        &self,
+        user: UserId,
+        source: &str,
+    ) -> StoreResult<Option<ExternalIdentity>>;
+    async fn user_by_external_id(
+        &self,
+        source: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<User>>;
+    /// Every account with an identity at `source`, by user id.
+    async fn identities(&self, source: &str) -> StoreResult<Vec<(User, ExternalIdentity)>>;
+    /// A group with its first members, in one transaction: `Conflict("group_exists")` for a
+    /// name taken at the source, `NotFound` if a member names no user (nothing is created).
+    async fn create_group(
+        &self,
+        source: &str,
+        name: &str,
+        external_id: Option<&str>,
+        members: &[UserId],
+    ) -> StoreResult<DirectoryGroup>;
+    async fn group(&self, source: &str, id: i64) -> StoreResult<Option<DirectoryGroup>>;
+    /// A page of a source's groups by id (only the one named `name`, if given), and how many
+    /// there are.
+    async fn groups_page(
+        &self,
+        source: &str,
+        name: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(i64, Vec<DirectoryGroup>)>;
+    /// Rename a group or change its external id (`Conflict("group_exists")`).
+    async fn update_group(&self, id: i64, name: &str, external_id: Option<&str>)
+    -> StoreResult<()>;
+    async fn delete_group(&self, id: i64) -> StoreResult<()>;
+    async fn group_members(&self, id: i64) -> StoreResult<Vec<UserId>>;
+    /// Add and remove members in one transaction, under the group's lock: `NotFound` if
+    /// the group or an added user does not exist, `Conflict("group_too_large")` if the group
+    /// would pass `max_members` (nothing changes either way). Returns who was really added
+    /// and removed (already members and non-members are skipped).
+    async fn change_group_members(
+        &self,
+        id: i64,
+        add: &[UserId],
+        remove: &[UserId],
+        max_members: usize,
+    ) -> StoreResult<(Vec<UserId>, Vec<UserId>)>;
+    /// The names of every group (of any source) the user is in.
+    async fn group_names_of(&self, user: UserId) -> StoreResult<Vec<String>>;
+    /// The groups of `source` the user is in.
+    async fn user_groups(&self, user: UserId, source: &str) -> StoreResult<Vec<DirectoryGroup>>;
+
+    // ---- one-time values (sign-in state, hand-over tickets) ----
+    /// Keep a value under `key` (a digest of a secret), and drop every value written before
+    /// `expired_before` (they can no longer be used).
+    async fn put_once(
+        &self,
+        key: &str,
+        kind: &str,
+        payload: &str,
+        expired_before: Millis,
+    ) -> StoreResult<()>;
+    /// Take the value under `key` if it is of `kind`: it is gone afterwards, whoever asks
+    /// again (on any node) gets `None`. Returns the payload and when it was written.
+    async fn take_once(&self, key: &str, kind: &str) -> StoreResult<Option<(String, Millis)>>;
 
     // ---- sessions ----
     async fn create_session(&self, session: &Session) -> StoreResult<()>;

@@ -137,6 +137,15 @@ pub(crate) fn decode_json(text: &str) -> StoreResult<serde_json::Value> {
 
 /// Read one column, turning a decode failure into `Corrupt` (a row that does not match the
 /// schema we migrated is a corrupt database, not a transient backend error).
+/// A column list with each column qualified by a table alias (`id, name` → `u.id, u.name`),
+/// for a join that selects one table's columns.
+pub(crate) fn qualified(cols: &str, alias: &str) -> String {
+    cols.split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn col<'r, R, T>(row: &'r R, name: &'static str) -> StoreResult<T>
 where
     R: sqlx::Row,

@@ -176,7 +176,7 @@ macro_rules! sql_store {
         use $crate::store::chain;
         use $crate::store::search_text;
         use $crate::store::common::{
-            Violation, col, constraint_name, decode_json, decode_metadata, direct_key, direct_peer,
+            Violation, col, constraint_name, qualified, decode_json, decode_metadata, direct_key, direct_peer,
             encode_metadata, initial_members, is_item_failure, limit, map_write, parse_event_kind,
             parse_role, prefix_upper_bound, refuse_row_errors, violation,
         };
@@ -184,7 +184,7 @@ macro_rules! sql_store {
             ThreadReply, Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, EventVersion,
             FileRecord, FileUsage, FinishedFile, LegalHold, Member, Metadata, NewEvent, NewHold, NewRoom, NewUser, Page, ReindexStep, Role, Room,
             RoomId, RoomKind, RoomSummary, SearchQuery, Session, Store, StoreError, StoreResult,
-            Annotations, Mentions, Pin, ReactionCount, Reactors, ThreadSummary, User, UserId, WritePolicy,
+            DirectoryGroup, ExternalIdentity, Millis, Annotations, Mentions, Pin, ReactionCount, Reactors, ThreadSummary, User, UserId, WritePolicy,
             now_millis,
         };
         use $crate::store::sql::{SearchBind, search_sql};
@@ -198,6 +198,7 @@ macro_rules! sql_store {
             "id, kind, name, topic, created_by, created_at, last_seq, members_may_pin";
         const SESSION_COLS: &str = "id, user_id, refresh_hash, created_at, expires_at, revoked";
         const MEMBER_COLS: &str = "room_id, user_id, role, joined_at";
+        const GROUP_COLS: &str = "id, source, name, external_id, created_at";
         /// The unique index that makes `(sender, client_msg_id)` idempotent.
         const CLIENT_MSG_INDEX: &str = "events_client_msg";
 
@@ -1573,6 +1574,420 @@ macro_rules! sql_store {
                 Ok(sqlx::query_scalar("SELECT id FROM users WHERE presence_hidden")
                     .fetch_all(self.reads())
                     .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_display_name(&self, id: UserId, display_name: &str) -> StoreResult<()> {
+                let done = sqlx::query("UPDATE users SET display_name = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(display_name)
+                    .execute(self.writes())
+                    .await
+                    .map_err(|e| map_write(e, "invalid_display_name"))?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_user_admin(&self, id: UserId, admin: bool) -> StoreResult<()> {
+                let done = sqlx::query("UPDATE users SET is_admin = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(admin)
+                    .execute(self.writes())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            // ---- directory ----
+
+            #[tracing::instrument(skip_all)]
+            async fn people_page(&self, offset: i64, limit: i64) -> StoreResult<(i64, Vec<User>)> {
+                let total: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE NOT is_bot")
+                        .fetch_one(self.reads())
+                        .await?;
+                let users = sqlx::query(&format!(
+                    "SELECT {USER_COLS} FROM users WHERE NOT is_bot ORDER BY id
+                     LIMIT $1 OFFSET $2"
+                ))
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(from_row::<User>)
+                .collect::<StoreResult<Vec<_>>>()?;
+                Ok((total, users))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_external_identity(
+                &self,
+                user: UserId,
+                source: &str,
+                identity: &ExternalIdentity,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO external_identities
+                        (user_id, source, external_id, email, updated_at)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (user_id, source) DO UPDATE
+                     SET external_id = excluded.external_id, email = excluded.email,
+                         updated_at = excluded.updated_at",
+                )
+                .bind(user)
+                .bind(source)
+                .bind(&identity.external_id)
+                .bind(&identity.email)
+                .bind(now_millis())
+                .execute(self.writes())
+                .await
+                .map_err(|e| map_write(e, "identity_taken"))?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn external_identity(
+                &self,
+                user: UserId,
+                source: &str,
+            ) -> StoreResult<Option<ExternalIdentity>> {
+                let row = sqlx::query(
+                    "SELECT external_id, email FROM external_identities
+                     WHERE user_id = $1 AND source = $2",
+                )
+                .bind(user)
+                .bind(source)
+                .fetch_optional(self.reads())
+                .await?;
+                row.map(|row| {
+                    Ok(ExternalIdentity {
+                        external_id: col(&row, "external_id")?,
+                        email: col(&row, "email")?,
+                    })
+                })
+                .transpose()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn user_by_external_id(
+                &self,
+                source: &str,
+                external_id: &str,
+            ) -> StoreResult<Option<User>> {
+                let cols = qualified(USER_COLS, "u");
+                sqlx::query(&format!(
+                    "SELECT {cols} FROM users u
+                     JOIN external_identities x ON x.user_id = u.id
+                     WHERE x.source = $1 AND x.external_id = $2"
+                ))
+                .bind(source)
+                .bind(external_id)
+                .fetch_optional(self.reads())
+                .await?
+                .as_ref()
+                .map(from_row::<User>)
+                .transpose()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn identities(
+                &self,
+                source: &str,
+            ) -> StoreResult<Vec<(User, ExternalIdentity)>> {
+                let cols = qualified(USER_COLS, "u");
+                sqlx::query(&format!(
+                    "SELECT {cols}, x.external_id, x.email FROM users u
+                     JOIN external_identities x ON x.user_id = u.id
+                     WHERE x.source = $1 ORDER BY u.id"
+                ))
+                .bind(source)
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok((
+                        from_row::<User>(row)?,
+                        ExternalIdentity {
+                            external_id: col(row, "external_id")?,
+                            email: col(row, "email")?,
+                        },
+                    ))
+                })
+                .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn create_group(
+                &self,
+                source: &str,
+                name: &str,
+                external_id: Option<&str>,
+                members: &[UserId],
+            ) -> StoreResult<DirectoryGroup> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(&format!(
+                    "INSERT INTO directory_groups (source, name, external_id, created_at)
+                     VALUES ($1, $2, $3, $4) RETURNING {GROUP_COLS}"
+                ))
+                .bind(source)
+                .bind(name)
+                .bind(external_id)
+                .bind(now_millis())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| map_write(e, "group_exists"))?;
+                let group = from_row::<DirectoryGroup>(&row)?;
+                for user in members {
+                    sqlx::query(
+                        "INSERT INTO directory_group_members (group_id, user_id) VALUES ($1, $2)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(group.id)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| map_write(e, "group_member_exists"))?;
+                }
+                tx.commit().await?;
+                Ok(group)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn group(&self, source: &str, id: i64) -> StoreResult<Option<DirectoryGroup>> {
+                sqlx::query(&format!(
+                    "SELECT {GROUP_COLS} FROM directory_groups WHERE id = $1 AND source = $2"
+                ))
+                .bind(id)
+                .bind(source)
+                .fetch_optional(self.reads())
+                .await?
+                .as_ref()
+                .map(from_row::<DirectoryGroup>)
+                .transpose()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn groups_page(
+                &self,
+                source: &str,
+                name: Option<&str>,
+                offset: i64,
+                limit: i64,
+            ) -> StoreResult<(i64, Vec<DirectoryGroup>)> {
+                // `$2 IS NULL` keeps one statement for both cases; the name is bound as text.
+                let filter = "source = $1 AND (CAST($2 AS TEXT) IS NULL OR name = $2)";
+                let total: i64 = sqlx::query_scalar(&format!(
+                    "SELECT COUNT(*) FROM directory_groups WHERE {filter}"
+                ))
+                .bind(source)
+                .bind(name)
+                .fetch_one(self.reads())
+                .await?;
+                let groups = sqlx::query(&format!(
+                    "SELECT {GROUP_COLS} FROM directory_groups WHERE {filter}
+                     ORDER BY id LIMIT $3 OFFSET $4"
+                ))
+                .bind(source)
+                .bind(name)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(from_row::<DirectoryGroup>)
+                .collect::<StoreResult<Vec<_>>>()?;
+                Ok((total, groups))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn update_group(
+                &self,
+                id: i64,
+                name: &str,
+                external_id: Option<&str>,
+            ) -> StoreResult<()> {
+                let done = sqlx::query(
+                    "UPDATE directory_groups SET name = $2, external_id = $3 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(name)
+                .bind(external_id)
+                .execute(self.writes())
+                .await
+                .map_err(|e| map_write(e, "group_exists"))?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn delete_group(&self, id: i64) -> StoreResult<()> {
+                let done = sqlx::query("DELETE FROM directory_groups WHERE id = $1")
+                    .bind(id)
+                    .execute(self.writes())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn group_members(&self, id: i64) -> StoreResult<Vec<UserId>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT user_id FROM directory_group_members WHERE group_id = $1
+                     ORDER BY user_id",
+                )
+                .bind(id)
+                .fetch_all(self.reads())
+                .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn change_group_members(
+                &self,
+                id: i64,
+                add: &[UserId],
+                remove: &[UserId],
+                max_members: usize,
+            ) -> StoreResult<(Vec<UserId>, Vec<UserId>)> {
+                let mut tx = self.begin_write().await?;
+                // The group's row lock queues concurrent changes, so the size check below
+                // sees every member the others added.
+                let locked = sqlx::query(&format!(
+                    "SELECT id FROM directory_groups WHERE id = $1{}",
+                    <$store>::FOR_UPDATE
+                ))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if locked.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                let mut removed = Vec::new();
+                for user in remove {
+                    let done = sqlx::query(
+                        "DELETE FROM directory_group_members WHERE group_id = $1 AND user_id = $2",
+                    )
+                    .bind(id)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() > 0 {
+                        removed.push(*user);
+                    }
+                }
+                let mut added = Vec::new();
+                for user in add {
+                    let done = sqlx::query(
+                        "INSERT INTO directory_group_members (group_id, user_id) VALUES ($1, $2)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| map_write(e, "group_member_exists"))?;
+                    if done.rows_affected() > 0 {
+                        added.push(*user);
+                    }
+                }
+                let size: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM directory_group_members WHERE group_id = $1",
+                )
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if usize::try_from(size).unwrap_or(usize::MAX) > max_members {
+                    return Err(StoreError::Conflict("group_too_large"));
+                }
+                tx.commit().await?;
+                Ok((added, removed))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn user_groups(
+                &self,
+                user: UserId,
+                source: &str,
+            ) -> StoreResult<Vec<DirectoryGroup>> {
+                let cols = qualified(GROUP_COLS, "g");
+                sqlx::query(&format!(
+                    "SELECT {cols} FROM directory_groups g
+                     JOIN directory_group_members m ON m.group_id = g.id
+                     WHERE m.user_id = $1 AND g.source = $2 ORDER BY g.id"
+                ))
+                .bind(user)
+                .bind(source)
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(from_row::<DirectoryGroup>)
+                .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn put_once(
+                &self,
+                key: &str,
+                kind: &str,
+                payload: &str,
+                expired_before: Millis,
+            ) -> StoreResult<()> {
+                sqlx::query("DELETE FROM one_time_values WHERE created_at < $1")
+                    .bind(expired_before)
+                    .execute(self.writes())
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO one_time_values (key, kind, payload, created_at)
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(key)
+                .bind(kind)
+                .bind(payload)
+                .bind(now_millis())
+                .execute(self.writes())
+                .await
+                .map_err(|e| map_write(e, "value_exists"))?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn take_once(
+                &self,
+                key: &str,
+                kind: &str,
+            ) -> StoreResult<Option<(String, Millis)>> {
+                // One statement: of two takers at once, one gets the row and one nothing.
+                let row = sqlx::query(
+                    "DELETE FROM one_time_values WHERE key = $1 AND kind = $2
+                     RETURNING payload, created_at",
+                )
+                .bind(key)
+                .bind(kind)
+                .fetch_optional(self.writes())
+                .await?;
+                row.map(|row| Ok((col(&row, "payload")?, col(&row, "created_at")?)))
+                    .transpose()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn group_names_of(&self, user: UserId) -> StoreResult<Vec<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT g.name FROM directory_groups g
+                     JOIN directory_group_members m ON m.group_id = g.id
+                     WHERE m.user_id = $1 ORDER BY g.name",
+                )
+                .bind(user)
+                .fetch_all(self.reads())
+                .await?)
             }
 
             #[tracing::instrument(skip_all)]
