@@ -223,8 +223,11 @@ impl Accounts {
 
     /// Sign in from `client`, then let the `on-login` policy decide. The session is opened
     /// before the policy runs (it needs the user), and closed again if the policy denies.
+    ///
+    /// Every successful sign-in is on record (`auth.login`, with the method and address);
+    /// failures are recorded where they are decided (`auth.login_failed`).
     pub async fn login(&self, credentials: Credentials, client: IpAddr) -> Result<TokenPair> {
-        let pair = match credentials {
+        let (pair, method) = match credentials {
             Credentials::Password { username, password } => {
                 if username.len() > names::MAX_USER_NAME * 2 || password.len() > MAX_PASSWORD {
                     return Err(ApiError::unauthenticated(
@@ -232,17 +235,50 @@ impl Accounts {
                         "wrong user name or password",
                     ));
                 }
-                self.auth.login(&username, &password, client).await?
+                if !self.policy.local_password_allowed(&username) {
+                    // Decided by the configuration alone, before any lookup: the answer
+                    // tells nothing about whether the account exists.
+                    let attempt = self.auth.take_login_attempt(&username, client).await?;
+                    attempt.failed("local_passwords_disabled").await;
+                    return Err(local_passwords_disabled());
+                }
+                let pair = self.auth.login(&username, &password, client).await?;
+                (pair, "password".to_string())
             }
             Credentials::Plugin {
                 method,
                 username,
                 credential,
             } => {
-                self.plugin_login(method, username, credential, client)
-                    .await?
+                let pair = self
+                    .plugin_login(method.clone(), username, credential, client)
+                    .await?;
+                (pair, method)
             }
         };
+        self.after_sign_in(pair, &method, client).await
+    }
+
+    /// Open a session for a user whose identity another party established (an OpenID
+    /// provider's signed ID token), with the same checks and record as any sign-in: an
+    /// active person (`user_deactivated`, `bot_account`), the `on-login` policy, `auth.login`.
+    pub async fn login_verified(
+        &self,
+        user: User,
+        method: &str,
+        client: IpAddr,
+    ) -> Result<TokenPair> {
+        let pair = self.auth.login_as(user).await?;
+        self.after_sign_in(pair, method, client).await
+    }
+
+    /// The `on-login` policy (closing the session again if it denies), then the record.
+    async fn after_sign_in(
+        &self,
+        pair: TokenPair,
+        method: &str,
+        client: IpAddr,
+    ) -> Result<TokenPair> {
         if self.hooks.implements(HookKind::OnLogin)
             && let Decision::Deny { plugin, reason } = self.hooks.on_login(&pair.user).await
         {
@@ -255,6 +291,14 @@ impl Accounts {
                 reason,
             });
         }
+        audit::record(
+            self.store.as_ref(),
+            Actor::User(pair.user.id),
+            Action::Login,
+            Subject::User(pair.user.id),
+            serde_json::json!({ "method": method, "address": client.to_string() }),
+        )
+        .await;
         Ok(pair)
     }
 
@@ -345,6 +389,9 @@ impl Accounts {
         new: String,
         client: IpAddr,
     ) -> Result<TokenPair> {
+        if !self.policy.local_password_allowed(&user.name) {
+            return Err(local_passwords_disabled());
+        }
         let attempt = self.auth.take_login_attempt(&user.name, client).await?;
         let current_hash = match self.store.user_by_name(&user.name).await? {
             Some((_, Some(hash))) if current.len() <= MAX_PASSWORD => hash,
@@ -374,6 +421,9 @@ impl Accounts {
     /// An admin sets a user's password: whoever knew the old one may hold a session, so
     /// every session of the user ends, everywhere.
     pub async fn reset_password(&self, user: &User, new: String, admin: UserId) -> Result<()> {
+        if !self.policy.local_password_allowed(&user.name) {
+            return Err(local_passwords_disabled());
+        }
         check_password_policy(&self.policy, &user.name, &new)?;
         self.replace_password(user.id, new, Actor::User(admin), Action::UserPasswordReset)
             .await
@@ -457,6 +507,15 @@ impl Accounts {
         self.hub.end_sessions(user, &ended);
         Ok(ended.len())
     }
+}
+
+/// A local password for an account that signs in through the identity provider only.
+fn local_passwords_disabled() -> ApiError {
+    ApiError::forbidden(
+        "local_passwords_disabled",
+        "local passwords are turned off for this account; sign in through your organisation's \
+         identity provider",
+    )
 }
 
 async fn wrong_current_password(attempt: LoginAttempt<'_>) -> ApiError {

@@ -10,11 +10,13 @@ pub mod file_review;
 pub mod files;
 pub mod listener;
 pub mod mentions;
+pub mod oidc;
 pub mod ops;
 pub mod plugins;
 pub mod presence;
 pub mod reactions;
 pub mod rooms;
+pub mod scim;
 pub mod search;
 pub mod uploads;
 pub mod web;
@@ -57,6 +59,12 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Where uploaded files are kept.
     pub files: Arc<crate::files::Files>,
+    /// Accounts and groups an identity provider manages.
+    pub directory: Arc<crate::directory::Directory>,
+    /// Sign-in with OpenID Connect providers.
+    pub oidc: Arc<crate::oidc::Oidc>,
+    /// The LDAP directory, when one is configured.
+    pub ldap: Option<Arc<crate::ldap::Ldap>>,
     /// The plugin runtime, when a plugins directory is configured.
     pub plugins: Option<Arc<crate::plugins::PluginHost>>,
 }
@@ -80,6 +88,8 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(uploads::routes())
         .merge(plugins::routes(state.config.plugins.max_component_bytes))
         .merge(web::routes())
+        .merge(scim::routes())
+        .merge(oidc::routes())
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
         .layer(axum::middleware::from_fn(refuse_nul_in_uri))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
@@ -160,6 +170,12 @@ impl FromRequestParts<AppState> for FileReviewer {
         }
         Ok(Self(caller))
     }
+}
+
+/// Compare a presented secret with the expected one in time that does not depend on where
+/// they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub fn bearer_token(parts: &Parts) -> Option<&str> {

@@ -34,6 +34,8 @@ pub enum Actor<'a> {
     System,
     /// An operator at the command line (`system:cli`).
     Cli,
+    /// An identity provider, by source (`directory:scim`): provisioning and group sync.
+    Directory(&'a str),
 }
 
 impl fmt::Display for Actor<'_> {
@@ -44,6 +46,7 @@ impl fmt::Display for Actor<'_> {
             Self::Address(ip) => write!(f, "address:{ip}"),
             Self::System => f.write_str("system"),
             Self::Cli => f.write_str("system:cli"),
+            Self::Directory(source) => write!(f, "directory:{source}"),
         }
     }
 }
@@ -73,6 +76,8 @@ pub enum Subject<'a> {
     File(i64),
     /// Messages across rooms, searched by the compliance role (`messages`).
     Messages,
+    /// A group an identity provider manages (`group:<id>`).
+    Group(i64),
 }
 
 impl fmt::Display for Subject<'_> {
@@ -89,6 +94,7 @@ impl fmt::Display for Subject<'_> {
             Self::Export => f.write_str("export"),
             Self::File(id) => write!(f, "file:{id}"),
             Self::Messages => f.write_str("messages"),
+            Self::Group(id) => write!(f, "group:{id}"),
         }
     }
 }
@@ -103,6 +109,10 @@ pub enum Action {
     UserPasswordReset,
     /// A user changed their own password.
     UserPasswordChange,
+    /// A provider changed an account's profile (display name, e-mail, external id).
+    UserUpdate,
+    /// Someone signed in (the method and address are in the detail).
+    Login,
     LoginFailed,
     /// A login budget ran out (once per budget and minute).
     Lockout,
@@ -158,6 +168,14 @@ pub enum Action {
     FileReviewed,
     /// A plugin denied a download.
     FileDownloadDenied,
+    /// An identity provider created a group.
+    GroupCreate,
+    /// An identity provider renamed a group or changed its members.
+    GroupChange,
+    /// An identity provider deleted a group.
+    GroupDelete,
+    /// A change of a user's groups moved them into or out of mapped rooms or roles.
+    GroupSync,
 }
 
 impl Action {
@@ -168,6 +186,8 @@ impl Action {
             Self::UserDeactivate => "user.deactivate",
             Self::UserPasswordReset => "user.password_reset",
             Self::UserPasswordChange => "user.password_change",
+            Self::UserUpdate => "user.update",
+            Self::Login => "auth.login",
             Self::LoginFailed => "auth.login_failed",
             Self::Lockout => "auth.lockout",
             Self::PluginReject => "plugin.reject",
@@ -200,6 +220,10 @@ impl Action {
             Self::FileDiscarded => "file.discarded",
             Self::FileReviewed => "file.reviewed",
             Self::FileDownloadDenied => "file.download_denied",
+            Self::GroupCreate => "group.create",
+            Self::GroupChange => "group.change",
+            Self::GroupDelete => "group.delete",
+            Self::GroupSync => "group.sync",
         }
     }
 

@@ -38,6 +38,349 @@ pub struct Config {
     pub compliance: ComplianceConfig,
     pub files: FilesConfig,
     pub presence: PresenceConfig,
+    pub identity: IdentityConfig,
+}
+
+/// Accounts and groups that an identity provider manages (`[identity]`): how its groups map
+/// to rooms and roles, and the SCIM endpoint it provisions through.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// What membership of a provider's group gives: rooms to be a member of and server
+    /// roles. Matched on the group's name, whichever provider it comes from.
+    pub groups: Vec<GroupMapping>,
+    pub scim: ScimConfig,
+    /// Where people's browsers reach this server (`https://chat.example.com`): sign-in
+    /// redirect URIs are made from it (`<public_url>/api/v1/auth/oidc/<id>/callback`).
+    pub public_url: String,
+    /// OpenID Connect providers to sign in with (`[[identity.oidc]]`).
+    pub oidc: Vec<OidcProvider>,
+    /// How long a sign-in may take between leaving for the provider and coming back.
+    pub oidc_login_timeout_secs: u64,
+    /// Longest wait for a provider's discovery, keys or token endpoint.
+    pub oidc_timeout_ms: u64,
+    /// An LDAP directory or Active Directory: password sign-in by bind, and a periodic sync
+    /// of accounts (disabled ones are deactivated) and groups. Unset: none.
+    pub ldap: Option<LdapConfig>,
+}
+
+/// `[identity.ldap]`: the directory's address, the service account that searches it, and
+/// where people and groups are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldap://host:389` or `ldaps://host:636`.
+    pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS.
+    #[serde(default)]
+    pub starttls: bool,
+    /// The service account that searches the directory (read-only is enough).
+    pub bind_dn: String,
+    pub bind_password: Secret,
+    /// Where people are.
+    pub user_base: String,
+    /// Finds one person by user name; `{name}` is replaced by the escaped name.
+    /// Active Directory: `(&(objectClass=user)(sAMAccountName={name}))`.
+    #[serde(default = "default_ldap_user_filter")]
+    pub user_filter: String,
+    #[serde(default = "default_ldap_user_name_attribute")]
+    pub user_name_attribute: String,
+    #[serde(default = "default_ldap_display_name_attribute")]
+    pub display_name_attribute: String,
+    #[serde(default = "default_ldap_email_attribute")]
+    pub email_attribute: String,
+    /// Matches people whose directory account is disabled; they are refused and
+    /// deactivated. Active Directory: `(userAccountControl:1.2.840.113556.1.4.803:=2)`;
+    /// OpenLDAP with ppolicy: `(pwdAccountLockedTime=*)`. Empty: none is disabled.
+    #[serde(default)]
+    pub disabled_filter: String,
+    /// Where groups are (empty: groups are not read).
+    #[serde(default)]
+    pub group_base: String,
+    #[serde(default = "default_ldap_group_filter")]
+    pub group_filter: String,
+    #[serde(default = "default_ldap_group_name_attribute")]
+    pub group_name_attribute: String,
+    /// The group attribute listing its members' DNs.
+    #[serde(default = "default_ldap_member_attribute")]
+    pub group_member_attribute: String,
+    /// How often accounts and groups are read again (a leaver is out within this).
+    #[serde(default = "default_ldap_sync_interval")]
+    pub sync_interval_secs: u64,
+    /// Longest wait for the directory.
+    #[serde(default = "default_ldap_timeout")]
+    pub timeout_ms: u64,
+    /// Make the account at the first sign-in of someone the directory knows.
+    #[serde(default = "yes")]
+    pub create_accounts: bool,
+}
+
+fn default_ldap_user_filter() -> String {
+    "(&(objectClass=inetOrgPerson)(uid={name}))".into()
+}
+
+fn default_ldap_user_name_attribute() -> String {
+    "uid".into()
+}
+
+fn default_ldap_display_name_attribute() -> String {
+    "cn".into()
+}
+
+fn default_ldap_email_attribute() -> String {
+    "mail".into()
+}
+
+fn default_ldap_group_filter() -> String {
+    "(objectClass=groupOfNames)".into()
+}
+
+fn default_ldap_group_name_attribute() -> String {
+    "cn".into()
+}
+
+fn default_ldap_member_attribute() -> String {
+    "member".into()
+}
+
+fn default_ldap_sync_interval() -> u64 {
+    300
+}
+
+fn default_ldap_timeout() -> u64 {
+    5_000
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            groups: Vec::new(),
+            scim: ScimConfig::default(),
+            public_url: String::new(),
+            oidc: Vec::new(),
+            oidc_login_timeout_secs: 600,
+            oidc_timeout_ms: 10_000,
+            ldap: None,
+        }
+    }
+}
+
+/// One OpenID Connect provider (`[[identity.oidc]]`): Entra ID, Okta, Keycloak, Google
+/// Workspace, … anything with discovery and the authorization code flow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProvider {
+    /// Short name in URLs and records (`oidc:<id>`): 1 to 32 of `a-z 0-9 _ -`.
+    pub id: String,
+    /// The button's text: "Sign in with <display_name>".
+    pub display_name: String,
+    /// The issuer URL; its `/.well-known/openid-configuration` is read.
+    pub issuer: String,
+    pub client_id: String,
+    /// For a confidential client (the usual case for a server).
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// The claim that names the account.
+    #[serde(default = "default_user_name_claim")]
+    pub user_name_claim: String,
+    #[serde(default = "default_display_name_claim")]
+    pub display_name_claim: String,
+    #[serde(default = "default_email_claim")]
+    pub email_claim: String,
+    /// The claim listing the person's groups (mapped by `[[identity.groups]]`); unset:
+    /// sign-in does not change group memberships.
+    #[serde(default)]
+    pub groups_claim: Option<String>,
+    /// Take the part of the user name before an `@` (Entra ID and Okta send e-mail-shaped
+    /// names).
+    #[serde(default = "yes")]
+    pub strip_domain: bool,
+    /// Create an account at the first sign-in of someone the provider vouches for.
+    #[serde(default = "yes")]
+    pub create_accounts: bool,
+    /// Link the first sign-in to an existing account of the same name that has a local
+    /// password. Off: only accounts without one (made by a provider) are linked by name.
+    #[serde(default)]
+    pub link_existing_accounts: bool,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into(), "email".into()]
+}
+
+fn default_user_name_claim() -> String {
+    "preferred_username".into()
+}
+
+fn default_display_name_claim() -> String {
+    "name".into()
+}
+
+fn default_email_claim() -> String {
+    "email".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One group's rooms and roles (`[[identity.groups]]`). Joining the group joins its rooms
+/// and grants its roles; leaving it leaves those rooms and takes the roles back, unless
+/// another of the user's groups still gives them. Rooms and roles an admin gave by hand
+/// are not touched unless a mapping names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMapping {
+    /// The group's name as the provider spells it (SCIM `displayName`), compared exactly.
+    pub name: String,
+    /// Group rooms (by id) its members are put in.
+    #[serde(default)]
+    pub rooms: Vec<i64>,
+    /// Members are server admins.
+    #[serde(default)]
+    pub admin: bool,
+    /// Members hold the compliance role.
+    #[serde(default)]
+    pub compliance: bool,
+}
+
+/// SCIM 2.0 provisioning (`/scim/v2/…`), for identity providers that push accounts and
+/// groups (Entra ID, Okta, Keycloak with a SCIM extension).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScimConfig {
+    pub enabled: bool,
+    /// The bearer token the provider sends; required when enabled (at least 32 characters).
+    pub token: Option<Secret>,
+    /// Most members one group may have; a request that would make it larger is refused
+    /// whole.
+    pub max_group_members: usize,
+    /// Largest page of a list (`count` is clamped to it).
+    pub max_page: usize,
+    /// Most operations in one PATCH request.
+    pub max_patch_operations: usize,
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            token: None,
+            max_group_members: 10_000,
+            max_page: 200,
+            max_patch_operations: 100,
+        }
+    }
+}
+
+impl IdentityConfig {
+    /// Refuse a configuration that cannot work, before the server starts.
+    pub fn validate(&self, auth: &AuthConfig) -> Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        for group in &self.groups {
+            if group.name.trim().is_empty() || group.name.len() > 256 {
+                return Err("identity.groups: a group name has 1 to 256 bytes".into());
+            }
+            if !names.insert(group.name.as_str()) {
+                return Err(format!(
+                    "identity.groups: the group `{}` is mapped twice",
+                    group.name
+                ));
+            }
+        }
+        if self.scim.enabled {
+            match &self.scim.token {
+                Some(token) if token.expose().len() >= 32 => {}
+                _ => {
+                    return Err(
+                        "identity.scim.token must be set, with at least 32 characters, when \
+                         identity.scim.enabled is on"
+                            .into(),
+                    );
+                }
+            }
+            if self.scim.max_group_members == 0
+                || self.scim.max_page == 0
+                || self.scim.max_patch_operations == 0
+            {
+                return Err("identity.scim limits must be positive".into());
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for provider in &self.oidc {
+            if !crate::names::is_identifier(&provider.id, 32) {
+                return Err(format!(
+                    "identity.oidc: `{}` is not a provider id (1 to 32 of a-z 0-9 _ -)",
+                    provider.id
+                ));
+            }
+            if !ids.insert(provider.id.as_str()) {
+                return Err(format!(
+                    "identity.oidc: the id `{}` is used twice",
+                    provider.id
+                ));
+            }
+            let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"];
+            if !provider.issuer.starts_with("https://")
+                && !local.iter().any(|l| provider.issuer.starts_with(l))
+            {
+                return Err(format!(
+                    "identity.oidc `{}`: the issuer must be an https:// URL",
+                    provider.id
+                ));
+            }
+            if provider.client_id.is_empty() || provider.display_name.trim().is_empty() {
+                return Err(format!(
+                    "identity.oidc `{}`: client_id and display_name are required",
+                    provider.id
+                ));
+            }
+        }
+        let public_url_set =
+            self.public_url.starts_with("https://") || self.public_url.starts_with("http://");
+        if !self.oidc.is_empty() && !public_url_set {
+            return Err(
+                "identity.public_url (where browsers reach this server) is required for \
+                 OpenID Connect sign-in"
+                    .into(),
+            );
+        }
+        if self.oidc_login_timeout_secs == 0 || self.oidc_timeout_ms == 0 {
+            return Err(
+                "identity.oidc_login_timeout_secs and oidc_timeout_ms must be positive".into(),
+            );
+        }
+        if let Some(ldap) = &self.ldap {
+            if !ldap.url.starts_with("ldap://") && !ldap.url.starts_with("ldaps://") {
+                return Err("identity.ldap.url must be an ldap:// or ldaps:// URL".into());
+            }
+            if !ldap.user_filter.contains("{name}") {
+                return Err("identity.ldap.user_filter must contain {name}".into());
+            }
+            if ldap.sync_interval_secs == 0 || ldap.timeout_ms == 0 {
+                return Err(
+                    "identity.ldap.sync_interval_secs and timeout_ms must be positive".into(),
+                );
+            }
+        }
+        for name in &auth.break_glass_accounts {
+            if !crate::names::is_user_name(name) {
+                return Err(format!(
+                    "auth.break_glass_accounts: `{name}` is not a valid user name"
+                ));
+            }
+        }
+        if auth.local_passwords == LocalPasswords::BreakGlass && auth.open_registration {
+            return Err(
+                "auth.open_registration needs auth.local_passwords = \"everyone\": accounts \
+                 registered with a password could not sign in"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Presence (online / away / offline), derived from live sockets and activity.
@@ -318,6 +661,7 @@ impl Default for Config {
             compliance: ComplianceConfig::default(),
             files: FilesConfig::default(),
             presence: PresenceConfig::default(),
+            identity: IdentityConfig::default(),
         }
     }
 }
@@ -394,6 +738,30 @@ pub struct AuthConfig {
     /// Refuse passwords found in the built-in list of common passwords, or equal to the
     /// user name.
     pub password_reject_common: bool,
+    /// Who signs in with a local password: `everyone`, or, once sign-in goes through single
+    /// sign-on or a directory, only the `break_glass_accounts` (an emergency admin for when
+    /// the identity provider is down).
+    pub local_passwords: LocalPasswords,
+    /// The accounts that keep their local password under `local_passwords = "break_glass"`.
+    pub break_glass_accounts: Vec<String>,
+}
+
+/// Who may sign in with a local password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalPasswords {
+    Everyone,
+    BreakGlass,
+}
+
+impl AuthConfig {
+    /// Whether `user` may sign in with (or change) a local password.
+    pub fn local_password_allowed(&self, user: &str) -> bool {
+        match self.local_passwords {
+            LocalPasswords::Everyone => true,
+            LocalPasswords::BreakGlass => self.break_glass_accounts.iter().any(|a| a == user),
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -407,6 +775,8 @@ impl Default for AuthConfig {
             login_attempts_per_address_per_minute: 30,
             password_min_chars: 8,
             password_reject_common: true,
+            local_passwords: LocalPasswords::Everyone,
+            break_glass_accounts: Vec::new(),
         }
     }
 }

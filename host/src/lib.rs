@@ -11,16 +11,19 @@ pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod directory;
 pub mod error;
 pub mod export;
 pub mod files;
 pub mod holds;
 pub mod hub;
 pub mod ids;
+pub mod ldap;
 pub mod membership;
 pub mod mentions;
 pub mod metrics;
 pub mod names;
+pub mod oidc;
 pub mod os_limits;
 pub mod plugins;
 pub mod private_files;
@@ -109,6 +112,10 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    config
+        .identity
+        .validate(&config.auth)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let config = Arc::new(config);
     let open_files = os_limits::raise_open_file_limit();
     if let Some(warning) =
@@ -241,6 +248,32 @@ pub async fn serve(
         router.hooks().clone(),
         config.auth.clone(),
     ));
+    let directory = Arc::new(directory::Directory::new(
+        store.clone(),
+        router.clone(),
+        hub.clone(),
+        config.identity.groups.clone(),
+    ));
+    let oidc = Arc::new(
+        oidc::Oidc::new(
+            config.identity.clone(),
+            store.clone(),
+            directory.clone(),
+            accounts.clone(),
+        )
+        .context("setting up OpenID Connect sign-in")?,
+    );
+    let ldap = config.identity.ldap.clone().map(|ldap| {
+        Arc::new(ldap::Ldap::new(
+            ldap,
+            &config.identity.scim,
+            store.clone(),
+            auth.clone(),
+            accounts.clone(),
+            directory.clone(),
+        ))
+    });
+    let ldap_sync = ldap.clone().map(ldap::Ldap::spawn_sync);
     files
         .sweep_unfinished(store.as_ref())
         .await
@@ -253,6 +286,9 @@ pub async fn serve(
         files,
         config: config.clone(),
         accounts,
+        directory,
+        oidc,
+        ldap,
         store: store.clone(),
         auth,
         router,
@@ -281,6 +317,9 @@ pub async fn serve(
         backfill.abort();
     }
     purger.abort();
+    if let Some(sync) = ldap_sync {
+        sync.abort();
+    }
     if let Some(exporter) = exporter {
         exporter.abort();
     }

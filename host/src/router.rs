@@ -739,6 +739,54 @@ impl RouterCore {
         Ok(appended.event)
     }
 
+    /// Put `user` in a group room because one of their directory groups maps to it: the
+    /// operator's mapping decides, so no member's rights are checked (the event names the
+    /// user as its actor; the audit record names the directory). `Ok(false)`: already in.
+    pub async fn directory_join(&self, room_id: RoomId, user: UserId) -> Result<bool> {
+        let room = self.room(room_id).await?;
+        if room.kind == RoomKind::Direct {
+            return Err(ApiError::bad_request(
+                "direct_room",
+                "a direct room cannot be mapped to a group",
+            ));
+        }
+        let members = self.membership.members(room_id).await?;
+        if members.contains(&user) {
+            return Ok(false);
+        }
+        if members.len() >= self.limits.max_room_members {
+            return Err(ApiError::bad_request(
+                "too_many_members",
+                "the room is full",
+            ));
+        }
+        self.committer
+            .commit(NewEvent::Join {
+                room_id,
+                actor_id: user,
+                user_id: user,
+                role: Role::Member,
+            })
+            .await?;
+        Ok(true)
+    }
+
+    /// Take `user` out of a room their directory groups no longer map to. `Ok(false)`: not
+    /// in it.
+    pub async fn directory_leave(&self, room_id: RoomId, user: UserId) -> Result<bool> {
+        if !self.membership.members(room_id).await?.contains(&user) {
+            return Ok(false);
+        }
+        self.committer
+            .commit(NewEvent::Leave {
+                room_id,
+                actor_id: user,
+                user_id: user,
+            })
+            .await?;
+        Ok(true)
+    }
+
     // ---------------------------------------------------------------- ephemeral
 
     /// Move the caller's read cursor and tell the room's members.

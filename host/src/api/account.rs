@@ -76,7 +76,7 @@ impl LoginRequest {
 }
 
 /// A token pair, never stored by a browser or a proxy cache.
-struct Tokens(TokenPair);
+pub(super) struct Tokens(pub(super) TokenPair);
 
 impl IntoResponse for Tokens {
     fn into_response(self) -> Response {
@@ -92,7 +92,7 @@ fn no_store(headers: &mut HeaderMap) {
 }
 
 /// The client's address as the login budgets see it (see `listener::client_ip`).
-fn client_of(state: &AppState, parts: &axum::http::request::Parts) -> IpAddr {
+pub(super) fn client_of(state: &AppState, parts: &axum::http::request::Parts) -> IpAddr {
     client_ip(
         parts.extensions.get::<PeerAddr>().copied(),
         &parts.headers,
@@ -106,9 +106,15 @@ async fn login(
     AppJson(req): AppJson<LoginRequest>,
 ) -> Result<Tokens> {
     let client = client_of(&state, &parts);
-    Ok(Tokens(
-        state.accounts.login(req.credentials()?, client).await?,
-    ))
+    let credentials = req.credentials()?;
+    // Names the directory owns sign in there; local accounts keep their own password.
+    if let (Some(ldap), Credentials::Password { username, password }) = (&state.ldap, &credentials)
+        && username.len() <= crate::names::MAX_USER_NAME * 2
+        && ldap.handles(username).await?
+    {
+        return Ok(Tokens(ldap.login(username, password, client).await?));
+    }
+    Ok(Tokens(state.accounts.login(credentials, client).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
-use super::{AdminUser, AppState, bearer_token};
+use super::{AdminUser, AppState, bearer_token, constant_time_eq};
 use crate::error::Result;
 
 pub fn routes() -> HttpRouter<AppState> {
@@ -91,8 +91,4 @@ async fn metrics(State(state): State<AppState>, mut parts: Parts) -> Result<impl
         )],
         body,
     ))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -545,7 +545,7 @@ pub fn xml_text(s: &str) -> String {
 }
 
 /// A UTC time as archives print it (`2026-12-01T22:53:46Z`).
-fn rfc3339(at: Millis) -> String {
+pub(crate) fn rfc3339(at: Millis) -> String {
     let secs = at.div_euclid(1000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
