@@ -23,6 +23,8 @@ WASM_COMPONENT_LD = 0.5.31
 # Encodes the interface as versioned WIT packages (`make wit-packages`), the binary format
 # `wkg wit build` produces for a package without registry dependencies.
 WASM_TOOLS = 1.263.0
+# The OpenID provider the identity tests sign in with (tests/oidc/provider.mjs), from npm.
+OIDC_PROVIDER = 9.13.3
 WIT_PACKAGES ?= target/wit-packages
 DIST ?= target/dist
 PYTHON ?= python3
@@ -49,7 +51,16 @@ test: lang-tools
 lang-tools: $(LANG_TOOLS)/py/.componentize-py-$(COMPONENTIZE_PY) \
 	$(LANG_TOOLS)/js/.componentize-js-$(COMPONENTIZE_JS) \
 	$(LANG_TOOLS)/c/.wit-bindgen-$(WIT_BINDGEN)-wasm-component-ld-$(WASM_COMPONENT_LD) \
-	$(LANG_TOOLS)/wasm-tools/.wasm-tools-$(WASM_TOOLS)
+	$(LANG_TOOLS)/wasm-tools/.wasm-tools-$(WASM_TOOLS) \
+	$(LANG_TOOLS)/oidc/.oidc-provider-$(OIDC_PROVIDER)
+
+$(LANG_TOOLS)/oidc/.oidc-provider-$(OIDC_PROVIDER):
+	rm -rf $(LANG_TOOLS)/oidc
+	mkdir -p $(LANG_TOOLS)/oidc
+	echo '{"private": true}' > $(LANG_TOOLS)/oidc/package.json
+	cd $(LANG_TOOLS)/oidc && npm install --no-audit --no-fund --save-exact \
+		oidc-provider@$(OIDC_PROVIDER)
+	touch $@
 
 $(LANG_TOOLS)/wasm-tools/.wasm-tools-$(WASM_TOOLS):
 	rm -rf $(LANG_TOOLS)/wasm-tools

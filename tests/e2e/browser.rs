@@ -2685,3 +2685,47 @@ async fn presence_dots_follow_peers_hiding_and_leaving() {
     })
     .await;
 }
+
+/// Single sign-on as a person does it: the login page offers "Sign in with Corp", the
+/// provider's own login and consent pages take the person's word, and the web client comes
+/// back signed in (the one-time ticket gone from the address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_sign_on_through_the_provider_lands_in_the_chat() {
+    let (server, _db, _provider, _) =
+        crate::identity::oidc_setup(crate::hardening::Backend::Sqlite, |_| {}).await;
+    let server = &server;
+    with_browsers(1, |browsers| async move {
+        let b = &browsers[0];
+        b.goto(&server.base).await.expect("open page");
+        let button = wait_css(b, "#sso a.button").await;
+        assert_eq!(button.text().await.expect("text"), "Sign in with Corp");
+        button.click().await.expect("click");
+
+        // The provider's pages (oidc-provider's development interactions).
+        type_into(b, "input[name=login]", "sub-carol").await;
+        type_into(b, "input[name=password]", "anything").await;
+        click(b, "button[type=submit]").await;
+        eventually(
+            b,
+            "the provider's consent page",
+            "return document.querySelector('input[name=prompt]')?.value",
+            |v| v == "consent",
+        )
+        .await;
+        click(b, "button[type=submit]").await;
+
+        eventually(
+            b,
+            "the chat, signed in as Carol",
+            "return document.querySelector('#me')?.textContent",
+            |v| v.as_str().is_some_and(|me| me.contains("Carol Jones")),
+        )
+        .await;
+        let address = b.current_url().await.expect("url");
+        assert!(
+            !address.as_str().contains("oidc_ticket"),
+            "the ticket is gone from the address: {address}"
+        );
+    })
+    .await;
+}

@@ -239,6 +239,8 @@ pub struct NodeConfig {
     pub database_url: String,
     pub nats_url: String,
     pub subject_prefix: String,
+    /// More settings for every node, as `SWITCHBOARD_…` variables.
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeConfig {
@@ -247,6 +249,7 @@ impl NodeConfig {
             database_url: db.url.clone(),
             nats_url,
             subject_prefix: unique("sbtest"),
+            env: Vec::new(),
         }
     }
 }
@@ -300,6 +303,7 @@ impl Node {
             .env("SWITCHBOARD_PRESENCE__HEARTBEAT_SECS", "1")
             .env("SWITCHBOARD_PRESENCE__OFFLINE_GRACE_MS", "300")
             .env("SWITCHBOARD_PRESENCE__TICK_MS", "100")
+            .envs(config.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

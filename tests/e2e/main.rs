@@ -21,6 +21,7 @@ mod file_plugins;
 mod files;
 mod hardening;
 mod holds;
+mod identity;
 mod mentions;
 mod plugin_langs;
 mod plugin_signing;

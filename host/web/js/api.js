@@ -58,6 +58,22 @@ export class Api {
     return pair.user;
   }
 
+  /** Finish a single sign-on: trade the one-time ticket the server put in the URL. */
+  async redeem(ticket) {
+    const pair = await this.call('POST', '/api/v1/auth/oidc/redeem', { ticket }, null);
+    this.store(pair);
+    return pair.user;
+  }
+
+  /** The identity providers to offer on the login page: `[{ id, display_name }]`. */
+  async signInProviders() {
+    try {
+      return await this.call('GET', '/api/v1/auth/oidc', undefined, null);
+    } catch {
+      return [];
+    }
+  }
+
   async logout() {
     try {
       if (this.session) await this.request('POST', '/api/v1/auth/logout');

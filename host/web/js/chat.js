@@ -802,5 +802,57 @@ function toast(message) {
   el.timer = setTimeout(() => { el.hidden = true; }, 5_000);
 }
 
-if (api.loggedIn) startChat();
-else showLogin();
+// ---- single sign-on ----
+
+/** What a failed sign-in at the identity provider means, by the server's code. */
+const SIGN_IN_ERRORS = {
+  invalid_state: 'The sign-in took too long or was already used. Please try again.',
+  provider_refused: 'The identity provider did not sign you in.',
+  provider_unavailable: 'The identity provider cannot be reached. Try again later.',
+  account_not_linked: 'An account with your name already exists here. Ask an admin to link it.',
+  no_account: 'There is no account for you here. Ask an admin to create one.',
+  user_deactivated: 'Your account is deactivated.',
+};
+
+function signInError(code) {
+  return SIGN_IN_ERRORS[code] || `The sign-in failed (${code}).`;
+}
+
+/** A "Sign in with …" link for each configured identity provider. */
+async function offerProviders() {
+  const box = $('#sso');
+  const providers = await api.signInProviders();
+  box.replaceChildren(...providers.map((p) => {
+    const link = document.createElement('a');
+    link.className = 'button';
+    link.href = `/api/v1/auth/oidc/${encodeURIComponent(p.id)}/start`;
+    link.textContent = `Sign in with ${p.display_name}`;
+    return link;
+  }));
+  box.hidden = providers.length === 0;
+}
+
+/** Back from the identity provider: `#oidc_ticket=…` or `#oidc_error=…` (removed from the
+ * address at once, so a reload or a bookmark does not carry it). */
+async function boot() {
+  const back = new URLSearchParams(location.hash.slice(1));
+  const ticket = back.get('oidc_ticket');
+  const error = back.get('oidc_error');
+  if (ticket || error) history.replaceState(null, '', location.pathname + location.search);
+  let message = error ? signInError(error) : '';
+  if (ticket) {
+    try {
+      await api.redeem(ticket);
+    } catch (err) {
+      message = signInError(err.code);
+    }
+  }
+  if (api.loggedIn) {
+    startChat();
+  } else {
+    showLogin(message);
+  }
+  offerProviders();
+}
+
+boot();

@@ -496,3 +496,43 @@ async fn presence_crosses_nodes_and_a_dead_node_takes_its_users_offline() {
     a.kill9();
     assert_eq!(next_presence(&mut bob_ws, alice.id).await, "offline");
 }
+
+/// A leaver leaves everywhere at once: the identity provider deactivates the account through
+/// one node, and the user's sockets on both nodes close, their tokens stop working on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scim_deactivation_through_one_node_ends_the_users_sessions_on_every_node() {
+    const TOKEN: &str = "scim-token-for-the-cluster-0123456789";
+    let db = PgDb::create().await;
+    let mut config = NodeConfig::new(&db, system_nats_url());
+    config.env = vec![
+        ("SWITCHBOARD_IDENTITY__SCIM__ENABLED".into(), "true".into()),
+        ("SWITCHBOARD_IDENTITY__SCIM__TOKEN".into(), TOKEN.into()),
+    ];
+    let (a, b) = two_nodes(&config).await;
+    let bob = a.user("bob").await;
+    let bob_on_b = b.login("bob", crate::support::PASSWORD).await;
+    let mut ws_a = a.ws(&bob).await;
+    let mut ws_b = b.ws(&bob_on_b).await;
+
+    let scim = crate::identity::Scim::new(&b.base, TOKEN);
+    let (status, _) = scim
+        .patch(
+            &format!("/Users/{}", bob.id),
+            json!([{ "op": "replace", "path": "active", "value": false }]),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let started = std::time::Instant::now();
+    assert_eq!(ws_a.expect_close().await.0, 4001, "the other node's socket");
+    assert_eq!(ws_b.expect_close().await.0, 4001, "this node's socket");
+    assert!(
+        // Well inside the 60 s session re-check: the bus carried it.
+        started.elapsed() < Duration::from_secs(10),
+        "closed in {:?}",
+        started.elapsed()
+    );
+    for client in [on(&a, &bob), on(&b, &bob_on_b)] {
+        let (status, _) = client.get("/api/v1/me").await;
+        assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+    }
+}
