@@ -59,6 +59,9 @@ pub struct IdentityConfig {
     pub oidc_login_timeout_secs: u64,
     /// Longest wait for a provider's discovery, keys or token endpoint.
     pub oidc_timeout_ms: u64,
+    /// Sign-ins one client address may start per minute (each keeps a little state until
+    /// it finishes or expires; this bounds what a client can make the server keep).
+    pub oidc_starts_per_address_per_minute: u32,
     /// An LDAP directory or Active Directory: password sign-in by bind, and a periodic sync
     /// of accounts (disabled ones are deactivated) and groups. Unset: none.
     pub ldap: Option<LdapConfig>,
@@ -160,6 +163,7 @@ impl Default for IdentityConfig {
             oidc: Vec::new(),
             oidc_login_timeout_secs: 600,
             oidc_timeout_ms: 10_000,
+            oidc_starts_per_address_per_minute: 30,
             ldap: None,
         }
     }

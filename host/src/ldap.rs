@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, ldap_escape};
 
 use crate::accounts::{Accounts, MAX_PASSWORD, UserName};
@@ -27,6 +28,9 @@ use crate::store::{ExternalIdentity, Store, User};
 
 /// The directory source of LDAP accounts and groups.
 pub const SOURCE: &str = "ldap";
+/// Entries per page of a search: directories cap a plain search (slapd at 500 entries,
+/// Active Directory at 1000), so every search that may list many is paged (RFC 2696).
+const PAGE: i32 = 500;
 
 /// Why the directory could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -287,15 +291,7 @@ impl Ldap {
             config.display_name_attribute.as_str(),
             config.email_attribute.as_str(),
         ];
-        let (entries, _) = ldap
-            .search(
-                &config.user_base,
-                Scope::Subtree,
-                filter,
-                attributes.to_vec(),
-            )
-            .await?
-            .success()?;
+        let entries = search_all(ldap, &config.user_base, filter, attributes.to_vec()).await?;
         let first = |entry: &SearchEntry, attribute: &str| {
             entry
                 .attrs
@@ -305,7 +301,6 @@ impl Ldap {
         };
         Ok(entries
             .into_iter()
-            .map(SearchEntry::construct)
             .filter_map(|entry| {
                 let name = first(&entry, &config.user_name_attribute)?.to_lowercase();
                 let person = Person {
@@ -349,19 +344,16 @@ impl Ldap {
             self.config.group_member_attribute,
             ldap_escape(dn)
         );
-        let (entries, _) = ldap
-            .search(
-                &self.config.group_base,
-                Scope::Subtree,
-                &filter,
-                vec![self.config.group_name_attribute.as_str()],
-            )
-            .await?
-            .success()?;
+        let entries = search_all(
+            ldap,
+            &self.config.group_base,
+            &filter,
+            vec![self.config.group_name_attribute.as_str()],
+        )
+        .await?;
         Ok(Some(
             entries
                 .into_iter()
-                .map(SearchEntry::construct)
                 .filter_map(|group| self.group_name(&group))
                 .collect(),
         ))
@@ -376,20 +368,18 @@ impl Ldap {
         if self.config.group_base.is_empty() {
             return Ok(None);
         }
-        let (entries, _) = ldap
-            .search(
-                &self.config.group_base,
-                Scope::Subtree,
-                &self.config.group_filter,
-                vec![
-                    self.config.group_name_attribute.as_str(),
-                    self.config.group_member_attribute.as_str(),
-                ],
-            )
-            .await?
-            .success()?;
+        let entries = search_all(
+            ldap,
+            &self.config.group_base,
+            &self.config.group_filter,
+            vec![
+                self.config.group_name_attribute.as_str(),
+                self.config.group_member_attribute.as_str(),
+            ],
+        )
+        .await?;
         let mut by_member: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for group in entries.into_iter().map(SearchEntry::construct) {
+        for group in entries {
             let Some(name) = self.group_name(&group) else {
                 continue;
             };
@@ -416,6 +406,28 @@ impl Ldap {
             .find(|(a, _)| a.eq_ignore_ascii_case(&self.config.group_name_attribute))
             .and_then(|(_, values)| values.first().cloned())
     }
+}
+
+/// Every entry under `base` matching `filter`, read page by page.
+async fn search_all(
+    ldap: &mut ldap3::Ldap,
+    base: &str,
+    filter: &str,
+    attributes: Vec<&str>,
+) -> std::result::Result<Vec<SearchEntry>, LdapError> {
+    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+        Box::new(EntriesOnly::new()),
+        Box::new(PagedResults::new(PAGE)),
+    ];
+    let mut search = ldap
+        .streaming_search_with(adapters, base, Scope::Subtree, filter, attributes)
+        .await?;
+    let mut entries = Vec::new();
+    while let Some(entry) = search.next().await? {
+        entries.push(SearchEntry::construct(entry));
+    }
+    search.finish().await.success()?;
+    Ok(entries)
 }
 
 #[cfg(test)]

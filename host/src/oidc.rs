@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreProviderMetadata};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
@@ -136,6 +137,8 @@ pub struct Oidc {
     directory: Arc<Directory>,
     accounts: Arc<Accounts>,
     metadata: tokio::sync::Mutex<HashMap<String, (Instant, CoreProviderMetadata)>>,
+    /// Sign-ins started per client address.
+    starts: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 impl std::fmt::Debug for Oidc {
@@ -151,7 +154,12 @@ impl Oidc {
         directory: Arc<Directory>,
         accounts: Arc<Accounts>,
     ) -> anyhow::Result<Self> {
+        let per_minute = std::num::NonZeroU32::new(config.oidc_starts_per_address_per_minute)
+            .ok_or_else(|| {
+                anyhow::anyhow!("oidc_starts_per_address_per_minute must be positive")
+            })?;
         Ok(Self {
+            starts: RateLimiter::keyed(Quota::per_minute(per_minute)),
             http: http_client(Duration::from_millis(config.oidc_timeout_ms))?,
             config,
             store,
@@ -173,9 +181,20 @@ impl Oidc {
             .collect()
     }
 
-    /// Begin a sign-in: the URL to send the browser to.
-    pub async fn start(&self, provider_id: &str) -> Result<String> {
+    /// Begin a sign-in from `client`: the URL to send the browser to.
+    pub async fn start(&self, provider_id: &str, client: IpAddr) -> Result<String> {
         let provider = self.provider(provider_id)?;
+        if self.starts.len() > 10_000 {
+            self.starts.retain_recent();
+        }
+        if self.starts.check_key(&client).is_err() {
+            return Err(ApiError::TooManyRequests {
+                code: "too_many_sign_ins",
+                message: "too many sign-ins started from this address; try again in a minute"
+                    .into(),
+                retry_after_ms: 60_000,
+            });
+        }
         let metadata = self.metadata(provider, false).await?;
         let client = self.client(provider, metadata)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();

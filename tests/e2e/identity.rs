@@ -1118,6 +1118,20 @@ async fn oidc_refuses_tampered_tokens_replays_and_expired_sign_ins() {
         (status, body["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("user_deactivated"))
     );
+
+    // Starting sign-ins keeps state: one address may start only so many a minute.
+    let mut last = String::new();
+    for _ in 0..31 {
+        let response = browser
+            .send(
+                browser
+                    .http
+                    .get(format!("{}/api/v1/auth/oidc/corp/start", server.base)),
+            )
+            .await;
+        last = response.headers()["location"].to_str().unwrap().to_string();
+    }
+    assert_eq!(last, "/#oidc_error=too_many_sign_ins");
 }
 
 // ------------------------------------------------------------------ LDAP
@@ -1126,7 +1140,8 @@ const LDAP_ROOT_DN: &str = "cn=admin,dc=example,dc=org";
 const LDAP_ROOT_PASSWORD: &str = "directory-admin-secret";
 
 /// Debian's OpenLDAP server (`slapd`) on a free loopback port, over a directory made for the
-/// test, killed on drop.
+/// test, killed on drop. It answers at most 2 entries to a search that is not paged, as a
+/// large directory caps its searches (Active Directory at 1000): the server must page.
 struct Slapd {
     url: String,
     child: std::process::Child,
@@ -1154,6 +1169,7 @@ impl Slapd {
                  rootpw {LDAP_ROOT_PASSWORD}\n\
                  directory {db}\n\
                  maxsize 10485760\n\
+                 sizelimit size.soft=2 size.hard=2 size.pr=unlimited size.prtotal=unlimited\n\
                  access to attrs=userPassword by self =xw by anonymous auth by * none\n\
                  access to * by users read by * none\n",
                 pid = dir.path().join("slapd.pid").display(),
@@ -1283,6 +1299,13 @@ uid: frank
 cn: Frank Example
 sn: Example
 userPassword: frank-directory-password
+
+dn: uid=gina,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: gina
+cn: Gina Example
+sn: Example
+userPassword: gina-directory-password
 
 dn: cn=engineers,ou=groups,dc=example,dc=org
 objectClass: groupOfNames

@@ -50,8 +50,13 @@ fn back_with_error(err: &ApiError) -> Response {
     see_other(&format!("/#oidc_error={}", err.code()))
 }
 
-async fn start(State(state): State<AppState>, AppPath(id): AppPath<String>) -> Response {
-    match state.oidc.start(&id).await {
+async fn start(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<String>,
+    parts: Parts,
+) -> Response {
+    let client = client_of(&state, &parts);
+    match state.oidc.start(&id, client).await {
         Ok(url) => see_other(&url),
         Err(err) => {
             err.log();

@@ -294,6 +294,47 @@ const TABLES: &[Table] = &[
         order_by: "seq",
         identity: false,
     },
+    Table {
+        name: "external_identities",
+        columns: &[
+            ("user_id", Ty::Int),
+            ("source", Ty::Text),
+            ("external_id", Ty::OptText),
+            ("email", Ty::OptText),
+            ("updated_at", Ty::Int),
+        ],
+        order_by: "user_id, source",
+        identity: false,
+    },
+    Table {
+        name: "directory_groups",
+        columns: &[
+            ("id", Ty::Int),
+            ("source", Ty::Text),
+            ("name", Ty::Text),
+            ("external_id", Ty::OptText),
+            ("created_at", Ty::Int),
+        ],
+        order_by: "id",
+        identity: true,
+    },
+    Table {
+        name: "directory_group_members",
+        columns: &[("group_id", Ty::Int), ("user_id", Ty::Int)],
+        order_by: "group_id, user_id",
+        identity: false,
+    },
+    Table {
+        name: "one_time_values",
+        columns: &[
+            ("key", Ty::Text),
+            ("kind", Ty::Text),
+            ("payload", Ty::Text),
+            ("created_at", Ty::Int),
+        ],
+        order_by: "key",
+        identity: false,
+    },
 ];
 
 /// What was copied, for the operator.

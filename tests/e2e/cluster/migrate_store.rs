@@ -217,6 +217,35 @@ async fn populate(store: &Arc<dyn Store>) -> (Vec<i64>, Vec<i64>) {
         .unwrap();
     store.kv_put("dlp", "rules/b", b"second").await.unwrap();
     store.kv_put("welcome", "seen:2", b"1").await.unwrap();
+    // What identity providers keep: an identity, groups with members, a sign-in in flight.
+    store
+        .set_external_identity(
+            alice,
+            "scim",
+            &switchboard::store::ExternalIdentity {
+                external_id: Some("ext-alice".into()),
+                email: Some("alice@example.com".into()),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .create_group("scim", "Engineering", Some("grp-1"), &[alice, bob])
+        .await
+        .unwrap();
+    store
+        .create_group("oidc:corp", "Everyone", None, &[carol])
+        .await
+        .unwrap();
+    store
+        .put_once(
+            "digest-of-a-state",
+            "oidc_state",
+            "{\"provider\":\"corp\"}",
+            0,
+        )
+        .await
+        .unwrap();
     for i in 0..3 {
         store
             .append_audit(
@@ -299,6 +328,16 @@ async fn snapshot(store: &Arc<dyn Store>, users: &[i64], rooms: &[i64]) -> serde
         }
     }
     out.insert("kv".into(), serde_json::to_value(kv).unwrap());
+    let mut directory = Vec::new();
+    for source in ["scim", "oidc:corp"] {
+        directory.push(format!("{:?}", store.identities(source).await.unwrap()));
+        let (_, groups) = store.groups_page(source, None, 0, 100).await.unwrap();
+        for group in groups {
+            let members = store.group_members(group.id).await.unwrap();
+            directory.push(format!("{group:?} {members:?}"));
+        }
+    }
+    out.insert("directory".into(), serde_json::to_value(directory).unwrap());
     out.insert(
         "audit".into(),
         serde_json::to_value(store.recent_audit(100).await.unwrap()).unwrap(),
