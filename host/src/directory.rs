@@ -27,6 +27,8 @@ use crate::store::{
 pub const MAX_EXTERNAL_TEXT: usize = 256;
 /// Longest group name.
 pub const MAX_GROUP_NAME: usize = 256;
+/// Members whose rooms and roles a group change applies at once.
+const SYNC_CONCURRENCY: usize = 32;
 
 /// What a provider says about an account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -409,12 +411,18 @@ impl Directory {
         Ok(befores)
     }
 
+    /// Apply a group change to each of its members, [`SYNC_CONCURRENCY`] at a time: the
+    /// joins and leaves of many members then share group-commit transactions instead of
+    /// each waiting for a commit of its own.
     async fn sync_users(&self, source: &str, befores: Vec<(UserId, Vec<String>)>) {
-        for (user, before) in befores {
-            if let Err(err) = self.sync_user(source, user, &before).await {
-                tracing::warn!(user, error = %err, "could not apply a group change to a user");
-            }
-        }
+        use futures_util::StreamExt as _;
+        futures_util::stream::iter(befores)
+            .for_each_concurrent(SYNC_CONCURRENCY, |(user, before)| async move {
+                if let Err(err) = self.sync_user(source, user, &before).await {
+                    tracing::warn!(user, error = %err, "could not apply a group change to a user");
+                }
+            })
+            .await;
     }
 
     /// Apply the mapped rooms and roles after the user's groups changed from `before` to

@@ -24,6 +24,7 @@ use crate::auth::{Auth, TokenPair};
 use crate::config::{LdapConfig, ScimConfig};
 use crate::directory::{Directory, Profile};
 use crate::error::{ApiError, Result};
+use crate::metrics::Metrics;
 use crate::store::{ExternalIdentity, Store, User};
 
 /// The directory source of LDAP accounts and groups.
@@ -69,6 +70,7 @@ pub struct Ldap {
     auth: Arc<Auth>,
     accounts: Arc<Accounts>,
     directory: Arc<Directory>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Ldap {
@@ -85,6 +87,7 @@ impl Ldap {
         auth: Arc<Auth>,
         accounts: Arc<Accounts>,
         directory: Arc<Directory>,
+        metrics: Metrics,
     ) -> Self {
         Self {
             config,
@@ -93,6 +96,7 @@ impl Ldap {
             auth,
             accounts,
             directory,
+            metrics,
         }
     }
 
@@ -193,9 +197,25 @@ impl Ldap {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                if let Err(err) = self.sync().await {
-                    tracing::warn!(error = %err, "the LDAP sync did not finish");
-                }
+                let outcome = match self.sync().await {
+                    Ok(()) => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        self.metrics
+                            .ldap_last_sync
+                            .set(i64::try_from(now).unwrap_or(i64::MAX));
+                        "ok"
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the LDAP sync did not finish");
+                        "failed"
+                    }
+                };
+                self.metrics
+                    .ldap_syncs
+                    .get_or_create(&vec![("outcome".to_string(), outcome.to_string())])
+                    .inc();
             }
         })
     }

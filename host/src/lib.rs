@@ -271,6 +271,7 @@ pub async fn serve(
             auth.clone(),
             accounts.clone(),
             directory.clone(),
+            metrics.clone(),
         ))
     });
     let ldap_sync = ldap.clone().map(ldap::Ldap::spawn_sync);

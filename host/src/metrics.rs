@@ -31,6 +31,11 @@ pub struct Metrics {
     pub commit_batch_size: Histogram,
     /// Duration of one group-commit transaction (seconds).
     pub commit_duration: Histogram,
+    /// LDAP directory syncs, by outcome (`ok`, `failed`).
+    pub ldap_syncs: ByKind,
+    /// When the last LDAP sync finished well (Unix seconds; 0: never). Alert when it lags
+    /// `identity.ldap.sync_interval_secs` by much: leavers are not being deactivated.
+    pub ldap_last_sync: Gauge,
 }
 
 impl Metrics {
@@ -45,8 +50,20 @@ impl Metrics {
             send_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
             commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             commit_duration: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
+            ldap_syncs: ByKind::default(),
+            ldap_last_sync: Gauge::default(),
         };
         let sb = registry.sub_registry_with_prefix("switchboard");
+        sb.register(
+            "ldap_syncs",
+            "LDAP directory syncs, by outcome",
+            metrics.ldap_syncs.clone(),
+        );
+        sb.register(
+            "ldap_last_sync_seconds",
+            "When the last LDAP sync finished well (Unix seconds)",
+            metrics.ldap_last_sync.clone(),
+        );
         sb.register(
             "ws_connections",
             "Open WebSocket sessions",

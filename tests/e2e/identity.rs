@@ -1325,6 +1325,19 @@ async fn password_login(server: &TestServer, name: &str, password: &str) -> (Sta
     (status, response.json().await.unwrap())
 }
 
+async fn admin_metrics(server: &TestServer, admin: &Client) -> String {
+    server
+        .http
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Until `check` holds (the directory sync runs every second here), at most 15 s.
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
@@ -1448,6 +1461,14 @@ async fn ldap_sign_in_and_sync_follow_the_directory() {
         assert_eq!(ws.expect_close().await.0, 4001);
         let (status, _) = password_login(&server, "frank", "frank-directory-password").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "no such person any more");
+
+        // The sync's health is on /metrics for an alert.
+        let metrics = admin_metrics(&server, &admin).await;
+        assert!(
+            metrics.contains("switchboard_ldap_syncs_total{outcome=\"ok\"}"),
+            "{metrics}"
+        );
+        assert!(!metrics.contains("switchboard_ldap_last_sync_seconds 0\n"));
 
         let records = audit_actions(&admin).await;
         for user in [erin.id, frank.id] {
