@@ -241,6 +241,8 @@ pub struct NodeConfig {
     pub subject_prefix: String,
     /// More settings for every node, as `SWITCHBOARD_…` variables.
     pub env: Vec<(String, String)>,
+    /// A `switchboard.toml` for every node (for settings that are lists of tables).
+    pub toml: Option<String>,
 }
 
 impl NodeConfig {
@@ -250,6 +252,7 @@ impl NodeConfig {
             nats_url,
             subject_prefix: unique("sbtest"),
             env: Vec::new(),
+            toml: None,
         }
     }
 }
@@ -268,6 +271,10 @@ impl Node {
     pub async fn start(name: &str, config: &NodeConfig) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
+        if let Some(toml) = &config.toml {
+            // The node starts in `dir`, where `switchboard.toml` is read.
+            std::fs::write(dir.path().join("switchboard.toml"), toml).expect("config file");
+        }
         let log = dir.path().join("node.log");
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");

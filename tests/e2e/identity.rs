@@ -594,14 +594,14 @@ async fn local_passwords_can_be_kept_for_break_glass_accounts_only() {
 /// The OpenID provider (`tests/oidc/provider.mjs`: the npm `oidc-provider` package) as a
 /// process on a free loopback port, killed on drop.
 pub struct OpenIdProvider {
-    base: String,
+    pub base: String,
     http: reqwest::Client,
     child: std::process::Child,
     _dir: tempfile::TempDir,
 }
 
 impl OpenIdProvider {
-    async fn start(config: Value) -> Self {
+    pub async fn start(config: Value) -> Self {
         let root = crate::wasm_build::workspace_root();
         let modules = root.join("target/lang-tools/oidc/node_modules");
         assert!(
@@ -684,14 +684,14 @@ impl Drop for OpenIdProvider {
 
 /// A person's browser: follows redirects by hand, keeps the provider's cookies by path, and
 /// fills in the provider's login and consent pages.
-struct Browser {
+pub struct Browser {
     http: reqwest::Client,
     /// (path, name) → value.
     cookies: std::collections::BTreeMap<(String, String), String>,
 }
 
 impl Browser {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -734,7 +734,7 @@ impl Browser {
     /// Follow the sign-in from our server's start through the provider's pages as
     /// `account`, up to the provider's redirect back to our server; returns that URL
     /// (not yet visited).
-    async fn through_provider(&mut self, start: &str, server: &str, account: &str) -> String {
+    pub async fn through_provider(&mut self, start: &str, server: &str, account: &str) -> String {
         let mut url = reqwest::Url::parse(start).unwrap();
         for _ in 0..20 {
             if url.as_str().starts_with(server) && url.path().ends_with("/callback") {
@@ -761,7 +761,7 @@ impl Browser {
     }
 
     /// Visit our server's callback; returns the fragment it sends the browser to.
-    async fn back_at(&mut self, callback: &str) -> String {
+    pub async fn back_at(&mut self, callback: &str) -> String {
         let response = self.send(self.http.get(callback)).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         let location = response.headers()["location"].to_str().unwrap();
@@ -772,7 +772,7 @@ impl Browser {
     }
 }
 
-const CLIENT_SECRET: &str = "client-secret-of-the-test-server-0123";
+pub const CLIENT_SECRET: &str = "client-secret-of-the-test-server-0123";
 
 /// Start a sign-in at `server` with provider `corp` and complete it as `account`: the
 /// fragment the web client gets (`oidc_ticket=…` or `oidc_error=…`).

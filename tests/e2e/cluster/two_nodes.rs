@@ -536,3 +536,74 @@ async fn a_scim_deactivation_through_one_node_ends_the_users_sessions_on_every_n
         assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
     }
 }
+
+/// Behind a load balancer the provider's redirect may reach any node: a sign-in started on
+/// one node finishes on the other, and the ticket works on either (state, nonce, PKCE
+/// verifier and ticket live in the shared database, each used once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oidc_sign_in_started_on_one_node_finishes_on_the_other() {
+    use crate::identity::{Browser, CLIENT_SECRET, OpenIdProvider};
+
+    // The address browsers use (a load balancer's); never contacted: the test's browser
+    // sends the provider's redirect to the node it chooses.
+    const PUBLIC_URL: &str = "http://127.0.0.1:9";
+    let provider = OpenIdProvider::start(json!({
+        "clients": [{
+            "client_id": "switchboard",
+            "client_secret": CLIENT_SECRET,
+            "redirect_uris": [format!("{PUBLIC_URL}/api/v1/auth/oidc/corp/callback")],
+        }],
+        "accounts": { "sub-dana": { "preferred_username": "dana", "name": "Dana" } },
+    }))
+    .await;
+    let db = PgDb::create().await;
+    let mut config = NodeConfig::new(&db, system_nats_url());
+    config.toml = Some(format!(
+        "[identity]\npublic_url = \"{PUBLIC_URL}\"\n\n[[identity.oidc]]\nid = \"corp\"\n\
+         display_name = \"Corp\"\nissuer = \"{}\"\nclient_id = \"switchboard\"\n\
+         client_secret = \"{CLIENT_SECRET}\"\n",
+        provider.base
+    ));
+    let (a, b) = two_nodes(&config).await;
+
+    let mut browser = Browser::new();
+    let callback = browser
+        .through_provider(
+            &format!("{}/api/v1/auth/oidc/corp/start", a.base),
+            PUBLIC_URL,
+            "sub-dana",
+        )
+        .await;
+    let on_b = callback.replacen(PUBLIC_URL, &b.base, 1);
+    let fragment = browser.back_at(&on_b).await;
+    let ticket = fragment
+        .strip_prefix("oidc_ticket=")
+        .unwrap_or_else(|| panic!("signed in on the other node, not {fragment}"));
+    // The same redirect again, now at the first node: used up.
+    let on_a = callback.replacen(PUBLIC_URL, &a.base, 1);
+    assert_eq!(browser.back_at(&on_a).await, "oidc_error=invalid_state");
+
+    let redeem = |base: String| {
+        let http = a.http.clone();
+        let ticket = ticket.to_string();
+        async move {
+            let response = http
+                .post(format!("{base}/api/v1/auth/oidc/redeem"))
+                .json(&json!({ "ticket": ticket }))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, tokens) = redeem(a.base.clone()).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["user"]["name"], "dana");
+    let (status, _) = redeem(b.base.clone()).await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::UNAUTHORIZED,
+        "a ticket works once, anywhere"
+    );
+}
