@@ -254,6 +254,9 @@ async fn scim_provisions_accounts_groups_rooms_and_roles_the_way_providers_send_
         let (status, body) = scim.get("/Users?filter=title%20co%20%22x%22").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(scim_error(&body), ("invalid_filter", "invalidFilter"));
+        let (status, body) = scim.get("/Users?startIndex=abc").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(scim_error(&body), ("invalid_query", "invalidSyntax"));
         let (status, page) = scim.get("/Users?startIndex=1&count=1").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(page["itemsPerPage"], 1);

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{AppState, bearer_token, constant_time_eq, parse_json};
+use super::{AppQuery, AppState, bearer_token, constant_time_eq, parse_json};
 use crate::error::ApiError;
 
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -139,6 +139,7 @@ fn scim_type(code: &str, status: StatusCode) -> Option<&'static str> {
         | "malformed_json"
         | "invalid_body"
         | "invalid_utf8"
+        | "invalid_query"
         | "unsupported_media_type" => "invalidSyntax",
         "too_many_operations" => "tooMany",
         _ if status == StatusCode::BAD_REQUEST => "invalidValue",
@@ -185,6 +186,22 @@ impl FromRequestParts<AppState> for Provisioner {
             )
             .into()),
         }
+    }
+}
+
+/// Query parameters whose parse failure (`startIndex=abc`) is answered as a SCIM error too.
+struct ScimQuery<T>(T);
+
+impl<T, S> FromRequestParts<S> for ScimQuery<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ScimError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ScimResult<Self> {
+        let AppQuery(query) = AppQuery::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(query))
     }
 }
 

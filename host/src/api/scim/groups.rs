@@ -9,11 +9,11 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::{
-    GROUP_SCHEMA, ListQuery, Op, Provisioner, ResourceQuery, SOURCE, ScimBody, ScimResult,
-    attribute, bad, check_attributes, each_change, excludes_members, list_response, operations,
-    optional_text, parse_filter, resource_id, scim_response,
+    GROUP_SCHEMA, ListQuery, Op, Provisioner, ResourceQuery, SOURCE, ScimBody, ScimQuery,
+    ScimResult, attribute, bad, check_attributes, each_change, excludes_members, list_response,
+    operations, optional_text, parse_filter, resource_id, scim_response,
 };
-use crate::api::{AppPath, AppQuery, AppState};
+use crate::api::{AppPath, AppState};
 use crate::error::ApiError;
 use crate::export::archive::rfc3339;
 use crate::store::{DirectoryGroup, UserId};
@@ -106,7 +106,7 @@ fn member_in_path(path: &str) -> ScimResult<Option<UserId>> {
 pub(super) async fn list_groups(
     _: Provisioner,
     State(state): State<AppState>,
-    AppQuery(query): AppQuery<ListQuery>,
+    ScimQuery(query): ScimQuery<ListQuery>,
 ) -> ScimResult<Response> {
     let (offset, limit) = query.window(state.config.identity.scim.max_page);
     let name = match &query.filter {
@@ -179,7 +179,7 @@ pub(super) async fn get_group(
     _: Provisioner,
     State(state): State<AppState>,
     AppPath(id): AppPath<String>,
-    AppQuery(query): AppQuery<ResourceQuery>,
+    ScimQuery(query): ScimQuery<ResourceQuery>,
 ) -> ScimResult<Response> {
     let group = load_group(&state, &id).await?;
     let with_members = !excludes_members(query.excluded_attributes.as_deref());

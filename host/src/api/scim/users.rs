@@ -7,11 +7,11 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::{
-    ListQuery, Op, Provisioner, SOURCE, ScimBody, ScimResult, USER_IGNORED, USER_SCHEMA, attribute,
-    bad, boolean, check_attributes, each_change, list_response, operations, optional_text,
-    parse_filter, resource_id, scim_response,
+    ListQuery, Op, Provisioner, SOURCE, ScimBody, ScimQuery, ScimResult, USER_IGNORED, USER_SCHEMA,
+    attribute, bad, boolean, check_attributes, each_change, list_response, operations,
+    optional_text, parse_filter, resource_id, scim_response,
 };
-use crate::api::{AppPath, AppQuery, AppState};
+use crate::api::{AppPath, AppState};
 use crate::directory::Profile;
 use crate::error::ApiError;
 use crate::export::archive::rfc3339;
@@ -134,7 +134,7 @@ async fn user_response(state: &AppState, status: StatusCode, user: &User) -> Sci
 pub(super) async fn list_users(
     _: Provisioner,
     State(state): State<AppState>,
-    AppQuery(query): AppQuery<ListQuery>,
+    ScimQuery(query): ScimQuery<ListQuery>,
 ) -> ScimResult<Response> {
     let (offset, limit) = query.window(state.config.identity.scim.max_page);
     let Some(filter) = &query.filter else {
