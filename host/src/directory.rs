@@ -9,6 +9,10 @@
 //!
 //! Accounts are never deleted: their messages are records a compliance officer may need. A
 //! provider's delete deactivates.
+//!
+//! The break-glass accounts (`auth.break_glass_accounts`) are out of every provider's reach:
+//! no provider may change, deactivate or regroup them (`403 protected_account`), so a
+//! provider that is wrong or compromised cannot lock out the way in for when it is down.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -47,6 +51,8 @@ pub struct Directory {
     router: Arc<Router>,
     hub: Arc<Hub>,
     mappings: Vec<GroupMapping>,
+    /// The break-glass accounts' names.
+    protected: Vec<String>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -61,13 +67,33 @@ impl Directory {
         router: Arc<Router>,
         hub: Arc<Hub>,
         mappings: Vec<GroupMapping>,
+        protected: Vec<String>,
     ) -> Self {
         Self {
             store,
             router,
             hub,
             mappings,
+            protected,
         }
+    }
+
+    /// Refuse a change by a provider to a break-glass account.
+    async fn check_unprotected(&self, users: &[UserId]) -> Result<()> {
+        for name in &self.protected {
+            if let Some((account, _)) = self.store.user_by_name(name).await?
+                && users.contains(&account.id)
+            {
+                return Err(ApiError::forbidden(
+                    "protected_account",
+                    format!(
+                        "`{name}` is a break-glass account (auth.break_glass_accounts): no \
+                         identity provider may change it"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Create an account the provider announced. It has no local password: the person signs
@@ -121,6 +147,7 @@ impl Directory {
     /// external id, e-mail, and active (deactivating ends its sessions everywhere). The user
     /// name is the account's handle and does not change.
     pub async fn update_user(&self, source: &str, user: &User, profile: Profile) -> Result<User> {
+        self.check_unprotected(&[user.id]).await?;
         if profile.name != user.name {
             return Err(ApiError::bad_request(
                 "user_name_immutable",
@@ -172,6 +199,7 @@ impl Directory {
     /// Deactivate (every session ends and every socket closes, on every node) or
     /// reactivate an account.
     pub async fn set_active(&self, source: &str, user: UserId, active: bool) -> Result<()> {
+        self.check_unprotected(&[user]).await?;
         let ended =
             accounts::set_active(self.store.as_ref(), user, active, Actor::Directory(source))
                 .await?;
@@ -209,6 +237,7 @@ impl Directory {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        self.check_unprotected(&members).await?;
         let befores = self.groups_before(&members, &[name]).await?;
         let group = self
             .store
@@ -244,6 +273,7 @@ impl Directory {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        self.check_unprotected(&affected).await?;
         let befores = self
             .groups_before(&affected, &[group.name.as_str()])
             .await?;
@@ -331,6 +361,7 @@ impl Directory {
         names: &[String],
         max_members: usize,
     ) -> Result<()> {
+        self.check_unprotected(&[user]).await?;
         let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
         let current = self.store.user_groups(user, source).await?;
         let before = self.store.group_names_of(user).await?;

@@ -238,24 +238,40 @@ impl Ldap {
         let _ = ldap.unbind().await;
         for (user, ExternalIdentity { external_id, .. }) in linked {
             let Some(dn) = external_id else { continue };
-            let present = everyone.contains_key(&dn.to_ascii_lowercase());
-            let gone = !present || disabled.contains(&dn.to_ascii_lowercase());
-            if gone {
-                if user.active {
-                    tracing::info!(user = %user.name, "the directory disabled or removed an account");
-                    self.directory.set_active(SOURCE, user.id, false).await?;
-                }
-                continue;
+            // One account's trouble (a break-glass account, a room gone) does not stop the
+            // others' sync.
+            if let Err(err) = self
+                .sync_one(&user, &dn, &everyone, &disabled, &groups)
+                .await
+            {
+                tracing::warn!(user = %user.name, error = %err, "the LDAP sync skipped an account");
             }
-            if let Some(groups) = &groups {
-                let names = groups
-                    .get(&dn.to_ascii_lowercase())
-                    .cloned()
-                    .unwrap_or_default();
-                self.directory
-                    .set_user_groups(SOURCE, user.id, &names, self.max_group_members)
-                    .await?;
+        }
+        Ok(())
+    }
+
+    /// Deactivate `user` if the directory disabled or removed `dn`, else set their groups.
+    async fn sync_one(
+        &self,
+        user: &User,
+        dn: &str,
+        everyone: &BTreeMap<String, Person>,
+        disabled: &BTreeSet<String>,
+        groups: &Option<BTreeMap<String, Vec<String>>>,
+    ) -> Result<()> {
+        let key = dn.to_ascii_lowercase();
+        if !everyone.contains_key(&key) || disabled.contains(&key) {
+            if user.active {
+                tracing::info!(user = %user.name, "the directory disabled or removed an account");
+                self.directory.set_active(SOURCE, user.id, false).await?;
             }
+            return Ok(());
+        }
+        if let Some(groups) = groups {
+            let names = groups.get(&key).cloned().unwrap_or_default();
+            self.directory
+                .set_user_groups(SOURCE, user.id, &names, self.max_group_members)
+                .await?;
         }
         Ok(())
     }

@@ -253,6 +253,7 @@ pub async fn serve(
         router.clone(),
         hub.clone(),
         config.identity.groups.clone(),
+        config.auth.break_glass_accounts.clone(),
     ));
     let oidc = Arc::new(
         oidc::Oidc::new(

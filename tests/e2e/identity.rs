@@ -210,12 +210,30 @@ async fn scim_provisions_accounts_groups_rooms_and_roles_the_way_providers_send_
         let server = server
             .restart(move |c| {
                 c.database_url = database_url.map(Secret);
+                c.auth.break_glass_accounts = vec!["admin".into()];
                 scim_on(c, mappings);
             })
             .await;
         let admin = server.admin().await;
         let bob = admin.create_user("bob").await;
         let scim = Scim::new(&server.base, SCIM_TOKEN);
+
+        // The break-glass admin is out of the provider's reach.
+        let (status, error) = scim
+            .patch(
+                &format!("/Users/{}", admin.id),
+                json!([{ "op": "replace", "path": "active", "value": false }]),
+            )
+            .await;
+        assert_eq!(
+            (status, scim_error(&error).0),
+            (StatusCode::FORBIDDEN, "protected_account"),
+            "{backend:?}"
+        );
+        assert_eq!(
+            scim.delete(&format!("/Users/{}", admin.id)).await,
+            StatusCode::FORBIDDEN
+        );
 
         // Entra ID creates a user with its enterprise extension and attributes we do not keep.
         let (status, carol) = scim
@@ -395,6 +413,16 @@ async fn scim_provisions_accounts_groups_rooms_and_roles_the_way_providers_send_
                 "{operations}"
             );
         }
+        let (status, error) = scim
+            .patch(
+                &group_path,
+                json!([{ "op": "add", "path": "members", "value": [{ "value": admin.id.to_string() }] }]),
+            )
+            .await;
+        assert_eq!(
+            (status, scim_error(&error).0),
+            (StatusCode::FORBIDDEN, "protected_account")
+        );
         assert_eq!(scim.get(&group_path).await.1["members"], before);
         let (status, error) = scim
             .post(
