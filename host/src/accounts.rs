@@ -438,7 +438,13 @@ impl Accounts {
                 "an admin cannot deactivate their own account",
             ));
         }
-        let ended = set_active(self.store.as_ref(), user, active, Actor::User(admin)).await?;
+        self.set_active_by(user, active, Actor::User(admin)).await
+    }
+
+    /// Deactivate or reactivate on behalf of `actor` (an admin, an identity provider);
+    /// deactivating ends every session and closes their sockets on every node.
+    pub async fn set_active_by(&self, user: UserId, active: bool, actor: Actor<'_>) -> Result<()> {
+        let ended = set_active(self.store.as_ref(), user, active, actor).await?;
         self.hub.end_sessions(user, &ended);
         Ok(())
     }

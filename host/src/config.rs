@@ -351,10 +351,13 @@ impl IdentityConfig {
                     .into(),
             );
         }
-        if self.oidc_login_timeout_secs == 0 || self.oidc_timeout_ms == 0 {
-            return Err(
-                "identity.oidc_login_timeout_secs and oidc_timeout_ms must be positive".into(),
-            );
+        if self.oidc_login_timeout_secs == 0
+            || self.oidc_timeout_ms == 0
+            || self.oidc_starts_per_address_per_minute == 0
+        {
+            return Err("identity.oidc_login_timeout_secs, oidc_timeout_ms and \
+                 oidc_starts_per_address_per_minute must be positive"
+                .into());
         }
         if let Some(ldap) = &self.ldap {
             if !ldap.url.starts_with("ldap://") && !ldap.url.starts_with("ldaps://") {

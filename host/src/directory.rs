@@ -5,7 +5,8 @@
 //!
 //! Every change is on record under the provider's name (`directory:<source>`). A deactivated
 //! account's sessions end and its sockets close on every node at once
-//! ([`Hub::end_sessions`]): a leaver leaves when the provider says so.
+//! ([`Accounts::set_active_by`], as for an admin's deactivation): a leaver leaves when the
+//! provider says so.
 //!
 //! Accounts are never deleted: their messages are records a compliance officer may need. A
 //! provider's delete deactivates.
@@ -17,11 +18,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::accounts::{self, UserName, check_display_name};
+use crate::accounts::{Accounts, UserName, check_display_name};
 use crate::audit::{self, Action, Actor, Subject};
 use crate::config::GroupMapping;
 use crate::error::{ApiError, Result};
-use crate::hub::Hub;
 use crate::router::Router;
 use crate::store::{
     DirectoryGroup, ExternalIdentity, NewUser, RoomId, Store, StoreError, User, UserId,
@@ -49,7 +49,7 @@ pub struct Profile {
 pub struct Directory {
     store: Arc<dyn Store>,
     router: Arc<Router>,
-    hub: Arc<Hub>,
+    accounts: Arc<Accounts>,
     mappings: Vec<GroupMapping>,
     /// The break-glass accounts' names.
     protected: Vec<String>,
@@ -65,14 +65,14 @@ impl Directory {
     pub fn new(
         store: Arc<dyn Store>,
         router: Arc<Router>,
-        hub: Arc<Hub>,
+        accounts: Arc<Accounts>,
         mappings: Vec<GroupMapping>,
         protected: Vec<String>,
     ) -> Self {
         Self {
             store,
             router,
-            hub,
+            accounts,
             mappings,
             protected,
         }
@@ -191,7 +191,10 @@ impl Directory {
             .await;
         }
         if profile.active != user.active {
-            self.set_active(source, user.id, profile.active).await?;
+            // Checked above: the account is not a protected one.
+            self.accounts
+                .set_active_by(user.id, profile.active, Actor::Directory(source))
+                .await?;
         }
         self.user(user.id).await
     }
@@ -200,11 +203,9 @@ impl Directory {
     /// reactivate an account.
     pub async fn set_active(&self, source: &str, user: UserId, active: bool) -> Result<()> {
         self.check_unprotected(&[user]).await?;
-        let ended =
-            accounts::set_active(self.store.as_ref(), user, active, Actor::Directory(source))
-                .await?;
-        self.hub.end_sessions(user, &ended);
-        Ok(())
+        self.accounts
+            .set_active_by(user, active, Actor::Directory(source))
+            .await
     }
 
     /// The account's identity at `source`.
@@ -379,37 +380,7 @@ impl Directory {
                 continue;
             }
             check_group_name(name)?;
-            let group = match self
-                .store
-                .groups_page(source, Some(name), 0, 1)
-                .await?
-                .1
-                .pop()
-            {
-                Some(group) => group,
-                None => match self.store.create_group(source, name, None, &[]).await {
-                    Ok(group) => {
-                        audit::record(
-                            self.store.as_ref(),
-                            Actor::Directory(source),
-                            Action::GroupCreate,
-                            Subject::Group(group.id),
-                            serde_json::json!({ "name": name, "members": 0 }),
-                        )
-                        .await;
-                        group
-                    }
-                    // Created at the same moment by another sign-in: use that one.
-                    Err(StoreError::Conflict("group_exists")) => self
-                        .store
-                        .groups_page(source, Some(name), 0, 1)
-                        .await?
-                        .1
-                        .pop()
-                        .ok_or_else(|| ApiError::conflict("group_exists", "the group changed"))?,
-                    Err(err) => return Err(err.into()),
-                },
-            };
+            let group = self.group_named_or_new(source, name).await?;
             self.store
                 .change_group_members(group.id, &[user], &[], max_members)
                 .await
@@ -422,6 +393,37 @@ impl Directory {
             self.sync_user(source, user, &before).await?;
         }
         Ok(())
+    }
+
+    async fn group_named(&self, source: &str, name: &str) -> Result<Option<DirectoryGroup>> {
+        let (_, mut groups) = self.store.groups_page(source, Some(name), 0, 1).await?;
+        Ok(groups.pop())
+    }
+
+    /// The group of `source` named `name`, created (and put on record) if there is none yet.
+    async fn group_named_or_new(&self, source: &str, name: &str) -> Result<DirectoryGroup> {
+        if let Some(group) = self.group_named(source, name).await? {
+            return Ok(group);
+        }
+        match self.store.create_group(source, name, None, &[]).await {
+            Ok(group) => {
+                audit::record(
+                    self.store.as_ref(),
+                    Actor::Directory(source),
+                    Action::GroupCreate,
+                    Subject::Group(group.id),
+                    serde_json::json!({ "name": name, "members": 0 }),
+                )
+                .await;
+                Ok(group)
+            }
+            // Created at the same moment by another sign-in: use that one.
+            Err(StoreError::Conflict("group_exists")) => self
+                .group_named(source, name)
+                .await?
+                .ok_or_else(|| ApiError::conflict("group_exists", "the group changed")),
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// The groups each of `users` is in now, read before a change to groups named `names`;

@@ -251,7 +251,7 @@ pub async fn serve(
     let directory = Arc::new(directory::Directory::new(
         store.clone(),
         router.clone(),
-        hub.clone(),
+        accounts.clone(),
         config.identity.groups.clone(),
         config.auth.break_glass_accounts.clone(),
     ));

@@ -255,11 +255,9 @@ impl Oidc {
                 Ok(ticket)
             }
             Err(err) => {
-                audit::record(
-                    self.store.as_ref(),
-                    Actor::Address(client),
-                    Action::LoginFailed,
-                    Subject::Account(&format!("oidc:{provider_id}")),
+                self.record_failure(
+                    provider_id,
+                    client,
                     serde_json::json!({ "reason": err.code() }),
                 )
                 .await;
@@ -280,20 +278,28 @@ impl Oidc {
         if let Some(state) = state {
             let _ = self.store.take_once(&sha256_hex(state), STATE).await;
         }
-        audit::record(
-            self.store.as_ref(),
-            Actor::Address(client),
-            Action::LoginFailed,
-            Subject::Account(&format!("oidc:{provider_id}")),
-            serde_json::json!({ "reason": "provider_refused", "error": error }),
-        )
-        .await;
+        // The provider's code as the URL carried it: whoever sent the browser here chose it,
+        // so only a short, printable form goes on record and back to the page.
         let error: String = error
             .chars()
             .filter(|c| c.is_ascii_graphic())
             .take(64)
             .collect();
+        let detail = serde_json::json!({ "reason": "provider_refused", "error": error });
+        self.record_failure(provider_id, client, detail).await;
         OidcError::Refused(error).into()
+    }
+
+    /// A failed sign-in, on record as any failed login is (`auth.login_failed`).
+    async fn record_failure(&self, provider_id: &str, client: IpAddr, detail: serde_json::Value) {
+        audit::record(
+            self.store.as_ref(),
+            Actor::Address(client),
+            Action::LoginFailed,
+            Subject::Account(&format!("oidc:{provider_id}")),
+            detail,
+        )
+        .await;
     }
 
     async fn finish_inner(

@@ -202,6 +202,33 @@ macro_rules! sql_store {
         /// The unique index that makes `(sender, client_msg_id)` idempotent.
         const CLIENT_MSG_INDEX: &str = "events_client_msg";
 
+        /// Set one of a user's boolean columns (`active`, `is_admin`, …: a name from the
+        /// code, never from input); `NotFound` for no such user.
+        async fn set_user_flag(
+            pool: &sqlx::Pool<sqlx::$db>,
+            id: UserId,
+            column: &'static str,
+            value: bool,
+        ) -> StoreResult<()> {
+            let done = sqlx::query(&format!("UPDATE users SET {column} = $2 WHERE id = $1"))
+                .bind(id)
+                .bind(value)
+                .execute(pool)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        }
+
+        /// An account's identity at a provider, from a row's `external_id` and `email`.
+        fn identity_from_row(row: &DbRow) -> StoreResult<ExternalIdentity> {
+            Ok(ExternalIdentity {
+                external_id: col(row, "external_id")?,
+                email: col(row, "email")?,
+            })
+        }
+
         /// A row as a domain type (`User`, `Room`, `Session`, `Member` derive `FromRow`); a
         /// row that does not decode is a corrupt database, not a transient error.
         fn from_row<T>(row: &DbRow) -> StoreResult<T>
@@ -1267,28 +1294,12 @@ macro_rules! sql_store {
 
             #[tracing::instrument(skip_all)]
             async fn set_user_active(&self, id: UserId, active: bool) -> StoreResult<()> {
-                let done = sqlx::query("UPDATE users SET active = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(active)
-                    .execute(self.writes())
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                Ok(())
+                set_user_flag(self.writes(), id, "active", active).await
             }
 
             #[tracing::instrument(skip_all)]
             async fn set_user_compliance(&self, id: UserId, compliance: bool) -> StoreResult<()> {
-                let done = sqlx::query("UPDATE users SET is_compliance = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(compliance)
-                    .execute(self.writes())
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                Ok(())
+                set_user_flag(self.writes(), id, "is_compliance", compliance).await
             }
 
             #[tracing::instrument(skip_all)]
@@ -1558,15 +1569,7 @@ macro_rules! sql_store {
 
             #[tracing::instrument(skip_all)]
             async fn set_presence_hidden(&self, id: UserId, hidden: bool) -> StoreResult<()> {
-                let done = sqlx::query("UPDATE users SET presence_hidden = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(hidden)
-                    .execute(self.writes())
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                Ok(())
+                set_user_flag(self.writes(), id, "presence_hidden", hidden).await
             }
 
             #[tracing::instrument(skip_all)]
@@ -1592,15 +1595,7 @@ macro_rules! sql_store {
 
             #[tracing::instrument(skip_all)]
             async fn set_user_admin(&self, id: UserId, admin: bool) -> StoreResult<()> {
-                let done = sqlx::query("UPDATE users SET is_admin = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(admin)
-                    .execute(self.writes())
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                Ok(())
+                set_user_flag(self.writes(), id, "is_admin", admin).await
             }
 
             // ---- directory ----
@@ -1665,13 +1660,7 @@ macro_rules! sql_store {
                 .bind(source)
                 .fetch_optional(self.reads())
                 .await?;
-                row.map(|row| {
-                    Ok(ExternalIdentity {
-                        external_id: col(&row, "external_id")?,
-                        email: col(&row, "email")?,
-                    })
-                })
-                .transpose()
+                row.as_ref().map(identity_from_row).transpose()
             }
 
             #[tracing::instrument(skip_all)]
@@ -1711,13 +1700,7 @@ macro_rules! sql_store {
                 .await?
                 .iter()
                 .map(|row| {
-                    Ok((
-                        from_row::<User>(row)?,
-                        ExternalIdentity {
-                            external_id: col(row, "external_id")?,
-                            email: col(row, "email")?,
-                        },
-                    ))
+                    Ok((from_row::<User>(row)?, identity_from_row(row)?))
                 })
                 .collect()
             }

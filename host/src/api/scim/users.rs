@@ -120,9 +120,14 @@ async fn load_user(state: &AppState, id: &str) -> ScimResult<User> {
     }
 }
 
-async fn user_response(state: &AppState, status: StatusCode, user: &User) -> ScimResult<Response> {
+/// The account as a SCIM User, with its identity at the provider.
+async fn resource_of(state: &AppState, user: &User) -> ScimResult<Value> {
     let identity = state.directory.identity(SOURCE, user.id).await?;
-    let mut response = scim_response(status, user_resource(user, &identity));
+    Ok(user_resource(user, &identity))
+}
+
+async fn user_response(state: &AppState, status: StatusCode, user: &User) -> ScimResult<Response> {
+    let mut response = scim_response(status, resource_of(state, user).await?);
     if status == StatusCode::CREATED
         && let Ok(location) = format!("/scim/v2/Users/{}", user.id).parse()
     {
@@ -141,8 +146,7 @@ pub(super) async fn list_users(
         let (total, users) = state.store.people_page(offset, limit).await?;
         let mut resources = Vec::with_capacity(users.len());
         for user in &users {
-            let identity = state.directory.identity(SOURCE, user.id).await?;
-            resources.push(user_resource(user, &identity));
+            resources.push(resource_of(&state, user).await?);
         }
         return Ok(list_response(total, offset, resources));
     };
@@ -161,8 +165,7 @@ pub(super) async fn list_users(
     };
     let mut resources = Vec::new();
     if let Some(user) = found.filter(|u| !u.is_bot) {
-        let identity = state.directory.identity(SOURCE, user.id).await?;
-        resources.push(user_resource(&user, &identity));
+        resources.push(resource_of(&state, &user).await?);
     }
     let total = i64::try_from(resources.len()).unwrap_or(0);
     if offset > 0 || limit == 0 {
