@@ -7,7 +7,7 @@ WASM_OUT = $(WASM_TARGET_DIR)/wasm32-wasip2/release
 # Plugins carry no debug info: wasmtime compiles them again on load, and size matters.
 WASM_ENV = CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo
 
-SHIPPED = dlp keyword-guard echo-bot webhook auth-policy
+SHIPPED = dlp keyword-guard echo-bot webhook auth-policy assistant
 FIXTURES = fixture-trap fixture-infinite-loop fixture-memory-hog fixture-stack-overflow \
 	fixture-huge-output fixture-probe fixture-legacy-v01 fixture-legacy-v02 fixture-hostile
 
@@ -31,7 +31,7 @@ PYTHON ?= python3
 
 .PHONY: plugins fixtures test test-plugins bench lint fmt serve lang-tools wit-packages release
 
-## Build the shipped plugins: $(WASM_OUT)/{dlp,keyword_guard,echo_bot,webhook,auth_policy}.wasm
+## Build the shipped plugins: $(WASM_OUT)/{dlp,keyword_guard,echo_bot,webhook,auth_policy,assistant}.wasm
 plugins:
 	$(WASM_ENV) $(CARGO) build --release --target wasm32-wasip2 --target-dir $(WASM_TARGET_DIR) \
 		$(addprefix -p ,$(SHIPPED))
@@ -120,7 +120,7 @@ $(LANG_TOOLS)/js/.componentize-js-$(COMPONENTIZE_JS):
 ## The plugin runtime's end-to-end tests (builds the plugins it needs).
 test-plugins:
 	$(CARGO) test --test e2e plugins_
-	$(CARGO) test -p dlp-core -p dlp -p keyword-guard -p echo-bot -p webhook -p auth-policy
+	$(CARGO) test -p dlp-core -p dlp -p keyword-guard -p echo-bot -p webhook -p auth-policy -p assistant
 
 bench:
 	$(CARGO) bench -p switchboard --bench plugins --bench message_path

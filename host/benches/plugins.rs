@@ -104,6 +104,7 @@ fn load_dir(
         &cache,
         store,
         &mut Registry::default(),
+        None,
     ))
     .expect("load")
 }

@@ -9,6 +9,7 @@ pub mod compliance;
 pub mod file_review;
 pub mod files;
 pub mod listener;
+pub mod llm;
 pub mod mentions;
 pub mod oidc;
 pub mod ops;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub ldap: Option<Arc<crate::ldap::Ldap>>,
     /// The plugin runtime, when a plugins directory is configured.
     pub plugins: Option<Arc<crate::plugins::PluginHost>>,
+    /// The governed language model behind plugins' `llm` capability.
+    pub llm: Arc<crate::llm::Llm>,
 }
 
 /// All routes, with limits and request tracing applied.
@@ -82,6 +85,7 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(ws::routes())
         .merge(ops::routes())
         .merge(admin::routes())
+        .merge(llm::routes())
         .merge(compliance::routes())
         .merge(files::routes())
         .merge(file_review::routes())

@@ -78,6 +78,8 @@ pub enum Subject<'a> {
     Messages,
     /// A group an identity provider manages (`group:<id>`).
     Group(i64),
+    /// The language model's governance (`llm`).
+    Llm,
 }
 
 impl fmt::Display for Subject<'_> {
@@ -95,6 +97,7 @@ impl fmt::Display for Subject<'_> {
             Self::File(id) => write!(f, "file:{id}"),
             Self::Messages => f.write_str("messages"),
             Self::Group(id) => write!(f, "group:{id}"),
+            Self::Llm => f.write_str("llm"),
         }
     }
 }
@@ -176,6 +179,11 @@ pub enum Action {
     GroupDelete,
     /// A change of a user's groups moved them into or out of mapped rooms or roles.
     GroupSync,
+    /// A call to the language model on a person's behalf (`llm` capability): digest of
+    /// the prompt, redactions, tool decisions, tokens, latency, outcome.
+    LlmCall,
+    /// An operator changed (or reset) the language model's governance.
+    LlmSettings,
 }
 
 impl Action {
@@ -224,6 +232,8 @@ impl Action {
             Self::GroupChange => "group.change",
             Self::GroupDelete => "group.delete",
             Self::GroupSync => "group.sync",
+            Self::LlmCall => "llm.call",
+            Self::LlmSettings => "llm.settings",
         }
     }
 

@@ -39,6 +39,7 @@ pub struct Config {
     pub files: FilesConfig,
     pub presence: PresenceConfig,
     pub identity: IdentityConfig,
+    pub llm: LlmConfig,
 }
 
 /// Accounts and groups that an identity provider manages (`[identity]`): how its groups map
@@ -390,6 +391,120 @@ impl IdentityConfig {
     }
 }
 
+/// The language model plugins reach through the `llm` capability (`[llm]`): an
+/// OpenAI-compatible chat-completions endpoint, and the governance of every call to it.
+/// With no `base_url`, the capability answers `unavailable`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// The endpoint's base, up to and including `/v1` (`http://127.0.0.1:11434/v1` for
+    /// Ollama); requests go to `<base_url>/chat/completions`.
+    pub base_url: String,
+    /// The model name sent with every request.
+    pub model: String,
+    /// Sent as `Authorization: Bearer …` when set.
+    pub api_key: Option<Secret>,
+    /// Stream replies (server-sent events). Off for a back-end that streams badly: replies
+    /// then arrive whole.
+    pub stream: bool,
+    /// Ask for token counts in the stream (`stream_options.include_usage`); off for a
+    /// back-end that rejects the option (counts are then estimated from the text).
+    pub stream_usage: bool,
+    pub connect_timeout_ms: u64,
+    /// The longest one call may take, tool rounds included.
+    pub timeout_secs: u64,
+    /// The longest wait for the next piece of a streamed reply.
+    pub idle_timeout_secs: u64,
+    /// Most answer tokens one request asks for (a plugin may ask for fewer).
+    pub max_output_tokens: u32,
+    /// The largest prompt sent (messages, context and tool results), in bytes.
+    pub max_prompt_bytes: usize,
+    /// The largest reply kept, in bytes; a longer one is cut and marked.
+    pub max_reply_bytes: usize,
+    /// Most messages one context source may add.
+    pub max_context_messages: u32,
+    /// Most rounds of tool calls in one call.
+    pub max_tool_rounds: u32,
+    /// Calls to the model running at once on this node; more wait.
+    pub max_concurrent_calls: usize,
+    /// What the audit record keeps of the prompt besides its SHA-256: `none`, `redacted`
+    /// (as sent, after DLP) or `full` (before DLP: only where policy allows).
+    pub prompt_log: PromptLog,
+    /// Per detector (`card`, `ssn`, `iban`, `email`, `secret`, or a `pattern.<name>`
+    /// regex): `redact` (the value leaves as a token such as `[CARD_1]`), `block` (the
+    /// call is refused) or `off`. The same detectors mask the model's reply.
+    pub dlp: std::collections::BTreeMap<String, String>,
+    /// Put a person's own redacted values back into a reply only they see.
+    pub restore_redacted: bool,
+    /// Per tool (`read_room`, `search`, `post`): `allow`, `ask` (the person approves in
+    /// chat) or `deny`.
+    pub tools: std::collections::BTreeMap<String, String>,
+    /// How long a tool call waits for a person's approval.
+    pub approval_timeout_secs: u64,
+    /// Tokens (in + out) one person may use per UTC day; 0: no limit.
+    pub user_daily_tokens: u64,
+    /// Tokens one room's calls may use per UTC day; 0: no limit.
+    pub room_daily_tokens: u64,
+    /// How often a streamed room reply is edited as text arrives.
+    pub stream_edit_interval_ms: u64,
+    /// Characters of a streamed reply held back until more arrives, so a value split
+    /// across pieces is whole (and masked) before anyone sees it.
+    pub stream_holdback_chars: usize,
+}
+
+/// What an audit record keeps of a prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptLog {
+    None,
+    Redacted,
+    Full,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        let dlp = [
+            ("card", "redact"),
+            ("ssn", "redact"),
+            ("iban", "redact"),
+            ("email", "off"),
+            ("secret", "block"),
+        ];
+        let tools = [("read_room", "allow"), ("search", "allow"), ("post", "ask")];
+        Self {
+            base_url: String::new(),
+            model: String::new(),
+            api_key: None,
+            stream: true,
+            stream_usage: true,
+            connect_timeout_ms: 5_000,
+            timeout_secs: 120,
+            idle_timeout_secs: 30,
+            max_output_tokens: 1_024,
+            max_prompt_bytes: 256 * 1024,
+            max_reply_bytes: 32 * 1024,
+            max_context_messages: 200,
+            max_tool_rounds: 4,
+            max_concurrent_calls: 8,
+            prompt_log: PromptLog::None,
+            dlp: dlp
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            restore_redacted: true,
+            tools: tools
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            approval_timeout_secs: 120,
+            user_daily_tokens: 200_000,
+            room_daily_tokens: 1_000_000,
+            stream_edit_interval_ms: 1_000,
+            stream_holdback_chars: 64,
+        }
+    }
+}
+
 /// Presence (online / away / offline), derived from live sockets and activity.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -668,6 +783,7 @@ impl Default for Config {
             compliance: ComplianceConfig::default(),
             files: FilesConfig::default(),
             presence: PresenceConfig::default(),
+            llm: LlmConfig::default(),
             identity: IdentityConfig::default(),
         }
     }

@@ -19,6 +19,7 @@ pub mod holds;
 pub mod hub;
 pub mod ids;
 pub mod ldap;
+pub mod llm;
 pub mod membership;
 pub mod mentions;
 pub mod metrics;
@@ -164,6 +165,15 @@ pub async fn serve(
         );
         hub.set_bus(bus);
     }
+    let llm = Arc::new(
+        llm::Llm::new(
+            config.llm.clone(),
+            store.clone(),
+            config.limits.clone(),
+            metrics.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?,
+    );
     // Without a plugins directory the hook layer is `NoHooks`: no engine, no ticker thread.
     let plugins = match &config.plugins.dir {
         Some(_) => Some(
@@ -172,6 +182,7 @@ pub async fn serve(
                 &config.data_dir,
                 store.clone(),
                 &mut registry,
+                Some(llm.clone()),
             )
             .await
             .context("loading plugins")?,
@@ -199,6 +210,7 @@ pub async fn serve(
         committer,
         config.limits.clone(),
     ));
+    router.attach_llm(llm.clone());
     let housekeeping = {
         let router = router.clone();
         tokio::spawn(async move {
@@ -298,6 +310,7 @@ pub async fn serve(
         metrics,
         registry: Arc::new(registry),
         plugins: plugins.clone(),
+        llm,
     };
 
     let addr = listener.local_addr()?;

@@ -36,6 +36,20 @@ pub struct Metrics {
     /// When the last LDAP sync finished well (Unix seconds; 0: never). Alert when it lags
     /// `identity.ldap.sync_interval_secs` by much: leavers are not being deactivated.
     pub ldap_last_sync: Gauge,
+    /// Calls to the language model (`llm`), by plugin and outcome (`ok`, `truncated`,
+    /// `timeout`, or the refusal's code: `prompt_blocked`, `budget_exceeded`,
+    /// `model_timeout`, …).
+    pub llm_calls: ByKind,
+    /// Tokens sent to and received from the model, by direction (`in`, `out`).
+    pub llm_tokens: ByKind,
+    /// Values the DLP detectors redacted on the way to the model or masked in its reply,
+    /// by detector and direction.
+    pub llm_redactions: ByKind,
+    /// Tool calls the model asked for, by tool and decision (`allowed`, `approved`,
+    /// `denied`, `refused`, `expired`, `invalid`).
+    pub llm_tool_calls: ByKind,
+    /// Duration of one call to the model, tool rounds included (seconds).
+    pub llm_call_duration: Histogram,
 }
 
 impl Metrics {
@@ -52,6 +66,11 @@ impl Metrics {
             commit_duration: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
             ldap_syncs: ByKind::default(),
             ldap_last_sync: Gauge::default(),
+            llm_calls: ByKind::default(),
+            llm_tokens: ByKind::default(),
+            llm_redactions: ByKind::default(),
+            llm_tool_calls: ByKind::default(),
+            llm_call_duration: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
         };
         let sb = registry.sub_registry_with_prefix("switchboard");
         sb.register(
@@ -63,6 +82,31 @@ impl Metrics {
             "ldap_last_sync_seconds",
             "When the last LDAP sync finished well (Unix seconds)",
             metrics.ldap_last_sync.clone(),
+        );
+        sb.register(
+            "llm_calls",
+            "Calls to the language model, by plugin and outcome",
+            metrics.llm_calls.clone(),
+        );
+        sb.register(
+            "llm_tokens",
+            "Tokens sent to and received from the language model, by direction",
+            metrics.llm_tokens.clone(),
+        );
+        sb.register(
+            "llm_redactions",
+            "Values redacted on the way to the model or masked in its reply",
+            metrics.llm_redactions.clone(),
+        );
+        sb.register(
+            "llm_tool_calls",
+            "Tool calls the model asked for, by tool and decision",
+            metrics.llm_tool_calls.clone(),
+        );
+        sb.register(
+            "llm_call_duration_seconds",
+            "Duration of one call to the language model, tool rounds included",
+            metrics.llm_call_duration.clone(),
         );
         sb.register(
             "ws_connections",
@@ -105,6 +149,15 @@ impl Metrics {
             metrics.commit_duration.clone(),
         );
         metrics
+    }
+
+    /// Add `n` to the counter of `family` with these labels.
+    pub fn add(family: &ByKind, labels: &[(&str, &str)], n: u64) {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        family.get_or_create(&labels).inc_by(n);
     }
 
     pub fn count(family: &ByKind, kind: &str) {

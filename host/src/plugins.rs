@@ -141,6 +141,7 @@ impl PluginHost {
         data_dir: &Path,
         store: Arc<dyn Store>,
         registry: &mut Registry,
+        llm: Option<Arc<crate::llm::Llm>>,
     ) -> Result<Arc<PluginHost>, PluginError> {
         config.limits.validate().map_err(PluginError::Config)?;
         if config.max_wall_timeout_ms == 0 || config.max_wall_timeout_ms > 600_000 {
@@ -173,7 +174,7 @@ impl PluginHost {
             config.observer_queue,
             &metrics,
         );
-        let shared = capabilities::Shared::new(registry);
+        let shared = capabilities::Shared::new(registry, llm);
         let host = Arc::new(PluginHost {
             config: config.clone(),
             engine,

@@ -9,6 +9,7 @@
 //! smaller writes about a message (`reactions`).
 //! No HTTP or wasmtime type appears here.
 
+mod assistant;
 mod bots;
 mod commands;
 pub mod commit;
@@ -123,6 +124,8 @@ pub struct RouterCore {
     committer: Committer,
     limits: Limits,
     rate: DefaultKeyedRateLimiter<UserId>,
+    /// The governed language model, once attached (`llm.answer` jobs need it).
+    llm: std::sync::OnceLock<Arc<crate::llm::Llm>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -178,6 +181,7 @@ impl RouterCore {
             committer,
             rate: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             limits,
+            llm: std::sync::OnceLock::new(),
         }
     }
 
@@ -374,6 +378,22 @@ impl RouterCore {
         message: EventId,
         body: String,
     ) -> Result<Ack> {
+        self.edit_message_with(sender, room_id, message, body, true, |_| {})
+            .await
+    }
+
+    /// [`edit_message`](Self::edit_message), changing the message's metadata with `adjust`
+    /// before the plugin chain sees it (a streamed answer drops its "streaming" mark);
+    /// `rate_limited` false only for the server's own final edit of a bot's answer.
+    pub(crate) async fn edit_message_with(
+        &self,
+        sender: &User,
+        room_id: RoomId,
+        message: EventId,
+        body: String,
+        rate_limited: bool,
+        adjust: impl FnOnce(&mut Metadata),
+    ) -> Result<Ack> {
         self.check_body(&body)?;
         self.require_member(sender.id, room_id).await?;
         let original = self.live_message_in_room(room_id, message).await?;
@@ -383,8 +403,12 @@ impl RouterCore {
                 "only the author may edit a message",
             ));
         }
-        self.rate_limit(sender.id)?;
+        if rate_limited {
+            self.rate_limit(sender.id)?;
+        }
         let client_msg_id = original.client_msg_id.clone().unwrap_or_default();
+        let mut metadata = original.metadata.clone();
+        adjust(&mut metadata);
         let (body, metadata, modified, authors) = self
             .pre_send(
                 sender,
@@ -393,7 +417,7 @@ impl RouterCore {
                 Some(message),
                 original.thread_root,
                 body,
-                original.metadata.clone(),
+                metadata,
                 0,
             )
             .await?;

@@ -746,6 +746,14 @@ pub trait Store: Send + Sync + 'static {
     /// again (on any node) gets `None`. Returns the payload and when it was written.
     async fn take_once(&self, key: &str, kind: &str) -> StoreResult<Option<(String, Millis)>>;
 
+    // ---- language model budgets ----
+    /// Tokens used on UTC `day` by a person (`scope` `user`) or in a room (`room`).
+    async fn llm_usage(&self, day: i64, scope: &str, id: i64) -> StoreResult<u64>;
+    /// Every count of `day`: `(scope, id, tokens)`, heaviest first (at most 100).
+    async fn llm_usage_of_day(&self, day: i64) -> StoreResult<Vec<(String, i64, u64)>>;
+    /// Count `tokens` more for `day`, `scope` and `id`.
+    async fn add_llm_usage(&self, day: i64, scope: &str, id: i64, tokens: u64) -> StoreResult<()>;
+
     // ---- sessions ----
     async fn create_session(&self, session: &Session) -> StoreResult<()>;
     async fn session(&self, id: &str) -> StoreResult<Option<Session>>;

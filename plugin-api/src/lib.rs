@@ -25,10 +25,11 @@
 //! Without the attribute, set `const HOOKS` yourself and call [`export_plugin!`] once.
 //! Natively (`cargo test`), the capabilities are served by the fake host of [`testing`].
 //!
-//! The host capabilities are wrapped in [`log`], [`config`], [`kv`], [`bot`], [`http`] and
-//! [`rooms`]. Each is granted by the operator in the plugin's manifest; a call to one that
-//! was not granted returns [`HostError::NotGranted`]. [`upload`] reads the file a
-//! `file_pre_upload` call is about.
+//! The host capabilities are wrapped in [`log`], [`config`], [`kv`], [`bot`], [`http`],
+//! [`rooms`] and [`llm`] (the operator's language model, governed by the server). Each is
+//! granted by the operator in the plugin's manifest; a call to one that was not granted
+//! returns [`HostError::NotGranted`]. [`upload`] reads the file a `file_pre_upload` call is
+//! about.
 //!
 //! This SDK builds against WIT `switchboard:plugin@0.3.0`. Plugins built with an older SDK
 //! (0.1, 0.2) keep loading: the server speaks all three.
@@ -37,6 +38,7 @@ pub mod bot;
 pub mod config;
 pub mod http;
 pub mod kv;
+pub mod llm;
 pub mod log;
 mod outcome;
 pub mod rooms;

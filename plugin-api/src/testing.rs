@@ -2,8 +2,9 @@
 //!
 //! Natively (any target but `wasm32`) every host capability of the SDK ([`config`](crate::config),
 //! [`kv`](crate::kv), [`log`](crate::log), [`bot`](crate::bot), [`http`](crate::http),
-//! [`rooms`](crate::rooms), [`upload`](crate::upload)) is served by a [`FakeHost`] kept per
-//! thread; each `#[test]` runs on its own thread, so tests do not see each other's state.
+//! [`rooms`](crate::rooms), [`upload`](crate::upload), [`llm`](crate::llm)) is served by a
+//! [`FakeHost`] kept per thread; each `#[test]` runs on its own thread, so tests do not see
+//! each other's state.
 //! Set it up, call your plugin's hooks, then look at what they did:
 //!
 //! ```ignore
@@ -29,6 +30,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::http::{Request, Response};
+use crate::llm::{self, Completion, Delivery};
 use crate::log::Level;
 use crate::rooms::{Member, RoomInfo};
 use crate::{HostError, Message, User};
@@ -61,6 +63,17 @@ pub struct FakeHost {
     pub display_names: HashMap<i64, String>,
     /// The bytes `upload::read` serves (the file of a `file_pre_upload` call).
     pub upload: Vec<u8>,
+    /// Every request of `llm::complete`, in order.
+    pub llm_requests: Vec<llm::Request>,
+    /// Answers `llm::complete`; without one, it answers `unavailable`.
+    #[allow(clippy::type_complexity)]
+    pub llm: Option<Box<dyn FnMut(&llm::Request) -> Result<Completion, HostError>>>,
+    /// `(request, delivery, preface)` of each `llm::answer` the fake accepted.
+    pub answers: Vec<(llm::Request, Delivery, Option<String>)>,
+    /// `(code, approve)` of each `llm::decide` the fake accepted.
+    pub decisions: Vec<(String, bool)>,
+    /// When set, every `llm` call fails with it (a spent budget, a DLP block, ...).
+    pub llm_error: Option<HostError>,
     /// Capabilities answered with `not-granted` (`"kv"`, `"http"`, ...).
     pub denied: BTreeSet<String>,
 }
@@ -112,6 +125,28 @@ pub fn reactions() -> Vec<(i64, i64, String)> {
 /// Answer every HTTP request with `respond`.
 pub fn on_http(respond: impl FnMut(&Request) -> Result<Response, HostError> + 'static) {
     with_host(|host| host.http = Some(Box::new(respond)));
+}
+
+/// Answer every `llm::complete` with `respond`.
+pub fn on_llm(respond: impl FnMut(&llm::Request) -> Result<Completion, HostError> + 'static) {
+    with_host(|host| host.llm = Some(Box::new(respond)));
+}
+
+/// Make every `llm` call fail with `error`, as the server does when the person's budget is
+/// spent or its policy refuses the prompt (`Denied`, with the reason), or when too many
+/// answers are queued (`QuotaExceeded`).
+pub fn fail_llm(error: HostError) {
+    with_host(|host| host.llm_error = Some(error));
+}
+
+/// `(request, delivery, preface)` of each accepted `llm::answer` so far.
+pub fn answers() -> Vec<(llm::Request, Delivery, Option<String>)> {
+    with_host(|host| host.answers.clone())
+}
+
+/// `(code, approve)` of each accepted `llm::decide` so far.
+pub fn decisions() -> Vec<(String, bool)> {
+    with_host(|host| host.decisions.clone())
 }
 
 /// A message from user 2 (`alice`) in room 1, as `message_pre_send` receives it; change
@@ -303,6 +338,55 @@ pub(crate) mod fake {
         }
     }
 
+    pub(crate) mod llm {
+        use super::*;
+        use crate::llm::Request;
+        fn allowed() -> Result<(), HostError> {
+            granted("llm")?;
+            match with_host(|host| host.llm_error.clone()) {
+                Some(error) => Err(error),
+                None => Ok(()),
+            }
+        }
+        pub(crate) fn complete(request: &Request) -> Result<Completion, HostError> {
+            allowed()?;
+            // The responder is taken out while it runs, so it may itself use the fake host.
+            let mut respond = with_host(|host| {
+                host.llm_requests.push(request.clone());
+                host.llm.take()
+            })
+            .ok_or_else(|| HostError::Unavailable("no testing::on_llm responder".into()))?;
+            let completion = respond(request);
+            with_host(|host| host.llm = Some(respond));
+            completion
+        }
+        pub(crate) fn answer(
+            request: &Request,
+            delivery: Delivery,
+            preface: Option<&str>,
+        ) -> Result<(), HostError> {
+            // As on the server: the answer is delivered by the plugin's bot, so it needs `bot`.
+            if granted("bot").is_err() {
+                let rule = "llm.answer posts as the plugin's bot: grant `bot` too";
+                return Err(HostError::Denied(rule.into()));
+            }
+            allowed()?;
+            with_host(|host| {
+                host.answers
+                    .push((request.clone(), delivery, preface.map(str::to_string)));
+            });
+            Ok(())
+        }
+        pub(crate) fn decide(code: &str, approve: bool) -> Result<(), HostError> {
+            allowed()?;
+            if code.is_empty() {
+                return Err(HostError::InvalidArgument("unknown approval code".into()));
+            }
+            with_host(|host| host.decisions.push((code.to_string(), approve)));
+            Ok(())
+        }
+    }
+
     pub(crate) mod upload {
         use super::*;
         pub(crate) fn read(offset: u64, len: u32) -> Result<Vec<u8>, HostError> {
@@ -412,6 +496,47 @@ mod tests {
         assert_eq!(msg.metadata.get_value("b"), Some("2"));
         assert_eq!(msg.metadata.remove_value("a").as_deref(), Some("3"));
         assert_eq!(msg.metadata.get_value("a"), None);
+    }
+
+    #[test]
+    fn llm_calls_are_recorded_and_can_fail() {
+        use crate::llm::{ChatMessage, ContextSource};
+        reset();
+        let request = llm::Request {
+            messages: vec![ChatMessage::user("hi")],
+            context: vec![ContextSource::room(1, 20)],
+            max_tokens: None,
+            tools: false,
+        };
+        assert!(matches!(
+            llm::complete(&request),
+            Err(HostError::Unavailable(_))
+        ));
+        on_llm(|request| {
+            Ok(Completion {
+                text: request.messages[0].content.to_uppercase(),
+                tokens_in: 1,
+                tokens_out: 1,
+            })
+        });
+        assert_eq!(llm::complete(&request).unwrap().text, "HI");
+        llm::answer(&request, &Delivery::Thread(5), Some("q")).unwrap();
+        llm::decide("ab12", true).unwrap();
+        assert!(matches!(answers()[0].1, Delivery::Thread(5)));
+        assert_eq!(answers()[0].2.as_deref(), Some("q"));
+        assert_eq!(decisions(), [("ab12".to_string(), true)]);
+
+        fail_llm(HostError::QuotaExceeded);
+        assert!(matches!(
+            llm::answer(&request, &Delivery::Private, None),
+            Err(HostError::QuotaExceeded)
+        ));
+        deny("bot");
+        assert!(matches!(
+            llm::answer(&request, &Delivery::Private, None),
+            Err(HostError::Denied(_))
+        ));
+        assert_eq!(answers().len(), 1);
     }
 
     #[test]

@@ -2729,3 +2729,132 @@ async fn single_sign_on_through_the_provider_lands_in_the_chat() {
     })
     .await;
 }
+
+/// The assistant in the web client: `/ask` typed in the composer, the answer shown as it
+/// streams (marked "writing…", masked throughout) and then whole; and in the admin console,
+/// an operator changes the daily budget, which the server applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_assistants_answer_streams_into_the_timeline_and_the_console_sets_its_budget() {
+    use crate::model_server::{ModelServer, Reply};
+    use crate::plugins_runtime::harness::{Spec, server_tweaked};
+    let model = ModelServer::start().await;
+    model.script([Reply::Slow {
+        text: "Here is what I found: the SSN 123-45-6789 belongs to the test account, and the \
+               rollout is on Tuesday. The team agreed to freeze changes on Monday evening, run \
+               the smoke tests at nine, and keep the old build ready for a quick rollback if \
+               the payment checks fail again."
+            .into(),
+        delay: Duration::from_millis(60),
+    }]);
+    let spec = Spec::new("assistant", "assistant")
+        .caps(&["bot", "config", "log", "llm"])
+        .top("commands = [\"ask\", \"summarize\", \"approve\", \"deny\"]\n")
+        .bot("name = \"assistant\"");
+    let base_url = model.base_url();
+    let (server, _plugins) = server_tweaked(vec![spec], move |c| {
+        c.llm.base_url = base_url;
+        c.llm.model = "test-model".into();
+        c.llm.stream_edit_interval_ms = 50;
+    })
+    .await;
+    let alice = server.user("alice").await;
+    let bot = crate::plugins_bots::bot_id(&alice, "assistant").await;
+    alice.group("rollout", &[bot]).await;
+    let server = &server;
+    with_browsers(2, |browsers| async move {
+        let b = &browsers[0];
+        login(b, server, "/", "alice", PASSWORD).await;
+        wait_online(b).await;
+        click(b, ".room-item").await;
+        wait_css(b, "#room:not([hidden])").await;
+        type_into(
+            b,
+            "#composer-input",
+            &format!("/ask when is the rollout?{ENTER}"),
+        )
+        .await;
+        // While it streams: the partial answer with its mark, never the SSN.
+        let partial = eventually(
+            b,
+            "a streaming answer",
+            "const m = document.querySelector('#timeline .msg.streaming'); \
+             return m ? [m.querySelector('.msg-streaming')?.textContent, \
+                         m.querySelector('.msg-body').textContent] : null",
+            |v| v[0] == "writing…" && v[1].as_str().is_some_and(|t| t.contains("found")),
+        )
+        .await;
+        assert!(!partial.to_string().contains("123-45-6789"), "{partial}");
+        // Then whole: masked, unmarked.
+        let done = eventually(
+            b,
+            "the whole answer",
+            "return [...document.querySelectorAll('#timeline .msg:not(.streaming) .msg-body')]\
+             .map(e => e.textContent).find(t => t.includes('Tuesday')) || null",
+            |v| v.is_string(),
+        )
+        .await;
+        let done = done.as_str().unwrap_or_default();
+        assert!(done.contains("***-**-6789"), "{done}");
+        assert!(
+            done.contains("when is the rollout?"),
+            "the question is shown: {done}"
+        );
+        assert!(!done.contains("123-45-6789"), "{done}");
+
+        // A private answer shows for her alone, as text, until dismissed.
+        type_into(
+            b,
+            "#composer-input",
+            &format!("/ask -p what is <b>2+2</b>?{ENTER}"),
+        )
+        .await;
+        eventually(
+            b,
+            "the private answer",
+            "return [...document.querySelectorAll('#notices .notice-body')]\
+             .map(e => [e.textContent, e.querySelector('b') === null])",
+            |v| {
+                v.as_array().is_some_and(|a| {
+                    a.iter().any(|n| {
+                        n[0].as_str()
+                            .is_some_and(|t| t.contains("echo: what is <b>2+2</b>?"))
+                            && n[1] == true
+                    })
+                })
+            },
+        )
+        .await;
+        click(b, "#notices .notice-dismiss").await;
+        eventually(
+            b,
+            "the notice to go",
+            "return document.querySelectorAll('#notices .notice').length",
+            |v| v.as_u64() == Some(0),
+        )
+        .await;
+
+        // The operator raises the budget in the console (another browser: its own session).
+        let b = &browsers[1];
+        login(b, server, "/admin#assistant", "admin", ADMIN_PASSWORD).await;
+        let status = wait_css(b, "#llm-status")
+            .await
+            .text()
+            .await
+            .expect("status");
+        assert!(status.contains("test-model"), "{status}");
+        let budget = wait_css(b, "#llm-user_daily_tokens").await;
+        budget.clear().await.expect("clear");
+        budget.send_keys("12345").await.expect("type");
+        click(b, "#llm-save").await;
+        wait_css(b, "#llm-reset").await;
+    })
+    .await;
+    let (status, settings) = server.admin().await.get("/api/v1/admin/llm").await;
+    assert_eq!(status, StatusCode::OK, "{settings}");
+    assert_eq!(
+        settings["governance"]["user_daily_tokens"], 12345,
+        "{settings}"
+    );
+    assert_eq!(settings["governance_changed"], true);
+    assert!(settings.get("api_key").is_none());
+}

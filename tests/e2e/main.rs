@@ -6,8 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
 
+mod model_server;
 mod support;
 
+mod assistant;
 mod audit_chain;
 mod auth;
 mod bad_input;

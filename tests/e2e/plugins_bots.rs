@@ -475,7 +475,8 @@ async fn load_error(specs: Vec<Spec>) -> String {
         ..Default::default()
     };
     let mut registry = prometheus_client::registry::Registry::default();
-    match switchboard::plugins::PluginHost::load(&config, &cache_dir(), store, &mut registry).await
+    match switchboard::plugins::PluginHost::load(&config, &cache_dir(), store, &mut registry, None)
+        .await
     {
         Ok(_) => panic!("loading should fail"),
         Err(e) => e.to_string(),
@@ -526,6 +527,7 @@ async fn conflicting_or_ungranted_commands_are_load_errors() {
         &cache_dir(),
         store,
         &mut registry,
+        None,
     )
     .await
     {

@@ -342,7 +342,7 @@ async fn bad_plugins_fail_the_load_with_a_clear_error() {
         async move {
             let store = memory_store().await;
             let mut registry = prometheus_client::registry::Registry::default();
-            PluginHost::load(&config, &cache, store, &mut registry)
+            PluginHost::load(&config, &cache, store, &mut registry, None)
                 .await
                 .map(|_| ())
         }

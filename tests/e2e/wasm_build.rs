@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 /// Every plugin crate the tests and benchmarks may ask for.
 const CRATES: &[&str] = &[
+    "assistant",
     "dlp",
     "keyword-guard",
     "fixture-trap",

@@ -76,6 +76,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/admin/plugins.js", JS),
     asset!("js/admin/compliance.js", JS),
     asset!("js/admin/files.js", JS),
+    asset!("js/admin/assistant.js", JS),
 ];
 
 /// Strong validators, computed once: the files cannot change while the binary runs.

@@ -110,6 +110,7 @@ const SDK_SOURCES: &[(&str, &str)] = &[
         "src/rooms.rs",
         include_str!("../../../plugin-api/src/rooms.rs"),
     ),
+    ("src/llm.rs", include_str!("../../../plugin-api/src/llm.rs")),
     (
         "src/testing.rs",
         include_str!("../../../plugin-api/src/testing.rs"),

@@ -265,6 +265,7 @@ pub async fn run(options: &TestOptions) -> Result<Report, StandaloneError> {
         &server_config.data_dir,
         store.clone(),
         &mut registry,
+        None,
     )
     .await
     .map_err(StandaloneError::Load)?;
@@ -439,6 +440,10 @@ async fn call_once(
                     switchboard::router::hooks::BotWrite::Message { body, .. } => body,
                     switchboard::router::hooks::BotWrite::Reaction { message, emoji } => {
                         format!("[reacts {emoji} to message {message}]")
+                    }
+                    // No model here: show what the plugin asked for.
+                    switchboard::router::hooks::BotWrite::Assistant(job) => {
+                        format!("[asks the language model, answer to {:?}]", job.delivery)
                     }
                 });
             }

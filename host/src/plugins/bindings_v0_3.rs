@@ -5,7 +5,8 @@
 //!
 //! 0.3 is 0.2 plus: the `file-pre-upload` and `file-pre-download` hooks and the `upload`
 //! import that serves the file's bytes to the first; threads (`thread-root` on the
-//! `message` and `event` records, the `bot.reply-in-thread` import); `bot.react`.
+//! `message` and `event` records, the `bot.reply-in-thread` import); `bot.react`; the
+//! `llm` import (the server's governed language model).
 
 use super::call::{DecisionAnswer, FileUploadAnswer, PreSendAnswer, Request, Response};
 use super::capabilities::{CapError, HostState, LogLevel};
@@ -31,6 +32,8 @@ wasmtime::component::bindgen!({
         "switchboard:plugin/rooms.members": async,
         "switchboard:plugin/rooms.display-name": async,
         "switchboard:plugin/upload.read": async,
+        "switchboard:plugin/llm.complete": async,
+        "switchboard:plugin/llm.answer": async,
     },
 });
 
@@ -109,5 +112,68 @@ fn file_info(file: &crate::router::hooks::FileCheck) -> FileInfo {
 impl switchboard::plugin::upload::Host for HostState {
     async fn read(&mut self, offset: u64, len: u32) -> Result<Vec<u8>, HostError> {
         Ok(self.upload_read(offset, len).await?)
+    }
+}
+
+impl switchboard::plugin::llm::Host for HostState {
+    async fn complete(
+        &mut self,
+        req: switchboard::plugin::llm::Request,
+    ) -> Result<switchboard::plugin::llm::Completion, HostError> {
+        let done = self.llm_complete(llm_request(req)).await?;
+        Ok(switchboard::plugin::llm::Completion {
+            text: done.text,
+            tokens_in: done.tokens_in,
+            tokens_out: done.tokens_out,
+        })
+    }
+
+    async fn answer(
+        &mut self,
+        req: switchboard::plugin::llm::Request,
+        delivery: switchboard::plugin::llm::Delivery,
+        preface: Option<String>,
+    ) -> Result<(), HostError> {
+        use switchboard::plugin::llm::Delivery as D;
+        let delivery = match delivery {
+            D::Room => crate::llm::Delivery::Room,
+            D::Thread(root) => crate::llm::Delivery::Thread(root),
+            D::Private => crate::llm::Delivery::Private,
+        };
+        Ok(self.llm_answer(llm_request(req), delivery, preface).await?)
+    }
+
+    fn decide(&mut self, code: String, approve: bool) -> Result<(), HostError> {
+        Ok(self.llm_decide(&code, approve)?)
+    }
+}
+
+fn llm_request(req: switchboard::plugin::llm::Request) -> super::capabilities::llm::LlmRequest {
+    use switchboard::plugin::llm::Role as R;
+    super::capabilities::llm::LlmRequest {
+        messages: req
+            .messages
+            .into_iter()
+            .map(|m| crate::llm::ChatMessage {
+                role: match m.role {
+                    R::System => crate::llm::Role::System,
+                    R::User => crate::llm::Role::User,
+                    R::Assistant => crate::llm::Role::Assistant,
+                },
+                content: m.content,
+            })
+            .collect(),
+        context: req
+            .context
+            .into_iter()
+            .map(|c| crate::llm::ContextSource {
+                room: c.room_id,
+                thread_root: c.thread_root,
+                limit: c.limit,
+                since: c.since_ms,
+            })
+            .collect(),
+        max_tokens: req.max_tokens,
+        tools: req.tools,
     }
 }

@@ -78,6 +78,17 @@ impl Request<'_> {
         }
     }
 
+    /// The person on whose behalf the plugin may use the language model: who sent the
+    /// message or the command. Not for logins, connections or files.
+    pub(crate) fn invoker(&self) -> Option<UserId> {
+        match self {
+            Self::PreSend { msg, .. } => Some(msg.sender_id),
+            Self::Delivered(_, event) => Some(event.sender_id),
+            Self::Command(call) => Some(call.sender.id),
+            _ => None,
+        }
+    }
+
     /// Who caused the call, when it is a user's action in a room; a plugin is never called
     /// for what its own bot did.
     pub(crate) fn actor(&self) -> Option<UserId> {

@@ -6,6 +6,7 @@
 pub(super) mod bot;
 pub(super) mod http;
 pub(super) mod kv;
+pub(super) mod llm;
 pub(super) mod rooms;
 
 use std::collections::BTreeMap;
@@ -56,12 +57,15 @@ pub(crate) enum LogLevel {
 /// What every plugin shares, created once per `PluginHost`.
 pub(crate) struct Shared {
     pub(crate) outbox: Arc<Outbox>,
+    /// The server's governed language model, for plugins granted `llm`.
+    pub(crate) llm: Option<Arc<crate::llm::Llm>>,
 }
 
 impl Shared {
-    pub(crate) fn new(registry: &mut Registry) -> Self {
+    pub(crate) fn new(registry: &mut Registry, llm: Option<Arc<crate::llm::Llm>>) -> Self {
         Self {
             outbox: Arc::new(Outbox::new(registry)),
+            llm,
         }
     }
 }
@@ -77,6 +81,8 @@ pub(crate) struct Grants {
     pub(crate) http: Option<Arc<HttpCtx>>,
     /// `Some` exactly when `rooms` is granted.
     pub(crate) rooms: Option<Arc<RoomsCtx>>,
+    /// `Some` exactly when `llm` is granted (and the server has the service).
+    pub(crate) llm: Option<Arc<crate::llm::Llm>>,
 }
 
 impl Grants {
@@ -105,6 +111,9 @@ impl Grants {
             let bot = grants.bot.as_ref().map(|b| b.user.id);
             grants.rooms = Some(Arc::new(RoomsCtx::new(store.clone(), scope, bot)));
         }
+        if manifest.grants(Capability::Llm) {
+            grants.llm = shared.llm.clone();
+        }
         Ok(grants)
     }
 }
@@ -125,6 +134,7 @@ pub(crate) struct PluginCtx {
     pub(crate) bot: Option<Arc<BotCtx>>,
     pub(crate) http: Option<Arc<HttpCtx>>,
     pub(crate) rooms: Option<Arc<RoomsCtx>>,
+    pub(crate) llm: Option<Arc<crate::llm::Llm>>,
 }
 
 impl PluginCtx {
@@ -146,6 +156,7 @@ impl PluginCtx {
             bot: grants.bot,
             http: grants.http,
             rooms: grants.rooms,
+            llm: grants.llm,
         }
     }
 
@@ -157,6 +168,7 @@ impl PluginCtx {
             Capability::Bot => self.bot.is_some(),
             Capability::Http => self.http.is_some(),
             Capability::Rooms => self.rooms.is_some(),
+            Capability::Llm => self.llm.is_some(),
         }
     }
 }
@@ -222,6 +234,8 @@ pub(crate) struct QueuedPost {
 pub(crate) struct CallScope {
     /// The room the hook fired in (`bot.reply` posts there).
     pub(crate) room: Option<RoomId>,
+    /// The person whose action caused the hook (`llm` calls are theirs).
+    pub(crate) invoker: Option<crate::store::UserId>,
     /// Posts queued by `bot.post` / `bot.reply` / `bot.reply-in-thread` and reactions by
     /// `bot.react`, sent after the call returns.
     pub(crate) posts: Vec<QueuedPost>,

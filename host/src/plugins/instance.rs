@@ -505,6 +505,7 @@ impl LoadedPlugin {
             // Whatever a failed call left here went with its instance; a reused instance's
             // scope was emptied when its last call succeeded.
             state.call.room = request.room();
+            state.call.invoker = request.invoker();
             state.call.upload = request.upload_content();
         }
         warm.store.set_epoch_deadline(1);

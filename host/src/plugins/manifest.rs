@@ -73,6 +73,8 @@ pub enum Capability {
     Http,
     /// Since 0.2: read-only room and user lookups, scoped by `[rooms] scope`.
     Rooms,
+    /// Since 0.3: the server's governed language model (`[llm]` in the server's config).
+    Llm,
 }
 
 impl Capability {
@@ -84,6 +86,7 @@ impl Capability {
             Self::Bot => "bot",
             Self::Http => "http",
             Self::Rooms => "rooms",
+            Self::Llm => "llm",
         }
     }
 }

@@ -29,6 +29,15 @@ pub(super) fn spawn(router: Weak<RouterCore>, mut outbox: Receiver<BotPost>) {
             let Some(router) = router.upgrade() else {
                 break;
             };
+            // A model's answer takes seconds: it runs on its own, not in this queue.
+            if let BotWrite::Assistant(job) = post.write {
+                let bot = post.bot.clone();
+                let (room, depth) = (post.room_id, post.depth);
+                tokio::spawn(async move {
+                    router.run_assistant(&bot, room, *job, depth).await;
+                });
+                continue;
+            }
             if let Err(err) = router.send_bot_post(&post).await {
                 tracing::warn!(
                     plugin = %post.plugin,
@@ -62,6 +71,11 @@ impl RouterCore {
                 return self
                     .react(&bot, post.room_id, *message, emoji.clone())
                     .await;
+            }
+            BotWrite::Assistant(_) => {
+                return Err(ApiError::internal(anyhow::anyhow!(
+                    "an assistant job is not a post"
+                )));
             }
         };
         let mut metadata = Metadata::new();

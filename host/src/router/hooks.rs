@@ -138,6 +138,8 @@ pub enum BotWrite {
     },
     /// A reaction to `message`.
     Reaction { message: EventId, emoji: String },
+    /// An answer of the language model to deliver as it streams (`llm.answer`).
+    Assistant(Box<crate::llm::AssistantJob>),
 }
 
 /// A message (or reaction) a plugin's bot posts: queued by the plugin layer while the hook

@@ -335,6 +335,17 @@ const TABLES: &[Table] = &[
         order_by: "key",
         identity: false,
     },
+    Table {
+        name: "llm_usage",
+        columns: &[
+            ("day", Ty::Int),
+            ("scope", Ty::Text),
+            ("scope_id", Ty::Int),
+            ("tokens", Ty::Int),
+        ],
+        order_by: "day, scope, scope_id",
+        identity: false,
+    },
 ];
 
 /// What was copied, for the operator.

@@ -1962,6 +1962,68 @@ macro_rules! sql_store {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn llm_usage(&self, day: i64, scope: &str, id: i64) -> StoreResult<u64> {
+                let tokens: Option<i64> = sqlx::query_scalar(
+                    "SELECT tokens FROM llm_usage WHERE day = $1 AND scope = $2 AND scope_id = $3",
+                )
+                .bind(day)
+                .bind(scope)
+                .bind(id)
+                .fetch_optional(self.reads())
+                .await?;
+                Ok(tokens.map_or(0, |t| u64::try_from(t).unwrap_or(0)))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn llm_usage_of_day(&self, day: i64) -> StoreResult<Vec<(String, i64, u64)>> {
+                let rows = sqlx::query(
+                    "SELECT scope, scope_id, tokens FROM llm_usage WHERE day = $1
+                     ORDER BY tokens DESC, scope, scope_id LIMIT 100",
+                )
+                .bind(day)
+                .fetch_all(self.reads())
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let tokens: i64 = col(row, "tokens")?;
+                        Ok((
+                            col(row, "scope")?,
+                            col(row, "scope_id")?,
+                            u64::try_from(tokens).unwrap_or(0),
+                        ))
+                    })
+                    .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn add_llm_usage(
+                &self,
+                day: i64,
+                scope: &str,
+                id: i64,
+                tokens: u64,
+            ) -> StoreResult<()> {
+                // Budgets look at one day; a year of counts is kept for the operators.
+                sqlx::query("DELETE FROM llm_usage WHERE day < $1")
+                    .bind(day - 366)
+                    .execute(self.writes())
+                    .await?;
+                // One statement: concurrent calls (on any node) add up, none is lost.
+                sqlx::query(
+                    "INSERT INTO llm_usage (day, scope, scope_id, tokens) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (day, scope, scope_id)
+                     DO UPDATE SET tokens = llm_usage.tokens + excluded.tokens",
+                )
+                .bind(day)
+                .bind(scope)
+                .bind(id)
+                .bind(i64::try_from(tokens).unwrap_or(i64::MAX))
+                .execute(self.writes())
+                .await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn group_names_of(&self, user: UserId) -> StoreResult<Vec<String>> {
                 Ok(sqlx::query_scalar(
                     "SELECT g.name FROM directory_groups g

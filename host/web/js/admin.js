@@ -13,8 +13,9 @@ import health from './admin/health.js';
 import plugins from './admin/plugins.js';
 import compliance from './admin/compliance.js';
 import files from './admin/files.js';
+import assistant from './admin/assistant.js';
 
-const ADMIN_SECTIONS = [users, rooms, audit, health, plugins, files];
+const ADMIN_SECTIONS = [users, rooms, audit, health, plugins, files, assistant];
 /** The sections this user may open: admins run the server, the compliance role reviews it. */
 let SECTIONS = ADMIN_SECTIONS;
 

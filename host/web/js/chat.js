@@ -4,7 +4,7 @@ import { Api } from './api.js';
 import { Outbox } from './outbox.js';
 import { Socket } from './socket.js';
 import { ChatState } from './state.js';
-import { $, replace, sleep } from './dom.js';
+import { $, h, replace, sleep } from './dom.js';
 import { renderRoomList, renderTyping, TimelineView } from './views.js';
 import { FileCache, formatSize, uploadFile } from './files.js';
 import { addMemberDialog, directDialog, newGroupDialog } from './dialogs.js';
@@ -45,6 +45,7 @@ const els = {
   addMember: $('#add-member'),
   timeline: $('#timeline'),
   typing: $('#typing'),
+  notices: $('#notices'),
   composer: $('#composer'),
   input: $('#composer-input'),
   attach: $('#attach'),
@@ -385,6 +386,34 @@ function onFrame(frame) {
   else if (frame.type === 'typing') onTyping(frame);
   else if (frame.type === 'read') onRead(frame);
   else if (frame.type === 'presence') presence.onFrame(frame);
+  else if (frame.type === 'notice') onNotice(frame);
+}
+
+/** Text for this user alone (a plugin's private reply, the assistant's private answer or
+ * its question before a tool runs), kept per room until dismissed; never stored. */
+const notices = new Map();
+const MAX_NOTICES = 20;
+
+function onNotice(frame) {
+  const list = notices.get(frame.room) || [];
+  list.push({ plugin: frame.plugin, body: frame.body, at: Date.now() });
+  notices.set(frame.room, list.slice(-MAX_NOTICES));
+  if (frame.room === currentId) renderNotices();
+  else toast(`${frame.plugin}: a message for you in another room`);
+}
+
+function renderNotices() {
+  const list = notices.get(currentId) || [];
+  replace(els.notices, list.map((n, i) => h('li', { class: 'notice' },
+    h('span', { class: 'notice-from' }, `${n.plugin} · only you can see this`),
+    // Plain text: a plugin's or a model's words are never markup.
+    h('div', { class: 'notice-body' }, n.body),
+    h('button', {
+      type: 'button',
+      class: 'link notice-dismiss',
+      'aria-label': 'Dismiss',
+      onclick: () => { list.splice(i, 1); renderNotices(); },
+    }, 'Dismiss'))));
 }
 
 function onEvent(event) {
@@ -479,6 +508,7 @@ function openRoom(id) {
   loadRoomDetail(room);
   renderPending();
   renderTyping(els.typing, state, room);
+  renderNotices();
   updateVisibility();
   renderRooms();
   if (room.loaded) {

@@ -372,6 +372,7 @@ export function threadFields(item) {
 export function looksModified(item) {
   if (item.modified) return true;
   const keys = Object.keys(item.metadata || {});
-  return keys.some((k) => k !== 'bot.plugin'
+  // The server's own marks (which bot posted, an answer still streaming) change nothing.
+  return keys.some((k) => k !== 'bot.plugin' && k !== 'assistant.streaming'
     && (k.includes('.') || k === 'modified' || k === 'redacted' || k.startsWith('dlp')));
 }

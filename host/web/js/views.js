@@ -166,6 +166,9 @@ export class TimelineView {
     if (item.thread_root) classes.push('reply');
     if (item.local) classes.push('local', item.status);
     if (item.deleted) classes.push('deleted');
+    // An assistant's answer still streaming in (edited as the model writes it).
+    const streaming = !item.deleted && item.metadata?.['assistant.streaming'] === '1';
+    if (streaming) classes.push('streaming');
     if (!own && !item.deleted && mentionsMe(item, this.state.me.id)) classes.push('mentions-me');
     const modified = !item.deleted && looksModified(item);
     const header = h('header', {},
@@ -173,7 +176,9 @@ export class TimelineView {
       own || item.metadata?.['bot.plugin'] ? null : presenceDot(this.state.presence, item.sender_id),
       h('span', { class: 'msg-sender' }, this.state.userName(item.sender_id)),
       h('time', { datetime: new Date(item.created_at).toISOString() }, formatTime(item.created_at)),
-      item.edited_at && !item.deleted ? h('span', { class: 'msg-edited' }, '(edited)') : null,
+      streaming ? h('span', { class: 'msg-streaming', title: 'The assistant is still writing this answer' }, 'writing…') : null,
+      item.edited_at && !item.deleted && !streaming && !item.metadata?.['bot.plugin']
+        ? h('span', { class: 'msg-edited' }, '(edited)') : null,
       modified ? h('span', { class: 'msg-mark', title: 'A server plugin changed this message (e.g. redacted sensitive data)' }, 'redacted/modified') : null,
       // A reply also sent to the room: says so, and opens its thread.
       item.thread_root && !this.options.inThread

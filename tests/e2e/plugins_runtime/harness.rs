@@ -156,7 +156,7 @@ pub async fn load_with(
     config.dir = Some(dir.path().to_path_buf());
     let mut registry = Registry::default();
     let dyn_store: Arc<dyn Store> = store.clone();
-    let host = PluginHost::load(&config, &cache_dir(), dyn_store, &mut registry)
+    let host = PluginHost::load(&config, &cache_dir(), dyn_store, &mut registry, None)
         .await
         .unwrap_or_else(|e| panic!("loading plugins: {e}"));
     Loaded {

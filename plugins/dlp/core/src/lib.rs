@@ -195,7 +195,8 @@ impl Policy {
         Ok(policy)
     }
 
-    fn action(&self, detector: Detector) -> Action {
+    /// What the policy does with `detector`'s findings.
+    pub fn action(&self, detector: Detector) -> Action {
         match detector {
             Detector::Card => self.card,
             Detector::Ssn => self.ssn,

@@ -1,0 +1,160 @@
+//! The language model's settings and usage: what the admin console's Assistant section
+//! shows operators (never the API key) and the governance they may change while the server
+//! runs (budgets, DLP actions, tool policy, what the audit keeps), and a person's own use of
+//! their daily budget.
+
+use axum::Router as HttpRouter;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde::Serialize;
+
+use super::{AdminUser, AppJson, AppState, AuthUser};
+use crate::audit::{self, Action, Actor, Subject};
+use crate::error::{ApiError, Result};
+use crate::llm::{Governance, LlmError};
+
+pub fn routes() -> HttpRouter<AppState> {
+    HttpRouter::new()
+        .route("/api/v1/admin/llm", get(settings))
+        .route(
+            "/api/v1/admin/llm/governance",
+            axum::routing::put(set_governance).delete(reset_governance),
+        )
+        .route("/api/v1/llm/usage", get(my_usage))
+}
+
+#[derive(Debug, Serialize)]
+struct Settings {
+    configured: bool,
+    base_url: String,
+    model: String,
+    /// Whether an API key is set (the key itself is never shown).
+    api_key_set: bool,
+    stream: bool,
+    stream_usage: bool,
+    timeout_secs: u64,
+    idle_timeout_secs: u64,
+    max_output_tokens: u32,
+    max_prompt_bytes: usize,
+    max_reply_bytes: usize,
+    max_concurrent_calls: usize,
+    /// The governance in force (an operator's change, else `[llm]`'s).
+    governance: Governance,
+    /// Whether an operator changed it from `[llm]`'s values.
+    governance_changed: bool,
+    /// Today's use (UTC), heaviest first.
+    usage_today: Vec<Usage>,
+}
+
+#[derive(Debug, Serialize)]
+struct Usage {
+    /// `user` or `room`.
+    scope: String,
+    id: i64,
+    tokens: u64,
+}
+
+async fn settings(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+) -> Result<AppJson<Settings>> {
+    let llm = &state.llm;
+    let c = llm.config();
+    let governance = llm.governance().await.map_err(llm_error)?;
+    let governance_changed = governance != llm.configured_governance();
+    let usage_today = state
+        .store
+        .llm_usage_of_day(crate::llm::Llm::today())
+        .await?
+        .into_iter()
+        .map(|(scope, id, tokens)| Usage { scope, id, tokens })
+        .collect();
+    Ok(AppJson(Settings {
+        configured: llm.configured(),
+        base_url: c.base_url.clone(),
+        model: c.model.clone(),
+        api_key_set: c.api_key.is_some(),
+        stream: c.stream,
+        stream_usage: c.stream_usage,
+        timeout_secs: c.timeout_secs,
+        idle_timeout_secs: c.idle_timeout_secs,
+        max_output_tokens: c.max_output_tokens,
+        max_prompt_bytes: c.max_prompt_bytes,
+        max_reply_bytes: c.max_reply_bytes,
+        max_concurrent_calls: c.max_concurrent_calls,
+        governance,
+        governance_changed,
+        usage_today,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct MyUsage {
+    /// Tokens used today (UTC).
+    used_today: u64,
+    /// The daily budget; 0: none.
+    daily_limit: u64,
+}
+
+async fn my_usage(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+) -> Result<AppJson<MyUsage>> {
+    let used = state
+        .store
+        .llm_usage(crate::llm::Llm::today(), "user", caller.user.id)
+        .await?;
+    let governance = state.llm.governance().await.map_err(llm_error)?;
+    Ok(AppJson(MyUsage {
+        used_today: used,
+        daily_limit: governance.user_daily_tokens,
+    }))
+}
+
+fn llm_error(err: LlmError) -> ApiError {
+    match err {
+        LlmError::InvalidRequest(why) => ApiError::bad_request("invalid_governance", why),
+        other => ApiError::internal(anyhow::anyhow!(other.to_string())),
+    }
+}
+
+/// Replace the governance (every field; the console sends what it showed, changed).
+async fn set_governance(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    AppJson(governance): AppJson<Governance>,
+) -> Result<AppJson<Governance>> {
+    let before = state.llm.governance().await.map_err(llm_error)?;
+    state
+        .llm
+        .set_governance(&governance)
+        .await
+        .map_err(llm_error)?;
+    audit::record(
+        state.store.as_ref(),
+        Actor::User(admin.user.id),
+        Action::LlmSettings,
+        Subject::Llm,
+        serde_json::json!({ "before": before, "after": governance }),
+    )
+    .await;
+    Ok(AppJson(governance))
+}
+
+/// Back to `[llm]`'s values.
+async fn reset_governance(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+) -> Result<StatusCode> {
+    state.llm.reset_governance().await.map_err(llm_error)?;
+    audit::record(
+        state.store.as_ref(),
+        Actor::User(admin.user.id),
+        Action::LlmSettings,
+        Subject::Llm,
+        serde_json::json!({ "reset": true }),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
