@@ -208,6 +208,8 @@ pub struct Llm {
     permits: tokio::sync::Semaphore,
     approvals: Mutex<HashMap<String, Pending>>,
     actions: OnceLock<Arc<dyn ChatActions>>,
+    /// The UTC day old token counts were last pruned on (this node).
+    pruned_day: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Llm {
@@ -251,6 +253,7 @@ impl Llm {
             metrics,
             approvals: Mutex::new(HashMap::new()),
             actions: OnceLock::new(),
+            pruned_day: std::sync::atomic::AtomicI64::new(i64::MIN),
         })
     }
 
@@ -337,6 +340,20 @@ impl Llm {
         Self::day()
     }
 
+    /// Budgets look at one day; a year of counts is kept for the operators. Pruned once a
+    /// day per node, not on every call.
+    async fn prune_usage(&self, day: i64) {
+        let last = self
+            .pruned_day
+            .swap(day, std::sync::atomic::Ordering::Relaxed);
+        if last == day {
+            return;
+        }
+        if let Err(err) = self.store.prune_llm_usage(day - 366).await {
+            tracing::warn!(error = %err, "could not forget old model token counts");
+        }
+    }
+
     /// The UTC day a time falls on (budgets renew at midnight UTC).
     fn day() -> i64 {
         now_millis().div_euclid(DAY_MS)
@@ -400,7 +417,6 @@ impl Llm {
             &[("plugin", &call.plugin), ("outcome", err.code())],
             1,
         );
-        let subject = call.room.map_or(Subject::User(call.user.id), Subject::Room);
         let detail = json!({
             "plugin": call.plugin,
             "room": call.room,
@@ -410,6 +426,12 @@ impl Llm {
             "outcome": err.code(),
             "error": err.to_string(),
         });
+        self.audit(call, detail).await;
+    }
+
+    /// The call's `llm.call` record: by the person, about the room (or them).
+    async fn audit(&self, call: &Call, detail: Value) {
+        let subject = call.room.map_or(Subject::User(call.user.id), Subject::Room);
         audit::record(
             &*self.store,
             Actor::User(call.user.id),
@@ -454,6 +476,7 @@ impl Llm {
         );
         if tokens_in + tokens_out > 0 {
             let day = Self::day();
+            self.prune_usage(day).await;
             let total = tokens_in + tokens_out;
             if let Err(err) = self
                 .store
@@ -489,15 +512,7 @@ impl Llm {
         if let Err(err) = &result {
             detail["error"] = json!(err.to_string());
         }
-        let subject = call.room.map_or(Subject::User(call.user.id), Subject::Room);
-        audit::record(
-            &*self.store,
-            Actor::User(call.user.id),
-            Action::LlmCall,
-            subject,
-            detail,
-        )
-        .await;
+        self.audit(call, detail).await;
         // Never the prompt: only what happened, for operators.
         tracing::info!(
             plugin = %call.plugin,

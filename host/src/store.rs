@@ -751,6 +751,8 @@ pub trait Store: Send + Sync + 'static {
     async fn llm_usage(&self, day: i64, scope: &str, id: i64) -> StoreResult<u64>;
     /// Every count of `day`: `(scope, id, tokens)`, heaviest first (at most 100).
     async fn llm_usage_of_day(&self, day: i64) -> StoreResult<Vec<(String, i64, u64)>>;
+    /// Forget the counts of days before `before_day`.
+    async fn prune_llm_usage(&self, before_day: i64) -> StoreResult<u64>;
     /// Count `tokens` more for `day`, `scope` and `id`.
     async fn add_llm_usage(&self, day: i64, scope: &str, id: i64, tokens: u64) -> StoreResult<()>;
 
@@ -1113,6 +1115,29 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// A UTC time in RFC 3339 (`2026-12-01T22:53:46Z`): how archives and prompts print times.
+pub fn rfc3339(at: Millis) -> String {
+    let secs = at.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// The current time in milliseconds since the epoch.

@@ -13,7 +13,9 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use crate::store::{Event, EventKind, EventVersion, Millis, RoomId, RoomKind, User, UserId};
+use crate::store::{
+    Event, EventKind, EventVersion, Millis, RoomId, RoomKind, User, UserId, rfc3339,
+};
 
 /// Global Relay refuses e-mails above 250 MiB.
 pub const EML_MAX_BYTES: usize = 250 << 20;
@@ -544,29 +546,6 @@ pub fn xml_text(s: &str) -> String {
     out
 }
 
-/// A UTC time as archives print it (`2026-12-01T22:53:46Z`).
-pub(crate) fn rfc3339(at: Millis) -> String {
-    let secs = at.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -675,12 +654,5 @@ mod tests {
         assert!(text.contains("hi ünïcode"), "{text}");
         assert!(text.contains("@user-2 left the conversation"), "{text}");
         assert_eq!(mail.date().map(|d| d.to_timestamp()), Some(9));
-    }
-
-    #[test]
-    fn times_print_as_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_796_165_626_000), "2026-12-01T22:53:46Z");
-        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
     }
 }

@@ -106,26 +106,11 @@ impl Llm {
     }
 }
 
-/// `2026-12-03 10:04` (UTC).
+/// `2026-12-03 10:04` (UTC): a prompt needs no seconds.
 pub(super) fn format_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
+    let mut at = crate::store::rfc3339(ms);
+    at.truncate(16);
+    at.replace('T', " ")
 }
 
 #[cfg(test)]
@@ -137,5 +122,9 @@ mod tests {
         assert_eq!(format_time(0), "1970-01-01 00:00");
         assert_eq!(format_time(1_796_292_000_000), "2026-12-03 10:00");
         assert_eq!(format_time(951_782_400_000 + 61_000), "2000-02-29 00:01");
+        assert_eq!(
+            crate::store::rfc3339(1_796_165_626_000),
+            "2026-12-01T22:53:46Z"
+        );
     }
 }

@@ -1996,6 +1996,15 @@ macro_rules! sql_store {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn prune_llm_usage(&self, before_day: i64) -> StoreResult<u64> {
+                let done = sqlx::query("DELETE FROM llm_usage WHERE day < $1")
+                    .bind(before_day)
+                    .execute(self.writes())
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn add_llm_usage(
                 &self,
                 day: i64,
@@ -2003,11 +2012,6 @@ macro_rules! sql_store {
                 id: i64,
                 tokens: u64,
             ) -> StoreResult<()> {
-                // Budgets look at one day; a year of counts is kept for the operators.
-                sqlx::query("DELETE FROM llm_usage WHERE day < $1")
-                    .bind(day - 366)
-                    .execute(self.writes())
-                    .await?;
                 // One statement: concurrent calls (on any node) add up, none is lost.
                 sqlx::query(
                     "INSERT INTO llm_usage (day, scope, scope_id, tokens) VALUES ($1, $2, $3, $4)

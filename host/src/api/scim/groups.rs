@@ -15,7 +15,7 @@ use super::{
 };
 use crate::api::{AppPath, AppState};
 use crate::error::ApiError;
-use crate::export::archive::rfc3339;
+use crate::store::rfc3339;
 use crate::store::{DirectoryGroup, UserId};
 
 async fn group_resource(

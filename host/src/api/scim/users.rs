@@ -14,7 +14,7 @@ use super::{
 use crate::api::{AppPath, AppState};
 use crate::directory::Profile;
 use crate::error::ApiError;
-use crate::export::archive::rfc3339;
+use crate::store::rfc3339;
 use crate::store::{ExternalIdentity, User};
 
 fn user_resource(user: &User, identity: &ExternalIdentity) -> Value {
