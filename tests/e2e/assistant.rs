@@ -485,3 +485,62 @@ async fn mentions_answer_in_the_thread_and_summaries_read_the_room() {
     let (_, settings) = admin.get("/api/v1/admin/llm").await;
     assert_eq!(settings["governance_changed"], false, "{settings}");
 }
+
+/// `llm.complete` from a hook: the reply comes back to the plugin (masked, tokens counted),
+/// the context is the sender's rooms only, and a plugin not granted `llm` gets
+/// `not-granted`.
+#[tokio::test]
+async fn complete_returns_the_governed_reply_to_the_plugin() {
+    let model = ModelServer::start().await;
+    let base_url = model.base_url();
+    let probe = Spec::new("probe", "fixture-probe").caps(&["llm", "config", "kv", "log"]);
+    let (server, _plugins) = server_tweaked(vec![probe], move |c| {
+        c.llm.base_url = base_url;
+        c.llm.model = "test-model".into();
+    })
+    .await;
+    let alice = server.user("alice").await;
+    let room = alice.group("probing", &[]).await;
+    let bob = server.user("bob").await;
+    let bobs = bob.group("bobs", &[]).await;
+
+    let (status, _) = alice
+        .send_http(room, "q1", &format!("probe-llm is {CARD} valid?"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let history = alice.history(room, "").await;
+    let answer = history.last().unwrap()["metadata"]["probe.llm"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        answer.starts_with("text:echo: is [CARD_1] valid?"),
+        "{answer}"
+    );
+    assert!(!answer.contains(CARD), "{answer}");
+    assert!(!answer.contains(" in:0 "), "tokens counted: {answer}");
+    assert_eq!(model.requests()[0]["max_tokens"], 64);
+
+    // Bob's room is not Alice's to give the model.
+    let (status, _) = alice
+        .send_http(
+            room,
+            "q2",
+            &format!("probe-llm-room {bobs} what is in there?"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let history = alice.history(room, "").await;
+    let refused = history.last().unwrap()["metadata"]["probe.llm"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        refused.starts_with("denied:") && refused.contains("not a member"),
+        "{refused}"
+    );
+    assert_eq!(model.requests().len(), 1, "a refused call sends nothing");
+    let records = llm_audit(&server).await;
+    assert_eq!(records.len(), 2, "both on the record: {records:?}");
+    assert!(records.iter().any(|r| r["detail"]["outcome"] == "denied"));
+}
