@@ -410,6 +410,9 @@ pub struct LlmConfig {
     /// Ask for token counts in the stream (`stream_options.include_usage`); off for a
     /// back-end that rejects the option (counts are then estimated from the text).
     pub stream_usage: bool,
+    /// The request field that caps the answer's tokens: `max_tokens` (most back-ends) or
+    /// `max_completion_tokens` (OpenAI's reasoning models refuse `max_tokens`).
+    pub max_tokens_field: MaxTokensField,
     pub connect_timeout_ms: u64,
     /// The longest one call may take, tool rounds included.
     pub timeout_secs: u64,
@@ -452,6 +455,23 @@ pub struct LlmConfig {
     pub stream_holdback_chars: usize,
 }
 
+/// How a request names its token cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensField {
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+impl MaxTokensField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxTokens => "max_tokens",
+            Self::MaxCompletionTokens => "max_completion_tokens",
+        }
+    }
+}
+
 /// What an audit record keeps of a prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -477,6 +497,7 @@ impl Default for LlmConfig {
             api_key: None,
             stream: true,
             stream_usage: true,
+            max_tokens_field: MaxTokensField::MaxTokens,
             connect_timeout_ms: 5_000,
             timeout_secs: 120,
             idle_timeout_secs: 30,

@@ -497,6 +497,8 @@ async fn complete_returns_the_governed_reply_to_the_plugin() {
     let (server, _plugins) = server_tweaked(vec![probe], move |c| {
         c.llm.base_url = base_url;
         c.llm.model = "test-model".into();
+        // As for OpenAI's reasoning models.
+        c.llm.max_tokens_field = switchboard::config::MaxTokensField::MaxCompletionTokens;
     })
     .await;
     let alice = server.user("alice").await;
@@ -519,7 +521,8 @@ async fn complete_returns_the_governed_reply_to_the_plugin() {
     );
     assert!(!answer.contains(CARD), "{answer}");
     assert!(!answer.contains(" in:0 "), "tokens counted: {answer}");
-    assert_eq!(model.requests()[0]["max_tokens"], 64);
+    assert_eq!(model.requests()[0]["max_completion_tokens"], 64);
+    assert!(model.requests()[0].get("max_tokens").is_none());
 
     // Bob's room is not Alice's to give the model.
     let (status, _) = alice

@@ -33,6 +33,8 @@ struct Settings {
     api_key_set: bool,
     stream: bool,
     stream_usage: bool,
+    /// `max_tokens` or `max_completion_tokens`.
+    max_tokens_field: &'static str,
     timeout_secs: u64,
     idle_timeout_secs: u64,
     max_output_tokens: u32,
@@ -77,6 +79,7 @@ async fn settings(
         api_key_set: c.api_key.is_some(),
         stream: c.stream,
         stream_usage: c.stream_usage,
+        max_tokens_field: c.max_tokens_field.as_str(),
         timeout_secs: c.timeout_secs,
         idle_timeout_secs: c.idle_timeout_secs,
         max_output_tokens: c.max_output_tokens,

@@ -71,6 +71,7 @@ pub(crate) struct ModelClient {
     model: String,
     stream: bool,
     stream_usage: bool,
+    max_tokens_field: &'static str,
     idle: Duration,
     max_reply_bytes: usize,
 }
@@ -90,6 +91,7 @@ impl ModelClient {
             model: config.model.clone(),
             stream: config.stream,
             stream_usage: config.stream_usage,
+            max_tokens_field: config.max_tokens_field.as_str(),
             idle: Duration::from_secs(config.idle_timeout_secs.max(1)),
             max_reply_bytes: config.max_reply_bytes,
         })
@@ -112,9 +114,9 @@ impl ModelClient {
         let mut body = json!({
             "model": self.model,
             "messages": messages,
-            "max_tokens": max_tokens,
             "stream": self.stream,
         });
+        body[self.max_tokens_field] = json!(max_tokens);
         if self.stream && self.stream_usage {
             body["stream_options"] = json!({ "include_usage": true });
         }
