@@ -30,7 +30,7 @@ mod search;
 use accounts::{sessions, users};
 use holds::holds_keep_what_they_cover;
 use nodes::{nodes_append_concurrently_without_gaps, same_send_from_two_nodes_is_stored_once};
-use plugin_data::{audit, plugin_kv};
+use plugin_data::{audit, llm_usage_counts, plugin_kv};
 use room_log::{
     append_is_ordered_and_gap_free, deleted_text_is_erased_from_storage, edit_and_delete,
     failed_items_burn_no_seq, idempotent_retry, long_runs_of_messages, paging,
@@ -270,6 +270,7 @@ contract!(
     paging,
     read_cursors_and_unread,
     plugin_kv,
+    llm_usage_counts,
     audit,
     reopen_keeps_everything,
     nodes_append_concurrently_without_gaps,

@@ -93,3 +93,28 @@ pub(super) async fn audit(store: Arc<dyn Store>, _: Backend) {
     assert!(recent[0].id > recent[1].id);
     assert!((now_millis() - recent[0].at).abs() < 60_000);
 }
+
+/// The language model's daily token counts: per person and per room, added atomically
+/// (concurrent calls lose nothing), listed heaviest first, old days pruned.
+pub(super) async fn llm_usage_counts(store: Arc<dyn Store>, _: Backend) {
+    assert_eq!(store.llm_usage(100, "user", 1).await.expect("read"), 0);
+    let adds = (0..20).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.add_llm_usage(100, "user", 1, 7).await })
+    });
+    for add in adds {
+        add.await.expect("task").expect("add");
+    }
+    store.add_llm_usage(100, "room", 1, 500).await.expect("add");
+    store.add_llm_usage(99, "user", 1, 1000).await.expect("add");
+    assert_eq!(store.llm_usage(100, "user", 1).await.expect("read"), 140);
+    assert_eq!(store.llm_usage(100, "room", 1).await.expect("read"), 500);
+    assert_eq!(store.llm_usage(100, "user", 2).await.expect("read"), 0);
+    assert_eq!(
+        store.llm_usage_of_day(100).await.expect("day"),
+        [("room".to_string(), 1, 500), ("user".to_string(), 1, 140)]
+    );
+    assert_eq!(store.prune_llm_usage(100).await.expect("prune"), 1);
+    assert_eq!(store.llm_usage(99, "user", 1).await.expect("read"), 0);
+    assert_eq!(store.llm_usage(100, "user", 1).await.expect("read"), 140);
+}
