@@ -335,11 +335,6 @@ impl Llm {
         let _ = self.actions.set(actions);
     }
 
-    /// Today's UTC day number (budgets renew at midnight UTC).
-    pub fn today() -> i64 {
-        Self::day()
-    }
-
     /// Budgets look at one day; a year of counts is kept for the operators. Pruned once a
     /// day per node, not on every call.
     async fn prune_usage(&self, day: i64) {
@@ -354,9 +349,14 @@ impl Llm {
         }
     }
 
-    /// The UTC day a time falls on (budgets renew at midnight UTC).
+    /// Today's UTC day number (budgets renew at midnight UTC).
     fn day() -> i64 {
         now_millis().div_euclid(DAY_MS)
+    }
+
+    /// Today's counts, heaviest first: `(scope, id, tokens)`.
+    pub async fn usage_of_today(&self) -> Result<Vec<(String, i64, u64)>, LlmError> {
+        Ok(self.store.llm_usage_of_day(Self::day()).await?)
     }
 
     /// Tokens used today: `(by the person, in the room)`.
@@ -465,9 +465,8 @@ impl Llm {
             &[("plugin", &call.plugin), ("outcome", outcome)],
             1,
         );
-        let (tokens_in, tokens_out) = result
-            .as_ref()
-            .map_or(record.tokens, |a| (a.tokens_in, a.tokens_out));
+        // Counted as the rounds went: also what a call that failed midway used.
+        let (tokens_in, tokens_out) = record.tokens;
         Metrics::add(&self.metrics.llm_tokens, &[("direction", "in")], tokens_in);
         Metrics::add(
             &self.metrics.llm_tokens,

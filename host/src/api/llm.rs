@@ -65,10 +65,10 @@ async fn settings(
     let c = llm.config();
     let governance = llm.governance().await.map_err(llm_error)?;
     let governance_changed = governance != llm.configured_governance();
-    let usage_today = state
-        .store
-        .llm_usage_of_day(crate::llm::Llm::today())
-        .await?
+    let usage_today = llm
+        .usage_of_today()
+        .await
+        .map_err(llm_error)?
         .into_iter()
         .map(|(scope, id, tokens)| Usage { scope, id, tokens })
         .collect();
@@ -104,10 +104,11 @@ async fn my_usage(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
 ) -> Result<AppJson<MyUsage>> {
-    let used = state
-        .store
-        .llm_usage(crate::llm::Llm::today(), "user", caller.user.id)
-        .await?;
+    let (used, _) = state
+        .llm
+        .usage_today(caller.user.id, None)
+        .await
+        .map_err(llm_error)?;
     let governance = state.llm.governance().await.map_err(llm_error)?;
     Ok(AppJson(MyUsage {
         used_today: used,
