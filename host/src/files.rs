@@ -711,7 +711,11 @@ pub fn safe_name(name: &str) -> String {
         .chars()
         .filter(|c| !c.is_control() && !crate::names::is_invisible_or_bidi(*c))
         .collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').trim().to_string();
+    // Leading dots and spaces in any mix (`. .x` too): no hidden files, no `..`.
+    let cleaned = cleaned
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end()
+        .to_string();
     if cleaned.is_empty() {
         return "file".into();
     }
@@ -763,6 +767,8 @@ mod tests {
         assert_eq!(safe_name("..."), "file");
         assert_eq!(safe_name(""), "file");
         assert_eq!(safe_name(".bashrc"), "bashrc");
+        assert_eq!(safe_name(". ."), "file");
+        assert_eq!(safe_name(" . .env"), "env");
         let long = format!("{}.csv", "é".repeat(300));
         let cut = safe_name(&long);
         assert!(
