@@ -23,13 +23,16 @@ WASM_COMPONENT_LD = 0.5.31
 # Encodes the interface as versioned WIT packages (`make wit-packages`), the binary format
 # `wkg wit build` produces for a package without registry dependencies.
 WASM_TOOLS = 1.263.0
+# Builds the Debian package (`make deb`; the package test in tests/e2e/operations builds one
+# from the test build's binary and installs it with dpkg).
+CARGO_DEB = 3.7.0
 # The OpenID provider the identity tests sign in with (tests/oidc/provider.mjs), from npm.
 OIDC_PROVIDER = 9.13.3
 WIT_PACKAGES ?= target/wit-packages
 DIST ?= target/dist
 PYTHON ?= python3
 
-.PHONY: plugins fixtures test test-plugins bench lint fmt serve lang-tools wit-packages release
+.PHONY: plugins fixtures test test-plugins bench lint fmt serve lang-tools wit-packages release deb
 
 ## Build the shipped plugins: $(WASM_OUT)/{dlp,keyword_guard,echo_bot,webhook,auth_policy,assistant}.wasm
 plugins:
@@ -52,7 +55,19 @@ lang-tools: $(LANG_TOOLS)/py/.componentize-py-$(COMPONENTIZE_PY) \
 	$(LANG_TOOLS)/js/.componentize-js-$(COMPONENTIZE_JS) \
 	$(LANG_TOOLS)/c/.wit-bindgen-$(WIT_BINDGEN)-wasm-component-ld-$(WASM_COMPONENT_LD) \
 	$(LANG_TOOLS)/wasm-tools/.wasm-tools-$(WASM_TOOLS) \
-	$(LANG_TOOLS)/oidc/.oidc-provider-$(OIDC_PROVIDER)
+	$(LANG_TOOLS)/oidc/.oidc-provider-$(OIDC_PROVIDER) \
+	$(LANG_TOOLS)/deb/.cargo-deb-$(CARGO_DEB)
+
+$(LANG_TOOLS)/deb/.cargo-deb-$(CARGO_DEB):
+	rm -rf $(LANG_TOOLS)/deb
+	$(CARGO) install --quiet --locked --root $(LANG_TOOLS)/deb cargo-deb@$(CARGO_DEB)
+	touch $@
+
+## The Debian package: target/debian/switchboard_<version>-1_<arch>.deb (the release binary,
+## the hardened systemd unit, /etc/switchboard/switchboard.toml; docs/operations.md).
+deb: $(LANG_TOOLS)/deb/.cargo-deb-$(CARGO_DEB)
+	$(CARGO) build --release --locked -p switchboard
+	$(LANG_TOOLS)/deb/bin/cargo-deb -p switchboard --no-build
 
 $(LANG_TOOLS)/oidc/.oidc-provider-$(OIDC_PROVIDER):
 	rm -rf $(LANG_TOOLS)/oidc

@@ -16,6 +16,7 @@ pub mod ops;
 pub mod plugins;
 pub mod presence;
 pub mod reactions;
+pub mod request_id;
 pub mod rooms;
 pub mod scim;
 pub mod search;
@@ -97,7 +98,16 @@ pub fn app(state: AppState) -> HttpRouter {
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
         .layer(axum::middleware::from_fn(refuse_nul_in_uri))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http())
+        // The request's own span comes from `request_id` (outermost), so the trace layer
+        // adds its timing events to that span instead of opening another.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|_: &axum::http::Request<_>| tracing::Span::current()),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            request_id::with_request_ids,
+        ))
         .with_state(state)
 }
 

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -111,12 +112,16 @@ impl NatsBus {
             .unwrap_or_else(|| crate::ids::random_token(9));
         let connected = Arc::new(AtomicBool::new(false));
         let flag = connected.clone();
+        // The same state for monitoring (alert on 0): `switchboard_bus_connected`.
+        let connected_gauge: Gauge = Gauge::default();
+        let gauge = connected_gauge.clone();
         let node = node_id.clone();
         let client = async_nats::ConnectOptions::new()
             .name(format!("switchboard-{node_id}"))
             .retry_on_initial_connect()
             .event_callback(move |event| {
                 let flag = flag.clone();
+                let gauge = gauge.clone();
                 let node = node.clone();
                 async move {
                     match event {
@@ -125,10 +130,12 @@ impl NatsBus {
                         async_nats::Event::Connected => {
                             tracing::info!(node = %node, "cluster bus connected to NATS");
                             flag.store(true, Ordering::SeqCst);
+                            gauge.set(1);
                         }
                         async_nats::Event::Disconnected => {
                             tracing::warn!(node = %node, "cluster bus lost NATS: cross-node live delivery degraded (clients still catch up from the store)");
                             flag.store(false, Ordering::SeqCst);
+                            gauge.set(0);
                         }
                         other => tracing::debug!(event = %other, "NATS event"),
                     }
@@ -151,6 +158,11 @@ impl NatsBus {
             "received",
             "Bus messages received from other nodes",
             received.clone(),
+        );
+        sb.register(
+            "connected",
+            "1 while this node is connected to NATS, 0 while cross-node delivery is degraded",
+            connected_gauge,
         );
 
         let (outbound, mut queue) = mpsc::channel::<BusMessage>(config.publish_queue.max(1));

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod bus;
 pub mod config;
 pub mod directory;
@@ -79,6 +80,38 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         .with_context(|| format!("opening database {}", store::redact_url(&url)))
 }
 
+/// Give the operator the generated password of the first account, never through the log:
+/// on a terminal it is printed once; otherwise (a systemd service, whose standard output
+/// lands in the journal that every `adm` member reads, or a container) it goes into
+/// `<data_dir>/initial-admin-password`, readable only by the server's own user, and the log
+/// says where.
+fn hand_over_first_password(data_dir: &std::path::Path, password: &str) -> anyhow::Result<()> {
+    use std::io::{IsTerminal as _, Write as _};
+    if std::io::stdout().is_terminal() {
+        println!(
+            "Created the first account: user `admin`, password `{password}` (shown once; change it)."
+        );
+        return Ok(());
+    }
+    let path = data_dir.join("initial-admin-password");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(format!("{password}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(
+        file = %path.display(),
+        "created the first account `admin`; its one-time password is in this file (readable \
+         only by the server's user): sign in, change it, and delete the file"
+    );
+    Ok(())
+}
+
 /// On first start with an empty database, create `admin` and return its password.
 pub async fn bootstrap_admin(store: &dyn Store, config: &Config) -> anyhow::Result<Option<String>> {
     if store.count_users().await? > 0 {
@@ -127,10 +160,7 @@ pub async fn serve(
     let store = open_store(&config).await?;
     if let Some(password) = bootstrap_admin(store.as_ref(), &config).await? {
         if config.initial_admin_password.is_none() {
-            // Printed once, to the terminal of whoever started the server; never logged.
-            println!(
-                "Created the first account: user `admin`, password `{password}` (shown once; change it)."
-            );
+            hand_over_first_password(&config.data_dir, &password)?;
         } else {
             tracing::info!("created the first account `admin` with the configured password");
         }

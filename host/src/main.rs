@@ -52,6 +52,33 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// The database schema: apply this binary's pending migrations now (the server also does
+    /// at start), or only look.
+    Migrate {
+        /// Print what is applied and what is pending; change nothing. Exits 1 if the
+        /// database is newer than this binary or a migration needs attention.
+        #[arg(long, conflicts_with = "dry_run")]
+        status: bool,
+        /// Show what would be applied; on SQLite, also apply it to a scratch copy of the
+        /// database to prove it goes through. Changes nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Back up the installation while it runs: `backup DEST`, or check one: `backup verify
+    /// SRC` (docs/operations.md, "Backup and restore").
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        #[command(subcommand)]
+        command: Option<BackupCommand>,
+        /// A new directory for the backup (never overwritten).
+        dest: Option<PathBuf>,
+    },
+    /// Restore a backup (verified first) into the configured installation, which must be
+    /// empty: a new data directory (SQLite) or an empty PostgreSQL database.
+    Restore { src: PathBuf },
     /// Plugins: manage a running server's (list, install, enable, disable, reload, set,
     /// uninstall) and the author's tools (keygen, sign, new, test).
     #[command(subcommand)]
@@ -65,6 +92,19 @@ enum Command {
     /// Message search's index.
     #[command(subcommand)]
     Search(SearchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Check a backup without changing it: every file's size and SHA-256, the database's
+    /// integrity and schema, the audit chain against its signed checkpoints, the stored
+    /// files. Exits 1 when anything is wrong.
+    Verify {
+        src: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +307,64 @@ fn main() -> anyhow::Result<()> {
                 audit_verify(&config, checkpoints, json).await
             }
             Command::Plugin(_) => unreachable!("handled before the configuration is loaded"),
+            Command::Migrate {
+                status,
+                dry_run,
+                json,
+            } => migrate_command(&config, status, dry_run, json).await,
+            Command::Backup {
+                command: Some(BackupCommand::Verify { src, json }),
+                ..
+            } => backup_verify(&config, &src, json).await,
+            Command::Backup {
+                command: None,
+                dest: Some(dest),
+            } => {
+                let done = switchboard::backup::backup(&config, &dest).await?;
+                let m = &done.manifest;
+                println!(
+                    "backed up {} ({} schema {}): {} events, {} audit records, {} entries, {} bytes{}",
+                    done.path.display(),
+                    m.backend,
+                    m.schema_version,
+                    m.events,
+                    m.audit_records,
+                    m.entries.len(),
+                    done.bytes,
+                    if m.files_missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; {} file(s) deleted during the backup are missing",
+                            m.files_missing.len()
+                        )
+                    }
+                );
+                Ok(())
+            }
+            Command::Backup { .. } => {
+                anyhow::bail!("usage: switchboard backup DEST | switchboard backup verify SRC")
+            }
+            Command::Restore { src } => {
+                let done = switchboard::backup::restore(&config, &src).await?;
+                println!(
+                    "restored {} into {} (schema {}, {} events, {} audit records, {} files); \
+                     start the server to bring the schema up to date",
+                    src.display(),
+                    done.database,
+                    done.manifest.schema_version,
+                    done.manifest.events,
+                    done.manifest.audit_records,
+                    done.files
+                );
+                if done.plugins > 0 {
+                    println!("restored {} plugin file(s)", done.plugins);
+                }
+                if let Some(note) = &done.plugins_skipped {
+                    println!("note: {note}");
+                }
+                Ok(())
+            }
             Command::MigrateStore { from, to } => {
                 println!(
                     "migrating {} -> {}",
@@ -280,6 +378,114 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+async fn migrate_command(
+    config: &Config,
+    only_status: bool,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    use switchboard::store::schema;
+    let url = config.database_url();
+    let shown = switchboard::store::redact_url(&url);
+    let status = schema::status(&url)
+        .await
+        .with_context(|| format!("reading the schema of {shown}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        println!(
+            "{shown}: {} database at schema version {}, this binary carries up to {}",
+            status.backend,
+            if status.fresh {
+                "new".to_string()
+            } else {
+                status.database_version.to_string()
+            },
+            status.binary_version
+        );
+        for m in &status.applied {
+            println!(
+                "  applied  {:>4} {} ({})",
+                m.version, m.description, m.installed_on
+            );
+        }
+        for m in &status.pending {
+            println!("  pending  {:>4} {}", m.version, m.description);
+        }
+    }
+    let problems = status.problems();
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("error: {problem}");
+        }
+        std::process::exit(1);
+    }
+    if only_status {
+        return Ok(());
+    }
+    if dry_run {
+        if status.pending.is_empty() {
+            println!("nothing to apply");
+        } else if status.backend == "sqlite" && !status.fresh {
+            let took = schema::dry_run_sqlite(&url).await?;
+            println!(
+                "dry run: the {} pending migration(s) applied to a scratch copy in {:.1} s; the \
+                 database itself is unchanged",
+                status.pending.len(),
+                took.as_secs_f64()
+            );
+        } else {
+            println!(
+                "dry run: the {} pending migration(s) above would be applied; nothing was changed",
+                status.pending.len()
+            );
+        }
+        return Ok(());
+    }
+    if status.pending.is_empty() {
+        println!("up to date");
+        return Ok(());
+    }
+    switchboard::open_store(config).await?;
+    println!("applied {} migration(s)", status.pending.len());
+    Ok(())
+}
+
+async fn backup_verify(config: &Config, src: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let report = switchboard::backup::verify(config, src).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let m = &report.manifest;
+        println!(
+            "{}: {} backup by switchboard {}, schema {}, {} entries, {} events, {} audit records",
+            src.display(),
+            m.backend,
+            m.switchboard_version,
+            m.schema_version,
+            m.entries.len(),
+            m.events,
+            m.audit_records
+        );
+        if let Some(audit) = &report.audit {
+            println!(
+                "audit chain: {} records, {} checkpoints checked",
+                audit.records, audit.checkpoints_checked
+            );
+        }
+        for problem in &report.problems {
+            println!("problem: {problem}");
+        }
+        if report.is_sound() {
+            println!("sound");
+        }
+    }
+    if !report.is_sound() {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn search_reindex(config: &Config, missing_only: bool) -> anyhow::Result<()> {

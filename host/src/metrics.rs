@@ -13,6 +13,14 @@ use prometheus_client::registry::Registry;
 /// Labels for counters keyed by a single `kind` (event kind, error code, close reason).
 pub type ByKind = Family<Vec<(String, String)>, Counter>;
 
+/// HTTP request durations by route, method and status class.
+pub type HttpDurations = Family<Vec<(String, String)>, Histogram, fn() -> Histogram>;
+
+fn http_duration_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s.
+    Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
+}
+
 #[derive(Debug, Clone)]
 pub struct Metrics {
     /// Open WebSocket sessions on this node.
@@ -50,6 +58,10 @@ pub struct Metrics {
     pub llm_tool_calls: ByKind,
     /// Duration of one call to the model, tool rounds included (seconds).
     pub llm_call_duration: Histogram,
+    /// HTTP requests answered, by `route` (the matched path template, `unmatched` for none),
+    /// `method` and status `class` (`2xx`, `4xx`, `5xx`, …), with their duration (seconds).
+    /// WebSocket sessions count once, at the upgrade.
+    pub http_requests: HttpDurations,
 }
 
 impl Metrics {
@@ -71,6 +83,7 @@ impl Metrics {
             llm_redactions: ByKind::default(),
             llm_tool_calls: ByKind::default(),
             llm_call_duration: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
+            http_requests: HttpDurations::new_with_constructor(http_duration_histogram),
         };
         let sb = registry.sub_registry_with_prefix("switchboard");
         sb.register(
@@ -107,6 +120,11 @@ impl Metrics {
             "llm_call_duration_seconds",
             "Duration of one call to the language model, tool rounds included",
             metrics.llm_call_duration.clone(),
+        );
+        sb.register(
+            "http_request_duration_seconds",
+            "HTTP requests answered, by route, method and status class, and how long they took",
+            metrics.http_requests.clone(),
         );
         sb.register(
             "ws_connections",

@@ -13,6 +13,7 @@ pub mod chain;
 mod common;
 pub mod migrate;
 pub mod postgres;
+pub mod schema;
 pub mod search_text;
 mod sql;
 pub mod sqlite;
@@ -516,6 +517,9 @@ pub enum StoreError {
     Backend(#[from] sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database was upgraded by a newer binary (the text says which versions).
+    #[error("{0}")]
+    SchemaNewer(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
     /// The database refused one row's values (a value its column cannot hold, a check or

@@ -25,6 +25,7 @@ mod hardening;
 mod holds;
 mod identity;
 mod mentions;
+mod operations;
 mod plugin_langs;
 mod plugin_signing;
 mod plugin_tools;

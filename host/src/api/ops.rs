@@ -58,6 +58,9 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// How long a scrape waits for the database before reporting it down.
+const STORE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Prometheus text format. Needs the configured `metrics_token` as a bearer token (what a
 /// scraper sends) or an admin's access token.
 async fn metrics(State(state): State<AppState>, mut parts: Parts) -> Result<impl IntoResponse> {
@@ -71,23 +74,37 @@ async fn metrics(State(state): State<AppState>, mut parts: Parts) -> Result<impl
         AdminUser::from_request_parts(&mut parts, &state).await?;
     }
     let mut body = crate::metrics::render(&state.registry);
-    if let Ok(Some(bytes)) = state.store.size_bytes().await {
-        // Appended before the OpenMetrics terminator, which must stay last.
-        let had_eof = body.ends_with("# EOF\n");
-        if had_eof {
-            body.truncate(body.len() - "# EOF\n".len());
-        }
+    // The store's health, measured at scrape time with a bound: a database that hangs
+    // must show as down, not make the scrape itself time out.
+    let size = tokio::time::timeout(STORE_PROBE_TIMEOUT, state.store.size_bytes()).await;
+    let (up, size) = match size {
+        Ok(Ok(size)) => (1, size),
+        Ok(Err(_)) | Err(_) => (0, None),
+    };
+    // Appended before the OpenMetrics terminator, which must stay last.
+    let had_eof = body.ends_with("# EOF\n");
+    if had_eof {
+        body.truncate(body.len() - "# EOF\n".len());
+    }
+    body.push_str(
+        "# HELP switchboard_store_up 1 when the database answered this scrape within 2 s.\n",
+    );
+    body.push_str("# TYPE switchboard_store_up gauge\n");
+    body.push_str(&format!("switchboard_store_up {up}\n"));
+    if let Some(bytes) = size {
         body.push_str("# HELP switchboard_store_size_bytes Bytes the database occupies.\n");
         body.push_str("# TYPE switchboard_store_size_bytes gauge\n");
         body.push_str(&format!("switchboard_store_size_bytes {bytes}\n"));
-        if had_eof {
-            body.push_str("# EOF\n");
-        }
+    }
+    if had_eof {
+        body.push_str("# EOF\n");
     }
     Ok((
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            // What prometheus-client writes: OpenMetrics (counters keep their type only when
+            // the scraper is told so).
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         body,
     ))

@@ -251,6 +251,8 @@ impl LoadedPlugin {
             last_failure: std::sync::Mutex::new(None),
             manifest,
         };
+        // A new version (a reload) starts with its circuit closed: so does its gauge.
+        plugin.set_circuit_gauge(false);
         // Loading is off the hot path, and a busy machine at start-up must not make a plugin
         // fail to load: the first instance gets a generous deadline.
         let load_deadline = Instant::now() + plugin.timeout.max(LOAD_TIMEOUT);
@@ -439,6 +441,11 @@ impl LoadedPlugin {
         match outcome {
             Ok(Ok(value)) => {
                 self.breaker.record_success(admit);
+                if admit == Admit::Trial(Circuit::Plugin) {
+                    // The trial closed the plugin-wide circuit: the gauge must say so now,
+                    // not at the next failure.
+                    self.set_circuit_gauge(false);
+                }
                 Ok(value)
             }
             Ok(Err((kind, detail))) => Err(self.failed(hook, admit, scope, kind, detail)),
@@ -596,6 +603,16 @@ impl LoadedPlugin {
         (pool.len(), memory)
     }
 
+    /// `switchboard_plugin_circuit_open{plugin}`: 1 while the plugin-wide circuit is open.
+    fn set_circuit_gauge(&self, open: bool) {
+        self.metrics
+            .circuit_open
+            .get_or_create(&PluginLabels {
+                plugin: self.manifest.name.clone(),
+            })
+            .set(i64::from(open));
+    }
+
     pub(crate) fn hook_metrics(&self, hook: HookKind) -> &HookMetrics {
         let i = HookKind::ALL.iter().position(|h| *h == hook).unwrap_or(0);
         &self.hook_metrics[i]
@@ -681,12 +698,7 @@ impl LoadedPlugin {
         };
         match opened {
             Some(Circuit::Plugin) => {
-                self.metrics
-                    .circuit_open
-                    .get_or_create(&PluginLabels {
-                        plugin: self.manifest.name.clone(),
-                    })
-                    .set(1);
+                self.set_circuit_gauge(true);
                 tracing::error!(
                     plugin = %self.manifest.name,
                     policy = self.manifest.failure_policy.as_str(),
@@ -716,12 +728,7 @@ impl LoadedPlugin {
             None => {}
         }
         if !self.breaker.is_open() {
-            self.metrics
-                .circuit_open
-                .get_or_create(&PluginLabels {
-                    plugin: self.manifest.name.clone(),
-                })
-                .set(0);
+            self.set_circuit_gauge(false);
         }
         CallError { kind }
     }

@@ -397,7 +397,8 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<Migratio
         .with_context(|| format!("opening {}", redact_url(from)))?;
     // Bring an older installation's schema up to date, exactly as starting the server would,
     // so the queries below match it.
-    sqlx::migrate!("./migrations/sqlite")
+    super::schema::refuse_newer_sqlite(&mut source).await?;
+    super::schema::SQLITE
         .run(&mut source)
         .await
         .context("migrating the source schema")?;
@@ -406,7 +407,8 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<Migratio
     let mut target = PgConnection::connect(to)
         .await
         .with_context(|| format!("connecting to {}", redact_url(to)))?;
-    sqlx::migrate!("./migrations/postgres")
+    super::schema::refuse_newer_postgres(&mut target).await?;
+    super::schema::POSTGRES
         .run(&mut target)
         .await
         .context("creating the schema in the target")?;

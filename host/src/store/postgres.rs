@@ -33,7 +33,9 @@ impl PgStore {
             .max_connections(options.max_connections.max(1))
             .connect(url)
             .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        // A database a newer binary upgraded is refused before any statement of ours runs.
+        super::schema::refuse_newer_postgres(&pool).await?;
+        super::schema::POSTGRES.run(&pool).await?;
         let store = Self {
             pool,
             policy: WritePolicy::from_options(options),

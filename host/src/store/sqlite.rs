@@ -73,7 +73,9 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(writer_opts)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        // A database a newer binary upgraded is refused before any statement of ours runs.
+        super::schema::refuse_newer_sqlite(&writer).await?;
+        super::schema::SQLITE.run(&writer).await?;
 
         // An in-memory database exists only on its one connection: read through the writer.
         let reader = if memory {

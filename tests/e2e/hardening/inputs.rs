@@ -225,7 +225,9 @@ async fn token_responses_are_never_cached() {
     assert_eq!(refreshed.headers()["cache-control"], "no-store");
 }
 
-/// The real binary: the log goes to stderr, the one-time password to stdout only.
+/// The real binary: the log goes to stderr; the one-time password, with no terminal to print
+/// it on (a service, a container, this pipe), goes to a file only the server's user reads —
+/// never to the log or the output a service manager collects.
 #[tokio::test]
 async fn the_one_time_admin_password_is_not_on_the_log_stream() {
     let dir = tempfile::tempdir().unwrap();
@@ -273,15 +275,25 @@ async fn the_one_time_admin_password_is_not_on_the_log_stream() {
     }
     let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
     let (out, err) = (out.await.unwrap(), err.await.unwrap());
-    let password = out
-        .split("password `")
-        .nth(1)
-        .and_then(|rest| rest.split('`').next())
-        .unwrap_or_else(|| panic!("the password on stdout: {out:?} / {err}"));
+    let file = dir.path().join("data").join("initial-admin-password");
+    let password = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("the password in {}: {e} / {err}", file.display()));
+    let password = password.trim_end();
     assert!(password.len() >= 16);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "only the server's user reads it");
+    }
     assert!(
         !err.contains(password),
         "the log holds the password:\n{err}"
+    );
+    assert!(!out.contains(password), "stdout holds the password:\n{out}");
+    assert!(
+        err.contains("initial-admin-password"),
+        "the log says where the password is:\n{err}"
     );
     assert!(
         err.contains("switchboard listening"),
