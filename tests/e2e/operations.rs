@@ -49,3 +49,16 @@ pub fn file_hash(path: &Path) -> String {
         std::fs::read(path).expect("read file"),
     ))
 }
+
+/// Copy a directory tree (a backup, a fixture) to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

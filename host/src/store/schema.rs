@@ -18,7 +18,7 @@ use std::str::FromStr as _;
 use serde::Serialize;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection as _, PgConnection, Row as _, SqliteConnection};
+use sqlx::{Connection as _, PgConnection, SqliteConnection};
 
 use super::{StoreError, StoreResult};
 
@@ -147,15 +147,9 @@ pub async fn status(url: &str) -> StoreResult<SchemaStatus> {
             .await?;
             let rows = match exists {
                 Some(_) => Some(
-                    sqlx::query(
-                        "SELECT version, description, CAST(installed_on AS TEXT) AS installed_on, \
-                         success, checksum FROM _sqlx_migrations ORDER BY version",
-                    )
-                    .fetch_all(&mut conn)
-                    .await?
-                    .into_iter()
-                    .map(|r| AppliedRow::from_sqlite(&r))
-                    .collect::<Result<Vec<_>, sqlx::Error>>()?,
+                    sqlx::query_as::<_, AppliedRow>(&applied_query("CAST(installed_on AS TEXT)"))
+                        .fetch_all(&mut conn)
+                        .await?,
                 ),
                 None => None,
             };
@@ -170,15 +164,9 @@ pub async fn status(url: &str) -> StoreResult<SchemaStatus> {
                 .await?;
         let rows = match exists {
             Some(_) => Some(
-                sqlx::query(
-                    "SELECT version, description, installed_on::text AS installed_on, success, \
-                     checksum FROM _sqlx_migrations ORDER BY version",
-                )
-                .fetch_all(&mut conn)
-                .await?
-                .into_iter()
-                .map(|r| AppliedRow::from_pg(&r))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?,
+                sqlx::query_as::<_, AppliedRow>(&applied_query("installed_on::text"))
+                    .fetch_all(&mut conn)
+                    .await?,
             ),
             None => None,
         };
@@ -214,39 +202,23 @@ pub async fn dry_run_sqlite(url: &str) -> StoreResult<std::time::Duration> {
     Ok(took)
 }
 
+/// The `_sqlx_migrations` rows, oldest first; `installed_on` is read as text through the
+/// backend's own cast.
+fn applied_query(installed_on_as_text: &str) -> String {
+    format!(
+        "SELECT version, description, {installed_on_as_text} AS installed_on, success, checksum \
+         FROM _sqlx_migrations ORDER BY version"
+    )
+}
+
 /// One `_sqlx_migrations` row.
+#[derive(sqlx::FromRow)]
 struct AppliedRow {
     version: i64,
     description: String,
-    installed_on: String,
+    installed_on: Option<String>,
     success: bool,
     checksum: Vec<u8>,
-}
-
-impl AppliedRow {
-    fn from_sqlite(row: &sqlx::sqlite::SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            version: row.try_get("version")?,
-            description: row.try_get("description")?,
-            installed_on: row
-                .try_get::<Option<String>, _>("installed_on")?
-                .unwrap_or_default(),
-            success: row.try_get("success")?,
-            checksum: row.try_get("checksum")?,
-        })
-    }
-
-    fn from_pg(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            version: row.try_get("version")?,
-            description: row.try_get("description")?,
-            installed_on: row
-                .try_get::<Option<String>, _>("installed_on")?
-                .unwrap_or_default(),
-            success: row.try_get("success")?,
-            checksum: row.try_get("checksum")?,
-        })
-    }
 }
 
 /// Set what a database recorded (`None`: nothing yet) beside what the binary carries.
@@ -270,7 +242,7 @@ fn compare(
             AppliedMigration {
                 version: row.version,
                 description: row.description.clone(),
-                installed_on: row.installed_on.clone(),
+                installed_on: row.installed_on.clone().unwrap_or_default(),
                 success: row.success,
                 checksum_differs: ours.is_some_and(|m| *m.checksum != *row.checksum),
             }
@@ -356,7 +328,7 @@ mod tests {
         AppliedRow {
             version,
             description: format!("m{version}"),
-            installed_on: String::new(),
+            installed_on: None,
             success: true,
             checksum,
         }

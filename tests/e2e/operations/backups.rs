@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::{file_hash, install_env, switchboard, text};
+use super::{copy_dir, file_hash, install_env, switchboard, text};
 use crate::cluster::PgDb;
 use crate::support::{Client, PASSWORD, TestServer};
 
@@ -212,18 +212,6 @@ fn listing(dir: &Path) -> Vec<PathBuf> {
     }
     found.sort();
     found
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

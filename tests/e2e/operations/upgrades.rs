@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{file_hash, install_env, switchboard, text};
+use super::{copy_dir, file_hash, install_env, switchboard, text};
 use crate::cluster::PgDb;
 use crate::support::TestServer;
 
@@ -18,18 +18,6 @@ fn fixture(part: &str) -> PathBuf {
         .join("../tests/fixtures/releases")
         .join(PREVIOUS_RELEASE)
         .join(part)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// Load the PostgreSQL fixture's dump into a fresh database.
