@@ -311,13 +311,7 @@ pub fn load_or_create_key(
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let key = SecretKey::generate()?;
             std::fs::create_dir_all(data_dir)?;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&path)?;
-            std::io::Write::write_all(&mut file, key.to_file_text().as_bytes())?;
-            file.sync_all()?;
+            crate::private_files::write_new(&path, key.to_file_text().as_bytes())?;
             Ok(key)
         }
         Err(err) => Err(err.into()),

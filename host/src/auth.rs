@@ -590,20 +590,6 @@ pub fn load_or_create_secret(config: &AuthConfig, data_dir: &Path) -> std::io::R
     }
     std::fs::create_dir_all(data_dir)?;
     let secret = random_token(48);
-    write_private(&path, secret.as_bytes())?;
+    crate::private_files::write_new(&path, secret.as_bytes())?;
     Ok(secret.into_bytes())
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }

@@ -242,18 +242,8 @@ async fn write_backup(installation: &Installation, dir: &Path) -> Result<Manifes
     if let Some(files_dir) = &installation.files_dir {
         for key in &snapshot.file_keys {
             for (name, required) in [(key.clone(), true), (format!("{key}.thumb"), false)] {
-                let source = files_dir.join(&name);
-                let relative = format!("{FILES_DIR}/{name}");
-                let target = dir.join(&relative);
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
-                }
-                match copy_hashed(&source, &target) {
-                    Ok((size, sha256)) => entries.push(Entry {
-                        path: relative,
-                        size,
-                        sha256,
-                    }),
+                match copy_entry(&files_dir.join(&name), dir, format!("{FILES_DIR}/{name}")) {
+                    Ok(entry) => entries.push(entry),
                     Err(BackupError::Io { source: e, .. })
                         if e.kind() == std::io::ErrorKind::NotFound =>
                     {
@@ -272,27 +262,13 @@ async fn write_backup(installation: &Installation, dir: &Path) -> Result<Manifes
                 continue;
             };
             let relative = format!("{PLUGINS_DIR}/{}", relative.to_string_lossy());
-            let target = dir.join(&relative);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
-            }
-            let (size, sha256) = copy_hashed(&file, &target)?;
-            entries.push(Entry {
-                path: relative,
-                size,
-                sha256,
-            });
+            entries.push(copy_entry(&file, dir, relative)?);
         }
     }
     for name in KEY_FILES {
         let source = installation.data_dir.join(name);
         if source.exists() {
-            let (size, sha256) = copy_hashed(&source, &dir.join(name))?;
-            entries.push(Entry {
-                path: name.into(),
-                size,
-                sha256,
-            });
+            entries.push(copy_entry(&source, dir, name.to_string())?);
         }
     }
     let manifest = Manifest {
@@ -314,7 +290,9 @@ async fn write_backup(installation: &Installation, dir: &Path) -> Result<Manifes
     };
     let text = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| BackupError::Tool(format!("writing the manifest: {e}")))?;
-    write_synced(&dir.join(MANIFEST), &text)?;
+    let manifest_path = dir.join(MANIFEST);
+    crate::private_files::write_new(&manifest_path, &text)
+        .map_err(io("writing", &manifest_path))?;
     sync_dir(dir);
     Ok(manifest)
 }
@@ -849,7 +827,6 @@ async fn stage_restore(
         let temp = PathBuf::from(format!("{}{suffix}", file.display()));
         staged.push((temp.clone(), file.clone()));
         copy_hashed(&src.join(SQLITE_FILE), &temp)?;
-        set_private(&temp, 0o600);
     }
     let mut files = 0;
     if let Some(files_dir) = &installation.files_dir {
@@ -861,11 +838,7 @@ async fn stage_restore(
             let Some(name) = entry.path.strip_prefix(&format!("{FILES_DIR}/")) else {
                 continue;
             };
-            let target = temp.join(name);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
-            }
-            copy_hashed(&src.join(&entry.path), &target)?;
+            copy_hashed(&src.join(&entry.path), &temp.join(name))?;
             files += 1;
         }
         // An empty files directory left by an earlier start would block the rename.
@@ -890,7 +863,6 @@ async fn stage_restore(
             let temp = installation.data_dir.join(format!("{name}{suffix}"));
             staged.push((temp.clone(), installation.data_dir.join(name)));
             copy_hashed(&source, &temp)?;
-            set_private(&temp, 0o600);
         }
     }
     if installation.sqlite_file.is_none() {
@@ -962,11 +934,7 @@ fn stage_plugins(
         let Some(relative) = entry.path.strip_prefix(&prefix) else {
             continue;
         };
-        let target = temp.join(relative);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
-        }
-        copy_hashed(&src.join(&entry.path), &target)?;
+        copy_hashed(&src.join(&entry.path), &temp.join(relative))?;
     }
     if dir.exists() {
         std::fs::remove_dir(dir).map_err(io("replacing the empty", dir))?;
@@ -976,15 +944,43 @@ fn stage_plugins(
 
 // ---- file helpers ----
 
-/// Copy `from` to a new file `to` (never overwriting), hashing on the way, and sync it.
+/// Copy `from` into the backup `dir` as `relative`, and describe it for the manifest.
+fn copy_entry(from: &Path, dir: &Path, relative: String) -> Result<Entry> {
+    let (size, sha256) = copy_hashed(from, &dir.join(&relative))?;
+    Ok(Entry {
+        path: relative,
+        size,
+        sha256,
+    })
+}
+
+/// Copy `from` to a new private file `to` (never overwriting; its directory is made if
+/// missing), hashing on the way, and sync it.
 fn copy_hashed(from: &Path, to: &Path) -> Result<(u64, String)> {
+    // The source first: a missing one must leave nothing behind in the target.
+    let input = std::fs::File::open(from).map_err(io("reading", from))?;
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+    }
+    let mut output = crate::private_files::create_new(to).map_err(io("creating", to))?;
+    let done = hash_stream(from, input, Some((to, &mut output)))?;
+    output.sync_all().map_err(io("writing", to))?;
+    Ok(done)
+}
+
+fn hash_file(path: &Path) -> Result<(u64, String)> {
+    let input = std::fs::File::open(path).map_err(io("reading", path))?;
+    hash_stream(path, input, None)
+}
+
+/// Read `input` (the file `from`) to its end, hashing it and writing each chunk to `copy`
+/// when given: the size and the hex SHA-256. Errors name the file that failed.
+fn hash_stream(
+    from: &Path,
+    mut input: std::fs::File,
+    mut copy: Option<(&Path, &mut std::fs::File)>,
+) -> Result<(u64, String)> {
     use std::io::{Read as _, Write as _};
-    let mut input = std::fs::File::open(from).map_err(io("reading", from))?;
-    let mut output = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(to)
-        .map_err(io("creating", to))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 256 * 1024];
     let mut size = 0u64;
@@ -994,25 +990,9 @@ fn copy_hashed(from: &Path, to: &Path) -> Result<(u64, String)> {
             break;
         }
         hasher.update(&buffer[..n]);
-        output.write_all(&buffer[..n]).map_err(io("writing", to))?;
-        size += n as u64;
-    }
-    output.sync_all().map_err(io("writing", to))?;
-    Ok((size, hex::encode(hasher.finalize())))
-}
-
-fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
-    use std::io::Read as _;
-    let mut input = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = input.read(&mut buffer)?;
-        if n == 0 {
-            break;
+        if let Some((path, file)) = copy.as_mut() {
+            file.write_all(&buffer[..n]).map_err(io("writing", path))?;
         }
-        hasher.update(&buffer[..n]);
         size += n as u64;
     }
     Ok((size, hex::encode(hasher.finalize())))
@@ -1020,23 +1000,12 @@ fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
 
 fn hash_entry(dir: &Path, relative: &str) -> Result<Entry> {
     let path = dir.join(relative);
-    let (size, sha256) = hash_file(&path).map_err(io("reading", &path))?;
+    let (size, sha256) = hash_file(&path)?;
     Ok(Entry {
         path: relative.into(),
         size,
         sha256,
     })
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(io("creating", path))?;
-    file.write_all(bytes).map_err(io("writing", path))?;
-    file.sync_all().map_err(io("writing", path))
 }
 
 fn sync_file(path: &Path) -> Result<()> {

@@ -86,7 +86,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// `<data_dir>/initial-admin-password`, readable only by the server's own user, and the log
 /// says where.
 fn hand_over_first_password(data_dir: &std::path::Path, password: &str) -> anyhow::Result<()> {
-    use std::io::{IsTerminal as _, Write as _};
+    use std::io::IsTerminal as _;
     if std::io::stdout().is_terminal() {
         println!(
             "Created the first account: user `admin`, password `{password}` (shown once; change it)."
@@ -94,15 +94,9 @@ fn hand_over_first_password(data_dir: &std::path::Path, password: &str) -> anyho
         return Ok(());
     }
     let path = data_dir.join("initial-admin-password");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(format!("{password}\n").as_bytes())
-        .and_then(|()| file.sync_all())
+    // A file left by an earlier installation in this directory is replaced, never reused.
+    let _ = std::fs::remove_file(&path);
+    private_files::write_new(&path, format!("{password}\n").as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     tracing::warn!(
         file = %path.display(),
