@@ -12,6 +12,7 @@ pub mod listener;
 pub mod llm;
 pub mod mentions;
 pub mod oidc;
+pub mod openapi;
 pub mod ops;
 pub mod plugins;
 pub mod presence;
@@ -38,6 +39,7 @@ use bytes::Bytes;
 use prometheus_client::registry::Registry;
 use serde::de::DeserializeOwned;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::{Auth, Caller};
 use crate::config::Config;
@@ -73,10 +75,10 @@ pub struct AppState {
     pub llm: Arc<crate::llm::Llm>,
 }
 
-/// All routes, with limits and request tracing applied.
-pub fn app(state: AppState) -> HttpRouter {
-    let body_limit = state.config.limits.max_body_bytes;
-    HttpRouter::new()
+/// Every route with its OpenAPI description ([`openapi`]); the plugin upload's own body limit
+/// is part of the route.
+pub fn described_routes(max_component_bytes: usize) -> OpenApiRouter<AppState> {
+    openapi::routes()
         .merge(account::routes())
         .merge(rooms::routes())
         .merge(search::routes())
@@ -91,10 +93,17 @@ pub fn app(state: AppState) -> HttpRouter {
         .merge(files::routes())
         .merge(file_review::routes())
         .merge(uploads::routes())
-        .merge(plugins::routes(state.config.plugins.max_component_bytes))
+        .merge(plugins::routes(max_component_bytes))
         .merge(web::routes())
         .merge(scim::routes())
         .merge(oidc::routes())
+}
+
+/// All routes, with limits and request tracing applied.
+pub fn app(state: AppState) -> HttpRouter {
+    let body_limit = state.config.limits.max_body_bytes;
+    let (routes, _) = described_routes(state.config.plugins.max_component_bytes).split_for_parts();
+    routes
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
         .layer(axum::middleware::from_fn(refuse_nul_in_uri))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))

@@ -400,7 +400,7 @@ pub fn spawn_checkpointer(
 }
 
 /// What `switchboard audit verify` found.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     pub records: u64,
     /// The last record's `seq` and hash.
@@ -422,7 +422,7 @@ pub struct VerifyReport {
     pub checkpoints_checked: usize,
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Truncation {
     pub chain_ends_at: i64,
     pub checkpoint_seq: i64,

@@ -34,7 +34,7 @@ pub struct Claims {
 }
 
 /// What a successful login or refresh returns to the client.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     /// `<session id>.<secret>`; only its SHA-256 is stored.

@@ -473,7 +473,7 @@ impl MaxTokensField {
 }
 
 /// What an audit record keeps of a prompt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PromptLog {
     None,
@@ -1162,7 +1162,7 @@ impl Default for PluginsConfig {
 }
 
 /// Resource limits of one plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Time one hook call may spend running its own code (waits in host imports such as

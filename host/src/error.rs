@@ -202,7 +202,8 @@ impl ApiError {
     }
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+/// The body of every error answer: a stable `code` to branch on and a `message` for people.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
@@ -213,7 +214,7 @@ pub struct ErrorBody {
 }
 
 /// Which plugin rejected a message, and its own code for why.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Rejection {
     pub plugin: String,
     pub code: String,

@@ -26,7 +26,7 @@ use crate::store::{
 };
 
 /// What to export (empty lists: every room, every sender).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ExportRequest {
     pub rooms: Vec<RoomId>,
     pub users: Vec<UserId>,
@@ -94,14 +94,14 @@ pub fn dlp_decisions(event: &Event) -> Vec<DlpDecision> {
         .collect()
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FileEntry {
     pub name: String,
     pub sha256: String,
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Manifest {
     pub format: String,
     pub created_at: Millis,

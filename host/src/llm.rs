@@ -173,7 +173,7 @@ struct ToolRecord {
 /// What operators may change while the server runs (the admin console), over the values
 /// of `[llm]`. Kept in the database, read at each call, so every node applies a change at
 /// once.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Governance {
     pub user_daily_tokens: u64,

@@ -92,6 +92,9 @@ enum Command {
     /// Message search's index.
     #[command(subcommand)]
     Search(SearchCommand),
+    /// Print the OpenAPI 3.1 description of the HTTP API (the one a server serves at
+    /// `/api/v1/openapi.json`), for client generators and API tools.
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -284,6 +287,10 @@ fn main() -> anyhow::Result<()> {
     if let Command::Plugin(command) = cli.command {
         return plugin_command(command);
     }
+    if let Command::Openapi = cli.command {
+        println!("{}", switchboard::api::openapi::document_json());
+        return Ok(());
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     init_tracing(config.log_format);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -306,7 +313,9 @@ fn main() -> anyhow::Result<()> {
             Command::Audit(AuditCommand::Verify { checkpoints, json }) => {
                 audit_verify(&config, checkpoints, json).await
             }
-            Command::Plugin(_) => unreachable!("handled before the configuration is loaded"),
+            Command::Plugin(_) | Command::Openapi => {
+                unreachable!("handled before the configuration is loaded")
+            }
             Command::Migrate {
                 status,
                 dry_run,

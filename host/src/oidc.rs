@@ -124,7 +124,7 @@ struct Ticket {
 }
 
 /// A provider's public face, for the sign-in page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProviderInfo {
     pub id: String,
     pub display_name: String,

@@ -151,7 +151,19 @@ impl ClientFrame {
 
 /// Whether a user is around, as people who share a room with them see it. Ordered: a user
 /// with sessions on several nodes is the most present of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PresenceStatus {
     /// No live socket (or hidden by the user).
@@ -170,7 +182,7 @@ pub enum ClientPresence {
 }
 
 /// What the server acknowledges after a committed write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Ack {
     pub room: RoomId,
     /// The message id (the id of its `message` event).

@@ -15,7 +15,7 @@ use crate::error::{ApiError, Result};
 use crate::store::{EventId, Millis, RoomId, Store, now_millis};
 
 /// What a run at `now` would erase.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Preview {
     /// Messages that would be erased.
     pub messages: u64,

@@ -88,7 +88,7 @@ fn top_level(message: Event) -> Result<Event> {
 }
 
 /// One page of a thread, as `GET /api/v1/rooms/{id}/threads/{root}` answers.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ThreadView {
     /// The top-level message, with its reply count.
     pub root: Event,

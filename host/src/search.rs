@@ -51,7 +51,7 @@ pub struct SearchRequest {
 }
 
 /// The room a result is in.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ResultRoom {
     pub id: RoomId,
     pub kind: RoomKind,
@@ -59,7 +59,7 @@ pub struct ResultRoom {
 }
 
 /// One found message.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchHit {
     pub room: ResultRoom,
     pub message: Event,
@@ -69,7 +69,7 @@ pub struct SearchHit {
     pub link: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchPage {
     pub results: Vec<SearchHit>,
     /// No word had three characters or more (only short words, or only filters other than

@@ -33,7 +33,7 @@ pub type Millis = i64;
 /// Free-form string metadata attached to a message (plugins may add to it, e.g. DLP flags).
 pub type Metadata = BTreeMap<String, String>;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct User {
     pub id: UserId,
     pub name: String,
@@ -66,7 +66,7 @@ pub struct ExternalIdentity {
 }
 
 /// A group an identity provider manages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct DirectoryGroup {
     pub id: i64,
     pub source: String,
@@ -87,7 +87,7 @@ pub struct Session {
     pub revoked: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RoomKind {
     Direct,
@@ -110,7 +110,7 @@ impl RoomKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Room {
     pub id: RoomId,
     #[sqlx(try_from = "String")]
@@ -135,7 +135,19 @@ pub struct NewRoom {
 }
 
 /// A member's role in a room; ordered so that `Owner > Admin > Member`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Member,
@@ -161,7 +173,7 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Member {
     pub room_id: RoomId,
     pub user_id: UserId,
@@ -171,7 +183,7 @@ pub struct Member {
 }
 
 /// A room the user belongs to, with what a room list needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomSummary {
     #[serde(flatten)]
     pub room: Room,
@@ -188,7 +200,7 @@ pub struct RoomSummary {
     pub peer: Option<UserId>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Message,
@@ -238,7 +250,7 @@ impl EventKind {
 
 /// One entry in a room's ordered log. A message's id is the id of its `Message` event; edits
 /// and deletes point at it through `target`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub id: EventId,
     pub room_id: RoomId,
@@ -291,7 +303,7 @@ pub struct Annotations {
 }
 
 /// How many members reacted to a message with one emoji, and whether the reader did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReactionCount {
     pub emoji: String,
     pub count: u64,
@@ -300,14 +312,14 @@ pub struct ReactionCount {
 }
 
 /// Who reacted to a message with one emoji, earliest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reactors {
     pub emoji: String,
     pub users: Vec<UserId>,
 }
 
 /// A message pinned to its room.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pin {
     pub message: Event,
     pub pinned_by: UserId,
@@ -315,7 +327,7 @@ pub struct Pin {
 }
 
 /// The replies a top-level message has, as history shows them under it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadSummary {
     /// Replies not deleted.
     pub replies: u64,
@@ -554,7 +566,7 @@ impl TryFrom<String> for Role {
 }
 
 /// An operator-facing record of something that mattered (plugin decisions, admin actions).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub id: i64,
     /// Position in the hash chain (1, 2, 3, …).
@@ -576,7 +588,7 @@ pub struct AuditRecord {
 
 /// A legal hold: while active, the earlier text of every message it covers is kept when the
 /// message is edited or deleted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LegalHold {
     pub id: i64,
     pub name: String,
@@ -622,7 +634,7 @@ pub struct NewHold {
 }
 
 /// An earlier text of a message, kept for compliance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventVersion {
     /// The event the text belonged to (the message, or one of its edits).
     pub event_id: EventId,
@@ -634,7 +646,7 @@ pub struct EventVersion {
 }
 
 /// A signed statement of the audit chain's head at a moment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditCheckpoint {
     pub seq: i64,
     pub head_hash: String,
@@ -989,7 +1001,7 @@ pub trait Store: Send + Sync + 'static {
 /// A file uploaded to a room. Written as `uploading` before its bytes, `ready` once they are
 /// all in storage (with their size, SHA-256 and sniffed type); when its message is deleted,
 /// `kept` (under a hold or `preserve_deleted`) or `deleted` (bytes purged, then the row).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct FileRecord {
     pub id: i64,
     pub room_id: RoomId,
@@ -1031,7 +1043,7 @@ pub struct FinishedFile {
 }
 
 /// Storage used by files in one state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileUsage {
     pub state: String,
     pub files: i64,

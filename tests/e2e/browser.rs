@@ -471,8 +471,8 @@ async fn a_compliance_reviewer_places_and_releases_a_hold_in_the_console() {
             .expect("tabs");
         assert_eq!(
             tabs,
-            json!(["compliance", "files"]),
-            "a reviewer sees only the compliance page and the file quarantine"
+            json!(["compliance", "files", "api"]),
+            "a reviewer sees only the compliance page, the file quarantine and the API reference"
         );
 
         type_into(b, "#create-hold input[name=name]", "Case 1").await;
@@ -2857,4 +2857,197 @@ async fn the_assistants_answer_streams_into_the_timeline_and_the_console_sets_it
     );
     assert_eq!(settings["governance_changed"], true);
     assert!(settings.get("api_key").is_none());
+}
+
+/// The console's API reference renders the server's own OpenAPI description: every
+/// operation, grouped by tag in the document's order; a filter that narrows them as one types;
+/// and, once opened, an operation's request body fields and answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_reads_the_api_reference_in_the_console() {
+    let server = TestServer::start().await;
+    let (status, doc) = server.admin().await.get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    // What the page should show, from the document itself: per operation its id, the tag it
+    // is listed under (its first) and what the filter searches.
+    let mut operations = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in [
+            "get", "put", "post", "patch", "delete", "head", "options", "trace",
+        ] {
+            let Some(op) = item.get(method) else {
+                continue;
+            };
+            let tags: Vec<&str> = op["tags"]
+                .as_array()
+                .map(|t| t.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let id = op["operationId"].as_str().expect("operationId").to_string();
+            let searched = [
+                method,
+                path.as_str(),
+                op["summary"].as_str().unwrap_or_default(),
+                id.as_str(),
+            ]
+            .into_iter()
+            .chain(tags.iter().copied())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .to_lowercase();
+            let tag = tags.first().copied().unwrap_or("other").to_string();
+            operations.push((id, tag, searched));
+        }
+    }
+    let mut groups: Vec<String> = doc["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .filter(|name| operations.iter().any(|(_, tag, _)| tag == name))
+        .map(str::to_string)
+        .collect();
+    for (_, tag, _) in &operations {
+        if !groups.contains(tag) {
+            groups.push(tag.clone());
+        }
+    }
+    let mut matching: Vec<&str> = operations
+        .iter()
+        .filter(|(_, _, searched)| searched.contains("reactions"))
+        .map(|(id, _, _)| id.as_str())
+        .collect();
+    matching.sort_unstable();
+    assert!(
+        !matching.is_empty() && !matching.contains(&"send_message"),
+        "{matching:?}"
+    );
+    let total = operations.len();
+    let (server, groups, matching) = (&server, &groups, &matching);
+    with_browsers(1, |browsers| async move {
+        let b = &browsers[0];
+        login(b, server, "/admin#api", "admin", ADMIN_PASSWORD).await;
+        let title = wait_css(b, "#api-title").await.text().await.expect("title");
+        assert_eq!(title, "Switchboard HTTP API");
+        let download = b
+            .execute(
+                "const a = document.querySelector('#api-download'); \
+                 return [a.href.slice(0, 5), a.getAttribute('download')]",
+                vec![],
+            )
+            .await
+            .expect("download link");
+        assert_eq!(download, json!(["blob:", "switchboard-openapi.json"]));
+        let count = |n: usize| format!("{n} operation{}", if n == 1 { "" } else { "s" });
+        assert_eq!(
+            wait_css(b, "#api-count")
+                .await
+                .text()
+                .await
+                .expect("count"),
+            count(total)
+        );
+        let shown_groups = b
+            .execute(
+                "return [...document.querySelectorAll('#section .api-tag')].map((s) => s.dataset.tag)",
+                vec![],
+            )
+            .await
+            .expect("groups");
+        assert_eq!(shown_groups, json!(groups), "grouped in the document's tag order");
+
+        // POST /api/v1/rooms/{id}/messages, under "rooms".
+        let send = "#section details[data-operation='send_message']";
+        let row = b
+            .execute(
+                &format!(
+                    "const d = document.querySelector(\"{send}\"); \
+                     return [d.dataset.method, d.dataset.path, d.closest('.api-tag').dataset.tag, \
+                             d.closest('.api-tag').querySelector('h2').textContent, \
+                             d.querySelector('summary .api-method').textContent, \
+                             d.querySelector('summary .api-path').textContent]"
+                ),
+                vec![],
+            )
+            .await
+            .expect("send_message row");
+        assert_eq!(
+            row,
+            json!([
+                "POST",
+                "/api/v1/rooms/{id}/messages",
+                "rooms",
+                "rooms",
+                "POST",
+                "/api/v1/rooms/{id}/messages"
+            ])
+        );
+
+        // The filter narrows the list as one types: exactly the operations that mention
+        // reactions in their path, tag, summary or id; send_message is not one of them.
+        let shown = "return [...document.querySelectorAll('#section details[data-operation]')]\
+                     .filter((d) => d.getClientRects().length > 0)\
+                     .map((d) => d.dataset.operation).sort()";
+        type_into(b, "#api-filter", "reactions").await;
+        eventually(b, "the filter to narrow the list", shown, |v| {
+            *v == json!(matching)
+        })
+        .await;
+        assert_eq!(
+            wait_css(b, "#api-count")
+                .await
+                .text()
+                .await
+                .expect("count"),
+            count(matching.len())
+        );
+        let send_row = b.find(Locator::Css(send)).await.expect("send_message row");
+        assert!(
+            !send_row.is_displayed().await.expect("displayed"),
+            "send_message is filtered out"
+        );
+        type_into(b, "#api-filter", &"\u{E003}".repeat("reactions".len())).await;
+        eventually(
+            b,
+            "every operation back",
+            "return document.querySelector('#api-count').textContent",
+            |v| v.as_str() == Some(count(total).as_str()),
+        )
+        .await;
+
+        // Opened: the request body's fields (SendRequest's) and both success answers.
+        click(b, &format!("{send} > summary")).await;
+        let field = wait_css(
+            b,
+            &format!("{send}[open] .api-request tr[data-field='client_msg_id']"),
+        )
+        .await
+        .text()
+        .await
+        .expect("field");
+        assert!(field.contains("string"), "{field}");
+        let body_type = wait_css(b, &format!("{send} .api-request .api-media .api-type"))
+            .await
+            .text()
+            .await
+            .expect("body type");
+        assert_eq!(body_type, "SendRequest");
+        let statuses = b
+            .execute(
+                &format!(
+                    "return [...document.querySelectorAll(\"{send} .api-response\")]\
+                     .map((r) => r.dataset.status)"
+                ),
+                vec![],
+            )
+            .await
+            .expect("statuses");
+        for status in ["201", "200"] {
+            assert!(
+                statuses
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|x| x == status)),
+                "{status} in {statuses}"
+            );
+        }
+    })
+    .await;
 }

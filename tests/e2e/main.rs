@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
 
+mod api_contract;
 mod model_server;
 mod support;
 

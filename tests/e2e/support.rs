@@ -226,10 +226,26 @@ impl Client {
         Client::login(&self.http, &self.base, name, PASSWORD).await
     }
 
+    /// Send with this user's token; the answer must fit the OpenAPI description
+    /// ([`crate::api_contract::check`]).
     async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let resp = req.bearer_auth(&self.token).send().await.expect("request");
+        let request = req.bearer_auth(&self.token).build().expect("request");
+        let (method, path) = (request.method().clone(), request.url().path().to_string());
+        let resp = self.http.execute(request).await.expect("request");
         let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let text = resp.text().await.expect("body");
+        crate::api_contract::check(
+            method.as_str(),
+            &path,
+            status.as_u16(),
+            content_type.as_deref(),
+            &text,
+        );
         let body = if text.is_empty() {
             Value::Null
         } else {

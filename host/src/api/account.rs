@@ -3,12 +3,13 @@
 
 use std::net::IpAddr;
 
-use axum::Router as HttpRouter;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::listener::{PeerAddr, client_ip};
 use super::{AdminUser, AppJson, AppPath, AppState, AuthUser, bearer_token};
@@ -18,15 +19,15 @@ use crate::auth::TokenPair;
 use crate::error::{ApiError, Result};
 use crate::store::{User, UserId};
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/refresh", post(refresh))
-        .route("/api/v1/auth/logout", post(logout))
-        .route("/api/v1/me", get(me))
-        .route("/api/v1/me/password", post(change_password))
-        .route("/api/v1/users", get(list_users).post(create_user))
-        .route("/api/v1/users/{id}", patch(update_user))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(change_password))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(update_user))
 }
 
 /// `{"username","password"}` (the server checks it), or `{"method","credential"}` with an
@@ -75,6 +76,50 @@ impl LoginRequest {
     }
 }
 
+/// The two shapes of a login body, for the API description. `LoginRequest` parses both as
+/// one struct, so that a body mixing them gets our own `invalid_login_request` answer.
+mod login_shapes {
+    // Never built: these types only describe what `LoginRequest` accepts.
+    #![allow(dead_code)]
+
+    use utoipa::ToSchema;
+
+    /// A password login, or a login with a credential a plugin checks.
+    #[derive(ToSchema)]
+    #[serde(untagged)]
+    pub(super) enum LoginBody {
+        Password(PasswordLogin),
+        Plugin(PluginLogin),
+    }
+
+    /// A name and password the server checks (or the LDAP directory, for names it owns).
+    #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct PasswordLogin {
+        /// `password`, or left out.
+        method: Option<PasswordMethod>,
+        username: String,
+        password: String,
+    }
+
+    #[derive(ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub(super) enum PasswordMethod {
+        Password,
+    }
+
+    /// A credential checked by the `authenticate` hook of the plugin that offers the method.
+    #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct PluginLogin {
+        /// The plugin's sign-in method (`api-key`, ...); anything but `password`.
+        method: String,
+        /// The account, when the method needs one named.
+        username: Option<String>,
+        credential: String,
+    }
+}
+
 /// A token pair, never stored by a browser or a proxy cache.
 pub(super) struct Tokens(pub(super) TokenPair);
 
@@ -100,6 +145,13 @@ pub(super) fn client_of(state: &AppState, parts: &axum::http::request::Parts) ->
     )
 }
 
+/// Sign in; answers with an access token and a refresh token.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = login_shapes::LoginBody,
+    security(()),
+    responses((status = 200, description = "The new session's tokens", body = TokenPair,
+        headers(("cache-control" = String, description = "`no-store`"),
+            ("pragma" = String, description = "`no-cache`")))))]
 async fn login(
     State(state): State<AppState>,
     parts: axum::http::request::Parts,
@@ -117,12 +169,19 @@ async fn login(
     Ok(Tokens(state.accounts.login(credentials, client).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefreshRequest {
     refresh_token: String,
 }
 
+/// Trade a refresh token for a new token pair (the old refresh token stops working).
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    security(()),
+    responses((status = 200, description = "The session's new tokens", body = TokenPair,
+        headers(("cache-control" = String, description = "`no-store`"),
+            ("pragma" = String, description = "`no-cache`")))))]
 async fn refresh(
     State(state): State<AppState>,
     AppJson(req): AppJson<RefreshRequest>,
@@ -130,7 +189,7 @@ async fn refresh(
     Ok(Tokens(state.auth.refresh(&req.refresh_token).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangePasswordRequest {
     current_password: String,
@@ -138,6 +197,12 @@ struct ChangePasswordRequest {
 }
 
 /// The caller changes their own password; see [`crate::accounts::Accounts::change_password`].
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "auth",
+    request_body = ChangePasswordRequest,
+    responses((status = 200, description = "Tokens of a new session for the caller",
+        body = TokenPair,
+        headers(("cache-control" = String, description = "`no-store`"),
+            ("pragma" = String, description = "`no-cache`")))))]
 async fn change_password(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -152,8 +217,12 @@ async fn change_password(
     Ok(Tokens(pair))
 }
 
+/// Sign out: end the caller's session.
+///
 /// End the caller's session: its refresh token and access tokens stop working, and its
 /// WebSocket connections close, on every node.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    responses((status = 204, description = "The session is over")))]
 async fn logout(State(state): State<AppState>, AuthUser(caller): AuthUser) -> Result<StatusCode> {
     state
         .accounts
@@ -162,12 +231,15 @@ async fn logout(State(state): State<AppState>, AuthUser(caller): AuthUser) -> Re
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The caller's own account.
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth",
+    responses((status = 200, description = "The caller's account", body = User)))]
 async fn me(AuthUser(caller): AuthUser) -> AppJson<User> {
     AppJson(caller.user)
 }
 
 /// What other users may see of an account.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct UserCard {
     id: UserId,
     name: String,
@@ -176,6 +248,9 @@ struct UserCard {
     active: bool,
 }
 
+/// Every active account (admins also see inactive ones), as others may see them.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", operation_id = "list_users",
+    responses((status = 200, description = "The accounts", body = Vec<UserCard>)))]
 async fn list_users(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -196,7 +271,7 @@ async fn list_users(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateUserRequest {
     name: String,
@@ -208,6 +283,11 @@ struct CreateUserRequest {
 }
 
 /// Admins create accounts; with `open_registration` anyone may create a non-admin one.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", operation_id = "create_user",
+    request_body = CreateUserRequest,
+    // An admin's token, or none at all when the server allows open registration.
+    security((), ("bearer" = [])),
+    responses((status = 201, description = "The new account", body = User)))]
 async fn create_user(
     State(state): State<AppState>,
     parts: axum::http::request::Parts,
@@ -252,7 +332,7 @@ async fn create_user(
     Ok((StatusCode::CREATED, AppJson(user)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateUserRequest {
     #[serde(default)]
@@ -263,8 +343,14 @@ struct UpdateUserRequest {
     password: Option<String>,
 }
 
+/// Admins (de)activate an account, reset its password, or grant or revoke compliance.
+///
 /// Admins deactivate/reactivate accounts and reset passwords. Both end every session of
 /// the user and close their connections at once, on every node.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = i64, Path, description = "The account")),
+    request_body = UpdateUserRequest,
+    responses((status = 200, description = "The account as it is now", body = User)))]
 async fn update_user(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,

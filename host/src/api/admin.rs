@@ -6,10 +6,12 @@
 
 use std::time::Instant;
 
-use axum::Router as HttpRouter;
+use axum::Extension;
 use axum::extract::State;
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AdminUser, AppJson, AppQuery, AppState};
 use crate::error::Result;
@@ -19,20 +21,22 @@ use crate::store::{AuditRecord, Room};
 const AUDIT_DEFAULT: u32 = 50;
 const AUDIT_MAX: u32 = 500;
 
-pub fn routes() -> HttpRouter<AppState> {
+pub fn routes() -> OpenApiRouter<AppState> {
     // Captured when the app is built, i.e. at server start: each server in a process (the
     // tests run several) reports its own uptime.
     let started = Instant::now();
-    HttpRouter::new()
-        .route("/api/v1/admin/rooms", get(list_rooms))
-        .route("/api/v1/admin/audit", get(recent_audit))
-        .route(
-            "/api/v1/admin/health",
-            get(move |state: State<AppState>, admin: AdminUser| health(state, admin, started)),
-        )
+    OpenApiRouter::new()
+        .routes(routes!(list_rooms))
+        .routes(routes!(recent_audit))
+        .routes(routes!(health))
+        // `health` reads the start time from here; a layer covers the routes added before it.
+        .layer(Extension(started))
 }
 
 /// Every room, members or not: operators need to see rooms they are not in.
+#[utoipa::path(get, path = "/api/v1/admin/rooms", tag = "admin",
+    operation_id = "admin_list_rooms",
+    responses((status = 200, description = "Every room on the server", body = Vec<Room>)))]
 async fn list_rooms(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
@@ -40,13 +44,21 @@ async fn list_rooms(
     Ok(AppJson(state.store.list_rooms().await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
+    /// At most this many records (default 50, clamped to 1..=500).
     limit: Option<u32>,
 }
 
+/// The most recent audit records (reading them is itself audited).
+///
 /// Newest first; `limit` is clamped to 1..=500.
+#[utoipa::path(get, path = "/api/v1/admin/audit", tag = "admin",
+    params(AuditQuery),
+    responses((status = 200, description = "The newest audit records, newest first",
+        body = Vec<AuditRecord>)))]
 async fn recent_audit(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -66,7 +78,7 @@ async fn recent_audit(
     Ok(AppJson(records))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Health {
     /// Open WebSocket connections on this node.
     connections: usize,
@@ -80,7 +92,7 @@ struct Health {
     store: StoreHealth,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct StoreHealth {
     backend: &'static str,
     /// Whether the store answered a ping just now.
@@ -89,10 +101,14 @@ struct StoreHealth {
     size_bytes: Option<u64>,
 }
 
+/// This node's connections, deliveries, uptime and store.
+#[utoipa::path(get, path = "/api/v1/admin/health", tag = "admin",
+    operation_id = "admin_health",
+    responses((status = 200, description = "A health summary of this node", body = Health)))]
 async fn health(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
-    started: Instant,
+    Extension(started): Extension<Instant>,
 ) -> Result<AppJson<Health>> {
     let ok = state.store.ping().await.is_ok();
     // A store that cannot report its size is not an error for a health page.

@@ -3,11 +3,12 @@
 //! Every read is itself an audit record (who read how much), so reviewing the record
 //! leaves a trace in it.
 
-use axum::Router as HttpRouter;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AppJson, AppPath, AppQuery, AppState, ComplianceUser};
 use crate::audit::{self, Action, Actor, Subject, VerifyReport};
@@ -17,58 +18,51 @@ use crate::retention::{self, Preview};
 use crate::store::AuditRecord;
 use crate::store::{EventVersion, LegalHold, RoomId, UserId};
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/api/v1/compliance/audit", get(read_chain))
-        .route("/api/v1/compliance/audit/verify", get(verify))
-        .route(
-            "/api/v1/compliance/holds",
-            get(list_holds).post(create_hold),
-        )
-        .route("/api/v1/compliance/holds/{id}/release", post(release_hold))
-        .route("/api/v1/compliance/messages/{id}/versions", get(versions))
-        .route("/api/v1/compliance/retention", get(retention_policies))
-        .route(
-            "/api/v1/compliance/retention/rooms/{id}",
-            axum::routing::put(set_room_retention),
-        )
-        .route(
-            "/api/v1/compliance/retention/preview",
-            get(retention_preview),
-        )
-        .route("/api/v1/compliance/retention/run", post(retention_run))
-        .route(
-            "/api/v1/compliance/exports",
-            get(list_exports).post(run_export),
-        )
-        .route(
-            "/api/v1/compliance/exports/{series}/{batch}/{file}",
-            get(download_export),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(read_chain))
+        .routes(routes!(verify))
+        .routes(routes!(list_holds, create_hold))
+        .routes(routes!(release_hold))
+        .routes(routes!(versions))
+        .routes(routes!(retention_policies))
+        .routes(routes!(set_room_retention))
+        .routes(routes!(retention_preview))
+        .routes(routes!(retention_run))
+        .routes(routes!(list_exports, run_export))
+        .routes(routes!(download_export))
 }
 
 /// Most records one page returns.
 const PAGE_MAX: u32 = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ChainQuery {
     /// Records after this `seq` (0: from the start).
     #[serde(default)]
     after: i64,
+    /// At most this many records (default 200, at most 1000).
     #[serde(default)]
     limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ChainPage {
     records: Vec<AuditRecord>,
     /// The `after` of the next page, when there may be one.
     next_after: Option<i64>,
 }
 
-/// The audit log in chain order, with each record's `seq`, `prev_hash` and `hash`, so a
-/// reviewer can check the links themselves.
+/// Read the audit log in chain order.
+///
+/// Each record comes with its `seq`, `prev_hash` and `hash`, so a reviewer can check the
+/// links themselves. The read is itself recorded.
+#[utoipa::path(get, path = "/api/v1/compliance/audit", tag = "compliance",
+    operation_id = "read_audit_chain",
+    params(ChainQuery),
+    responses((status = 200, description = "A page of the audit log in chain order", body = ChainPage)))]
 async fn read_chain(
     State(state): State<AppState>,
     ComplianceUser(caller): ComplianceUser,
@@ -99,8 +93,13 @@ async fn read_chain(
     }))
 }
 
-/// Walk the chain and check it against the database's checkpoints, as
-/// `switchboard audit verify` does (which can also read the external checkpoint file).
+/// Verify the audit chain against the database's checkpoints.
+///
+/// Walks the chain as `switchboard audit verify` does (which can also read the external
+/// checkpoint file). The verification is itself recorded.
+#[utoipa::path(get, path = "/api/v1/compliance/audit/verify", tag = "compliance",
+    operation_id = "verify_audit_chain",
+    responses((status = 200, description = "What the verification found", body = VerifyReport)))]
 async fn verify(
     State(state): State<AppState>,
     ComplianceUser(caller): ComplianceUser,
@@ -121,7 +120,7 @@ async fn verify(
     Ok(AppJson(report))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateHold {
     name: String,
@@ -137,7 +136,12 @@ struct CreateHold {
     until: Option<i64>,
 }
 
-/// A hold is in force the moment this returns.
+/// Place a legal hold on users' and rooms' messages.
+///
+/// The hold is in force the moment this returns.
+#[utoipa::path(post, path = "/api/v1/compliance/holds", tag = "compliance",
+    request_body = CreateHold,
+    responses((status = 201, description = "The hold, in force", body = LegalHold)))]
 async fn create_hold(
     State(state): State<AppState>,
     ComplianceUser(caller): ComplianceUser,
@@ -154,6 +158,9 @@ async fn create_hold(
     Ok((StatusCode::CREATED, AppJson(hold)))
 }
 
+/// Every legal hold, released ones included.
+#[utoipa::path(get, path = "/api/v1/compliance/holds", tag = "compliance",
+    responses((status = 200, description = "The legal holds", body = Vec<LegalHold>)))]
 async fn list_holds(
     State(state): State<AppState>,
     ComplianceUser(_): ComplianceUser,
@@ -161,8 +168,13 @@ async fn list_holds(
     Ok(AppJson(state.store.holds().await?))
 }
 
-/// Ask for a release (it takes effect after `compliance.hold_release_delay_secs`), or
-/// confirm another compliance user's request (it takes effect at once).
+/// Ask for a legal hold's release, or confirm another compliance user's request.
+///
+/// A request takes effect after `compliance.hold_release_delay_secs`; a confirmation by
+/// another compliance user takes effect at once.
+#[utoipa::path(post, path = "/api/v1/compliance/holds/{id}/release", tag = "compliance",
+    params(("id" = i64, Path, description = "The legal hold")),
+    responses((status = 200, description = "The hold with its release as it stands", body = LegalHold)))]
 async fn release_hold(
     State(state): State<AppState>,
     ComplianceUser(caller): ComplianceUser,
@@ -180,8 +192,14 @@ async fn release_hold(
     Ok(AppJson(hold))
 }
 
-/// The kept earlier texts of a message and its edits (under a hold, or with
-/// `compliance.preserve_deleted`), oldest first. The read is recorded.
+/// The kept earlier texts of a message and its edits, oldest first.
+///
+/// Texts are kept under a legal hold, or with `compliance.preserve_deleted`. The read is
+/// recorded.
+#[utoipa::path(get, path = "/api/v1/compliance/messages/{id}/versions", tag = "compliance",
+    operation_id = "message_versions",
+    params(("id" = i64, Path, description = "The message")),
+    responses((status = 200, description = "The kept earlier texts, oldest first", body = Vec<EventVersion>)))]
 async fn versions(
     State(state): State<AppState>,
     ComplianceUser(caller): ComplianceUser,
@@ -199,7 +217,7 @@ async fn versions(
     Ok(AppJson(versions))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct RetentionPolicies {
     /// `compliance.retention_days` (0: keep forever).
     global_days: u32,
@@ -208,12 +226,15 @@ struct RetentionPolicies {
     rooms: Vec<RoomRetention>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 struct RoomRetention {
     room: RoomId,
     days: i64,
 }
 
+/// The retention settings: the global ones and every room's own.
+#[utoipa::path(get, path = "/api/v1/compliance/retention", tag = "compliance",
+    responses((status = 200, description = "The retention settings", body = RetentionPolicies)))]
 async fn retention_policies(
     State(state): State<AppState>,
     ComplianceUser(_): ComplianceUser,
@@ -232,13 +253,18 @@ async fn retention_policies(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SetRetention {
     /// Days to keep this room's messages; `null` follows the global setting again.
     days: Option<i64>,
 }
 
+/// Set how long one room's messages are kept, or let it follow the global setting again.
+#[utoipa::path(put, path = "/api/v1/compliance/retention/rooms/{id}", tag = "compliance",
+    params(("id" = i64, Path, description = "The room")),
+    request_body = SetRetention,
+    responses((status = 204, description = "The room's retention is set")))]
 async fn set_room_retention(
     State(state): State<AppState>,
     ComplianceUser(caller): ComplianceUser,
@@ -256,7 +282,11 @@ async fn set_room_retention(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Exactly what a run now would erase, and how much a hold keeps; nothing changes.
+/// Exactly what a retention run now would erase, and how much a hold keeps.
+///
+/// Nothing changes.
+#[utoipa::path(get, path = "/api/v1/compliance/retention/preview", tag = "compliance",
+    responses((status = 200, description = "What a run now would erase", body = Preview)))]
 async fn retention_preview(
     State(state): State<AppState>,
     ComplianceUser(_): ComplianceUser,
@@ -266,7 +296,11 @@ async fn retention_preview(
     ))
 }
 
-/// Run retention now (it also runs every `compliance.retention_interval_secs`).
+/// Run retention now.
+///
+/// It also runs every `compliance.retention_interval_secs`.
+#[utoipa::path(post, path = "/api/v1/compliance/retention/run", tag = "compliance",
+    responses((status = 200, description = "What the run erased, and how much a hold kept", body = Preview)))]
 async fn retention_run(
     State(state): State<AppState>,
     ComplianceUser(caller): ComplianceUser,
@@ -284,7 +318,7 @@ async fn retention_run(
 /// The two export series on the server: the scheduled one (`compliance.export_dir`,
 /// resuming from its cursor) and the batches reviewers ask for through the API, kept apart
 /// so that a reviewer's range never moves the schedule's cursor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 enum Series {
     Scheduled,
@@ -306,7 +340,8 @@ impl Series {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// What an on-demand export covers (empty lists: every room, every sender).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RunExport {
     #[serde(default)]
@@ -319,14 +354,20 @@ struct RunExport {
     until: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ExportBatch {
     series: Series,
     batch: String,
     manifest: crate::export::Manifest,
 }
 
-/// Write an on-demand batch now (the `on-demand` series under `compliance.export_dir`).
+/// Write an on-demand export batch now.
+///
+/// The batch goes to the `on-demand` series under `compliance.export_dir`, apart from the
+/// scheduled series, so a reviewer's range never moves the schedule's cursor.
+#[utoipa::path(post, path = "/api/v1/compliance/exports", tag = "compliance",
+    request_body = RunExport,
+    responses((status = 201, description = "The batch written", body = ExportBatch)))]
 async fn run_export(
     State(state): State<AppState>,
     ComplianceUser(caller): ComplianceUser,
@@ -398,7 +439,9 @@ async fn run_export(
     ))
 }
 
-/// Every batch of both series, scheduled first.
+/// Every export batch of both series, scheduled first.
+#[utoipa::path(get, path = "/api/v1/compliance/exports", tag = "compliance",
+    responses((status = 200, description = "The export batches", body = Vec<ExportBatch>)))]
 async fn list_exports(
     State(state): State<AppState>,
     ComplianceUser(_): ComplianceUser,
@@ -415,8 +458,28 @@ async fn list_exports(
     Ok(AppJson(all))
 }
 
-/// One file of a batch. Only the series' batch names and the files a batch holds are
-/// served: nothing else of the disk is reachable through this.
+/// Download one file of an export batch, as an attachment.
+///
+/// Only the series' batch names and the files a batch holds are served: nothing else of
+/// the disk is reachable through this. The content type follows the file's extension
+/// (`.csv`, `.json`, `.jsonl`, `.xml`, `.eml`, attachments' names included); any other file
+/// (the manifest's signature, most attachments) is sent as `text/plain`. Both text types
+/// carry `charset=utf-8`. The download is recorded.
+#[utoipa::path(get, path = "/api/v1/compliance/exports/{series}/{batch}/{file}", tag = "compliance",
+    params(("series" = Series, Path, description = "The series: `scheduled` or `on-demand`"),
+        ("batch" = String, Path, description = "The batch's name"),
+        ("file" = String, Path, description = "A file the batch's manifest lists, `manifest.json` or `manifest.sig`")),
+    responses((status = 200, description = "The file's bytes",
+        content(
+            (String = "text/csv"),
+            (serde_json::Value = "application/json"),
+            (String = "application/x-ndjson"),
+            (String = "application/xml"),
+            (String = "message/rfc822"),
+            ([u8] = "text/plain"),
+        ),
+        headers(("content-disposition" = String,
+            description = "`attachment; filename=\"<batch>-<file>\"`")))))]
 async fn download_export(
     State(state): State<AppState>,
     ComplianceUser(caller): ComplianceUser,

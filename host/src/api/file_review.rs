@@ -2,34 +2,39 @@
 //! plugins put aside, look at a file, release it to the room or delete it (each on the
 //! audit record), and the storage the files use.
 
-use axum::Router as HttpRouter;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AppJson, AppPath, AppState, FileReviewer};
 use crate::audit::{self, Action, Actor, Subject};
 use crate::error::{ApiError, Result};
 use crate::store::{FileRecord, FileUsage};
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/api/v1/admin/files/quarantine", get(quarantined))
-        .route("/api/v1/admin/files/usage", get(usage))
-        .route("/api/v1/admin/files/{id}/content", get(content))
-        .route("/api/v1/admin/files/{id}/release", post(release))
-        .route("/api/v1/admin/files/{id}/discard", post(discard))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(quarantined))
+        .routes(routes!(usage))
+        .routes(routes!(content))
+        .routes(routes!(release))
+        .routes(routes!(discard))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Quarantined {
     files: Vec<FileRecord>,
 }
 
-/// `GET /api/v1/admin/files/quarantine`: every quarantined file, oldest first, with the
-/// plugin that put it there and why.
+/// Every quarantined file, oldest first.
+///
+/// Each comes with the plugin that put it there and why.
+#[utoipa::path(get, path = "/api/v1/admin/files/quarantine", tag = "admin",
+    operation_id = "list_quarantined_files",
+    responses((status = 200, description = "The quarantined files, oldest first", body = Quarantined)))]
 async fn quarantined(
     State(state): State<AppState>,
     FileReviewer(_): FileReviewer,
@@ -39,7 +44,9 @@ async fn quarantined(
     }))
 }
 
-#[derive(Debug, Serialize)]
+// Named apart from the language model's `Usage` in the description.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = FileStorageUsage)]
 struct Usage {
     /// `local` or `s3`.
     backend: &'static str,
@@ -50,7 +57,10 @@ struct Usage {
     total_bytes: i64,
 }
 
-/// `GET /api/v1/admin/files/usage`: what the files take, per state.
+/// What the files take in storage, per state.
+#[utoipa::path(get, path = "/api/v1/admin/files/usage", tag = "admin",
+    operation_id = "file_storage_usage",
+    responses((status = 200, description = "Files and bytes per state, and in all", body = Usage)))]
 async fn usage(
     State(state): State<AppState>,
     FileReviewer(_): FileReviewer,
@@ -74,7 +84,31 @@ async fn quarantined_file(state: &AppState, id: i64) -> Result<FileRecord> {
         .ok_or_else(|| ApiError::not_found("file_not_found", "no such file in quarantine"))
 }
 
-/// `GET /api/v1/admin/files/{id}/content`: a quarantined file's bytes, for its review.
+/// A quarantined file's bytes, for its review.
+///
+/// Served as a download is (whole or one `Range`, always as an attachment), with the file's
+/// stored type as `Content-Type`. The look is recorded.
+#[utoipa::path(get, path = "/api/v1/admin/files/{id}/content", tag = "admin",
+    operation_id = "quarantined_file_content",
+    params(("id" = i64, Path, description = "The quarantined file"),
+        ("range" = Option<String>, Header,
+            description = "One byte range (`bytes=0-99`, `bytes=100-`, `bytes=-100`); anything else is served whole")),
+    responses(
+        (status = 200, description = "The whole file; `Content-Type` is the file's stored type",
+            body = [u8], content_type = "*/*",
+            headers(
+                ("content-disposition" = String, description = "`attachment` with the file's name"),
+                ("etag" = String, description = "The file's SHA-256, quoted"),
+                ("accept-ranges" = String, description = "`bytes`"))),
+        (status = 206, description = "The byte range asked for; `Content-Type` is the file's stored type",
+            body = [u8], content_type = "*/*",
+            headers(
+                ("content-range" = String, description = "`bytes <first>-<last>/<size>`"),
+                ("content-disposition" = String, description = "`attachment` with the file's name"),
+                ("etag" = String, description = "The file's SHA-256, quoted"))),
+        (status = 416, description = "The range lies outside the file; no body",
+            headers(("content-range" = String, description = "`bytes */<size>`"))),
+    ))]
 async fn content(
     State(state): State<AppState>,
     FileReviewer(admin): FileReviewer,
@@ -93,7 +127,13 @@ async fn content(
     super::files::serve(&state, &file, &headers).await
 }
 
-/// `POST /api/v1/admin/files/{id}/release`: the file becomes available to its room.
+/// Release a quarantined file: it becomes available to its room.
+///
+/// The release is recorded.
+#[utoipa::path(post, path = "/api/v1/admin/files/{id}/release", tag = "admin",
+    operation_id = "release_quarantined_file",
+    params(("id" = i64, Path, description = "The quarantined file")),
+    responses((status = 200, description = "The file as it is now", body = FileRecord)))]
 async fn release(
     State(state): State<AppState>,
     FileReviewer(admin): FileReviewer,
@@ -125,8 +165,13 @@ async fn release(
     Ok(AppJson(released))
 }
 
-/// `POST /api/v1/admin/files/{id}/discard`: the file is deleted (its bytes are purged by the
-/// next purge run); the uploader's room never sees it.
+/// Discard a quarantined file: it is deleted, and its room never sees it.
+///
+/// Its bytes are purged by the next purge run. The discard is recorded.
+#[utoipa::path(post, path = "/api/v1/admin/files/{id}/discard", tag = "admin",
+    operation_id = "discard_quarantined_file",
+    params(("id" = i64, Path, description = "The quarantined file")),
+    responses((status = 204, description = "The file is deleted")))]
 async fn discard(
     State(state): State<AppState>,
     FileReviewer(admin): FileReviewer,

@@ -4,14 +4,15 @@
 //! files; anyone else gets `404 file_not_found`, the same as for a file that does not exist.
 //! Quarantined files are reviewed by admins (`file_review`).
 
-use axum::Router as HttpRouter;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
-use axum::routing::{get, post};
 use futures_util::TryStreamExt as _;
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use std::sync::Arc;
 
@@ -22,18 +23,16 @@ use crate::files::{BodyError, FileError};
 use crate::router::hooks::{Decision, FileCheck, FileContent, FileUploadOutcome, HookKind};
 use crate::store::{FileRecord, RoomId};
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/api/v1/rooms/{id}/files", post(upload))
-        .route(
-            "/api/v1/files/{id}",
-            get(download).delete(delete_unattached),
-        )
-        .route("/api/v1/files/{id}/info", get(info))
-        .route("/api/v1/files/{id}/thumbnail", get(thumbnail))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload))
+        .routes(routes!(download, delete_unattached))
+        .routes(routes!(info))
+        .routes(routes!(thumbnail))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct UploadQuery {
     /// The file's name as the user knows it (made safe by the server).
@@ -109,11 +108,22 @@ impl From<FileError> for ApiError {
     }
 }
 
-/// `POST /api/v1/rooms/{id}/files?name=…`: the request body is the file. Its type is sniffed
-/// from its bytes, whatever the client's `Content-Type` says. Once the bytes are stored, the
-/// `file-pre-upload` plugins check them: a rejection answers `422 file_rejected` with the
-/// plugin's reason (nothing is kept); a quarantine answers `202` with the file in state
-/// `quarantined`; otherwise `201` with the file (as a plugin may have replaced it).
+/// Upload a file into a room: the request body is the file.
+///
+/// Its type is sniffed from its bytes, whatever the client's `Content-Type` says. Once the
+/// bytes are stored, the `file-pre-upload` plugins check them: a rejection answers
+/// `422 file_rejected` with the plugin's reason (nothing is kept); a quarantine answers
+/// `202` with the file in state `quarantined`; otherwise `201` with the file (as a plugin
+/// may have replaced it).
+#[utoipa::path(post, path = "/api/v1/rooms/{id}/files", tag = "files",
+    operation_id = "upload_file",
+    params(("id" = i64, Path, description = "The room"), UploadQuery),
+    request_body(content = [u8], content_type = "application/octet-stream",
+        description = "The file's bytes, as they are (not multipart); any `Content-Type` is accepted"),
+    responses(
+        (status = 201, description = "The file, ready to attach to a message", body = FileRecord),
+        (status = 202, description = "The file, quarantined by a plugin until an admin reviews it", body = FileRecord),
+    ))]
 async fn upload(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -330,9 +340,14 @@ impl FileContent for StoredContent {
     }
 }
 
-/// `DELETE /api/v1/files/{id}`: the uploader (or an admin) takes back a file no message
-/// carries yet (`204`); its bytes are purged within `files.purge_interval_secs`. A file a
-/// message carries goes with its message (`409 file_attached`).
+/// Take back a file no message carries yet (its uploader, or an admin).
+///
+/// Its bytes are purged within `files.purge_interval_secs`. A file a message carries goes
+/// with its message (`409 file_attached`).
+#[utoipa::path(delete, path = "/api/v1/files/{id}", tag = "files",
+    operation_id = "delete_unattached_file",
+    params(("id" = i64, Path, description = "The file")),
+    responses((status = 204, description = "The file is deleted")))]
 async fn delete_unattached(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -402,6 +417,11 @@ async fn readable_file(
     Ok(file)
 }
 
+/// A file's description: name, size, type, digest and state.
+#[utoipa::path(get, path = "/api/v1/files/{id}/info", tag = "files",
+    operation_id = "file_info",
+    params(("id" = i64, Path, description = "The file")),
+    responses((status = 200, description = "The file's description", body = FileRecord)))]
 async fn info(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -410,9 +430,14 @@ async fn info(
     Ok(AppJson(readable_file(&state, &caller, id).await?))
 }
 
-/// `GET /api/v1/files/{id}/thumbnail`: a PNG of at most `files.images.thumbnail_px` a side,
-/// for images (`has_thumbnail`); `404 no_thumbnail` for other files. The same checks as a
-/// download, the `file-pre-download` plugins included: a preview is the picture.
+/// An image's thumbnail: a PNG of at most `files.images.thumbnail_px` a side.
+///
+/// Only images have one (`has_thumbnail`); other files answer `404 no_thumbnail`. The same
+/// checks as a download, the `file-pre-download` plugins included: a preview is the picture.
+#[utoipa::path(get, path = "/api/v1/files/{id}/thumbnail", tag = "files",
+    operation_id = "file_thumbnail",
+    params(("id" = i64, Path, description = "The file")),
+    responses((status = 200, description = "The thumbnail", body = [u8], content_type = "image/png")))]
 async fn thumbnail(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -473,8 +498,32 @@ fn requested_range(
     Ok(Some(range))
 }
 
-/// `GET /api/v1/files/{id}`: the bytes, always as an attachment (never rendered by the
-/// browser as a page of this origin), with `Range` support.
+/// Download a file: its bytes, whole or one byte range, always as an attachment.
+///
+/// Never rendered by the browser as a page of this origin. `Content-Type` is the file's
+/// stored (sniffed) type. The `file-pre-download` plugins may refuse the download
+/// (`403 download_denied`, with their reason).
+#[utoipa::path(get, path = "/api/v1/files/{id}", tag = "files",
+    operation_id = "download_file",
+    params(("id" = i64, Path, description = "The file"),
+        ("range" = Option<String>, Header,
+            description = "One byte range (`bytes=0-99`, `bytes=100-`, `bytes=-100`); anything else is served whole")),
+    responses(
+        (status = 200, description = "The whole file; `Content-Type` is the file's stored type",
+            body = [u8], content_type = "*/*",
+            headers(
+                ("content-disposition" = String, description = "`attachment` with the file's name"),
+                ("etag" = String, description = "The file's SHA-256, quoted"),
+                ("accept-ranges" = String, description = "`bytes`"))),
+        (status = 206, description = "The byte range asked for; `Content-Type` is the file's stored type",
+            body = [u8], content_type = "*/*",
+            headers(
+                ("content-range" = String, description = "`bytes <first>-<last>/<size>`"),
+                ("content-disposition" = String, description = "`attachment` with the file's name"),
+                ("etag" = String, description = "The file's SHA-256, quoted"))),
+        (status = 416, description = "The range lies outside the file; no body",
+            headers(("content-range" = String, description = "`bytes */<size>`"))),
+    ))]
 async fn download(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

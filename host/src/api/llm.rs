@@ -3,28 +3,26 @@
 //! runs (budgets, DLP actions, tool policy, what the audit keeps), and a person's own use of
 //! their daily budget.
 
-use axum::Router as HttpRouter;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AdminUser, AppJson, AppState, AuthUser};
 use crate::audit::{self, Action, Actor, Subject};
 use crate::error::{ApiError, Result};
 use crate::llm::{Governance, LlmError};
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/api/v1/admin/llm", get(settings))
-        .route(
-            "/api/v1/admin/llm/governance",
-            axum::routing::put(set_governance).delete(reset_governance),
-        )
-        .route("/api/v1/llm/usage", get(my_usage))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(settings))
+        .routes(routes!(set_governance, reset_governance))
+        .routes(routes!(my_usage))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Settings {
     configured: bool,
     base_url: String,
@@ -49,7 +47,9 @@ struct Settings {
     usage_today: Vec<Usage>,
 }
 
-#[derive(Debug, Serialize)]
+// `LlmUsage` in the API description: another module has a `Usage` of its own.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = LlmUsage)]
 struct Usage {
     /// `user` or `room`.
     scope: String,
@@ -57,6 +57,9 @@ struct Usage {
     tokens: u64,
 }
 
+/// The language model's settings, the governance in force, and today's use.
+#[utoipa::path(get, path = "/api/v1/admin/llm", tag = "llm", operation_id = "llm_settings",
+    responses((status = 200, description = "The settings (never the API key)", body = Settings)))]
 async fn settings(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
@@ -92,7 +95,7 @@ async fn settings(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct MyUsage {
     /// Tokens used today (UTC).
     used_today: u64,
@@ -100,6 +103,9 @@ struct MyUsage {
     daily_limit: u64,
 }
 
+/// The caller's own use of their daily token budget.
+#[utoipa::path(get, path = "/api/v1/llm/usage", tag = "llm", operation_id = "my_llm_usage",
+    responses((status = 200, description = "Today's use and the daily budget", body = MyUsage)))]
 async fn my_usage(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -124,6 +130,9 @@ fn llm_error(err: LlmError) -> ApiError {
 }
 
 /// Replace the governance (every field; the console sends what it showed, changed).
+#[utoipa::path(put, path = "/api/v1/admin/llm/governance", tag = "llm",
+    request_body = Governance,
+    responses((status = 200, description = "The governance now in force", body = Governance)))]
 async fn set_governance(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -146,7 +155,11 @@ async fn set_governance(
     Ok(AppJson(governance))
 }
 
+/// Drop the operators' changes to the governance.
+///
 /// Back to `[llm]`'s values.
+#[utoipa::path(delete, path = "/api/v1/admin/llm/governance", tag = "llm",
+    responses((status = 204, description = "`[llm]`'s governance is in force again")))]
 async fn reset_governance(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,

@@ -1,28 +1,31 @@
 //! `GET /api/v1/mentions`: the messages that mention the caller, newest first, across the
 //! rooms the caller is a member of now (see [`crate::mentions`] for what a mention is).
 
-use axum::Router as HttpRouter;
 use axum::extract::State;
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AppJson, AppQuery, AppState, AuthUser};
 use crate::error::Result;
 use crate::store::{Event, EventId};
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new().route("/api/v1/mentions", get(list_mentions))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_mentions))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct MentionsQuery {
     /// The `next_cursor` of the previous page.
     cursor: Option<EventId>,
+    /// At most this many messages (default 50; the server caps it).
     limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct MentionsPage {
     messages: Vec<Event>,
     /// Give as `cursor` for the next (older) page; absent on the last page.
@@ -30,6 +33,11 @@ struct MentionsPage {
     next_cursor: Option<EventId>,
 }
 
+/// The messages that mention the caller, newest first, in the rooms the caller is in now.
+#[utoipa::path(get, path = "/api/v1/mentions", tag = "mentions",
+    params(MentionsQuery),
+    responses((status = 200, description = "A page of messages that mention the caller",
+        body = MentionsPage)))]
 async fn list_mentions(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

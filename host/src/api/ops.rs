@@ -1,58 +1,133 @@
 //! Operations endpoints: liveness and Prometheus metrics.
 
-use axum::Router as HttpRouter;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AdminUser, AppState, bearer_token, constant_time_eq};
 use crate::error::Result;
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }
 
-/// Liveness and store reachability; unauthenticated so load balancers can probe it, and it
-/// reveals nothing but "ok".
+/// The liveness answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct Liveness {
+    status: LivenessStatus,
+}
+
+/// `ok`, or `store_unavailable` (answered with `503`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum LivenessStatus {
+    Ok,
+    StoreUnavailable,
+}
+
+/// Liveness and store reachability.
+///
+/// Unauthenticated so load balancers can probe it, and it reveals nothing but "ok".
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "Alive, and the store answers: `{\"status\": \"ok\"}`",
+            body = Liveness),
+        (status = 503, description = "The store does not answer: \
+            `{\"status\": \"store_unavailable\"}`", body = Liveness),
+    ))]
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, axum::Json(json!({ "status": "ok" }))),
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(Liveness {
+                status: LivenessStatus::Ok,
+            }),
+        ),
         Err(err) => {
             tracing::warn!(error = %err, "health check: store unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({ "status": "store_unavailable" })),
+                axum::Json(Liveness {
+                    status: LivenessStatus::StoreUnavailable,
+                }),
             )
         }
     }
 }
 
-/// Readiness for a load balancer: `503` only when the store is unreachable. A lost cluster
-/// bus is reported (`degraded`, `bus: disconnected`) but keeps the node in rotation, because
-/// every node would see the same outage and clients still get everything from the store.
+// Fields in alphabetical order: the order the answer had when it was built as a JSON map.
+/// The readiness answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct Readiness {
+    /// The cluster bus: `local` (no cluster), `connected` or `disconnected`.
+    #[schema(value_type = String)]
+    bus: &'static str,
+    status: ReadinessStatus,
+    store: ReadinessStore,
+}
+
+/// `ready`; `degraded` when the cluster bus is disconnected (still `200`); `unavailable`
+/// when the store does not answer (`503`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ReadinessStatus {
+    Ready,
+    Degraded,
+    Unavailable,
+}
+
+/// Whether the store answered: `ok` or `unreachable`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ReadinessStore {
+    Ok,
+    Unreachable,
+}
+
+/// Readiness for a load balancer: `503` only when the store is unreachable.
+///
+/// A lost cluster bus is reported (`degraded`, `bus: disconnected`) but keeps the node in
+/// rotation, because every node would see the same outage and clients still get everything
+/// from the store.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "In rotation: `ready`, or `degraded` when the cluster bus \
+            is disconnected", body = Readiness),
+        (status = 503, description = "The store does not answer: `unavailable`", body = Readiness),
+    ))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let bus = state.hub.bus_status();
     match state.store.ping().await {
         Ok(()) => {
             let status = if bus == "disconnected" {
-                "degraded"
+                ReadinessStatus::Degraded
             } else {
-                "ready"
+                ReadinessStatus::Ready
             };
             (
                 StatusCode::OK,
-                axum::Json(json!({ "status": status, "store": "ok", "bus": bus })),
+                axum::Json(Readiness {
+                    bus,
+                    status,
+                    store: ReadinessStore::Ok,
+                }),
             )
         }
         Err(err) => {
             tracing::warn!(error = %err, "readiness: store unreachable");
-            let body = json!({ "status": "unavailable", "store": "unreachable", "bus": bus });
+            let body = Readiness {
+                bus,
+                status: ReadinessStatus::Unavailable,
+                store: ReadinessStore::Unreachable,
+            };
             (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body))
         }
     }
@@ -61,8 +136,17 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 /// How long a scrape waits for the database before reporting it down.
 const STORE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Prometheus text format. Needs the configured `metrics_token` as a bearer token (what a
-/// scraper sends) or an admin's access token.
+/// Prometheus metrics, in the OpenMetrics text format.
+///
+/// Needs the configured `metrics_token` as a bearer token (what a scraper sends) or an
+/// admin's access token.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200,
+        description = "The metrics in the OpenMetrics text format \
+            (`application/openmetrics-text; version=1.0.0; charset=utf-8`), ending in `# EOF`. \
+            The bearer token is the configured `metrics_token` (what a scraper sends) or an \
+            admin's access token.",
+        body = String, content_type = "application/openmetrics-text")))]
 async fn metrics(State(state): State<AppState>, mut parts: Parts) -> Result<impl IntoResponse> {
     let scraper_ok = match (&state.config.metrics_token, bearer_token(&parts)) {
         (Some(expected), Some(given)) => {

@@ -5,11 +5,12 @@
 //!
 //! Every route takes [`AdminUser`]; every operation is audited with the admin as actor.
 
-use axum::Router as HttpRouter;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
 
 use super::{AdminUser, AppJson, AppPath, AppQuery, AppState};
 use crate::audit::Actor;
@@ -19,23 +20,17 @@ use crate::plugins::{
     ReloadReport,
 };
 
-pub fn routes(max_component_bytes: usize) -> HttpRouter<AppState> {
+pub fn routes(max_component_bytes: usize) -> OpenApiRouter<AppState> {
     // The upload carries the component: room for it plus the manifest and signature.
     let upload_limit = max_component_bytes.saturating_add(512 * 1024);
-    HttpRouter::new()
-        .route(
-            "/api/v1/admin/plugins",
-            get(list)
-                .post(install)
-                .layer(DefaultBodyLimit::max(upload_limit)),
-        )
-        .route(
-            "/api/v1/admin/plugins/{name}",
-            get(show).patch(change).delete(uninstall),
-        )
-        .route("/api/v1/admin/plugins/{name}/reload", post(reload))
-        .route("/api/v1/admin/plugins/{name}/enable", post(enable))
-        .route("/api/v1/admin/plugins/{name}/disable", post(disable))
+    OpenApiRouter::new()
+        // The larger body limit is a layer on this path's method router only (GET and POST
+        // of /api/v1/admin/plugins), as it was before the routes carried descriptions.
+        .routes(routes!(list, install).layer(DefaultBodyLimit::max(upload_limit)))
+        .routes(routes!(show, change, uninstall))
+        .routes(routes!(reload))
+        .routes(routes!(enable))
+        .routes(routes!(disable))
 }
 
 impl From<ManageError> for ApiError {
@@ -71,10 +66,19 @@ fn actor(admin: &AdminUser) -> Actor<'static> {
     Actor::User(admin.0.user.id)
 }
 
+/// Every installed plugin with its status and counters, and manifests that could not be read.
+#[utoipa::path(get, path = "/api/v1/admin/plugins", tag = "plugins",
+    operation_id = "list_plugins",
+    responses((status = 200, description = "The installed plugins", body = PluginList)))]
 async fn list(State(state): State<AppState>, _admin: AdminUser) -> Result<AppJson<PluginList>> {
     Ok(AppJson(host(&state)?.list_plugins().await?))
 }
 
+/// One installed plugin: its manifest, grants and, while loaded, its status.
+#[utoipa::path(get, path = "/api/v1/admin/plugins/{name}", tag = "plugins",
+    operation_id = "show_plugin",
+    params(("name" = String, Path, description = "The plugin's name")),
+    responses((status = 200, description = "The plugin", body = PluginView)))]
 async fn show(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -83,6 +87,14 @@ async fn show(
     Ok(AppJson(host(&state)?.plugin(&name).await?))
 }
 
+/// Load a plugin's files again (new component, edited manifest) and swap the new version in.
+///
+/// Messages already in the chain finish on the old version; every later one meets the new.
+/// Also the way to close an open circuit breaker.
+#[utoipa::path(post, path = "/api/v1/admin/plugins/{name}/reload", tag = "plugins",
+    operation_id = "reload_plugin",
+    params(("name" = String, Path, description = "The plugin's name")),
+    responses((status = 200, description = "What the reload did", body = ReloadReport)))]
 async fn reload(
     State(state): State<AppState>,
     admin: AdminUser,
@@ -93,6 +105,11 @@ async fn reload(
     ))
 }
 
+/// Enable a plugin: it is loaded now and at every start.
+#[utoipa::path(post, path = "/api/v1/admin/plugins/{name}/enable", tag = "plugins",
+    operation_id = "enable_plugin",
+    params(("name" = String, Path, description = "The plugin's name")),
+    responses((status = 200, description = "What enabling it did", body = ReloadReport)))]
 async fn enable(
     State(state): State<AppState>,
     admin: AdminUser,
@@ -105,6 +122,11 @@ async fn enable(
     ))
 }
 
+/// Disable a plugin: it leaves the running chain and is not loaded at start.
+#[utoipa::path(post, path = "/api/v1/admin/plugins/{name}/disable", tag = "plugins",
+    operation_id = "disable_plugin",
+    params(("name" = String, Path, description = "The plugin's name")),
+    responses((status = 200, description = "What disabling it did", body = ReloadReport)))]
 async fn disable(
     State(state): State<AppState>,
     admin: AdminUser,
@@ -117,6 +139,14 @@ async fn disable(
     ))
 }
 
+/// Change a plugin's manifest (enabled, priority, failure policy, settings).
+///
+/// Fields left out stay as they are; the change is written to the plugin's `plugin.toml`.
+#[utoipa::path(patch, path = "/api/v1/admin/plugins/{name}", tag = "plugins",
+    operation_id = "change_plugin",
+    params(("name" = String, Path, description = "The plugin's name")),
+    request_body = PluginChange,
+    responses((status = 200, description = "What the change did", body = ReloadReport)))]
 async fn change(
     State(state): State<AppState>,
     admin: AdminUser,
@@ -130,6 +160,13 @@ async fn change(
     ))
 }
 
+/// Uninstall a plugin: it leaves the running chain and its directory is deleted.
+///
+/// Its `kv` data stays in the store: installing a plugin of the same name again finds it.
+#[utoipa::path(delete, path = "/api/v1/admin/plugins/{name}", tag = "plugins",
+    operation_id = "uninstall_plugin",
+    params(("name" = String, Path, description = "The plugin's name")),
+    responses((status = 200, description = "What the uninstall did", body = ReloadReport)))]
 async fn uninstall(
     State(state): State<AppState>,
     admin: AdminUser,
@@ -140,15 +177,30 @@ async fn uninstall(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct InstallQuery {
+    /// Upgrade the plugin if one of that name is installed (otherwise that is an error).
     #[serde(default)]
     replace: bool,
 }
 
-/// `multipart/form-data` with the parts `manifest` (the `plugin.toml` text), `component`
-/// (the `.wasm` bytes) and optionally `signature` (the detached `.sig` file).
+/// Install (or, with `replace`, upgrade) a plugin from an upload.
+///
+/// The body is `multipart/form-data` with the parts `manifest` (the `plugin.toml` text),
+/// `component` (the `.wasm` bytes) and optionally `signature` (the detached `.sig` file).
+/// `201` for a new plugin; `200` when it replaced a loaded version.
+#[utoipa::path(post, path = "/api/v1/admin/plugins", tag = "plugins",
+    operation_id = "install_plugin",
+    params(InstallQuery),
+    request_body(content_type = "multipart/form-data",
+        description = "The parts `manifest` (the `plugin.toml` text), `component` (the `.wasm` \
+                       bytes) and optionally `signature` (the detached `.sig` file)"),
+    responses(
+        (status = 201, description = "The plugin is installed", body = ReloadReport),
+        (status = 200, description = "The plugin replaced a loaded version of itself", body = ReloadReport),
+    ))]
 async fn install(
     State(state): State<AppState>,
     admin: AdminUser,

@@ -1,11 +1,12 @@
 //! Rooms, members, messages and read cursors over HTTP. Every route checks membership in
 //! the router; a non-member gets `room_not_found` whether or not the room exists.
 
-use axum::Router as HttpRouter;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, patch, post};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AppJson, AppPath, AppQuery, AppState, AuthUser};
 use crate::error::{ApiError, Result};
@@ -14,28 +15,22 @@ use crate::store::{
     Event, EventId, Member, Metadata, Page, Role, Room, RoomId, RoomSummary, UserId,
 };
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/api/v1/rooms", get(list_rooms).post(create_room))
-        .route("/api/v1/rooms/{id}", get(get_room).patch(update_room))
-        .route("/api/v1/rooms/{id}/members", post(add_member))
-        .route("/api/v1/rooms/{id}/members/{user}", delete(remove_member))
-        .route(
-            "/api/v1/rooms/{id}/messages",
-            get(list_messages).post(send_message),
-        )
-        .route(
-            "/api/v1/rooms/{id}/messages/{msg}",
-            patch(edit_message).delete(delete_message),
-        )
-        .route("/api/v1/rooms/{id}/read", post(mark_read))
-        .route("/api/v1/rooms/{id}/threads/{root}", get(get_thread))
-        .route(
-            "/api/v1/rooms/{id}/threads/{root}/read",
-            post(mark_thread_read),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_rooms, create_room))
+        .routes(routes!(get_room, update_room))
+        .routes(routes!(add_member))
+        .routes(routes!(remove_member))
+        .routes(routes!(list_messages, send_message))
+        .routes(routes!(edit_message, delete_message))
+        .routes(routes!(mark_read))
+        .routes(routes!(get_thread))
+        .routes(routes!(mark_thread_read))
 }
 
+/// The rooms the caller is a member of, with unread counts.
+#[utoipa::path(get, path = "/api/v1/rooms", tag = "rooms",
+    responses((status = 200, description = "The caller's rooms", body = Vec<RoomSummary>)))]
 async fn list_rooms(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -43,7 +38,7 @@ async fn list_rooms(
     Ok(AppJson(state.store.rooms_for_user(caller.user.id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum CreateRoomRequest {
     Group {
@@ -58,7 +53,14 @@ enum CreateRoomRequest {
     },
 }
 
+/// Create a group room, or open the direct room with one person.
+///
 /// `201` with the new room; for a direct room that already exists, `200` with it.
+#[utoipa::path(post, path = "/api/v1/rooms", tag = "rooms", request_body = CreateRoomRequest,
+    responses(
+        (status = 201, description = "The new room", body = Room),
+        (status = 200, description = "The direct room that already existed", body = Room),
+    ))]
 async fn create_room(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -88,13 +90,17 @@ async fn create_room(
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct RoomDetail {
     #[serde(flatten)]
     room: Room,
     members: Vec<Member>,
 }
 
+/// A room the caller is a member of, with its members.
+#[utoipa::path(get, path = "/api/v1/rooms/{id}", tag = "rooms",
+    params(("id" = i64, Path, description = "The room")),
+    responses((status = 200, description = "The room and its members", body = RoomDetail)))]
 async fn get_room(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -105,7 +111,7 @@ async fn get_room(
 }
 
 /// Room settings an owner or admin changes; fields left out stay as they are.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateRoomRequest {
     /// Every member may pin messages (owners and admins always may).
@@ -114,6 +120,10 @@ struct UpdateRoomRequest {
 }
 
 /// Change a group room's settings; answers with the room as it is now.
+#[utoipa::path(patch, path = "/api/v1/rooms/{id}", tag = "rooms",
+    params(("id" = i64, Path, description = "The room")),
+    request_body = UpdateRoomRequest,
+    responses((status = 200, description = "The room as it is now", body = RoomDetail)))]
 async fn update_room(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -130,7 +140,7 @@ async fn update_room(
     Ok(AppJson(RoomDetail { room, members }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddMemberRequest {
     user: UserId,
@@ -142,6 +152,11 @@ fn member_role() -> Role {
     Role::Member
 }
 
+/// Add a member (owners and admins); answers with the `member_joined` event.
+#[utoipa::path(post, path = "/api/v1/rooms/{id}/members", tag = "rooms",
+    params(("id" = i64, Path, description = "The room")),
+    request_body = AddMemberRequest,
+    responses((status = 201, description = "The `member_joined` event", body = Event)))]
 async fn add_member(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -155,6 +170,11 @@ async fn add_member(
     Ok((StatusCode::CREATED, AppJson(event)))
 }
 
+/// Remove a member (owners and admins; anyone may remove themselves).
+#[utoipa::path(delete, path = "/api/v1/rooms/{id}/members/{user}", tag = "rooms",
+    params(("id" = i64, Path, description = "The room"),
+        ("user" = i64, Path, description = "The member to remove")),
+    responses((status = 200, description = "The `member_left` event", body = Event)))]
 async fn remove_member(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -165,15 +185,19 @@ async fn remove_member(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
+    /// Events with a `seq` below this one (default: the newest).
     before: Option<i64>,
+    /// Events with a `seq` above this one.
     after: Option<i64>,
+    /// At most this many events (the server caps it).
     limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct HistoryPage {
     events: Vec<Event>,
     /// More events exist beyond this page in the direction asked.
@@ -194,8 +218,13 @@ fn history_page(query: &HistoryQuery) -> Result<Page> {
     })
 }
 
+/// A page of a room's history.
+///
 /// `?after=SEQ` pages forward; `?before=SEQ` (default: the latest) pages backward. Either
 /// way the events come oldest first.
+#[utoipa::path(get, path = "/api/v1/rooms/{id}/messages", tag = "rooms",
+    params(("id" = i64, Path, description = "The room"), HistoryQuery),
+    responses((status = 200, description = "A page of the room's history", body = HistoryPage)))]
 async fn list_messages(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -210,7 +239,7 @@ async fn list_messages(
     Ok(AppJson(HistoryPage { events, has_more }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SendRequest {
     client_msg_id: String,
@@ -228,7 +257,16 @@ struct SendRequest {
     also_to_room: bool,
 }
 
+/// Send a message (through the plugin chain), acknowledged once committed.
+///
 /// `201` with the ack once committed; a retried `client_msg_id` gets `200` and the original.
+#[utoipa::path(post, path = "/api/v1/rooms/{id}/messages", tag = "rooms",
+    params(("id" = i64, Path, description = "The room")),
+    request_body = SendRequest,
+    responses(
+        (status = 201, description = "Committed", body = Ack),
+        (status = 200, description = "A retry of a `client_msg_id` already committed", body = Ack),
+    ))]
 async fn send_message(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -257,12 +295,18 @@ async fn send_message(
     Ok((status, AppJson(ack)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EditRequest {
     body: String,
 }
 
+/// Edit one's own message; answers with the ack of the `edit` event.
+#[utoipa::path(patch, path = "/api/v1/rooms/{id}/messages/{msg}", tag = "rooms",
+    params(("id" = i64, Path, description = "The room"),
+        ("msg" = i64, Path, description = "The message")),
+    request_body = EditRequest,
+    responses((status = 200, description = "The `edit` event committed", body = Ack)))]
 async fn edit_message(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -277,6 +321,11 @@ async fn edit_message(
     ))
 }
 
+/// Delete a message (its sender, or an owner or admin of the room).
+#[utoipa::path(delete, path = "/api/v1/rooms/{id}/messages/{msg}", tag = "rooms",
+    params(("id" = i64, Path, description = "The room"),
+        ("msg" = i64, Path, description = "The message")),
+    responses((status = 200, description = "The `delete` event committed", body = Ack)))]
 async fn delete_message(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -287,18 +336,23 @@ async fn delete_message(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReadRequest {
     seq: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ReadCursor {
     room: RoomId,
     seq: i64,
 }
 
+/// Move the caller's read cursor forward (never back).
+#[utoipa::path(post, path = "/api/v1/rooms/{id}/read", tag = "rooms",
+    params(("id" = i64, Path, description = "The room")),
+    request_body = ReadRequest,
+    responses((status = 200, description = "The cursor as it is now", body = ReadCursor)))]
 async fn mark_read(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -309,8 +363,15 @@ async fn mark_read(
     Ok(AppJson(ReadCursor { room: id, seq }))
 }
 
+/// A thread: its top-level message and a page of its replies.
+///
 /// `?before=SEQ` (default: the newest) or `?after=SEQ` pages through a thread's replies;
 /// either way they come oldest first.
+#[utoipa::path(get, path = "/api/v1/rooms/{id}/threads/{root}", tag = "rooms",
+    params(("id" = i64, Path, description = "The room"),
+        ("root" = i64, Path, description = "The thread's top-level message"), HistoryQuery),
+    responses((status = 200, description = "The thread and a page of its replies",
+        body = crate::router::ThreadView)))]
 async fn get_thread(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -326,13 +387,19 @@ async fn get_thread(
     ))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ThreadReadCursor {
     room: RoomId,
     root: EventId,
     seq: i64,
 }
 
+/// Move the caller's read cursor in a thread forward.
+#[utoipa::path(post, path = "/api/v1/rooms/{id}/threads/{root}/read", tag = "rooms",
+    params(("id" = i64, Path, description = "The room"),
+        ("root" = i64, Path, description = "The thread's top-level message")),
+    request_body = ReadRequest,
+    responses((status = 200, description = "The thread cursor as it is now", body = ThreadReadCursor)))]
 async fn mark_thread_read(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

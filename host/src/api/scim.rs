@@ -12,18 +12,19 @@
 //!
 //! Accounts are never deleted (their messages are records): `DELETE /Users/{id}` deactivates.
 
-use axum::Router as HttpRouter;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AppQuery, AppState, bearer_token, constant_time_eq, parse_json};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -56,39 +57,60 @@ const USER_IGNORED: &[&str] = &[
     "x509certificates",
 ];
 
+// What the OpenAPI description says of the SCIM documents. They are built as JSON here, not
+// from types, so their shapes are described in words.
+const DOC_ERROR: &str = "A SCIM error (RFC 7644 §3.12) as `application/scim+json`. A request \
+    refused before SCIM sees it (a `%00` in the URL, a path that is not UTF-8) gets the API's \
+    usual `ErrorBody` as `application/json`.";
+const DOC_USER: &str = "A SCIM User (RFC 7643 §4.1): `schemas` (the core User URN), `id` (the \
+    account id, as a string), `userName`, `displayName`, `name` (`formatted`: the display \
+    name), `active`, `meta` (`resourceType` `User`, `created`, `location`); `externalId` and \
+    `emails` (one address: `value`, `type` `work`, `primary` true) when the provider set them.";
+const DOC_GROUP: &str = "A SCIM Group (RFC 7643 §4.2): `schemas` (the core Group URN), `id` (a \
+    string), `displayName`, `meta` (`resourceType` `Group`, `created`, `location`); \
+    `externalId` when the provider set it; `members` (each `value`: a user id as a string, \
+    `$ref`: `/scim/v2/Users/{id}`) unless `excludedAttributes` names `members`.";
+const DOC_USER_BODY: &str = "A full SCIM User (RFC 7643 §4.1), as `application/scim+json` (or \
+    `application/json`). `schemas` must list the core User URN; `userName` is required. Kept: \
+    `userName` (lower-cased), `displayName` (else `name.formatted`, else `name.givenName` and \
+    `name.familyName`), `externalId`, `emails` (the primary address, else the first) and \
+    `active` (default true). The core schema's other attributes (titles, phone numbers, \
+    passwords, …) are accepted and ignored, as are an extension's attributes under its URN \
+    when `schemas` lists it; any other attribute is refused (`unknown_attribute`).";
+const DOC_GROUP_BODY: &str = "A full SCIM Group (RFC 7643 §4.2), as `application/scim+json` (or \
+    `application/json`). `schemas` must list the core Group URN; `displayName` is required; \
+    `externalId` and `members` (`[{\"value\": \"<user id>\"}]`, at most \
+    `identity.scim.max_group_members`) are kept. An extension's attributes under its URN \
+    are accepted and ignored when `schemas` lists it; any other attribute is refused \
+    (`unknown_attribute`).";
+const DOC_PATCH: &str = "A SCIM PatchOp (RFC 7644 §3.5.2), as `application/scim+json` (or \
+    `application/json`): `schemas` lists the PatchOp URN and `Operations` holds at most \
+    `identity.scim.max_patch_operations` operations `{\"op\": \"add\" | \"replace\" | \
+    \"remove\" (any case), \"path\": …, \"value\": …}`. An operation without `path` has an \
+    object `value` whose keys are the paths. All operations are checked before any applies.";
+
 mod groups;
 mod users;
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route(
-            "/scim/v2/ServiceProviderConfig",
-            get(service_provider_config),
-        )
-        .route("/scim/v2/ResourceTypes", get(resource_types))
-        .route("/scim/v2/Schemas", get(schemas))
-        .route(
-            "/scim/v2/Users",
-            get(users::list_users).post(users::create_user),
-        )
-        .route(
-            "/scim/v2/Users/{id}",
-            get(users::get_user)
-                .put(users::replace_user)
-                .patch(users::patch_user)
-                .delete(users::delete_user),
-        )
-        .route(
-            "/scim/v2/Groups",
-            get(groups::list_groups).post(groups::create_group),
-        )
-        .route(
-            "/scim/v2/Groups/{id}",
-            get(groups::get_group)
-                .put(groups::replace_group)
-                .patch(groups::patch_group)
-                .delete(groups::delete_group),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(service_provider_config))
+        .routes(routes!(resource_types))
+        .routes(routes!(schemas))
+        .routes(routes!(users::list_users, users::create_user))
+        .routes(routes!(
+            users::get_user,
+            users::replace_user,
+            users::patch_user,
+            users::delete_user
+        ))
+        .routes(routes!(groups::list_groups, groups::create_group))
+        .routes(routes!(
+            groups::get_group,
+            groups::replace_group,
+            groups::patch_group,
+            groups::delete_group
+        ))
 }
 
 // ------------------------------------------------------------------ protocol plumbing
@@ -109,21 +131,37 @@ impl From<crate::store::StoreError> for ScimError {
     }
 }
 
+/// An error as SCIM answers it (RFC 7644 §3.12), with Switchboard's stable `code` beside.
+#[derive(Debug, Serialize, ToSchema)]
+struct ScimErrorBody {
+    /// Always `["urn:ietf:params:scim:api:messages:2.0:Error"]`.
+    schemas: Vec<String>,
+    /// The HTTP status, as a string (`"404"`).
+    status: String,
+    /// What went wrong, for people.
+    detail: String,
+    /// Switchboard's stable error code, as in every other error answer.
+    code: String,
+    /// SCIM's error type (`invalidFilter`, `uniqueness`, `mutability`, `invalidValue`, …);
+    /// only on `400` and `409` answers.
+    #[serde(rename = "scimType", skip_serializing_if = "Option::is_none")]
+    scim_type: Option<String>,
+}
+
 impl IntoResponse for ScimError {
     fn into_response(self) -> Response {
         self.0.log();
         let status = self.0.status();
         let body = self.0.body();
-        let mut error = json!({
-            "schemas": [ERROR_SCHEMA],
-            "status": status.as_u16().to_string(),
-            "detail": body.message,
-            "code": body.code,
-        });
-        if let Some(kind) = scim_type(&body.code, status) {
-            error["scimType"] = kind.into();
-        }
-        scim_response(status, error)
+        let kind = scim_type(&body.code, status);
+        let error = ScimErrorBody {
+            schemas: vec![ERROR_SCHEMA.to_string()],
+            status: status.as_u16().to_string(),
+            detail: body.message,
+            code: body.code,
+            scim_type: kind.map(str::to_string),
+        };
+        scim_response(status, json!(error))
     }
 }
 
@@ -243,12 +281,18 @@ impl FromRequest<AppState> for ScimBody {
 }
 
 /// `startIndex` (1-based), `count`, `filter` and `excludedAttributes`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// `attribute eq "value"`, the one form providers send to find a resource: on Users
+    /// `userName`, `externalId` or `id`; on Groups `displayName` (at most 1024 bytes).
     filter: Option<String>,
+    /// The 1-based index of the first result (default 1).
     start_index: Option<i64>,
+    /// Results per page at most (default and ceiling: `identity.scim.max_page`).
     count: Option<i64>,
+    /// Comma-separated attributes to leave out; only `members` (on Groups) has an effect.
     excluded_attributes: Option<String>,
 }
 
@@ -271,9 +315,11 @@ fn excludes_members(excluded: Option<&str>) -> bool {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ResourceQuery {
+    /// Comma-separated attributes to leave out; only `members` has an effect.
     excluded_attributes: Option<String>,
 }
 
@@ -399,6 +445,18 @@ fn boolean(value: &Value, what: &str) -> ScimResult<bool> {
 
 // ------------------------------------------------------------------ discovery
 
+/// What this SCIM service supports (RFC 7643 §5).
+#[utoipa::path(get, path = "/scim/v2/ServiceProviderConfig", tag = "scim",
+    operation_id = "scim_service_provider_config", security(("scim_token" = [])),
+    responses(
+        (status = 200, description = "A SCIM ServiceProviderConfig (RFC 7643 §5): `patch` and \
+            `filter` supported (`filter.maxResults`: `identity.scim.max_page`); `bulk`, \
+            `changePassword`, `sort` and `etag` not; `authenticationSchemes`: one \
+            `oauthbearertoken`; `documentationUri` and `meta`.",
+            body = serde_json::Value, content_type = "application/scim+json"),
+        (status = "default", description = DOC_ERROR, content(
+            (ScimErrorBody = "application/scim+json"), (ErrorBody = "application/json"))),
+    ))]
 async fn service_provider_config(_: Provisioner, State(state): State<AppState>) -> Response {
     let scim = &state.config.identity.scim;
     scim_response(
@@ -423,6 +481,17 @@ async fn service_provider_config(_: Provisioner, State(state): State<AppState>) 
     )
 }
 
+/// The resource types served: User and Group (RFC 7643 §6).
+#[utoipa::path(get, path = "/scim/v2/ResourceTypes", tag = "scim",
+    operation_id = "scim_resource_types", security(("scim_token" = [])),
+    responses(
+        (status = 200, description = "A SCIM ListResponse (RFC 7644 §3.4.2) of two ResourceTypes \
+            (RFC 7643 §6): `User` at `/Users` and `Group` at `/Groups`, each with `schemas`, \
+            `id`, `name`, `endpoint`, `schema` (its core schema URN) and `meta`.",
+            body = serde_json::Value, content_type = "application/scim+json"),
+        (status = "default", description = DOC_ERROR, content(
+            (ScimErrorBody = "application/scim+json"), (ErrorBody = "application/json"))),
+    ))]
 async fn resource_types(_: Provisioner) -> Response {
     let types = vec![
         json!({
@@ -440,6 +509,17 @@ async fn resource_types(_: Provisioner) -> Response {
 }
 
 /// The attributes Switchboard keeps, described as RFC 7643 §7 asks.
+#[utoipa::path(get, path = "/scim/v2/Schemas", tag = "scim", operation_id = "scim_schemas",
+    security(("scim_token" = [])),
+    responses(
+        (status = 200, description = "A SCIM ListResponse (RFC 7644 §3.4.2) of two Schemas (RFC \
+            7643 §7): the core User schema (`userName`, `displayName`, `active`, `emails`, \
+            `name`) and the core Group schema (`displayName`, `members`), each with `id`, \
+            `name`, `description`, `attributes` and `meta`.",
+            body = serde_json::Value, content_type = "application/scim+json"),
+        (status = "default", description = DOC_ERROR, content(
+            (ScimErrorBody = "application/scim+json"), (ErrorBody = "application/json"))),
+    ))]
 async fn schemas(_: Provisioner) -> Response {
     let attribute = |name: &str, kind: &str, required: bool, mutability: &str, uniqueness: &str| {
         json!({

@@ -2,34 +2,40 @@
 //! `GET /api/v1/compliance/search` for the compliance role (every room, audited). The query
 //! language and what a result holds are in [`crate::search`].
 
-use axum::Router as HttpRouter;
 use axum::extract::State;
-use axum::routing::get;
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AppJson, AppQuery, AppState, AuthUser, ComplianceUser};
 use crate::error::{ApiError, Result};
 use crate::search::{self, SearchPage, SearchRequest, Searcher};
 use crate::store::{EventId, Millis, RoomId, UserId};
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/api/v1/search", get(member_search))
-        .route("/api/v1/compliance/search", get(compliance_search))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(member_search))
+        .routes(routes!(compliance_search))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SearchParams {
     /// What the user typed (see `docs/protocol.md` for the syntax).
     q: String,
+    /// Only this room.
     room: Option<RoomId>,
+    /// Only messages from this user.
     sender: Option<UserId>,
     /// Created at or after, in milliseconds since the epoch.
     after: Option<Millis>,
     /// Created before.
     before: Option<Millis>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<EventId>,
+    /// At most this many results (default 20; the server caps it).
     limit: Option<u32>,
 }
 
@@ -59,6 +65,10 @@ fn require_index(state: &AppState) -> Result<()> {
     }
 }
 
+/// Search the messages of the rooms the caller is a member of.
+#[utoipa::path(get, path = "/api/v1/search", tag = "search",
+    params(SearchParams),
+    responses((status = 200, description = "A page of results, newest first", body = SearchPage)))]
 async fn member_search(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -67,6 +77,10 @@ async fn member_search(
     run(&state, Searcher::Member(&caller.user), params).await
 }
 
+/// Search every room's messages (the compliance role; each search is audited).
+#[utoipa::path(get, path = "/api/v1/compliance/search", tag = "compliance",
+    params(SearchParams),
+    responses((status = 200, description = "A page of results, newest first", body = SearchPage)))]
 async fn compliance_search(
     State(state): State<AppState>,
     ComplianceUser(caller): ComplianceUser,

@@ -4,12 +4,13 @@
 //! as a one-request upload (virus scanner, images, the `file-pre-upload` plugins). Only the
 //! uploader reaches their upload; anyone else gets `404 upload_not_found`.
 
-use axum::Router as HttpRouter;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
-use axum::routing::post;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::files::{audit_infected, body_of, check_and_finish};
 use super::{AppJson, AppPath, AppQuery, AppState, AuthUser};
@@ -17,23 +18,27 @@ use crate::error::{ApiError, Result};
 use crate::files::ResumableStatus;
 use crate::store::{FileRecord, RoomId};
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/api/v1/rooms/{id}/uploads", post(begin))
-        .route(
-            "/api/v1/uploads/{id}",
-            axum::routing::get(status).put(chunk).delete(abandon),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(begin))
+        .routes(routes!(status, chunk, abandon))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Begin {
+    /// The file's name as the user knows it (made safe by the server).
     name: String,
+    /// The file's size in bytes.
     size: u64,
 }
 
-/// `POST /api/v1/rooms/{id}/uploads` `{ "name", "size" }` → `201` with where it stands.
+/// Open a resumable upload of a file into a room.
+#[utoipa::path(post, path = "/api/v1/rooms/{id}/uploads", tag = "files",
+    operation_id = "begin_upload",
+    params(("id" = i64, Path, description = "The room")),
+    request_body = Begin,
+    responses((status = 201, description = "The upload, with where it stands", body = ResumableStatus)))]
 async fn begin(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -71,7 +76,11 @@ async fn own_upload(state: &AppState, caller: &crate::auth::Caller, id: i64) -> 
     Ok(file)
 }
 
-/// `GET /api/v1/uploads/{id}`: where the upload stands (the next chunk starts at `offset`).
+/// Where one of the caller's uploads stands: the next chunk starts at `offset`.
+#[utoipa::path(get, path = "/api/v1/uploads/{id}", tag = "files",
+    operation_id = "upload_status",
+    params(("id" = i64, Path, description = "The upload (the id of the file it becomes)")),
+    responses((status = 200, description = "Where the upload stands", body = ResumableStatus)))]
 async fn status(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -81,15 +90,28 @@ async fn status(
     Ok(AppJson(state.files.status(&file)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ChunkQuery {
     /// The byte this chunk starts at: where the upload stands.
     offset: u64,
 }
 
-/// `PUT /api/v1/uploads/{id}?offset=N`: the body is the next chunk. `200` with where the
-/// upload stands; after the last byte, the file (`201`, or `202` when quarantined).
+/// Send the next chunk of an upload: the request body is the chunk.
+///
+/// Answers `200` with where the upload stands; after the last byte, the file, checked as a
+/// one-request upload is (`201`, or `202` when a plugin quarantined it).
+#[utoipa::path(put, path = "/api/v1/uploads/{id}", tag = "files",
+    operation_id = "upload_chunk",
+    params(("id" = i64, Path, description = "The upload (the id of the file it becomes)"), ChunkQuery),
+    request_body(content = [u8], content_type = "application/octet-stream",
+        description = "The chunk's bytes, starting at `offset`"),
+    responses(
+        (status = 200, description = "The chunk is stored; where the upload stands now", body = ResumableStatus),
+        (status = 201, description = "The last chunk: the file, ready to attach to a message", body = FileRecord),
+        (status = 202, description = "The last chunk: the file, quarantined by a plugin until an admin reviews it", body = FileRecord),
+    ))]
 async fn chunk(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -117,7 +139,11 @@ async fn chunk(
         .into_response())
 }
 
-/// `DELETE /api/v1/uploads/{id}`: give the upload up; its chunks are removed.
+/// Give an upload up; its chunks are removed.
+#[utoipa::path(delete, path = "/api/v1/uploads/{id}", tag = "files",
+    operation_id = "abandon_upload",
+    params(("id" = i64, Path, description = "The upload (the id of the file it becomes)")),
+    responses((status = 204, description = "The upload is given up")))]
 async fn abandon(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

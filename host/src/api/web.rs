@@ -12,14 +12,14 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use axum::Router as HttpRouter;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH,
     REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AppPath, AppState};
 use crate::error::ApiError;
@@ -77,6 +77,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/admin/compliance.js", JS),
     asset!("js/admin/files.js", JS),
     asset!("js/admin/assistant.js", JS),
+    asset!("js/admin/api-reference.js", JS),
 ];
 
 /// Strong validators, computed once: the files cannot change while the binary runs.
@@ -90,20 +91,65 @@ static ETAGS: LazyLock<HashMap<&'static str, String>> = LazyLock::new(|| {
         .collect()
 });
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new()
-        .route("/", get(|headers: HeaderMap| page("index.html", headers)))
-        .route(
-            "/admin",
-            get(|headers: HeaderMap| page("admin.html", headers)),
-        )
-        .route("/assets/{*path}", get(asset))
+pub fn routes() -> OpenApiRouter<AppState> {
+    let mut router = OpenApiRouter::new()
+        .routes(routes!(chat_page))
+        .routes(routes!(admin_page))
+        .routes(routes!(asset));
+    // An asset's path has slashes (`js/admin/users.js`), so the route is axum's catch-all
+    // `{*path}`, which is not OpenAPI's template syntax: the description names the same
+    // parameter `{path}`.
+    let paths = &mut router.get_openapi_mut().paths.paths;
+    if let Some(item) = paths.shift_remove("/assets/{*path}") {
+        paths.insert("/assets/{path}".to_string(), item);
+    }
+    router
+}
+
+/// The web chat client.
+#[utoipa::path(get, path = "/", tag = "web", operation_id = "web_client", security(()),
+    responses(
+        (status = 200, description = "The web client's page", body = String,
+            content_type = "text/html",
+            headers(("etag" = String, description = "Revalidate with `If-None-Match`"))),
+        (status = 304, description = "Not Modified: the `If-None-Match` tag is current"),
+    ))]
+async fn chat_page(headers: HeaderMap) -> Response {
+    page("index.html", headers).await
+}
+
+/// The admin console.
+#[utoipa::path(get, path = "/admin", tag = "web", operation_id = "web_admin", security(()),
+    responses(
+        (status = 200, description = "The admin console's page (its data needs an admin's \
+            access token)", body = String, content_type = "text/html",
+            headers(("etag" = String, description = "Revalidate with `If-None-Match`"))),
+        (status = 304, description = "Not Modified: the `If-None-Match` tag is current"),
+    ))]
+async fn admin_page(headers: HeaderMap) -> Response {
+    page("admin.html", headers).await
 }
 
 async fn page(path: &'static str, headers: HeaderMap) -> Response {
     serve(path, &headers).unwrap_or_else(|| not_found().into_response())
 }
 
+/// A script, style sheet or image of the web client and admin console.
+#[utoipa::path(get, path = "/assets/{*path}", tag = "web", operation_id = "web_asset",
+    security(()),
+    params(("path" = String, Path,
+        description = "The file's path, slashes included (`js/admin/users.js`); the pages \
+            themselves are served only at `/` and `/admin`")),
+    responses(
+        (status = 200, description = "The file, typed by its extension",
+            content(
+                (String = "text/javascript"),
+                (String = "text/css"),
+                (String = "image/svg+xml")
+            ),
+            headers(("etag" = String, description = "Revalidate with `If-None-Match`"))),
+        (status = 304, description = "Not Modified: the `If-None-Match` tag is current"),
+    ))]
 async fn asset(AppPath(path): AppPath<String>, headers: HeaderMap) -> Response {
     // Pages have one address each (`/`, `/admin`); only their parts live under `/assets`.
     if path.ends_with(".html") {

@@ -13,18 +13,19 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router as HttpRouter;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::request::Parts;
 use axum::response::Response;
-use axum::routing::get;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval_at, sleep_until, timeout};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AppQuery, AppState, bearer_token, parse_json};
 use crate::auth::Caller;
@@ -33,16 +34,30 @@ use crate::hub::{CloseReason, Outbound, SessionHandle};
 use crate::protocol::{ClientFrame, ClientPresence, ServerFrame};
 use crate::store::{Event, RoomId};
 
-pub fn routes() -> HttpRouter<AppState> {
-    HttpRouter::new().route("/api/v1/ws", get(upgrade))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upgrade))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct WsQuery {
+    /// The access token, for clients that cannot set `Authorization` on a WebSocket (browsers);
+    /// the header wins when both are sent.
     token: Option<String>,
 }
 
-/// Authenticate before upgrading, so a bad token is a plain `401` with our error body.
+/// Open the real-time session: a WebSocket of JSON text frames.
+///
+/// Authenticate before upgrading, so a bad token is a plain `401` with our error body. The
+/// access token comes as `Authorization: Bearer …` or as `?token=`; a request that is not a
+/// WebSocket upgrade is refused with `400 websocket_required`. The server speaks first
+/// (`hello`); the frames each way, heartbeats, close codes and resuming with `sync` are
+/// described in docs/protocol.md.
+#[utoipa::path(get, path = "/api/v1/ws", tag = "realtime", operation_id = "websocket",
+    params(WsQuery),
+    security(("bearer" = []), ()),
+    responses((status = 101, description = "Switching Protocols: the connection is now a \
+        WebSocket carrying JSON text frames (docs/protocol.md)")))]
 async fn upgrade(
     State(state): State<AppState>,
     parts: Parts,

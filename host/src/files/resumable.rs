@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::*;
 
 /// Where a resumable upload stands.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ResumableStatus {
     /// The file the upload becomes (its id is also the session's).
     pub file_id: i64,

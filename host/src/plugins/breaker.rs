@@ -58,7 +58,7 @@ impl Circuit {
 }
 
 /// An open circuit, for the admin API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OpenCircuit {
     /// `plugin`, `room:<id>` or `sender:<id>`.
     pub scope: String,

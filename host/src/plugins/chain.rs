@@ -129,7 +129,7 @@ impl Chain {
 }
 
 /// One plugin as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PluginStatus {
     pub name: String,
     pub version: String,
@@ -159,7 +159,7 @@ pub struct PluginStatus {
     pub last_failure: Option<super::instance::LastFailure>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PluginCounters {
     pub calls: u64,
     pub rejects: u64,

@@ -117,7 +117,7 @@ pub(crate) struct LoadedPlugin {
 /// A failed call as admins see it: when, which hook, what kind, and the detail — the
 /// runtime's error and what the guest wrote before it (a panic message, a traceback).
 /// Never shown to the sender, who gets only the kind.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct LastFailure {
     /// Milliseconds since the Unix epoch.
     pub at: i64,

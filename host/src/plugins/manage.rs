@@ -60,7 +60,7 @@ pub enum ManageError {
 }
 
 /// One installed plugin: what its manifest says, and how it is doing if it is loaded.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PluginView {
     pub name: String,
     pub version: String,
@@ -85,7 +85,7 @@ pub struct PluginView {
 }
 
 /// The manifest's scoping of its capabilities.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct GrantDetails {
     /// `http`: the allowed origins (`scheme://host:port`).
     pub http_allow: Vec<String>,
@@ -123,7 +123,7 @@ impl GrantDetails {
 
 /// Every installed plugin, plus directories whose manifest could not be read (shown rather
 /// than hidden, so an operator sees a hand-edit that broke a plugin).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PluginList {
     pub plugins: Vec<PluginView>,
     pub problems: Vec<ManifestProblem>,
@@ -131,14 +131,14 @@ pub struct PluginList {
     pub pooling_allocator: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ManifestProblem {
     pub directory: String,
     pub error: String,
 }
 
 /// What an operation did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReloadReport {
     pub plugin: PluginView,
     /// The version that was running before (`None`: it was not loaded).
@@ -151,7 +151,7 @@ pub struct ReloadReport {
 }
 
 /// A change to an installed plugin's manifest; absent fields stay as they are.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginChange {
     pub enabled: Option<bool>,

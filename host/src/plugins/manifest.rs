@@ -41,7 +41,7 @@ pub use sections::{BotSettings, DEFAULT_BOT_MAX_DEPTH, HttpOrigin, HttpSettings,
 
 /// What happens to the message when a plugin traps, times out, exceeds a limit or returns
 /// something invalid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailurePolicy {
     /// Reject the message (code `plugin_failed`): nothing unchecked gets through. Default.
@@ -61,7 +61,19 @@ impl FailurePolicy {
 }
 
 /// A host capability the operator may grant to a plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Capability {
     Log,

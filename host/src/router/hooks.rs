@@ -12,7 +12,19 @@ use crate::store::{Event, EventId, Metadata, RoomId, User, UserId};
 
 /// The hooks the router can call, named as in plugin manifests and the WIT interface
 /// (`message-pre-send`, …).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum HookKind {
     MessagePreSend,

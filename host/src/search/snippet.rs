@@ -11,7 +11,7 @@ const LEAD_CHARS: usize = 60;
 /// Characters a snippet shows at most.
 const WINDOW_CHARS: usize = 200;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SnippetPart {
     pub text: String,
     /// This part is a match.
@@ -19,7 +19,7 @@ pub struct SnippetPart {
     pub hit: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Snippet {
     pub parts: Vec<SnippetPart>,
     /// Text was left out before the first part (show an ellipsis).

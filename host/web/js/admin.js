@@ -14,6 +14,7 @@ import plugins from './admin/plugins.js';
 import compliance from './admin/compliance.js';
 import files from './admin/files.js';
 import assistant from './admin/assistant.js';
+import reference from './admin/api-reference.js';
 
 const ADMIN_SECTIONS = [users, rooms, audit, health, plugins, files, assistant];
 /** The sections this user may open: admins run the server, the compliance role reviews it. */
@@ -87,6 +88,9 @@ async function start() {
     denied(`Admins and compliance reviewers only: ${api.user?.name} is neither.`);
     return;
   }
+  // The API reference only describes the API (the description itself needs no more than a
+  // token), so everyone who may open the console gets it, last.
+  SECTIONS.push(reference);
   show('console-view');
   $('#me').textContent = api.user.name;
   replace($('#sections-nav'), SECTIONS.map((s) =>

@@ -9,12 +9,13 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::{
-    GROUP_SCHEMA, ListQuery, Op, Provisioner, ResourceQuery, SOURCE, ScimBody, ScimQuery,
-    ScimResult, attribute, bad, check_attributes, each_change, excludes_members, list_response,
-    operations, optional_text, parse_filter, resource_id, scim_response,
+    DOC_ERROR, DOC_GROUP, DOC_GROUP_BODY, DOC_PATCH, GROUP_SCHEMA, ListQuery, Op, Provisioner,
+    ResourceQuery, SOURCE, ScimBody, ScimErrorBody, ScimQuery, ScimResult, attribute, bad,
+    check_attributes, each_change, excludes_members, list_response, operations, optional_text,
+    parse_filter, resource_id, scim_response,
 };
 use crate::api::{AppPath, AppState};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::store::rfc3339;
 use crate::store::{DirectoryGroup, UserId};
 
@@ -103,6 +104,18 @@ fn member_in_path(path: &str) -> ScimResult<Option<UserId>> {
     })
 }
 
+/// List the groups the provider pushed, a page at a time, or find one by `displayName`.
+#[utoipa::path(get, path = "/scim/v2/Groups", tag = "scim", operation_id = "scim_list_groups",
+    security(("scim_token" = [])), params(ListQuery),
+    responses(
+        (status = 200, description = "A SCIM ListResponse (RFC 7644 §3.4.2): `schemas` (the \
+            ListResponse URN), `totalResults`, `startIndex`, `itemsPerPage` and `Resources`, \
+            the page of Groups, each as `GET /scim/v2/Groups/{id}` answers it (without \
+            `members` when `excludedAttributes` names them).",
+            body = serde_json::Value, content_type = "application/scim+json"),
+        (status = "default", description = DOC_ERROR, content(
+            (ScimErrorBody = "application/scim+json"), (ErrorBody = "application/json"))),
+    ))]
 pub(super) async fn list_groups(
     _: Provisioner,
     State(state): State<AppState>,
@@ -154,6 +167,19 @@ fn group_of(
     Ok((name, external_id, members))
 }
 
+/// Create a group; its members join the rooms and get the roles its name maps to
+/// (`identity.groups`).
+#[utoipa::path(post, path = "/scim/v2/Groups", tag = "scim", operation_id = "scim_create_group",
+    security(("scim_token" = [])),
+    request_body(content = serde_json::Value, content_type = "application/scim+json",
+        description = DOC_GROUP_BODY),
+    responses(
+        (status = 201, description = DOC_GROUP, body = serde_json::Value,
+            content_type = "application/scim+json",
+            headers(("location" = String, description = "`/scim/v2/Groups/{id}`"))),
+        (status = "default", description = DOC_ERROR, content(
+            (ScimErrorBody = "application/scim+json"), (ErrorBody = "application/json"))),
+    ))]
 pub(super) async fn create_group(
     _: Provisioner,
     State(state): State<AppState>,
@@ -175,6 +201,17 @@ pub(super) async fn create_group(
     Ok(response)
 }
 
+/// One group, with its members unless `excludedAttributes` names them.
+#[utoipa::path(get, path = "/scim/v2/Groups/{id}", tag = "scim", operation_id = "scim_get_group",
+    security(("scim_token" = [])),
+    params(("id" = String, Path, description = "The group id (a non-number names nothing)"),
+        ResourceQuery),
+    responses(
+        (status = 200, description = DOC_GROUP, body = serde_json::Value,
+            content_type = "application/scim+json"),
+        (status = "default", description = DOC_ERROR, content(
+            (ScimErrorBody = "application/scim+json"), (ErrorBody = "application/json"))),
+    ))]
 pub(super) async fn get_group(
     _: Provisioner,
     State(state): State<AppState>,
@@ -189,6 +226,18 @@ pub(super) async fn get_group(
     ))
 }
 
+/// Replace a group's name, external id and exact member set.
+#[utoipa::path(put, path = "/scim/v2/Groups/{id}", tag = "scim",
+    operation_id = "scim_replace_group", security(("scim_token" = [])),
+    params(("id" = String, Path, description = "The group id")),
+    request_body(content = serde_json::Value, content_type = "application/scim+json",
+        description = DOC_GROUP_BODY),
+    responses(
+        (status = 200, description = DOC_GROUP, body = serde_json::Value,
+            content_type = "application/scim+json"),
+        (status = "default", description = DOC_ERROR, content(
+            (ScimErrorBody = "application/scim+json"), (ErrorBody = "application/json"))),
+    ))]
 pub(super) async fn replace_group(
     _: Provisioner,
     State(state): State<AppState>,
@@ -296,6 +345,21 @@ fn patch_group_attribute(
     Ok(())
 }
 
+/// Change a group's name, external id or members, all or nothing.
+///
+/// Paths: `displayName`, `externalId`, `members` (add; remove with the members as the value,
+/// or without a value to remove them all; replace) and `members[value eq "<id>"]` (remove
+/// only).
+#[utoipa::path(patch, path = "/scim/v2/Groups/{id}", tag = "scim",
+    operation_id = "scim_patch_group", security(("scim_token" = [])),
+    params(("id" = String, Path, description = "The group id")),
+    request_body(content = serde_json::Value, content_type = "application/scim+json",
+        description = DOC_PATCH),
+    responses(
+        (status = 204, description = "Changed"),
+        (status = "default", description = DOC_ERROR, content(
+            (ScimErrorBody = "application/scim+json"), (ErrorBody = "application/json"))),
+    ))]
 pub(super) async fn patch_group(
     _: Provisioner,
     State(state): State<AppState>,
@@ -364,6 +428,15 @@ async fn apply_group_change(
     Ok(())
 }
 
+/// Delete a group; its members lose what it gave them.
+#[utoipa::path(delete, path = "/scim/v2/Groups/{id}", tag = "scim",
+    operation_id = "scim_delete_group", security(("scim_token" = [])),
+    params(("id" = String, Path, description = "The group id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = "default", description = DOC_ERROR, content(
+            (ScimErrorBody = "application/scim+json"), (ErrorBody = "application/json"))),
+    ))]
 pub(super) async fn delete_group(
     _: Provisioner,
     State(state): State<AppState>,

@@ -7,13 +7,14 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::{
-    ListQuery, Op, Provisioner, SOURCE, ScimBody, ScimQuery, ScimResult, USER_IGNORED, USER_SCHEMA,
-    attribute, bad, boolean, check_attributes, each_change, list_response, operations,
-    optional_text, parse_filter, resource_id, scim_response,
+    DOC_ERROR, DOC_PATCH, DOC_USER, DOC_USER_BODY, ListQuery, Op, Provisioner, SOURCE, ScimBody,
+    ScimErrorBody, ScimQuery, ScimResult, USER_IGNORED, USER_SCHEMA, attribute, bad, boolean,
+    check_attributes, each_change, list_response, operations, optional_text, parse_filter,
+    resource_id, scim_response,
 };
 use crate::api::{AppPath, AppState};
 use crate::directory::Profile;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::store::rfc3339;
 use crate::store::{ExternalIdentity, User};
 
@@ -136,6 +137,18 @@ async fn user_response(state: &AppState, status: StatusCode, user: &User) -> Sci
     Ok(response)
 }
 
+/// List accounts, a page at a time, or find one by `userName`, `externalId` or `id`.
+#[utoipa::path(get, path = "/scim/v2/Users", tag = "scim", operation_id = "scim_list_users",
+    security(("scim_token" = [])), params(ListQuery),
+    responses(
+        (status = 200, description = "A SCIM ListResponse (RFC 7644 §3.4.2): `schemas` (the \
+            ListResponse URN), `totalResults`, `startIndex`, `itemsPerPage` and `Resources`, \
+            the page of Users (bots are not listed), each as `GET /scim/v2/Users/{id}` \
+            answers it. A filter finds at most one.",
+            body = serde_json::Value, content_type = "application/scim+json"),
+        (status = "default", description = DOC_ERROR, content(
+            (ScimErrorBody = "application/scim+json"), (ErrorBody = "application/json"))),
+    ))]
 pub(super) async fn list_users(
     _: Provisioner,
     State(state): State<AppState>,
@@ -174,6 +187,18 @@ pub(super) async fn list_users(
     Ok(list_response(total, offset, resources))
 }
 
+/// Create an account the provider manages.
+#[utoipa::path(post, path = "/scim/v2/Users", tag = "scim", operation_id = "scim_create_user",
+    security(("scim_token" = [])),
+    request_body(content = serde_json::Value, content_type = "application/scim+json",
+        description = DOC_USER_BODY),
+    responses(
+        (status = 201, description = DOC_USER, body = serde_json::Value,
+            content_type = "application/scim+json",
+            headers(("location" = String, description = "`/scim/v2/Users/{id}`"))),
+        (status = "default", description = DOC_ERROR, content(
+            (ScimErrorBody = "application/scim+json"), (ErrorBody = "application/json"))),
+    ))]
 pub(super) async fn create_user(
     _: Provisioner,
     State(state): State<AppState>,
@@ -184,6 +209,16 @@ pub(super) async fn create_user(
     user_response(&state, StatusCode::CREATED, &user).await
 }
 
+/// One account as a SCIM User.
+#[utoipa::path(get, path = "/scim/v2/Users/{id}", tag = "scim", operation_id = "scim_get_user",
+    security(("scim_token" = [])),
+    params(("id" = String, Path, description = "The account id (a non-number names nothing)")),
+    responses(
+        (status = 200, description = DOC_USER, body = serde_json::Value,
+            content_type = "application/scim+json"),
+        (status = "default", description = DOC_ERROR, content(
+            (ScimErrorBody = "application/scim+json"), (ErrorBody = "application/json"))),
+    ))]
 pub(super) async fn get_user(
     _: Provisioner,
     State(state): State<AppState>,
@@ -193,6 +228,18 @@ pub(super) async fn get_user(
     user_response(&state, StatusCode::OK, &user).await
 }
 
+/// Replace an account's attributes with the User sent.
+#[utoipa::path(put, path = "/scim/v2/Users/{id}", tag = "scim",
+    operation_id = "scim_replace_user", security(("scim_token" = [])),
+    params(("id" = String, Path, description = "The account id")),
+    request_body(content = serde_json::Value, content_type = "application/scim+json",
+        description = DOC_USER_BODY),
+    responses(
+        (status = 200, description = DOC_USER, body = serde_json::Value,
+            content_type = "application/scim+json"),
+        (status = "default", description = DOC_ERROR, content(
+            (ScimErrorBody = "application/scim+json"), (ErrorBody = "application/json"))),
+    ))]
 pub(super) async fn replace_user(
     _: Provisioner,
     State(state): State<AppState>,
@@ -267,6 +314,22 @@ fn patch_user_attribute(
     Ok(())
 }
 
+/// Change some of an account's attributes; `active: false` deactivates it everywhere.
+///
+/// Paths: `active`, `displayName`, `name`, `name.formatted`, `externalId`, `userName`,
+/// `emails` and `emails[…].value`; the core schema's other attributes and extension
+/// attributes are accepted and ignored.
+#[utoipa::path(patch, path = "/scim/v2/Users/{id}", tag = "scim",
+    operation_id = "scim_patch_user", security(("scim_token" = [])),
+    params(("id" = String, Path, description = "The account id")),
+    request_body(content = serde_json::Value, content_type = "application/scim+json",
+        description = DOC_PATCH),
+    responses(
+        (status = 200, description = DOC_USER, body = serde_json::Value,
+            content_type = "application/scim+json"),
+        (status = "default", description = DOC_ERROR, content(
+            (ScimErrorBody = "application/scim+json"), (ErrorBody = "application/json"))),
+    ))]
 pub(super) async fn patch_user(
     _: Provisioner,
     State(state): State<AppState>,
@@ -290,6 +353,15 @@ pub(super) async fn patch_user(
     user_response(&state, StatusCode::OK, &user).await
 }
 
+/// Deactivate an account (accounts are never deleted: their messages are records).
+#[utoipa::path(delete, path = "/scim/v2/Users/{id}", tag = "scim",
+    operation_id = "scim_delete_user", security(("scim_token" = [])),
+    params(("id" = String, Path, description = "The account id")),
+    responses(
+        (status = 204, description = "Deactivated (or already inactive)"),
+        (status = "default", description = DOC_ERROR, content(
+            (ScimErrorBody = "application/scim+json"), (ErrorBody = "application/json"))),
+    ))]
 pub(super) async fn delete_user(
     _: Provisioner,
     State(state): State<AppState>,

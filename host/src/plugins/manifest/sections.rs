@@ -24,7 +24,7 @@ pub(super) struct RoomsSection {
 }
 
 /// The rooms a plugin with capability `rooms` may look up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RoomsScope {
     /// Rooms the plugin's bot is a member of (needs `bot`). Default.
