@@ -25,8 +25,8 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release -p switchboard --locked \
- && install -D -m 0755 target/release/switchboard /out/switchboard
+    cargo build --profile dist -p switchboard --locked \
+ && install -D -m 0755 target/dist/switchboard /out/switchboard
 
 # --- Run -------------------------------------------------------------------------------
 FROM debian:bookworm-slim

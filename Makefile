@@ -63,11 +63,11 @@ $(LANG_TOOLS)/deb/.cargo-deb-$(CARGO_DEB):
 	$(CARGO) install --quiet --locked --root $(LANG_TOOLS)/deb cargo-deb@$(CARGO_DEB)
 	touch $@
 
-## The Debian package: target/debian/switchboard_<version>-1_<arch>.deb (the release binary,
+## The Debian package: target/debian/switchboard_<version>-1_<arch>.deb (the `dist` binary,
 ## the hardened systemd unit, /etc/switchboard/switchboard.toml; docs/operations.md).
 deb: $(LANG_TOOLS)/deb/.cargo-deb-$(CARGO_DEB)
-	$(CARGO) build --release --locked -p switchboard
-	$(LANG_TOOLS)/deb/bin/cargo-deb -p switchboard --no-build
+	$(CARGO) build --profile dist --locked -p switchboard
+	$(LANG_TOOLS)/deb/bin/cargo-deb -p switchboard --no-build --profile dist
 
 $(LANG_TOOLS)/oidc/.oidc-provider-$(OIDC_PROVIDER):
 	rm -rf $(LANG_TOOLS)/oidc
