@@ -93,22 +93,7 @@ async fn quarantined_file(state: &AppState, id: i64) -> Result<FileRecord> {
     params(("id" = i64, Path, description = "The quarantined file"),
         ("range" = Option<String>, Header,
             description = "One byte range (`bytes=0-99`, `bytes=100-`, `bytes=-100`); anything else is served whole")),
-    responses(
-        (status = 200, description = "The whole file; `Content-Type` is the file's stored type",
-            body = [u8], content_type = "*/*",
-            headers(
-                ("content-disposition" = String, description = "`attachment` with the file's name"),
-                ("etag" = String, description = "The file's SHA-256, quoted"),
-                ("accept-ranges" = String, description = "`bytes`"))),
-        (status = 206, description = "The byte range asked for; `Content-Type` is the file's stored type",
-            body = [u8], content_type = "*/*",
-            headers(
-                ("content-range" = String, description = "`bytes <first>-<last>/<size>`"),
-                ("content-disposition" = String, description = "`attachment` with the file's name"),
-                ("etag" = String, description = "The file's SHA-256, quoted"))),
-        (status = 416, description = "The range lies outside the file; no body",
-            headers(("content-range" = String, description = "`bytes */<size>`"))),
-    ))]
+    responses(super::files::DownloadAnswers))]
 async fn content(
     State(state): State<AppState>,
     FileReviewer(admin): FileReviewer,

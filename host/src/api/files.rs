@@ -498,6 +498,29 @@ fn requested_range(
     Ok(Some(range))
 }
 
+/// What [`serve`] answers, described once for both downloads (a file, and a held file's
+/// content for its review). Never built: `serve` writes its response itself.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum DownloadAnswers {
+    /// The whole file; `Content-Type` is the file's stored type
+    #[response(status = 200, content_type = "*/*", headers(
+        ("content-disposition" = String, description = "`attachment` with the file's name"),
+        ("etag" = String, description = "The file's SHA-256, quoted"),
+        ("accept-ranges" = String, description = "`bytes`")))]
+    Whole(Vec<u8>),
+    /// The byte range asked for; `Content-Type` is the file's stored type
+    #[response(status = 206, content_type = "*/*", headers(
+        ("content-range" = String, description = "`bytes <first>-<last>/<size>`"),
+        ("content-disposition" = String, description = "`attachment` with the file's name"),
+        ("etag" = String, description = "The file's SHA-256, quoted")))]
+    Part(Vec<u8>),
+    /// The range lies outside the file; no body
+    #[response(status = 416, headers(
+        ("content-range" = String, description = "`bytes */<size>`")))]
+    OutOfRange,
+}
+
 /// Download a file: its bytes, whole or one byte range, always as an attachment.
 ///
 /// Never rendered by the browser as a page of this origin. `Content-Type` is the file's
@@ -508,22 +531,7 @@ fn requested_range(
     params(("id" = i64, Path, description = "The file"),
         ("range" = Option<String>, Header,
             description = "One byte range (`bytes=0-99`, `bytes=100-`, `bytes=-100`); anything else is served whole")),
-    responses(
-        (status = 200, description = "The whole file; `Content-Type` is the file's stored type",
-            body = [u8], content_type = "*/*",
-            headers(
-                ("content-disposition" = String, description = "`attachment` with the file's name"),
-                ("etag" = String, description = "The file's SHA-256, quoted"),
-                ("accept-ranges" = String, description = "`bytes`"))),
-        (status = 206, description = "The byte range asked for; `Content-Type` is the file's stored type",
-            body = [u8], content_type = "*/*",
-            headers(
-                ("content-range" = String, description = "`bytes <first>-<last>/<size>`"),
-                ("content-disposition" = String, description = "`attachment` with the file's name"),
-                ("etag" = String, description = "The file's SHA-256, quoted"))),
-        (status = 416, description = "The range lies outside the file; no body",
-            headers(("content-range" = String, description = "`bytes */<size>`"))),
-    ))]
+    responses(DownloadAnswers))]
 async fn download(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
