@@ -28,6 +28,13 @@ WASM_TOOLS = 1.263.0
 CARGO_DEB = 3.7.0
 # The OpenID provider the identity tests sign in with (tests/oidc/provider.mjs), from npm.
 OIDC_PROVIDER = 9.13.3
+# The third-party clients the integration tests drive (tests/e2e/integrations.rs), from PyPI:
+# Standard Webhooks' reference library verifies the webhook plugin's signatures, Slack's SDK
+# posts to incoming webhooks, matrix-nio runs a Matrix bot against the server.
+STANDARDWEBHOOKS = 1.1.0
+SLACK_SDK = 3.48.0
+MATRIX_NIO = 0.26.0
+INTEGRATIONS_STAMP = .standardwebhooks-$(STANDARDWEBHOOKS)-slack-sdk-$(SLACK_SDK)-matrix-nio-$(MATRIX_NIO)
 WIT_PACKAGES ?= target/wit-packages
 DIST ?= target/dist
 PYTHON ?= python3
@@ -56,7 +63,15 @@ lang-tools: $(LANG_TOOLS)/py/.componentize-py-$(COMPONENTIZE_PY) \
 	$(LANG_TOOLS)/c/.wit-bindgen-$(WIT_BINDGEN)-wasm-component-ld-$(WASM_COMPONENT_LD) \
 	$(LANG_TOOLS)/wasm-tools/.wasm-tools-$(WASM_TOOLS) \
 	$(LANG_TOOLS)/oidc/.oidc-provider-$(OIDC_PROVIDER) \
-	$(LANG_TOOLS)/deb/.cargo-deb-$(CARGO_DEB)
+	$(LANG_TOOLS)/deb/.cargo-deb-$(CARGO_DEB) \
+	$(LANG_TOOLS)/integrations/$(INTEGRATIONS_STAMP)
+
+$(LANG_TOOLS)/integrations/$(INTEGRATIONS_STAMP):
+	rm -rf $(LANG_TOOLS)/integrations
+	$(PYTHON) -m venv $(LANG_TOOLS)/integrations
+	$(LANG_TOOLS)/integrations/bin/pip install --quiet --disable-pip-version-check \
+		standardwebhooks==$(STANDARDWEBHOOKS) slack_sdk==$(SLACK_SDK) matrix-nio==$(MATRIX_NIO)
+	touch $@
 
 $(LANG_TOOLS)/deb/.cargo-deb-$(CARGO_DEB):
 	rm -rf $(LANG_TOOLS)/deb

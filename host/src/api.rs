@@ -8,8 +8,10 @@ pub mod admin;
 pub mod compliance;
 pub mod file_review;
 pub mod files;
+pub mod hooks;
 pub mod listener;
 pub mod llm;
+pub mod matrix;
 pub mod mentions;
 pub mod oidc;
 pub mod openapi;
@@ -73,11 +75,15 @@ pub struct AppState {
     pub plugins: Option<Arc<crate::plugins::PluginHost>>,
     /// The governed language model behind plugins' `llm` capability.
     pub llm: Arc<crate::llm::Llm>,
+    /// Incoming webhooks (`POST /hooks/{key}`).
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// The Matrix client–server subset (`/_matrix/client`).
+    pub matrix: Arc<crate::matrix::Matrix>,
 }
 
-/// Every route with its OpenAPI description ([`openapi`]); the plugin upload's own body limit
-/// is part of the route.
-pub fn described_routes(max_component_bytes: usize) -> OpenApiRouter<AppState> {
+/// Every route with its OpenAPI description ([`openapi`]); the plugin upload's and the
+/// webhooks' own body limits (from `config`) are part of their routes.
+pub fn described_routes(config: &Config) -> OpenApiRouter<AppState> {
     openapi::routes()
         .merge(account::routes())
         .merge(rooms::routes())
@@ -93,18 +99,26 @@ pub fn described_routes(max_component_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(files::routes())
         .merge(file_review::routes())
         .merge(uploads::routes())
-        .merge(plugins::routes(max_component_bytes))
+        .merge(plugins::routes(config.plugins.max_component_bytes))
         .merge(web::routes())
         .merge(scim::routes())
         .merge(oidc::routes())
+        .merge(hooks::routes(config.webhooks.max_payload_bytes))
+        .merge(matrix::routes())
 }
 
 /// All routes, with limits and request tracing applied.
 pub fn app(state: AppState) -> HttpRouter {
     let body_limit = state.config.limits.max_body_bytes;
-    let (routes, _) = described_routes(state.config.plugins.max_component_bytes).split_for_parts();
+    let (routes, _) = described_routes(&state.config).split_for_parts();
     routes
-        .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
+        .fallback(|uri: axum::http::Uri| async move {
+            // Matrix clients expect Matrix's own error shape (`M_UNRECOGNIZED`).
+            if uri.path().starts_with("/_matrix/") {
+                return matrix::unrecognized();
+            }
+            ApiError::not_found("no_route", "no such endpoint").into_response()
+        })
         .layer(axum::middleware::from_fn(refuse_nul_in_uri))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         // The request's own span comes from `request_id` (outermost), so the trace layer
@@ -195,11 +209,7 @@ impl FromRequestParts<AppState> for FileReviewer {
     }
 }
 
-/// Compare a presented secret with the expected one in time that does not depend on where
-/// they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub use crate::ids::constant_time_eq;
 
 pub fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
@@ -253,20 +263,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
                 "send the body as `Content-Type: application/json`",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large(
-                    "body_too_large",
-                    "the request body is larger than the server accepts",
-                )
-            } else if listener::is_body_timeout(&rejection) {
-                ApiError::request_timeout("body_timeout", "the request body did not arrive in time")
-            } else {
-                ApiError::bad_request("unreadable_body", "the request body could not be read")
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(AppJson)
     }
+}
+
+/// A request's whole body, with the error codes of [`AppJson`]: `body_too_large` (413),
+/// `body_timeout`, `unreadable_body`.
+pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(
+                "body_too_large",
+                "the request body is larger than the server accepts",
+            )
+        } else if listener::is_body_timeout(&rejection) {
+            ApiError::request_timeout("body_timeout", "the request body did not arrive in time")
+        } else {
+            ApiError::bad_request("unreadable_body", "the request body could not be read")
+        }
+    })
 }
 
 /// Parse JSON with the error codes of [`AppJson`]; shared with the WebSocket frame parser.

@@ -184,6 +184,10 @@ pub enum Action {
     LlmCall,
     /// An operator changed (or reset) the language model's governance.
     LlmSettings,
+    /// A room owner or admin made an incoming webhook (its id, name and bot in the detail).
+    WebhookCreate,
+    /// An incoming webhook was revoked.
+    WebhookRevoke,
 }
 
 impl Action {
@@ -234,6 +238,8 @@ impl Action {
             Self::GroupSync => "group.sync",
             Self::LlmCall => "llm.call",
             Self::LlmSettings => "llm.settings",
+            Self::WebhookCreate => "webhook.create",
+            Self::WebhookRevoke => "webhook.revoke",
         }
     }
 

@@ -285,6 +285,33 @@ impl Auth {
         })
     }
 
+    /// Verify a session's own secret, `<session id>.<secret>` (what `refresh_token` holds),
+    /// presented as a bearer by clients that never refresh: Matrix clients keep the token
+    /// login gave them for as long as the session lives. The secret is not rotated; the
+    /// session must be live (not revoked, not expired) and its user active.
+    pub async fn authenticate_session_secret(&self, token: &str) -> Result<Caller> {
+        let unknown = || ApiError::unauthenticated("token_revoked", "the session has ended");
+        let (session_id, secret) = token.split_once('.').ok_or_else(unknown)?;
+        let session = self.store.session(session_id).await?.ok_or_else(unknown)?;
+        let presented = sha256_hex(secret);
+        if session.revoked
+            || session.expires_at <= now_millis()
+            || !crate::ids::constant_time_eq(presented.as_bytes(), session.refresh_hash.as_bytes())
+        {
+            return Err(unknown());
+        }
+        let user = self
+            .store
+            .user_by_id(session.user_id)
+            .await?
+            .filter(|u| u.active)
+            .ok_or_else(unknown)?;
+        Ok(Caller {
+            user,
+            session_id: session.id,
+        })
+    }
+
     /// Whether a session is still live (not revoked, not expired, its user active): what a
     /// long-lived WebSocket re-checks now and then.
     pub async fn session_is_live(&self, session_id: &str) -> Result<bool> {

@@ -40,6 +40,8 @@ pub struct Config {
     pub presence: PresenceConfig,
     pub identity: IdentityConfig,
     pub llm: LlmConfig,
+    pub webhooks: WebhooksConfig,
+    pub matrix: MatrixConfig,
 }
 
 /// Accounts and groups that an identity provider manages (`[identity]`): how its groups map
@@ -526,6 +528,66 @@ impl Default for LlmConfig {
     }
 }
 
+/// Incoming webhooks (`POST /hooks/{key}`, Slack's payload): their limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Off: no hook can be made and every post is answered `webhooks_disabled`.
+    pub enabled: bool,
+    /// Sustained posts per minute through one hook (besides its bot's per-user limit).
+    pub messages_per_minute: u32,
+    /// Posts one hook may send at once before the sustained rate applies.
+    pub burst: u32,
+    /// Largest post body in bytes (JSON or `payload=` form); the rendered text must also fit
+    /// `limits.max_message_bytes`.
+    pub max_payload_bytes: usize,
+    /// Live (not revoked) hooks one room may have.
+    pub max_per_room: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            messages_per_minute: 60,
+            burst: 20,
+            max_payload_bytes: 64 * 1024,
+            max_per_room: 20,
+        }
+    }
+}
+
+/// The Matrix client–server subset under `/_matrix/client` (docs/integrations.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatrixConfig {
+    /// Off: every `/_matrix` request is answered `M_UNRECOGNIZED` (404).
+    pub enabled: bool,
+    /// The server part of Matrix ids: `@alice:<server_name>`, `!12:<server_name>`.
+    pub server_name: String,
+    /// The longest a `/sync` long poll is held, whatever `timeout` the client asks for.
+    pub sync_timeout_max_ms: u64,
+    /// Events per room in a first sync (older ones through `/messages`).
+    pub timeline_limit: u32,
+    /// Events per room in one incremental sync (the rest come in the next).
+    pub sync_events_max: u32,
+    /// Largest `/messages` page.
+    pub messages_limit_max: u32,
+}
+
+impl Default for MatrixConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            server_name: "localhost".into(),
+            sync_timeout_max_ms: 30_000,
+            timeline_limit: 20,
+            sync_events_max: 100,
+            messages_limit_max: 100,
+        }
+    }
+}
+
 /// Presence (online / away / offline), derived from live sockets and activity.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -804,6 +866,8 @@ impl Default for Config {
             compliance: ComplianceConfig::default(),
             files: FilesConfig::default(),
             presence: PresenceConfig::default(),
+            webhooks: WebhooksConfig::default(),
+            matrix: MatrixConfig::default(),
             llm: LlmConfig::default(),
             identity: IdentityConfig::default(),
         }

@@ -25,6 +25,9 @@ pub enum ApiError {
     NotFound { code: &'static str, message: String },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// What the request names existed and is gone for good (a revoked webhook).
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
     #[error("{message}")]
     PayloadTooLarge { code: &'static str, message: String },
     #[error("{message}")]
@@ -128,6 +131,7 @@ impl ApiError {
             | Self::Forbidden { code, .. }
             | Self::NotFound { code, .. }
             | Self::Conflict { code, .. }
+            | Self::Gone { code, .. }
             | Self::PayloadTooLarge { code, .. }
             | Self::RequestTimeout { code, .. }
             | Self::Unprocessable { code, .. }
@@ -150,6 +154,7 @@ impl ApiError {
             Self::FileRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Gone { .. } => StatusCode::GONE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,

@@ -21,6 +21,7 @@ pub mod hub;
 pub mod ids;
 pub mod ldap;
 pub mod llm;
+pub mod matrix;
 pub mod membership;
 pub mod mentions;
 pub mod metrics;
@@ -36,6 +37,7 @@ pub mod router;
 pub mod search;
 pub mod signing;
 pub mod store;
+pub mod webhooks;
 
 #[cfg(test)]
 mod module_graph_tests;
@@ -320,7 +322,20 @@ pub async fn serve(
     let purger = files
         .clone()
         .spawn_purger(store.clone(), config.files.purge_interval_secs);
+    let webhooks = Arc::new(webhooks::Webhooks::new(
+        store.clone(),
+        router.clone(),
+        config.webhooks.clone(),
+    ));
+    let matrix = Arc::new(matrix::Matrix::new(
+        store.clone(),
+        router.clone(),
+        hub.clone(),
+        config.matrix.clone(),
+    ));
     let state = AppState {
+        matrix,
+        webhooks,
         files,
         config: config.clone(),
         accounts,

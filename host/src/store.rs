@@ -57,6 +57,26 @@ pub struct NewUser {
     pub is_bot: bool,
 }
 
+/// An incoming webhook: a secret URL that posts into one room as the hook's own bot user.
+/// Only a digest of the secret is stored; the URL is shown once, when the hook is made.
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct IncomingWebhook {
+    pub id: i64,
+    pub room_id: RoomId,
+    /// The bot account the hook posts as (one per hook).
+    pub bot_user_id: UserId,
+    /// What the hook is for, as its creator named it (the bot's display name).
+    pub name: String,
+    /// SHA-256 (hex) of the secret key in the hook's URL.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub key_hash: String,
+    pub created_by: UserId,
+    pub created_at: Millis,
+    /// When the hook was revoked; a revoked hook accepts nothing.
+    pub revoked_at: Option<Millis>,
+}
+
 /// An account's identity at an identity provider (a `source`: `scim`, …).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExternalIdentity {
@@ -761,6 +781,26 @@ pub trait Store: Send + Sync + 'static {
     /// Take the value under `key` if it is of `kind`: it is gone afterwards, whoever asks
     /// again (on any node) gets `None`. Returns the payload and when it was written.
     async fn take_once(&self, key: &str, kind: &str) -> StoreResult<Option<(String, Millis)>>;
+
+    // ---- incoming webhooks ----
+    /// Keep a new hook of `room` that posts as `bot` (a bot account made for it).
+    async fn create_incoming_webhook(
+        &self,
+        room: RoomId,
+        bot: UserId,
+        name: &str,
+        key_hash: &str,
+        created_by: UserId,
+    ) -> StoreResult<IncomingWebhook>;
+    /// The hook whose key has digest `key_hash`, revoked or not.
+    async fn incoming_webhook_by_key(&self, key_hash: &str)
+    -> StoreResult<Option<IncomingWebhook>>;
+    /// One hook, revoked or not.
+    async fn incoming_webhook(&self, id: i64) -> StoreResult<Option<IncomingWebhook>>;
+    /// The hooks of `room` (every room's: `None`), newest first, revoked ones too.
+    async fn incoming_webhooks(&self, room: Option<RoomId>) -> StoreResult<Vec<IncomingWebhook>>;
+    /// Revoke a live hook at `at`; `false` when it was revoked already (or does not exist).
+    async fn revoke_incoming_webhook(&self, id: i64, at: Millis) -> StoreResult<bool>;
 
     // ---- language model budgets ----
     /// Tokens used on UTC `day` by a person (`scope` `user`) or in a room (`room`).

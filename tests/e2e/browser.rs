@@ -3051,3 +3051,64 @@ async fn an_admin_reads_the_api_reference_in_the_console() {
     })
     .await;
 }
+
+/// The console's Webhooks section: an admin makes a hook for a room and sees its URL once;
+/// a Slack payload posted there lands in the room; revoking it in the console ends the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_makes_and_revokes_a_webhook_in_the_console() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let room = alice.group("alerts", &[]).await;
+    let (server, alice) = (&server, &alice);
+    with_browsers(1, |browsers| async move {
+        let b = &browsers[0];
+        login(b, server, "/admin#webhooks", "admin", ADMIN_PASSWORD).await;
+        eventually(
+            b,
+            "the room to be offered",
+            &format!(
+                "return document.querySelector('#webhook-room option[value=\"{room}\"]') !== null"
+            ),
+            |v| v.as_bool() == Some(true),
+        )
+        .await;
+        type_into(b, "#webhook-name", "Grafana").await;
+        click(b, "#webhook-form button[type=submit]").await;
+        let url = eventually(
+            b,
+            "the new hook's URL",
+            "const el = document.querySelector('#webhook-url'); return el ? el.value : ''",
+            |v| v.as_str().is_some_and(|s| s.contains("/hooks/")),
+        )
+        .await;
+        let url = url.as_str().expect("url").to_string();
+        let posted = reqwest::Client::new()
+            .post(&url)
+            .json(&json!({ "text": "CPU high on db-1" }))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(posted.status(), StatusCode::OK);
+        let history = alice.history(room, "").await;
+        assert!(
+            history.iter().any(|e| e["body"] == "CPU high on db-1"),
+            "{history:?}"
+        );
+        click_and_confirm(b, "#webhooks button.revoke-webhook").await;
+        eventually(
+            b,
+            "the hook to show as revoked",
+            "return document.querySelectorAll('#webhooks button.revoke-webhook').length",
+            |v| v.as_u64() == Some(0),
+        )
+        .await;
+        let late = reqwest::Client::new()
+            .post(&url)
+            .json(&json!({ "text": "after revoking" }))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(late.status(), StatusCode::GONE);
+    })
+    .await;
+}

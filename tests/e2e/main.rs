@@ -25,6 +25,7 @@ mod files;
 mod hardening;
 mod holds;
 mod identity;
+mod integrations;
 mod mentions;
 mod operations;
 mod plugin_langs;

@@ -159,14 +159,32 @@ async fn login(
 ) -> Result<Tokens> {
     let client = client_of(&state, &parts);
     let credentials = req.credentials()?;
-    // Names the directory owns sign in there; local accounts keep their own password.
-    if let (Some(ldap), Credentials::Password { username, password }) = (&state.ldap, &credentials)
-        && username.len() <= crate::names::MAX_USER_NAME * 2
-        && ldap.handles(username).await?
-    {
-        return Ok(Tokens(ldap.login(username, password, client).await?));
+    if let Credentials::Password { username, password } = credentials {
+        return Ok(Tokens(
+            password_login(&state, username, password, client).await?,
+        ));
     }
     Ok(Tokens(state.accounts.login(credentials, client).await?))
+}
+
+/// Sign in with a name and password (also the Matrix login's): names the directory owns
+/// sign in there; local accounts keep their own password.
+pub(super) async fn password_login(
+    state: &AppState,
+    username: String,
+    password: String,
+    client: IpAddr,
+) -> Result<crate::auth::TokenPair> {
+    if let Some(ldap) = &state.ldap
+        && username.len() <= crate::names::MAX_USER_NAME * 2
+        && ldap.handles(&username).await?
+    {
+        return ldap.login(&username, &password, client).await;
+    }
+    state
+        .accounts
+        .login(Credentials::Password { username, password }, client)
+        .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

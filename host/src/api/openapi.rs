@@ -22,6 +22,7 @@ use utoipa::{OpenApi as _, PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::matrix::MatrixErrorBody;
 use super::{AppState, AuthUser};
 use crate::error::ErrorBody;
 
@@ -29,6 +30,8 @@ use crate::error::ErrorBody;
 pub const BEARER: &str = "bearer";
 /// The security scheme of SCIM provisioning tokens (`/scim/v2`).
 pub const SCIM_TOKEN: &str = "scim_token";
+/// The security scheme of the Matrix surface's access tokens (`/_matrix/client/v3/login`).
+pub const MATRIX_TOKEN: &str = "matrix_token";
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -55,6 +58,8 @@ pub const SCIM_TOKEN: &str = "scim_token";
         (name = "compliance", description = "Audit log, legal holds, retention and exports"),
         (name = "scim", description = "SCIM 2.0 provisioning (RFC 7644) for identity providers"),
         (name = "oidc", description = "Sign-in with OpenID Connect providers"),
+        (name = "webhooks", description = "Incoming webhooks: Slack-compatible posts into a room"),
+        (name = "matrix", description = "A subset of the Matrix client-server API, for Matrix bots"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
         (name = "web", description = "The web client and admin console pages"),
     )
@@ -70,7 +75,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub fn document() -> &'static OpenApi {
     static DOCUMENT: OnceLock<OpenApi> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        let (_, described) = super::described_routes(0).split_for_parts();
+        let (_, described) =
+            super::described_routes(&crate::config::Config::default()).split_for_parts();
         finish(described)
     })
 }
@@ -114,9 +120,24 @@ fn finish(mut document: OpenApi) -> OpenApi {
                 .build(),
         ),
     );
+    components.add_security_scheme(
+        MATRIX_TOKEN,
+        SecurityScheme::Http(
+            Http::builder()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "The `access_token` of `POST /_matrix/client/v3/login` (`mx_…`).",
+                ))
+                .build(),
+        ),
+    );
     components
         .schemas
         .insert(ErrorBody::name().into_owned(), ErrorBody::schema());
+    components.schemas.insert(
+        MatrixErrorBody::name().into_owned(),
+        MatrixErrorBody::schema(),
+    );
     // Operations that say nothing about security take an access token; public ones say
     // `security(())` in their annotation.
     document.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
@@ -133,22 +154,49 @@ fn finish(mut document: OpenApi) -> OpenApi {
         .flatten()
         {
             add_error_answer(operation);
+            let is_matrix = operation
+                .tags
+                .as_ref()
+                .is_some_and(|tags| tags.iter().any(|t| t == "matrix"));
+            // Matrix operations that say nothing about security take a Matrix token.
+            if is_matrix && operation.security.is_none() {
+                operation.security = Some(vec![SecurityRequirement::new(
+                    MATRIX_TOKEN,
+                    Vec::<String>::new(),
+                )]);
+            }
         }
     }
     document
 }
 
-/// `default`: any status the operation does not list answers with an [`ErrorBody`].
+/// `default`: any status the operation does not list answers with an [`ErrorBody`] (the
+/// Matrix operations: a [`MatrixErrorBody`]).
 fn add_error_answer(operation: &mut Operation) {
     if operation.responses.responses.contains_key("default") {
         return;
     }
+    let is_matrix = operation
+        .tags
+        .as_ref()
+        .is_some_and(|tags| tags.iter().any(|t| t == "matrix"));
+    let (description, schema) = if is_matrix {
+        (
+            "A Matrix error: `errcode`, `error`, and Switchboard's own `switchboard_code`.",
+            MatrixErrorBody::name(),
+        )
+    } else {
+        (
+            "An error: a stable `code` and a human `message` (docs/protocol.md).",
+            ErrorBody::name(),
+        )
+    };
     let error = ResponseBuilder::new()
-        .description("An error: a stable `code` and a human `message` (docs/protocol.md).")
+        .description(description)
         .content(
             "application/json",
             ContentBuilder::new()
-                .schema(Some(RefOr::Ref(Ref::from_schema_name(ErrorBody::name()))))
+                .schema(Some(RefOr::Ref(Ref::from_schema_name(schema))))
                 .build(),
         )
         .build();
@@ -225,10 +273,13 @@ mod tests {
         for (path, item) in paths {
             for (method, operation) in item.as_object().expect("path item") {
                 let default = &operation["responses"]["default"]["content"]["application/json"];
-                assert_eq!(
-                    default["schema"]["$ref"], "#/components/schemas/ErrorBody",
-                    "{method} {path}"
-                );
+                // Matrix clients read Matrix's error shape; everything else reads ours.
+                let shape = if path.starts_with("/_matrix/") {
+                    "#/components/schemas/MatrixErrorBody"
+                } else {
+                    "#/components/schemas/ErrorBody"
+                };
+                assert_eq!(default["schema"]["$ref"], shape, "{method} {path}");
                 let id = operation["operationId"].as_str().expect("operationId");
                 assert!(ids.insert(id.to_string()), "operationId {id} used twice");
                 assert!(

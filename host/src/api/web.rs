@@ -71,6 +71,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/admin/util.js", JS),
     asset!("js/admin/users.js", JS),
     asset!("js/admin/rooms.js", JS),
+    asset!("js/admin/webhooks.js", JS),
     asset!("js/admin/audit.js", JS),
     asset!("js/admin/health.js", JS),
     asset!("js/admin/plugins.js", JS),

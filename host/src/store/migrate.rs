@@ -336,6 +336,21 @@ const TABLES: &[Table] = &[
         identity: false,
     },
     Table {
+        name: "incoming_webhooks",
+        columns: &[
+            ("id", Ty::Int),
+            ("room_id", Ty::Int),
+            ("bot_user_id", Ty::Int),
+            ("name", Ty::Text),
+            ("key_hash", Ty::Text),
+            ("created_by", Ty::Int),
+            ("created_at", Ty::Int),
+            ("revoked_at", Ty::OptInt),
+        ],
+        order_by: "id",
+        identity: true,
+    },
+    Table {
         name: "llm_usage",
         columns: &[
             ("day", Ty::Int),

@@ -184,7 +184,7 @@ macro_rules! sql_store {
             ThreadReply, Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, EventVersion,
             FileRecord, FileUsage, FinishedFile, LegalHold, Member, Metadata, NewEvent, NewHold, NewRoom, NewUser, Page, ReindexStep, Role, Room,
             RoomId, RoomKind, RoomSummary, SearchQuery, Session, Store, StoreError, StoreResult,
-            DirectoryGroup, ExternalIdentity, Millis, Annotations, Mentions, Pin, ReactionCount, Reactors, ThreadSummary, User, UserId, WritePolicy,
+            DirectoryGroup, ExternalIdentity, IncomingWebhook, Millis, Annotations, Mentions, Pin, ReactionCount, Reactors, ThreadSummary, User, UserId, WritePolicy,
             now_millis,
         };
         use $crate::store::sql::{SearchBind, search_sql};
@@ -199,6 +199,8 @@ macro_rules! sql_store {
         const SESSION_COLS: &str = "id, user_id, refresh_hash, created_at, expires_at, revoked";
         const MEMBER_COLS: &str = "room_id, user_id, role, joined_at";
         const GROUP_COLS: &str = "id, source, name, external_id, created_at";
+        const WEBHOOK_COLS: &str =
+            "id, room_id, bot_user_id, name, key_hash, created_by, created_at, revoked_at";
         /// The unique index that makes `(sender, client_msg_id)` idempotent.
         const CLIENT_MSG_INDEX: &str = "events_client_msg";
 
@@ -1959,6 +1961,89 @@ macro_rules! sql_store {
                 .await?;
                 row.map(|row| Ok((col(&row, "payload")?, col(&row, "created_at")?)))
                     .transpose()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn create_incoming_webhook(
+                &self,
+                room: RoomId,
+                bot: UserId,
+                name: &str,
+                key_hash: &str,
+                created_by: UserId,
+            ) -> StoreResult<IncomingWebhook> {
+                let row = sqlx::query(&format!(
+                    "INSERT INTO incoming_webhooks
+                         (room_id, bot_user_id, name, key_hash, created_by, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {WEBHOOK_COLS}"
+                ))
+                .bind(room)
+                .bind(bot)
+                .bind(name)
+                .bind(key_hash)
+                .bind(created_by)
+                .bind(now_millis())
+                .fetch_one(self.writes())
+                .await
+                .map_err(|e| map_write(e, "webhook_exists"))?;
+                from_row::<IncomingWebhook>(&row)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn incoming_webhook_by_key(
+                &self,
+                key_hash: &str,
+            ) -> StoreResult<Option<IncomingWebhook>> {
+                sqlx::query(&format!(
+                    "SELECT {WEBHOOK_COLS} FROM incoming_webhooks WHERE key_hash = $1"
+                ))
+                .bind(key_hash)
+                .fetch_optional(self.reads())
+                .await?
+                .as_ref()
+                .map(from_row::<IncomingWebhook>)
+                .transpose()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn incoming_webhook(&self, id: i64) -> StoreResult<Option<IncomingWebhook>> {
+                sqlx::query(&format!("SELECT {WEBHOOK_COLS} FROM incoming_webhooks WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(self.reads())
+                    .await?
+                    .as_ref()
+                    .map(from_row::<IncomingWebhook>)
+                    .transpose()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn incoming_webhooks(
+                &self,
+                room: Option<RoomId>,
+            ) -> StoreResult<Vec<IncomingWebhook>> {
+                sqlx::query(&format!(
+                    "SELECT {WEBHOOK_COLS} FROM incoming_webhooks
+                     WHERE CAST($1 AS BIGINT) IS NULL OR room_id = $1 ORDER BY id DESC"
+                ))
+                .bind(room)
+                .fetch_all(self.reads())
+                .await?
+                .iter()
+                .map(from_row::<IncomingWebhook>)
+                .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn revoke_incoming_webhook(&self, id: i64, at: Millis) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE incoming_webhooks SET revoked_at = $2
+                     WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .bind(at)
+                .execute(self.writes())
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             #[tracing::instrument(skip_all)]

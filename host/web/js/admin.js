@@ -8,6 +8,7 @@ import { Api } from './api.js';
 import { $, h, replace } from './dom.js';
 import users from './admin/users.js';
 import rooms from './admin/rooms.js';
+import webhooks from './admin/webhooks.js';
 import audit from './admin/audit.js';
 import health from './admin/health.js';
 import plugins from './admin/plugins.js';
@@ -16,7 +17,7 @@ import files from './admin/files.js';
 import assistant from './admin/assistant.js';
 import reference from './admin/api-reference.js';
 
-const ADMIN_SECTIONS = [users, rooms, audit, health, plugins, files, assistant];
+const ADMIN_SECTIONS = [users, rooms, webhooks, audit, health, plugins, files, assistant];
 /** The sections this user may open: admins run the server, the compliance role reviews it. */
 let SECTIONS = ADMIN_SECTIONS;
 
