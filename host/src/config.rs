@@ -1017,6 +1017,12 @@ pub struct Limits {
     /// A search whose words are all shorter than three characters (no index serves it) looks
     /// only at the newest this many events, so it stays a bounded scan.
     pub search_short_scan_events: u64,
+    /// A search naming senders (`from:`) walks those senders' messages, newest first,
+    /// instead of the word index when they have at most this many live messages together:
+    /// the word index would hand back every message with the word, most of them from
+    /// others. 0 always uses the word index. (PostgreSQL's planner makes this choice itself
+    /// from its statistics; the setting applies to SQLite.)
+    pub search_sender_scan_max: u64,
     /// Distinct `@name`s one message may mention (`too_many_mentions` beyond).
     pub mentions_per_message_max: usize,
     /// In rooms with more members than this, only owners and admins may say `@room`.
@@ -1064,6 +1070,7 @@ impl Default for Limits {
             search_terms_max: 16,
             search_page_max: 100,
             search_short_scan_events: 200_000,
+            search_sender_scan_max: 50_000,
             mentions_per_message_max: 20,
             room_mention_members_max: 100,
             reactions_per_message_max: 20,

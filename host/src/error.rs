@@ -89,6 +89,11 @@ impl ApiError {
             message: message.into(),
         }
     }
+    /// The one answer for a room the caller may not see: non-members cannot tell it from a
+    /// room that does not exist.
+    pub fn room_not_found() -> Self {
+        Self::not_found("room_not_found", "no such room, or you are not a member")
+    }
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::Conflict {
             code,

@@ -72,6 +72,7 @@ impl CloseReason {
 pub struct SessionHandle {
     pub conn_id: u64,
     pub user_id: UserId,
+    pub kind: ListenerKind,
     /// The auth session the connection was opened under (revoking it closes the socket).
     pub session_id: String,
     tx: mpsc::Sender<Outbound>,
@@ -79,6 +80,17 @@ pub struct SessionHandle {
     closed: Notify,
     /// When it last did something, and whether its client said `away`.
     presence: presence::SessionPresence,
+}
+
+/// What a hub session delivers to: both kinds get the same events and count for presence,
+/// but each is counted in its own gauge (an operator sizing WebSocket capacity should not
+/// see waiting Matrix `/sync` requests as sockets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// A WebSocket connection (`/api/v1/ws`).
+    WebSocket,
+    /// A Matrix `/sync` long poll, registered for as long as it waits.
+    LongPoll,
 }
 
 impl SessionHandle {
@@ -179,6 +191,7 @@ impl Hub {
     /// Add a live session with an outbound queue of `capacity` items.
     pub fn register(
         &self,
+        kind: ListenerKind,
         user_id: UserId,
         session_id: String,
         capacity: usize,
@@ -187,6 +200,7 @@ impl Hub {
         let handle = Arc::new(SessionHandle {
             conn_id: self.next_conn.fetch_add(1, Ordering::Relaxed),
             user_id,
+            kind,
             session_id,
             tx,
             close_reason: Mutex::new(None),
@@ -201,8 +215,15 @@ impl Hub {
             .entry(user_id)
             .or_default()
             .push(handle.clone());
-        self.metrics.ws_connections.inc();
+        self.gauge(kind).inc();
         (handle, rx)
+    }
+
+    fn gauge(&self, kind: ListenerKind) -> &prometheus_client::metrics::gauge::Gauge {
+        match kind {
+            ListenerKind::WebSocket => &self.metrics.ws_connections,
+            ListenerKind::LongPoll => &self.metrics.long_polls,
+        }
     }
 
     /// Drop a closed session. Call `presence_changed` for its user afterwards.
@@ -214,7 +235,7 @@ impl Hub {
                 let before = list.len();
                 list.retain(|h| h.conn_id != handle.conn_id);
                 if list.len() < before {
-                    self.metrics.ws_connections.dec();
+                    self.gauge(handle.kind).dec();
                 }
                 if list.is_empty() {
                     sessions.remove(&handle.user_id);
@@ -225,8 +246,13 @@ impl Hub {
         self.presence_session_gone(handle.user_id, was_last);
     }
 
+    /// Open WebSocket connections on this node (waiting long polls are not counted).
     pub fn connection_count(&self) -> usize {
-        read(&self.sessions).values().map(Vec::len).sum()
+        read(&self.sessions)
+            .values()
+            .flatten()
+            .filter(|handle| handle.kind == ListenerKind::WebSocket)
+            .count()
     }
 
     /// Sessions that were just revoked in the store (deactivation, a password reset or

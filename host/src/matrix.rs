@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use crate::config::MatrixConfig;
 use crate::error::{ApiError, Result};
-use crate::hub::{Hub, SessionHandle};
+use crate::hub::{Hub, ListenerKind, SessionHandle};
 use crate::ids::sha256_hex;
 use crate::router::Router;
 use crate::store::{Event, EventId, EventKind, Page, RoomId, Store, User, UserId};
@@ -193,9 +193,7 @@ impl Matrix {
             .and_then(|rest| rest.split_once(':'))
             .filter(|(_, server)| *server == self.config.server_name)
             .and_then(|(room, _)| room.parse().ok())
-            .ok_or_else(|| {
-                ApiError::not_found("room_not_found", "no such room, or you are not a member")
-            })
+            .ok_or_else(ApiError::room_not_found)
     }
 
     pub fn parse_event(id: &str) -> Result<EventId> {
@@ -243,7 +241,9 @@ impl Matrix {
         // The listener is a session of the hub like a WebSocket's: it gets the user's
         // rooms' events from this node and, through the bus, from the others, and ending
         // the session (a logout elsewhere, deactivation) ends the wait.
-        let (handle, mut wake) = self.hub.register(user.id, session_id.to_string(), 64);
+        let (handle, mut wake) =
+            self.hub
+                .register(ListenerKind::LongPoll, user.id, session_id.to_string(), 64);
         let _listening = Listening {
             hub: &self.hub,
             handle,

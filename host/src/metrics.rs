@@ -25,6 +25,8 @@ fn http_duration_histogram() -> Histogram {
 pub struct Metrics {
     /// Open WebSocket sessions on this node.
     pub ws_connections: Gauge,
+    /// Matrix `/sync` long polls waiting on this node.
+    pub long_polls: Gauge,
     /// WebSocket sessions closed, by reason (`client`, `slow_consumer`, `idle`, …).
     pub ws_closed: ByKind,
     /// Events committed to the store, by kind (`message`, `edit`, …).
@@ -69,6 +71,7 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             ws_connections: Gauge::default(),
+            long_polls: Gauge::default(),
             ws_closed: ByKind::default(),
             events_stored: ByKind::default(),
             deliveries: Counter::default(),
@@ -130,6 +133,11 @@ impl Metrics {
             "ws_connections",
             "Open WebSocket sessions",
             metrics.ws_connections.clone(),
+        );
+        sb.register(
+            "long_polls",
+            "Matrix /sync long polls waiting",
+            metrics.long_polls.clone(),
         );
         sb.register(
             "ws_closed",

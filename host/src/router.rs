@@ -866,10 +866,7 @@ impl RouterCore {
         if self.membership.members(room_id).await?.contains(&user) {
             Ok(())
         } else {
-            Err(ApiError::not_found(
-                "room_not_found",
-                "no such room, or you are not a member",
-            ))
+            Err(ApiError::room_not_found())
         }
     }
 
@@ -890,16 +887,14 @@ impl RouterCore {
     /// The caller's membership, or `room_not_found` — non-members can't tell a room they may
     /// not see from one that does not exist.
     pub async fn require_member(&self, user: UserId, room_id: RoomId) -> Result<Member> {
-        let not_found =
-            || ApiError::not_found("room_not_found", "no such room, or you are not a member");
         // Fast path through the hub's member cache; the role needs the store.
         if !self.membership.members(room_id).await?.contains(&user) {
-            return Err(not_found());
+            return Err(ApiError::room_not_found());
         }
         self.store
             .member(room_id, user)
             .await?
-            .ok_or_else(not_found)
+            .ok_or_else(ApiError::room_not_found)
     }
 
     /// The `seq` of a room's newest event (0 for none yet).
@@ -908,9 +903,10 @@ impl RouterCore {
     }
 
     async fn room(&self, room_id: RoomId) -> Result<Room> {
-        self.store.room(room_id).await?.ok_or_else(|| {
-            ApiError::not_found("room_not_found", "no such room, or you are not a member")
-        })
+        self.store
+            .room(room_id)
+            .await?
+            .ok_or_else(ApiError::room_not_found)
     }
 
     /// A message of this room that is not deleted.

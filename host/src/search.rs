@@ -171,10 +171,7 @@ pub async fn search(
         if let Some(reader) = reader
             && store.member(room, reader).await?.is_none()
         {
-            return Err(ApiError::not_found(
-                "room_not_found",
-                "no such room, or you are not a member",
-            ));
+            return Err(ApiError::room_not_found());
         }
         if !rooms.is_empty() && !rooms.contains(&room) {
             // `in:` and `room=` name different rooms: nothing can match both.
@@ -220,6 +217,7 @@ pub async fn search(
         has_file: parsed.has_file,
         before_id: request.cursor,
         recent_events: unindexed.then_some(limits.search_short_scan_events),
+        sender_scan_max: limits.search_sender_scan_max,
         limit: limit + 1,
     };
     let mut found = store.search_messages(&store_query).await?;

@@ -524,6 +524,10 @@ pub struct SearchQuery {
     /// serves (no word of three characters or more, no `has:file`), so it stays a bounded
     /// scan.
     pub recent_events: Option<u64>,
+    /// When `senders` is not empty and they have at most this many live messages, walk
+    /// their messages (the `events_sender_live` index) rather than the word index. A
+    /// choice of plan, not of results: both give the same page. 0: the word index.
+    pub sender_scan_max: u64,
     pub limit: u32,
 }
 

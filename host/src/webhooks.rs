@@ -83,17 +83,6 @@ impl Webhooks {
 
     /// Make a hook for `room` that posts as a new bot account named `name`.
     pub async fn create(&self, caller: &User, room_id: RoomId, name: &str) -> Result<CreatedHook> {
-        // A member learns first that a direct room takes no hooks (it has no owner).
-        if !caller.is_admin {
-            self.router.require_member(caller.id, room_id).await?;
-        }
-        let room = self.store.room(room_id).await?.ok_or_else(room_not_found)?;
-        if room.kind == RoomKind::Direct {
-            return Err(ApiError::bad_request(
-                "direct_room",
-                "a webhook posts into a group room, not a direct one",
-            ));
-        }
         self.require_manager(caller, room_id).await?;
         let name = name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.contains('\0') {
@@ -263,18 +252,27 @@ impl Webhooks {
         Ok(hook)
     }
 
-    /// A room owner or a server admin (who need not be a member).
+    /// That `caller` manages the room's hooks: its owner, or a server admin (who need not be
+    /// a member), and only in a group room. A member learns first that a direct room takes
+    /// no hooks (it has no owner), then whether they may manage the room's.
     async fn require_manager(&self, caller: &User, room_id: RoomId) -> Result<()> {
-        if caller.is_admin {
-            return self
-                .store
-                .room(room_id)
-                .await?
-                .map(|_| ())
-                .ok_or_else(room_not_found);
+        let role = if caller.is_admin {
+            None
+        } else {
+            Some(self.router.require_member(caller.id, room_id).await?.role)
+        };
+        let room = self
+            .store
+            .room(room_id)
+            .await?
+            .ok_or_else(ApiError::room_not_found)?;
+        if room.kind == RoomKind::Direct {
+            return Err(ApiError::bad_request(
+                "direct_room",
+                "a webhook posts into a group room, not a direct one",
+            ));
         }
-        let member = self.router.require_member(caller.id, room_id).await?;
-        if member.role < Role::Owner {
+        if role.is_some_and(|role| role < Role::Owner) {
             return Err(ApiError::forbidden(
                 "not_allowed",
                 "only the room's owner or a server admin manages its webhooks",
@@ -282,10 +280,6 @@ impl Webhooks {
         }
         Ok(())
     }
-}
-
-fn room_not_found() -> ApiError {
-    ApiError::not_found("room_not_found", "no such room, or you are not a member")
 }
 
 /// The metadata of a post: the hook's id and the post's own name and icon, checked as any

@@ -10,6 +10,34 @@ mod standard;
 
 use std::path::PathBuf;
 
+use crate::cluster::PgDb;
+use crate::hardening::{Backend, start_on};
+use crate::plugins_runtime::harness::{Spec, write_plugins};
+use crate::support::TestServer;
+
+/// What a test server started by [`start_with_card_dlp`] needs kept: its plugins'
+/// directory and, on PostgreSQL, its database.
+pub struct DlpGuard {
+    _plugins: tempfile::TempDir,
+    _db: Option<PgDb>,
+}
+
+/// A server on `backend` whose DLP plugin blocks card numbers: every integration's posts
+/// must meet it like people's messages do.
+pub async fn start_with_card_dlp(backend: Backend) -> (TestServer, DlpGuard) {
+    let dlp = Spec::new("dlp", "dlp")
+        .caps(&["log", "config", "kv"])
+        .settings("\"action.card\" = \"block\"\n");
+    let plugins = write_plugins(&[dlp]);
+    let dir = plugins.path().to_path_buf();
+    let (server, db) = start_on(backend, move |c| c.plugins.dir = Some(dir)).await;
+    let guard = DlpGuard {
+        _plugins: plugins,
+        _db: db,
+    };
+    (server, guard)
+}
+
 /// The Python of the integrations' virtual environment.
 pub fn python() -> PathBuf {
     let python =

@@ -30,7 +30,7 @@ use utoipa_axum::routes;
 use super::{AppQuery, AppState, bearer_token, parse_json};
 use crate::auth::Caller;
 use crate::error::{ApiError, Result};
-use crate::hub::{CloseReason, Outbound, SessionHandle};
+use crate::hub::{CloseReason, ListenerKind, Outbound, SessionHandle};
 use crate::protocol::{ClientFrame, ClientPresence, ServerFrame};
 use crate::store::{Event, RoomId};
 
@@ -116,6 +116,7 @@ enum Control {
 async fn run_session(state: AppState, caller: Caller, socket: WebSocket) {
     let limits = state.config.limits.clone();
     let (handle, outbound) = state.hub.register(
+        ListenerKind::WebSocket,
         caller.user.id,
         caller.session_id.clone(),
         limits.ws_send_queue,

@@ -97,6 +97,7 @@ impl Dialect for PgStore {
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const METADATA_TEXT: &'static str = "metadata::text";
     const FTS5: bool = false;
+    const SENDER_INDEX: &'static str = "";
 
     // `LIKE`, not `strpos`: the trigram index serves `LIKE '%…%'`.
     fn contains(param: &str) -> String {

@@ -36,6 +36,10 @@ pub(super) trait Dialect {
     /// three characters or more); otherwise PostgreSQL's trigram index serves `LIKE` on
     /// `e.search_text` directly.
     const FTS5: bool;
+    /// Written after `events e` when a search walks the senders' messages
+    /// ([`SearchPlan::BySender`]): SQLite is told the index (its planner has no statistics
+    /// to find it); PostgreSQL's planner needs no word.
+    const SENDER_INDEX: &'static str;
     /// A condition that `e.search_text` contains the value bound to parameter `param`.
     fn contains(param: &str) -> String;
     /// The value to bind for [`Self::contains`] of a folded term.
@@ -76,15 +80,31 @@ pub(super) enum SearchBind {
     Text(String),
 }
 
+/// Where a search starts. Both plans give the same page; they differ in what they read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SearchPlan {
+    /// From the word index where there is one (SQLite's FTS5 table), else from the events
+    /// newest first (PostgreSQL's planner chooses among its indexes).
+    Words,
+    /// From the senders' live messages newest first (`events_sender_live`), checking the
+    /// words on each: for `from:` searches whose senders wrote few messages, where the word
+    /// index would hand back every message with the word, most of them from others.
+    BySender,
+}
+
 /// The SQL of a search and its parameters, in order. The reader's membership is a
 /// condition of the query itself, so no row of a room the reader cannot read is ever
 /// produced (nor counted against the page's limit).
 ///
 /// On SQLite, when the query has a word of three characters or more, the FTS5 trigram
 /// index `events_fts` drives the query (walked newest first, so a page of a common word
-/// stops early); shorter words are checked on the candidate rows. On PostgreSQL the
-/// trigram index serves each `LIKE '%…%'` and the planner combines them.
-pub(super) fn search_sql<D: Dialect>(query: &super::SearchQuery) -> (String, Vec<SearchBind>) {
+/// stops early) unless the plan is [`SearchPlan::BySender`]; shorter words are checked on
+/// the candidate rows. On PostgreSQL the trigram index serves each `LIKE '%…%'` and the
+/// planner combines them.
+pub(super) fn search_sql<D: Dialect>(
+    query: &super::SearchQuery,
+    plan: SearchPlan,
+) -> (String, Vec<SearchBind>) {
     use std::fmt::Write as _;
 
     let mut binds = Vec::new();
@@ -98,7 +118,10 @@ pub(super) fn search_sql<D: Dialect>(query: &super::SearchQuery) -> (String, Vec
         .filter(|term| search_text::is_indexed(term))
         .collect();
     let mut sql = format!("SELECT {} FROM ", D::EVENT_COLS);
-    let order = if D::FTS5 && !indexed.is_empty() {
+    let order = if plan == SearchPlan::BySender {
+        let _ = write!(sql, "events e{} WHERE ", D::SENDER_INDEX);
+        "e.id"
+    } else if D::FTS5 && !indexed.is_empty() {
         // Each word a quoted FTS5 string (quotes doubled inside): all must occur.
         let expression = indexed
             .iter()
@@ -187,7 +210,7 @@ macro_rules! sql_store {
             DirectoryGroup, ExternalIdentity, IncomingWebhook, Millis, Annotations, Mentions, Pin, ReactionCount, Reactors, ThreadSummary, User, UserId, WritePolicy,
             now_millis,
         };
-        use $crate::store::sql::{SearchBind, search_sql};
+        use $crate::store::sql::{SearchBind, SearchPlan, search_sql};
 
         type DbRow = <sqlx::$db as sqlx::Database>::Row;
         type DbConnection = <sqlx::$db as sqlx::Database>::Connection;
@@ -427,6 +450,29 @@ macro_rules! sql_store {
         }
 
         impl $store {
+            /// How many live messages `senders` wrote together, counted no further than
+            /// `cap` (a walk of `events_sender_live`, so a search can tell cheaply whether
+            /// walking their messages is the shorter way).
+            async fn live_messages_of(&self, senders: &[UserId], cap: u64) -> StoreResult<u64> {
+                let list: Vec<String> = (1..=senders.len()).map(|i| format!("${i}")).collect();
+                let sql = format!(
+                    "SELECT COUNT(*) AS n FROM (SELECT 1 FROM events e{} WHERE e.sender_id IN ({}) AND {} LIMIT ${})",
+                    <$store>::SENDER_INDEX,
+                    list.join(", "),
+                    <$store>::LIVE_MESSAGE,
+                    senders.len() + 1
+                );
+                let mut statement = sqlx::query(&sql);
+                for &sender in senders {
+                    statement = statement.bind(sender);
+                }
+                let row = statement
+                    .bind(i64::try_from(cap).unwrap_or(i64::MAX))
+                    .fetch_one(self.reads())
+                    .await?;
+                Ok(u64::try_from(col::<_, i64>(&row, "n")?).unwrap_or(0))
+            }
+
             /// Link audit records written before the chain existed (an upgraded database),
             /// in id order, after the current head. Runs at open; a no-op afterwards.
             pub(super) async fn chain_unsealed(&self) -> StoreResult<u64> {
@@ -2694,7 +2740,17 @@ macro_rules! sql_store {
 
             #[tracing::instrument(skip_all)]
             async fn search_messages(&self, query: &SearchQuery) -> StoreResult<Vec<Event>> {
-                let (sql, binds) = search_sql::<$store>(query);
+                let plan = if <$store>::FTS5
+                    && !query.senders.is_empty()
+                    && query.sender_scan_max > 0
+                    && self.live_messages_of(&query.senders, query.sender_scan_max + 1).await?
+                        <= query.sender_scan_max
+                {
+                    SearchPlan::BySender
+                } else {
+                    SearchPlan::Words
+                };
+                let (sql, binds) = search_sql::<$store>(query, plan);
                 let mut statement = sqlx::query(&sql);
                 for bind in binds {
                     statement = match bind {

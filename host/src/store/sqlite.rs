@@ -149,6 +149,7 @@ impl Dialect for SqliteStore {
     const FOR_UPDATE: &'static str = "";
     const METADATA_TEXT: &'static str = "metadata";
     const FTS5: bool = true;
+    const SENDER_INDEX: &'static str = " INDEXED BY events_sender_live";
 
     fn contains(param: &str) -> String {
         format!("instr(e.search_text, {param}) > 0")

@@ -6,8 +6,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::hardening::{BACKENDS, start_on};
-use crate::plugins_runtime::harness::{Spec, write_plugins};
+use crate::hardening::BACKENDS;
 use crate::support::{Client, TestServer};
 
 /// Alertmanager's Slack notification with its default templates (`slack_configs`).
@@ -399,18 +398,14 @@ async fn a_hook_is_rate_limited_on_its_own() {
 }
 
 /// A card number posted through a webhook is refused by the DLP plugin like any other, with
-/// the plugin's reason, and nothing is stored: on both stores.
+/// the plugin's reason, and nothing is stored; the hook is listed and revoked: on both
+/// stores.
 #[tokio::test]
 async fn dlp_blocks_a_card_number_posted_through_a_webhook() {
     for backend in BACKENDS {
-        let dlp = Spec::new("dlp", "dlp")
-            .caps(&["log", "config", "kv"])
-            .settings("\"action.card\" = \"block\"\n");
-        let plugins = write_plugins(&[dlp]);
-        let dir = plugins.path().to_path_buf();
-        let (server, _db) = start_on(backend, move |c| c.plugins.dir = Some(dir)).await;
+        let (server, _guard) = super::start_with_card_dlp(backend).await;
         let alice = server.user("alice").await;
-        let (room, _, _, path) = room_with_hook(&alice, "pay").await;
+        let (room, hook, _, path) = room_with_hook(&alice, "pay").await;
         let (status, text) = post_hook(
             &server.base,
             &path,
@@ -441,5 +436,36 @@ async fn dlp_blocks_a_card_number_posted_through_a_webhook() {
             .map(|e| e["body"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(stored, vec!["nothing sensitive".to_string()], "{backend:?}");
+
+        // Listed in the room and server-wide, then revoked.
+        let (_, listed) = alice.get(&format!("/api/v1/rooms/{room}/webhooks")).await;
+        assert_eq!(
+            (listed[0]["id"].as_i64(), listed[0]["revoked_at"].is_null()),
+            (Some(hook), true),
+            "{backend:?}: {listed}"
+        );
+        let (_, all) = server.admin().await.get("/api/v1/admin/webhooks").await;
+        assert!(
+            all.as_array().unwrap().iter().any(|h| h["id"] == hook),
+            "{backend:?}: {all}"
+        );
+        let (status, body) = alice
+            .delete(&format!("/api/v1/rooms/{room}/webhooks/{hook}"))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{backend:?}: {body}");
+        let (status, text) = post_hook(
+            &server.base,
+            &path,
+            "application/json",
+            r#"{"text":"late"}"#,
+        )
+        .await;
+        assert_eq!(
+            (status, code(&text).as_str()),
+            (StatusCode::GONE, "hook_revoked"),
+            "{backend:?}"
+        );
+        let (_, listed) = alice.get(&format!("/api/v1/rooms/{room}/webhooks")).await;
+        assert!(listed[0]["revoked_at"].is_i64(), "{backend:?}: {listed}");
     }
 }

@@ -238,6 +238,38 @@ pub(super) async fn search_filters_and_pages(store: Arc<dyn Store>, _: Backend) 
     })
     .await;
     assert_eq!(from_bob.len(), 12);
+    // Walking bob's messages instead of the word index (he wrote 12: within a cap of 12,
+    // not of 11) gives the same results, pages included.
+    for sender_scan_max in [11, 12, 1_000] {
+        assert_eq!(
+            only(SearchQuery {
+                senders: vec![bob],
+                sender_scan_max,
+                ..words("report")
+            })
+            .await,
+            from_bob,
+            "sender_scan_max {sender_scan_max}"
+        );
+        let second_page = only(SearchQuery {
+            senders: vec![bob, alice],
+            sender_scan_max,
+            before_id: Some(from_bob[4]),
+            limit: 3,
+            ..words("report number")
+        })
+        .await;
+        assert_eq!(
+            second_page,
+            newest_first
+                .iter()
+                .copied()
+                .filter(|&id| id < from_bob[4])
+                .take(3)
+                .collect::<Vec<_>>(),
+            "sender_scan_max {sender_scan_max}"
+        );
+    }
     let in_one = only(SearchQuery {
         rooms: vec![one],
         ..words("report")
@@ -450,6 +482,34 @@ pub(super) async fn search_sees_only_rooms_the_reader_is_in(store: Arc<dyn Store
                     got, expected,
                     "history {history}, user {u}, word {word}: {ops:?}"
                 );
+                // `from:` each user, through the word index and through the sender's
+                // messages: the same page either way.
+                for (s, &sender) in users.iter().enumerate() {
+                    let from_sender: Vec<i64> = expected
+                        .iter()
+                        .copied()
+                        .filter(|id| messages[id].1 == s)
+                        .collect();
+                    for sender_scan_max in [0, 1_000_000] {
+                        let query = SearchQuery {
+                            senders: vec![sender],
+                            sender_scan_max,
+                            ..query.clone()
+                        };
+                        let got: Vec<i64> = store
+                            .search_messages(&query)
+                            .await
+                            .expect("search")
+                            .into_iter()
+                            .map(|e| e.id)
+                            .collect();
+                        assert_eq!(
+                            got, from_sender,
+                            "history {history}, user {u}, word {word}, from {s}, \
+                             sender_scan_max {sender_scan_max}: {ops:?}"
+                        );
+                    }
+                }
             }
         }
     }
