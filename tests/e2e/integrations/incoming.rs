@@ -72,6 +72,19 @@ async fn post_hook(
     (status, text)
 }
 
+/// Revoke a hook as its room's owner; its URL then answers 410 `hook_revoked`.
+async fn revoke_and_see_it_gone(owner: &Client, base: &str, room: i64, hook: i64, path: &str) {
+    let (status, body) = owner
+        .delete(&format!("/api/v1/rooms/{room}/webhooks/{hook}"))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, text) = post_hook(base, path, "application/json", r#"{"text":"late"}"#).await;
+    assert_eq!(
+        (status, code(&text).as_str()),
+        (StatusCode::GONE, "hook_revoked")
+    );
+}
+
 fn code(text: &str) -> String {
     serde_json::from_str::<Value>(text).expect("json error")["code"]
         .as_str()
@@ -298,21 +311,7 @@ print(json.dumps(answers))
     );
 
     // Revoked: the URL stops working at once and the bot leaves the room.
-    let (status, body) = alice
-        .delete(&format!("/api/v1/rooms/{room}/webhooks/{hook}"))
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    let (status, text) = post_hook(
-        &server.base,
-        &path,
-        "application/json",
-        r#"{"text":"late"}"#,
-    )
-    .await;
-    assert_eq!(
-        (status, code(&text).as_str()),
-        (StatusCode::GONE, "hook_revoked")
-    );
+    revoke_and_see_it_gone(&alice, &server.base, room, hook, &path).await;
     let (status, body) = alice
         .delete(&format!("/api/v1/rooms/{room}/webhooks/{hook}"))
         .await;
@@ -449,22 +448,7 @@ async fn dlp_blocks_a_card_number_posted_through_a_webhook() {
             all.as_array().unwrap().iter().any(|h| h["id"] == hook),
             "{backend:?}: {all}"
         );
-        let (status, body) = alice
-            .delete(&format!("/api/v1/rooms/{room}/webhooks/{hook}"))
-            .await;
-        assert_eq!(status, StatusCode::NO_CONTENT, "{backend:?}: {body}");
-        let (status, text) = post_hook(
-            &server.base,
-            &path,
-            "application/json",
-            r#"{"text":"late"}"#,
-        )
-        .await;
-        assert_eq!(
-            (status, code(&text).as_str()),
-            (StatusCode::GONE, "hook_revoked"),
-            "{backend:?}"
-        );
+        revoke_and_see_it_gone(&alice, &server.base, room, hook, &path).await;
         let (_, listed) = alice.get(&format!("/api/v1/rooms/{room}/webhooks")).await;
         assert!(listed[0]["revoked_at"].is_i64(), "{backend:?}: {listed}");
     }

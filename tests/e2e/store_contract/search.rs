@@ -21,6 +21,12 @@ fn words(query: &str) -> SearchQuery {
     }
 }
 
+/// The ids a search finds, in the order found.
+async fn found_ids(store: &Arc<dyn Store>, query: &SearchQuery) -> Vec<i64> {
+    let events = store.search_messages(query).await.expect("search");
+    events.into_iter().map(|e| e.id).collect()
+}
+
 async fn found(store: &Arc<dyn Store>, query: &SearchQuery) -> Vec<String> {
     store
         .search_messages(query)
@@ -463,13 +469,7 @@ pub(super) async fn search_sees_only_rooms_the_reader_is_in(store: Arc<dyn Store
                     limit: 1000,
                     ..SearchQuery::default()
                 };
-                let got: Vec<i64> = store
-                    .search_messages(&query)
-                    .await
-                    .expect("search")
-                    .into_iter()
-                    .map(|e| e.id)
-                    .collect();
+                let got = found_ids(&store, &query).await;
                 let expected: Vec<i64> = messages
                     .iter()
                     .rev()
@@ -496,13 +496,7 @@ pub(super) async fn search_sees_only_rooms_the_reader_is_in(store: Arc<dyn Store
                             sender_scan_max,
                             ..query.clone()
                         };
-                        let got: Vec<i64> = store
-                            .search_messages(&query)
-                            .await
-                            .expect("search")
-                            .into_iter()
-                            .map(|e| e.id)
-                            .collect();
+                        let got = found_ids(&store, &query).await;
                         assert_eq!(
                             got, from_sender,
                             "history {history}, user {u}, word {word}, from {s}, \
