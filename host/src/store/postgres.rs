@@ -18,6 +18,30 @@ use super::sql::{Dialect, sql_store};
 /// serialization conflict; nothing was committed, so running it again is safe.
 const ATTEMPTS: usize = 3;
 
+/// At start: warn when the room log and its indexes have outgrown PostgreSQL's
+/// `shared_buffers`. Searches then read their candidate rows through the operating system's
+/// cache, which measured twice as slow at a million messages (`docs/benchmarks.md`, "Search,
+/// second round"); Debian's default of 128 MB is outgrown at about 300,000 messages. Only a
+/// warning: the setting is the database operator's, and the server works either way.
+async fn warn_if_buffers_outgrown(pool: &PgPool) {
+    let sizes: Result<(i64, i64), sqlx::Error> = sqlx::query_as(
+        "SELECT pg_size_bytes(current_setting('shared_buffers')), pg_total_relation_size('events')",
+    )
+    .fetch_one(pool)
+    .await;
+    match sizes {
+        Ok((buffers, events)) if events > buffers => tracing::warn!(
+            shared_buffers_mib = buffers >> 20,
+            events_mib = events >> 20,
+            "the events table and its indexes have outgrown PostgreSQL's shared_buffers; \
+             searches will be slower (docs/operations.md, \"Search and its index\")"
+        ),
+        Ok(_) => {}
+        // Reading a setting is not worth refusing to start over.
+        Err(err) => tracing::debug!(error = %err, "could not compare shared_buffers"),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -41,6 +65,7 @@ impl PgStore {
             policy: WritePolicy::from_options(options),
         };
         store.chain_unsealed().await?;
+        warn_if_buffers_outgrown(&store.pool).await;
         Ok(store)
     }
 
