@@ -2743,7 +2743,7 @@ macro_rules! sql_store {
                 let plan = if <$store>::FTS5
                     && !query.senders.is_empty()
                     && query.sender_scan_max > 0
-                    && self.live_messages_of(&query.senders, query.sender_scan_max + 1).await?
+                    && self.live_messages_of(&query.senders, query.sender_scan_max.saturating_add(1)).await?
                         <= query.sender_scan_max
                 {
                     SearchPlan::BySender
