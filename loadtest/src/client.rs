@@ -9,6 +9,7 @@ use futures_util::{SinkExt, StreamExt, stream};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::server::{ADMIN_PASSWORD, Server};
@@ -151,14 +152,22 @@ async fn login(
 
 /// Open a WebSocket for `user` on their node, split, nothing read yet.
 pub async fn open(server: &Server, user: &User) -> anyhow::Result<(WsSink, WsStream)> {
-    // TCP_NODELAY on the client too, so measured latency is the server's, not Nagle's.
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(
-        server.ws_url(user.id, &user.token),
-        None,
-        true,
-    )
-    .await?;
-    Ok(ws.split())
+    Ok(open_url(&server.ws_url(user.id, &user.token))
+        .await?
+        .split())
+}
+
+/// Open a WebSocket the way every client of the load tool does.
+///
+/// TCP_NODELAY on the client too, so measured latency is the server's, not Nagle's. A 4 KiB
+/// read buffer instead of tungstenite's 128 KiB: tungstenite zero-fills the free part of its
+/// buffer before every read, and with the default that memset was a fifth of the load
+/// tool's CPU, taken from the cores it shares with the server (the buffer still grows for a
+/// larger frame).
+pub async fn open_url(url: &str) -> anyhow::Result<WebSocketStream<MaybeTlsStream<TcpStream>>> {
+    let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+    Ok(ws)
 }
 
 /// Open a WebSocket and read past `hello`.

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{Api, User, connect};
+use crate::client::{self, Api, User, connect};
 use crate::server::{ProcSample, Server};
 use crate::stats::{Clock, Tally};
 
@@ -381,9 +381,9 @@ pub async fn reconnect_storm(
     for member in members {
         let (server, member) = (server.clone(), member.clone());
         tasks.spawn(async move {
-            let (ws, _) =
-                tokio_tungstenite::connect_async(server.ws_url(member.id, &member.token)).await?;
-            let (mut sink, mut stream) = ws.split();
+            let (mut sink, mut stream) = client::open_url(&server.ws_url(member.id, &member.token))
+                .await?
+                .split();
             let sync = json!({ "type": "sync", "rooms": { room.to_string(): 0 } });
             sink.send(Message::Text(sync.to_string().into())).await?;
             let mut seqs = Vec::new();
