@@ -611,6 +611,7 @@ async fn check_sqlite_copy(
     let options = StoreOptions {
         max_connections: 2,
         sqlite_synchronous: config.store.sqlite_synchronous,
+        sqlite_checkpoint_interval: config.store.sqlite_checkpoint_interval(),
         preserve_versions: config.compliance.preserve_deleted,
         index_search: false,
     };

@@ -1105,6 +1105,11 @@ pub struct StoreConfig {
     /// SQLite durability: `full` (default; an acknowledged message survives power loss) or
     /// `normal` (survives a process crash only).
     pub sqlite_synchronous: SqliteSync,
+    /// SQLite: how often (ms) a connection of its own copies the WAL back into the
+    /// database file with a passive checkpoint, which never blocks the writer. 0 leaves it
+    /// to SQLite, which checkpoints inside the commit that fills 1,000 pages and so makes
+    /// that commit's senders wait for it.
+    pub sqlite_checkpoint_ms: u64,
     /// Most writes committed in one transaction by the group-commit writer.
     pub commit_batch_max: usize,
     /// Writes waiting for the group-commit writer before senders are told to retry.
@@ -1116,11 +1121,19 @@ pub struct StoreConfig {
     pub search_index: bool,
 }
 
+impl StoreConfig {
+    /// `sqlite_checkpoint_ms` as the store takes it: `None` for 0.
+    pub fn sqlite_checkpoint_interval(&self) -> Option<Duration> {
+        (self.sqlite_checkpoint_ms > 0).then(|| Duration::from_millis(self.sqlite_checkpoint_ms))
+    }
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             max_connections: 8,
             sqlite_synchronous: SqliteSync::Full,
+            sqlite_checkpoint_ms: 100,
             commit_batch_max: 512,
             commit_queue: 16_384,
             search_index: true,

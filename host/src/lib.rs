@@ -73,6 +73,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let options = StoreOptions {
         max_connections: config.store.max_connections,
         sqlite_synchronous: config.store.sqlite_synchronous,
+        sqlite_checkpoint_interval: config.store.sqlite_checkpoint_interval(),
         preserve_versions: config.compliance.preserve_deleted,
         index_search: config.store.search_index,
     };

@@ -16,6 +16,7 @@ pub mod commit;
 pub mod hooks;
 mod plugin_calls;
 mod reactions;
+mod retries;
 pub mod rules;
 #[cfg(test)]
 mod tests;
@@ -122,6 +123,8 @@ pub struct RouterCore {
     hub: Arc<Hub>,
     hooks: Arc<dyn Hooks>,
     committer: Committer,
+    /// Retry lookups batched across senders, started on first use (it needs a runtime).
+    retries: std::sync::OnceLock<retries::RetryLookups>,
     limits: Limits,
     rate: DefaultKeyedRateLimiter<UserId>,
     /// The governed language model, once attached (`llm.answer` jobs need it).
@@ -179,6 +182,7 @@ impl RouterCore {
             hub,
             hooks,
             committer,
+            retries: std::sync::OnceLock::new(),
             rate: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             limits,
             llm: std::sync::OnceLock::new(),
@@ -257,11 +261,7 @@ impl RouterCore {
         }
         if !files.is_empty() {
             // A retry's files are already attached (to its original): answer with that.
-            if let Some(original) = self
-                .store
-                .event_by_client_msg_id(sender.id, &client_msg_id)
-                .await?
-            {
+            if let Some(original) = self.original_of(sender.id, &client_msg_id).await? {
                 return duplicate_ack(original, room_id);
             }
             self.check_attachable(sender, room_id, &files).await?;
@@ -288,10 +288,7 @@ impl RouterCore {
         // commit itself does (it returns the original for a known `client_msg_id`), so the
         // hot path skips it.
         if self.hooks.implements(HookKind::MessagePreSend)
-            && let Some(original) = self
-                .store
-                .event_by_client_msg_id(sender.id, &client_msg_id)
-                .await?
+            && let Some(original) = self.original_of(sender.id, &client_msg_id).await?
         {
             return duplicate_ack(original, room_id);
         }
@@ -342,6 +339,15 @@ impl RouterCore {
             command: None,
             mentions_not_in_room: mentioned.not_in_room,
         })
+    }
+
+    /// The stored event of an earlier send with this `client_msg_id`, if any: looked up
+    /// together with other senders' (see `retries`).
+    async fn original_of(&self, sender: UserId, client_msg_id: &str) -> Result<Option<Event>> {
+        let retries = self
+            .retries
+            .get_or_init(|| retries::RetryLookups::start(Arc::clone(&self.store)));
+        Ok(retries.original(sender, client_msg_id).await?)
     }
 
     /// Whom `body` mentions in the room (see [`mentions`]).

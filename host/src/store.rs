@@ -10,6 +10,7 @@
 //! - deleting a message erases its body (and the bodies of its edits) from storage.
 
 pub mod chain;
+mod checkpoint;
 mod common;
 pub mod migrate;
 pub mod postgres;
@@ -20,6 +21,7 @@ pub mod sqlite;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -857,6 +859,9 @@ pub trait Store: Send + Sync + 'static {
         sender: UserId,
         client_msg_id: &str,
     ) -> StoreResult<Option<Event>>;
+    /// [`event_by_client_msg_id`](Self::event_by_client_msg_id) for many sends at once:
+    /// the events stored for any of the `(sender, client_msg_id)` keys, in no set order.
+    async fn events_by_client_msg_ids(&self, keys: &[(UserId, &str)]) -> StoreResult<Vec<Event>>;
     async fn events(&self, room: RoomId, page: Page, limit: u32) -> StoreResult<Vec<Event>>;
 
     // ---- read cursors ----
@@ -1117,6 +1122,9 @@ pub struct StoreOptions {
     /// SQLite `synchronous`: `full` (survives power loss) or `normal` (survives a crash of
     /// the process, may lose the last transactions on power loss).
     pub sqlite_synchronous: SqliteSync,
+    /// How often a connection of its own checkpoints SQLite's WAL (`store::checkpoint`);
+    /// `None`: SQLite checkpoints inside the commit that fills 1,000 pages.
+    pub sqlite_checkpoint_interval: Option<Duration>,
     /// Keep every message's earlier text on edit and delete (`compliance.preserve_deleted`),
     /// not only under a legal hold.
     pub preserve_versions: bool,
@@ -1152,6 +1160,7 @@ impl Default for StoreOptions {
         Self {
             max_connections: 8,
             sqlite_synchronous: SqliteSync::Full,
+            sqlite_checkpoint_interval: Some(Duration::from_millis(100)),
             preserve_versions: false,
             index_search: true,
         }

@@ -15,8 +15,8 @@ use futures_util::FutureExt;
 use futures_util::future::join_all;
 use sqlx::{Connection, Row};
 use switchboard::store::{
-    self, Appended, EventKind, Metadata, NewEvent, NewRoom, NewUser, Page, Role, RoomKind, Session,
-    Store, StoreError, StoreOptions, StoreResult, UserId, now_millis,
+    self, Appended, Event, EventKind, Metadata, NewEvent, NewRoom, NewUser, Page, Role, RoomKind,
+    Session, Store, StoreError, StoreOptions, StoreResult, UserId, now_millis,
 };
 
 mod accounts;
@@ -34,7 +34,7 @@ use plugin_data::{audit, llm_usage_counts, plugin_kv};
 use room_log::{
     append_is_ordered_and_gap_free, deleted_text_is_erased_from_storage, edit_and_delete,
     failed_items_burn_no_seq, idempotent_retry, long_runs_of_messages, paging,
-    reopen_keeps_everything,
+    reopen_keeps_everything, retries_are_found_in_bulk,
 };
 use rooms::{direct_room_exactly_once, group_rooms, join_and_leave, read_cursors_and_unread};
 use search::{
@@ -262,6 +262,7 @@ contract!(
     direct_room_exactly_once,
     append_is_ordered_and_gap_free,
     idempotent_retry,
+    retries_are_found_in_bulk,
     edit_and_delete,
     deleted_text_is_erased_from_storage,
     failed_items_burn_no_seq,
@@ -282,6 +283,55 @@ contract!(
     search_sees_only_rooms_the_reader_is_in,
     reindex_fills_in_what_is_missing,
 );
+
+/// SQLite's own: the WAL is copied back into the database file by the background
+/// checkpoint (`store.sqlite_checkpoint_ms`), long before the 1,000 pages at which SQLite
+/// would do it inside a commit. Seen from outside: the main file grows to the database's
+/// size while the writer stays idle. With SQLite's default the new pages would stay in the
+/// WAL, and this test times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_is_checkpointed_in_the_background() {
+    run_sqlite(|store, backend| async move {
+        let alice = user(&store, "alice").await;
+        let room = group(&store, alice, &[]).await;
+        // New pages for sure: 20 messages of 3 KiB each, one commit each.
+        for i in 0..20 {
+            send(&store, room, alice, &format!("c{i}"), &"w".repeat(3 * 1024)).await;
+        }
+        let path = backend.url.trim_start_matches("sqlite://").to_string();
+        let mut conn = sqlx::SqliteConnection::connect(&backend.url)
+            .await
+            .expect("raw");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let size: i64 = sqlx::query_scalar(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .expect("size");
+            let on_disk = std::fs::metadata(&path).expect("db file").len();
+            if on_disk == u64::try_from(size).expect("size") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file holds {on_disk} of {size} bytes: the WAL was not checkpointed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        conn.close().await.expect("close");
+        // The store still writes and reads after its checkpoints.
+        let id = send(&store, room, alice, "after", "more").await;
+        let events = store
+            .events(room, Page::After(0), 100)
+            .await
+            .expect("events");
+        let last = events.last().expect("events");
+        assert_eq!((last.id, last.body.as_deref()), (id, Some("more")));
+    })
+    .await;
+}
 
 // ---------------------------------------------------------------------------------------
 // Helpers

@@ -147,6 +147,30 @@ fn code(err: &ApiError) -> &str {
 }
 
 #[tokio::test]
+async fn concurrent_retries_are_each_answered_with_their_own_original() {
+    let f = fixture(Script::Continue).await;
+    let send = |cmid: String| {
+        let (router, alice, room) = (&f.router, &f.alice, f.room);
+        async move {
+            router
+                .send_message(alice, room, cmid, "hi".into(), Metadata::new(), 0)
+                .await
+                .unwrap()
+        }
+    };
+    // Sent at once, the retry lookups share batches (15: within the default burst).
+    let firsts = futures_util::future::join_all((0..15).map(|i| send(format!("c{i}")))).await;
+    let retries =
+        futures_util::future::join_all((0..15).rev().map(|i| send(format!("c{i}")))).await;
+    for (first, retry) in firsts.iter().zip(retries.iter().rev()) {
+        assert!(!first.duplicate && retry.duplicate);
+        assert_eq!((retry.id, retry.seq), (first.id, first.seq));
+    }
+    // The chain saw each message once.
+    assert_eq!(f.hooks.seen.lock().unwrap().pre_send.len(), 15);
+}
+
+#[tokio::test]
 async fn a_message_passes_the_chain_is_stored_and_observed_once() {
     let f = fixture(Script::Continue).await;
     let ack = f

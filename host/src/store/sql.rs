@@ -15,6 +15,10 @@
 
 use super::{Appended, NewEvent, StoreResult, search_text};
 
+/// Most `(sender, client_msg_id)` keys one `events_by_client_msg_ids` statement asks for;
+/// more take several statements. A power of two (the statement shapes double up to it).
+pub(in crate::store) const KEYS_PER_LOOKUP: usize = 32;
+
 /// What differs between the backends. Implemented by each store type; the shared body in
 /// [`sql_store!`] reads these.
 pub(super) trait Dialect {
@@ -2219,6 +2223,50 @@ macro_rules! sql_store {
             ) -> StoreResult<Option<Event>> {
                 let mut conn = self.reads().acquire().await?;
                 event_by_client_msg_id(&mut conn, sender, client_msg_id).await
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn events_by_client_msg_ids(
+                &self,
+                keys: &[(UserId, &str)],
+            ) -> StoreResult<Vec<Event>> {
+                // A few statement shapes (1, 2, 4 … 32 keys), the unused places repeating
+                // the last key, so that sqlx's statement cache holds them all.
+                static SHAPES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+                let shapes = SHAPES.get_or_init(|| {
+                    (0..=$crate::store::sql::KEYS_PER_LOOKUP.ilog2())
+                        .map(|power| {
+                            let terms: Vec<String> = (0..1usize << power)
+                                .map(|i| {
+                                    format!(
+                                        "(sender_id = ${} AND client_msg_id = ${})",
+                                        2 * i + 1,
+                                        2 * i + 2
+                                    )
+                                })
+                                .collect();
+                            format!(
+                                "SELECT {} FROM events WHERE {}",
+                                <$store>::EVENT_COLS,
+                                terms.join(" OR ")
+                            )
+                        })
+                        .collect()
+                });
+                let mut found = Vec::new();
+                for chunk in keys.chunks($crate::store::sql::KEYS_PER_LOOKUP) {
+                    let Some(&last) = chunk.last() else { continue };
+                    let places = chunk.len().next_power_of_two();
+                    let mut query = sqlx::query(&shapes[places.ilog2() as usize]);
+                    for i in 0..places {
+                        let (sender, client_msg_id) = chunk.get(i).copied().unwrap_or(last);
+                        query = query.bind(sender).bind(client_msg_id);
+                    }
+                    for row in query.fetch_all(self.reads()).await? {
+                        found.push(event_from_row(&row)?);
+                    }
+                }
+                Ok(found)
             }
 
             #[tracing::instrument(skip_all)]

@@ -9,12 +9,14 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::checkpoint::{BACKSTOP_PAGES, Checkpointer};
 use super::common::NewMessage;
 use super::sql::{Dialect, sql_store};
 use super::{SqliteSync, StoreOptions};
@@ -31,6 +33,9 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Earlier texts kept, search text written.
     policy: WritePolicy,
+    /// The background WAL checkpoint (`store.sqlite_checkpoint_ms`), stopped with the last
+    /// clone of the store; `None` when SQLite checkpoints inside commits.
+    _checkpointer: Option<Arc<Checkpointer>>,
 }
 
 impl SqliteStore {
@@ -63,6 +68,14 @@ impl SqliteStore {
             // Deleted message text must leave the file, not linger in freed pages (the
             // contract test for erasure fails without this).
             .pragma("secure_delete", "ON");
+        // With the background checkpoint, the writer's own is only a backstop (see
+        // `checkpoint`); without it, SQLite's default of 1,000 pages stands.
+        let background_checkpoint = options.sqlite_checkpoint_interval.filter(|_| !memory);
+        let writer_opts = if background_checkpoint.is_some() {
+            writer_opts.pragma("wal_autocheckpoint", BACKSTOP_PAGES.to_string())
+        } else {
+            writer_opts
+        };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -77,6 +90,10 @@ impl SqliteStore {
         super::schema::refuse_newer_sqlite(&writer).await?;
         super::schema::SQLITE.run(&writer).await?;
 
+        let checkpointer = match background_checkpoint {
+            Some(every) => Some(Checkpointer::start(base.clone(), every).await?),
+            None => None,
+        };
         // An in-memory database exists only on its one connection: read through the writer.
         let reader = if memory {
             writer.clone()
@@ -90,6 +107,7 @@ impl SqliteStore {
             writer,
             reader,
             policy: WritePolicy::from_options(options),
+            _checkpointer: checkpointer,
         };
         store.chain_unsealed().await?;
         Ok(store)

@@ -126,6 +126,51 @@ pub(super) async fn idempotent_retry(store: Arc<dyn Store>, _: Backend) {
     );
 }
 
+/// The bulk form of `event_by_client_msg_id`, which the router batches retry lookups with:
+/// every stored key found once, unknown keys and other senders' ids not, at every count
+/// (statement shapes of 1, 2, 4 … 32 keys, padded; more than 32 take several statements).
+pub(super) async fn retries_are_found_in_bulk(store: Arc<dyn Store>, _: Backend) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let room = group(&store, alice, &[bob]).await;
+    let batch: Vec<NewEvent> = (0..40)
+        .map(|i| msg(room, alice, &format!("a{i}"), &format!("text {i}")))
+        .chain([msg(room, bob, "b0", "bob's")])
+        .collect();
+    let stored = append_ok(&store, batch).await;
+
+    for count in [0, 1, 2, 3, 5, 31, 32, 33, 40, 70] {
+        // Alternate stored and unknown keys (and bob's id under alice's name).
+        let names: Vec<(UserId, String)> = (0..count)
+            .map(|i| match i % 3 {
+                0 => (alice, format!("a{}", i % 40)),
+                1 => (alice, format!("unknown{i}")),
+                _ => (alice, "b0".to_string()),
+            })
+            .collect();
+        let keys: Vec<(UserId, &str)> = names.iter().map(|(u, c)| (*u, c.as_str())).collect();
+        let mut found = store
+            .events_by_client_msg_ids(&keys)
+            .await
+            .expect("bulk lookup");
+        found.sort_by_key(|e| e.id);
+        let mut expected: Vec<Event> = (0..count)
+            .filter(|i| i % 3 == 0)
+            .map(|i| stored[i % 40].event.clone())
+            .collect();
+        expected.sort_by_key(|e| e.id);
+        expected.dedup();
+        assert_eq!(found, expected, "{count} keys");
+    }
+    // The same key twice, and keys of two senders in one lookup.
+    let found = store
+        .events_by_client_msg_ids(&[(alice, "a1"), (alice, "a1"), (bob, "b0")])
+        .await
+        .expect("bulk lookup");
+    assert_eq!(found.len(), 2);
+    assert!(found.contains(&stored[1].event) && found.contains(&stored[40].event));
+}
+
 pub(super) async fn edit_and_delete(store: Arc<dyn Store>, _: Backend) {
     let alice = user(&store, "alice").await;
     let bob = user(&store, "bob").await;
