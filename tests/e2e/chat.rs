@@ -380,3 +380,79 @@ async fn members_are_added_removed_and_leave() {
     let (_, detail) = alice.get(&format!("/api/v1/rooms/{room}")).await;
     assert_eq!(detail["last_seq"], 5);
 }
+
+/// With a `message-pre-send` plugin in the path, retries are looked up before the plugins
+/// run, many senders' lookups in one query (`router/retries.rs`): each concurrent retry is
+/// answered with its own original and the plugin runs once per message, on both stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_with_a_plugin_in_the_path_are_answered_from_the_store() {
+    retries_with_a_plugin(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_with_a_plugin_in_the_path_on_postgres() {
+    retries_with_a_plugin(true).await;
+}
+
+async fn retries_with_a_plugin(postgres: bool) {
+    use crate::plugins_runtime::harness::{Spec, server_tweaked};
+    use futures_util::future::join_all;
+
+    const SENDS: usize = 30;
+    let db = if postgres {
+        Some(crate::cluster::PgDb::create().await)
+    } else {
+        None
+    };
+    let url = db.as_ref().map(|db| db.url.clone());
+    let guard = Spec::new("guard", "keyword-guard")
+        .caps(&["config"])
+        .settings("\"block.forbidden\" = \"no\"\n");
+    let (server, _plugins) = server_tweaked(vec![guard], move |c| {
+        c.limits.messages_per_second = 10_000;
+        c.limits.message_burst = 10_000;
+        if let Some(url) = url {
+            c.database_url = Some(switchboard::config::Secret(url));
+        }
+    })
+    .await;
+    let admin = server.admin().await;
+    let calls = || async {
+        let (status, view) = admin.get("/api/v1/admin/plugins/guard").await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        view["status"]["counters"]["calls"].as_u64().expect("calls")
+    };
+    let alice = server.user("alice").await;
+    let room = alice.group("retries", &[]).await;
+    let before = calls().await;
+
+    let send = |i: usize| {
+        let alice = alice.clone();
+        async move {
+            alice
+                .send_http(room, &format!("m{i}"), &format!("text {i}"))
+                .await
+        }
+    };
+    let firsts = join_all((0..SENDS).map(send)).await;
+    assert_eq!(
+        calls().await - before,
+        SENDS as u64,
+        "one call per new message"
+    );
+    // The retries at once, in the opposite order, so they share lookups.
+    let retries = join_all((0..SENDS).rev().map(send)).await;
+    for (i, (status, again)) in retries.iter().rev().enumerate() {
+        let (first_status, first) = &firsts[i];
+        assert_eq!(*first_status, StatusCode::CREATED, "{first}");
+        assert_eq!(*status, StatusCode::OK, "{again}");
+        assert_eq!(again["duplicate"], true, "{again}");
+        assert_eq!((&again["id"], &again["seq"]), (&first["id"], &first["seq"]));
+    }
+    assert_eq!(
+        calls().await - before,
+        SENDS as u64,
+        "the plugin did not run for a retry"
+    );
+    assert_eq!(alice.history(room, "?limit=100").await.len(), SENDS);
+}
