@@ -611,7 +611,8 @@ async fn check_sqlite_copy(
     let options = StoreOptions {
         max_connections: 2,
         sqlite_synchronous: config.store.sqlite_synchronous,
-        sqlite_checkpoint_interval: config.store.sqlite_checkpoint_interval(),
+        // A short-lived check of a copy: no background checkpoint for it.
+        sqlite_checkpoint_interval: None,
         preserve_versions: config.compliance.preserve_deleted,
         index_search: false,
     };

@@ -10,9 +10,11 @@
 //! Like group commit, one task takes every lookup queued and asks the store once for all of
 //! them; while that query runs, the next lookups queue up. Under load many sends share one
 //! hop; alone, a send pays one extra task hop. One batch at a time is deliberate: with four
-//! in flight, batches stayed small and most of the saving was lost (`docs/benchmarks.md`). Whatever goes wrong here (the queue full, the
-//! batch query failing, the task gone), the send falls back to its own lookup, so it gets
-//! the store's answer or the store's own error, never a different one.
+//! in flight, batches stayed small and most of the saving was lost (`docs/benchmarks.md`).
+//!
+//! Whatever goes wrong here (the queue full, the batch query failing, the task gone), the
+//! send falls back to its own lookup, so it gets the store's answer or the store's own
+//! error, never a different one.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -16,8 +16,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::ConnectOptions as _;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
@@ -48,19 +48,13 @@ impl Checkpointer {
         options: SqliteConnectOptions,
         every: Duration,
     ) -> StoreResult<Arc<Self>> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await?;
-        let task = tokio::spawn(run(pool, every));
+        let conn = options.connect().await?;
+        let task = tokio::spawn(run(conn, every));
         Ok(Arc::new(Self { task }))
     }
 }
 
-async fn run(pool: SqlitePool, every: Duration) {
+async fn run(mut conn: SqliteConnection, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // Log a failure once per run of failures, not every tick.
@@ -70,7 +64,7 @@ async fn run(pool: SqlitePool, every: Duration) {
         // (busy, frames in the WAL, frames copied back); busy is 1 when a concurrent
         // `TRUNCATE` checkpoint (after an erasure) held the checkpoint lock.
         let result = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&pool)
+            .fetch_one(&mut conn)
             .await;
         match result {
             Ok((_, wal_frames, copied)) => {
