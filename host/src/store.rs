@@ -18,6 +18,7 @@ pub mod schema;
 pub mod search_text;
 mod sql;
 pub mod sqlite;
+mod sqlite_messages;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -6,7 +6,10 @@
 
 use std::collections::HashSet;
 
-use super::{EventKind, Metadata, NewEvent, Role, RoomId, StoreError, StoreResult, UserId};
+use super::{
+    Event, EventId, EventKind, Metadata, Millis, NewEvent, Role, RoomId, StoreError, StoreResult,
+    UserId,
+};
 
 /// Which constraint a database error broke, if any. Per-item failures in a batch are
 /// recognised through this, everything else aborts the batch.
@@ -234,6 +237,31 @@ impl<'a> NewMessage<'a> {
                 metadata,
             }),
             _ => None,
+        }
+    }
+
+    /// The event this message became, once the database gave it `id` and `seq` (a plain
+    /// new message's row holds nothing else the database chose) and it was stored at `now`.
+    pub fn stored(&self, id: EventId, seq: i64, now: Millis) -> Event {
+        Event {
+            id,
+            room_id: self.room_id,
+            seq,
+            kind: EventKind::Message,
+            sender_id: self.sender_id,
+            target: None,
+            body: Some(self.body.to_string()),
+            metadata: self.metadata.clone(),
+            client_msg_id: Some(self.client_msg_id.to_string()),
+            created_at: now,
+            edited_at: None,
+            deleted: false,
+            thread_root: None,
+            also_to_room: false,
+            mentions: Vec::new(),
+            mentions_room: false,
+            thread: None,
+            reactions: Vec::new(),
         }
     }
 }

@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 use super::checkpoint::{BACKSTOP_PAGES, Checkpointer};
 use super::common::NewMessage;
 use super::sql::{Dialect, sql_store};
+use super::sqlite_messages::{Inserted, Transaction, insert_run};
 use super::{SqliteSync, StoreOptions};
 
 /// How long a connection waits for the file lock (another process, a checkpoint) before
@@ -210,7 +211,7 @@ impl Dialect for SqliteStore {
     }
 
     /// One transaction on the single writer. Runs of new messages take the one-statement
-    /// path, many statements per round trip to the SQLite thread; the rest go through the
+    /// path, a whole run per hand-off to the writer connection; the rest go through the
     /// shared savepoint loop. Any error other than an item's own fails the batch: SQLite may
     /// already have rolled the transaction back (I/O, a full disk).
     async fn append_batch(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>> {
@@ -242,6 +243,12 @@ fn schema_changed(err: &StoreError) -> bool {
 impl SqliteStore {
     async fn append_once(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>> {
         let now = now_millis();
+        let plain: Vec<NewMessage<'_>> = batch.iter().map_while(NewMessage::plain).collect();
+        if plain.len() == batch.len() {
+            // New messages only: begun, written and committed in one hand-off.
+            let mut conn = self.writer.acquire().await?;
+            return append_messages(&mut conn, &plain, now, self.policy, Transaction::Own).await;
+        }
         let mut tx = self.begin_write().await?;
         let mut results = Vec::with_capacity(batch.len());
         while results.len() < batch.len() {
@@ -250,7 +257,9 @@ impl SqliteStore {
             if run.is_empty() {
                 results.push(apply_in_savepoint(&mut tx, &rest[0], now, self.policy).await?);
             } else {
-                results.extend(append_messages(&mut tx, &run, now, self.policy).await?);
+                let written =
+                    append_messages(&mut tx, &run, now, self.policy, Transaction::Caller).await?;
+                results.extend(written);
             }
         }
         tx.commit().await?;
@@ -261,121 +270,33 @@ impl SqliteStore {
     }
 }
 
-/// How many new messages one command to the SQLite thread carries at most. Each distinct
-/// count is its own prepared statement in sqlx's cache (100 entries by default), so the
-/// number of shapes stays small; 32 already makes the round trip a small share.
-const MESSAGES_PER_COMMAND: usize = 32;
-
-/// The SQL that stores `count` (1 to [`MESSAGES_PER_COMMAND`]) new messages: one `INSERT …
-/// RETURNING` per message, message `i` bound to parameters `7i+1 … 7i+7`. sqlx runs a
-/// multi-statement string as one command on its SQLite thread and streams each statement's
-/// rows and result back, so a run of messages costs one round trip instead of one per
-/// message. Built once per count, on first use.
-fn messages_sql(count: usize) -> &'static str {
-    static SHAPES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let shapes =
-        SHAPES.get_or_init(|| (1..=MESSAGES_PER_COMMAND).map(build_messages_sql).collect());
-    &shapes[count.clamp(1, MESSAGES_PER_COMMAND) - 1]
-}
-
-fn build_messages_sql(count: usize) -> String {
-    use std::fmt::Write as _;
-    let mut sql = String::with_capacity(count * 400);
-    for i in 0..count {
-        let p = i * 7;
-        let _ = write!(
-            sql,
-            "INSERT INTO events
-                (room_id, seq, kind, sender_id, target, body, metadata, client_msg_id, created_at,
-                 search_text)
-             SELECT id, last_seq + 1, 'message', ${}, NULL, ${}, ${}, ${}, ${}, ${} FROM rooms WHERE id = ${}
-             ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING
-             RETURNING {};\n",
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7,
-            p + 1,
-            SqliteStore::EVENT_COLS
-        );
-    }
-    sql
-}
-
-/// Store a run of new messages, each in one statement without a savepoint (its `seq` is
-/// `rooms.last_seq + 1` in the same INSERT, the `events_advance_room_seq` trigger moves
-/// `last_seq`, a known `(sender, client_msg_id)` inserts nothing), up to
-/// [`MESSAGES_PER_COMMAND`] statements per round trip. A statement that fails changes nothing
-/// (SQLite rolls back that statement only) and ends its command: its item gets the error if
-/// it concerns that row alone, and the run goes on after it; any other error fails the batch.
+/// Store a run of new messages, one statement each without a savepoint, all in one
+/// hand-off (`sqlite_messages`), in `transaction`: a statement that fails changes nothing,
+/// and its item gets the error if it concerns that row alone while the run goes on; any
+/// other error fails the batch. A message that inserted nothing is a retry (answered with
+/// its original, looked up after the run: it may be earlier in the same run) or names no
+/// room.
 async fn append_messages(
     conn: &mut DbConnection,
     messages: &[NewMessage<'_>],
     now: i64,
     policy: WritePolicy,
+    transaction: Transaction,
 ) -> StoreResult<Vec<StoreResult<Appended>>> {
-    use futures_util::StreamExt as _;
-    use sqlx::Either;
-
+    let search_text = |body: &str| policy.search_text(body);
+    let inserted = insert_run(conn, messages, now, search_text, transaction).await?;
     let mut results = Vec::with_capacity(messages.len());
-    while results.len() < messages.len() {
-        let rest = &messages[results.len()..];
-        let chunk = &rest[..rest.len().min(MESSAGES_PER_COMMAND)];
-        let mut query = sqlx::query(messages_sql(chunk.len()));
-        for message in chunk {
-            query = query
-                .bind(message.room_id)
-                .bind(message.sender_id)
-                .bind(message.body)
-                .bind(encode_metadata(message.metadata))
-                .bind(message.client_msg_id)
-                .bind(now)
-                .bind(policy.search_text(message.body));
-        }
-        // Per statement: its row (None: a retry, or no such room), until one fails.
-        let mut stored: Vec<Option<DbRow>> = Vec::with_capacity(chunk.len());
-        let mut failure = None;
-        {
-            // sqlx marks multi-statement queries deprecated (only its SQLite driver has them;
-            // sqlx#3108) but 0.8 supports them fully. Should a later sqlx drop them, the
-            // store contract tests fail, and the way on is a prepared statement reused on
-            // the writer's own thread (rusqlite on the same libsqlite3).
-            #[allow(deprecated)]
-            let mut stream = query.fetch_many(&mut *conn);
-            let mut row = None;
-            while let Some(step) = stream.next().await {
-                match step {
-                    Ok(Either::Right(returned)) => row = Some(returned),
-                    Ok(Either::Left(_)) => stored.push(row.take()),
-                    Err(err) => {
-                        failure = Some(err);
-                        break;
-                    }
-                }
+    for (message, outcome) in messages.iter().zip(inserted) {
+        results.push(match outcome {
+            Ok(Inserted::Row { id, seq }) => Ok(Appended {
+                event: message.stored(id, seq, now),
+                duplicate: false,
+            }),
+            Ok(Inserted::Nothing) => {
+                retry_or_unknown_room(conn, message.sender_id, message.client_msg_id).await
             }
-        }
-        // The statement that failed is the one after the last that finished.
-        let failed_item = failure.map(|err| (stored.len() < chunk.len(), err));
-        for (message, row) in chunk.iter().zip(stored) {
-            results.push(match row {
-                Some(row) => event_from_row(&row).map(|event| Appended {
-                    event,
-                    duplicate: false,
-                }),
-                None => retry_or_unknown_room(conn, message.sender_id, message.client_msg_id).await,
-            });
-        }
-        match failed_item {
-            None => {}
-            // Every statement had finished: the error is not one item's.
-            Some((false, err)) => return Err(StoreError::Backend(err)),
-            Some((true, err)) => match refuse_row_errors(not_found_on_foreign_key(err)) {
-                err if is_item_failure(&err) => results.push(Err(err)),
-                err => return Err(err),
-            },
-        }
+            Err(err) => Err(err),
+        });
     }
     Ok(results)
 }

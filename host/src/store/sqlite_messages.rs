@@ -1,0 +1,270 @@
+//! Runs of new messages written on SQLite's writer connection through SQLite's own API, in
+//! one hand-off for the whole run.
+//!
+//! sqlx runs each SQLite connection on a thread of its own and sends every statement's rows
+//! and results back over a channel, waking the caller's task for each. For the group commit's
+//! runs of new messages that traffic was a third of the SQLite thread's time (futex
+//! wake-ups and context switches in the profile, `docs/benchmarks.md`). Here the caller
+//! takes sqlx's own connection from its thread for the length of the run (`lock_handle`,
+//! which sqlx offers for this) and steps one prepared statement per message itself, through
+//! rusqlite on that same handle: the rows stay on one thread and the transaction stays
+//! sqlx's, begun and committed by the caller as before.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+
+use sqlx::SqliteConnection;
+use sqlx::error::{DatabaseError, ErrorKind};
+
+use super::common::{NewMessage, encode_metadata};
+use super::{StoreError, StoreResult};
+
+/// One message's statement: its `seq` is `rooms.last_seq + 1` in the same INSERT (the
+/// `events_advance_room_seq` trigger moves `last_seq`, the search trigger indexes the text),
+/// and a known `(sender, client_msg_id)` inserts nothing. The statement is atomic, so it
+/// needs no savepoint: a failure rolls back this statement only.
+const INSERT_MESSAGE: &str = "INSERT INTO events
+        (room_id, seq, kind, sender_id, target, body, metadata, client_msg_id, created_at,
+         search_text)
+     SELECT id, last_seq + 1, 'message', ?2, NULL, ?3, ?4, ?5, ?6, ?7 FROM rooms WHERE id = ?1
+     ON CONFLICT (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING
+     RETURNING id, seq";
+
+/// What became of one message of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Inserted {
+    /// Stored, with the `id` and `seq` the database gave it.
+    Row { id: i64, seq: i64 },
+    /// Nothing was inserted: a retry of a stored `(sender, client_msg_id)`, or no such room
+    /// (the caller looks which).
+    Nothing,
+}
+
+/// Whose transaction a run is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Transaction {
+    /// The caller's, already begun on the connection (a batch that mixes new messages with
+    /// other writes).
+    Caller,
+    /// One of its own, begun (`IMMEDIATE`) and committed in the same hand-off: a batch of
+    /// new messages only, the common case, then costs one hand-off in all.
+    Own,
+}
+
+/// Insert `messages` in order on `conn`. Each item gets its own outcome, or its own error
+/// where the database refused that row alone (a constraint, an operator's trigger, a value
+/// too big); any other error (I/O, a full disk, a busy database) ends the run and is returned
+/// for the whole batch. With [`Transaction::Own`] the run is committed when this returns
+/// `Ok`, and rolled back otherwise; with [`Transaction::Caller`] the caller's transaction
+/// may be gone after an error, as after any of sqlx's.
+pub(super) async fn insert_run(
+    conn: &mut SqliteConnection,
+    messages: &[NewMessage<'_>],
+    now: i64,
+    search_text: impl Fn(&str) -> Option<String>,
+    transaction: Transaction,
+) -> StoreResult<Vec<StoreResult<Inserted>>> {
+    let mut handle = conn.lock_handle().await?;
+    let raw = handle.as_raw_handle();
+    // The run is CPU work and, with its own transaction, one `fsync`, on this thread until
+    // it ends; on a multi-threaded runtime, tell tokio so its other tasks move to another
+    // worker meanwhile.
+    let run = || {
+        // SAFETY: `raw` is the live handle of the connection sqlx opened, and the lock
+        // taken above keeps sqlx's thread off it until `handle` drops, after this closure
+        // returns: so the handle is valid and this thread its only user meanwhile (sqlx opens
+        // it for use from any thread, one at a time). `from_handle` does not take ownership:
+        // dropping `db` finalizes only the statement prepared here and never closes the
+        // connection.
+        #[allow(unsafe_code)]
+        let db =
+            unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) }.map_err(backend_error)?;
+        match transaction {
+            Transaction::Caller => insert_each(&db, messages, now, &search_text),
+            Transaction::Own => {
+                // Dropped without `commit` (an error), it rolls back: the connection goes
+                // back to sqlx outside any transaction either way.
+                let tx = rusqlite::Transaction::new_unchecked(
+                    &db,
+                    rusqlite::TransactionBehavior::Immediate,
+                )
+                .map_err(backend_error)?;
+                let outcomes = insert_each(&tx, messages, now, &search_text)?;
+                tx.commit().map_err(backend_error)?;
+                Ok(outcomes)
+            }
+        }
+    };
+    match tokio::runtime::Handle::try_current().map(|rt| rt.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+        _ => run(),
+    }
+}
+
+fn insert_each(
+    db: &rusqlite::Connection,
+    messages: &[NewMessage<'_>],
+    now: i64,
+    search_text: &dyn Fn(&str) -> Option<String>,
+) -> StoreResult<Vec<StoreResult<Inserted>>> {
+    let mut insert = db.prepare(INSERT_MESSAGE).map_err(backend_error)?;
+    let mut outcomes = Vec::with_capacity(messages.len());
+    for message in messages {
+        let mut rows = insert
+            .query(rusqlite::params![
+                message.room_id,
+                message.sender_id,
+                message.body,
+                encode_metadata(message.metadata),
+                message.client_msg_id,
+                now,
+                search_text(message.body),
+            ])
+            .map_err(backend_error)?;
+        // SQLite makes every change of an INSERT … RETURNING at its first step; dropping
+        // `rows` resets the statement for the next message.
+        let outcome = match rows.next() {
+            Ok(Some(row)) => Inserted::Row {
+                id: row.get(0).map_err(backend_error)?,
+                seq: row.get(1).map_err(backend_error)?,
+            },
+            Ok(None) => Inserted::Nothing,
+            Err(err) => match item_error(err) {
+                Ok(own) => {
+                    outcomes.push(Err(own));
+                    continue;
+                }
+                Err(batch) => return Err(batch),
+            },
+        };
+        outcomes.push(Ok(outcome));
+    }
+    Ok(outcomes)
+}
+
+/// A row's own refusal (`Ok`: the item's error, the run goes on) or an error that ends the
+/// batch (`Err`). Classified as the sqlx path classifies the same codes.
+fn item_error(err: rusqlite::Error) -> Result<StoreError, StoreError> {
+    let err = backend_error(err);
+    let StoreError::Backend(sqlx_err) = err else {
+        return Err(err);
+    };
+    if super::common::violation(&sqlx_err) == Some(super::common::Violation::ForeignKey) {
+        // The sender or room named nowhere: as the sqlx path says it.
+        return Ok(StoreError::NotFound);
+    }
+    match super::common::refuse_row_errors(StoreError::Backend(sqlx_err)) {
+        own @ StoreError::Refused(_) => Ok(own),
+        other => Err(other),
+    }
+}
+
+/// A rusqlite error as the store reports sqlx's: the database's own errors keep their
+/// extended result code (so the store and the group commit classify them exactly as they
+/// classify sqlx's), anything else is a protocol error (a column of an unexpected type).
+fn backend_error(err: rusqlite::Error) -> StoreError {
+    StoreError::Backend(match err {
+        rusqlite::Error::SqliteFailure(failure, message) => {
+            sqlx::Error::Database(Box::new(SqliteFailure {
+                extended_code: failure.extended_code,
+                message: message.unwrap_or_else(|| failure.to_string()),
+            }))
+        }
+        other => sqlx::Error::Protocol(other.to_string()),
+    })
+}
+
+/// An error SQLite returned, in the form sqlx's own SQLite errors take.
+#[derive(Debug)]
+struct SqliteFailure {
+    extended_code: i32,
+    message: String,
+}
+
+impl fmt::Display for SqliteFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for SqliteFailure {}
+
+impl DatabaseError for SqliteFailure {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The extended result code, as sqlx's SQLite driver gives it.
+    fn code(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Owned(self.extended_code.to_string()))
+    }
+
+    fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn StdError + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn StdError + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self.extended_code {
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => ErrorKind::UniqueViolation,
+            rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
+            rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
+            rusqlite::ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(extended_code: i32) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(extended_code),
+            Some("refused".into()),
+        )
+    }
+
+    #[test]
+    fn a_rows_own_refusals_stay_its_own_and_the_rest_end_the_batch() {
+        assert!(matches!(
+            item_error(failure(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)),
+            Ok(StoreError::NotFound)
+        ));
+        for own in [
+            rusqlite::ffi::SQLITE_CONSTRAINT_CHECK,
+            rusqlite::ffi::SQLITE_CONSTRAINT_TRIGGER,
+            rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL,
+            rusqlite::ffi::SQLITE_TOOBIG,
+            rusqlite::ffi::SQLITE_MISMATCH,
+        ] {
+            assert!(
+                matches!(item_error(failure(own)), Ok(StoreError::Refused(_))),
+                "code {own}"
+            );
+        }
+        for batch in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_IOERR_WRITE,
+            rusqlite::ffi::SQLITE_BUSY,
+        ] {
+            assert!(
+                matches!(
+                    item_error(failure(batch)),
+                    Err(StoreError::Backend(sqlx::Error::Database(_)))
+                ),
+                "code {batch}"
+            );
+        }
+    }
+}
