@@ -229,8 +229,8 @@ impl Dialect for SqliteStore {
 }
 
 /// The error SQLite gives a statement prepared before another connection changed the
-/// schema, when preparing it again fails (`SQLITE_SCHEMA`, or the `no such table` the
-/// re-preparation of a multi-statement command reports).
+/// schema, when preparing it again fails (`SQLITE_SCHEMA`, or the `no such table` such a
+/// re-preparation has been seen to report).
 fn schema_changed(err: &StoreError) -> bool {
     match err {
         StoreError::Backend(sqlx::Error::Database(db)) => {

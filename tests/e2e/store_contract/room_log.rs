@@ -432,19 +432,31 @@ pub(super) async fn failed_items_burn_no_seq(store: Arc<dyn Store>, _: Backend) 
     assert_eq!(store.room_members(room).await.expect("members").len(), 2);
 }
 
-/// A long run of new messages (the stores' fast paths: several commands per run on SQLite,
-/// one statement on PostgreSQL) with retries, unknown rooms and unknown senders mixed in:
-/// every item gets its own answer and the rooms stay gap-free.
+/// A long run of new messages (the stores' fast paths: one hand-off per run on SQLite, one
+/// statement on PostgreSQL) with retries, unknown rooms and unknown senders mixed in: every
+/// item gets its own answer and the rooms stay gap-free. Once as a batch of new messages
+/// only, and once with an edit after the run (on SQLite, a batch of messages only is also
+/// begun and committed in that hand-off; a mixed one runs in the store's own transaction).
 pub(super) async fn long_runs_of_messages(store: Arc<dyn Store>, _: Backend) {
     let alice = user(&store, "alice").await;
     let bob = user(&store, "bob").await;
+    long_run_of_messages(&store, alice, bob, "").await;
+    long_run_of_messages(&store, alice, bob, "edited-").await;
+}
+
+async fn long_run_of_messages(store: &Arc<dyn Store>, alice: UserId, bob: UserId, prefix: &str) {
+    let then_edit = !prefix.is_empty();
     let rooms = [
-        group(&store, alice, &[bob]).await,
-        group(&store, alice, &[bob]).await,
-        group(&store, bob, &[alice]).await,
+        group(store, alice, &[bob]).await,
+        group(store, alice, &[bob]).await,
+        group(store, bob, &[alice]).await,
     ];
     // Stored before the batch, so its retry in the batch is a duplicate.
-    let earlier = append_ok(&store, vec![msg(rooms[0], alice, "m-early", "early")]).await;
+    let earlier = append_ok(
+        store,
+        vec![msg(rooms[0], alice, &format!("{prefix}m-early"), "early")],
+    )
+    .await;
 
     let mut batch = Vec::new();
     let mut expect = Vec::new(); // per item: Some(room index) if it must be stored
@@ -452,24 +464,59 @@ pub(super) async fn long_runs_of_messages(store: Arc<dyn Store>, _: Backend) {
         let room = i % 3;
         let sender = if i % 2 == 0 { alice } else { bob };
         let (item, stored) = match i {
-            33 | 70 => (msg(rooms[room], 99_999, &format!("m{i}"), "nobody"), None),
-            64 => (msg(77_777, alice, &format!("m{i}"), "nowhere"), None),
+            33 | 70 => (
+                msg(rooms[room], 99_999, &format!("{prefix}m{i}"), "nobody"),
+                None,
+            ),
+            64 => (
+                msg(77_777, alice, &format!("{prefix}m{i}"), "nowhere"),
+                None,
+            ),
             40 => (
-                msg(rooms[0], alice, "m-early", "retry of an earlier send"),
+                msg(
+                    rooms[0],
+                    alice,
+                    &format!("{prefix}m-early"),
+                    "retry of an earlier send",
+                ),
                 None,
             ),
             // A retry of item 10 within the same batch.
-            80 => (msg(rooms[1], alice, "m10", "retry in the batch"), None),
+            80 => (
+                msg(
+                    rooms[1],
+                    alice,
+                    &format!("{prefix}m10"),
+                    "retry in the batch",
+                ),
+                None,
+            ),
             _ => (
-                msg(rooms[room], sender, &format!("m{i}"), &format!("body {i}")),
+                msg(
+                    rooms[room],
+                    sender,
+                    &format!("{prefix}m{i}"),
+                    &format!("body {i}"),
+                ),
                 Some(room),
             ),
         };
         batch.push(item);
         expect.push(stored);
     }
+    if then_edit {
+        batch.push(NewEvent::Edit {
+            room_id: rooms[0],
+            sender_id: alice,
+            target: earlier[0].event.id,
+            body: "edited after the run".into(),
+            metadata: Metadata::new(),
+            mentions: Default::default(),
+        });
+    }
     let results = store.append_events(&batch).await.expect("batch");
-    assert_eq!(results.len(), 100);
+    assert_eq!(results.len(), 100 + usize::from(then_edit));
+    let (results, edit) = results.split_at(100);
     let mut next_seq = [2, 1, 1]; // room 0 already holds "early"
     for (i, (result, stored)) in results.iter().zip(&expect).enumerate() {
         match (i, stored) {
@@ -497,8 +544,17 @@ pub(super) async fn long_runs_of_messages(store: Arc<dyn Store>, _: Backend) {
             (_, None) => assert_not_found(result.clone_result()),
         }
     }
+    if let [edit] = edit {
+        let edit = edit.as_ref().expect("the edit after the run");
+        assert_eq!(edit.event.kind, EventKind::Edit);
+        assert_eq!(
+            edit.event.seq, next_seq[0],
+            "the seq after the run's in room 0"
+        );
+        next_seq[0] += 1;
+    }
     for (room, next) in rooms.iter().zip(next_seq) {
-        assert_eq!(seqs(&store, *room).await, one_to(next - 1));
+        assert_eq!(seqs(store, *room).await, one_to(next - 1));
         assert_eq!(
             store
                 .room(*room)
