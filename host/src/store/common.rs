@@ -67,6 +67,14 @@ pub(crate) fn is_row_error(err: &sqlx::Error) -> bool {
     code.starts_with("22") || code.starts_with("23") || code.starts_with("P0")
 }
 
+/// A foreign key pointing nowhere on an event insert is an unknown sender or room.
+pub(crate) fn not_found_on_foreign_key(err: sqlx::Error) -> StoreError {
+    match violation(&err) {
+        Some(Violation::ForeignKey) => StoreError::NotFound,
+        _ => StoreError::Backend(err),
+    }
+}
+
 /// Turn a row error into [`StoreError::Refused`]; everything else passes through.
 pub(crate) fn refuse_row_errors(err: StoreError) -> StoreError {
     match err {

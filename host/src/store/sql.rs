@@ -205,7 +205,7 @@ macro_rules! sql_store {
         use $crate::store::common::{
             Violation, col, constraint_name, qualified, decode_json, decode_metadata, direct_key, direct_peer,
             encode_metadata, initial_members, is_item_failure, limit, map_write, parse_event_kind,
-            parse_role, prefix_upper_bound, refuse_row_errors, violation,
+            not_found_on_foreign_key, parse_role, prefix_upper_bound, refuse_row_errors, violation,
         };
         use $crate::store::{
             ThreadReply, Appended, AuditCheckpoint, AuditRecord, Event, EventId, EventKind, EventVersion,
@@ -522,14 +522,6 @@ macro_rules! sql_store {
                     set_audit_head(&mut tx, seq, &head).await?;
                     tx.commit().await?;
                 }
-            }
-        }
-
-        /// A foreign key pointing nowhere on an event insert is an unknown sender or room.
-        fn not_found_on_foreign_key(err: sqlx::Error) -> StoreError {
-            match violation(&err) {
-                Some(Violation::ForeignKey) => StoreError::NotFound,
-                _ => StoreError::Backend(err),
             }
         }
 

@@ -283,8 +283,7 @@ async fn append_messages(
     policy: WritePolicy,
     transaction: Transaction,
 ) -> StoreResult<Vec<StoreResult<Appended>>> {
-    let search_text = |body: &str| policy.search_text(body);
-    let inserted = insert_run(conn, messages, now, search_text, transaction).await?;
+    let inserted = insert_run(conn, messages, now, policy, transaction).await?;
     let mut results = Vec::with_capacity(messages.len());
     for (message, outcome) in messages.iter().zip(inserted) {
         results.push(match outcome {

@@ -17,8 +17,10 @@ use std::fmt;
 use sqlx::SqliteConnection;
 use sqlx::error::{DatabaseError, ErrorKind};
 
-use super::common::{NewMessage, encode_metadata};
-use super::{StoreError, StoreResult};
+use super::common::{
+    NewMessage, encode_metadata, is_item_failure, not_found_on_foreign_key, refuse_row_errors,
+};
+use super::{StoreError, StoreResult, WritePolicy};
 
 /// One message's statement: its `seq` is `rooms.last_seq + 1` in the same INSERT (the
 /// `events_advance_room_seq` trigger moves `last_seq`, the search trigger indexes the text),
@@ -62,7 +64,7 @@ pub(super) async fn insert_run(
     conn: &mut SqliteConnection,
     messages: &[NewMessage<'_>],
     now: i64,
-    search_text: impl Fn(&str) -> Option<String>,
+    policy: WritePolicy,
     transaction: Transaction,
 ) -> StoreResult<Vec<StoreResult<Inserted>>> {
     let mut handle = conn.lock_handle().await?;
@@ -81,7 +83,7 @@ pub(super) async fn insert_run(
         let db =
             unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) }.map_err(backend_error)?;
         match transaction {
-            Transaction::Caller => insert_each(&db, messages, now, &search_text),
+            Transaction::Caller => insert_each(&db, messages, now, policy),
             Transaction::Own => {
                 // Dropped without `commit` (an error), it rolls back: the connection goes
                 // back to sqlx outside any transaction either way.
@@ -90,7 +92,7 @@ pub(super) async fn insert_run(
                     rusqlite::TransactionBehavior::Immediate,
                 )
                 .map_err(backend_error)?;
-                let outcomes = insert_each(&tx, messages, now, &search_text)?;
+                let outcomes = insert_each(&tx, messages, now, policy)?;
                 tx.commit().map_err(backend_error)?;
                 Ok(outcomes)
             }
@@ -106,7 +108,7 @@ fn insert_each(
     db: &rusqlite::Connection,
     messages: &[NewMessage<'_>],
     now: i64,
-    search_text: &dyn Fn(&str) -> Option<String>,
+    policy: WritePolicy,
 ) -> StoreResult<Vec<StoreResult<Inserted>>> {
     let mut insert = db.prepare(INSERT_MESSAGE).map_err(backend_error)?;
     let mut outcomes = Vec::with_capacity(messages.len());
@@ -119,7 +121,7 @@ fn insert_each(
                 encode_metadata(message.metadata),
                 message.client_msg_id,
                 now,
-                search_text(message.body),
+                policy.search_text(message.body),
             ])
             .map_err(backend_error)?;
         // SQLite makes every change of an INSERT … RETURNING at its first step; dropping
@@ -144,27 +146,23 @@ fn insert_each(
 }
 
 /// A row's own refusal (`Ok`: the item's error, the run goes on) or an error that ends the
-/// batch (`Err`). Classified as the sqlx path classifies the same codes.
+/// batch (`Err`): the classification every other insert of an event gets.
 fn item_error(err: rusqlite::Error) -> Result<StoreError, StoreError> {
-    let err = backend_error(err);
-    let StoreError::Backend(sqlx_err) = err else {
-        return Err(err);
-    };
-    if super::common::violation(&sqlx_err) == Some(super::common::Violation::ForeignKey) {
-        // The sender or room named nowhere: as the sqlx path says it.
-        return Ok(StoreError::NotFound);
-    }
-    match super::common::refuse_row_errors(StoreError::Backend(sqlx_err)) {
-        own @ StoreError::Refused(_) => Ok(own),
-        other => Err(other),
+    match refuse_row_errors(not_found_on_foreign_key(sqlx_error(err))) {
+        own if is_item_failure(&own) => Ok(own),
+        batch => Err(batch),
     }
 }
 
-/// A rusqlite error as the store reports sqlx's: the database's own errors keep their
-/// extended result code (so the store and the group commit classify them exactly as they
-/// classify sqlx's), anything else is a protocol error (a column of an unexpected type).
 fn backend_error(err: rusqlite::Error) -> StoreError {
-    StoreError::Backend(match err {
+    StoreError::Backend(sqlx_error(err))
+}
+
+/// A rusqlite error as sqlx would report it: the database's own errors keep their extended
+/// result code (so the store and the group commit classify them exactly as they classify
+/// sqlx's), anything else is a protocol error (a column of an unexpected type).
+fn sqlx_error(err: rusqlite::Error) -> sqlx::Error {
+    match err {
         rusqlite::Error::SqliteFailure(failure, message) => {
             sqlx::Error::Database(Box::new(SqliteFailure {
                 extended_code: failure.extended_code,
@@ -172,7 +170,7 @@ fn backend_error(err: rusqlite::Error) -> StoreError {
             }))
         }
         other => sqlx::Error::Protocol(other.to_string()),
-    })
+    }
 }
 
 /// An error SQLite returned, in the form sqlx's own SQLite errors take.
