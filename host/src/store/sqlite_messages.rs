@@ -7,8 +7,9 @@
 //! wake-ups and context switches in the profile, `docs/benchmarks.md`). Here the caller
 //! takes sqlx's own connection from its thread for the length of the run (`lock_handle`,
 //! which sqlx offers for this) and steps one prepared statement per message itself, through
-//! rusqlite on that same handle: the rows stay on one thread and the transaction stays
-//! sqlx's, begun and committed by the caller as before.
+//! rusqlite on that same handle: the rows stay on one thread. A batch of new messages only
+//! is also begun and committed there; a mixed batch stays in the caller's sqlx
+//! transaction (see [`Transaction`]).
 
 use std::borrow::Cow;
 use std::error::Error as StdError;
