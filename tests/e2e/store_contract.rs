@@ -115,6 +115,35 @@ impl Backend {
         }
     }
 
+    /// One number from raw SQL on the SQLite database.
+    async fn sqlite_i64(&self, sql: &str) -> i64 {
+        assert_eq!(self.kind, Kind::Sqlite);
+        let mut conn = sqlx::SqliteConnection::connect(&self.url)
+            .await
+            .expect("raw");
+        let value = sqlx::query_scalar(sql)
+            .fetch_one(&mut conn)
+            .await
+            .expect("raw query");
+        conn.close().await.expect("close");
+        value
+    }
+
+    /// The bytes of SQLite's search index (FTS5's segments and structure).
+    async fn sqlite_index_bytes(&self) -> i64 {
+        self.sqlite_i64("SELECT sum(length(block)) FROM events_fts_data")
+            .await
+    }
+
+    /// Whether the search index's `secure-delete` is on.
+    async fn sqlite_secure_delete(&self) -> bool {
+        self.sqlite_i64(
+            "SELECT count(*) FROM events_fts_config WHERE k = 'secure-delete' AND v = 1",
+        )
+        .await
+            == 1
+    }
+
     /// Events whose stored body or metadata contains `needle`, counted with raw SQL.
     async fn events_mentioning(&self, needle: &str) -> i64 {
         let pattern = format!("%{needle}%");
@@ -329,6 +358,97 @@ async fn sqlite_wal_is_checkpointed_in_the_background() {
             .expect("events");
         let last = events.last().expect("events");
         assert_eq!((last.id, last.body.as_deref()), (id, Some("more")));
+    })
+    .await;
+}
+
+/// SQLite's own: the search index (FTS5) writes new messages without `secure-delete`, which
+/// would cost them about three times the CPU, yet whatever removes text from it (a delete,
+/// an edit, a row erased) still removes the entries at once instead of masking them with a
+/// tombstone until a merge (migration 0020). Seen from outside: the index's data shrinks on
+/// a delete (a tombstone would add a segment), and the option is on after a delete and off
+/// again after a batch of new messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_search_index_removes_text_in_place() {
+    run_sqlite(|store, backend| async move {
+        let alice = user(&store, "alice").await;
+        let room = group(&store, alice, &[]).await;
+        let batch = |from: usize| -> Vec<NewEvent> {
+            (from..from + 20)
+                .map(|i| {
+                    msg(
+                        room,
+                        alice,
+                        &format!("c{i}"),
+                        &format!("note {i} zebra{i} quokka"),
+                    )
+                })
+                .collect()
+        };
+        let ids: Vec<i64> = append_ok(&store, batch(0))
+            .await
+            .iter()
+            .map(|a| a.event.id)
+            .collect();
+        assert!(
+            !backend.sqlite_secure_delete().await,
+            "off for new messages"
+        );
+
+        // A delete (the store's own transaction, with the trigger's delete).
+        let before = backend.sqlite_index_bytes().await;
+        append_ok(
+            &store,
+            vec![NewEvent::Delete {
+                room_id: room,
+                sender_id: alice,
+                target: ids[0],
+            }],
+        )
+        .await;
+        let after = backend.sqlite_index_bytes().await;
+        assert!(
+            after < before,
+            "a delete grew the index ({before} -> {after} bytes): a tombstone, not an erasure"
+        );
+        assert!(backend.sqlite_secure_delete().await, "on after a delete");
+
+        // New messages turn it off again; an erased row (retention's DELETE) turns it on.
+        append_ok(&store, batch(20)).await;
+        assert!(
+            !backend.sqlite_secure_delete().await,
+            "off again for new messages"
+        );
+        let before = backend.sqlite_index_bytes().await;
+        backend
+            .execute(&format!("DELETE FROM events WHERE id = {}", ids[1]))
+            .await;
+        let after = backend.sqlite_index_bytes().await;
+        assert!(
+            after < before,
+            "erasing a row grew the index ({before} -> {after} bytes)"
+        );
+        assert!(
+            backend.sqlite_secure_delete().await,
+            "on after a row is erased"
+        );
+
+        // What is left is found, what was removed is not, and the index is sound.
+        let found = backend
+            .sqlite_i64("SELECT count(*) FROM events_fts WHERE events_fts MATCH '\"quokka\"'")
+            .await;
+        assert_eq!(found, 38);
+        for gone in ["zebra0 ", "zebra1 "] {
+            let hits = backend
+                .sqlite_i64(&format!(
+                    "SELECT count(*) FROM events_fts WHERE events_fts MATCH '\"{gone}\"'"
+                ))
+                .await;
+            assert_eq!(hits, 0, "{gone} is still found");
+        }
+        backend
+            .execute("INSERT INTO events_fts (events_fts, rank) VALUES ('integrity-check', 0)")
+            .await;
     })
     .await;
 }

@@ -9,7 +9,9 @@
 //! which sqlx offers for this) and steps one prepared statement per message itself, through
 //! rusqlite on that same handle: the rows stay on one thread. A batch of new messages only
 //! is also begun and committed there; a mixed batch stays in the caller's sqlx
-//! transaction (see [`Transaction`]).
+//! transaction (see [`Transaction`]). Such a batch of new messages only also turns the
+//! search index's `secure-delete` off when a transaction that removed text left it on
+//! ([`secure_delete_off`], migration 0020).
 
 use std::borrow::Cow;
 use std::error::Error as StdError;
@@ -93,6 +95,7 @@ pub(super) async fn insert_run(
                     rusqlite::TransactionBehavior::Immediate,
                 )
                 .map_err(backend_error)?;
+                secure_delete_off(&tx)?;
                 let outcomes = insert_each(&tx, messages, now, policy)?;
                 tx.commit().map_err(backend_error)?;
                 Ok(outcomes)
@@ -103,6 +106,29 @@ pub(super) async fn insert_run(
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
         _ => run(),
     }
+}
+
+/// Whether the search index's `secure-delete` is on: a transaction that removed text from
+/// the index turned it on (migration 0020).
+const SECURE_DELETE_IS_ON: &str =
+    "SELECT 1 FROM events_fts_config WHERE k = 'secure-delete' AND v = 1";
+
+/// In a transaction of new messages only, turn the search index's `secure-delete` off if it
+/// is on: it costs inserts about three times the CPU and only matters for deletes, which
+/// turn it on again themselves before they remove anything (migration 0020 says how).
+fn secure_delete_off(db: &rusqlite::Connection) -> StoreResult<()> {
+    let on = db
+        .prepare(SECURE_DELETE_IS_ON)
+        .and_then(|mut statement| statement.exists([]))
+        .map_err(backend_error)?;
+    if on {
+        db.execute(
+            "INSERT INTO events_fts (events_fts, rank) VALUES ('secure-delete', 0)",
+            [],
+        )
+        .map_err(backend_error)?;
+    }
+    Ok(())
 }
 
 fn insert_each(
