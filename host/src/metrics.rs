@@ -161,7 +161,7 @@ impl Metrics {
         );
         sb.register(
             "send_latency_seconds",
-            "Time from a send reaching the router to its commit",
+            "Time from a write entering the group commit's queue to its commit and fan-out",
             metrics.send_latency.clone(),
         );
         sb.register(
