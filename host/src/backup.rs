@@ -615,6 +615,7 @@ async fn check_sqlite_copy(
         sqlite_checkpoint_interval: None,
         preserve_versions: config.compliance.preserve_deleted,
         index_search: false,
+        search_merge_pages: config.store.search_merge_pages,
     };
     let store = store::open(&url, &options).await?;
     // The checkpoints are checked with the key that signed them: the backup's own, or the

@@ -1119,9 +1119,29 @@ pub struct StoreConfig {
     /// search answers `503 search_disabled`; turned on again, the server indexes what it
     /// missed in the background.
     pub search_index: bool,
+    /// SQLite: how many pages of the search index the group-commit writer merges per step,
+    /// taken while no write is waiting (at the latest every 32 commits). FTS5 would
+    /// otherwise merge inside whichever commit crosses its threshold, and that commit's
+    /// senders would wait for the merge. 0 leaves merging to FTS5, inside commits. At most
+    /// 65,536.
+    pub search_merge_pages: u32,
 }
 
 impl StoreConfig {
+    /// The most pages a search index merge step may take (`search_merge_pages`).
+    pub const SEARCH_MERGE_PAGES_MAX: u32 = 65_536;
+
+    /// Refuse a store configuration that cannot work, before the server starts.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.search_merge_pages > Self::SEARCH_MERGE_PAGES_MAX {
+            return Err(format!(
+                "store.search_merge_pages must be between 0 and {}",
+                Self::SEARCH_MERGE_PAGES_MAX
+            ));
+        }
+        Ok(())
+    }
+
     /// `sqlite_checkpoint_ms` as the store takes it: `None` for 0.
     pub fn sqlite_checkpoint_interval(&self) -> Option<Duration> {
         (self.sqlite_checkpoint_ms > 0).then(|| Duration::from_millis(self.sqlite_checkpoint_ms))
@@ -1137,6 +1157,7 @@ impl Default for StoreConfig {
             commit_batch_max: 512,
             commit_queue: 16_384,
             search_index: true,
+            search_merge_pages: 16,
         }
     }
 }

@@ -76,6 +76,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         sqlite_checkpoint_interval: config.store.sqlite_checkpoint_interval(),
         preserve_versions: config.compliance.preserve_deleted,
         index_search: config.store.search_index,
+        search_merge_pages: config.store.search_merge_pages,
     };
     let url = config.database_url();
     store::open(&url, &options)
@@ -146,6 +147,7 @@ pub async fn serve(
     config
         .identity
         .validate(&config.auth)
+        .and_then(|()| config.store.validate())
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let config = Arc::new(config);
     let open_files = os_limits::raise_open_file_limit();
@@ -227,6 +229,7 @@ pub async fn serve(
         metrics.clone(),
         config.store.commit_batch_max,
         config.store.commit_queue,
+        config.store.search_merge_pages,
         writer_stopped,
     );
     let router = Arc::new(Router::new(

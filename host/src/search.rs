@@ -285,6 +285,12 @@ pub async fn search(
 /// Messages per reindex step (one write transaction each).
 const REINDEX_BATCH: u32 = 500;
 
+/// Pages of SQLite's search index merged after each reindex step. A step of 500 messages
+/// writes a segment of a few dozen pages; with FTS5's merging inside commits off
+/// (`store::sqlite_index_merge`), this keeps the index merged about as fast as the reindex
+/// writes it, as the group commit's steps do for new messages.
+const REINDEX_MERGE_PAGES: u32 = 256;
+
 /// What a reindex did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Reindexed {
@@ -311,6 +317,13 @@ pub async fn reindex(
             .await?;
         done.visited += step.visited;
         done.written += step.written;
+        // Only the index's tidiness is at stake if a step fails: FTS5 still merges a level
+        // inside a commit once it holds 16 segments.
+        if step.written > 0
+            && let Err(err) = store.merge_search_index(REINDEX_MERGE_PAGES).await
+        {
+            tracing::warn!(error = %err, "merging the search index during a reindex failed");
+        }
         progress(done.visited, total.max(done.visited));
         match step.last {
             Some(last) if step.visited == u64::from(REINDEX_BATCH) => after = last,

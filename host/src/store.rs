@@ -18,7 +18,9 @@ pub mod schema;
 pub mod search_text;
 mod sql;
 pub mod sqlite;
+mod sqlite_index_merge;
 mod sqlite_messages;
+mod sqlite_raw;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -854,6 +856,11 @@ pub trait Store: Send + Sync + 'static {
     /// item (e.g. editing a deleted message) does not fail the others, burns no `seq`, and
     /// leaves nothing behind.
     async fn append_events(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>>;
+    /// One bounded step of the search index's deferred merging, up to about `pages` pages
+    /// (SQLite: `store::sqlite_index_merge`; the group commit calls it between batches).
+    /// `Ok(true)` when it merged something and more may be waiting, `Ok(false)` when there
+    /// was nothing to merge; always `Ok(false)` on PostgreSQL, whose index has no such work.
+    async fn merge_search_index(&self, pages: u32) -> StoreResult<bool>;
     async fn event(&self, id: EventId) -> StoreResult<Option<Event>>;
     async fn event_by_client_msg_id(
         &self,
@@ -1131,6 +1138,9 @@ pub struct StoreOptions {
     pub preserve_versions: bool,
     /// Write each message's search text (and so index it); `store.search_index`.
     pub index_search: bool,
+    /// SQLite: pages of the search index merged per step between commits
+    /// (`store.search_merge_pages`); 0 leaves merging to FTS5, inside commits.
+    pub search_merge_pages: u32,
 }
 
 /// What a write does beside storing the event, from [`StoreOptions`].
@@ -1164,6 +1174,7 @@ impl Default for StoreOptions {
             sqlite_checkpoint_interval: Some(Duration::from_millis(100)),
             preserve_versions: false,
             index_search: true,
+            search_merge_pages: 16,
         }
     }
 }

@@ -16,7 +16,7 @@ use futures_util::future::join_all;
 use sqlx::{Connection, Row};
 use switchboard::store::{
     self, Appended, Event, EventKind, Metadata, NewEvent, NewRoom, NewUser, Page, Role, RoomKind,
-    Session, Store, StoreError, StoreOptions, StoreResult, UserId, now_millis,
+    SearchQuery, Session, Store, StoreError, StoreOptions, StoreResult, UserId, now_millis,
 };
 
 mod accounts;
@@ -132,6 +132,13 @@ impl Backend {
     /// The bytes of SQLite's search index (FTS5's segments and structure).
     async fn sqlite_index_bytes(&self) -> i64 {
         self.sqlite_i64("SELECT sum(length(block)) FROM events_fts_data")
+            .await
+    }
+
+    /// The segments of SQLite's search index (each FTS5 segment has at least one leaf, and
+    /// each leaf a row in `events_fts_idx`).
+    async fn sqlite_index_segments(&self) -> i64 {
+        self.sqlite_i64("SELECT count(DISTINCT segid) FROM events_fts_idx")
             .await
     }
 
@@ -434,16 +441,23 @@ async fn sqlite_search_index_removes_text_in_place() {
         );
 
         // What is left is found, what was removed is not, and the index is sound.
-        let found = backend
-            .sqlite_i64("SELECT count(*) FROM events_fts WHERE events_fts MATCH '\"quokka\"'")
-            .await;
+        // The index keeps which rows hold a trigram, not where (migration 0021): a word is
+        // asked for as all of its trigrams.
+        let holding_all_trigrams_of = |word: &str| {
+            let chars: Vec<char> = word.chars().collect();
+            let trigrams: Vec<String> = chars
+                .windows(3)
+                .map(|w| format!("\"{}\"", w.iter().collect::<String>()))
+                .collect();
+            format!(
+                "SELECT count(*) FROM events_fts WHERE events_fts MATCH '{}'",
+                trigrams.join(" ")
+            )
+        };
+        let found = backend.sqlite_i64(&holding_all_trigrams_of("quokka")).await;
         assert_eq!(found, 38);
         for gone in ["zebra0 ", "zebra1 "] {
-            let hits = backend
-                .sqlite_i64(&format!(
-                    "SELECT count(*) FROM events_fts WHERE events_fts MATCH '\"{gone}\"'"
-                ))
-                .await;
+            let hits = backend.sqlite_i64(&holding_all_trigrams_of(gone)).await;
             assert_eq!(hits, 0, "{gone} is still found");
         }
         backend
@@ -456,6 +470,146 @@ async fn sqlite_search_index_removes_text_in_place() {
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
+
+/// SQLite's search index is merged in bounded steps between commits, not inside them
+/// (`store::sqlite_index_merge`): each batch leaves a segment of its own, the steps merge
+/// them, and the merged index is sound and finds the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_search_index_merges_in_steps_between_commits() {
+    run_sqlite(|store, backend| async move {
+        let alice = user(&store, "alice").await;
+        let room = group(&store, alice, &[]).await;
+        // Fewer batches than FTS5's `crisismerge` (16), which would merge inside a commit.
+        for i in 0..12 {
+            append_ok(
+                &store,
+                vec![msg(room, alice, &format!("w{i}"), &format!("walrus {i}"))],
+            )
+            .await;
+        }
+        let unmerged = backend.sqlite_index_segments().await;
+        assert!(
+            unmerged >= 12,
+            "the commits merged the index themselves: {unmerged} segments for 12 batches"
+        );
+
+        let mut steps_that_merged = 0;
+        for _ in 0..100 {
+            if !store.merge_search_index(16).await.expect("merge step") {
+                break;
+            }
+            steps_that_merged += 1;
+        }
+        assert!(steps_that_merged > 0, "no step merged anything");
+        let merged = backend.sqlite_index_segments().await;
+        assert!(
+            merged <= 4,
+            "{merged} segments left of {unmerged} after the steps"
+        );
+        assert!(
+            !store.merge_search_index(16).await.expect("merge step"),
+            "a step after the last finds nothing"
+        );
+        backend
+            .execute("INSERT INTO events_fts (events_fts, rank) VALUES ('integrity-check', 0)")
+            .await;
+        let query = SearchQuery {
+            required: vec!["walrus".into()],
+            limit: 100,
+            ..SearchQuery::default()
+        };
+        let found = store.search_messages(&query).await.expect("search");
+        assert_eq!(found.len(), 12);
+    })
+    .await;
+}
+
+/// Migration 0021 rebuilds SQLite's search index without positions: a database indexed
+/// under the schema before it finds the same messages afterwards, and rows without search
+/// text stay out of the rebuilt index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_search_index_rebuilt_without_positions_finds_what_was_indexed() {
+    use sqlx::ConnectOptions as _;
+    use std::str::FromStr as _;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/switchboard.db", dir.path().display());
+    {
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+            .expect("url")
+            .create_if_missing(true)
+            .connect()
+            .await
+            .expect("connect");
+        let before_0021 = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(
+                switchboard::store::schema::SQLITE
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version < 21)
+                    .cloned()
+                    .collect(),
+            ),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        before_0021
+            .run(&mut conn)
+            .await
+            .expect("migrations to 0020");
+        for statement in [
+            "INSERT INTO users (id, name, display_name, created_at) VALUES (1, 'alice', 'Alice', 0)",
+            "INSERT INTO rooms (id, kind, name, created_by, created_at) VALUES (1, 'group', 'r', 1, 0)",
+            "INSERT INTO events (room_id, seq, kind, sender_id, body, created_at, search_text) \
+             VALUES (1, 1, 'message', 1, 'Narwhal ahoy', 0, 'narwhal ahoy'), \
+                    (1, 2, 'message', 1, 'narwhals again', 0, 'narwhals again'), \
+                    (1, 3, 'message', 1, 'a narwhal, unindexed', 0, NULL)",
+        ] {
+            sqlx::query(statement)
+                .execute(&mut conn)
+                .await
+                .expect(statement);
+        }
+        conn.close().await.expect("close");
+    }
+
+    let store = store::open(&url, &options())
+        .await
+        .expect("open and migrate");
+    let backend = Backend {
+        kind: Kind::Sqlite,
+        url,
+    };
+    let query = SearchQuery {
+        required: vec!["narwhal".into()],
+        limit: 100,
+        ..SearchQuery::default()
+    };
+    let found: Vec<i64> = store
+        .search_messages(&query)
+        .await
+        .expect("search")
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(
+        found,
+        vec![2, 1],
+        "newest first, the unindexed row not among them"
+    );
+    let detail: String = {
+        let mut conn = sqlx::SqliteConnection::connect(&backend.url)
+            .await
+            .expect("raw");
+        sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'events_fts'")
+            .fetch_one(&mut conn)
+            .await
+            .expect("schema")
+    };
+    assert!(detail.contains("detail = 'none'"), "{detail}");
+    backend
+        .execute("INSERT INTO events_fts (events_fts, rank) VALUES ('integrity-check', 0)")
+        .await;
+}
 
 async fn user(store: &Arc<dyn Store>, name: &str) -> UserId {
     store

@@ -5,6 +5,9 @@
 //! never from acknowledging early: a sender's `commit` resolves only after its transaction
 //! committed. Because this one task publishes events in commit order, every session on this
 //! node receives a room's events in `seq` order.
+//!
+//! Between batches the writer also merges the search index in bounded steps
+//! ([`SearchMerge`]; `store::sqlite_index_merge` says why), when no write waits for it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,12 +42,15 @@ impl std::fmt::Debug for Job {
 
 impl Committer {
     /// Start the writer task. It drains what is queued and stops once `shutdown` is set.
+    /// Between batches it merges up to `search_merge_pages` pages of the search index per
+    /// step (0: never; the store then leaves merging to the index itself).
     pub fn start(
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
         metrics: Metrics,
         batch_max: usize,
         queue: usize,
+        search_merge_pages: u32,
         shutdown: watch::Receiver<bool>,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue.max(1));
@@ -53,6 +59,7 @@ impl Committer {
             hub,
             metrics,
             batch_max: batch_max.max(1),
+            search_merge: SearchMerge::new(search_merge_pages),
         };
         let task = tokio::spawn(writer.run(rx, shutdown));
         (Self { tx }, task)
@@ -90,11 +97,99 @@ struct Writer {
     hub: Arc<Hub>,
     metrics: Metrics,
     batch_max: usize,
+    search_merge: SearchMerge,
+}
+
+/// After this many commits a search index merge step is due, taken once the queue is empty.
+const MERGE_AFTER_COMMITS: u32 = 8;
+/// After this many commits a step is taken even with writes waiting: under a saturating
+/// load the queue is never empty, and the index must still be merged at the rate it grows.
+const MERGE_AT_LATEST_AFTER_COMMITS: u32 = 32;
+/// Steps taken in a row while the queue stays empty before the next commit is waited for:
+/// a backlog (after `search reindex`) is merged a bounded amount at a time.
+const MERGE_STEPS_IN_A_ROW_MAX: u32 = 64;
+
+/// When the writer merges the search index: a step of `pages` pages once
+/// [`MERGE_AFTER_COMMITS`] batches were committed and the queue is empty, more steps while
+/// it stays empty and the last one found work, and at the latest after
+/// [`MERGE_AT_LATEST_AFTER_COMMITS`] batches, then with a budget grown in proportion so the
+/// index is merged at the same rate as it is written.
+#[derive(Debug)]
+struct SearchMerge {
+    /// Pages per step; 0: the writer never merges.
+    pages: u32,
+    /// Batches committed since the last step.
+    commits: u32,
+    /// The last step merged something: more may be waiting.
+    more: bool,
+    /// Steps since the last commit.
+    in_a_row: u32,
+    /// The last step failed (logged once per run of failures).
+    failing: bool,
+}
+
+impl SearchMerge {
+    fn new(pages: u32) -> Self {
+        Self {
+            pages,
+            commits: 0,
+            more: false,
+            in_a_row: 0,
+            failing: false,
+        }
+    }
+
+    /// A step's budget in pages, when one is due now (`queue_empty`: no write waits).
+    fn due(&self, queue_empty: bool) -> Option<u32> {
+        if self.pages == 0 {
+            return None;
+        }
+        let due = if queue_empty {
+            (self.more && self.in_a_row < MERGE_STEPS_IN_A_ROW_MAX)
+                || self.commits >= MERGE_AFTER_COMMITS
+        } else {
+            self.commits >= MERGE_AT_LATEST_AFTER_COMMITS
+        };
+        due.then(|| {
+            self.pages
+                .saturating_mul((self.commits / MERGE_AFTER_COMMITS).max(1))
+        })
+    }
+
+    fn committed(&mut self) {
+        self.commits = self.commits.saturating_add(1);
+        self.in_a_row = 0;
+    }
+
+    fn stepped(&mut self, outcome: &StoreResult<bool>) {
+        self.commits = 0;
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        self.more = matches!(outcome, Ok(true));
+        match outcome {
+            Ok(_) if self.failing => {
+                tracing::info!("merging the search index works again");
+                self.failing = false;
+            }
+            Err(err) if !self.failing => {
+                tracing::warn!(error = %err, "merging the search index failed; the index merges a level inside a commit once it holds 16 segments meanwhile");
+                self.failing = true;
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Writer {
-    async fn run(self, mut rx: mpsc::Receiver<Job>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>, mut shutdown: watch::Receiver<bool>) {
         loop {
+            if let Some(pages) = self.search_merge.due(rx.is_empty()) {
+                if *shutdown.borrow() {
+                    break;
+                }
+                let outcome = self.store.merge_search_index(pages).await;
+                self.search_merge.stepped(&outcome);
+                continue;
+            }
             let first = tokio::select! {
                 biased;
                 job = rx.recv() => job,
@@ -103,6 +198,7 @@ impl Writer {
             let Some(first) = first else { break };
             let batch = self.take_batch(first, &mut rx);
             self.commit_batch(batch).await;
+            self.search_merge.committed();
         }
         // Finish every write already accepted before stopping: in-flight sends are acked.
         rx.close();
@@ -217,4 +313,61 @@ fn not_committed() -> ApiError {
 /// even have been applied.
 fn is_answered_by_database(err: &StoreError) -> bool {
     matches!(err, StoreError::Backend(sqlx::Error::Database(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_merge_step_waits_for_an_empty_queue_until_it_is_overdue() {
+        let mut merge = SearchMerge::new(16);
+        assert_eq!(merge.due(true), None, "nothing committed, nothing to merge");
+        for _ in 0..MERGE_AFTER_COMMITS {
+            merge.committed();
+        }
+        assert_eq!(merge.due(false), None, "writes wait: not yet");
+        assert_eq!(merge.due(true), Some(16));
+        for _ in MERGE_AFTER_COMMITS..MERGE_AT_LATEST_AFTER_COMMITS {
+            merge.committed();
+        }
+        // Overdue under load: taken with writes waiting, with the budget of four steps.
+        assert_eq!(merge.due(false), Some(64));
+    }
+
+    #[test]
+    fn merging_goes_on_while_idle_and_finding_work_a_bounded_number_of_steps() {
+        let mut merge = SearchMerge::new(16);
+        merge.stepped(&Ok(true));
+        assert_eq!(merge.due(false), None, "more waits, but so do writes");
+        assert_eq!(merge.due(true), Some(16));
+        for _ in 1..MERGE_STEPS_IN_A_ROW_MAX {
+            merge.stepped(&Ok(true));
+        }
+        assert_eq!(
+            merge.due(true),
+            None,
+            "a backlog is merged a bounded run at a time"
+        );
+        merge.committed();
+        assert_eq!(merge.due(true), Some(16));
+        merge.stepped(&Ok(false));
+        assert_eq!(merge.due(true), None, "nothing left");
+        merge.stepped(&Err(StoreError::Corrupt("a failed step".into())));
+        assert_eq!(
+            merge.due(true),
+            None,
+            "a failed step is retried after more commits"
+        );
+    }
+
+    #[test]
+    fn no_pages_no_merging() {
+        let mut merge = SearchMerge::new(0);
+        for _ in 0..MERGE_AT_LATEST_AFTER_COMMITS {
+            merge.committed();
+        }
+        assert_eq!(merge.due(true), None);
+        assert_eq!(merge.due(false), None);
+    }
 }

@@ -104,7 +104,8 @@ async fn fixture(script: Script) -> Fixture {
     let membership = Arc::new(Membership::new(store.clone()));
     let hub = Arc::new(Hub::new(membership.clone(), metrics.clone()));
     let (stop, stopped) = watch::channel(false);
-    let (committer, _task) = Committer::start(store.clone(), hub.clone(), metrics, 64, 64, stopped);
+    let (committer, _task) =
+        Committer::start(store.clone(), hub.clone(), metrics, 64, 64, 16, stopped);
     let hooks = Arc::new(FakeHooks {
         script,
         seen: Mutex::default(),

@@ -164,6 +164,11 @@ impl Dialect for PgStore {
         // unreachable at once.
     }
 
+    async fn merge_search_index_step(&self, _pages: u32) -> StoreResult<bool> {
+        // The `pg_trgm` GIN index merges its own pending list (`gin_pending_list_limit`).
+        Ok(false)
+    }
+
     async fn append_batch(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>> {
         let mut attempt = 1;
         loop {

@@ -20,6 +20,34 @@ pub fn is_indexed(term: &str) -> bool {
     term.chars().nth(2).is_some()
 }
 
+/// The most trigrams of one term the word index is asked for.
+const TRIGRAMS_PER_TERM_MAX: usize = 16;
+
+/// The trigrams of a folded term that SQLite's word index is asked for: rows holding all of
+/// them are the term's candidates, and the term itself is then checked on each row (the
+/// index keeps which rows hold a trigram, not where: migration 0021). So these are the
+/// term's distinct trigrams in order, or for a long term [`TRIGRAMS_PER_TERM_MAX`] of them
+/// spread evenly from the first to the last: fewer trigrams can only admit more candidates,
+/// never lose a row, and every trigram asked for costs a list read. Empty for a term that
+/// [`is_indexed`] says the index cannot find.
+pub fn index_trigrams(term: &str) -> Vec<String> {
+    let chars: Vec<char> = term.chars().collect();
+    let mut distinct: Vec<String> = Vec::new();
+    for window in chars.windows(3) {
+        let trigram: String = window.iter().collect();
+        if !distinct.contains(&trigram) {
+            distinct.push(trigram);
+        }
+    }
+    if distinct.len() <= TRIGRAMS_PER_TERM_MAX {
+        return distinct;
+    }
+    let last = distinct.len() - 1;
+    (0..TRIGRAMS_PER_TERM_MAX)
+        .map(|i| distinct[i * last / (TRIGRAMS_PER_TERM_MAX - 1)].clone())
+        .collect()
+}
+
 /// The folded form of `text` (see the module header).
 pub fn fold(text: &str) -> String {
     if text.is_ascii() {
@@ -189,5 +217,40 @@ mod tests {
             let part = &text[starts[first]..starts[last]];
             prop_assert!(fold(&text).contains(&fold(part)));
         }
+
+        /// The trigrams asked of the index are distinct, at most 16, each three characters
+        /// of the term itself (so every row holding the term holds them all), and there is
+        /// one whenever the term is indexed at all; a short term keeps every one of its own.
+        #[test]
+        fn index_trigrams_are_the_terms_own(term in "\\PC{0,60}") {
+            let trigrams = index_trigrams(&term);
+            prop_assert_eq!(trigrams.is_empty(), !is_indexed(&term));
+            prop_assert!(trigrams.len() <= TRIGRAMS_PER_TERM_MAX);
+            for (i, trigram) in trigrams.iter().enumerate() {
+                prop_assert_eq!(trigram.chars().count(), 3);
+                prop_assert!(term.contains(trigram.as_str()));
+                prop_assert!(!trigrams[..i].contains(trigram));
+            }
+            let all: std::collections::HashSet<String> = term
+                .chars()
+                .collect::<Vec<_>>()
+                .windows(3)
+                .map(|w| w.iter().collect())
+                .collect();
+            if all.len() <= TRIGRAMS_PER_TERM_MAX {
+                prop_assert_eq!(trigrams.len(), all.len());
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_terms_trigrams_span_it_from_first_to_last() {
+        let term = "abcdefghijklmnopqrstuvwxyz";
+        let trigrams = index_trigrams(term);
+        assert_eq!(trigrams.len(), TRIGRAMS_PER_TERM_MAX);
+        assert_eq!(trigrams.first().map(String::as_str), Some("abc"));
+        assert_eq!(trigrams.last().map(String::as_str), Some("xyz"));
+        assert_eq!(index_trigrams("aaaa"), vec!["aaa".to_string()]);
+        assert_eq!(index_trigrams("ab"), Vec::<String>::new());
     }
 }

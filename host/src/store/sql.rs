@@ -70,6 +70,9 @@ pub(super) trait Dialect {
     /// After text was erased: make sure it is gone from disk too (SQLite folds the WAL, whose
     /// old page images would still hold it).
     fn after_erase(&self) -> impl Future<Output = ()> + Send;
+    /// One bounded step of the search index's deferred merging ([`super::Store::merge_search_index`]).
+    fn merge_search_index_step(&self, pages: u32)
+    -> impl Future<Output = StoreResult<bool>> + Send;
     /// Append a batch: the backend's guard around the shared item loop.
     fn append_batch(
         &self,
@@ -102,8 +105,9 @@ pub(super) enum SearchPlan {
 ///
 /// On SQLite, when the query has a word of three characters or more, the FTS5 trigram
 /// index `events_fts` drives the query (walked newest first, so a page of a common word
-/// stops early) unless the plan is [`SearchPlan::BySender`]; shorter words are checked on
-/// the candidate rows. On PostgreSQL the trigram index serves each `LIKE '%…%'` and the
+/// stops early) unless the plan is [`SearchPlan::BySender`]: it hands back the rows that
+/// hold all the words' trigrams, and every word (shorter ones too) is checked on those
+/// candidate rows. On PostgreSQL the trigram index serves each `LIKE '%…%'` and the
 /// planner combines them.
 pub(super) fn search_sql<D: Dialect>(
     query: &super::SearchQuery,
@@ -126,10 +130,21 @@ pub(super) fn search_sql<D: Dialect>(
         let _ = write!(sql, "events e{} WHERE ", D::SENDER_INDEX);
         "e.id"
     } else if D::FTS5 && !indexed.is_empty() {
-        // Each word a quoted FTS5 string (quotes doubled inside): all must occur.
-        let expression = indexed
+        // The rows holding every word's trigrams, each trigram a quoted FTS5 string (quotes
+        // doubled inside): the index keeps no positions (migration 0021), so it cannot
+        // match a word as a phrase; the words themselves are checked on the rows below.
+        let mut trigrams: Vec<String> = Vec::new();
+        for trigram in indexed
             .iter()
-            .map(|term| format!("\"{}\"", term.replace('"', "\"\"")))
+            .flat_map(|term| search_text::index_trigrams(term))
+        {
+            if !trigrams.contains(&trigram) {
+                trigrams.push(trigram);
+            }
+        }
+        let expression = trigrams
+            .iter()
+            .map(|trigram| format!("\"{}\"", trigram.replace('"', "\"\"")))
             .collect::<Vec<_>>()
             .join(" ");
         let p = param(SearchBind::Text(expression));
@@ -2191,6 +2206,10 @@ macro_rules! sql_store {
                     return Ok(Vec::new());
                 }
                 self.append_batch(batch).await
+            }
+
+            async fn merge_search_index(&self, pages: u32) -> StoreResult<bool> {
+                self.merge_search_index_step(pages).await
             }
 
             #[tracing::instrument(skip_all)]

@@ -5,7 +5,7 @@
 //! writes queue in-process; reads use a separate pool and, thanks to WAL, never wait for the
 //! writer. The SQL itself is shared with PostgreSQL ([`super::sql`]); what is SQLite's own
 //! is here: opening the file privately, the one-writer transaction, a one-statement insert
-//! for new messages, and erasing deleted text from the WAL.
+//! for new messages, the search index's merge steps, and erasing deleted text from the WAL.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 use super::checkpoint::{BACKSTOP_PAGES, Checkpointer};
 use super::common::NewMessage;
 use super::sql::{Dialect, sql_store};
+use super::sqlite_index_merge;
 use super::sqlite_messages::{Inserted, Transaction, insert_run};
 use super::{SqliteSync, StoreOptions};
 
@@ -34,6 +35,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Earlier texts kept, search text written.
     policy: WritePolicy,
+    /// The writer's `synchronous`, restored after a search index merge step.
+    synchronous: SqliteSync,
     /// The background WAL checkpoint (`store.sqlite_checkpoint_ms`), stopped with the last
     /// clone of the store; `None` when SQLite checkpoints inside commits.
     _checkpointer: Option<Arc<Checkpointer>>,
@@ -57,7 +60,7 @@ impl SqliteStore {
             make_private(base.get_filename())
                 .map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))?;
         }
-        let synchronous = match options.sqlite_synchronous {
+        let synchronous_pragma = match options.sqlite_synchronous {
             SqliteSync::Full => SqliteSynchronous::Full,
             SqliteSync::Normal => SqliteSynchronous::Normal,
         };
@@ -65,7 +68,7 @@ impl SqliteStore {
             .clone()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous)
+            .synchronous(synchronous_pragma)
             // Deleted message text must leave the file, not linger in freed pages (the
             // contract test for erasure fails without this).
             .pragma("secure_delete", "ON");
@@ -90,6 +93,7 @@ impl SqliteStore {
         // A database a newer binary upgraded is refused before any statement of ours runs.
         super::schema::refuse_newer_sqlite(&writer).await?;
         super::schema::SQLITE.run(&writer).await?;
+        sqlite_index_merge::configure(&writer, options.search_merge_pages).await?;
 
         let checkpointer = match background_checkpoint {
             Some(every) => Some(Checkpointer::start(base.clone(), every).await?),
@@ -108,6 +112,7 @@ impl SqliteStore {
             writer,
             reader,
             policy: WritePolicy::from_options(options),
+            synchronous: options.sqlite_synchronous,
             _checkpointer: checkpointer,
         };
         store.chain_unsealed().await?;
@@ -208,6 +213,11 @@ impl Dialect for SqliteStore {
         {
             tracing::warn!(error = %err, "checkpoint after an erasure failed; the WAL may hold erased text until the next checkpoint");
         }
+    }
+
+    async fn merge_search_index_step(&self, pages: u32) -> StoreResult<bool> {
+        let mut writer = self.writer.acquire().await?;
+        sqlite_index_merge::merge_step(&mut writer, pages, self.synchronous).await
     }
 
     /// One transaction on the single writer. Runs of new messages take the one-statement

@@ -5,24 +5,20 @@
 //! and results back over a channel, waking the caller's task for each. For the group commit's
 //! runs of new messages that traffic was a third of the SQLite thread's time (futex
 //! wake-ups and context switches in the profile, `docs/benchmarks.md`). Here the caller
-//! takes sqlx's own connection from its thread for the length of the run (`lock_handle`,
-//! which sqlx offers for this) and steps one prepared statement per message itself, through
-//! rusqlite on that same handle: the rows stay on one thread. A batch of new messages only
+//! takes sqlx's own connection from its thread for the length of the run and steps one
+//! prepared statement per message itself, through rusqlite on that same handle
+//! ([`with_rusqlite`]): the rows stay on one thread. A batch of new messages only
 //! is also begun and committed there; a mixed batch stays in the caller's sqlx
 //! transaction (see [`Transaction`]). Such a batch of new messages only also turns the
 //! search index's `secure-delete` off when a transaction that removed text left it on
 //! ([`secure_delete_off`], migration 0020).
 
-use std::borrow::Cow;
-use std::error::Error as StdError;
-use std::fmt;
-
 use sqlx::SqliteConnection;
-use sqlx::error::{DatabaseError, ErrorKind};
 
 use super::common::{
     NewMessage, encode_metadata, is_item_failure, not_found_on_foreign_key, refuse_row_errors,
 };
+use super::sqlite_raw::{backend_error, sqlx_error, with_rusqlite};
 use super::{StoreError, StoreResult, WritePolicy};
 
 /// One message's statement: its `seq` is `rooms.last_seq + 1` in the same INSERT (the
@@ -70,42 +66,21 @@ pub(super) async fn insert_run(
     policy: WritePolicy,
     transaction: Transaction,
 ) -> StoreResult<Vec<StoreResult<Inserted>>> {
-    let mut handle = conn.lock_handle().await?;
-    let raw = handle.as_raw_handle();
-    // The run is CPU work and, with its own transaction, one `fsync`, on this thread until
-    // it ends; on a multi-threaded runtime, tell tokio so its other tasks move to another
-    // worker meanwhile.
-    let run = || {
-        // SAFETY: `raw` is the live handle of the connection sqlx opened, and the lock
-        // taken above keeps sqlx's thread off it until `handle` drops, after this closure
-        // returns: so the handle is valid and this thread its only user meanwhile (sqlx opens
-        // it for use from any thread, one at a time). `from_handle` does not take ownership:
-        // dropping `db` finalizes only the statement prepared here and never closes the
-        // connection.
-        #[allow(unsafe_code)]
-        let db =
-            unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) }.map_err(backend_error)?;
-        match transaction {
-            Transaction::Caller => insert_each(&db, messages, now, policy),
-            Transaction::Own => {
-                // Dropped without `commit` (an error), it rolls back: the connection goes
-                // back to sqlx outside any transaction either way.
-                let tx = rusqlite::Transaction::new_unchecked(
-                    &db,
-                    rusqlite::TransactionBehavior::Immediate,
-                )
-                .map_err(backend_error)?;
-                secure_delete_off(&tx)?;
-                let outcomes = insert_each(&tx, messages, now, policy)?;
-                tx.commit().map_err(backend_error)?;
-                Ok(outcomes)
-            }
+    with_rusqlite(conn, |db| match transaction {
+        Transaction::Caller => insert_each(db, messages, now, policy),
+        Transaction::Own => {
+            // Dropped without `commit` (an error), it rolls back: the connection goes back
+            // to sqlx outside any transaction either way.
+            let tx =
+                rusqlite::Transaction::new_unchecked(db, rusqlite::TransactionBehavior::Immediate)
+                    .map_err(backend_error)?;
+            secure_delete_off(&tx)?;
+            let outcomes = insert_each(&tx, messages, now, policy)?;
+            tx.commit().map_err(backend_error)?;
+            Ok(outcomes)
         }
-    };
-    match tokio::runtime::Handle::try_current().map(|rt| rt.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
-        _ => run(),
-    }
+    })
+    .await
 }
 
 /// Whether the search index's `secure-delete` is on: a transaction that removed text from
@@ -178,74 +153,6 @@ fn item_error(err: rusqlite::Error) -> Result<StoreError, StoreError> {
     match refuse_row_errors(not_found_on_foreign_key(sqlx_error(err))) {
         own if is_item_failure(&own) => Ok(own),
         batch => Err(batch),
-    }
-}
-
-fn backend_error(err: rusqlite::Error) -> StoreError {
-    StoreError::Backend(sqlx_error(err))
-}
-
-/// A rusqlite error as sqlx would report it: the database's own errors keep their extended
-/// result code (so the store and the group commit classify them exactly as they classify
-/// sqlx's), anything else is a protocol error (a column of an unexpected type).
-fn sqlx_error(err: rusqlite::Error) -> sqlx::Error {
-    match err {
-        rusqlite::Error::SqliteFailure(failure, message) => {
-            sqlx::Error::Database(Box::new(SqliteFailure {
-                extended_code: failure.extended_code,
-                message: message.unwrap_or_else(|| failure.to_string()),
-            }))
-        }
-        other => sqlx::Error::Protocol(other.to_string()),
-    }
-}
-
-/// An error SQLite returned, in the form sqlx's own SQLite errors take.
-#[derive(Debug)]
-struct SqliteFailure {
-    extended_code: i32,
-    message: String,
-}
-
-impl fmt::Display for SqliteFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl StdError for SqliteFailure {}
-
-impl DatabaseError for SqliteFailure {
-    fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// The extended result code, as sqlx's SQLite driver gives it.
-    fn code(&self) -> Option<Cow<'_, str>> {
-        Some(Cow::Owned(self.extended_code.to_string()))
-    }
-
-    fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
-        self
-    }
-
-    fn as_error_mut(&mut self) -> &mut (dyn StdError + Send + Sync + 'static) {
-        self
-    }
-
-    fn into_error(self: Box<Self>) -> Box<dyn StdError + Send + Sync + 'static> {
-        self
-    }
-
-    fn kind(&self) -> ErrorKind {
-        match self.extended_code {
-            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-            | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => ErrorKind::UniqueViolation,
-            rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
-            rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
-            rusqlite::ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
-            _ => ErrorKind::Other,
-        }
     }
 }
 
