@@ -35,12 +35,15 @@ pub struct Metrics {
     pub deliveries: Counter,
     /// Requests refused, by error code.
     pub errors: ByKind,
-    /// From a send arriving at the router to its commit (seconds).
+    /// From a write entering the group commit's queue to its commit and fan-out (seconds).
     pub send_latency: Histogram,
     /// Writes per group-commit transaction.
     pub commit_batch_size: Histogram,
     /// Duration of one group-commit transaction (seconds).
     pub commit_duration: Histogram,
+    /// Duration of one step merging the search index between group commits (seconds;
+    /// SQLite only, `store::sqlite_index_merge`).
+    pub search_merge_duration: Histogram,
     /// LDAP directory syncs, by outcome (`ok`, `failed`).
     pub ldap_syncs: ByKind,
     /// When the last LDAP sync finished well (Unix seconds; 0: never). Alert when it lags
@@ -79,6 +82,7 @@ impl Metrics {
             send_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
             commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             commit_duration: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
+            search_merge_duration: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
             ldap_syncs: ByKind::default(),
             ldap_last_sync: Gauge::default(),
             llm_calls: ByKind::default(),
@@ -173,6 +177,11 @@ impl Metrics {
             "commit_duration_seconds",
             "Duration of one group-commit transaction",
             metrics.commit_duration.clone(),
+        );
+        sb.register(
+            "search_merge_duration_seconds",
+            "Duration of one step merging the search index between group commits (SQLite)",
+            metrics.search_merge_duration.clone(),
         );
         metrics
     }

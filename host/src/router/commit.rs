@@ -186,7 +186,13 @@ impl Writer {
                 if *shutdown.borrow() {
                     break;
                 }
+                let started = Instant::now();
                 let outcome = self.store.merge_search_index(pages).await;
+                if matches!(outcome, Ok(true)) {
+                    self.metrics
+                        .search_merge_duration
+                        .observe(started.elapsed().as_secs_f64());
+                }
                 self.search_merge.stepped(&outcome);
                 continue;
             }
