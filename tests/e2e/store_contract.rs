@@ -467,10 +467,6 @@ async fn sqlite_search_index_removes_text_in_place() {
     .await;
 }
 
-// ---------------------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------------------
-
 /// SQLite's search index is merged in bounded steps between commits, not inside them
 /// (`store::sqlite_index_merge`): each batch leaves a segment of its own, the steps merge
 /// them, and the merged index is sound and finds the same rows.
@@ -610,6 +606,10 @@ async fn sqlite_search_index_rebuilt_without_positions_finds_what_was_indexed() 
         .execute("INSERT INTO events_fts (events_fts, rank) VALUES ('integrity-check', 0)")
         .await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
 
 async fn user(store: &Arc<dyn Store>, name: &str) -> UserId {
     store
