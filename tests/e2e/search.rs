@@ -474,3 +474,47 @@ async fn search_can_be_turned_off_and_catches_up_when_turned_on() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// The server's own group-commit writer merges SQLite's search index between commits (its
+/// steps show in `switchboard_search_merge_duration_seconds`), and what it merged is found
+/// as before. PostgreSQL's index has no such steps and finds the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_merges_its_search_index_between_commits() {
+    for backend in BACKENDS {
+        let (server, _db) = start_on(backend, |c| c.limits.message_burst = 1000).await;
+        let admin = server.admin().await;
+        let alice = admin.create_user("alice").await;
+        let room = alice.group("tusks", &[]).await;
+        // One commit each (every send waits for its ack): a step is due after 8 commits,
+        // and each commit leaves an index segment of its own to merge.
+        for i in 0..24 {
+            let (status, ack) = alice
+                .send_http(room, &format!("w{i}"), &format!("walrus tusk {i}"))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{ack}");
+        }
+        let exposition = admin
+            .http
+            .get(format!("{}/metrics", server.base))
+            .bearer_auth(&admin.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let steps: u64 = exposition
+            .lines()
+            .find_map(|line| line.strip_prefix("switchboard_search_merge_duration_seconds_count "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{backend:?}: no merge step count in {exposition}"));
+        match backend {
+            crate::hardening::Backend::Sqlite => {
+                assert!(steps > 0, "no step merged the index after 24 commits")
+            }
+            crate::hardening::Backend::Postgres => assert_eq!(steps, 0),
+        }
+        assert_eq!(bodies(&alice, "walrus tusk").await.len(), 20, "{backend:?}");
+        assert_eq!(bodies(&alice, "tusk 17").await, vec!["walrus tusk 17"]);
+    }
+}

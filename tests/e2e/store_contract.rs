@@ -444,10 +444,9 @@ async fn sqlite_search_index_removes_text_in_place() {
         // The index keeps which rows hold a trigram, not where (migration 0021): a word is
         // asked for as all of its trigrams.
         let holding_all_trigrams_of = |word: &str| {
-            let chars: Vec<char> = word.chars().collect();
-            let trigrams: Vec<String> = chars
-                .windows(3)
-                .map(|w| format!("\"{}\"", w.iter().collect::<String>()))
+            let trigrams: Vec<String> = store::search_text::index_trigrams(word)
+                .iter()
+                .map(|trigram| format!("\"{trigram}\""))
                 .collect();
             format!(
                 "SELECT count(*) FROM events_fts WHERE events_fts MATCH '{}'",
