@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the message path's building blocks: the store's insert path (one
-//! transaction per message vs group commit), WebSocket frame decode/encode, and one audit
-//! record appended to the hash chain.
+//! transaction per message vs group commit, and a batch spread over many rooms), the room
+//! list with its unread counts, WebSocket frame decode/encode, and one audit record appended
+//! to the hash chain.
 //!
 //! `cargo bench -p switchboard --bench message_path`
 
@@ -60,16 +61,7 @@ async fn fixture() -> Fixture {
 }
 
 fn message(f: &Fixture, n: u64) -> NewEvent {
-    NewEvent::Message {
-        room_id: f.room,
-        sender_id: f.user,
-        client_msg_id: format!("m-{n}"),
-        body: BODY.into(),
-        metadata: BTreeMap::new(),
-        files: Vec::new(),
-        thread: None,
-        mentions: Default::default(),
-    }
+    message_in(f.room, f.user, n)
 }
 
 fn store_insert(c: &mut Criterion) {
@@ -100,6 +92,210 @@ fn store_insert(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// Rooms of two members each, as the load tool's `chat` scenario makes them.
+struct ManyRooms {
+    store: Arc<dyn Store>,
+    /// `(room, its two members)`.
+    rooms: Vec<(i64, [i64; 2])>,
+    _dir: tempfile::TempDir,
+}
+
+/// Who the rooms' first members are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FirstMember {
+    /// A user of its own in every room (one-to-one rooms of distinct pairs).
+    Own,
+    /// The same user in every room.
+    Shared,
+}
+
+async fn many_rooms(rooms: usize, first: FirstMember) -> ManyRooms {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let store = switchboard::store::open(&url, &StoreOptions::default())
+        .await
+        .expect("store");
+    let mut users = 0;
+    let mut new_user = async || {
+        users += 1;
+        store
+            .create_user(NewUser {
+                name: format!("u{users}"),
+                display_name: format!("u{users}"),
+                password_hash: None,
+                is_admin: false,
+                is_bot: false,
+            })
+            .await
+            .expect("user")
+            .id
+    };
+    let shared = new_user().await;
+    let mut made = Vec::with_capacity(rooms);
+    for r in 0..rooms {
+        let pair = [
+            match first {
+                FirstMember::Shared => shared,
+                FirstMember::Own => new_user().await,
+            },
+            new_user().await,
+        ];
+        let room = store
+            .create_room(
+                NewRoom {
+                    kind: RoomKind::Group,
+                    name: Some(format!("room {r}")),
+                    topic: None,
+                    created_by: pair[0],
+                },
+                &[
+                    (pair[0], switchboard::store::Role::Owner),
+                    (pair[1], switchboard::store::Role::Member),
+                ],
+            )
+            .await
+            .expect("room");
+        made.push((room.id, pair));
+    }
+    ManyRooms {
+        store,
+        rooms: made,
+        _dir: dir,
+    }
+}
+
+fn message_in(room: i64, sender: i64, n: u64) -> NewEvent {
+    NewEvent::Message {
+        room_id: room,
+        sender_id: sender,
+        client_msg_id: format!("m-{n}"),
+        body: BODY.into(),
+        metadata: BTreeMap::new(),
+        files: Vec::new(),
+        thread: None,
+        mentions: Default::default(),
+    }
+}
+
+/// One message per room, from either member in turn: `rounds` such batches.
+fn batches_over_rooms(f: &ManyRooms, rounds: u64, counter: &mut u64) -> Vec<Vec<NewEvent>> {
+    (0..rounds)
+        .map(|_| {
+            f.rooms
+                .iter()
+                .map(|&(room, pair)| {
+                    *counter += 1;
+                    let sender = pair[usize::from(counter.is_multiple_of(2))];
+                    message_in(room, sender, *counter)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A group commit as the `chat` load makes it at saturation: 50 messages, one in each of 50
+/// rooms, from 100 senders, into a store that already holds 2,000 messages per room — so
+/// every index keyed by room or sender has a leaf per room or sender to write, as in the
+/// server, and not the few adjacent leaves a batch into one room touches.
+fn store_insert_over_rooms(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let fixture = runtime.block_on(many_rooms(50, FirstMember::Own));
+    let mut counter = 0u64;
+    for batch in batches_over_rooms(&fixture, 2_000, &mut counter) {
+        runtime
+            .block_on(fixture.store.append_events(&batch))
+            .expect("append");
+    }
+    let mut group = c.benchmark_group("store_insert_sqlite_full_sync");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(50));
+    group.bench_function("batch_50_over_50_rooms", |b| {
+        b.iter_batched(
+            || {
+                batches_over_rooms(&fixture, 1, &mut counter)
+                    .pop()
+                    .expect("a batch")
+            },
+            |events| {
+                runtime
+                    .block_on(fixture.store.append_events(&events))
+                    .expect("append")
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
+/// The room list of a user in 20 rooms, each with 580 events after the user's read cursor:
+/// 400 messages of the other member (40 of them edited, 40 deleted), the edits and deletions
+/// themselves, and 100 of the user's own messages — all of which but 360 live messages of
+/// the other member the unread counts skip.
+fn room_list_unread(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let fixture = runtime.block_on(many_rooms(20, FirstMember::Shared));
+    let mut counter = 0u64;
+    for &(room, [reader, writer]) in &fixture.rooms {
+        let mut events = Vec::new();
+        for n in 0..500u64 {
+            counter += 1;
+            let sender = if n % 5 == 4 { reader } else { writer };
+            events.push(message_in(room, sender, counter));
+        }
+        let stored = runtime
+            .block_on(fixture.store.append_events(&events))
+            .expect("append");
+        let ids: Vec<i64> = stored
+            .into_iter()
+            .map(|one| one.expect("stored").event)
+            .filter(|event| event.sender_id == writer)
+            .map(|event| event.id)
+            .collect();
+        let mut changes = Vec::new();
+        for (n, &target) in ids.iter().enumerate() {
+            if n % 10 == 3 {
+                changes.push(NewEvent::Edit {
+                    room_id: room,
+                    sender_id: writer,
+                    target,
+                    body: "edited".into(),
+                    metadata: BTreeMap::new(),
+                    mentions: Default::default(),
+                });
+            } else if n % 10 == 7 {
+                changes.push(NewEvent::Delete {
+                    room_id: room,
+                    sender_id: writer,
+                    target,
+                });
+            }
+        }
+        for result in runtime
+            .block_on(fixture.store.append_events(&changes))
+            .expect("append")
+        {
+            result.expect("changed");
+        }
+    }
+    let reader = fixture.rooms[0].1[0];
+    let summaries = runtime
+        .block_on(fixture.store.rooms_for_user(reader))
+        .expect("rooms");
+    assert_eq!(summaries.len(), fixture.rooms.len());
+    // 400 of the other member's messages, less the 40 deleted.
+    assert!(
+        summaries.iter().all(|room| room.unread == 360),
+        "{summaries:?}"
+    );
+    c.bench_function("room_list_unread_500", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(fixture.store.rooms_for_user(reader))
+                .expect("rooms")
+        });
+    });
 }
 
 fn frames(c: &mut Criterion) {
@@ -219,5 +415,13 @@ fn export_room(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, store_insert, frames, audit_append, export_room);
+criterion_group!(
+    benches,
+    store_insert,
+    store_insert_over_rooms,
+    room_list_unread,
+    frames,
+    audit_append,
+    export_room
+);
 criterion_main!(benches);
