@@ -64,6 +64,25 @@ fn message(f: &Fixture, n: u64) -> NewEvent {
     message_in(f.room, f.user, n)
 }
 
+/// Time `append_events` (one transaction, one sync) of the batches `next_batch` makes; making
+/// them is not timed.
+fn time_appends(
+    b: &mut criterion::Bencher<'_>,
+    runtime: &tokio::runtime::Runtime,
+    store: &dyn Store,
+    mut next_batch: impl FnMut() -> Vec<NewEvent>,
+) {
+    b.iter_batched(
+        &mut next_batch,
+        |events| {
+            runtime
+                .block_on(store.append_events(&events))
+                .expect("append")
+        },
+        BatchSize::SmallInput,
+    );
+}
+
 fn store_insert(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let fixture = runtime.block_on(fixture());
@@ -73,22 +92,14 @@ fn store_insert(c: &mut Criterion) {
     for batch in [1usize, 16, 128, 512] {
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_function(format!("batch_{batch}"), |b| {
-            b.iter_batched(
-                || {
-                    (0..batch)
-                        .map(|_| {
-                            counter += 1;
-                            message(&fixture, counter)
-                        })
-                        .collect::<Vec<_>>()
-                },
-                |events| {
-                    runtime
-                        .block_on(fixture.store.append_events(&events))
-                        .expect("append")
-                },
-                BatchSize::SmallInput,
-            );
+            time_appends(b, &runtime, fixture.store.as_ref(), || {
+                (0..batch)
+                    .map(|_| {
+                        counter += 1;
+                        message(&fixture, counter)
+                    })
+                    .collect()
+            });
         });
     }
     group.finish();
@@ -212,19 +223,11 @@ fn store_insert_over_rooms(c: &mut Criterion) {
     group.sample_size(20);
     group.throughput(Throughput::Elements(50));
     group.bench_function("batch_50_over_50_rooms", |b| {
-        b.iter_batched(
-            || {
-                batches_over_rooms(&fixture, 1, &mut counter)
-                    .pop()
-                    .expect("a batch")
-            },
-            |events| {
-                runtime
-                    .block_on(fixture.store.append_events(&events))
-                    .expect("append")
-            },
-            BatchSize::SmallInput,
-        );
+        time_appends(b, &runtime, fixture.store.as_ref(), || {
+            batches_over_rooms(&fixture, 1, &mut counter)
+                .pop()
+                .expect("a batch")
+        });
     });
     group.finish();
 }
