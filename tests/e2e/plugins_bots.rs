@@ -28,12 +28,17 @@ pub async fn bot_id(client: &Client, name: &str) -> i64 {
 /// The value of one Prometheus sample (0 when absent), e.g.
 /// `switchboard_plugin_bot_posts_total{plugin="a",outcome="queued"}`.
 pub async fn metric(server: &TestServer, sample: &str) -> u64 {
+    metric_sample(server, sample).await.unwrap_or(0)
+}
+
+/// The value of one Prometheus sample, `None` when `/metrics` does not show it.
+pub async fn metric_sample(server: &TestServer, sample: &str) -> Option<u64> {
     let (_, text) = server.admin().await.get("/metrics").await;
     let text = text.as_str().unwrap_or_default().to_string();
     text.lines()
         .find_map(|line| line.strip_prefix(sample))
         .and_then(|rest| rest.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+        .map(|v| v as u64)
 }
 
 /// Wait (bounded) until `sample` reaches `at_least`; the wait is not what is tested.

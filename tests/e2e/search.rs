@@ -493,21 +493,12 @@ async fn the_server_merges_its_search_index_between_commits() {
                 .await;
             assert_eq!(status, StatusCode::CREATED, "{ack}");
         }
-        let exposition = admin
-            .http
-            .get(format!("{}/metrics", server.base))
-            .bearer_auth(&admin.token)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let steps: u64 = exposition
-            .lines()
-            .find_map(|line| line.strip_prefix("switchboard_search_merge_duration_seconds_count "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{backend:?}: no merge step count in {exposition}"));
+        let steps = crate::plugins_bots::metric_sample(
+            &server,
+            "switchboard_search_merge_duration_seconds_count ",
+        )
+        .await
+        .unwrap_or_else(|| panic!("{backend:?}: /metrics shows no merge step count"));
         match backend {
             crate::hardening::Backend::Sqlite => {
                 assert!(steps > 0, "no step merged the index after 24 commits")
