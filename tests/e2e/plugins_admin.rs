@@ -299,7 +299,10 @@ async fn admin_manages_plugins_live_and_every_action_is_audited() {
     assert_eq!(redact["actor"], "plugin:dlp");
     assert_eq!(redact["subject"], format!("room:{room}"));
     assert_eq!(redact["detail"]["detectors"], "card");
-    assert!(!redact.to_string().contains("1111"), "{redact}");
+    assert!(
+        !crate::support::audit_words(redact).contains("1111"),
+        "{redact}"
+    );
 
     // A restart comes back to the same state.
     let dir = plugins_dir.path().to_path_buf();
