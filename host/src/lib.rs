@@ -231,7 +231,8 @@ pub async fn serve(
         config.store.commit_queue,
         config.store.search_merge_pages,
         writer_stopped,
-    );
+    )
+    .context("starting the group-commit writer")?;
     let router = Arc::new(Router::new(
         store.clone(),
         membership,
@@ -382,7 +383,7 @@ pub async fn serve(
         exporter.abort();
     }
     let _ = stop_writer.send(true);
-    writer.await.context("group-commit writer")?;
+    writer.stopped().await.context("group-commit writer")?;
     // A clean stop leaves the chain's head under a signed checkpoint.
     match audit::load_or_create_key(&config.compliance, &config.data_dir) {
         Ok(key) => {

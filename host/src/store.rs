@@ -690,6 +690,10 @@ pub struct AuditCheckpoint {
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is (`sqlite` or `postgres`), for logs and `/metrics`.
     fn backend(&self) -> &'static str;
+    /// Whether a write runs on the calling thread (SQLite, a database inside this process:
+    /// a commit is CPU and an `fsync` there) rather than awaiting a server (PostgreSQL). The
+    /// group commit gives such a store's writer a thread of its own.
+    fn writes_on_calling_thread(&self) -> bool;
     /// Cheap liveness probe.
     async fn ping(&self) -> StoreResult<()>;
     /// Bytes the database occupies, if the backend can tell.

@@ -8,12 +8,21 @@
 //!
 //! Between batches the writer also merges the search index in bounded steps
 //! ([`SearchMerge`]; `store::sqlite_index_merge` says why), when no write waits for it.
+//!
+//! On SQLite the writer runs on a thread of its own, with a single-threaded runtime of its
+//! own. There a commit is CPU and an `fsync` on the calling thread: on one of the shared
+//! runtime's workers each batch first had to hand that worker's queue to another thread
+//! (`block_in_place`), and what sqlx's pool spawns after each transaction (a task that takes
+//! the connection back, which the next batch waits for) queued behind every session's tasks.
+//! On its own thread the writer blocks no worker, and those tasks run on its runtime, right
+//! when the next batch waits for them (`docs/benchmarks.md`, "eighth step", has the
+//! figures). PostgreSQL's writer awaits a server over sockets the shared runtime drives: it
+//! stays a task there.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
 use crate::hub::Hub;
@@ -40,10 +49,35 @@ impl std::fmt::Debug for Job {
     }
 }
 
+/// The running writer, to wait for once `shutdown` was set.
+#[derive(Debug)]
+pub struct WriterTask {
+    /// Sent when the writer returned; dropped unsent if it panicked.
+    done: oneshot::Receiver<()>,
+}
+
+/// The writer ended by a panic: writes it had accepted may not have been answered.
+#[derive(Debug, thiserror::Error)]
+#[error("the group-commit writer panicked")]
+pub struct WriterPanicked;
+
+impl WriterTask {
+    /// Wait until the writer stopped, after committing every write it had accepted.
+    pub async fn stopped(self) -> Result<(), WriterPanicked> {
+        self.done.await.map_err(|_| WriterPanicked)
+    }
+}
+
+/// How long a stopped writer thread waits for what its store calls left running on its
+/// runtime (sqlx's pool taking its connection back after the last transaction).
+const SETTLE_MAX: Duration = Duration::from_secs(2);
+
 impl Committer {
-    /// Start the writer task. It drains what is queued and stops once `shutdown` is set.
-    /// Between batches it merges up to `search_merge_pages` pages of the search index per
-    /// step (0: never; the store then leaves merging to the index itself).
+    /// Start the writer: on a thread of its own when the store writes on the calling thread
+    /// (SQLite; the module's header says why), else as a task of the current runtime. It
+    /// drains what is queued and stops once `shutdown` is set. Between batches it merges up
+    /// to `search_merge_pages` pages of the search index per step (0: never; the store then
+    /// leaves merging to the index itself). Fails only if the thread cannot be started.
     pub fn start(
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
@@ -52,8 +86,9 @@ impl Committer {
         queue: usize,
         search_merge_pages: u32,
         shutdown: watch::Receiver<bool>,
-    ) -> (Self, JoinHandle<()>) {
+    ) -> std::io::Result<(Self, WriterTask)> {
         let (tx, rx) = mpsc::channel(queue.max(1));
+        let own_thread = store.writes_on_calling_thread();
         let writer = Writer {
             store,
             hub,
@@ -61,8 +96,29 @@ impl Committer {
             batch_max: batch_max.max(1),
             search_merge: SearchMerge::new(search_merge_pages),
         };
-        let task = tokio::spawn(writer.run(rx, shutdown));
-        (Self { tx }, task)
+        let (done_tx, done) = oneshot::channel();
+        if own_thread {
+            // Built here so that a failure is this function's error, not the thread's panic.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::thread::Builder::new()
+                .name("switchboard-writer".into())
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        writer.run(rx, shutdown).await;
+                        settle().await;
+                    });
+                    drop(runtime);
+                    let _ = done_tx.send(());
+                })?;
+        } else {
+            tokio::spawn(async move {
+                writer.run(rx, shutdown).await;
+                let _ = done_tx.send(());
+            });
+        }
+        Ok((Self { tx }, WriterTask { done }))
     }
 
     /// Queue a write and wait until it is committed (and fanned out).
@@ -82,6 +138,18 @@ impl Committer {
             mpsc::error::TrySendError::Closed(_) => shutting_down(),
         })?;
         answer.await.map_err(|_| shutting_down())?
+    }
+}
+
+/// On the writer's own runtime, once the writer returned: let the tasks its store calls
+/// spawned there finish (sqlx's pool spawns one to take a connection back after each
+/// transaction), so the connection is back in its pool, and an in-memory database still
+/// open, when the thread ends. Bounded by [`SETTLE_MAX`] in case one never finishes.
+async fn settle() {
+    let runtime = tokio::runtime::Handle::current();
+    let deadline = Instant::now() + SETTLE_MAX;
+    while runtime.metrics().num_alive_tasks() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

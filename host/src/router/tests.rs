@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use super::Router;
-use super::commit::Committer;
+use super::commit::{Committer, WriterTask};
 use super::hooks::{Decision, HookKind, Hooks, PreSend, PreSendOutcome};
 use crate::config::Limits;
 use crate::error::ApiError;
@@ -90,7 +90,8 @@ struct Fixture {
     alice: User,
     bob: User,
     room: i64,
-    _stop: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+    writer: WriterTask,
 }
 
 async fn fixture(script: Script) -> Fixture {
@@ -104,8 +105,9 @@ async fn fixture(script: Script) -> Fixture {
     let membership = Arc::new(Membership::new(store.clone()));
     let hub = Arc::new(Hub::new(membership.clone(), metrics.clone()));
     let (stop, stopped) = watch::channel(false);
-    let (committer, _task) =
-        Committer::start(store.clone(), hub.clone(), metrics, 64, 64, 16, stopped);
+    let (committer, writer) =
+        Committer::start(store.clone(), hub.clone(), metrics, 64, 64, 16, stopped)
+            .expect("the writer thread starts");
     let hooks = Arc::new(FakeHooks {
         script,
         seen: Mutex::default(),
@@ -139,7 +141,8 @@ async fn fixture(script: Script) -> Fixture {
         alice,
         bob,
         room,
-        _stop: stop,
+        stop,
+        writer,
     }
 }
 
@@ -169,6 +172,45 @@ async fn concurrent_retries_are_each_answered_with_their_own_original() {
     }
     // The chain saw each message once.
     assert_eq!(f.hooks.seen.lock().unwrap().pre_send.len(), 15);
+}
+
+/// The writer of an SQLite store runs on a thread and runtime of its own: once stopped, it
+/// has answered every write it took, and what its store left running there has finished.
+/// This store is in memory, so it lives only as long as the writer's connection: had that
+/// connection been dropped with the writer's runtime, the reads below would find no tables.
+#[tokio::test]
+async fn a_stopped_writer_answered_every_write_it_took_and_its_store_stays_open() {
+    use futures_util::StreamExt as _;
+
+    let f = fixture(Script::Continue).await;
+    let mut sends: futures_util::stream::FuturesUnordered<_> = (0..15)
+        .map(|i| {
+            f.router.send_message(
+                &f.alice,
+                f.room,
+                format!("s{i}"),
+                "bye".into(),
+                Metadata::new(),
+                0,
+            )
+        })
+        .collect();
+    // Stopped once the first is acknowledged: the others are then queued or being
+    // committed, and the writer ends right after its last commit.
+    let first = sends.next().await.expect("15 sends").expect("acknowledged");
+    f.stop.send(true).expect("the writer is listening");
+    let mut acks = vec![first];
+    while let Some(result) = sends.next().await {
+        match result {
+            Ok(ack) => acks.push(ack),
+            Err(err) => assert_eq!(code(&err), "shutting_down"),
+        }
+    }
+    f.writer.stopped().await.expect("the writer stops cleanly");
+    for ack in acks {
+        let stored = f.store.event(ack.id).await.expect("the store is open");
+        assert_eq!(stored.map(|event| event.id), Some(ack.id));
+    }
 }
 
 #[tokio::test]

@@ -120,6 +120,7 @@ impl Dialect for PgStore {
     const DETAIL_OUT: &'static str = "detail::text AS detail";
     const LIVE_MESSAGE: &'static str = "e.kind = 'message' AND NOT e.deleted";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const WRITES_ON_CALLING_THREAD: bool = false;
     const METADATA_TEXT: &'static str = "metadata::text";
     const FTS5: bool = false;
     const SENDER_INDEX: &'static str = "";

@@ -55,6 +55,8 @@ pub(super) trait Dialect {
     /// other connections queue instead of acting on what they read before: ` FOR UPDATE` on
     /// PostgreSQL. SQLite needs none: its write transaction already excludes other writers.
     const FOR_UPDATE: &'static str;
+    /// Whether a write runs on the calling thread ([`super::Store::writes_on_calling_thread`]).
+    const WRITES_ON_CALLING_THREAD: bool;
     /// Upsert of a read cursor ($1 user, $2 room, $3 seq), clamped to `[0, last_seq]` and
     /// never moving back; returns `seq`.
     const READ_CURSOR_SQL: &'static str;
@@ -1269,6 +1271,10 @@ macro_rules! sql_store {
         impl Store for $store {
             fn backend(&self) -> &'static str {
                 <$store>::NAME
+            }
+
+            fn writes_on_calling_thread(&self) -> bool {
+                <$store>::WRITES_ON_CALLING_THREAD
             }
 
             async fn ping(&self) -> StoreResult<()> {

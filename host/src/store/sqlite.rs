@@ -81,6 +81,10 @@ impl SqliteStore {
             writer_opts
         };
         let writer = SqlitePoolOptions::new()
+            // A connection to a file in this process has nothing to test: sqlx's check is a
+            // round trip to the connection's thread, and for the group commit one more in
+            // each batch's path (sqlx tests each connection again as it comes back anyway).
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             // A writer held for a while by a big batch is normal: queue, don't time out early.
@@ -104,6 +108,7 @@ impl SqliteStore {
             writer.clone()
         } else {
             SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(options.max_connections.max(1))
                 .connect_with(base.read_only(true))
                 .await?
@@ -171,6 +176,7 @@ impl Dialect for SqliteStore {
     const LIVE_MESSAGE: &'static str = "e.kind = 'message' AND e.deleted = 0";
     // The single writer connection and `BEGIN IMMEDIATE` already serialise appends.
     const FOR_UPDATE: &'static str = "";
+    const WRITES_ON_CALLING_THREAD: bool = true;
     const METADATA_TEXT: &'static str = "metadata";
     const FTS5: bool = true;
     const SENDER_INDEX: &'static str = " INDEXED BY events_sender_live";

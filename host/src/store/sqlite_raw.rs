@@ -19,7 +19,8 @@ use super::{StoreError, StoreResult};
 
 /// Run `work` on `conn`'s SQLite handle through rusqlite, sqlx's thread kept off it
 /// meanwhile. The work is CPU and, when it commits, disk: on a multi-threaded runtime tokio
-/// is told, so its other tasks move to another worker meanwhile.
+/// is told, so its other tasks move to another worker meanwhile; on a single-threaded one
+/// (the group commit's writer has one of its own) it simply runs.
 pub(super) async fn with_rusqlite<T>(
     conn: &mut SqliteConnection,
     work: impl FnOnce(&rusqlite::Connection) -> StoreResult<T>,
