@@ -519,6 +519,81 @@ async fn sqlite_search_index_merges_in_steps_between_commits() {
     .await;
 }
 
+/// A run of new messages is indexed in one statement after its inserts, not by the insert
+/// trigger row by row (migration 0022): FTS5 starts a segment at every statement, so row
+/// by row a batch of n messages left n segments. Messages stored through the savepoint path
+/// in the same batch (a mention), and after the run, are indexed by the trigger as before;
+/// the index is sound and finds every message, also after the store is opened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_search_index_takes_a_run_of_messages_in_one_segment() {
+    run_sqlite(|store, backend| async move {
+        let alice = user(&store, "alice").await;
+        let bob = user(&store, "bob").await;
+        let room = group(&store, alice, &[bob]).await;
+        let run = |from: usize, n: usize| -> Vec<NewEvent> {
+            (from..from + n)
+                .map(|i| msg(room, alice, &format!("r{i}"), &format!("okapi {i}")))
+                .collect()
+        };
+        append_ok(&store, run(0, 10)).await;
+        assert_eq!(
+            backend.sqlite_index_segments().await,
+            1,
+            "a run of 10 messages left more than one segment"
+        );
+
+        // A batch that mixes runs with a message stored through a savepoint (a mention),
+        // a retry of a stored message and a message to a room that does not exist.
+        let mut mentioning = msg(room, alice, "m1", "okapi mentioning bob");
+        if let NewEvent::Message { mentions, .. } = &mut mentioning {
+            mentions.users.push(bob);
+        }
+        let mut mixed = run(10, 3);
+        mixed.push(mentioning);
+        mixed.extend(run(13, 3));
+        mixed.push(msg(room, alice, "r0", "okapi 0"));
+        mixed.push(msg(room + 1000, alice, "nowhere", "okapi nowhere"));
+        mixed.extend(run(16, 2));
+        let outcomes = store.append_events(&mixed).await.expect("batch");
+        assert!(outcomes[..mixed.len() - 3].iter().all(Result::is_ok));
+        assert!(outcomes[mixed.len() - 4].as_ref().expect("retry").duplicate);
+        assert!(matches!(
+            outcomes[mixed.len() - 3],
+            Err(StoreError::NotFound)
+        ));
+        assert!(outcomes[mixed.len() - 2..].iter().all(Result::is_ok));
+        assert_eq!(
+            backend
+                .sqlite_i64("SELECT count(*) FROM search_index_deferred")
+                .await,
+            0,
+            "the insert trigger was left off"
+        );
+
+        // One message at a time, through the fast path, then after a reopen.
+        send(&store, room, bob, "b1", "okapi from bob").await;
+        drop(store);
+        let store = backend.open().await;
+        append_ok(&store, run(18, 2)).await;
+
+        backend
+            .execute("INSERT INTO events_fts (events_fts, rank) VALUES ('integrity-check', 0)")
+            .await;
+        let query = SearchQuery {
+            required: vec!["okapi".into()],
+            limit: 100,
+            ..SearchQuery::default()
+        };
+        let found = store.search_messages(&query).await.expect("search");
+        assert_eq!(
+            found.len(),
+            22,
+            "10 + 8 + the mention + bob's + 2 after the reopen"
+        );
+    })
+    .await;
+}
+
 /// Migration 0021 rebuilds SQLite's search index without positions: a database indexed
 /// under the schema before it finds the same messages afterwards, and rows without search
 /// text stay out of the rebuilt index.

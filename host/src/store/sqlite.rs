@@ -21,6 +21,7 @@ use super::common::NewMessage;
 use super::sql::{Dialect, sql_store};
 use super::sqlite_index_merge;
 use super::sqlite_messages::{Inserted, Transaction, insert_run};
+use super::sqlite_raw::KeptStatements;
 use super::{SqliteSync, StoreOptions};
 
 /// How long a connection waits for the file lock (another process, a checkpoint) before
@@ -37,6 +38,9 @@ pub struct SqliteStore {
     policy: WritePolicy,
     /// The writer's `synchronous`, restored after a search index merge step.
     synchronous: SqliteSync,
+    /// The group commit's statements for runs of new messages, kept prepared on the writer
+    /// connection (`sqlite_raw::with_kept_statements`).
+    kept: KeptStatements,
     /// The background WAL checkpoint (`store.sqlite_checkpoint_ms`), stopped with the last
     /// clone of the store; `None` when SQLite checkpoints inside commits.
     _checkpointer: Option<Arc<Checkpointer>>,
@@ -118,6 +122,7 @@ impl SqliteStore {
             reader,
             policy: WritePolicy::from_options(options),
             synchronous: options.sqlite_synchronous,
+            kept: KeptStatements::default(),
             _checkpointer: checkpointer,
         };
         store.chain_unsealed().await?;
@@ -263,7 +268,15 @@ impl SqliteStore {
         if plain.len() == batch.len() {
             // New messages only: begun, written and committed in one hand-off.
             let mut conn = self.writer.acquire().await?;
-            return append_messages(&mut conn, &plain, now, self.policy, Transaction::Own).await;
+            return append_messages(
+                &mut conn,
+                &self.kept,
+                &plain,
+                now,
+                self.policy,
+                Transaction::Own,
+            )
+            .await;
         }
         let mut tx = self.begin_write().await?;
         let mut results = Vec::with_capacity(batch.len());
@@ -273,8 +286,15 @@ impl SqliteStore {
             if run.is_empty() {
                 results.push(apply_in_savepoint(&mut tx, &rest[0], now, self.policy).await?);
             } else {
-                let written =
-                    append_messages(&mut tx, &run, now, self.policy, Transaction::Caller).await?;
+                let written = append_messages(
+                    &mut tx,
+                    &self.kept,
+                    &run,
+                    now,
+                    self.policy,
+                    Transaction::Caller,
+                )
+                .await?;
                 results.extend(written);
             }
         }
@@ -294,12 +314,13 @@ impl SqliteStore {
 /// room.
 async fn append_messages(
     conn: &mut DbConnection,
+    kept: &KeptStatements,
     messages: &[NewMessage<'_>],
     now: i64,
     policy: WritePolicy,
     transaction: Transaction,
 ) -> StoreResult<Vec<StoreResult<Appended>>> {
-    let inserted = insert_run(conn, messages, now, policy, transaction).await?;
+    let inserted = insert_run(conn, kept, messages, now, policy, transaction).await?;
     let mut results = Vec::with_capacity(messages.len());
     for (message, outcome) in messages.iter().zip(inserted) {
         results.push(match outcome {

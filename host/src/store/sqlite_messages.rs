@@ -11,14 +11,16 @@
 //! is also begun and committed there; a mixed batch stays in the caller's sqlx
 //! transaction (see [`Transaction`]). Such a batch of new messages only also turns the
 //! search index's `secure-delete` off when a transaction that removed text left it on
-//! ([`secure_delete_off`], migration 0020).
+//! ([`secure_delete_off`], migration 0020). The run's statements stay prepared from batch
+//! to batch ([`with_kept_statements`]), and the run's text is indexed for search in one
+//! statement after its inserts ([`insert_indexing_once`], migration 0022).
 
 use sqlx::SqliteConnection;
 
 use super::common::{
     NewMessage, encode_metadata, is_item_failure, not_found_on_foreign_key, refuse_row_errors,
 };
-use super::sqlite_raw::{backend_error, sqlx_error, with_rusqlite};
+use super::sqlite_raw::{KeptStatements, backend_error, sqlx_error, with_kept_statements};
 use super::{StoreError, StoreResult, WritePolicy};
 
 /// One message's statement: its `seq` is `rooms.last_seq + 1` in the same INSERT (the
@@ -61,13 +63,14 @@ pub(super) enum Transaction {
 /// may be gone after an error, as after any of sqlx's.
 pub(super) async fn insert_run(
     conn: &mut SqliteConnection,
+    kept: &KeptStatements,
     messages: &[NewMessage<'_>],
     now: i64,
     policy: WritePolicy,
     transaction: Transaction,
 ) -> StoreResult<Vec<StoreResult<Inserted>>> {
-    with_rusqlite(conn, |db| match transaction {
-        Transaction::Caller => insert_each(db, messages, now, policy),
+    with_kept_statements(conn, kept, |db| match transaction {
+        Transaction::Caller => insert_indexing_once(db, messages, now, policy),
         Transaction::Own => {
             // Dropped without `commit` (an error), it rolls back: the connection goes back
             // to sqlx outside any transaction either way.
@@ -75,7 +78,7 @@ pub(super) async fn insert_run(
                 rusqlite::Transaction::new_unchecked(db, rusqlite::TransactionBehavior::Immediate)
                     .map_err(backend_error)?;
             secure_delete_off(&tx)?;
-            let outcomes = insert_each(&tx, messages, now, policy)?;
+            let outcomes = insert_indexing_once(&tx, messages, now, policy)?;
             tx.commit().map_err(backend_error)?;
             Ok(outcomes)
         }
@@ -93,28 +96,87 @@ const SECURE_DELETE_IS_ON: &str =
 /// turn it on again themselves before they remove anything (migration 0020 says how).
 fn secure_delete_off(db: &rusqlite::Connection) -> StoreResult<()> {
     let on = db
-        .prepare(SECURE_DELETE_IS_ON)
+        .prepare_cached(SECURE_DELETE_IS_ON)
         .and_then(|mut statement| statement.exists([]))
         .map_err(backend_error)?;
     if on {
-        db.execute(
-            "INSERT INTO events_fts (events_fts, rank) VALUES ('secure-delete', 0)",
-            [],
-        )
-        .map_err(backend_error)?;
+        db.prepare_cached("INSERT INTO events_fts (events_fts, rank) VALUES ('secure-delete', 0)")
+            .and_then(|mut statement| statement.execute([]))
+            .map_err(backend_error)?;
     }
     Ok(())
 }
 
-fn insert_each(
+/// Insert `messages` one statement each, and index the text of those stored for search in
+/// one statement after them: FTS5 writes what it holds into a segment of its own at each
+/// statement's start, so indexing row by row through the insert trigger wrote a segment per
+/// message (migration 0022 says more). The trigger is off for the run, in the run's
+/// transaction only, and on again before this returns, error or not.
+fn insert_indexing_once(
     db: &rusqlite::Connection,
     messages: &[NewMessage<'_>],
     now: i64,
     policy: WritePolicy,
 ) -> StoreResult<Vec<StoreResult<Inserted>>> {
-    let mut insert = db.prepare(INSERT_MESSAGE).map_err(backend_error)?;
+    db.prepare_cached(DEFER_INDEXING)
+        .and_then(|mut statement| statement.execute([]))
+        .map_err(backend_error)?;
+    let mut searchable = Vec::with_capacity(messages.len());
+    let run = insert_each(db, messages, now, policy, &mut searchable);
+    // Rows stored before an error are indexed too: the transaction is the caller's to end.
+    let indexed = index_rows(db, &searchable);
+    let resumed = db
+        .prepare_cached(RESUME_INDEXING)
+        .and_then(|mut statement| statement.execute([]))
+        .map_err(backend_error);
+    let outcomes = run?;
+    indexed?;
+    resumed?;
+    Ok(outcomes)
+}
+
+/// Turns the insert trigger's indexing off (migration 0022).
+const DEFER_INDEXING: &str = "INSERT OR IGNORE INTO search_index_deferred (only) VALUES (1)";
+/// Turns it on again.
+const RESUME_INDEXING: &str = "DELETE FROM search_index_deferred";
+/// Indexes the rows whose ids `?1` lists (a JSON array), as the insert trigger would have.
+const INDEX_ROWS: &str = "INSERT INTO events_fts (rowid, search_text)
+     SELECT id, search_text FROM events
+      WHERE id IN (SELECT value FROM json_each(?1)) AND search_text IS NOT NULL";
+
+/// Index the rows `ids` for search, in one statement.
+fn index_rows(db: &rusqlite::Connection, ids: &[i64]) -> StoreResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut list = String::with_capacity(ids.len() * 8 + 2);
+    list.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        list.push_str(&id.to_string());
+    }
+    list.push(']');
+    db.prepare_cached(INDEX_ROWS)
+        .and_then(|mut statement| statement.execute([list]))
+        .map_err(backend_error)?;
+    Ok(())
+}
+
+/// Insert `messages` one statement each; the ids of the rows stored with search text are
+/// pushed to `searchable` as they are stored.
+fn insert_each(
+    db: &rusqlite::Connection,
+    messages: &[NewMessage<'_>],
+    now: i64,
+    policy: WritePolicy,
+    searchable: &mut Vec<i64>,
+) -> StoreResult<Vec<StoreResult<Inserted>>> {
+    let mut insert = db.prepare_cached(INSERT_MESSAGE).map_err(backend_error)?;
     let mut outcomes = Vec::with_capacity(messages.len());
     for message in messages {
+        let search_text = policy.search_text(message.body);
         let mut rows = insert
             .query(rusqlite::params![
                 message.room_id,
@@ -123,16 +185,22 @@ fn insert_each(
                 encode_metadata(message.metadata),
                 message.client_msg_id,
                 now,
-                policy.search_text(message.body),
+                search_text,
             ])
             .map_err(backend_error)?;
         // SQLite makes every change of an INSERT … RETURNING at its first step; dropping
         // `rows` resets the statement for the next message.
         let outcome = match rows.next() {
-            Ok(Some(row)) => Inserted::Row {
-                id: row.get(0).map_err(backend_error)?,
-                seq: row.get(1).map_err(backend_error)?,
-            },
+            Ok(Some(row)) => {
+                let id = row.get(0).map_err(backend_error)?;
+                if search_text.is_some() {
+                    searchable.push(id);
+                }
+                Inserted::Row {
+                    id,
+                    seq: row.get(1).map_err(backend_error)?,
+                }
+            }
             Ok(None) => Inserted::Nothing,
             Err(err) => match item_error(err) {
                 Ok(own) => {
