@@ -100,9 +100,11 @@ fn secure_delete_off(db: &rusqlite::Connection) -> StoreResult<()> {
         .and_then(|mut statement| statement.exists([]))
         .map_err(backend_error)?;
     if on {
-        db.prepare_cached("INSERT INTO events_fts (events_fts, rank) VALUES ('secure-delete', 0)")
-            .and_then(|mut statement| statement.execute([]))
-            .map_err(backend_error)?;
+        execute_kept(
+            db,
+            "INSERT INTO events_fts (events_fts, rank) VALUES ('secure-delete', 0)",
+            [],
+        )?;
     }
     Ok(())
 }
@@ -118,17 +120,12 @@ fn insert_indexing_once(
     now: i64,
     policy: WritePolicy,
 ) -> StoreResult<Vec<StoreResult<Inserted>>> {
-    db.prepare_cached(DEFER_INDEXING)
-        .and_then(|mut statement| statement.execute([]))
-        .map_err(backend_error)?;
+    execute_kept(db, DEFER_INDEXING, [])?;
     let mut searchable = Vec::with_capacity(messages.len());
     let run = insert_each(db, messages, now, policy, &mut searchable);
     // Rows stored before an error are indexed too: the transaction is the caller's to end.
     let indexed = index_rows(db, &searchable);
-    let resumed = db
-        .prepare_cached(RESUME_INDEXING)
-        .and_then(|mut statement| statement.execute([]))
-        .map_err(backend_error);
+    let resumed = execute_kept(db, RESUME_INDEXING, []);
     let outcomes = run?;
     indexed?;
     resumed?;
@@ -149,19 +146,20 @@ fn index_rows(db: &rusqlite::Connection, ids: &[i64]) -> StoreResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    let mut list = String::with_capacity(ids.len() * 8 + 2);
-    list.push('[');
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            list.push(',');
-        }
-        list.push_str(&id.to_string());
-    }
-    list.push(']');
-    db.prepare_cached(INDEX_ROWS)
-        .and_then(|mut statement| statement.execute([list]))
-        .map_err(backend_error)?;
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    execute_kept(db, INDEX_ROWS, [format!("[{}]", list.join(","))])?;
     Ok(())
+}
+
+/// Run `sql` with `params` as a statement kept prepared (`with_kept_statements`).
+fn execute_kept(
+    db: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<usize> {
+    db.prepare_cached(sql)
+        .and_then(|mut statement| statement.execute(params))
+        .map_err(backend_error)
 }
 
 /// Insert `messages` one statement each; the ids of the rows stored with search text are
