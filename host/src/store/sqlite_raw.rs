@@ -66,7 +66,9 @@ pub(super) async fn with_kept_statements<T>(
             // sqlx drops a connection's hooks before it closes the connection (as it
             // finalizes its own statements first): the hook's closure owns `release`, so the
             // kept statements are finalized then, and the close finds none left open. The
-            // hook itself does nothing; nothing else here sets one.
+            // hook itself does nothing; nothing else here sets one. An empty slot means this
+            // connection holds no hook of ours (a hook empties the slot only as it goes),
+            // so replacing the hook drops no `ReleaseOnClose` while the slot is locked.
             handle.set_rollback_hook(move || {
                 let _owned_until_close = &release;
             });
