@@ -142,6 +142,14 @@ impl Backend {
             .await
     }
 
+    /// FTS5's own check of SQLite's search index against `events`; fails the test if the
+    /// index does not match.
+    async fn sqlite_index_is_sound(&self) {
+        assert_eq!(self.kind, Kind::Sqlite);
+        self.execute("INSERT INTO events_fts (events_fts, rank) VALUES ('integrity-check', 0)")
+            .await;
+    }
+
     /// Whether the search index's `secure-delete` is on.
     async fn sqlite_secure_delete(&self) -> bool {
         self.sqlite_i64(
@@ -459,9 +467,7 @@ async fn sqlite_search_index_removes_text_in_place() {
             let hits = backend.sqlite_i64(&holding_all_trigrams_of(gone)).await;
             assert_eq!(hits, 0, "{gone} is still found");
         }
-        backend
-            .execute("INSERT INTO events_fts (events_fts, rank) VALUES ('integrity-check', 0)")
-            .await;
+        backend.sqlite_index_is_sound().await;
     })
     .await;
 }
@@ -505,15 +511,8 @@ async fn sqlite_search_index_merges_in_steps_between_commits() {
             !store.merge_search_index(16).await.expect("merge step"),
             "a step after the last finds nothing"
         );
-        backend
-            .execute("INSERT INTO events_fts (events_fts, rank) VALUES ('integrity-check', 0)")
-            .await;
-        let query = SearchQuery {
-            required: vec!["walrus".into()],
-            limit: 100,
-            ..SearchQuery::default()
-        };
-        let found = store.search_messages(&query).await.expect("search");
+        backend.sqlite_index_is_sound().await;
+        let found = search_every_room(&store, "walrus").await;
         assert_eq!(found.len(), 12);
     })
     .await;
@@ -576,15 +575,8 @@ async fn sqlite_search_index_takes_a_run_of_messages_in_one_segment() {
         let store = backend.open().await;
         append_ok(&store, run(18, 2)).await;
 
-        backend
-            .execute("INSERT INTO events_fts (events_fts, rank) VALUES ('integrity-check', 0)")
-            .await;
-        let query = SearchQuery {
-            required: vec!["okapi".into()],
-            limit: 100,
-            ..SearchQuery::default()
-        };
-        let found = store.search_messages(&query).await.expect("search");
+        backend.sqlite_index_is_sound().await;
+        let found = search_every_room(&store, "okapi").await;
         assert_eq!(
             found.len(),
             22,
@@ -649,15 +641,8 @@ async fn sqlite_search_index_rebuilt_without_positions_finds_what_was_indexed() 
         kind: Kind::Sqlite,
         url,
     };
-    let query = SearchQuery {
-        required: vec!["narwhal".into()],
-        limit: 100,
-        ..SearchQuery::default()
-    };
-    let found: Vec<i64> = store
-        .search_messages(&query)
+    let found: Vec<i64> = search_every_room(&store, "narwhal")
         .await
-        .expect("search")
         .iter()
         .map(|e| e.seq)
         .collect();
@@ -676,9 +661,7 @@ async fn sqlite_search_index_rebuilt_without_positions_finds_what_was_indexed() 
             .expect("schema")
     };
     assert!(detail.contains("detail = 'none'"), "{detail}");
-    backend
-        .execute("INSERT INTO events_fts (events_fts, rank) VALUES ('integrity-check', 0)")
-        .await;
+    backend.sqlite_index_is_sound().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -727,6 +710,16 @@ fn msg(room: i64, sender: UserId, cmid: &str, body: &str) -> NewEvent {
         thread: None,
         mentions: Default::default(),
     }
+}
+
+/// Up to 100 messages holding `word` (already folded), in every room.
+async fn search_every_room(store: &Arc<dyn Store>, word: &str) -> Vec<Event> {
+    let query = SearchQuery {
+        required: vec![word.into()],
+        limit: 100,
+        ..SearchQuery::default()
+    };
+    store.search_messages(&query).await.expect("search")
 }
 
 /// Append a batch in which every item must succeed.
