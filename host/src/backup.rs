@@ -616,6 +616,8 @@ async fn check_sqlite_copy(
         preserve_versions: config.compliance.preserve_deleted,
         index_search: false,
         search_merge_pages: config.store.search_merge_pages,
+        // A check of a copy asks no retry questions.
+        sqlite_retry_filter_keys: 0,
     };
     let store = store::open(&url, &options).await?;
     // The checkpoints are checked with the key that signed them: the backup's own, or the

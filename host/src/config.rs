@@ -1125,6 +1125,11 @@ pub struct StoreConfig {
     /// senders would wait for the merge. 0 leaves merging to FTS5, inside commits. At most
     /// 65,536.
     pub search_merge_pages: u32,
+    /// SQLite: most message keys `(sender, client_msg_id)` the in-memory retry filter
+    /// holds, about 1.2 bytes each once full. With a `message-pre-send` plugin loaded, the
+    /// filter answers "not a retry" for a new message without reading the database. Past
+    /// this many stored messages, every retry check reads the database. 0: no filter.
+    pub sqlite_retry_filter_keys: u64,
 }
 
 impl StoreConfig {
@@ -1158,6 +1163,7 @@ impl Default for StoreConfig {
             commit_queue: 16_384,
             search_index: true,
             search_merge_pages: 16,
+            sqlite_retry_filter_keys: 50_000_000,
         }
     }
 }

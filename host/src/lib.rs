@@ -77,6 +77,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         preserve_versions: config.compliance.preserve_deleted,
         index_search: config.store.search_index,
         search_merge_pages: config.store.search_merge_pages,
+        sqlite_retry_filter_keys: config.store.sqlite_retry_filter_keys,
     };
     let url = config.database_url();
     store::open(&url, &options)

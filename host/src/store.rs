@@ -21,6 +21,7 @@ pub mod sqlite;
 mod sqlite_index_merge;
 mod sqlite_messages;
 mod sqlite_raw;
+mod sqlite_sent_keys;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -874,6 +875,10 @@ pub trait Store: Send + Sync + 'static {
     /// [`event_by_client_msg_id`](Self::event_by_client_msg_id) for many sends at once:
     /// the events stored for any of the `(sender, client_msg_id)` keys, in no set order.
     async fn events_by_client_msg_ids(&self, keys: &[(UserId, &str)]) -> StoreResult<Vec<Event>>;
+    /// False only when no event with this `(sender, client_msg_id)` is stored, known without
+    /// reading the database (SQLite: `store::sqlite_sent_keys`); true when one may be, and
+    /// always on PostgreSQL, where other nodes write too.
+    fn may_hold_client_msg_id(&self, sender: UserId, client_msg_id: &str) -> bool;
     async fn events(&self, room: RoomId, page: Page, limit: u32) -> StoreResult<Vec<Event>>;
 
     // ---- read cursors ----
@@ -1145,6 +1150,9 @@ pub struct StoreOptions {
     /// SQLite: pages of the search index merged per step between commits
     /// (`store.search_merge_pages`); 0 leaves merging to FTS5, inside commits.
     pub search_merge_pages: u32,
+    /// SQLite: most message keys the in-memory retry filter holds
+    /// (`store.sqlite_retry_filter_keys`, `store::sqlite_sent_keys`); 0: no filter.
+    pub sqlite_retry_filter_keys: u64,
 }
 
 /// What a write does beside storing the event, from [`StoreOptions`].
@@ -1179,6 +1187,7 @@ impl Default for StoreOptions {
             preserve_versions: false,
             index_search: true,
             search_merge_pages: 16,
+            sqlite_retry_filter_keys: 50_000_000,
         }
     }
 }

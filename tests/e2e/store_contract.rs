@@ -34,7 +34,7 @@ use plugin_data::{audit, llm_usage_counts, plugin_kv};
 use room_log::{
     append_is_ordered_and_gap_free, deleted_text_is_erased_from_storage, edit_and_delete,
     failed_items_burn_no_seq, idempotent_retry, long_runs_of_messages, paging,
-    reopen_keeps_everything, retries_are_found_in_bulk,
+    reopen_keeps_everything, retries_are_found_in_bulk, stored_sends_are_never_answered_new,
 };
 use rooms::{direct_room_exactly_once, group_rooms, join_and_leave, read_cursors_and_unread};
 use search::{
@@ -307,6 +307,7 @@ contract!(
     append_is_ordered_and_gap_free,
     idempotent_retry,
     retries_are_found_in_bulk,
+    stored_sends_are_never_answered_new,
     edit_and_delete,
     deleted_text_is_erased_from_storage,
     failed_items_burn_no_seq,

@@ -12,6 +12,10 @@
 //! hop; alone, a send pays one extra task hop. One batch at a time is deliberate: with four
 //! in flight, batches stayed small and most of the saving was lost (`docs/benchmarks.md`).
 //!
+//! Before any of that, the store may know without a read that the key is new (SQLite keeps
+//! every stored key in a Bloom filter, `store::sqlite_sent_keys`): then there is no lookup
+//! at all, which is the common case of a new message.
+//!
 //! Whatever goes wrong here (the queue full, the batch query failing, the task gone), the
 //! send falls back to its own lookup, so it gets the store's answer or the store's own
 //! error, never a different one.
@@ -55,6 +59,10 @@ impl RetryLookups {
         sender: UserId,
         client_msg_id: &str,
     ) -> StoreResult<Option<Event>> {
+        if !self.store.may_hold_client_msg_id(sender, client_msg_id) {
+            // Known new without a read (SQLite's filter, `store::sqlite_sent_keys`).
+            return Ok(None);
+        }
         let (reply, answer) = oneshot::channel();
         let lookup = Lookup {
             sender,

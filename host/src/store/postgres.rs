@@ -165,6 +165,11 @@ impl Dialect for PgStore {
         // unreachable at once.
     }
 
+    /// Another node may have stored any key: every retry check reads the database.
+    fn may_hold_sent_key(&self, _sender: UserId, _client_msg_id: &str) -> bool {
+        true
+    }
+
     async fn merge_search_index_step(&self, _pages: u32) -> StoreResult<bool> {
         // The `pg_trgm` GIN index merges its own pending list (`gin_pending_list_limit`).
         Ok(false)

@@ -13,7 +13,7 @@
 //! than the code it shares; the macro keeps each method readable as plain SQL, and the store
 //! contract suite (`tests/e2e/store_contract`) runs the one body on both databases.
 
-use super::{Appended, NewEvent, StoreResult, search_text};
+use super::{Appended, NewEvent, StoreResult, UserId, search_text};
 
 /// Most `(sender, client_msg_id)` keys one `events_by_client_msg_ids` statement asks for;
 /// more take several statements. A power of two (the statement shapes double up to it).
@@ -75,6 +75,9 @@ pub(super) trait Dialect {
     /// One bounded step of the search index's deferred merging ([`super::Store::merge_search_index`]).
     fn merge_search_index_step(&self, pages: u32)
     -> impl Future<Output = StoreResult<bool>> + Send;
+    /// [`super::Store::may_hold_client_msg_id`]: false only when no event with this key is
+    /// stored, known without a read.
+    fn may_hold_sent_key(&self, sender: UserId, client_msg_id: &str) -> bool;
     /// Append a batch: the backend's guard around the shared item loop.
     fn append_batch(
         &self,
@@ -2216,6 +2219,10 @@ macro_rules! sql_store {
 
             async fn merge_search_index(&self, pages: u32) -> StoreResult<bool> {
                 self.merge_search_index_step(pages).await
+            }
+
+            fn may_hold_client_msg_id(&self, sender: UserId, client_msg_id: &str) -> bool {
+                self.may_hold_sent_key(sender, client_msg_id)
             }
 
             #[tracing::instrument(skip_all)]

@@ -5,7 +5,8 @@
 //! writes queue in-process; reads use a separate pool and, thanks to WAL, never wait for the
 //! writer. The SQL itself is shared with PostgreSQL ([`super::sql`]); what is SQLite's own
 //! is here: opening the file privately, the one-writer transaction, a one-statement insert
-//! for new messages, the search index's merge steps, and erasing deleted text from the WAL.
+//! for new messages, the search index's merge steps, erasing deleted text from the WAL, and
+//! knowing a new message's key is new without a read (`sqlite_sent_keys`).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -22,6 +23,7 @@ use super::sql::{Dialect, sql_store};
 use super::sqlite_index_merge;
 use super::sqlite_messages::{Inserted, Transaction, insert_run};
 use super::sqlite_raw::KeptStatements;
+use super::sqlite_sent_keys::SentKeys;
 use super::{SqliteSync, StoreOptions};
 
 /// How long a connection waits for the file lock (another process, a checkpoint) before
@@ -41,6 +43,8 @@ pub struct SqliteStore {
     /// The group commit's statements for runs of new messages, kept prepared on the writer
     /// connection (`sqlite_raw::with_kept_statements`).
     kept: KeptStatements,
+    /// The keys of the stored messages, to answer "not a retry" without a read.
+    sent_keys: Arc<SentKeys>,
     /// The background WAL checkpoint (`store.sqlite_checkpoint_ms`), stopped with the last
     /// clone of the store; `None` when SQLite checkpoints inside commits.
     _checkpointer: Option<Arc<Checkpointer>>,
@@ -119,10 +123,14 @@ impl SqliteStore {
         };
         let store = Self {
             writer,
-            reader,
             policy: WritePolicy::from_options(options),
             synchronous: options.sqlite_synchronous,
             kept: KeptStatements::default(),
+            sent_keys: Arc::new(SentKeys::new(
+                reader.clone(),
+                options.sqlite_retry_filter_keys,
+            )),
+            reader,
             _checkpointer: checkpointer,
         };
         store.chain_unsealed().await?;
@@ -236,7 +244,20 @@ impl Dialect for SqliteStore {
     /// shared savepoint loop. Any error other than an item's own fails the batch: SQLite may
     /// already have rolled the transaction back (I/O, a full disk).
     async fn append_batch(&self, batch: &[NewEvent]) -> StoreResult<Vec<StoreResult<Appended>>> {
-        match self.append_once(batch).await {
+        let keys = batch.iter().filter_map(|event| match event {
+            NewEvent::Message {
+                sender_id,
+                client_msg_id,
+                ..
+            } => Some((*sender_id, client_msg_id.as_str())),
+            _ => None,
+        });
+        // The keys go into the retry filter twice (`sqlite_sent_keys`). Before: should this
+        // future be dropped, its commit may still complete on sqlx's thread. After, whatever
+        // the outcome: a scan that started during the commit may have read before it. A key
+        // added for nothing costs only a lookup; one missing would hide a retry.
+        self.sent_keys.add(keys.clone());
+        let outcome = match self.append_once(batch).await {
             // Another connection changed the schema (an operator's trigger, say) and a
             // statement prepared before it failed to prepare again; the transaction rolled
             // back whole, so running the batch again stores it exactly once.
@@ -245,7 +266,14 @@ impl Dialect for SqliteStore {
                 self.append_once(batch).await
             }
             result => result,
-        }
+        };
+        self.sent_keys.add(keys);
+        outcome
+    }
+
+    /// False only when no message with this key is stored (`sqlite_sent_keys`).
+    fn may_hold_sent_key(&self, sender: UserId, client_msg_id: &str) -> bool {
+        self.sent_keys.may_hold(sender, client_msg_id)
     }
 }
 

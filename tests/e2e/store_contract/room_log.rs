@@ -171,6 +171,78 @@ pub(super) async fn retries_are_found_in_bulk(store: Arc<dyn Store>, _: Backend)
     assert!(found.contains(&stored[1].event) && found.contains(&stored[40].event));
 }
 
+/// The router's "may this send be a retry?" before the plugins run: a stored key is never
+/// answered new, before SQLite's filter is filled, once it is, for keys of every write path
+/// (the one-statement run, a mention through a savepoint, a retry) and after a reopen. On
+/// SQLite a key never stored is answered new once the filter is filled (that saves the
+/// lookup); PostgreSQL, where other nodes write too, answers "may be" to everything.
+pub(super) async fn stored_sends_are_never_answered_new(store: Arc<dyn Store>, backend: Backend) {
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let room = group(&store, alice, &[bob]).await;
+    let first: Vec<String> = (0..50).map(|i| format!("s{i}")).collect();
+    append_ok(
+        &store,
+        first.iter().map(|c| msg(room, alice, c, "hello")).collect(),
+    )
+    .await;
+    let all_held = |store: &Arc<dyn Store>, keys: &[(UserId, String)]| {
+        keys.iter()
+            .filter(|(u, c)| !store.may_hold_client_msg_id(*u, c))
+            .map(|(u, c)| format!("{u}/{c}"))
+            .collect::<Vec<_>>()
+    };
+    let mut stored: Vec<(UserId, String)> = first.iter().map(|c| (alice, c.clone())).collect();
+    assert_eq!(all_held(&store, &stored), Vec::<String>::new());
+
+    // Until the scan the first question started is done, no key is known new; a new one
+    // then is (the sentinel; on PostgreSQL, checked once).
+    let fresh = |store: &Arc<dyn Store>| {
+        (0..100)
+            .filter(|i| !store.may_hold_client_msg_id(bob, &format!("new{i}")))
+            .count()
+    };
+    let filled = |store: Arc<dyn Store>| async move {
+        if backend.kind == Kind::Postgres {
+            assert_eq!(fresh(&store), 0, "PostgreSQL cannot know a key is new");
+            return;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while fresh(&store) < 90 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the filter never filled"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    filled(Arc::clone(&store)).await;
+    assert_eq!(all_held(&store, &stored), Vec::<String>::new());
+
+    // A batch of every path: held as soon as it returns.
+    let mut mentioning = msg(room, bob, "m1", "hi @alice");
+    if let NewEvent::Message { mentions, .. } = &mut mentioning {
+        mentions.users.push(alice);
+    }
+    let batch = vec![
+        msg(room, bob, "r1", "run"),
+        mentioning,
+        msg(room, bob, "r2", "run"),
+        msg(room, alice, "s0", "hello"),
+    ];
+    let outcomes = append_ok(&store, batch).await;
+    assert!(outcomes[3].duplicate);
+    stored.extend(["r1", "m1", "r2"].map(|c| (bob, c.to_string())));
+    assert_eq!(all_held(&store, &stored), Vec::<String>::new());
+
+    // Another store on the file fills its own filter from what is stored.
+    drop(store);
+    let store = backend.open().await;
+    assert_eq!(all_held(&store, &stored), Vec::<String>::new());
+    filled(Arc::clone(&store)).await;
+    assert_eq!(all_held(&store, &stored), Vec::<String>::new());
+}
+
 pub(super) async fn edit_and_delete(store: Arc<dyn Store>, _: Backend) {
     let alice = user(&store, "alice").await;
     let bob = user(&store, "bob").await;
